@@ -1,0 +1,77 @@
+//! Helpers for tests that drive the sandbox's consent pages as a person would: open the page, pick a user,
+//! tick scopes, press «Разрешить» or «Отмена», and follow the redirect back.
+
+use url::Url;
+
+/// What the person does on a consent page.
+#[derive(Debug, Clone)]
+pub struct Consent {
+    pub user_id: i64,
+    pub allow: bool,
+    /// Community consent: the scopes left ticked (`None`: all that were asked for).
+    pub grant: Option<Vec<String>>,
+}
+
+impl Consent {
+    pub fn allow(user_id: i64) -> Self {
+        Self { user_id, allow: true, grant: None }
+    }
+
+    pub fn deny(user_id: i64) -> Self {
+        Self { user_id, allow: false, grant: None }
+    }
+
+    pub fn granting(user_id: i64, scopes: &[&str]) -> Self {
+        Self { user_id, allow: true, grant: Some(scopes.iter().map(|s| (*s).to_owned()).collect()) }
+    }
+}
+
+/// Opens `authorize_url` (a VK ID or community authorization page of the sandbox), submits the form as `consent`
+/// says, and returns where the sandbox redirects the browser (the app's redirect URI with `code` or `error`).
+pub async fn consent(authorize_url: &str, consent: &Consent) -> Result<Url, String> {
+    let http =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().map_err(|e| e.to_string())?;
+    let page = http.get(authorize_url).send().await.map_err(|e| e.to_string())?;
+    let status = page.status();
+    let html = page.text().await.map_err(|e| e.to_string())?;
+    if !status.is_success() || !html.contains("Разрешить") {
+        return Err(format!("no consent page ({status}): {html}"));
+    }
+    let url = Url::parse(authorize_url).map_err(|e| e.to_string())?;
+    let mut form: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    form.push(("user_id".into(), consent.user_id.to_string()));
+    form.push(("decision".into(), if consent.allow { "allow" } else { "deny" }.into()));
+    let scopes: Vec<String> = match &consent.grant {
+        Some(g) => g.clone(),
+        None => url
+            .query_pairs()
+            .find(|(k, _)| k == "scope")
+            .map(|(_, v)| v.split([',', ' ']).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+            .unwrap_or_default(),
+    };
+    for s in scopes {
+        form.push(("grant".into(), s));
+    }
+    let mut action = url.clone();
+    action.set_query(None);
+    let body = serde_urlencoded::to_string(&form).map_err(|e| e.to_string())?;
+    let response = http
+        .post(action)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no redirect after consent ({})", response.status()))?;
+    Url::parse(&location).map_err(|e| e.to_string())
+}
+
+/// A query parameter of a URL.
+pub fn query_param(url: &Url, name: &str) -> Option<String> {
+    url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}

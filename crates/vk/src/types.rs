@@ -1,0 +1,313 @@
+//! Ids and the objects VK returns from the methods vkhook uses.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// A community id (positive; VK uses `-id` as the owner id of a community's wall).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct GroupId(pub i64);
+
+impl GroupId {
+    /// The community as an owner (walls, `from_id` of its own comments): `-id`.
+    pub fn as_owner(self) -> i64 {
+        -self.0
+    }
+}
+
+impl fmt::Display for GroupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A user id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UserId(pub i64);
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// `admin_level`: 1 moderator, 2 editor, 3 administrator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum AdminLevel {
+    Moderator = 1,
+    Editor = 2,
+    Administrator = 3,
+}
+
+impl AdminLevel {
+    pub fn from_level(level: i64) -> Option<Self> {
+        match level {
+            1 => Some(Self::Moderator),
+            2 => Some(Self::Editor),
+            3 => Some(Self::Administrator),
+            _ => None,
+        }
+    }
+
+    pub fn as_level(self) -> i64 {
+        self as i64
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Moderator => "moderator",
+            Self::Editor => "editor",
+            Self::Administrator => "administrator",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "moderator" => Some(Self::Moderator),
+            "editor" => Some(Self::Editor),
+            "administrator" => Some(Self::Administrator),
+            _ => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for AdminLevel {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let level = i64::deserialize(d)?;
+        Self::from_level(level).ok_or_else(|| serde::de::Error::custom(format!("unknown admin_level {level}")))
+    }
+}
+
+/// VK's 0/1 booleans.
+pub(crate) fn bool_int<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum B {
+        Int(i64),
+        Bool(bool),
+    }
+    Ok(match B::deserialize(d)? {
+        B::Int(i) => i != 0,
+        B::Bool(b) => b,
+    })
+}
+
+/// A community as `groups.get extended=1` and `groups.getById` return it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Group {
+    pub id: GroupId,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub screen_name: String,
+    #[serde(default)]
+    pub photo_100: Option<String>,
+    #[serde(default, deserialize_with = "bool_int")]
+    pub is_admin: bool,
+    #[serde(default)]
+    pub admin_level: Option<AdminLevel>,
+    #[serde(default)]
+    pub is_closed: Option<i64>,
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+}
+
+/// `groups.get` with `extended=1`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GroupList {
+    pub count: i64,
+    pub items: Vec<Group>,
+}
+
+/// `groups.getById` since 5.139.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GroupsById {
+    #[serde(default)]
+    pub groups: Vec<Group>,
+}
+
+/// One permission of a community token.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct TokenPermission {
+    pub setting: u64,
+    pub name: String,
+}
+
+/// `groups.getTokenPermissions`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct TokenPermissions {
+    pub mask: u64,
+    #[serde(default)]
+    pub permissions: Vec<TokenPermission>,
+}
+
+impl TokenPermissions {
+    pub fn has(&self, scope: CommunityScope) -> bool {
+        self.mask & scope.bit() != 0
+    }
+
+    /// The scope names, in VK's words (`manage`, `messages`, …).
+    pub fn names(&self) -> Vec<String> {
+        CommunityScope::ALL.iter().filter(|s| self.has(**s)).map(|s| s.as_str().to_owned()).collect()
+    }
+}
+
+/// Community token scopes and their bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CommunityScope {
+    Stories,
+    Photos,
+    AppWidget,
+    Messages,
+    Wall,
+    Docs,
+    Manage,
+}
+
+impl CommunityScope {
+    pub const ALL: [CommunityScope; 7] =
+        [Self::Stories, Self::Photos, Self::AppWidget, Self::Messages, Self::Wall, Self::Docs, Self::Manage];
+
+    pub fn bit(self) -> u64 {
+        match self {
+            Self::Stories => 1,
+            Self::Photos => 4,
+            Self::AppWidget => 64,
+            Self::Messages => 4096,
+            Self::Wall => 8192,
+            Self::Docs => 131072,
+            Self::Manage => 262144,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stories => "stories",
+            Self::Photos => "photos",
+            Self::AppWidget => "app_widget",
+            Self::Messages => "messages",
+            Self::Wall => "wall",
+            Self::Docs => "docs",
+            Self::Manage => "manage",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|scope| scope.as_str() == s)
+    }
+}
+
+/// A callback server's status as `groups.getCallbackServers` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ServerStatus {
+    Unconfigured,
+    Failed,
+    Wait,
+    Ok,
+    /// A status this crate does not know yet, kept as VK sent it.
+    Other(String),
+}
+
+impl ServerStatus {
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "unconfigured" => Self::Unconfigured,
+            "failed" => Self::Failed,
+            "wait" => Self::Wait,
+            "ok" => Self::Ok,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Unconfigured => "unconfigured",
+            Self::Failed => "failed",
+            Self::Wait => "wait",
+            Self::Ok => "ok",
+            Self::Other(s) => s,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ServerStatus {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Self::parse(&String::deserialize(d)?))
+    }
+}
+
+/// One callback server of a community.
+#[derive(Clone, Deserialize)]
+pub struct CallbackServer {
+    pub id: i64,
+    pub title: String,
+    #[serde(default)]
+    pub creator_id: i64,
+    pub url: String,
+    #[serde(default = "empty_secret")]
+    pub secret_key: SecretString,
+    pub status: ServerStatus,
+}
+
+fn empty_secret() -> SecretString {
+    SecretString::from(String::new())
+}
+
+impl fmt::Debug for CallbackServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallbackServer")
+            .field("id", &self.id)
+            .field("title", &self.title)
+            .field("creator_id", &self.creator_id)
+            .field("url", &self.url)
+            .field("secret_key", &"[redacted]")
+            .field("status", &self.status)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CallbackServers {
+    pub count: i64,
+    pub items: Vec<CallbackServer>,
+}
+
+/// `groups.getCallbackSettings`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct CallbackSettings {
+    #[serde(default)]
+    pub api_version: String,
+    #[serde(default)]
+    pub events: BTreeMap<String, i64>,
+}
+
+impl CallbackSettings {
+    /// The event types switched on.
+    pub fn enabled(&self) -> Vec<&str> {
+        self.events.iter().filter(|(_, on)| **on != 0).map(|(name, _)| name.as_str()).collect()
+    }
+}
+
+/// A user as `users.get` returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct User {
+    pub id: UserId,
+    #[serde(default)]
+    pub first_name: String,
+    #[serde(default)]
+    pub last_name: String,
+    #[serde(default)]
+    pub photo_100: Option<String>,
+}
+
+/// `wall.createComment`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct CreatedComment {
+    pub comment_id: i64,
+    #[serde(default)]
+    pub parents_stack: Vec<i64>,
+}

@@ -1,0 +1,8 @@
+//! The `vk` crate against the sandbox over real HTTP, and the parser against real request bodies.
+
+mod helpers;
+
+mod callback_flow;
+mod calls;
+mod oauth;
+mod samples;
