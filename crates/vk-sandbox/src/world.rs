@@ -294,7 +294,9 @@ impl World {
             clock_offset: 0,
         };
         let now = world.now();
-        let groups: [(i64, &str, &str, &'static str, &[(i64, i64)], &str); 4] = [
+        /// (id, name, screen name, type, admins with levels, the first post)
+        type DemoGroup = (i64, &'static str, &'static str, &'static str, &'static [(i64, i64)], &'static str);
+        let groups: [DemoGroup; 4] = [
             (
                 1001,
                 "Кофейня «Зерно»",

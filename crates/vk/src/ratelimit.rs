@@ -4,7 +4,7 @@
 //! Tokens are never stored: the limiter is keyed by a keyed hash of the token.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -32,9 +32,7 @@ impl RateLimiter {
 
     /// The key under which `token` is counted.
     pub fn key_for(&self, token: &str) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        token.hash(&mut h);
-        h.finish()
+        self.hasher.hash_one(token)
     }
 
     /// Waits until a request under `key` is allowed with at most `per_window` in any window, and counts it.
