@@ -1,34 +1,35 @@
-use clap::{Parser, Subcommand};
-
-#[derive(Parser)]
-#[command(name = "vkhook", version, about = "Connects VK communities to a bot in one click")]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the VK sandbox alone.
-    Sandbox {
-        #[arg(long, default_value_t = 8081)]
-        port: u16,
-    },
-}
+use clap::Parser;
+use vkhook::config::{Cli, Command, KeysCommand};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
-    match Cli::parse().command {
-        Command::Sandbox { port } => {
-            let sandbox = vk_sandbox::Sandbox::start(vk_sandbox::SandboxConfig {
-                bind: ([127, 0, 0, 1], port).into(),
-                ..Default::default()
-            })
-            .await?;
-            println!("VK sandbox: {}", sandbox.url());
-            tokio::signal::ctrl_c().await?;
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Serve(args) => match args.settings() {
+            Ok(settings) => vkhook::cli::serve(settings).await,
+            Err(e) => Err(e.into()),
+        },
+        Command::Migrate(args) => vkhook::cli::migrate(args).await,
+        Command::Demo(args) => vkhook::cli::demo(args).await,
+        Command::Sandbox { port } => vkhook::cli::sandbox(*port).await,
+        Command::Keys { action: KeysCommand::Rotate(args) } => vkhook::cli::keys_rotate(args).await,
+        Command::Keys { action: KeysCommand::Generate { id } } => {
+            println!("{}", secrecy::ExposeSecret::expose_secret(&vkhook::vault::Vault::generate_spec(id)));
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, naming what is wrong.
+            eprintln!("vkhook: {e:#}");
+            std::process::ExitCode::from(2)
         }
     }
-    Ok(())
 }

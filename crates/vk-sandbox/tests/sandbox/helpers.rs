@@ -116,7 +116,6 @@ pub async fn receiver() -> Receiver {
     Receiver { url, code: state.0, answer: state.1, seen: state.2 }
 }
 
-
 /// Adds a server for `receiver` the right way (code first), switches `events` on with 5.199, waits for `ok`.
 pub async fn connected_server(sandbox: &Sandbox, group_id: i64, receiver: &Receiver, events: &[&str]) -> (String, i64) {
     let token = manage_token(sandbox, group_id);

@@ -1,0 +1,110 @@
+//! `App::build(settings)` → a bound listener and the shared state; `run_until_stopped` serves until told to stop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use url::Url;
+
+use crate::config::Settings;
+use crate::store::Store;
+use crate::vault::Vault;
+
+/// What every handler and worker shares. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+pub struct Inner {
+    pub settings: Settings,
+    pub store: Store,
+    pub vault: Vault,
+    pub vk: vk::Client,
+    pub oauth: vk::OAuthClient,
+    /// The base URL VK and browsers use, without a trailing slash.
+    pub public_url: Url,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl AppState {
+    pub fn new(settings: Settings, store: Store, public_url: Url) -> anyhow::Result<AppState> {
+        let vault = Vault::from_spec(&settings.token_keys).context("VKHOOK_TOKEN_KEYS")?;
+        let mut vk_cfg = vk::ClientConfig::new(settings.vk.api_url.clone());
+        vk_cfg.timeout = settings.vk.request_timeout;
+        vk_cfg.retry = settings.vk.retry;
+        let vk = vk::Client::new(vk_cfg).context("VK client")?;
+        let oauth = vk::OAuthClient::new(vk::OAuthConfig {
+            id_url: settings.vk.id_url.clone(),
+            oauth_url: settings.vk.oauth_url.clone(),
+            client_id: settings.vk.client_id.clone(),
+            client_secret: settings.vk.client_secret.clone(),
+            timeout: settings.vk.request_timeout,
+        })
+        .context("OAuth client")?;
+        Ok(AppState { inner: Arc::new(Inner { settings, store, vault, vk, oauth, public_url }) })
+    }
+
+    /// `<public url><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.public_url.as_str().trim_end_matches('/'), path)
+    }
+
+    /// Cookies get `Secure` when the public URL is https.
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+}
+
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl App {
+    /// Connects the store, migrates, binds `settings.bind` (port 0 picks a free one).
+    pub async fn build(settings: Settings) -> anyhow::Result<App> {
+        let store = Store::connect(&settings.database_url).await.context("opening the database")?;
+        store.migrate().await.context("migrating the database")?;
+        let listener = TcpListener::bind(settings.bind).await.with_context(|| format!("binding {}", settings.bind))?;
+        let addr = listener.local_addr()?;
+        let public_url = match &settings.public_url {
+            Some(url) => url.clone(),
+            None => Url::parse(&format!("http://{addr}")).expect("a socket address makes a URL"),
+        };
+        let state = AppState::new(settings, store, public_url)?;
+        Ok(App { listener, state })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr().port()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let router = crate::http::router(self.state.clone());
+        tracing::info!(url = %self.state.public_url, "vkhook listening on {}", self.addr());
+        axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")?;
+        self.state.store.close().await;
+        Ok(())
+    }
+}

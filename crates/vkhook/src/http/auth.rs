@@ -1,0 +1,127 @@
+//! Landing page, VK ID sign-in, sign-out and the language switch.
+
+use askama::Template;
+use axum::extract::{Form, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use crate::accounts::{self, SignInFailure, VkIdRedirect};
+use crate::app::AppState;
+use crate::error::{AppError, AppResult};
+use crate::i18n::Lang;
+
+use super::render::{render, Layout};
+use super::session::{self, SignedIn, Viewer, LANG_COOKIE};
+
+#[derive(Template)]
+#[template(path = "landing.html")]
+struct LandingPage {
+    layout: Layout,
+    notice: Option<&'static str>,
+}
+
+#[derive(Deserialize)]
+pub struct LandingQuery {
+    notice: Option<String>,
+}
+
+pub async fn show_landing(
+    State(app): State<AppState>,
+    viewer: Viewer,
+    Query(q): Query<LandingQuery>,
+) -> AppResult<Response> {
+    let t = viewer.lang.msg();
+    let notice = match q.notice.as_deref() {
+        Some("signin_again") => Some(t.signin_again),
+        Some("signed_out") => Some(t.signed_out),
+        _ => None,
+    };
+    let user_name = user_name(&app, &viewer).await?;
+    render(LandingPage { layout: Layout::new(&viewer, user_name, "/"), notice })
+}
+
+/// The signed-in user's name for the header.
+pub async fn user_name(app: &AppState, viewer: &Viewer) -> AppResult<Option<String>> {
+    let Some(user_id) = viewer.session.as_ref().and_then(|s| s.user_id) else { return Ok(None) };
+    Ok(app.store.user(user_id).await?.map(|u| format!("{} {}", u.first_name, u.last_name)))
+}
+
+/// «Войти через VK ID»: a session (anonymous until signed in) holds the pending state and verifier.
+pub async fn start_login(State(app): State<AppState>, viewer: Viewer) -> AppResult<Response> {
+    let (cookie, session) = match viewer.session {
+        Some(s) => (None, s),
+        None => {
+            let (cookie, s) = session::start_session(&app, None).await?;
+            (Some(cookie), s)
+        }
+    };
+    let url = accounts::begin_sign_in(&app, &session.id_hash).await?;
+    let mut response = Redirect::to(url.as_str()).into_response();
+    if let Some(cookie) = cookie {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+/// VK ID's redirect back: exchange, then a new session (fresh id) for the user.
+pub async fn finish_login(
+    State(app): State<AppState>,
+    viewer: Viewer,
+    Query(back): Query<VkIdRedirect>,
+) -> AppResult<Response> {
+    let Some(session) = viewer.session else {
+        return Err(AppError::shown_with_back(StatusCode::BAD_REQUEST, |t| t.signin_state, "/auth/vk/login"));
+    };
+    match accounts::finish_sign_in(&app, &session.id_hash, &back).await {
+        Ok(user_id) => {
+            // A fresh session id at sign-in: the pre-login id (known to anyone who planted it) dies here.
+            app.store.delete_session(&session.id_hash).await?;
+            let (cookie, _) = session::start_session(&app, Some(user_id)).await?;
+            let mut response = Redirect::to("/communities").into_response();
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+            Ok(response)
+        }
+        Err(SignInFailure::Denied) => {
+            Err(AppError::shown_with_back(StatusCode::FORBIDDEN, |t| t.signin_denied, "/auth/vk/login"))
+        }
+        Err(SignInFailure::BadState) => {
+            Err(AppError::shown_with_back(StatusCode::BAD_REQUEST, |t| t.signin_state, "/auth/vk/login"))
+        }
+        Err(SignInFailure::VkId(e)) => {
+            tracing::warn!(error = %e, "VK ID sign-in failed");
+            Err(AppError::shown_with_back(StatusCode::BAD_GATEWAY, |t| t.signin_failed, "/auth/vk/login"))
+        }
+        Err(SignInFailure::Other(e)) => Err(e),
+    }
+}
+
+pub async fn logout(State(app): State<AppState>, user: SignedIn) -> AppResult<Response> {
+    app.store.delete_session(&user.session.id_hash).await?;
+    tracing::info!(user_id = user.user_id, "signed out");
+    let mut response = Redirect::to("/?notice=signed_out").into_response();
+    response.headers_mut().append(header::SET_COOKIE, session::clear_session_cookie(&app));
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+pub struct LangForm {
+    lang: String,
+    #[serde(default)]
+    back: String,
+}
+
+/// The language switch: a preference cookie, then back where the user was (same-site paths only).
+pub async fn switch_lang(State(app): State<AppState>, Form(form): Form<LangForm>) -> AppResult<Response> {
+    let lang =
+        Lang::parse(&form.lang).ok_or_else(|| AppError::shown(StatusCode::BAD_REQUEST, |t| t.error_bad_request))?;
+    let back = if form.back.starts_with('/') && !form.back.starts_with("//") { form.back } else { "/".into() };
+    let mut headers = HeaderMap::new();
+    let cookie = format!(
+        "{LANG_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Lax{}",
+        lang.code(),
+        if app.secure_cookies() { "; Secure" } else { "" }
+    );
+    headers.insert(header::SET_COOKIE, cookie.parse().expect("ascii cookie"));
+    Ok((headers, Redirect::to(&back)).into_response())
+}

@@ -1,0 +1,259 @@
+//! `/communities`: the communities the user manages, adding one by link, and a community's page.
+
+use askama::Template;
+use axum::extract::{Form, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use crate::accounts;
+use crate::app::AppState;
+use crate::error::{AppError, AppResult};
+use crate::i18n::Msg;
+use crate::store::{CommunityRow, UserCommunity};
+
+use super::auth::user_name;
+use super::render::{render, Layout};
+use super::session::{SignedIn, Viewer};
+
+pub fn role_label(t: &'static Msg, role: &str) -> &'static str {
+    match role {
+        "administrator" => t.role_administrator,
+        "editor" => t.role_editor,
+        _ => t.role_moderator,
+    }
+}
+
+/// The status badge: (text, css class).
+pub fn status_label(t: &'static Msg, status: &str) -> (&'static str, &'static str) {
+    match status {
+        "connected" => (t.status_connected, "ok"),
+        "connecting" => (t.status_connecting, "warn"),
+        "failed" => (t.status_failed, "err"),
+        "needs_reauth" => (t.status_needs_reauth, "err"),
+        _ => (t.status_not_connected, ""),
+    }
+}
+
+pub struct CommunityItem {
+    pub id: i64,
+    pub name: String,
+    pub photo: Option<String>,
+    pub role_label: &'static str,
+    pub status_label: &'static str,
+    pub status_class: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "communities/list.html")]
+struct CommunityListPage {
+    layout: Layout,
+    csrf: String,
+    communities: Vec<CommunityItem>,
+    notice: Option<&'static str>,
+    add_open: bool,
+    add_error: Option<&'static str>,
+}
+
+fn community_row(g: &vk::Group) -> CommunityRow {
+    CommunityRow { id: g.id.0, name: g.name.clone(), screen_name: g.screen_name.clone(), photo: g.photo_100.clone() }
+}
+
+/// Why the list could not come from VK.
+#[derive(Clone, Copy)]
+enum ListProblem {
+    NoGroupsScope,
+    Hidden,
+    VkUnavailable,
+}
+
+/// Refreshes the user's communities from VK (`groups.get filter=moder extended=1`) when the token allows it.
+async fn refresh_from_vk(app: &AppState, user_id: i64) -> AppResult<Option<ListProblem>> {
+    let result = accounts::with_user_token(app, user_id, |token, scopes| async move {
+        if !accounts::has_scope(&scopes, "groups") {
+            return Ok(None);
+        }
+        app.vk.groups_get(&token, &["moder"]).await.map(Some)
+    })
+    .await?;
+    match result {
+        Ok(None) => Ok(Some(ListProblem::NoGroupsScope)),
+        Ok(Some(list)) => {
+            let managed: Vec<(CommunityRow, String)> = list
+                .items
+                .iter()
+                .filter_map(|g| g.admin_level.map(|level| (community_row(g), level.as_str().to_owned())))
+                .collect();
+            app.store.set_user_communities(user_id, &managed).await?;
+            Ok(None)
+        }
+        Err(e) if matches!(e.code(), Some(vk::code::ACCESS_DENIED | vk::code::PERMISSION_DENIED)) => {
+            Ok(Some(ListProblem::NoGroupsScope))
+        }
+        Err(e) if e.code() == Some(vk::code::GROUPS_LIST_HIDDEN) => Ok(Some(ListProblem::Hidden)),
+        Err(e) if e.needs_reauth() => Err(AppError::SignInAgain),
+        Err(e) => {
+            tracing::warn!(user_id, error = %e, "could not list communities at VK");
+            Ok(Some(ListProblem::VkUnavailable))
+        }
+    }
+}
+
+pub async fn list_communities(State(app): State<AppState>, user: SignedIn, viewer: Viewer) -> AppResult<Response> {
+    let problem = refresh_from_vk(&app, user.user_id).await?;
+    list_page(&app, &user, &viewer, problem, None).await
+}
+
+async fn list_page(
+    app: &AppState,
+    user: &SignedIn,
+    viewer: &Viewer,
+    problem: Option<ListProblem>,
+    add_error: Option<&'static str>,
+) -> AppResult<Response> {
+    let t = user.lang.msg();
+    let communities: Vec<CommunityItem> =
+        app.store.user_communities(user.user_id).await?.into_iter().map(|c| item(t, c)).collect();
+    let notice = problem.map(|p| match p {
+        ListProblem::NoGroupsScope => t.no_groups_scope,
+        ListProblem::Hidden => t.groups_hidden,
+        ListProblem::VkUnavailable => t.vk_unavailable,
+    });
+    let add_open = add_error.is_some() || matches!(problem, Some(ListProblem::NoGroupsScope | ListProblem::Hidden));
+    let mut response = render(CommunityListPage {
+        layout: Layout::new(viewer, user_name(app, viewer).await?, "/communities"),
+        csrf: user.session.csrf.clone(),
+        communities,
+        notice,
+        add_open,
+        add_error,
+    })?;
+    if add_error.is_some() {
+        *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+    }
+    Ok(response)
+}
+
+fn item(t: &'static Msg, c: UserCommunity) -> CommunityItem {
+    let (status_label, status_class) = status_label(t, &c.status);
+    CommunityItem {
+        id: c.id,
+        name: c.name,
+        photo: c.photo,
+        role_label: role_label(t, &c.role),
+        status_label,
+        status_class,
+    }
+}
+
+/// What the admin typed into «Добавить сообщество»: a community key for `groups.getById`.
+pub fn parse_community_link(input: &str) -> Option<String> {
+    let mut s = input.trim();
+    for prefix in ["https://", "http://"] {
+        s = s.strip_prefix(prefix).unwrap_or(s);
+    }
+    for prefix in ["www.", "m."] {
+        s = s.strip_prefix(prefix).unwrap_or(s);
+    }
+    for host in ["vk.com/", "vk.ru/", "vkontakte.ru/"] {
+        s = s.strip_prefix(host).unwrap_or(s);
+    }
+    let s = s.split(['?', '#', '/']).next().unwrap_or_default().trim().trim_start_matches('@');
+    if s.is_empty() || s.len() > 64 || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
+        return None;
+    }
+    if let Ok(id) = s.parse::<i64>() {
+        return (id > 0).then(|| id.to_string());
+    }
+    Some(s.to_owned())
+}
+
+#[derive(Deserialize)]
+pub struct AddCommunityForm {
+    link: String,
+}
+
+pub async fn add_community(
+    State(app): State<AppState>,
+    user: SignedIn,
+    viewer: Viewer,
+    Form(form): Form<AddCommunityForm>,
+) -> AppResult<Response> {
+    let t = user.lang.msg();
+    let Some(key) = parse_community_link(&form.link) else {
+        return list_page(&app, &user, &viewer, None, Some(t.add_community_bad_input)).await;
+    };
+    let result = accounts::with_user_token(&app, user.user_id, |token, _| {
+        let (app, key) = (app.clone(), key.clone());
+        async move { app.vk.groups_get_by_id(&token, &[key.as_str()]).await }
+    })
+    .await?;
+    let group = match result {
+        Ok(groups) => groups.into_iter().next(),
+        Err(e) if matches!(e.code(), Some(vk::code::INVALID_PARAM | vk::code::NOT_FOUND)) => None,
+        Err(e) if e.needs_reauth() => return Err(AppError::SignInAgain),
+        Err(e) => return Err(e.into()),
+    };
+    let Some(group) = group else {
+        return list_page(&app, &user, &viewer, None, Some(t.add_community_not_found)).await;
+    };
+    let Some(level) = group.admin_level else {
+        return list_page(&app, &user, &viewer, None, Some(t.add_community_not_managed)).await;
+    };
+    app.store.add_user_community(user.user_id, &community_row(&group), level.as_str()).await?;
+    tracing::info!(user_id = user.user_id, group_id = group.id.0, "community added by link");
+    Ok(Redirect::to(&format!("/communities/{}", group.id.0)).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "communities/detail.html")]
+struct CommunityDetailPage {
+    layout: Layout,
+    csrf: String,
+    community: UserCommunity,
+    role_label: &'static str,
+    status_label: &'static str,
+    status_class: &'static str,
+}
+
+pub async fn show_community(
+    State(app): State<AppState>,
+    user: SignedIn,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let id: i64 = id.parse().map_err(|_| AppError::NotFound)?;
+    let community = app.store.community_for_user(user.user_id, id).await?.ok_or(AppError::NotFound)?;
+    let t = user.lang.msg();
+    let (status_label, status_class) = status_label(t, &community.status);
+    render(CommunityDetailPage {
+        layout: Layout::new(&viewer, user_name(&app, &viewer).await?, &format!("/communities/{id}")),
+        csrf: user.session.csrf.clone(),
+        role_label: role_label(t, &community.role),
+        status_label,
+        status_class,
+        community,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_community_link;
+
+    #[test]
+    fn community_links_in_the_shapes_admins_paste() {
+        for (input, key) in [
+            ("vk.com/club1001", "club1001"),
+            ("https://vk.com/zerno_coffee", "zerno_coffee"),
+            ("https://m.vk.com/public1002?w=wall", "public1002"),
+            ("  1001 ", "1001"),
+            ("@zerno_coffee", "zerno_coffee"),
+            ("vk.ru/club7/", "club7"),
+        ] {
+            assert_eq!(parse_community_link(input).as_deref(), Some(key), "{input}");
+        }
+        for bad in ["", "   ", "https://vk.com/", "-5", "<script>", "a b"] {
+            assert_eq!(parse_community_link(bad), None, "{bad}");
+        }
+    }
+}

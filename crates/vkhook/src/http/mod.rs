@@ -1,0 +1,61 @@
+//! HTTP: the UI routes (behind the session/CSRF/language layer), static assets, and the machine endpoints
+//! (`/healthz`; later `/vk/callback` and `/metrics`), which have no session layer.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::app::AppState;
+
+pub mod auth;
+pub mod communities;
+pub mod render;
+pub mod session;
+
+pub fn router(state: AppState) -> Router {
+    let ui = Router::new()
+        .route("/", get(auth::show_landing))
+        .route("/auth/vk/login", get(auth::start_login))
+        .route("/auth/vk/callback", get(auth::finish_login))
+        .route("/logout", post(auth::logout))
+        .route("/lang", post(auth::switch_lang))
+        .route("/communities", get(communities::list_communities))
+        .route("/communities/add", post(communities::add_community))
+        .route("/communities/{id}", get(communities::show_community))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), session::ui_layer));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route(
+            "/static/style.css",
+            get(|| async { asset("text/css; charset=utf-8", include_str!("../../static/style.css")) }),
+        )
+        .route(
+            "/static/favicon.svg",
+            get(|| async { asset("image/svg+xml", include_str!("../../static/favicon.svg")) }),
+        )
+        .merge(ui)
+        .with_state(state)
+}
+
+async fn not_found() -> crate::error::AppError {
+    crate::error::AppError::NotFound
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=3600")], body).into_response()
+}
+
+/// 200 when the database answers, 503 otherwise.
+async fn healthz(State(app): State<AppState>) -> Response {
+    match app.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ok").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: database unavailable");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        }
+    }
+}

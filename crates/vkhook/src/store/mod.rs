@@ -1,0 +1,267 @@
+//! The one place with SQL. `Store` hides the backend: embedded SQLite (WAL, `synchronous=FULL`) by default,
+//! PostgreSQL when the URL says so. Queries are written once in SQL both understand (`$n` placeholders,
+//! `ON CONFLICT`, `RETURNING`) and run on whichever pool is configured; the few that differ say so.
+//!
+//! Values from the vault arrive here already sealed; the store never sees a plaintext token.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+mod communities;
+mod sessions;
+mod users;
+
+pub use communities::*;
+pub use sessions::*;
+pub use users::*;
+
+/// Runs `$body` with `$pool` bound to the concrete pool of whichever backend is configured.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.backend {
+            $crate::store::Backend::Sqlite($pool) => $body,
+            $crate::store::Backend::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database URL {0:?} is neither sqlite:// nor postgres://")]
+    UnsupportedUrl(String),
+    #[error("database: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("database file: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("migration {version} ({name}): {source}")]
+    Migration { version: i64, name: &'static str, source: sqlx::Error },
+}
+
+impl StoreError {
+    /// The database could not be reached (as opposed to a query that is wrong): answer 503, try later.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Sqlx(e) => {
+                matches!(
+                    e,
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::WorkerCrashed
+                        | sqlx::Error::Tls(_)
+                ) || e.as_database_error().is_some_and(|d| {
+                    // PostgreSQL: admin shutdown, cannot connect now, too many connections; SQLite: busy, locked, I/O.
+                    matches!(d.code().as_deref(), Some("57P01" | "57P02" | "57P03" | "53300" | "5" | "6" | "10" | "13"))
+                })
+            }
+            StoreError::Io(_) => true,
+            _ => false,
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub(crate) backend: Backend,
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+/// Both backends have the same versions.
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sqlite: include_str!("migrations/sqlite/0001_init.sql"),
+    postgres: include_str!("migrations/postgres/0001_init.sql"),
+}];
+
+impl Store {
+    /// Opens the database at `url` (`sqlite://path` — created with its folder if missing — or `postgres://…`).
+    /// Does not migrate.
+    pub async fn connect(url: &str) -> StoreResult<Store> {
+        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            let file = path.split('?').next().unwrap_or(path);
+            if file != ":memory:" {
+                if let Some(dir) = std::path::Path::new(file).parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)?;
+                }
+            }
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(5));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(options)
+                .await?;
+            return Ok(Store { backend: Backend::Sqlite(pool) });
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(3))
+                .connect_with(options)
+                .await?;
+            return Ok(Store { backend: Backend::Postgres(pool) });
+        }
+        Err(StoreError::UnsupportedUrl(url.split('@').next_back().unwrap_or_default().to_owned()))
+    }
+
+    pub fn kind(&self) -> BackendKind {
+        match self.backend {
+            Backend::Sqlite(_) => BackendKind::Sqlite,
+            Backend::Postgres(_) => BackendKind::Postgres,
+        }
+    }
+
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await)
+    }
+
+    /// Applies the migrations not yet applied; returns their versions. Safe when several instances start at once:
+    /// PostgreSQL serializes them with an advisory lock, SQLite with its write lock.
+    pub async fn migrate(&self) -> StoreResult<Vec<i64>> {
+        const CREATE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\
+            version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";
+        let mut applied = Vec::new();
+        match &self.backend {
+            Backend::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(7261001)").execute(&mut *tx).await?;
+                sqlx::raw_sql(CREATE).execute(&mut *tx).await?;
+                let done: Vec<i64> =
+                    sqlx::query_scalar("SELECT version FROM schema_migrations").fetch_all(&mut *tx).await?;
+                for m in MIGRATIONS.iter().filter(|m| !done.contains(&m.version)) {
+                    sqlx::raw_sql(m.postgres).execute(&mut *tx).await.map_err(|source| StoreError::Migration {
+                        version: m.version,
+                        name: m.name,
+                        source,
+                    })?;
+                    sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+                        .bind(m.version)
+                        .bind(m.name)
+                        .bind(now_ms())
+                        .execute(&mut *tx)
+                        .await?;
+                    applied.push(m.version);
+                }
+                tx.commit().await?;
+            }
+            Backend::Sqlite(pool) => {
+                let mut conn = pool.acquire().await?;
+                sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+                let result: StoreResult<()> = async {
+                    sqlx::raw_sql(CREATE).execute(&mut *conn).await?;
+                    let done: Vec<i64> =
+                        sqlx::query_scalar("SELECT version FROM schema_migrations").fetch_all(&mut *conn).await?;
+                    for m in MIGRATIONS.iter().filter(|m| !done.contains(&m.version)) {
+                        sqlx::raw_sql(m.sqlite).execute(&mut *conn).await.map_err(|source| StoreError::Migration {
+                            version: m.version,
+                            name: m.name,
+                            source,
+                        })?;
+                        sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+                            .bind(m.version)
+                            .bind(m.name)
+                            .bind(now_ms())
+                            .execute(&mut *conn)
+                            .await?;
+                        applied.push(m.version);
+                    }
+                    Ok(())
+                }
+                .await;
+                let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+                sqlx::raw_sql(end).execute(&mut *conn).await?;
+                result?;
+            }
+        }
+        Ok(applied)
+    }
+
+    /// The migration versions applied so far.
+    pub async fn applied_migrations(&self) -> StoreResult<Vec<i64>> {
+        let q = "SELECT version FROM schema_migrations ORDER BY version";
+        Ok(on_pool!(self, pool => sqlx::query_scalar(q).fetch_all(pool).await?))
+    }
+
+    /// The database answers.
+    pub async fn ping(&self) -> StoreResult<()> {
+        on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await?.rows_affected());
+        Ok(())
+    }
+}
+
+/// Where a vault value lives, for key rotation: (table, key column, value column).
+pub const SEALED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("user_tokens", "user_id", "access_token"),
+    ("user_tokens", "user_id", "refresh_token"),
+    ("oauth_states", "state_hash", "verifier"),
+    ("community_settings", "group_id", "secret"),
+    ("community_settings", "group_id", "previous_secret"),
+    ("community_settings", "group_id", "community_token"),
+];
+
+/// One stored vault value.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SealedCell {
+    pub row: String,
+    pub value: String,
+}
+
+impl Store {
+    /// Every sealed value in `table.column`, with its row key as text.
+    pub async fn sealed_values(&self, table: &str, key: &str, column: &str) -> StoreResult<Vec<SealedCell>> {
+        assert!(SEALED_COLUMNS.contains(&(table, key, column)), "not a sealed column");
+        let q = format!("SELECT CAST({key} AS TEXT) AS row, {column} AS value FROM {table} WHERE {column} IS NOT NULL");
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, SealedCell>(&q).fetch_all(pool).await?))
+    }
+
+    /// Replaces one sealed value, if it is still `old`.
+    pub async fn replace_sealed_value(
+        &self,
+        (table, key, column): (&str, &str, &str),
+        row: &str,
+        old: &str,
+        new: &str,
+    ) -> StoreResult<bool> {
+        assert!(SEALED_COLUMNS.contains(&(table, key, column)), "not a sealed column");
+        let q = format!("UPDATE {table} SET {column} = $1 WHERE CAST({key} AS TEXT) = $2 AND {column} = $3");
+        let n =
+            on_pool!(self, pool => sqlx::query(&q).bind(new).bind(row).bind(old).execute(pool).await?.rows_affected());
+        Ok(n == 1)
+    }
+}

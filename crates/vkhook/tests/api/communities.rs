@@ -1,0 +1,63 @@
+//! The communities list when VK does not give it, and adding a community by link.
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn without_the_groups_scope_the_admin_adds_a_community_by_link() {
+    let app =
+        TestApp::spawn_with(Options { vkid_scopes: vec!["vkid.personal_info".into()], ..Default::default() }).await;
+    let html = app.sign_in(1).await.text().await.unwrap();
+    assert!(html.contains("не дал приложению доступ к списку"), "says why in plain words");
+    assert!(html.contains("Добавить сообщество"));
+    let r = app.post_with_csrf("/communities", "/communities/add", &[("link", "https://vk.com/club1001")]).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/communities/1001");
+    let page = app.get("/communities/1001").await.text().await.unwrap();
+    assert!(page.contains("Кофейня «Зерно»") && page.contains("Администратор"));
+
+    let r = app.post_with_csrf("/communities", "/communities/add", &[("link", "vk.com/city_news")]).await;
+    assert_eq!(r.status(), 303);
+    let list = app.get("/communities").await.text().await.unwrap();
+    assert!(list.contains("Городские новости") && list.contains("Редактор"));
+}
+
+#[tokio::test]
+async fn adding_a_community_one_does_not_manage_or_that_does_not_exist_is_refused() {
+    let app =
+        TestApp::spawn_with(Options { vkid_scopes: vec!["vkid.personal_info".into()], ..Default::default() }).await;
+    app.sign_in(1).await;
+    let r = app.post_with_csrf("/communities", "/communities/add", &[("link", "1004")]).await;
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("Вы не управляете этим сообществом"));
+    assert_eq!(app.get("/communities/1004").await.status(), 404);
+    let r = app.post_with_csrf("/communities", "/communities/add", &[("link", "vk.com/no_such_group")]).await;
+    assert!(r.text().await.unwrap().contains("не нашлось"));
+    let r = app.post_with_csrf("/communities", "/communities/add", &[("link", "<script>")]).await;
+    assert!(r.text().await.unwrap().contains("Не понимаю эту ссылку"));
+}
+
+#[tokio::test]
+async fn a_hidden_list_is_explained() {
+    let app = TestApp::spawn().await;
+    app.sandbox.world().users.get_mut(&1).unwrap().groups_hidden = true;
+    let html = app.sign_in(1).await.text().await.unwrap();
+    assert!(html.contains("скрыт настройками приватности"));
+    assert!(html.contains("<details class=\"card add-community\" open"));
+}
+
+#[tokio::test]
+async fn vk_being_down_shows_the_saved_list() {
+    let app = TestApp::spawn().await;
+    app.sign_in(1).await;
+    app.sandbox.inject_fault(vk_sandbox::Fault {
+        method: Some("groups.get".into()),
+        error_code: Some(10),
+        latency_ms: None,
+        remaining: None,
+    });
+    let r = app.get("/communities").await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("ВКонтакте сейчас не отвечает"));
+    assert!(html.contains("Кофейня «Зерно»"), "the saved list");
+}

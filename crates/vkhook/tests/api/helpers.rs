@@ -1,0 +1,252 @@
+//! `TestApp`: a vkhook instance on port 0 with its own SQLite file (or TEST_DATABASE_URL's server), wired to its
+//! own VK sandbox; typed helpers drive it as a browser would.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use reqwest::redirect::Policy;
+use secrecy::SecretString;
+use tokio::sync::oneshot;
+use vk_sandbox::testing::{consent, Consent};
+use vk_sandbox::{Sandbox, SandboxConfig};
+use vkhook::config::{Settings, Timing, VkSettings};
+use vkhook::store::Store;
+use vkhook::vault::Vault;
+use vkhook::{App, AppState};
+
+/// Everything every test's vkhook logged (debug level and up), for tests that prove nothing secret is logged.
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&LOGS.get_or_init(Default::default).lock().unwrap()).into_owned()
+}
+
+static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+
+#[derive(Clone)]
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn init_logging() {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        let buffer = LOGS.get_or_init(Default::default).clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("debug,hyper=debug,reqwest=debug")
+            .with_writer(move || LogWriter(buffer.clone()))
+            .with_ansi(false)
+            .try_init();
+    });
+}
+
+/// A scratch directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!("{prefix}-{:016x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub struct Options {
+    pub vkid_scopes: Vec<String>,
+    pub token_keys: SecretString,
+    pub timing: Timing,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            vkid_scopes: vec!["vkid.personal_info".into(), "groups".into()],
+            token_keys: Vault::generate_spec("test1"),
+            timing: Timing::default(),
+        }
+    }
+}
+
+pub struct TestApp {
+    pub sandbox: Sandbox,
+    pub url: String,
+    pub state: AppState,
+    /// A browser-like client: keeps cookies, does not follow redirects.
+    pub http: reqwest::Client,
+    /// Keeps the scratch directory (and the database file) alive as long as the app.
+    _dir: TempDir,
+    pub db_file: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(Options::default()).await
+    }
+
+    pub async fn spawn_with(options: Options) -> TestApp {
+        init_logging();
+        let sandbox = Sandbox::start(SandboxConfig { time_factor: 0.001, ..Default::default() }).await.unwrap();
+        let dir = TempDir::new("vkhook-test");
+        let db_file = dir.0.join("vkhook.db");
+        let url = |s: String| url::Url::parse(&s).unwrap();
+        let settings = Settings {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            public_url: None,
+            database_url: format!("sqlite://{}", db_file.display()),
+            vk: VkSettings {
+                client_id: sandbox.config().client_id.clone(),
+                client_secret: SecretString::from(sandbox.config().client_secret.clone()),
+                api_url: url(sandbox.api_url()),
+                oauth_url: url(sandbox.oauth_url()),
+                id_url: url(sandbox.id_url()),
+                vkid_scopes: options.vkid_scopes,
+                community_scopes: vec!["manage".into(), "messages".into(), "wall".into()],
+                request_timeout: Duration::from_secs(5),
+                retry: vk::RetryPolicy {
+                    backoff: vk::Backoff::new(Duration::from_millis(5), Duration::from_millis(40)),
+                    deadline: Duration::from_secs(2),
+                    max_attempts: 4,
+                },
+            },
+            token_keys: options.token_keys,
+            timing: options.timing,
+        };
+        let app = App::build(settings).await.unwrap();
+        let url = format!("http://{}", app.addr());
+        let state = app.state().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        TestApp { sandbox, url, state, http: browser(), _dir: dir, db_file, stop: Some(stop) }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.state.store
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(format!("{}{path}", self.url)).send().await.unwrap()
+    }
+
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.http.post(format!("{}{path}", self.url)).form(form).send().await.unwrap()
+    }
+
+    /// A POST carrying the CSRF token of `page`.
+    pub async fn post_with_csrf(&self, page: &str, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        let html = self.get(page).await.text().await.unwrap();
+        let csrf = csrf_from(&html).unwrap_or_else(|| panic!("no CSRF token on {page}"));
+        let mut form = form.to_vec();
+        form.push(("csrf", &csrf));
+        self.post_form(path, &form).await
+    }
+
+    /// Signs in as `user_id` through VK ID's consent page; returns the page the app lands on.
+    pub async fn sign_in(&self, user_id: i64) -> reqwest::Response {
+        let back = self.authorize_at_vk_id(Consent::allow(user_id)).await;
+        let landed = self.http.get(back).send().await.unwrap();
+        assert_eq!(landed.status(), 303, "sign-in redirects");
+        let location = landed.headers()["location"].to_str().unwrap().to_owned();
+        assert_eq!(location, "/communities");
+        self.get(&location).await
+    }
+
+    /// Starts sign-in at the app and answers VK ID's consent page; returns the redirect back to the app.
+    pub async fn authorize_at_vk_id(&self, choice: Consent) -> String {
+        let start = self.get("/auth/vk/login").await;
+        assert_eq!(start.status(), 303);
+        let authorize = start.headers()["location"].to_str().unwrap().to_owned();
+        assert!(authorize.starts_with(&self.sandbox.id_url()), "{authorize}");
+        consent(&authorize, &choice).await.unwrap().to_string()
+    }
+
+    /// Every token the sandbox issued (access and refresh).
+    pub async fn issued_tokens(&self) -> Vec<String> {
+        let v: serde_json::Value =
+            reqwest::get(format!("{}/_sandbox/tokens", self.sandbox.url())).await.unwrap().json().await.unwrap();
+        let mut out = Vec::new();
+        for list in ["tokens", "refresh_tokens"] {
+            for t in v[list].as_array().unwrap() {
+                out.push(t["value"].as_str().unwrap().to_owned());
+            }
+        }
+        out
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder().cookie_store(true).redirect(Policy::none()).build().unwrap()
+}
+
+pub fn csrf_from(html: &str) -> Option<String> {
+    let at = html.find("name=\"csrf\" value=\"")? + "name=\"csrf\" value=\"".len();
+    Some(html[at..].split('"').next()?.to_owned())
+}
+
+/// A fresh PostgreSQL database on TEST_DATABASE_URL's server, dropped when this is dropped; `None` (and a printed
+/// `skipped: …`) when TEST_DATABASE_URL is not set.
+pub struct PgDatabase {
+    admin_url: String,
+    name: String,
+    pub url: String,
+}
+
+impl PgDatabase {
+    pub async fn create(test: &str) -> Option<PgDatabase> {
+        let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
+            println!("skipped: {test} on PostgreSQL (TEST_DATABASE_URL is not set)");
+            return None;
+        };
+        let name = format!("vkhook_test_{:016x}", rand::random::<u64>());
+        let mut conn =
+            <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url).await.expect("TEST_DATABASE_URL connects");
+        sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+        let mut url = url::Url::parse(&admin_url).unwrap();
+        url.set_path(&format!("/{name}"));
+        Some(PgDatabase { admin_url, name, url: url.to_string() })
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop may run inside a runtime: do the async work on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url).await {
+                    let _ = sqlx::Executor::execute(
+                        &mut conn,
+                        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str(),
+                    )
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}

@@ -1,0 +1,8 @@
+//! vkhook's HTTP routes against the VK sandbox, and the store contract on every backend.
+
+mod helpers;
+
+mod auth;
+mod communities;
+mod security;
+mod store_contract;

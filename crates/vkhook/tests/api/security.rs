@@ -1,0 +1,98 @@
+//! CSRF, secrets at rest, secrets in logs, key rotation.
+
+use secrecy::{ExposeSecret, SecretString};
+use vkhook::store::SEALED_COLUMNS;
+use vkhook::vault::{Slot, Vault};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_post_without_a_valid_csrf_token_is_403_and_changes_nothing() {
+    let app =
+        TestApp::spawn_with(Options { vkid_scopes: vec!["vkid.personal_info".into()], ..Default::default() }).await;
+    app.sign_in(1).await;
+    for form in
+        [vec![("link", "1001")], vec![("link", "1001"), ("csrf", "forged")], vec![("link", "1001"), ("csrf", "")]]
+    {
+        let r = app.post_form("/communities/add", &form).await;
+        assert_eq!(r.status(), 403);
+        assert!(r.text().await.unwrap().contains("Форма устарела"));
+    }
+    assert!(app.store().user_communities(1).await.unwrap().is_empty(), "nothing was added");
+    let r = app.post_form("/logout", &[]).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(app.get("/communities").await.status(), 200, "still signed in");
+    // A valid token works.
+    let r = app.post_with_csrf("/communities", "/communities/add", &[("link", "1001")]).await;
+    assert_eq!(r.status(), 303);
+}
+
+#[tokio::test]
+async fn the_database_file_holds_no_token_in_plain_text() {
+    let app = TestApp::spawn().await;
+    app.sign_in(1).await;
+    let tokens = app.issued_tokens().await;
+    assert!(tokens.len() >= 2, "an access and a refresh token");
+    let mut bytes = Vec::new();
+    for suffix in ["", "-wal"] {
+        if let Ok(b) = std::fs::read(format!("{}{suffix}", app.db_file.display())) {
+            bytes.extend(b);
+        }
+    }
+    assert!(bytes.len() > 10_000);
+    let stored = app.store().user_tokens(1).await.unwrap().expect("tokens are stored");
+    assert!(stored.access_token.starts_with("v1."));
+    for token in &tokens {
+        assert!(!contains(&bytes, token.as_bytes()), "a token is in the database file in plain text");
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test]
+async fn logs_during_sign_in_carry_no_token_code_or_state() {
+    let app = TestApp::spawn().await;
+    let back = app.authorize_at_vk_id(vk_sandbox::testing::Consent::allow(1)).await;
+    let back_url = url::Url::parse(&back).unwrap();
+    let code = back_url.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+    let state = back_url.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
+    assert_eq!(app.http.get(&back).send().await.unwrap().status(), 303);
+    app.get("/communities").await;
+    app.sandbox.advance_clock(3700);
+    app.get("/communities").await; // a refresh
+    let logs = captured_logs();
+    assert!(logs.contains("signed in with VK ID"), "logs were captured");
+    assert!(logs.contains("refreshed"), "the refresh was logged");
+    let mut secrets = app.issued_tokens().await;
+    secrets.push(code);
+    secrets.push(state);
+    for secret in secrets {
+        assert!(!logs.contains(&secret), "a secret appears in the logs");
+    }
+    assert!(!logs.contains(app.sandbox.config().client_secret.as_str()));
+}
+
+#[tokio::test]
+async fn rotation_leaves_every_value_readable_with_the_new_key_alone() {
+    let old = Vault::generate_spec("old");
+    let app = TestApp::spawn_with(Options { token_keys: old.clone(), ..Default::default() }).await;
+    app.sign_in(1).await;
+    app.get("/auth/vk/login").await; // a pending state with a sealed verifier
+    let new = Vault::generate_spec("new");
+    let both =
+        Vault::from_spec(&SecretString::from(format!("{},{}", new.expose_secret(), old.expose_secret()))).unwrap();
+    let changed = vkhook::cli::rotate_keys(app.store(), &both).await.unwrap();
+    assert!(changed >= 3, "access, refresh and verifier: {changed}");
+    assert_eq!(vkhook::cli::rotate_keys(app.store(), &both).await.unwrap(), 0, "nothing left to rotate");
+    let new_only = Vault::from_spec(&new).unwrap();
+    let mut opened = 0;
+    for &(table, key, column) in SEALED_COLUMNS {
+        for cell in app.store().sealed_values(table, key, column).await.unwrap() {
+            new_only.open(Slot { table, column, row: &cell.row }, &cell.value).unwrap();
+            opened += 1;
+        }
+    }
+    assert_eq!(opened, changed);
+}
