@@ -329,19 +329,18 @@ fn dispatch(world: &mut World, method: &str, call: &Call, fx: &mut Effects) -> A
     }
 }
 
-/// The event types a callback server can have, from the schema (`groups_long_poll_events`).
+/// The event types a callback server can have: `setCallbackSettings`' boolean parameters in the schema (a superset
+/// of `groups_long_poll_events`, which lacks `like_add`/`like_remove`).
 pub fn callback_event_names() -> &'static [&'static str] {
     use std::sync::OnceLock;
     static NAMES: OnceLock<Vec<&'static str>> = OnceLock::new();
     NAMES.get_or_init(|| {
-        let text = crate::schema::SCHEMA_FILES
+        let def = schema().method("groups.setCallbackSettings").expect("the schema has setCallbackSettings");
+        def.params
             .iter()
-            .find(|(path, _)| *path == "groups/objects.json")
-            .map(|(_, text)| *text)
-            .expect("groups/objects.json is vendored");
-        let objects: Value = serde_json::from_str(text).expect("valid schema");
-        let props = objects["definitions"]["groups_long_poll_events"]["properties"].as_object().expect("events");
-        props.keys().map(|k| &*Box::leak(k.clone().into_boxed_str())).collect()
+            .filter(|p| p.types.iter().any(|t| t == "boolean"))
+            .map(|p| &*Box::leak(p.name.clone().into_boxed_str()))
+            .collect()
     })
 }
 

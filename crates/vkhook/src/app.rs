@@ -9,7 +9,9 @@ use tokio::net::TcpListener;
 use url::Url;
 
 use crate::config::Settings;
-use crate::store::Store;
+use crate::metrics::{Metrics, VkObserver};
+use crate::receiver::Receiver;
+use crate::store::{BackendKind, Store};
 use crate::vault::Vault;
 
 /// What every handler and worker shares. Cheap to clone.
@@ -26,6 +28,34 @@ pub struct Inner {
     pub oauth: vk::OAuthClient,
     /// The base URL VK and browsers use, without a trailing slash.
     pub public_url: Url,
+    pub hooks: Hooks,
+    pub metrics: Arc<Metrics>,
+    pub receiver: Receiver,
+}
+
+/// Crash points for tests: when armed, the code at that point stops as if the process died there.
+/// Production never arms one.
+#[derive(Default)]
+pub struct Hooks {
+    armed: std::sync::Mutex<Vec<&'static str>>,
+}
+
+impl Hooks {
+    pub fn arm(&self, point: &'static str) {
+        self.armed.lock().unwrap_or_else(|e| e.into_inner()).push(point);
+    }
+
+    /// True once for each time `point` was armed.
+    pub fn fire(&self, point: &str) -> bool {
+        let mut armed = self.armed.lock().unwrap_or_else(|e| e.into_inner());
+        match armed.iter().position(|p| *p == point) {
+            Some(i) => {
+                armed.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 impl std::ops::Deref for AppState {
@@ -38,9 +68,11 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn new(settings: Settings, store: Store, public_url: Url) -> anyhow::Result<AppState> {
         let vault = Vault::from_spec(&settings.token_keys).context("VKHOOK_TOKEN_KEYS")?;
+        let metrics = Arc::new(Metrics::default());
         let mut vk_cfg = vk::ClientConfig::new(settings.vk.api_url.clone());
         vk_cfg.timeout = settings.vk.request_timeout;
         vk_cfg.retry = settings.vk.retry;
+        vk_cfg.observer = Some(Arc::new(VkObserver(metrics.clone())));
         let vk = vk::Client::new(vk_cfg).context("VK client")?;
         let oauth = vk::OAuthClient::new(vk::OAuthConfig {
             id_url: settings.vk.id_url.clone(),
@@ -50,7 +82,13 @@ impl AppState {
             timeout: settings.vk.request_timeout,
         })
         .context("OAuth client")?;
-        Ok(AppState { inner: Arc::new(Inner { settings, store, vault, vk, oauth, public_url }) })
+        let writers = match store.kind() {
+            BackendKind::Sqlite => 1,
+            BackendKind::Postgres => 4,
+        };
+        let receiver = Receiver::start(store.clone(), writers, metrics.clone());
+        let inner = Inner { settings, store, vault, vk, oauth, public_url, hooks: Hooks::default(), metrics, receiver };
+        Ok(AppState { inner: Arc::new(inner) })
     }
 
     /// `<public url><path>`.
@@ -99,6 +137,13 @@ impl App {
     /// Serves until `shutdown` completes, then finishes in-flight requests.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let router = crate::http::router(self.state.clone());
+        // Setups a previous process left half-done are finished now.
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::connect::resume_abandoned(&state).await {
+                tracing::warn!(error = %e, "could not look for interrupted setups");
+            }
+        });
         tracing::info!(url = %self.state.public_url, "vkhook listening on {}", self.addr());
         axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)

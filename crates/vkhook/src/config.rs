@@ -147,11 +147,23 @@ pub struct Timing {
     pub session_idle: Duration,
     /// A session ends this long after sign-in, used or not.
     pub session_absolute: Duration,
+    /// How often the connect flow asks VK whether it confirmed our server.
+    pub setup_poll: Duration,
+    /// How long the connect flow waits for VK's confirmation.
+    pub setup_confirm_timeout: Duration,
+    /// A setup runner holds its lease this long between steps; a crashed run is resumed after it.
+    pub setup_lease: Duration,
 }
 
 impl Default for Timing {
     fn default() -> Self {
-        Self { session_idle: Duration::from_secs(2 * 24 * 3600), session_absolute: Duration::from_secs(14 * 24 * 3600) }
+        Self {
+            session_idle: Duration::from_secs(2 * 24 * 3600),
+            session_absolute: Duration::from_secs(14 * 24 * 3600),
+            setup_poll: Duration::from_millis(250),
+            setup_confirm_timeout: Duration::from_secs(20),
+            setup_lease: Duration::from_secs(30),
+        }
     }
 }
 

@@ -5,11 +5,15 @@
 
 pub mod accounts;
 pub mod app;
+pub mod bot;
 pub mod cli;
 pub mod config;
+pub mod connect;
 pub mod error;
 pub mod http;
 pub mod i18n;
+pub mod metrics;
+pub mod receiver;
 pub mod store;
 pub mod vault;
 

@@ -1,7 +1,7 @@
 //! `/communities`: the communities the user manages, adding one by link, and a community's page.
 
 use askama::Template;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -205,6 +205,23 @@ pub async fn add_community(
     Ok(Redirect::to(&format!("/communities/{}", group.id.0)).into_response())
 }
 
+pub struct ConnectedView {
+    pub url: String,
+    pub api_version: String,
+    pub connected_at: String,
+    pub connected_by: String,
+    pub vk_status: String,
+    pub vk_status_class: &'static str,
+    pub events: Vec<(&'static str, bool)>,
+}
+
+pub struct SlotView {
+    pub id: i64,
+    pub title: String,
+    pub url: String,
+    pub status: String,
+}
+
 #[derive(Template)]
 #[template(path = "communities/detail.html")]
 struct CommunityDetailPage {
@@ -214,6 +231,21 @@ struct CommunityDetailPage {
     role_label: &'static str,
     status_label: &'static str,
     status_class: &'static str,
+    is_admin: bool,
+    only_admin: String,
+    notice: Option<&'static str>,
+    setup_running: bool,
+    error: Option<String>,
+    error_kind: String,
+    slots: Vec<SlotView>,
+    connected: Option<ConnectedView>,
+    manual_waiting: bool,
+    default_reply: &'static str,
+}
+
+#[derive(Deserialize)]
+pub struct DetailQuery {
+    notice: Option<String>,
 }
 
 pub async fn show_community(
@@ -221,18 +253,109 @@ pub async fn show_community(
     user: SignedIn,
     viewer: Viewer,
     Path(id): Path<String>,
+    Query(q): Query<DetailQuery>,
 ) -> AppResult<Response> {
-    let id: i64 = id.parse().map_err(|_| AppError::NotFound)?;
-    let community = app.store.community_for_user(user.user_id, id).await?.ok_or(AppError::NotFound)?;
+    let community = super::connect::managed(&app, &user, &id).await?;
+    let id = community.id;
     let t = user.lang.msg();
+    let is_admin = community.role == "administrator";
+    let settings = app.store.community_settings(id).await?;
+    let setup = app.store.setup(id).await?;
+    let setup_running = setup.as_ref().is_some_and(|s| s.state == "running");
+    let error_kind = match (&setup, community.status.as_str()) {
+        (_, "needs_reauth") => Some("reauth".to_owned()),
+        (Some(s), _) if s.state == "failed" && community.status != "connected" => s.error_kind.clone(),
+        _ => None,
+    };
+    let error = error_kind.as_deref().map(|k| super::connect::error_message(t, k, &crate::connect::callback_url(&app)));
+    let slots = if error_kind.as_deref() == Some("servers_limit") && is_admin {
+        match crate::connect::occupied_slots(&app, id).await? {
+            Ok(servers) => servers
+                .into_iter()
+                .map(|s| SlotView { id: s.id, title: s.title, url: s.url, status: s.status.as_str().to_owned() })
+                .collect(),
+            Err(e) => {
+                tracing::warn!(group_id = id, error = %e, "could not list the occupied slots");
+                Vec::new()
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let connected = match &settings {
+        Some(s) if community.status == "connected" && s.setup_mode == "api" => Some(connected_view(&app, t, s).await?),
+        _ => None,
+    };
+    let manual_waiting = settings
+        .as_ref()
+        .is_some_and(|s| s.setup_mode == "manual" && !s.callback_configured && s.confirmation_code.is_some());
+    let notice = match q.notice.as_deref() {
+        Some("events_saved") => Some(t.events_saved),
+        Some("events_failed") => Some(t.events_failed),
+        Some("disconnected") => Some(t.disconnected),
+        Some("disconnected_token_dead") => Some(t.disconnected_token_dead),
+        _ => None,
+    };
     let (status_label, status_class) = status_label(t, &community.status);
+    let role = role_label(t, &community.role);
     render(CommunityDetailPage {
         layout: Layout::new(&viewer, user_name(&app, &viewer).await?, &format!("/communities/{id}")),
         csrf: user.session.csrf.clone(),
-        role_label: role_label(t, &community.role),
+        role_label: role,
         status_label,
         status_class,
+        is_admin,
+        only_admin: crate::i18n::fill(t.only_admin_can_connect, &[("role", &role.to_lowercase())]),
+        notice,
+        setup_running,
+        error,
+        error_kind: error_kind.unwrap_or_default(),
+        slots,
+        connected,
+        manual_waiting,
+        default_reply: t.bot_default_reply,
         community,
+    })
+}
+
+async fn connected_view(
+    app: &AppState,
+    t: &'static Msg,
+    s: &crate::store::CommunitySettings,
+) -> AppResult<ConnectedView> {
+    let connected_by = match s.connected_by {
+        Some(user_id) => {
+            app.store.user(user_id).await?.map(|u| format!("{} {}", u.first_name, u.last_name)).unwrap_or_default()
+        }
+        None => String::new(),
+    };
+    let (vk_status, vk_status_class, live_events) = match crate::connect::vk_server_view(app, s.group_id).await? {
+        Ok((server, settings)) => {
+            let class = if server.status == vk::ServerStatus::Ok { "ok" } else { "err" };
+            (server.status.as_str().to_owned(), class, Some(settings))
+        }
+        Err(crate::connect::VkProblem::NotConnected) => (t.vk_status_missing.to_owned(), "err", None),
+        Err(_) => (t.vk_status_unknown.to_owned(), "warn", None),
+    };
+    let chosen = s.event_list();
+    let events = crate::connect::EVENTS
+        .iter()
+        .map(|e| {
+            let on = match &live_events {
+                Some(live) => live.events.get(*e).is_some_and(|v| *v != 0),
+                None => chosen.iter().any(|c| c == e),
+            };
+            (*e, on)
+        })
+        .collect();
+    Ok(ConnectedView {
+        url: crate::connect::callback_url(app),
+        api_version: live_events.map(|l| l.api_version).or_else(|| s.api_version.clone()).unwrap_or_default(),
+        connected_at: s.connected_at.map(super::render::format_time).unwrap_or_default(),
+        connected_by,
+        vk_status,
+        vk_status_class,
+        events,
     })
 }
 

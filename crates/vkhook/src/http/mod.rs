@@ -12,6 +12,7 @@ use crate::app::AppState;
 
 pub mod auth;
 pub mod communities;
+pub mod connect;
 pub mod render;
 pub mod session;
 
@@ -25,18 +26,35 @@ pub fn router(state: AppState) -> Router {
         .route("/communities", get(communities::list_communities))
         .route("/communities/add", post(communities::add_community))
         .route("/communities/{id}", get(communities::show_community))
+        .route("/communities/{id}/connect", post(connect::connect_community))
+        .route("/auth/vk/community-callback", get(connect::finish_community_auth))
+        .route("/communities/{id}/setup", get(connect::show_setup))
+        .route("/communities/{id}/setup/status", get(connect::setup_status))
+        .route("/communities/{id}/disconnect", post(connect::disconnect_community))
+        .route("/communities/{id}/events", post(connect::save_events))
+        .route("/communities/{id}/manual", get(connect::show_manual).post(connect::save_manual))
+        .route("/communities/{id}/manual/secret", post(connect::create_manual_secret))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), session::ui_layer));
+    let callback = Router::new()
+        .route("/vk/callback", post(crate::receiver::receive_callback))
+        .layer(axum::extract::DefaultBodyLimit::max(crate::receiver::BODY_LIMIT));
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route(
             "/static/style.css",
             get(|| async { asset("text/css; charset=utf-8", include_str!("../../static/style.css")) }),
         )
         .route(
+            "/static/setup.js",
+            get(|| async { asset("text/javascript; charset=utf-8", include_str!("../../static/setup.js")) }),
+        )
+        .route(
             "/static/favicon.svg",
             get(|| async { asset("image/svg+xml", include_str!("../../static/favicon.svg")) }),
         )
+        .merge(callback)
         .merge(ui)
         .with_state(state)
 }
@@ -58,4 +76,10 @@ async fn healthz(State(app): State<AppState>) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
         }
     }
+}
+
+/// Prometheus text.
+async fn metrics(State(app): State<AppState>) -> Response {
+    let depth = app.store.inbox_depth(None).await.ok();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], app.metrics.render(depth)).into_response()
 }

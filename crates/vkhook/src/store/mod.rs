@@ -11,12 +11,18 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+mod bot;
 mod communities;
+mod inbox;
 mod sessions;
+mod setups;
 mod users;
 
+pub use bot::*;
 pub use communities::*;
+pub use inbox::*;
 pub use sessions::*;
+pub use setups::*;
 pub use users::*;
 
 /// Runs `$body` with `$pool` bound to the concrete pool of whichever backend is configured.

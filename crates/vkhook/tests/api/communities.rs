@@ -61,3 +61,27 @@ async fn vk_being_down_shows_the_saved_list() {
     assert!(html.contains("ВКонтакте сейчас не отвечает"));
     assert!(html.contains("Кофейня «Зерно»"), "the saved list");
 }
+
+#[tokio::test]
+async fn every_asset_a_page_uses_is_served_by_vkhook() {
+    let app = TestApp::spawn().await;
+    app.sign_in(1).await;
+    app.connect(1001).await;
+    let mut html = String::new();
+    for page in ["/", "/communities", "/communities/1001", "/communities/1001/setup", "/communities/1001/manual"] {
+        html.push_str(&app.get(page).await.text().await.unwrap());
+    }
+    let mut seen = 0;
+    for attr in ["href=\"/static/", "src=\"/static/"] {
+        for (i, _) in html.match_indices(attr) {
+            let path = html[i + attr.len() - "/static/".len()..].split('"').next().unwrap().to_owned();
+            let r = app.get(&path).await;
+            assert_eq!(r.status(), 200, "{path}");
+            seen += 1;
+        }
+    }
+    assert!(seen >= 2, "style and icon");
+    // The progress script appears while a setup runs.
+    assert_eq!(app.get("/static/setup.js").await.status(), 200);
+    assert!(!html.contains("https://"), "no external assets (CDN, fonts)");
+}

@@ -76,7 +76,12 @@ impl Default for Options {
         Options {
             vkid_scopes: vec!["vkid.personal_info".into(), "groups".into()],
             token_keys: Vault::generate_spec("test1"),
-            timing: Timing::default(),
+            timing: Timing {
+                setup_poll: Duration::from_millis(20),
+                setup_confirm_timeout: Duration::from_secs(5),
+                setup_lease: Duration::from_secs(5),
+                ..Timing::default()
+            },
         }
     }
 }
@@ -176,6 +181,59 @@ impl TestApp {
         consent(&authorize, &choice).await.unwrap().to_string()
     }
 
+    /// Presses «Подключить Callback API» as the signed-in user; if VK's community consent page comes, `consent`
+    /// answers it. Returns the last redirect's target (the progress page, or an error page's response).
+    pub async fn press_connect(
+        &self,
+        group_id: i64,
+        form: &[(&str, &str)],
+        consent_as: Option<Consent>,
+    ) -> reqwest::Response {
+        let page = format!("/communities/{group_id}");
+        let r = self.post_with_csrf(&page, &format!("{page}/connect"), form).await;
+        if r.status() != 303 {
+            return r;
+        }
+        let location = r.headers()["location"].to_str().unwrap().to_owned();
+        if !location.starts_with(&self.sandbox.oauth_url()) {
+            return self.get(&location).await;
+        }
+        let choice = consent_as.expect("the community consent page came");
+        let back = consent(&location, &choice).await.unwrap();
+        let r = self.http.get(back.as_str()).send().await.unwrap();
+        if r.status() != 303 {
+            return r;
+        }
+        let next = r.headers()["location"].to_str().unwrap().to_owned();
+        self.get(&next).await
+    }
+
+    /// Connects `group_id` as user 1 would: press, consent, wait until the setup finishes.
+    pub async fn connect(&self, group_id: i64) -> vkhook::store::SetupRow {
+        let r = self.press_connect(group_id, &[], Some(Consent::allow(1))).await;
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        self.finished_setup(group_id).await
+    }
+
+    pub async fn finished_setup(&self, group_id: i64) -> vkhook::store::SetupRow {
+        let setup = vkhook::connect::wait_for_setup(&self.state, group_id, Duration::from_secs(15))
+            .await
+            .unwrap()
+            .expect("a setup record");
+        assert!(setup.is_finished(), "the setup finished: {setup:?}");
+        setup
+    }
+
+    /// A second browser signed in as `user_id` (its own cookies).
+    pub async fn sign_in_elsewhere(app: &TestApp, user_id: i64) -> reqwest::Client {
+        let other = browser();
+        let start = other.get(format!("{}/auth/vk/login", app.url)).send().await.unwrap();
+        let authorize = start.headers()["location"].to_str().unwrap().to_owned();
+        let back = consent(&authorize, &Consent::allow(user_id)).await.unwrap();
+        assert_eq!(other.get(back.as_str()).send().await.unwrap().status(), 303);
+        other
+    }
+
     /// Every token the sandbox issued (access and refresh).
     pub async fn issued_tokens(&self) -> Vec<String> {
         let v: serde_json::Value =
@@ -205,6 +263,21 @@ pub fn browser() -> reqwest::Client {
 pub fn csrf_from(html: &str) -> Option<String> {
     let at = html.find("name=\"csrf\" value=\"")? + "name=\"csrf\" value=\"".len();
     Some(html[at..].split('"').next()?.to_owned())
+}
+
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// A fresh PostgreSQL database on TEST_DATABASE_URL's server, dropped when this is dropped; `None` (and a printed

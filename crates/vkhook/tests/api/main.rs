@@ -4,5 +4,6 @@ mod helpers;
 
 mod auth;
 mod communities;
+mod connect;
 mod security;
 mod store_contract;

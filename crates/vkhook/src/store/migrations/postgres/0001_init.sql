@@ -72,5 +72,89 @@ CREATE TABLE community_settings (
     last_check_at        BIGINT,
     last_error           TEXT,
     last_error_at        BIGINT,
+    last_confirmation_at BIGINT,                  -- when VK last asked us for the code
+    bot_comments         BOOLEAN NOT NULL DEFAULT false,  -- the bot answers comments
+    bot_messages         BOOLEAN NOT NULL DEFAULT false,  -- the bot answers messages
+    default_reply        TEXT,                  -- when no rule matches (none: stay silent)
+    paused_reason        TEXT,                  -- the bot is paused (e.g. the token died)
     updated_at           BIGINT NOT NULL
 );
+
+CREATE TABLE community_setups (
+    group_id           BIGINT PRIMARY KEY REFERENCES communities(id) ON DELETE CASCADE,
+    run_id             TEXT NOT NULL,
+    state              TEXT NOT NULL,
+    step_token         TEXT NOT NULL DEFAULT 'pending',
+    step_code          TEXT NOT NULL DEFAULT 'pending',
+    step_server        TEXT NOT NULL DEFAULT 'pending',
+    step_events        TEXT NOT NULL DEFAULT 'pending',
+    step_confirm       TEXT NOT NULL DEFAULT 'pending',
+    error_kind         TEXT,
+    error_detail       TEXT,
+    started_by         BIGINT NOT NULL,
+    started_at         BIGINT NOT NULL,
+    updated_at         BIGINT NOT NULL,
+    finished_at        BIGINT,
+    vk_calls           BIGINT NOT NULL DEFAULT 0,
+    replace_server_id  BIGINT,
+    lease_until        BIGINT NOT NULL DEFAULT 0,
+    bot_enabled        BOOLEAN NOT NULL DEFAULT false,
+    bot_reply          TEXT
+);
+
+-- The bot's rules, in order: «если текст содержит … → ответить …».
+CREATE TABLE reply_rules (
+    id          BIGSERIAL PRIMARY KEY,
+    group_id    BIGINT NOT NULL REFERENCES communities(id) ON DELETE CASCADE,
+    position    BIGINT NOT NULL,
+    keywords    TEXT NOT NULL,                  -- comma-separated
+    reply       TEXT NOT NULL,
+    created_at  BIGINT NOT NULL
+);
+CREATE INDEX reply_rules_group ON reply_rules(group_id, position);
+
+-- Every event VK delivered, stored before we answer `ok`. (group_id, event_id) is unique: VK's retries add nothing.
+CREATE TABLE inbox_events (
+    id               BIGSERIAL PRIMARY KEY,
+    group_id         BIGINT NOT NULL,
+    event_id         TEXT NOT NULL,
+    event_type       TEXT NOT NULL,
+    payload          TEXT NOT NULL,             -- the request body without `secret`
+    received_at      BIGINT NOT NULL,
+    status           TEXT NOT NULL DEFAULT 'pending',  -- pending | processing | done | failed | dead | ignored
+    attempts         BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at  BIGINT NOT NULL,
+    lease_owner      TEXT,
+    lease_until      BIGINT,
+    result           TEXT,                      -- JSON: what the bot did, or why not
+    last_error       TEXT,
+    processed_at     BIGINT,
+    UNIQUE (group_id, event_id)
+);
+CREATE INDEX inbox_due ON inbox_events(status, next_attempt_at);
+CREATE INDEX inbox_group ON inbox_events(group_id, id);
+
+-- What the bot sent, and VK's id for it.
+CREATE TABLE replies (
+    id          BIGSERIAL PRIMARY KEY,
+    group_id    BIGINT NOT NULL,
+    inbox_id    BIGINT NOT NULL,
+    kind        TEXT NOT NULL,                  -- comment | message
+    rule_id     BIGINT,
+    text        TEXT NOT NULL,
+    vk_id       BIGINT,
+    status      TEXT NOT NULL,                  -- sent | failed
+    error       TEXT,
+    created_at  BIGINT NOT NULL
+);
+CREATE INDEX replies_group ON replies(group_id, created_at);
+
+-- What vkhook did on its own for a community (reconcile repairs, pauses), for the admin to read.
+CREATE TABLE community_log (
+    id        BIGSERIAL PRIMARY KEY,
+    group_id  BIGINT NOT NULL,
+    at        BIGINT NOT NULL,
+    kind      TEXT NOT NULL,
+    message   TEXT NOT NULL
+);
+CREATE INDEX community_log_group ON community_log(group_id, at);

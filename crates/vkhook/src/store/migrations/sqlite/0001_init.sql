@@ -73,5 +73,90 @@ CREATE TABLE community_settings (
     last_check_at        INTEGER,
     last_error           TEXT,
     last_error_at        INTEGER,
+    last_confirmation_at INTEGER,                  -- when VK last asked us for the code
+    bot_comments         BOOLEAN NOT NULL DEFAULT 0,  -- the bot answers comments
+    bot_messages         BOOLEAN NOT NULL DEFAULT 0,  -- the bot answers messages
+    default_reply        TEXT,                  -- when no rule matches (none: stay silent)
+    paused_reason        TEXT,                  -- the bot is paused (e.g. the token died)
     updated_at           INTEGER NOT NULL
 );
+
+-- The connect flow's record: one current run per community, each step's state, a lease for the runner.
+CREATE TABLE community_setups (
+    group_id           INTEGER PRIMARY KEY REFERENCES communities(id) ON DELETE CASCADE,
+    run_id             TEXT NOT NULL,
+    state              TEXT NOT NULL,           -- waiting_token | running | done | failed
+    step_token         TEXT NOT NULL DEFAULT 'pending',  -- pending | running | done | failed
+    step_code          TEXT NOT NULL DEFAULT 'pending',
+    step_server        TEXT NOT NULL DEFAULT 'pending',
+    step_events        TEXT NOT NULL DEFAULT 'pending',
+    step_confirm       TEXT NOT NULL DEFAULT 'pending',
+    error_kind         TEXT,
+    error_detail       TEXT,
+    started_by         INTEGER NOT NULL,
+    started_at         INTEGER NOT NULL,
+    updated_at         INTEGER NOT NULL,
+    finished_at        INTEGER,
+    vk_calls           INTEGER NOT NULL DEFAULT 0,
+    replace_server_id  INTEGER,
+    lease_until        INTEGER NOT NULL DEFAULT 0,
+    bot_enabled        BOOLEAN NOT NULL DEFAULT 0,
+    bot_reply          TEXT
+);
+
+-- The bot's rules, in order: «если текст содержит … → ответить …».
+CREATE TABLE reply_rules (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    group_id    INTEGER NOT NULL REFERENCES communities(id) ON DELETE CASCADE,
+    position    INTEGER NOT NULL,
+    keywords    TEXT NOT NULL,                  -- comma-separated
+    reply       TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+CREATE INDEX reply_rules_group ON reply_rules(group_id, position);
+
+-- Every event VK delivered, stored before we answer `ok`. (group_id, event_id) is unique: VK's retries add nothing.
+CREATE TABLE inbox_events (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    group_id         INTEGER NOT NULL,
+    event_id         TEXT NOT NULL,
+    event_type       TEXT NOT NULL,
+    payload          TEXT NOT NULL,             -- the request body without `secret`
+    received_at      INTEGER NOT NULL,
+    status           TEXT NOT NULL DEFAULT 'pending',  -- pending | processing | done | failed | dead | ignored
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at  INTEGER NOT NULL,
+    lease_owner      TEXT,
+    lease_until      INTEGER,
+    result           TEXT,                      -- JSON: what the bot did, or why not
+    last_error       TEXT,
+    processed_at     INTEGER,
+    UNIQUE (group_id, event_id)
+);
+CREATE INDEX inbox_due ON inbox_events(status, next_attempt_at);
+CREATE INDEX inbox_group ON inbox_events(group_id, id);
+
+-- What the bot sent, and VK's id for it.
+CREATE TABLE replies (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    group_id    INTEGER NOT NULL,
+    inbox_id    INTEGER NOT NULL,
+    kind        TEXT NOT NULL,                  -- comment | message
+    rule_id     INTEGER,
+    text        TEXT NOT NULL,
+    vk_id       INTEGER,
+    status      TEXT NOT NULL,                  -- sent | failed
+    error       TEXT,
+    created_at  INTEGER NOT NULL
+);
+CREATE INDEX replies_group ON replies(group_id, created_at);
+
+-- What vkhook did on its own for a community (reconcile repairs, pauses), for the admin to read.
+CREATE TABLE community_log (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    group_id  INTEGER NOT NULL,
+    at        INTEGER NOT NULL,
+    kind      TEXT NOT NULL,
+    message   TEXT NOT NULL
+);
+CREATE INDEX community_log_group ON community_log(group_id, at);

@@ -1,0 +1,204 @@
+//! Counters and histograms for `/metrics` (Prometheus text format), kept in memory per instance.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Event types as metric labels: the known ones, everything else `other` (labels stay few).
+pub fn event_label(event_type: &str) -> &'static str {
+    const KNOWN: [&str; 18] = [
+        "confirmation",
+        "message_new",
+        "message_reply",
+        "message_edit",
+        "message_allow",
+        "message_deny",
+        "message_typing_state",
+        "wall_post_new",
+        "wall_repost",
+        "wall_reply_new",
+        "wall_reply_edit",
+        "wall_reply_restore",
+        "wall_reply_delete",
+        "like_add",
+        "like_remove",
+        "group_join",
+        "group_leave",
+        "photo_new",
+    ];
+    KNOWN.iter().find(|k| **k == event_type).copied().unwrap_or("other")
+}
+
+struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            counts: (0..bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    fn observe(&self, value: f64) {
+        for (bound, count) in self.bounds.iter().zip(&self.counts) {
+            if value <= *bound {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.sum_micros.fetch_add((value * 1_000_000.0) as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (bound, count) in self.bounds.iter().zip(&self.counts) {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {}", count.load(Ordering::Relaxed));
+        }
+        let total = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
+        let _ = writeln!(out, "{name}_sum {}", self.sum_micros.load(Ordering::Relaxed) as f64 / 1_000_000.0);
+        let _ = writeln!(out, "{name}_count {total}");
+    }
+}
+
+const LATENCY_BOUNDS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+const BATCH_BOUNDS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+
+pub struct Metrics {
+    callbacks: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    ack_latency: Histogram,
+    commit_batch: Histogram,
+    replies: Mutex<BTreeMap<(&'static str, String), u64>>,
+    vk_calls: Mutex<BTreeMap<(String, String), u64>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            callbacks: Mutex::new(BTreeMap::new()),
+            ack_latency: Histogram::new(LATENCY_BOUNDS),
+            commit_batch: Histogram::new(BATCH_BOUNDS),
+            replies: Mutex::new(BTreeMap::new()),
+            vk_calls: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
+    *map.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_default() += 1;
+}
+
+impl Metrics {
+    /// One request to `/vk/callback`: its event type, HTTP status and how long until we answered.
+    pub fn observe_callback(&self, event_type: &'static str, status: u16, elapsed: Duration) {
+        bump(&self.callbacks, (event_type, status));
+        self.ack_latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// Events stored in one commit.
+    pub fn observe_batch(&self, size: usize) {
+        self.commit_batch.observe(size as f64);
+    }
+
+    /// A reply the bot sent (`sent`) or could not send (the reason).
+    pub fn observe_reply(&self, kind: &'static str, result: &str) {
+        bump(&self.replies, (kind, result.to_owned()));
+    }
+
+    pub fn render(&self, inbox_depth: Option<i64>) -> String {
+        let mut out = String::with_capacity(4096);
+        out.push_str("# HELP vkhook_callback_requests_total Requests to /vk/callback by event type and HTTP status.\n");
+        out.push_str("# TYPE vkhook_callback_requests_total counter\n");
+        for ((event, status), n) in self.callbacks.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let result = match *status {
+                200 => "ok",
+                400 | 413 => "malformed",
+                403 => "wrong_secret",
+                404 => "unknown_community",
+                503 => "unavailable",
+                _ => "other",
+            };
+            let _ = writeln!(
+                out,
+                "vkhook_callback_requests_total{{type=\"{event}\",status=\"{status}\",result=\"{result}\"}} {n}"
+            );
+        }
+        self.ack_latency.render(
+            &mut out,
+            "vkhook_callback_ack_seconds",
+            "Time from request to answer at /vk/callback.",
+        );
+        self.commit_batch.render(
+            &mut out,
+            "vkhook_inbox_commit_batch_size",
+            "Events stored per commit (group commit).",
+        );
+        if let Some(depth) = inbox_depth {
+            let _ = writeln!(
+                out,
+                "# HELP vkhook_inbox_depth Events stored but not handled yet.\n# TYPE vkhook_inbox_depth gauge"
+            );
+            let _ = writeln!(out, "vkhook_inbox_depth {depth}");
+        }
+        out.push_str(
+            "# HELP vkhook_bot_replies_total Replies by kind and result.\n# TYPE vkhook_bot_replies_total counter\n",
+        );
+        for ((kind, result), n) in self.replies.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = writeln!(out, "vkhook_bot_replies_total{{kind=\"{kind}\",result=\"{result}\"}} {n}");
+        }
+        out.push_str("# HELP vkhook_vk_requests_total Requests to the VK API by method and outcome (error code).\n");
+        out.push_str("# TYPE vkhook_vk_requests_total counter\n");
+        for ((method, outcome), n) in self.vk_calls.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = writeln!(out, "vkhook_vk_requests_total{{method=\"{method}\",outcome=\"{outcome}\"}} {n}");
+        }
+        out
+    }
+}
+
+/// Counts the VK client's calls.
+pub struct VkObserver(pub std::sync::Arc<Metrics>);
+
+impl vk::CallObserver for VkObserver {
+    fn observe(&self, method: &str, outcome: vk::CallOutcome, _elapsed: Duration) {
+        let outcome = match outcome {
+            vk::CallOutcome::Ok => "ok".to_owned(),
+            vk::CallOutcome::Api(code) => format!("error_{code}"),
+            vk::CallOutcome::Network => "network".to_owned(),
+            vk::CallOutcome::Timeout => "timeout".to_owned(),
+            vk::CallOutcome::Http(status) => format!("http_{status}"),
+            vk::CallOutcome::Decode => "decode".to_owned(),
+        };
+        bump(&self.0.vk_calls, (method.to_owned(), outcome));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_format_has_counters_and_histograms() {
+        let m = Metrics::default();
+        m.observe_callback("message_new", 200, Duration::from_micros(700));
+        m.observe_callback("message_new", 200, Duration::from_millis(3));
+        m.observe_callback("other", 403, Duration::from_micros(100));
+        m.observe_reply("comment", "sent");
+        let text = m.render(Some(5));
+        assert!(text.contains("vkhook_callback_requests_total{type=\"message_new\",status=\"200\",result=\"ok\"} 2"));
+        assert!(text.contains("result=\"wrong_secret\"} 1"));
+        assert!(text.contains("vkhook_callback_ack_seconds_bucket{le=\"0.001\"} 2"), "{text}");
+        assert!(text.contains("vkhook_callback_ack_seconds_count 3"));
+        assert!(text.contains("vkhook_inbox_depth 5"));
+        assert!(text.contains("vkhook_bot_replies_total{kind=\"comment\",result=\"sent\"} 1"));
+        assert_eq!(event_label("donut_subscription_create"), "other");
+    }
+}

@@ -1,0 +1,87 @@
+//! The bot's switches and rules per community.
+
+use super::{now_ms, on_pool, Store, StoreResult};
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct BotSettings {
+    pub group_id: i64,
+    pub bot_comments: bool,
+    pub bot_messages: bool,
+    pub default_reply: Option<String>,
+    pub paused_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RuleRow {
+    pub id: i64,
+    pub group_id: i64,
+    pub position: i64,
+    /// Comma-separated keywords.
+    pub keywords: String,
+    pub reply: String,
+}
+
+impl Store {
+    pub async fn bot_settings(&self, group_id: i64) -> StoreResult<Option<BotSettings>> {
+        let q = "SELECT group_id, bot_comments, bot_messages, default_reply, paused_reason FROM community_settings WHERE group_id = $1";
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, BotSettings>(q).bind(group_id).fetch_optional(pool).await?))
+    }
+
+    pub async fn set_bot_settings(
+        &self,
+        group_id: i64,
+        comments: bool,
+        messages: bool,
+        default_reply: Option<&str>,
+    ) -> StoreResult<()> {
+        let q = "UPDATE community_settings SET bot_comments = $2, bot_messages = $3, default_reply = $4, updated_at = $5 WHERE group_id = $1";
+        on_pool!(self, pool => sqlx::query(q).bind(group_id).bind(comments).bind(messages).bind(default_reply).bind(now_ms())
+            .execute(pool).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Pauses the bot with a reason, or resumes it (`None`).
+    pub async fn set_bot_paused(&self, group_id: i64, reason: Option<&str>) -> StoreResult<()> {
+        let q = "UPDATE community_settings SET paused_reason = $2, updated_at = $3 WHERE group_id = $1";
+        on_pool!(self, pool => sqlx::query(q).bind(group_id).bind(reason).bind(now_ms()).execute(pool).await?.rows_affected());
+        Ok(())
+    }
+
+    pub async fn rules(&self, group_id: i64) -> StoreResult<Vec<RuleRow>> {
+        let q =
+            "SELECT id, group_id, position, keywords, reply FROM reply_rules WHERE group_id = $1 ORDER BY position, id";
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, RuleRow>(q).bind(group_id).fetch_all(pool).await?))
+    }
+
+    /// Adds a rule at the end; returns its id.
+    pub async fn add_rule(&self, group_id: i64, keywords: &str, reply: &str) -> StoreResult<i64> {
+        let q = "INSERT INTO reply_rules (group_id, position, keywords, reply, created_at) \
+                 VALUES ($1, (SELECT COALESCE(MAX(position), 0) + 1 FROM reply_rules WHERE group_id = $1), $2, $3, $4) RETURNING id";
+        Ok(
+            on_pool!(self, pool => sqlx::query_scalar(q).bind(group_id).bind(keywords).bind(reply).bind(now_ms()).fetch_one(pool).await?),
+        )
+    }
+
+    pub async fn delete_rule(&self, group_id: i64, rule_id: i64) -> StoreResult<bool> {
+        let q = "DELETE FROM reply_rules WHERE group_id = $1 AND id = $2";
+        let n =
+            on_pool!(self, pool => sqlx::query(q).bind(group_id).bind(rule_id).execute(pool).await?.rows_affected());
+        Ok(n > 0)
+    }
+
+    /// Swaps a rule with its neighbour above (`up`) or below.
+    pub async fn move_rule(&self, group_id: i64, rule_id: i64, up: bool) -> StoreResult<()> {
+        let rules = self.rules(group_id).await?;
+        let Some(i) = rules.iter().position(|r| r.id == rule_id) else { return Ok(()) };
+        let j = if up { i.checked_sub(1) } else { Some(i + 1).filter(|j| *j < rules.len()) };
+        let Some(j) = j else { return Ok(()) };
+        // Renumber densely in the new order.
+        let mut order: Vec<i64> = rules.iter().map(|r| r.id).collect();
+        order.swap(i, j);
+        let q = "UPDATE reply_rules SET position = $3 WHERE group_id = $1 AND id = $2";
+        for (pos, id) in order.iter().enumerate() {
+            on_pool!(self, pool => sqlx::query(q).bind(group_id).bind(*id).bind(pos as i64 + 1).execute(pool).await?.rows_affected());
+        }
+        Ok(())
+    }
+}

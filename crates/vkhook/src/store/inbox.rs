@@ -1,0 +1,219 @@
+//! The inbox: every event VK delivered, stored durably before we answer `ok`; workers claim events with a lease.
+
+use super::{now_ms, on_pool, Backend, Store, StoreResult};
+
+/// An event to store.
+#[derive(Debug, Clone)]
+pub struct NewInboxEvent {
+    pub group_id: i64,
+    pub event_id: String,
+    pub event_type: String,
+    /// The body without `secret`.
+    pub payload: String,
+    pub received_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    New,
+    /// VK's retry of an event we already have: nothing was stored.
+    Duplicate,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct InboxRow {
+    pub id: i64,
+    pub group_id: i64,
+    pub event_id: String,
+    pub event_type: String,
+    pub payload: String,
+    pub received_at: i64,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub result: Option<String>,
+    pub last_error: Option<String>,
+    pub processed_at: Option<i64>,
+}
+
+const INBOX_COLUMNS: &str = "id, group_id, event_id, event_type, payload, received_at, status, attempts, \
+    next_attempt_at, result, last_error, processed_at";
+
+/// A page of the delivery log.
+#[derive(Debug, Clone, Default)]
+pub struct LogFilter {
+    pub event_type: Option<String>,
+    pub status: Option<String>,
+    /// Events with a smaller id than this (paging, newest first).
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct CountRow {
+    pub key: String,
+    pub n: i64,
+}
+
+impl Store {
+    /// Inserts a batch in one transaction (one commit, one fsync): VK's retries of stored events change nothing.
+    pub async fn insert_inbox_batch(&self, events: &[NewInboxEvent]) -> StoreResult<Vec<Inserted>> {
+        let q = "INSERT INTO inbox_events (group_id, event_id, event_type, payload, received_at, next_attempt_at) \
+                 VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (group_id, event_id) DO NOTHING";
+        let mut out = Vec::with_capacity(events.len());
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for e in events {
+                let n = sqlx::query(q)
+                    .bind(e.group_id).bind(&e.event_id).bind(&e.event_type).bind(&e.payload).bind(e.received_at)
+                    .execute(&mut *tx).await?.rows_affected();
+                out.push(if n == 1 { Inserted::New } else { Inserted::Duplicate });
+            }
+            tx.commit().await?;
+        });
+        Ok(out)
+    }
+
+    /// Claims up to `limit` due events for `owner` until `lease_until`, oldest first, at most one per community
+    /// (so each community's events are handled in order), skipping communities with an event in flight.
+    pub async fn claim_inbox_batch(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<InboxRow>> {
+        // The oldest unfinished event of each community, if it is due and nobody holds it.
+        let pick = "SELECT e.id FROM inbox_events e \
+            WHERE e.status IN ('pending', 'processing') AND e.next_attempt_at <= $1 \
+              AND (e.lease_until IS NULL OR e.lease_until < $1) \
+              AND NOT EXISTS (SELECT 1 FROM inbox_events o WHERE o.group_id = e.group_id \
+                              AND o.status IN ('pending', 'processing') AND o.id < e.id) \
+            ORDER BY e.id LIMIT $2";
+        let rows = match &self.backend {
+            Backend::Postgres(pool) => {
+                let q = format!(
+                    "UPDATE inbox_events SET status = 'processing', lease_owner = $3, lease_until = $4, attempts = attempts + 1 \
+                     WHERE id IN ({pick} FOR UPDATE SKIP LOCKED) RETURNING {INBOX_COLUMNS}"
+                );
+                sqlx::query_as::<_, InboxRow>(&q)
+                    .bind(now)
+                    .bind(limit)
+                    .bind(owner)
+                    .bind(lease_until)
+                    .fetch_all(pool)
+                    .await?
+            }
+            Backend::Sqlite(pool) => {
+                let q = format!(
+                    "UPDATE inbox_events SET status = 'processing', lease_owner = $3, lease_until = $4, attempts = attempts + 1 \
+                     WHERE id IN ({pick}) RETURNING {INBOX_COLUMNS}"
+                );
+                sqlx::query_as::<_, InboxRow>(&q)
+                    .bind(now)
+                    .bind(limit)
+                    .bind(owner)
+                    .bind(lease_until)
+                    .fetch_all(pool)
+                    .await?
+            }
+        };
+        Ok(rows)
+    }
+
+    /// Finishes an event the worker still holds: `done`, `failed`, `dead` or `ignored`, with what happened.
+    pub async fn finish_inbox_event(
+        &self,
+        id: i64,
+        owner: &str,
+        status: &str,
+        result: &str,
+        error: Option<&str>,
+    ) -> StoreResult<bool> {
+        let q = "UPDATE inbox_events SET status = $3, result = $4, last_error = $5, processed_at = $6, \
+                 lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2";
+        let n = on_pool!(self, pool => sqlx::query(q).bind(id).bind(owner).bind(status).bind(result).bind(error).bind(now_ms())
+            .execute(pool).await?.rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Puts an event back for a later attempt.
+    pub async fn retry_inbox_event(
+        &self,
+        id: i64,
+        owner: &str,
+        next_attempt_at: i64,
+        error: &str,
+    ) -> StoreResult<bool> {
+        let q = "UPDATE inbox_events SET status = 'pending', next_attempt_at = $3, last_error = $4, \
+                 lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2";
+        let n = on_pool!(self, pool => sqlx::query(q).bind(id).bind(owner).bind(next_attempt_at).bind(error)
+            .execute(pool).await?.rows_affected());
+        Ok(n == 1)
+    }
+
+    /// «Повторить»: a failed or dead event runs again (the bot's dedup keys make a sent reply a no-op at VK).
+    pub async fn replay_inbox_event(&self, group_id: i64, id: i64) -> StoreResult<bool> {
+        let q = "UPDATE inbox_events SET status = 'pending', attempts = 0, next_attempt_at = $3, lease_owner = NULL, \
+                 lease_until = NULL WHERE group_id = $1 AND id = $2 AND status IN ('failed', 'dead')";
+        let n = on_pool!(self, pool => sqlx::query(q).bind(group_id).bind(id).bind(now_ms()).execute(pool).await?.rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Releases a paused community's held-back events for processing now.
+    pub async fn wake_community_events(&self, group_id: i64) -> StoreResult<u64> {
+        let q = "UPDATE inbox_events SET next_attempt_at = $2 WHERE group_id = $1 AND status = 'pending'";
+        Ok(on_pool!(self, pool => sqlx::query(q).bind(group_id).bind(now_ms()).execute(pool).await?.rows_affected()))
+    }
+
+    pub async fn inbox_event(&self, group_id: i64, id: i64) -> StoreResult<Option<InboxRow>> {
+        let q = format!("SELECT {INBOX_COLUMNS} FROM inbox_events WHERE group_id = $1 AND id = $2");
+        Ok(
+            on_pool!(self, pool => sqlx::query_as::<_, InboxRow>(&q).bind(group_id).bind(id).fetch_optional(pool).await?),
+        )
+    }
+
+    pub async fn inbox_event_by_event_id(&self, group_id: i64, event_id: &str) -> StoreResult<Option<InboxRow>> {
+        let q = format!("SELECT {INBOX_COLUMNS} FROM inbox_events WHERE group_id = $1 AND event_id = $2");
+        Ok(
+            on_pool!(self, pool => sqlx::query_as::<_, InboxRow>(&q).bind(group_id).bind(event_id).fetch_optional(pool).await?),
+        )
+    }
+
+    /// The delivery log, newest first.
+    pub async fn inbox_log(&self, group_id: i64, f: &LogFilter) -> StoreResult<Vec<InboxRow>> {
+        let q = format!(
+            "SELECT {INBOX_COLUMNS} FROM inbox_events WHERE group_id = $1 \
+             AND ($2 IS NULL OR event_type = $2) AND ($3 IS NULL OR status = $3) AND ($4 IS NULL OR id < $4) \
+             ORDER BY id DESC LIMIT $5"
+        );
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, InboxRow>(&q)
+            .bind(group_id).bind(&f.event_type).bind(&f.status).bind(f.before_id).bind(f.limit)
+            .fetch_all(pool).await?))
+    }
+
+    /// Events not finished yet (all communities, or one).
+    pub async fn inbox_depth(&self, group_id: Option<i64>) -> StoreResult<i64> {
+        let q = "SELECT COUNT(*) FROM inbox_events WHERE status IN ('pending', 'processing') AND ($1 IS NULL OR group_id = $1)";
+        Ok(on_pool!(self, pool => sqlx::query_scalar(q).bind(group_id).fetch_one(pool).await?))
+    }
+
+    /// Events received since `since`, by type.
+    pub async fn inbox_counts_by_type(&self, group_id: i64, since: i64) -> StoreResult<Vec<CountRow>> {
+        let q = "SELECT event_type AS key, COUNT(*) AS n FROM inbox_events WHERE group_id = $1 AND received_at >= $2 \
+                 GROUP BY event_type ORDER BY n DESC, event_type";
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, CountRow>(q).bind(group_id).bind(since).fetch_all(pool).await?))
+    }
+
+    pub async fn last_event_at(&self, group_id: i64) -> StoreResult<Option<i64>> {
+        let q = "SELECT MAX(received_at) FROM inbox_events WHERE group_id = $1";
+        Ok(on_pool!(self, pool => sqlx::query_scalar(q).bind(group_id).fetch_one(pool).await?))
+    }
+
+    /// The most recent error of the community's events, with its time.
+    pub async fn last_inbox_error(&self, group_id: i64) -> StoreResult<Option<(String, i64)>> {
+        let q = "SELECT last_error, COALESCE(processed_at, received_at) FROM inbox_events \
+                 WHERE group_id = $1 AND last_error IS NOT NULL ORDER BY COALESCE(processed_at, received_at) DESC LIMIT 1";
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, (String, i64)>(q).bind(group_id).fetch_optional(pool).await?))
+    }
+}

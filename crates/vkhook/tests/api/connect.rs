@@ -1,0 +1,416 @@
+//! «🔗 Подключить Callback API» against the sandbox, through the UI's HTTP routes.
+
+use secrecy::ExposeSecret;
+use vk_sandbox::testing::Consent;
+use vk_sandbox::{Fault, ServerStatus};
+use vkhook::connect::{CRASH_AFTER_SERVER, EVENTS};
+
+use crate::helpers::*;
+
+fn our_servers(app: &TestApp, group_id: i64) -> Vec<vk_sandbox::Server> {
+    let url = format!("{}/vk/callback", app.url);
+    app.sandbox.servers(group_id).into_iter().filter(|s| s.url == url).collect()
+}
+
+#[tokio::test]
+async fn user_1_connects_1001_with_one_confirmed_server() {
+    let app = TestApp::spawn().await;
+    app.sign_in(1).await;
+    let setup = app.connect(1001).await;
+    assert_eq!(setup.state, "done", "{setup:?}");
+    assert!(setup.vk_calls <= 8, "{} VK calls", setup.vk_calls);
+
+    let servers = app.sandbox.servers(1001);
+    assert_eq!(servers.len(), 1);
+    let server = &servers[0];
+    assert_eq!(server.url, format!("{}/vk/callback", app.url));
+    assert_eq!(server.title, "vkhook");
+    assert_eq!(server.status, ServerStatus::Ok);
+    assert_eq!(server.api_version, "5.199");
+    let events: Vec<&str> = server.events.iter().map(String::as_str).collect();
+    let mut expected = EVENTS.to_vec();
+    expected.sort();
+    assert_eq!(events, expected);
+    assert_eq!(server.secret_key.len(), 32);
+
+    let settings = app.store().community_settings(1001).await.unwrap().unwrap();
+    assert!(settings.callback_configured);
+    assert_eq!(settings.status, "connected");
+    assert_eq!(settings.server_id, Some(server.id));
+    let code = settings.confirmation_code.clone().unwrap();
+    assert_eq!(code, app.sandbox.world().group(1001).unwrap().confirmation_code, "the current code");
+    let sealed = settings.secret.clone().unwrap();
+    assert!(sealed.starts_with("v1.") && !sealed.contains(&server.secret_key), "the secret is encrypted");
+    let secret = vkhook::receiver::current_secret(&app.state.vault, 1001, &sealed).unwrap();
+    assert_eq!(secret.expose_secret(), server.secret_key);
+
+    // VK asked right after the add, and got the code that was already stored.
+    let confirmation = app.sandbox.deliveries(1001).into_iter().find(|d| d.event_type == "confirmation").unwrap();
+    assert_eq!(confirmation.outcome, "confirmed");
+    assert_eq!(confirmation.answer, code);
+    assert_eq!(confirmation.http_status, Some(200));
+
+    let page = app.get("/communities/1001/setup").await.text().await.unwrap();
+    assert!(page.contains("Callback API подключен"));
+    assert_eq!(page.matches("готово").count(), 5, "all five steps done");
+    let detail = app.get("/communities/1001").await.text().await.unwrap();
+    assert!(detail.contains("Callback API подключен"));
+    assert!(detail.contains(&format!("{}/vk/callback", app.url)));
+    assert!(detail.contains("Анна Админова"), "connected by");
+    assert!(!detail.contains(&server.secret_key), "no secret on the page");
+    let list = app.get("/communities").await.text().await.unwrap();
+    assert!(list.contains("Подключено"));
+}
+
+#[tokio::test]
+async fn connecting_twice_keeps_one_server_with_a_new_secret_and_code() {
+    let app = TestApp::spawn().await;
+    app.sign_in(1).await;
+    app.connect(1001).await;
+    let first = app.sandbox.servers(1001)[0].clone();
+    let first_code = app.store().community_settings(1001).await.unwrap().unwrap().confirmation_code;
+    // The token is stored now: the second press needs no consent.
+    let r = app.press_connect(1001, &[], None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(app.finished_setup(1001).await.state, "done");
+    let servers = app.sandbox.servers(1001);
+    assert_eq!(servers.len(), 1);
+    assert_eq!(servers[0].id, first.id, "edited, not added");
+    assert_ne!(servers[0].secret_key, first.secret_key);
+    assert_eq!(servers[0].status, ServerStatus::Ok);
+    let settings = app.store().community_settings(1001).await.unwrap().unwrap();
+    assert_ne!(settings.confirmation_code, first_code);
+    assert!(settings.previous_secret.is_some(), "the old secret is still accepted until an event brings the new one");
+}
+
+#[tokio::test]
+async fn another_services_server_is_never_touched() {
+    let app = TestApp::spawn().await;
+    app.sign_in(1).await;
+    let foreign = reqwest::Client::new()
+        .post(format!("{}/_sandbox/groups/1001/servers", app.sandbox.url()))
+        .json(&serde_json::json!({"title": "CRM", "url": "http://127.0.0.1:9/crm", "secret_key": "theirs"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(foreign.status().is_success());
+    let before = app.sandbox.servers(1001)[0].clone();
+    app.connect(1001).await;
+    let servers = app.sandbox.servers(1001);
+    assert_eq!(servers.len(), 2);
+    let crm = servers.iter().find(|s| s.id == before.id).unwrap();
+    assert_eq!(
+        (crm.title.as_str(), crm.url.as_str(), crm.secret_key.as_str()),
+        ("CRM", "http://127.0.0.1:9/crm", "theirs")
+    );
+    assert_eq!(our_servers(&app, 1001).len(), 1);
+}
+
+#[tokio::test]
+async fn ten_foreign_servers_show_the_slots_and_replace_only_the_one_picked() {
+    let app = TestApp::spawn().await;
+    app.sign_in(1).await;
+    for i in 0..10 {
+        reqwest::Client::new()
+            .post(format!("{}/_sandbox/groups/1001/servers", app.sandbox.url()))
+            .json(&serde_json::json!({"title": format!("other{i}"), "url": format!("http://127.0.0.1:9/{i}")}))
+            .send()
+            .await
+            .unwrap();
+    }
+    let setup = app.connect(1001).await;
+    assert_eq!((setup.state.as_str(), setup.error_kind.as_deref()), ("failed", Some("servers_limit")));
+    assert_eq!(app.sandbox.servers(1001).len(), 10, "nothing deleted");
+    let page = app.get("/communities/1001").await.text().await.unwrap();
+    assert!(page.contains("10 серверов"));
+    for i in 0..10 {
+        assert!(page.contains(&format!("http://127.0.0.1:9/{i}")), "slot {i} is listed");
+    }
+    // The admin picks one explicitly.
+    let victim = app.sandbox.servers(1001)[3].id.to_string();
+    let r = app.press_connect(1001, &[("replace_server_id", &victim)], None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(app.finished_setup(1001).await.state, "done");
+    let servers = app.sandbox.servers(1001);
+    assert_eq!(servers.len(), 10);
+    assert!(servers.iter().all(|s| s.id.to_string() != victim));
+    assert_eq!(our_servers(&app, 1001).len(), 1);
+}
+
+#[tokio::test]
+async fn disconnect_deletes_our_server_and_forgets_the_token() {
+    let app = TestApp::spawn().await;
+    app.sign_in(1).await;
+    app.connect(1001).await;
+    let r = app.post_with_csrf("/communities/1001", "/communities/1001/disconnect", &[]).await;
+    assert_eq!(r.status(), 303);
+    assert!(app.sandbox.servers(1001).is_empty());
+    let s = app.store().community_settings(1001).await.unwrap().unwrap();
+    assert!(!s.callback_configured);
+    assert_eq!((s.community_token, s.secret, s.confirmation_code), (None, None, None));
+    let page = app.get(r.headers()["location"].to_str().unwrap()).await.text().await.unwrap();
+    assert!(page.contains("Callback API отключен"));
+    assert!(page.contains("Подключить Callback API"));
+}
+
+#[tokio::test]
+async fn a_crash_after_the_add_is_finished_by_the_next_attempt_with_one_server() {
+    let app = TestApp::spawn_with(Options {
+        timing: vkhook::config::Timing {
+            setup_lease: std::time::Duration::from_millis(300),
+            setup_poll: std::time::Duration::from_millis(20),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    app.sign_in(1).await;
+    app.state.hooks.arm(CRASH_AFTER_SERVER);
+    app.press_connect(1001, &[], Some(Consent::allow(1))).await;
+    eventually(5, "the server was added", || async { (app.sandbox.servers(1001).len() == 1).then_some(()) }).await;
+    let stuck = app.store().setup(1001).await.unwrap().unwrap();
+    assert_eq!(stuck.state, "running", "the runner died mid-way");
+    assert_eq!(stuck.step_server, "running");
+    // A second click while the dead runner's lease holds joins the run; after it expires, a click restarts it.
+    tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+    let r = app.press_connect(1001, &[], None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(app.finished_setup(1001).await.state, "done");
+    assert_eq!(app.sandbox.servers(1001).len(), 1);
+    assert_eq!(app.sandbox.servers(1001)[0].status, ServerStatus::Ok);
+}
+
+#[tokio::test]
+async fn an_interrupted_run_resumes_when_its_page_is_reloaded() {
+    let app = TestApp::spawn_with(Options {
+        timing: vkhook::config::Timing {
+            setup_lease: std::time::Duration::from_millis(200),
+            setup_poll: std::time::Duration::from_millis(20),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    app.sign_in(1).await;
+    app.state.hooks.arm(CRASH_AFTER_SERVER);
+    app.press_connect(1001, &[], Some(Consent::allow(1))).await;
+    eventually(5, "the server was added", || async { (app.sandbox.servers(1001).len() == 1).then_some(()) }).await;
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    app.get("/communities/1001/setup").await; // the reload picks the run up
+    assert_eq!(app.finished_setup(1001).await.state, "done");
+    assert_eq!(app.sandbox.servers(1001).len(), 1);
+}
+
+#[tokio::test]
+async fn an_editor_cannot_connect_and_is_told_whom_to_ask() {
+    let app = TestApp::spawn().await;
+    app.sign_in(1).await;
+    let page = app.get("/communities/1003").await.text().await.unwrap();
+    assert!(page.contains("может только администратор"));
+    assert!(page.contains("Вы — редактор"));
+    let r = app.post_with_csrf("/communities/1003", "/communities/1003/connect", &[]).await;
+    assert_eq!(r.status(), 403);
+    assert!(app.sandbox.servers(1003).is_empty());
+    assert!(app.store().setup(1003).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn user_3_cannot_connect_1001_and_a_post_without_csrf_changes_nothing() {
+    let app = TestApp::spawn().await;
+    app.sign_in(3).await;
+    let r = app.post_with_csrf("/communities", "/communities/1001/connect", &[]).await;
+    assert_eq!(r.status(), 404);
+    let r = app.post_form("/communities/1004/connect", &[]).await;
+    assert_eq!(r.status(), 403);
+    assert!(app.store().setup(1004).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_token_without_manage_is_refused_and_nothing_is_added() {
+    let app = TestApp::spawn().await;
+    app.sign_in(1).await;
+    let r = app.press_connect(1001, &[], Some(Consent::granting(1, &["messages", "wall"]))).await;
+    assert_eq!(r.status(), 403);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("без права «Управление сообществом»"), "{html}");
+    assert!(app.sandbox.servers(1001).is_empty());
+    let s = app.store().community_settings(1001).await.unwrap().unwrap();
+    assert_eq!(s.community_token, None, "nothing stored");
+}
+
+#[tokio::test]
+async fn a_denied_community_consent_stores_nothing() {
+    let app = TestApp::spawn().await;
+    app.sign_in(1).await;
+    let r = app.press_connect(1001, &[], Some(Consent::deny(1))).await;
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("не выдали vkhook доступ"));
+    assert!(app.store().community_settings(1001).await.unwrap().unwrap().community_token.is_none());
+}
+
+#[tokio::test]
+async fn a_state_from_another_session_is_refused() {
+    let app = TestApp::spawn().await;
+    app.sign_in(1).await;
+    let page = "/communities/1001";
+    let r = app.post_with_csrf(page, &format!("{page}/connect"), &[]).await;
+    let authorize = r.headers()["location"].to_str().unwrap().to_owned();
+    let back = vk_sandbox::testing::consent(&authorize, &Consent::allow(1)).await.unwrap();
+    // Another browser, signed in as the same user, brings the redirect.
+    let other = TestApp::sign_in_elsewhere(&app, 1).await;
+    let r = other.get(back.as_str()).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(app.store().community_settings(1001).await.unwrap().unwrap().community_token.is_none());
+}
+
+#[tokio::test]
+async fn vk_errors_end_as_the_rules_say() {
+    let app = TestApp::spawn().await;
+    app.sign_in(1).await;
+    // Error 10 twice, then success: retried inside the step.
+    app.sandbox.inject_fault(Fault {
+        method: Some("groups.addCallbackServer".into()),
+        error_code: Some(10),
+        latency_ms: None,
+        remaining: Some(2),
+    });
+    assert_eq!(app.connect(1001).await.state, "done");
+    assert_eq!(app.sandbox.servers(1001).len(), 1);
+
+    // Error 5: the token is dead → «Нужно заново выдать доступ» with a button.
+    app.sandbox.inject_fault(Fault {
+        method: Some("groups.getCallbackConfirmationCode".into()),
+        error_code: Some(5),
+        latency_ms: None,
+        remaining: Some(1),
+    });
+    let r = app.press_connect(1001, &[], None).await;
+    assert_eq!(r.status(), 200);
+    let setup = app.finished_setup(1001).await;
+    assert_eq!(setup.error_kind.as_deref(), Some("reauth"));
+    let page = app.get("/communities/1001").await.text().await.unwrap();
+    assert!(page.contains("Нужно заново выдать доступ"));
+    assert!(page.contains("Выдать доступ заново"));
+    assert!(app.store().community_settings(1001).await.unwrap().unwrap().community_token.is_none());
+    // The button asks VK again and the setup finishes.
+    let r = app.press_connect(1001, &[("reauth", "1")], Some(Consent::allow(1))).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(app.finished_setup(1001).await.state, "done");
+
+    // VK keeps failing: a clear reason and «Попробовать снова».
+    app.sandbox.inject_fault(Fault {
+        method: Some("groups.getCallbackConfirmationCode".into()),
+        error_code: Some(10),
+        latency_ms: None,
+        remaining: None,
+    });
+    app.press_connect(1001, &[], None).await;
+    assert_eq!(app.finished_setup(1001).await.error_kind.as_deref(), Some("vk_unavailable"));
+    let page = app.get("/communities/1001/setup").await.text().await.unwrap();
+    assert!(page.contains("ВКонтакте не отвечает"));
+    assert!(!page.contains("error_code"), "no raw JSON");
+}
+
+#[tokio::test]
+async fn saving_event_types_only_changes_the_callback_settings() {
+    let app = TestApp::spawn().await;
+    app.sign_in(1).await;
+    app.connect(1001).await;
+    let server_before = app.sandbox.servers(1001)[0].clone();
+    let r = app
+        .post_with_csrf(
+            "/communities/1001",
+            "/communities/1001/events",
+            &[("event", "message_new"), ("event", "wall_reply_new")],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let server = app.sandbox.servers(1001)[0].clone();
+    assert_eq!(server.events.iter().map(String::as_str).collect::<Vec<_>>(), vec!["message_new", "wall_reply_new"]);
+    assert_eq!(
+        (server.id, server.secret_key.as_str(), server.status),
+        (server_before.id, server_before.secret_key.as_str(), ServerStatus::Ok)
+    );
+    let page = app.get("/communities/1001?notice=events_saved").await.text().await.unwrap();
+    assert!(page.contains("События сохранены"));
+    assert!(page.contains("value=\"message_new\" checked"));
+    assert!(!page.contains("value=\"like_add\" checked"));
+}
+
+#[tokio::test]
+async fn the_callback_answers_confirmation_only_with_the_right_secret() {
+    let app = TestApp::spawn().await;
+    app.sign_in(1).await;
+    app.connect(1001).await;
+    let settings = app.store().community_settings(1001).await.unwrap().unwrap();
+    let code = settings.confirmation_code.unwrap();
+    let secret = vkhook::receiver::current_secret(&app.state.vault, 1001, &settings.secret.unwrap()).unwrap();
+    let post = |body: serde_json::Value| {
+        let url = format!("{}/vk/callback", app.url);
+        async move { reqwest::Client::new().post(url).body(body.to_string()).send().await.unwrap() }
+    };
+    let ok = post(
+        serde_json::json!({"type": "confirmation", "group_id": 1001, "event_id": "", "secret": secret.expose_secret()}),
+    )
+    .await;
+    assert_eq!(ok.status(), 200);
+    assert!(ok.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert_eq!(ok.text().await.unwrap(), code);
+    let wrong =
+        post(serde_json::json!({"type": "confirmation", "group_id": 1001, "event_id": "", "secret": "nope"})).await;
+    assert_eq!(wrong.status(), 403);
+    assert_ne!(wrong.text().await.unwrap(), code);
+    let unknown = post(serde_json::json!({"type": "confirmation", "group_id": 999999, "event_id": ""})).await;
+    assert_eq!(unknown.status(), 404);
+}
+
+#[tokio::test]
+async fn the_manual_setup_answers_the_pasted_string_and_connects_on_the_first_event() {
+    let app = TestApp::spawn().await;
+    app.sign_in(1).await;
+    let page = app.get("/communities/1001/manual").await.text().await.unwrap();
+    assert!(page.contains(&format!("{}/vk/callback", app.url)));
+    assert!(page.contains("отличается от кода"));
+    let r = app.post_with_csrf("/communities/1001/manual", "/communities/1001/manual/secret", &[]).await;
+    assert_eq!(r.status(), 303);
+    let page = app.get("/communities/1001/manual").await.text().await.unwrap();
+    let at = page.find("id=\"manual-secret\">").unwrap() + "id=\"manual-secret\">".len();
+    let secret = page[at..at + 32].to_owned();
+    let r = app
+        .post_with_csrf("/communities/1001/manual", "/communities/1001/manual", &[("confirmation", "a1b2c3d4")])
+        .await;
+    assert_eq!(r.status(), 303);
+    let url = format!("{}/vk/callback", app.url);
+    let http = reqwest::Client::new();
+    let answer = http
+        .post(&url)
+        .body(serde_json::json!({"type": "confirmation", "group_id": 1001, "secret": secret}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.text().await.unwrap(), "a1b2c3d4");
+    assert_eq!(app.store().community_settings(1001).await.unwrap().unwrap().status, "connecting");
+    let event = serde_json::json!({"type": "group_join", "event_id": "e1", "v": "5.199", "group_id": 1001, "secret": secret, "object": {"user_id": 2, "join_type": "join"}});
+    assert_eq!(http.post(&url).body(event.to_string()).send().await.unwrap().text().await.unwrap(), "ok");
+    eventually(5, "connected", || async {
+        app.store().community_settings(1001).await.unwrap().unwrap().callback_configured.then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_hand_made_key_is_checked_with_get_token_permissions() {
+    let app = TestApp::spawn().await;
+    app.sign_in(1).await;
+    let key = app.sandbox.issue_community_token(1001, &["manage", "messages"]);
+    let r = app.post_with_csrf("/communities/1001/manual", "/communities/1001/manual", &[("key", &key)]).await;
+    assert_eq!(r.status(), 303);
+    let page = app.get(r.headers()["location"].to_str().unwrap()).await.text().await.unwrap();
+    assert!(page.contains("Ключ проверен"));
+    assert!(!page.contains(&key));
+    let other = app.sandbox.issue_community_token(1002, &["manage"]);
+    let r = app.post_with_csrf("/communities/1001/manual", "/communities/1001/manual", &[("key", &other)]).await;
+    assert_eq!(r.status(), 422);
+    let r = app.post_with_csrf("/communities/1001/manual", "/communities/1001/manual", &[("key", "vk1.a.bogus")]).await;
+    assert_eq!(r.status(), 422);
+}
