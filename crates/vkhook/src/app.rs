@@ -31,22 +31,33 @@ pub struct Inner {
     pub hooks: Hooks,
     pub metrics: Arc<Metrics>,
     pub receiver: Receiver,
+    /// Wakes the bot workers when an event was stored.
+    pub bot_wakeup: tokio::sync::Notify,
+    /// First names for `{first_name}`.
+    pub names: crate::bot::Names,
+    /// Who holds leases: this process.
+    pub instance_id: String,
 }
 
 /// Crash points for tests: when armed, the code at that point stops as if the process died there.
 /// Production never arms one.
 #[derive(Default)]
 pub struct Hooks {
+    any: std::sync::atomic::AtomicBool,
     armed: std::sync::Mutex<Vec<&'static str>>,
 }
 
 impl Hooks {
     pub fn arm(&self, point: &'static str) {
         self.armed.lock().unwrap_or_else(|e| e.into_inner()).push(point);
+        self.any.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
-    /// True once for each time `point` was armed.
+    /// True once for each time `point` was armed. Costs one atomic load when nothing is armed.
     pub fn fire(&self, point: &str) -> bool {
+        if !self.any.load(std::sync::atomic::Ordering::Relaxed) {
+            return false;
+        }
         let mut armed = self.armed.lock().unwrap_or_else(|e| e.into_inner());
         match armed.iter().position(|p| *p == point) {
             Some(i) => {
@@ -87,7 +98,21 @@ impl AppState {
             BackendKind::Postgres => 4,
         };
         let receiver = Receiver::start(store.clone(), writers, metrics.clone());
-        let inner = Inner { settings, store, vault, vk, oauth, public_url, hooks: Hooks::default(), metrics, receiver };
+        let instance_id = format!("{}-{}", std::process::id(), vk::oauth::random_urlsafe(6));
+        let inner = Inner {
+            settings,
+            store,
+            vault,
+            vk,
+            oauth,
+            public_url,
+            hooks: Hooks::default(),
+            metrics,
+            receiver,
+            bot_wakeup: tokio::sync::Notify::new(),
+            names: crate::bot::Names::default(),
+            instance_id,
+        };
         Ok(AppState { inner: Arc::new(inner) })
     }
 
@@ -144,12 +169,19 @@ impl App {
                 tracing::warn!(error = %e, "could not look for interrupted setups");
             }
         });
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let workers = tokio::spawn(crate::bot::run_workers(self.state.clone(), stopped.clone()));
+        let reconciler = tokio::spawn(crate::health::run_reconciler(self.state.clone(), stopped));
         tracing::info!(url = %self.state.public_url, "vkhook listening on {}", self.addr());
-        axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        let served = axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await
-            .context("serving HTTP")?;
+            .context("serving HTTP");
+        let _ = stop.send(true);
+        let _ = workers.await;
+        let _ = reconciler.await;
         self.state.store.close().await;
+        served?;
         Ok(())
     }
 }

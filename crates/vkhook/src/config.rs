@@ -153,6 +153,18 @@ pub struct Timing {
     pub setup_confirm_timeout: Duration,
     /// A setup runner holds its lease this long between steps; a crashed run is resumed after it.
     pub setup_lease: Duration,
+    /// A bot worker holds an event this long; if it dies, another takes the event after it.
+    pub bot_lease: Duration,
+    /// How often an idle worker looks for due events (new events wake it at once).
+    pub bot_poll: Duration,
+    /// Waits between attempts of an event whose reply failed transiently.
+    pub bot_retry: vk::Backoff,
+    /// Attempts before an event is given up as dead.
+    pub bot_max_attempts: i64,
+    /// Events handled at once (each from a different community).
+    pub bot_concurrency: usize,
+    /// How often VK's view of every connected community is compared with ours.
+    pub reconcile_every: Duration,
 }
 
 impl Default for Timing {
@@ -163,6 +175,12 @@ impl Default for Timing {
             setup_poll: Duration::from_millis(250),
             setup_confirm_timeout: Duration::from_secs(20),
             setup_lease: Duration::from_secs(30),
+            bot_lease: Duration::from_secs(60),
+            bot_poll: Duration::from_millis(500),
+            bot_retry: vk::Backoff::new(Duration::from_secs(2), Duration::from_secs(300)),
+            bot_max_attempts: 8,
+            bot_concurrency: 32,
+            reconcile_every: Duration::from_secs(300),
         }
     }
 }

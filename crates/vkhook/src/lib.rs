@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod connect;
 pub mod error;
+pub mod health;
 pub mod http;
 pub mod i18n;
 pub mod metrics;

@@ -157,6 +157,20 @@ pub async fn start(
     Ok(Started::Running)
 }
 
+/// Starts a setup run on vkhook's own initiative (the reconcile pass found our server gone or failed), with the
+/// stored token, on behalf of whoever connected the community.
+pub async fn start_repair(app: &AppState, group_id: i64) -> AppResult<bool> {
+    let by = app.store.community_settings(group_id).await?.and_then(|s| s.connected_by).unwrap_or(0);
+    let now = now_ms();
+    let mut row = new_run(group_id, by, "running", &ConnectOptions::default(), now + lease_ms(app));
+    row.step_token = "done".into();
+    if !app.store.begin_setup(&row, now).await? {
+        return Ok(false);
+    }
+    spawn_run(app, group_id, row.run_id.clone(), Some(row.lease_until));
+    Ok(true)
+}
+
 /// The community authorization URL, with a `state` bound to the session and the community.
 async fn authorize_community(app: &AppState, group_id: i64, session_hash: &str) -> AppResult<url::Url> {
     let state = vk::oauth::random_urlsafe(32);
@@ -494,11 +508,12 @@ impl Run {
             tokio::time::sleep(app.settings.timing.setup_poll).await;
         }
         let setup = app.store.setup(gid).await?;
-        let by = setup.as_ref().map(|s| s.started_by);
+        let by = setup.as_ref().map(|s| s.started_by).filter(|by| *by > 0);
         app.store.mark_connected(gid, Some(server_id), API_VERSION, &events.join(","), by).await?;
         if let Some(setup) = setup.filter(|s| s.bot_enabled) {
             crate::bot::enable_on_connect(&app, gid, setup.bot_reply.as_deref()).await?;
         }
+        crate::bot::resume(&app, gid).await?;
         self.step(Step::Confirm, "done").await?;
         Ok(())
     }

@@ -241,11 +241,14 @@ struct CommunityDetailPage {
     connected: Option<ConnectedView>,
     manual_waiting: bool,
     default_reply: &'static str,
+    bot: super::bot::BotView,
+    health: Option<super::bot::HealthView>,
 }
 
 #[derive(Deserialize)]
 pub struct DetailQuery {
     notice: Option<String>,
+    preview: Option<String>,
 }
 
 pub async fn show_community(
@@ -294,7 +297,18 @@ pub async fn show_community(
         Some("events_failed") => Some(t.events_failed),
         Some("disconnected") => Some(t.disconnected),
         Some("disconnected_token_dead") => Some(t.disconnected_token_dead),
+        Some("bot_saved") => Some(t.bot_saved),
+        Some("checked_in_order") => Some(t.checked_in_order),
+        Some("checked_repaired") => Some(t.checked_repaired),
+        Some("checked_unavailable") => Some(t.checked_unavailable),
         _ => None,
+    };
+    let bot = super::bot::bot_view(&app, t, id, q.preview.as_deref()).await?;
+    let has_events = app.store.last_event_at(id).await?.is_some();
+    let health = if community.status != "not_connected" || has_events {
+        Some(super::bot::health_view(&app, t, id).await?)
+    } else {
+        None
     };
     let (status_label, status_class) = status_label(t, &community.status);
     let role = role_label(t, &community.role);
@@ -314,6 +328,8 @@ pub async fn show_community(
         connected,
         manual_waiting,
         default_reply: t.bot_default_reply,
+        bot,
+        health,
         community,
     })
 }

@@ -11,6 +11,7 @@ use axum::Router;
 use crate::app::AppState;
 
 pub mod auth;
+pub mod bot;
 pub mod communities;
 pub mod connect;
 pub mod render;
@@ -31,9 +32,17 @@ pub fn router(state: AppState) -> Router {
         .route("/communities/{id}/setup", get(connect::show_setup))
         .route("/communities/{id}/setup/status", get(connect::setup_status))
         .route("/communities/{id}/disconnect", post(connect::disconnect_community))
-        .route("/communities/{id}/events", post(connect::save_events))
+        .route("/communities/{id}/event-types", post(connect::save_events))
         .route("/communities/{id}/manual", get(connect::show_manual).post(connect::save_manual))
         .route("/communities/{id}/manual/secret", post(connect::create_manual_secret))
+        .route("/communities/{id}/bot", post(bot::save_bot))
+        .route("/communities/{id}/rules", post(bot::add_rule))
+        .route("/communities/{id}/rules/{rule}/delete", post(bot::delete_rule))
+        .route("/communities/{id}/rules/{rule}/move", post(bot::move_rule))
+        .route("/communities/{id}/check", post(bot::check_now))
+        .route("/communities/{id}/events", get(bot::show_events))
+        .route("/communities/{id}/events/{event}", get(bot::show_raw_event))
+        .route("/communities/{id}/events/{event}/replay", post(bot::replay_event))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), session::ui_layer));
     let callback = Router::new()

@@ -24,6 +24,9 @@ use crate::metrics::Metrics;
 use crate::store::{now_ms, Inserted, NewInboxEvent, Store, StoreError};
 use crate::vault::{Slot, Vault};
 
+/// Crash point for tests: the next event is refused with 503 (as if the store were down) before storing.
+pub const FAIL_NEXT_EVENT: &str = "receiver:fail_next_event";
+
 /// Largest request body VK may send us.
 pub const BODY_LIMIT: usize = 1024 * 1024;
 /// How long a cached community is trusted before it is read again.
@@ -243,6 +246,9 @@ async fn handle(app: &AppState, body: &[u8]) -> (Response, &'static str) {
         Some(id) if !id.is_empty() && id.len() <= 128 => id.to_owned(),
         _ => return (text(StatusCode::BAD_REQUEST, "missing field \"event_id\""), kind),
     };
+    if app.hooks.fire(FAIL_NEXT_EVENT) {
+        return (unavailable(), kind);
+    }
     let event = NewInboxEvent {
         group_id,
         event_type: envelope.event_type.clone(),
@@ -251,7 +257,10 @@ async fn handle(app: &AppState, body: &[u8]) -> (Response, &'static str) {
         received_at: now_ms(),
     };
     match receiver.store_event(event).await {
-        Ok(_) => {
+        Ok(inserted) => {
+            if inserted == Inserted::New {
+                app.bot_wakeup.notify_one();
+            }
             if matches!(check, SecretCheck::Current) && current.previous_secret.is_some() {
                 after_new_secret(app, group_id);
             }

@@ -85,3 +85,73 @@ impl Store {
         Ok(())
     }
 }
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ReplyRow {
+    pub id: i64,
+    pub group_id: i64,
+    pub inbox_id: i64,
+    pub kind: String,
+    pub rule_id: Option<i64>,
+    pub text: String,
+    pub vk_id: Option<i64>,
+    pub status: String,
+    pub error: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct LogRow {
+    pub id: i64,
+    pub group_id: i64,
+    pub at: i64,
+    pub kind: String,
+    pub message: String,
+}
+
+impl Store {
+    pub async fn insert_reply(&self, r: &ReplyRow) -> StoreResult<()> {
+        let q = "INSERT INTO replies (group_id, inbox_id, kind, rule_id, text, vk_id, status, error, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+        on_pool!(self, pool => sqlx::query(q)
+            .bind(r.group_id).bind(r.inbox_id).bind(&r.kind).bind(r.rule_id).bind(&r.text).bind(r.vk_id).bind(&r.status)
+            .bind(&r.error).bind(r.created_at)
+            .execute(pool).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Replies since `since`: (sent, failed).
+    pub async fn reply_counts(&self, group_id: i64, since: i64) -> StoreResult<(i64, i64)> {
+        let q = "SELECT COALESCE(SUM(CASE WHEN status = 'sent' THEN 1 ELSE 0 END), 0), \
+                 COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0) \
+                 FROM replies WHERE group_id = $1 AND created_at >= $2";
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, (i64, i64)>(q).bind(group_id).bind(since).fetch_one(pool).await?))
+    }
+
+    /// Whether the bot itself wrote the comment or message with this VK id (its own echo).
+    pub async fn is_own_reply(&self, group_id: i64, kind: &str, vk_id: i64) -> StoreResult<bool> {
+        let q = "SELECT COUNT(*) FROM replies WHERE group_id = $1 AND kind = $2 AND vk_id = $3 AND status = 'sent'";
+        let n: i64 =
+            on_pool!(self, pool => sqlx::query_scalar(q).bind(group_id).bind(kind).bind(vk_id).fetch_one(pool).await?);
+        Ok(n > 0)
+    }
+
+    pub async fn log_community(&self, group_id: i64, kind: &str, message: &str) -> StoreResult<()> {
+        let q = "INSERT INTO community_log (group_id, at, kind, message) VALUES ($1, $2, $3, $4)";
+        on_pool!(self, pool => sqlx::query(q).bind(group_id).bind(now_ms()).bind(kind).bind(message).execute(pool).await?.rows_affected());
+        Ok(())
+    }
+
+    pub async fn community_log(&self, group_id: i64, limit: i64) -> StoreResult<Vec<LogRow>> {
+        let q =
+            "SELECT id, group_id, at, kind, message FROM community_log WHERE group_id = $1 ORDER BY id DESC LIMIT $2";
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, LogRow>(q).bind(group_id).bind(limit).fetch_all(pool).await?))
+    }
+
+    /// Connected communities (with a token) for the reconcile pass.
+    pub async fn connected_communities(&self) -> StoreResult<Vec<i64>> {
+        let q = "SELECT group_id FROM community_settings WHERE callback_configured AND community_token IS NOT NULL \
+                 AND setup_mode = 'api' ORDER BY group_id";
+        Ok(on_pool!(self, pool => sqlx::query_scalar(q).fetch_all(pool).await?))
+    }
+}

@@ -320,7 +320,7 @@ async fn saving_event_types_only_changes_the_callback_settings() {
     let r = app
         .post_with_csrf(
             "/communities/1001",
-            "/communities/1001/events",
+            "/communities/1001/event-types",
             &[("event", "message_new"), ("event", "wall_reply_new")],
         )
         .await;

@@ -80,6 +80,10 @@ impl Default for Options {
                 setup_poll: Duration::from_millis(20),
                 setup_confirm_timeout: Duration::from_secs(5),
                 setup_lease: Duration::from_secs(5),
+                bot_poll: Duration::from_millis(20),
+                bot_lease: Duration::from_secs(5),
+                bot_retry: vk::Backoff::new(Duration::from_millis(10), Duration::from_millis(50)),
+                reconcile_every: Duration::from_secs(3600),
                 ..Timing::default()
             },
         }
@@ -232,6 +236,47 @@ impl TestApp {
         let back = consent(&authorize, &Consent::allow(user_id)).await.unwrap();
         assert_eq!(other.get(back.as_str()).send().await.unwrap().status(), 303);
         other
+    }
+
+    /// Signs in as user 1 and connects `group_id` with the bot on (default reply off) and `rules`.
+    pub async fn connected_with_rules(&self, group_id: i64, rules: &[(&str, &str)]) {
+        self.sign_in(1).await;
+        self.connect(group_id).await;
+        self.store().set_bot_settings(group_id, true, true, None).await.unwrap();
+        for (keywords, reply) in rules {
+            self.store().add_rule(group_id, keywords, reply).await.unwrap();
+        }
+    }
+
+    /// Waits until every stored event is finished (done, ignored, failed or dead).
+    pub async fn wait_until_idle(&self) {
+        eventually(15, "the inbox to drain", || async {
+            (self.store().inbox_depth(None).await.unwrap() == 0).then_some(())
+        })
+        .await;
+    }
+
+    /// The community's replies at the sandbox (comments and messages written by the community itself).
+    pub fn bot_comments(&self, group_id: i64) -> Vec<vk_sandbox::Comment> {
+        self.sandbox.comments(group_id).into_iter().filter(|c| c.from_id == -group_id).collect()
+    }
+
+    pub fn bot_messages(&self, group_id: i64) -> Vec<vk_sandbox::Message> {
+        self.sandbox.messages(group_id).into_iter().filter(|m| m.from_id == -group_id).collect()
+    }
+
+    /// POSTs a body to /vk/callback as VK would.
+    pub async fn post_callback(&self, body: &str) -> reqwest::Response {
+        reqwest::Client::new().post(format!("{}/vk/callback", self.url)).body(body.to_owned()).send().await.unwrap()
+    }
+
+    /// The secret VK sends for a connected community.
+    pub async fn callback_secret(&self, group_id: i64) -> String {
+        let sealed = self.store().community_settings(group_id).await.unwrap().unwrap().secret.unwrap();
+        secrecy::ExposeSecret::expose_secret(
+            &vkhook::receiver::current_secret(&self.state.vault, group_id, &sealed).unwrap(),
+        )
+        .to_owned()
     }
 
     /// Every token the sandbox issued (access and refresh).

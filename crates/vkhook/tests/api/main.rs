@@ -3,7 +3,9 @@
 mod helpers;
 
 mod auth;
+mod bot;
 mod communities;
 mod connect;
+mod receiver;
 mod security;
 mod store_contract;

@@ -1,0 +1,394 @@
+//! The bot answers comments and messages by the admin's rules — never twice, never to itself.
+
+use vk_sandbox::Fault;
+use vkhook::bot::CRASH_AFTER_SEND;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_comment_gets_the_rules_reply_under_it_from_the_community() {
+    let app = TestApp::spawn().await;
+    app.connected_with_rules(1001, &[("до скольки, часы работы", "Работаем с 8 до 22, {first_name}!")]).await;
+    let (comment_id, _) = app.sandbox.comment(1001, 2, "А до скольки вы сегодня работаете?").unwrap();
+    let reply = eventually(10, "the bot's reply", || async { app.bot_comments(1001).into_iter().next() }).await;
+    assert_eq!(reply.text, "Работаем с 8 до 22, Иван!");
+    assert_eq!(reply.reply_to_comment, Some(comment_id));
+    assert_eq!(reply.from_id, -1001);
+    app.wait_until_idle().await;
+    assert_eq!(app.bot_comments(1001).len(), 1, "and it ignores its own comment that VK delivers back");
+    let log = app.store().inbox_log(1001, &vkhook::store::LogFilter { limit: 10, ..Default::default() }).await.unwrap();
+    let own = log.iter().find(|r| r.payload.contains("Работаем с 8 до 22")).expect("the bot's own comment arrived too");
+    assert_eq!(own.status, "ignored");
+    assert!(own.result.as_deref().unwrap().contains("\"own\""));
+}
+
+#[tokio::test]
+async fn a_message_gets_the_default_reply() {
+    let app = TestApp::spawn().await;
+    app.connected_with_rules(1001, &[("торт", "Торты на заказ — за два дня.")]).await;
+    app.store().set_bot_settings(1001, true, true, Some("Здравствуйте, {first_name}! Скоро ответим.")).await.unwrap();
+    app.sandbox.message(1001, 2, "Добрый вечер").unwrap();
+    let reply = eventually(10, "the reply", || async { app.bot_messages(1001).into_iter().next() }).await;
+    assert_eq!(reply.text, "Здравствуйте, Иван! Скоро ответим.");
+    assert_eq!(reply.peer_id, 2);
+    app.sandbox.message(1001, 2, "Хочу торт").unwrap();
+    eventually(10, "the rule's reply", || async { (app.bot_messages(1001).len() == 2).then_some(()) }).await;
+    assert_eq!(app.bot_messages(1001)[1].text, "Торты на заказ — за два дня.");
+    app.wait_until_idle().await;
+    assert_eq!(app.bot_messages(1001).len(), 2, "message_reply (its own) is not answered");
+}
+
+#[tokio::test]
+async fn the_same_event_twice_gives_one_row_and_one_reply() {
+    let app = TestApp::spawn().await;
+    app.connected_with_rules(1001, &[("привет", "Привет!")]).await;
+    let secret = app.callback_secret(1001).await;
+    let (comment_id, post_id) = app.sandbox.comment(1001, 2, "привет").unwrap();
+    eventually(10, "the first reply", || async { app.bot_comments(1001).into_iter().next() }).await;
+    // VK delivers the very same event again (a retry whose `ok` it missed).
+    let delivered = app.sandbox.deliveries(1001).into_iter().find(|d| d.event_type == "wall_reply_new").unwrap();
+    assert!(delivered.body.contains(&secret));
+    assert_eq!(app.post_callback(&delivered.body).await.text().await.unwrap(), "ok");
+    app.wait_until_idle().await;
+    assert_eq!(app.bot_comments(1001).len(), 1);
+    let _ = (comment_id, post_id);
+}
+
+#[tokio::test]
+async fn a_crash_between_sending_and_recording_never_sends_twice() {
+    let app = TestApp::spawn_with(Options {
+        timing: vkhook::config::Timing {
+            bot_lease: std::time::Duration::from_millis(300),
+            bot_poll: std::time::Duration::from_millis(20),
+            setup_poll: std::time::Duration::from_millis(20),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    app.connected_with_rules(1001, &[("вопрос", "Ответ.")]).await;
+    app.state.hooks.arm(CRASH_AFTER_SEND);
+    app.sandbox.comment(1001, 2, "У меня вопрос").unwrap();
+    eventually(10, "the reply at VK", || async { app.bot_comments(1001).into_iter().next() }).await;
+    // The worker "died" before recording: the event is still held. After its lease another attempt runs.
+    let done = eventually(10, "the event recorded as done", || async {
+        let log = app
+            .store()
+            .inbox_log(
+                1001,
+                &vkhook::store::LogFilter {
+                    event_type: Some("wall_reply_new".into()),
+                    limit: 10,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        log.iter().find(|r| r.payload.contains("У меня вопрос") && r.status == "done").cloned()
+    })
+    .await;
+    assert_eq!(done.attempts, 2, "the first attempt died after sending; the second recorded it");
+    app.wait_until_idle().await;
+    assert_eq!(app.bot_comments(1001).len(), 1, "VK's guid made the second send return the first comment");
+}
+
+#[tokio::test]
+async fn error_6_delays_the_reply_but_it_goes_out() {
+    let app = TestApp::spawn().await;
+    app.connected_with_rules(1001, &[("цена", "Цены в меню.")]).await;
+    app.sandbox.inject_fault(Fault {
+        method: Some("wall.createComment".into()),
+        error_code: Some(6),
+        latency_ms: None,
+        remaining: Some(8),
+    });
+    app.sandbox.comment(1001, 2, "Какая цена?").unwrap();
+    let reply =
+        eventually(15, "the reply after the storm", || async { app.bot_comments(1001).into_iter().next() }).await;
+    assert_eq!(reply.text, "Цены в меню.");
+    app.wait_until_idle().await;
+    assert_eq!(app.bot_comments(1001).len(), 1);
+}
+
+#[tokio::test]
+async fn error_5_pauses_the_community_until_it_is_reconnected() {
+    let app = TestApp::spawn().await;
+    app.connected_with_rules(1001, &[("привет", "Привет!")]).await;
+    app.sandbox.inject_fault(Fault {
+        method: Some("wall.createComment".into()),
+        error_code: Some(5),
+        latency_ms: None,
+        remaining: Some(1),
+    });
+    app.sandbox.comment(1001, 2, "привет").unwrap();
+    eventually(10, "paused", || async {
+        app.store().bot_settings(1001).await.unwrap().unwrap().paused_reason.is_some().then_some(())
+    })
+    .await;
+    let page = app.get("/communities/1001").await.text().await.unwrap();
+    assert!(page.contains("Бот приостановлен"));
+    assert!(page.contains("Нужно переподключить"));
+    assert!(app.bot_comments(1001).is_empty());
+    // Reconnecting resumes the bot and the held event is answered.
+    let r = app.press_connect(1001, &[("reauth", "1")], Some(vk_sandbox::testing::Consent::allow(1))).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(app.finished_setup(1001).await.state, "done");
+    eventually(10, "the held reply", || async { app.bot_comments(1001).into_iter().next() }).await;
+    assert!(app.store().bot_settings(1001).await.unwrap().unwrap().paused_reason.is_none());
+}
+
+#[tokio::test]
+async fn a_failed_event_is_replayed_from_the_log_once() {
+    let app = TestApp::spawn().await;
+    app.connected_with_rules(1001, &[("привет", "Привет!")]).await;
+    app.sandbox.inject_fault(Fault {
+        method: Some("messages.send".into()),
+        error_code: Some(901),
+        latency_ms: None,
+        remaining: Some(1),
+    });
+    app.sandbox.message(1001, 2, "привет").unwrap();
+    let failed = eventually(10, "a failed event", || async {
+        let log = app
+            .store()
+            .inbox_log(
+                1001,
+                &vkhook::store::LogFilter { status: Some("failed".into()), limit: 10, ..Default::default() },
+            )
+            .await
+            .unwrap();
+        log.into_iter().next()
+    })
+    .await;
+    let page = app.get("/communities/1001/events").await.text().await.unwrap();
+    assert!(page.contains("запретил сообщения"), "the log says why");
+    assert!(page.contains("Повторить"));
+    let r = app
+        .post_with_csrf("/communities/1001/events", &format!("/communities/1001/events/{}/replay", failed.id), &[])
+        .await;
+    assert_eq!(r.status(), 303);
+    eventually(10, "the reply", || async { app.bot_messages(1001).into_iter().next() }).await;
+    app.wait_until_idle().await;
+    // Only failed or dead events can be replayed; a second press changes nothing.
+    let r = app
+        .post_with_csrf("/communities/1001/events", &format!("/communities/1001/events/{}/replay", failed.id), &[])
+        .await;
+    assert_eq!(r.status(), 409);
+    assert_eq!(app.bot_messages(1001).len(), 1);
+}
+
+#[tokio::test]
+async fn replaying_an_event_whose_reply_was_sent_sends_nothing_new() {
+    let app = TestApp::spawn_with(Options {
+        timing: vkhook::config::Timing {
+            bot_max_attempts: 2,
+            bot_poll: std::time::Duration::from_millis(20),
+            bot_retry: vk::Backoff::new(std::time::Duration::from_millis(5), std::time::Duration::from_millis(10)),
+            setup_poll: std::time::Duration::from_millis(20),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    app.connected_with_rules(1001, &[("привет", "Привет!")]).await;
+    // VK accepts the comment, but the worker dies before recording it; the event ends up dead.
+    app.state.hooks.arm(CRASH_AFTER_SEND);
+    app.sandbox.comment(1001, 2, "привет").unwrap();
+    eventually(10, "the reply", || async { app.bot_comments(1001).into_iter().next() }).await;
+    app.state
+        .store
+        .finish_inbox_event(
+            app.store()
+                .inbox_log(
+                    1001,
+                    &vkhook::store::LogFilter { status: Some("processing".into()), limit: 1, ..Default::default() },
+                )
+                .await
+                .unwrap()[0]
+                .id,
+            &app.state.instance_id,
+            "dead",
+            "{\"action\":\"none\",\"reason\":\"gave_up\"}",
+            Some("lost"),
+        )
+        .await
+        .unwrap();
+    let dead = app
+        .store()
+        .inbox_log(1001, &vkhook::store::LogFilter { status: Some("dead".into()), limit: 1, ..Default::default() })
+        .await
+        .unwrap();
+    let r = app
+        .post_with_csrf("/communities/1001/events", &format!("/communities/1001/events/{}/replay", dead[0].id), &[])
+        .await;
+    assert_eq!(r.status(), 303);
+    app.wait_until_idle().await;
+    assert_eq!(app.bot_comments(1001).len(), 1, "no second reply");
+}
+
+#[tokio::test]
+async fn switches_decide_what_the_bot_answers() {
+    let app = TestApp::spawn().await;
+    app.connected_with_rules(1001, &[]).await;
+    let r = app
+        .post_with_csrf("/communities/1001", "/communities/1001/bot", &[("messages", "1"), ("default_reply", "Ок")])
+        .await;
+    assert_eq!(r.status(), 303);
+    app.sandbox.comment(1001, 2, "комментарий").unwrap();
+    app.sandbox.message(1001, 2, "сообщение").unwrap();
+    eventually(10, "the message reply", || async { app.bot_messages(1001).into_iter().next() }).await;
+    app.wait_until_idle().await;
+    assert!(app.bot_comments(1001).is_empty(), "comments are off");
+    let page = app.get("/communities/1001/events?type=wall_reply_new").await.text().await.unwrap();
+    assert!(page.contains("бот для комментариев выключен"));
+}
+
+#[tokio::test]
+async fn rules_are_edited_ordered_and_previewed_on_the_community_page() {
+    let app = TestApp::spawn().await;
+    app.connected_with_rules(1001, &[]).await;
+    app.post_with_csrf(
+        "/communities/1001",
+        "/communities/1001/rules",
+        &[("keywords", "цена"), ("reply", "Цены в меню.")],
+    )
+    .await;
+    app.post_with_csrf(
+        "/communities/1001",
+        "/communities/1001/rules",
+        &[("keywords", "цена, торт"), ("reply", "Торты!")],
+    )
+    .await;
+    let rules = app.store().rules(1001).await.unwrap();
+    assert_eq!(rules.len(), 2);
+    let page = app.get("/communities/1001?preview=Какая%20цена%20торта").await.text().await.unwrap();
+    assert!(page.contains("Сработает правило «цена»"), "the first rule wins");
+    app.post_with_csrf("/communities/1001", &format!("/communities/1001/rules/{}/move", rules[1].id), &[("dir", "up")])
+        .await;
+    let page = app.get("/communities/1001?preview=цена").await.text().await.unwrap();
+    assert!(page.contains("Сработает правило «цена, торт»"));
+    app.post_with_csrf("/communities/1001", &format!("/communities/1001/rules/{}/delete", rules[1].id), &[]).await;
+    assert_eq!(app.store().rules(1001).await.unwrap().len(), 1);
+    let page = app.get("/communities/1001?preview=привет").await.text().await.unwrap();
+    assert!(page.contains("бот промолчит"));
+    let r = app
+        .post_with_csrf("/communities/1001", "/communities/1001/rules", &[("keywords", " , "), ("reply", "x")])
+        .await;
+    assert_eq!(r.status(), 422);
+}
+
+#[tokio::test]
+async fn the_connect_form_turns_the_bot_on_with_the_default_reply() {
+    let app = TestApp::spawn().await;
+    app.sign_in(1).await;
+    let page = app.get("/communities/1001").await.text().await.unwrap();
+    assert!(page.contains("Сразу включить бота"));
+    let r = app
+        .press_connect(
+            1001,
+            &[("bot_enabled", "1"), ("bot_reply", "Спасибо, {first_name}!")],
+            Some(vk_sandbox::testing::Consent::allow(1)),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    app.finished_setup(1001).await;
+    app.sandbox.comment(1001, 2, "Первый!").unwrap();
+    let reply = eventually(10, "the reply", || async { app.bot_comments(1001).into_iter().next() }).await;
+    assert_eq!(reply.text, "Спасибо, Иван!");
+}
+
+#[tokio::test]
+async fn the_delivery_log_shows_events_replies_and_raw_bodies_without_secrets() {
+    let app = TestApp::spawn().await;
+    app.connected_with_rules(1001, &[("цена", "Цены в меню.")]).await;
+    app.sandbox.comment(1001, 2, "Какая цена?").unwrap();
+    eventually(10, "the reply", || async { app.bot_comments(1001).into_iter().next() }).await;
+    app.wait_until_idle().await;
+    let page = app.get("/communities/1001/events").await.text().await.unwrap();
+    assert!(page.contains("Какая цена?"));
+    assert!(page.contains("Ответил по правилу «цена»: Цены в меню."));
+    assert!(page.contains("id2"));
+    let filtered = app.get("/communities/1001/events?status=ignored").await.text().await.unwrap();
+    assert!(!filtered.contains("Какая цена?"));
+    let row = app
+        .store()
+        .inbox_log(1001, &vkhook::store::LogFilter { status: Some("done".into()), limit: 1, ..Default::default() })
+        .await
+        .unwrap();
+    let raw = app.get(&format!("/communities/1001/events/{}", row[0].id)).await.text().await.unwrap();
+    assert!(raw.contains("\"wall_reply_new\""));
+    assert!(!raw.contains("secret"));
+    assert!(!raw.contains(&app.callback_secret(1001).await));
+    // Another user's community's events do not exist for them.
+    let other = TestApp::sign_in_elsewhere(&app, 3).await;
+    let r = other.get(format!("{}/communities/1001/events", app.url)).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn the_health_card_shows_traffic_and_reconcile_repairs_drift() {
+    let app = TestApp::spawn().await;
+    app.connected_with_rules(1001, &[("цена", "Цены в меню.")]).await;
+    app.sandbox.comment(1001, 2, "цена?").unwrap();
+    eventually(10, "the reply", || async { app.bot_comments(1001).into_iter().next() }).await;
+    app.wait_until_idle().await;
+    let page = app.get("/communities/1001").await.text().await.unwrap();
+    assert!(page.contains("Здоровье"));
+    assert!(page.contains("отправлено 1, не удалось 0"));
+    assert!(page.contains("<code>wall_reply_new</code> 2"), "the comment and the bot's own");
+
+    // Someone switches events off and changes the version at VK.
+    let token = app.sandbox.issue_community_token(1001, &["manage"]);
+    let server_id = app.sandbox.servers(1001)[0].id.to_string();
+    let r: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/method/groups.setCallbackSettings", app.sandbox.api_url()))
+        .form(&[
+            ("group_id", "1001"),
+            ("server_id", server_id.as_str()),
+            ("api_version", "5.131"),
+            ("wall_reply_new", "0"),
+            ("access_token", token.as_str()),
+            ("v", "5.199"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["response"], 1);
+    let r = app.post_with_csrf("/communities/1001", "/communities/1001/check", &[]).await;
+    assert_eq!(r.headers()["location"], "/communities/1001?notice=checked_repaired#health");
+    let server = app.sandbox.servers(1001)[0].clone();
+    assert!(server.events.contains("wall_reply_new"));
+    assert_eq!(server.api_version, "5.199");
+    let page = app.get("/communities/1001").await.text().await.unwrap();
+    assert!(page.contains("Включены обратно события: wall_reply_new"));
+    assert!(page.contains("Версия API возвращена на 5.199 (была 5.131)"));
+
+    // Someone deletes our server at VK: the check connects it again.
+    let r: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/method/groups.deleteCallbackServer", app.sandbox.api_url()))
+        .form(&[
+            ("group_id", "1001"),
+            ("server_id", server_id.as_str()),
+            ("access_token", token.as_str()),
+            ("v", "5.199"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["response"], 1);
+    app.post_with_csrf("/communities/1001", "/communities/1001/check", &[]).await;
+    app.finished_setup(1001).await;
+    eventually(10, "a server again", || async {
+        app.sandbox.servers(1001).into_iter().find(|s| s.status == vk_sandbox::ServerStatus::Ok)
+    })
+    .await;
+    let page = app.get("/communities/1001").await.text().await.unwrap();
+    assert!(page.contains("Сервер vkhook был удалён у ВКонтакте"));
+    assert_eq!(vkhook::health::reconcile(&app.state, 1001).await.unwrap(), vkhook::health::Repair::InOrder);
+}

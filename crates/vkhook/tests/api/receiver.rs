@@ -1,0 +1,174 @@
+//! `POST /vk/callback`: every event stored once before `ok`, and every bad request refused without `ok`.
+
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+async fn connected() -> TestApp {
+    let app = TestApp::spawn().await;
+    app.sign_in(1).await;
+    app.connect(1001).await;
+    app
+}
+
+#[tokio::test]
+async fn every_real_sample_readdressed_to_a_connected_community_is_ok_and_stored_whole() {
+    let app = connected().await;
+    let secret = app.callback_secret(1001).await;
+    let dir = format!("{}/../../vendor/vk-callback-samples", env!("CARGO_MANIFEST_DIR"));
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") || path.to_string_lossy().contains("confirmation") {
+            continue;
+        }
+        let mut body: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        body["group_id"] = json!(1001);
+        body["secret"] = json!(secret);
+        if body.get("event_id").is_none() {
+            body["event_id"] = json!(format!("{:040x}", n + 1));
+        }
+        let r = app.post_callback(&body.to_string()).await;
+        assert_eq!(r.status(), 200, "{}", path.display());
+        assert_eq!(r.text().await.unwrap(), "ok", "exactly ok: {}", path.display());
+        let event_id = match &body["event_id"] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let row = app.store().inbox_event_by_event_id(1001, &event_id).await.unwrap().expect("stored");
+        let stored: Value = serde_json::from_str(&row.payload).unwrap();
+        let mut expected = body.clone();
+        expected.as_object_mut().unwrap().remove("secret");
+        if let Value::Number(id) = &expected["event_id"] {
+            expected["event_id"] = json!(id.to_string());
+        }
+        assert_eq!(stored, expected, "stored whole, without the secret: {}", path.display());
+        n += 1;
+    }
+    assert_eq!(n, 8);
+}
+
+#[tokio::test]
+async fn a_repeated_event_is_stored_once() {
+    let app = connected().await;
+    let secret = app.callback_secret(1001).await;
+    let body = json!({"type": "group_join", "event_id": "a".repeat(40), "v": "5.199", "group_id": 1001, "secret": secret, "object": {"user_id": 2, "join_type": "join"}}).to_string();
+    for _ in 0..3 {
+        assert_eq!(app.post_callback(&body).await.text().await.unwrap(), "ok");
+    }
+    let rows =
+        app.store().inbox_log(1001, &vkhook::store::LogFilter { limit: 100, ..Default::default() }).await.unwrap();
+    assert_eq!(rows.iter().filter(|r| r.event_type == "group_join").count(), 1);
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_and_never_ok() {
+    let app = connected().await;
+    let secret = app.callback_secret(1001).await;
+    let event = |group: i64, secret: &str| {
+        json!({"type": "group_join", "event_id": "b".repeat(40), "group_id": group, "secret": secret, "object": {"user_id": 2}}).to_string()
+    };
+    let cases: Vec<(String, u16)> = vec![
+        (event(1001, "wrong"), 403),
+        (event(424242, &secret), 404),
+        ("{not json".into(), 400),
+        (json!({"type": "group_join", "event_id": "c", "secret": secret}).to_string(), 400),
+        (json!({"group_id": 1001, "secret": secret}).to_string(), 400),
+        (json!({"type": "group_join", "group_id": 1001, "secret": secret, "object": {}}).to_string(), 400),
+    ];
+    for (body, status) in cases {
+        let r = app.post_callback(&body).await;
+        assert_eq!(r.status().as_u16(), status, "{body}");
+        assert_ne!(r.text().await.unwrap(), "ok");
+    }
+    let huge = format!("{{\"type\":\"x\",\"group_id\":1001,\"pad\":\"{}\"}}", "a".repeat(2 * 1024 * 1024));
+    let r = app.post_callback(&huge).await;
+    assert_eq!(r.status(), 413);
+    assert_eq!(
+        app.store().inbox_log(1001, &vkhook::store::LogFilter { limit: 10, ..Default::default() }).await.unwrap().len(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_commit_gets_503_with_retry_after() {
+    let app = connected().await;
+    let secret = app.callback_secret(1001).await;
+    // Prime the cache, then take the database away.
+    let first = json!({"type": "group_join", "event_id": "d".repeat(40), "group_id": 1001, "secret": secret, "object": {"user_id": 2}}).to_string();
+    assert_eq!(app.post_callback(&first).await.text().await.unwrap(), "ok");
+    app.store().close().await;
+    let body = json!({"type": "group_join", "event_id": "e".repeat(40), "group_id": 1001, "secret": secret, "object": {"user_id": 2}}).to_string();
+    let r = app.post_callback(&body).await;
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().get("retry-after").is_some());
+    assert_ne!(r.text().await.unwrap(), "ok");
+}
+
+#[tokio::test]
+async fn vks_retry_after_a_failed_answer_is_stored_once_and_answered_once() {
+    let app = connected().await;
+    app.store().set_bot_settings(1001, true, true, Some("Спасибо!")).await.unwrap();
+    app.state.hooks.arm(vkhook::receiver::FAIL_NEXT_EVENT);
+    app.sandbox.message(1001, 2, "Привет").unwrap();
+    eventually(10, "the reply", || async { (app.bot_messages(1001).len() == 1).then_some(()) }).await;
+    let attempts: Vec<_> = app.sandbox.deliveries(1001).into_iter().filter(|d| d.event_type == "message_new").collect();
+    assert_eq!(attempts.len(), 2, "refused once with 503, then retried by VK");
+    assert_eq!(attempts[0].http_status, Some(503));
+    assert_eq!(attempts[1].retry_counter, 1);
+    app.wait_until_idle().await;
+    assert_eq!(app.bot_messages(1001).len(), 1);
+}
+
+#[tokio::test]
+async fn a_disconnected_community_that_still_sends_is_told_to_remove_the_server() {
+    let app = connected().await;
+    let secret = app.callback_secret(1001).await;
+    app.post_with_csrf("/communities/1001", "/communities/1001/disconnect", &[]).await;
+    let body = json!({"type": "group_join", "event_id": "f".repeat(40), "group_id": 1001, "secret": secret, "object": {"user_id": 2}}).to_string();
+    let r = app.post_callback(&body).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "remove");
+}
+
+#[tokio::test]
+async fn the_previous_secret_works_until_an_event_brings_the_new_one() {
+    let app = connected().await;
+    let old = app.callback_secret(1001).await;
+    assert_eq!(app.press_connect(1001, &[], None).await.status(), 200);
+    app.finished_setup(1001).await;
+    let new = app.callback_secret(1001).await;
+    assert_ne!(old, new);
+    let event = |id: char, secret: &str| {
+        json!({"type": "group_join", "event_id": id.to_string().repeat(40), "group_id": 1001, "secret": secret, "object": {"user_id": 2}}).to_string()
+    };
+    assert_eq!(
+        app.post_callback(&event('1', &old)).await.text().await.unwrap(),
+        "ok",
+        "in-flight events with the old secret"
+    );
+    assert_eq!(app.post_callback(&event('2', &new)).await.text().await.unwrap(), "ok");
+    eventually(5, "the old secret retired", || async {
+        app.store().community_settings(1001).await.unwrap().unwrap().previous_secret.is_none().then_some(())
+    })
+    .await;
+    assert_eq!(app.post_callback(&event('3', &old)).await.status(), 403);
+}
+
+#[tokio::test]
+async fn metrics_count_events_by_type_and_result() {
+    let app = connected().await;
+    let secret = app.callback_secret(1001).await;
+    let body = json!({"type": "like_add", "event_id": "9".repeat(40), "group_id": 1001, "secret": secret, "object": {"liker_id": 2, "object_type": "post", "object_owner_id": -1001, "object_id": 1}}).to_string();
+    app.post_callback(&body).await;
+    app.post_callback(&body.replace(&secret, "nope")).await;
+    let text = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        text.contains("vkhook_callback_requests_total{type=\"like_add\",status=\"200\",result=\"ok\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("vkhook_callback_requests_total{type=\"like_add\",status=\"403\",result=\"wrong_secret\"} 1"));
+    assert!(text.contains("vkhook_callback_ack_seconds_count"));
+    assert!(text.contains("vkhook_inbox_depth"));
+    assert!(text.contains("vkhook_vk_requests_total{method=\"groups.addCallbackServer\",outcome=\"ok\"} 1"));
+}
