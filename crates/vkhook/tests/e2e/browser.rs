@@ -90,13 +90,26 @@ impl Browser {
     pub async fn wait_for_text(&self, needle: &str, secs: u64) -> String {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
-            let text = self.client.find(Locator::Css("body")).await.unwrap().text().await.unwrap_or_default();
+            // Mid-navigation there may be no body yet: that is "not yet", not a failure.
+            let text = match self.client.find(Locator::Css("body")).await {
+                Ok(body) => body.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
             if text.contains(needle) {
                 return text;
             }
             assert!(Instant::now() < deadline, "page never showed {needle:?}; it shows:\n{text}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Saves a PNG of the page under `$VKHOOK_SCREENSHOTS/<name>.png` when that variable is set (for looking at
+    /// the pages while developing).
+    pub async fn screenshot(&self, name: &str) {
+        let Some(dir) = std::env::var_os("VKHOOK_SCREENSHOTS") else { return };
+        let png = self.client.screenshot().await.unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(std::path::Path::new(&dir).join(format!("{name}.png")), png).unwrap();
     }
 
     pub async fn close(mut self) {

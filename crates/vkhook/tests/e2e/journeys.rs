@@ -12,17 +12,20 @@ async fn sign_in_see_communities_open_one_and_switch_to_english() {
     browser.click("#sign-in").await;
     // The sandbox's VK ID page: Анна Админова is the first choice; «Разрешить».
     let consent = browser.text_when("button[value=allow]").await;
+    browser.screenshot("01-vkid-consent").await;
     assert!(consent.contains("Анна Админова"));
     browser.click("input[name=user_id][value='1']").await;
     browser.click("button[value=allow]").await;
 
     let list = browser.text_when(".community-list").await;
+    browser.screenshot("02-communities").await;
     assert!(browser.url().await.ends_with("/communities"));
     for name in ["Кофейня «Зерно»", "Книжный клуб", "Городские новости"] {
         assert!(list.contains(name), "{name}");
     }
     browser.click("a.community-name[href='/communities/1001']").await;
     let detail = browser.text_when("#connect").await;
+    browser.screenshot("03-community").await;
     assert!(detail.contains("Подключить Callback API"), "{detail}");
 
     browser.click("#lang-switch").await;
@@ -51,10 +54,83 @@ async fn connect_a_community_from_the_browser() {
     browser.click("button[value=allow]").await;
     // The progress page finishes by itself.
     let done = browser.wait_for_text("Callback API подключен", 20).await;
+    browser.screenshot("04-setup-done").await;
     assert_eq!(done.matches("готово").count(), 5, "all steps done:\n{done}");
     assert_eq!(app.sandbox.servers(1001).len(), 1);
     browser.click("a.btn.primary[href='/communities/1001']").await;
     let detail = browser.wait_for_text("Статус у ВКонтакте", 10).await;
+    browser.screenshot("05-connected").await;
     assert!(detail.contains("ok"));
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn the_bot_answers_a_comment_written_on_the_sandbox_page() {
+    let Some(browser) = Browser::start("the bot journey").await else { return };
+    let app = TestApp::spawn().await;
+
+    browser.goto(&app.url).await;
+    browser.click("#sign-in").await;
+    browser.click("input[name=user_id][value='1']").await;
+    browser.click("button[value=allow]").await;
+    browser.text_when(".community-list").await;
+    browser.goto(&format!("{}/communities/1001", app.url)).await;
+    // «Сразу включить бота» is ticked by default; connect.
+    browser.click("#connect").await;
+    browser.click("input[name=user_id][value='1']").await;
+    browser.click("button[value=allow]").await;
+    browser.wait_for_text("Callback API подключен", 20).await;
+
+    // A rule on the community page.
+    browser.goto(&format!("{}/communities/1001", app.url)).await;
+    browser
+        .client
+        .find(fantoccini::Locator::Css("input[name=keywords]"))
+        .await
+        .unwrap()
+        .send_keys("до скольки")
+        .await
+        .unwrap();
+    browser
+        .client
+        .find(fantoccini::Locator::Css("textarea[name=reply]"))
+        .await
+        .unwrap()
+        .send_keys("Работаем до 22:00!")
+        .await
+        .unwrap();
+    browser.click("#rule-add").await;
+    browser.wait_for_text("Работаем до 22:00!", 10).await;
+
+    // Иван comments on the sandbox's page.
+    browser.goto(app.sandbox.url()).await;
+    let field = "#club1001 input[name=text]";
+    browser
+        .client
+        .wait()
+        .for_element(fantoccini::Locator::Css(field))
+        .await
+        .unwrap()
+        .send_keys("До скольки вы открыты?")
+        .await
+        .unwrap();
+    browser.click("#club1001 form[action$='/_sandbox/ui/comment'] button").await;
+    // The reply appears under the comment (reload the sandbox page until it does).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        browser.client.refresh().await.unwrap();
+        let text = browser.text_when("#club1001").await;
+        if text.contains("Работаем до 22:00!") {
+            browser.screenshot("06-sandbox-reply").await;
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no reply on the sandbox page:\n{text}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // And vkhook's delivery log shows the event with its reply.
+    browser.goto(&format!("{}/communities/1001/events", app.url)).await;
+    let log = browser.wait_for_text("Ответил по правилу «до скольки»", 10).await;
+    browser.screenshot("07-event-log").await;
+    assert!(log.contains("До скольки вы открыты?"));
     browser.close().await;
 }
