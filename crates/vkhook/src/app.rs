@@ -170,16 +170,23 @@ impl App {
             }
         });
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let workers = tokio::spawn(crate::bot::run_workers(self.state.clone(), stopped.clone()));
-        let reconciler = tokio::spawn(crate::health::run_reconciler(self.state.clone(), stopped));
-        tracing::info!(url = %self.state.public_url, "vkhook listening on {}", self.addr());
+        let role = self.state.settings.role;
+        let mut background = Vec::new();
+        if role.runs_workers() {
+            background.push(tokio::spawn(crate::bot::run_workers(self.state.clone(), stopped.clone())));
+            background.push(tokio::spawn(crate::health::run_reconciler(self.state.clone(), stopped)));
+        }
+        tracing::info!(url = %self.state.public_url, ?role, "vkhook listening on {}", self.addr());
+        // A worker-only instance still answers /healthz and /metrics on its port.
+        let router = if role.serves_http() { router } else { crate::http::machine_router(self.state.clone()) };
         let served = axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await
             .context("serving HTTP");
         let _ = stop.send(true);
-        let _ = workers.await;
-        let _ = reconciler.await;
+        for task in background {
+            let _ = task.await;
+        }
         self.state.store.close().await;
         served?;
         Ok(())

@@ -117,6 +117,7 @@ pub fn demo_settings(args: &DemoArgs, sandbox: &vk_sandbox::Sandbox) -> anyhow::
     let keys = Vault::load_or_create_key_file(&dir.join("token.keys")).context("the demo key file")?;
     let url = |s: String| url::Url::parse(&s).expect("sandbox URLs are valid");
     Ok(Settings {
+        role: config::Role::All,
         bind: ([127, 0, 0, 1], args.port).into(),
         public_url: Some(url(format!("http://127.0.0.1:{}", args.port))),
         database_url: format!("sqlite://{}", dir.join("vkhook.db").display()),

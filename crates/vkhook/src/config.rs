@@ -62,8 +62,30 @@ pub struct KeysArgs {
     pub token_keys: Option<String>,
 }
 
+/// What an instance runs: the web side (UI and `/vk/callback`), the workers (bot, reconcile), or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Role {
+    #[default]
+    All,
+    Web,
+    Worker,
+}
+
+impl Role {
+    pub fn serves_http(self) -> bool {
+        matches!(self, Role::All | Role::Web)
+    }
+
+    pub fn runs_workers(self) -> bool {
+        matches!(self, Role::All | Role::Worker)
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
+    /// What this instance runs: web (UI and /vk/callback), worker (bot and reconcile) or all.
+    #[arg(long, env = "VKHOOK_ROLE", value_enum, default_value_t = Role::All)]
+    pub role: Role,
     /// Address to listen on.
     #[arg(long, env = "VKHOOK_BIND", default_value = "127.0.0.1:8080")]
     pub bind: String,
@@ -117,6 +139,7 @@ pub enum ConfigError {
 /// Everything the app needs to run.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    pub role: Role,
     pub bind: SocketAddr,
     /// The base URL VK and browsers use. `None`: `http://<bound address>` (tests).
     pub public_url: Option<Url>,
@@ -258,6 +281,7 @@ impl ServeArgs {
         }
         check_database_url(&self.db.database_url)?;
         Ok(Settings {
+            role: self.role,
             bind,
             public_url: Some(public_url),
             database_url: self.db.database_url.clone(),
@@ -297,6 +321,7 @@ mod tests {
     fn args() -> ServeArgs {
         let keys = crate::vault::Vault::generate_spec("k1");
         ServeArgs {
+            role: Role::All,
             bind: "127.0.0.1:8080".into(),
             public_url: Some("https://hook.example.com".into()),
             db: DatabaseArgs { database_url: "sqlite://data/vkhook.db".into() },

@@ -92,3 +92,8 @@ async fn metrics(State(app): State<AppState>) -> Response {
     let depth = app.store.inbox_depth(None).await.ok();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], app.metrics.render(depth)).into_response()
 }
+
+/// `/healthz` and `/metrics` only (a worker-only instance).
+pub fn machine_router(state: AppState) -> Router {
+    Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics)).with_state(state)
+}

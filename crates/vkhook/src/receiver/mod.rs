@@ -108,37 +108,40 @@ impl Receiver {
 const MAX_BATCH: usize = 512;
 
 async fn write_batches(store: Store, rx: Arc<Mutex<mpsc::Receiver<Pending>>>, metrics: Arc<Metrics>) {
-    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+    let mut events: Vec<NewInboxEvent> = Vec::with_capacity(MAX_BATCH);
+    let mut waiting: Vec<oneshot::Sender<Result<Inserted, Arc<StoreError>>>> = Vec::with_capacity(MAX_BATCH);
     loop {
         {
             let mut rx = rx.lock().await;
-            match rx.recv().await {
-                Some(p) => batch.push(p),
-                None => return,
-            }
-            while batch.len() < MAX_BATCH {
+            let Some(first) = rx.recv().await else { return };
+            events.push(first.event);
+            waiting.push(first.done);
+            while events.len() < MAX_BATCH {
                 match rx.try_recv() {
-                    Ok(p) => batch.push(p),
+                    Ok(p) => {
+                        events.push(p.event);
+                        waiting.push(p.done);
+                    }
                     Err(_) => break,
                 }
             }
         }
-        let events: Vec<NewInboxEvent> = batch.iter().map(|p| p.event.clone()).collect();
         metrics.observe_batch(events.len());
         match store.insert_inbox_batch(&events).await {
             Ok(results) => {
-                for (p, r) in batch.drain(..).zip(results) {
-                    let _ = p.done.send(Ok(r));
+                for (done, r) in waiting.drain(..).zip(results) {
+                    let _ = done.send(Ok(r));
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, events = events.len(), "inbox commit failed; VK will retry");
                 let e = Arc::new(e);
-                for p in batch.drain(..) {
-                    let _ = p.done.send(Err(e.clone()));
+                for done in waiting.drain(..) {
+                    let _ = done.send(Err(e.clone()));
                 }
             }
         }
+        events.clear();
     }
 }
 
@@ -152,11 +155,14 @@ fn unavailable() -> Response {
     r
 }
 
+/// Whether `supplied` is `secret`, compared in constant time.
+pub fn secret_matches(secret: &SecretString, supplied: &[u8]) -> bool {
+    let s = secret.expose_secret().as_bytes();
+    s.len() == supplied.len() && bool::from(s.ct_eq(supplied))
+}
+
 fn matches(secret: &Option<SecretString>, supplied: &[u8]) -> bool {
-    secret.as_ref().is_some_and(|s| {
-        let s = s.expose_secret().as_bytes();
-        s.len() == supplied.len() && bool::from(s.ct_eq(supplied))
-    })
+    secret.as_ref().is_some_and(|s| secret_matches(s, supplied))
 }
 
 enum SecretCheck {

@@ -56,21 +56,38 @@ pub struct CountRow {
 }
 
 impl Store {
-    /// Inserts a batch in one transaction (one commit, one fsync): VK's retries of stored events change nothing.
+    /// Inserts a batch with one statement in one transaction (one commit, one fsync): VK's retries of stored
+    /// events change nothing.
     pub async fn insert_inbox_batch(&self, events: &[NewInboxEvent]) -> StoreResult<Vec<Inserted>> {
-        let q = "INSERT INTO inbox_events (group_id, event_id, event_type, payload, received_at, next_attempt_at) \
-                 VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (group_id, event_id) DO NOTHING";
         let mut out = Vec::with_capacity(events.len());
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            for e in events {
-                let n = sqlx::query(q)
-                    .bind(e.group_id).bind(&e.event_id).bind(&e.event_type).bind(&e.payload).bind(e.received_at)
-                    .execute(&mut *tx).await?.rows_affected();
-                out.push(if n == 1 { Inserted::New } else { Inserted::Duplicate });
-            }
-            tx.commit().await?;
-        });
+        // Statements stay well under SQLite's 32766 bound variables.
+        for chunk in events.chunks(1000) {
+            let inserted: Vec<(i64, String)> = on_pool!(self, pool => {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO inbox_events (group_id, event_id, event_type, payload, received_at, next_attempt_at) ",
+                );
+                q.push_values(chunk, |mut row, e| {
+                    row.push_bind(e.group_id)
+                        .push_bind(&e.event_id)
+                        .push_bind(&e.event_type)
+                        .push_bind(&e.payload)
+                        .push_bind(e.received_at)
+                        .push_bind(e.received_at);
+                });
+                q.push(" ON CONFLICT (group_id, event_id) DO NOTHING RETURNING group_id, event_id");
+                q.build_query_as::<(i64, String)>().fetch_all(pool).await?
+            });
+            let mut new: std::collections::HashSet<(i64, &str)> =
+                inserted.iter().map(|(g, e)| (*g, e.as_str())).collect();
+            // The first of repeated events within the batch is the one that was stored.
+            out.extend(chunk.iter().map(|e| {
+                if new.remove(&(e.group_id, e.event_id.as_str())) {
+                    Inserted::New
+                } else {
+                    Inserted::Duplicate
+                }
+            }));
+        }
         Ok(out)
     }
 

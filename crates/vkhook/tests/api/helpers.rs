@@ -114,6 +114,7 @@ impl TestApp {
         let db_file = dir.0.join("vkhook.db");
         let url = |s: String| url::Url::parse(&s).unwrap();
         let settings = Settings {
+            role: vkhook::config::Role::All,
             bind: "127.0.0.1:0".parse().unwrap(),
             public_url: None,
             database_url: format!("sqlite://{}", db_file.display()),
