@@ -251,6 +251,11 @@ impl Envelope {
         self.secret.as_ref().map(|s| s.expose_secret().as_bytes())
     }
 
+    /// Whether the request carries `expected` as its secret, compared in constant time.
+    pub fn secret_matches(&self, expected: &SecretString) -> bool {
+        self.secret_bytes().is_some_and(|supplied| secret_eq(expected, supplied))
+    }
+
     /// The request as JSON without `secret`: every other field, known or not, as VK sent it.
     pub fn to_json_without_secret(&self) -> String {
         let mut out = String::with_capacity(self.object.as_ref().map_or(0, |o| o.get().len()) + 160);
@@ -286,6 +291,38 @@ impl Envelope {
     /// fields that type needs is a [`ParseError`].
     pub fn event(&self) -> Result<Event, ParseError> {
         event_from(&self.event_type, self.object.as_deref())
+    }
+}
+
+/// Whether `supplied` is `expected`, in constant time (for equal lengths; the length itself is not secret).
+pub fn secret_eq(expected: &SecretString, supplied: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    let expected = expected.expose_secret().as_bytes();
+    expected.len() == supplied.len() && bool::from(expected.ct_eq(supplied))
+}
+
+/// What must hold for any input, checked by the fuzz target (`fuzz/`) and by property tests on stable: parsing
+/// never panics; what parses has a type; its stored form is valid JSON without the secret that parses back to the
+/// same envelope; the secret check accepts exactly the secret sent.
+#[doc(hidden)]
+pub fn check_invariants(body: &[u8]) {
+    let Ok(envelope) = parse(body) else { return };
+    assert!(!envelope.event_type.is_empty());
+    let _ = envelope.event();
+    let stored = envelope.to_json_without_secret();
+    serde_json::from_str::<Box<RawValue>>(&stored).expect("the stored form is JSON");
+    let again = parse(stored.as_bytes()).expect("the stored form parses");
+    assert!(again.secret.is_none() && !again.extra.iter().any(|(k, _)| k == "secret"), "no secret is stored");
+    assert_eq!(again.event_type, envelope.event_type);
+    assert_eq!(again.group_id, envelope.group_id);
+    assert_eq!(again.event_id, envelope.event_id);
+    assert_eq!(again.object.as_ref().map(|o| o.get()), envelope.object.as_ref().map(|o| o.get()));
+    if let Some(secret) = &envelope.secret {
+        assert!(envelope.secret_matches(secret));
+        let other = SecretString::from(format!("{}x", secret.expose_secret()));
+        assert!(!envelope.secret_matches(&other));
+    } else {
+        assert!(!envelope.secret_matches(&SecretString::from("s")));
     }
 }
 

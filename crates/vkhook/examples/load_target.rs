@@ -68,6 +68,8 @@ async fn vkhook(port: u16, database_url: Option<String>, role: Option<String>) -
             community_scopes: vec!["manage".into()],
             request_timeout: std::time::Duration::from_secs(5),
             retry: vk::RetryPolicy::none(),
+            user_per_second: 3,
+            community_per_second: 20,
         },
         token_keys: vkhook::vault::Vault::generate_spec("load"),
         timing: vkhook::config::Timing::default(),

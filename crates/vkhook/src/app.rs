@@ -83,6 +83,8 @@ impl AppState {
         let mut vk_cfg = vk::ClientConfig::new(settings.vk.api_url.clone());
         vk_cfg.timeout = settings.vk.request_timeout;
         vk_cfg.retry = settings.vk.retry;
+        vk_cfg.user_per_second = settings.vk.user_per_second;
+        vk_cfg.community_per_second = settings.vk.community_per_second;
         vk_cfg.observer = Some(Arc::new(VkObserver(metrics.clone())));
         let vk = vk::Client::new(vk_cfg).context("VK client")?;
         let oauth = vk::OAuthClient::new(vk::OAuthConfig {

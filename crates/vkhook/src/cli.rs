@@ -131,6 +131,8 @@ pub fn demo_settings(args: &DemoArgs, sandbox: &vk_sandbox::Sandbox) -> anyhow::
             community_scopes: vec!["manage".into(), "messages".into(), "wall".into()],
             request_timeout: Duration::from_secs(10),
             retry: vk::RetryPolicy::default(),
+            user_per_second: 3,
+            community_per_second: 20,
         },
         token_keys: SecretString::from(keys.expose_secret().to_owned()),
         timing: Timing::default(),

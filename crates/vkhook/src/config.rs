@@ -115,6 +115,15 @@ pub struct ServeArgs {
     /// Community token scopes to ask for when connecting (comma-separated).
     #[arg(long, env = "VKHOOK_COMMUNITY_SCOPES", default_value = "manage,messages,wall")]
     pub community_scopes: String,
+    /// How long a worker holds an event (and its community); after a crash another instance takes over after this.
+    #[arg(long, env = "VKHOOK_BOT_LEASE_SECS", default_value_t = 60)]
+    pub bot_lease_secs: u64,
+    /// Requests per second per community token (VK allows 20; raise only against a sandbox).
+    #[arg(long, env = "VKHOOK_VK_COMMUNITY_RPS", default_value_t = 20)]
+    pub vk_community_rps: u32,
+    /// Seconds between reconcile passes (VK's view of every connected community compared with ours).
+    #[arg(long, env = "VKHOOK_RECONCILE_SECS", default_value_t = 300)]
+    pub reconcile_secs: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -161,6 +170,9 @@ pub struct VkSettings {
     pub request_timeout: Duration,
     /// How VK calls are retried on transient errors.
     pub retry: vk::RetryPolicy,
+    /// VK's request limits per token (3/s for user tokens, 20/s for community tokens).
+    pub user_per_second: u32,
+    pub community_per_second: u32,
 }
 
 /// Durations the service waits; tests shorten them.
@@ -295,9 +307,15 @@ impl ServeArgs {
                 community_scopes,
                 request_timeout: Duration::from_secs(10),
                 retry: vk::RetryPolicy::default(),
+                user_per_second: 3,
+                community_per_second: self.vk_community_rps.max(1),
             },
             token_keys,
-            timing: Timing::default(),
+            timing: Timing {
+                bot_lease: Duration::from_secs(self.bot_lease_secs.max(1)),
+                reconcile_every: Duration::from_secs(self.reconcile_secs.max(1)),
+                ..Timing::default()
+            },
         })
     }
 }
@@ -333,6 +351,9 @@ mod tests {
             vk_id_url: "https://id.vk.com".into(),
             vkid_scopes: "vkid.personal_info groups".into(),
             community_scopes: "manage,messages,wall".into(),
+            bot_lease_secs: 60,
+            vk_community_rps: 20,
+            reconcile_secs: 300,
         }
     }
 

@@ -125,6 +125,9 @@ pub async fn run_workers(app: AppState, mut stop: watch::Receiver<bool>) {
         }
     }
     while inflight.join_next().await.is_some() {}
+    if let Err(e) = app.store.release_community_leases(&owner).await {
+        tracing::warn!(error = %e, "could not release community leases");
+    }
 }
 
 async fn process(app: &AppState, owner: &str, row: InboxRow) {

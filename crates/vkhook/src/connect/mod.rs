@@ -718,10 +718,14 @@ pub async fn save_manual_key(
 }
 
 /// Waits (for tests and the benchmark) until the community's setup finishes; returns the record.
-pub async fn wait_for_setup(app: &AppState, group_id: i64, timeout: Duration) -> AppResult<Option<SetupRow>> {
+pub async fn wait_for_setup(
+    store: &crate::store::Store,
+    group_id: i64,
+    timeout: Duration,
+) -> AppResult<Option<SetupRow>> {
     let deadline = std::time::Instant::now() + timeout;
     loop {
-        let setup = app.store.setup(group_id).await?;
+        let setup = store.setup(group_id).await?;
         if setup.as_ref().is_none_or(SetupRow::is_finished) || std::time::Instant::now() >= deadline {
             return Ok(setup);
         }

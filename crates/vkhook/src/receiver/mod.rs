@@ -15,8 +15,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use secrecy::{ExposeSecret, SecretString};
-use subtle::ConstantTimeEq;
+use secrecy::SecretString;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::app::AppState;
@@ -155,14 +154,8 @@ fn unavailable() -> Response {
     r
 }
 
-/// Whether `supplied` is `secret`, compared in constant time.
-pub fn secret_matches(secret: &SecretString, supplied: &[u8]) -> bool {
-    let s = secret.expose_secret().as_bytes();
-    s.len() == supplied.len() && bool::from(s.ct_eq(supplied))
-}
-
 fn matches(secret: &Option<SecretString>, supplied: &[u8]) -> bool {
-    secret.as_ref().is_some_and(|s| secret_matches(s, supplied))
+    secret.as_ref().is_some_and(|s| vk::callback::secret_eq(s, supplied))
 }
 
 enum SecretCheck {

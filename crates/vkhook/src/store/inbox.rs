@@ -92,7 +92,8 @@ impl Store {
     }
 
     /// Claims up to `limit` due events for `owner` until `lease_until`, oldest first, at most one per community
-    /// (so each community's events are handled in order), skipping communities with an event in flight.
+    /// (so each community's events are handled in order), skipping communities with an event in flight and
+    /// communities another instance holds the lease of. Takes (or renews) the community leases of what it claimed.
     pub async fn claim_inbox_batch(
         &self,
         owner: &str,
@@ -100,42 +101,54 @@ impl Store {
         lease_until: i64,
         limit: i64,
     ) -> StoreResult<Vec<InboxRow>> {
-        // The oldest unfinished event of each community, if it is due and nobody holds it.
-        let pick = "SELECT e.id FROM inbox_events e \
-            WHERE e.status IN ('pending', 'processing') AND e.next_attempt_at <= $1 \
+        // Each community's next event (its oldest unfinished one), found by walking the partial index
+        // `inbox_open` community by community: the cost grows with the number of communities that have work, not
+        // with the backlog. Of those, the ones that are due, not held, and whose community no other instance holds.
+        let pick = "WITH RECURSIVE heads(group_id) AS ( \
+                SELECT MIN(group_id) FROM inbox_events WHERE status IN ('pending', 'processing') \
+                UNION ALL \
+                SELECT (SELECT MIN(i.group_id) FROM inbox_events i \
+                        WHERE i.status IN ('pending', 'processing') AND i.group_id > h.group_id) \
+                FROM heads h WHERE h.group_id IS NOT NULL) \
+            SELECT e.id FROM inbox_events e \
+            WHERE e.id IN (SELECT (SELECT i.id FROM inbox_events i \
+                                   WHERE i.group_id = h.group_id AND i.status IN ('pending', 'processing') \
+                                   ORDER BY i.id LIMIT 1) \
+                           FROM heads h WHERE h.group_id IS NOT NULL) \
+              AND e.status IN ('pending', 'processing') AND e.next_attempt_at <= $1 \
               AND (e.lease_until IS NULL OR e.lease_until < $1) \
-              AND NOT EXISTS (SELECT 1 FROM inbox_events o WHERE o.group_id = e.group_id \
-                              AND o.status IN ('pending', 'processing') AND o.id < e.id) \
+              AND NOT EXISTS (SELECT 1 FROM community_leases l WHERE l.group_id = e.group_id \
+                              AND l.owner <> $3 AND l.until >= $1) \
             ORDER BY e.id LIMIT $2";
-        let rows = match &self.backend {
-            Backend::Postgres(pool) => {
-                let q = format!(
-                    "UPDATE inbox_events SET status = 'processing', lease_owner = $3, lease_until = $4, attempts = attempts + 1 \
-                     WHERE id IN ({pick} FOR UPDATE SKIP LOCKED) RETURNING {INBOX_COLUMNS}"
-                );
-                sqlx::query_as::<_, InboxRow>(&q)
-                    .bind(now)
-                    .bind(limit)
-                    .bind(owner)
-                    .bind(lease_until)
-                    .fetch_all(pool)
-                    .await?
-            }
-            Backend::Sqlite(pool) => {
-                let q = format!(
-                    "UPDATE inbox_events SET status = 'processing', lease_owner = $3, lease_until = $4, attempts = attempts + 1 \
-                     WHERE id IN ({pick}) RETURNING {INBOX_COLUMNS}"
-                );
-                sqlx::query_as::<_, InboxRow>(&q)
-                    .bind(now)
-                    .bind(limit)
-                    .bind(owner)
-                    .bind(lease_until)
-                    .fetch_all(pool)
-                    .await?
-            }
+        let lock = match self.backend {
+            Backend::Postgres(_) => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite(_) => "",
         };
+        let claim = format!(
+            "UPDATE inbox_events SET status = 'processing', lease_owner = $3, lease_until = $4, attempts = attempts + 1 \
+             WHERE id IN ({pick}{lock}) RETURNING {INBOX_COLUMNS}"
+        );
+        let take = "INSERT INTO community_leases (group_id, owner, until) VALUES ($1, $2, $3) \
+                    ON CONFLICT (group_id) DO UPDATE SET owner = excluded.owner, until = excluded.until \
+                    WHERE community_leases.owner = excluded.owner OR community_leases.until < $4";
+        let rows = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let rows = sqlx::query_as::<_, InboxRow>(&claim)
+                .bind(now).bind(limit).bind(owner).bind(lease_until)
+                .fetch_all(&mut *tx).await?;
+            for row in &rows {
+                sqlx::query(take).bind(row.group_id).bind(owner).bind(lease_until).bind(now).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            rows
+        });
         Ok(rows)
+    }
+
+    /// Gives up this instance's community leases (it is stopping): others take over at once.
+    pub async fn release_community_leases(&self, owner: &str) -> StoreResult<u64> {
+        let q = "DELETE FROM community_leases WHERE owner = $1";
+        Ok(on_pool!(self, pool => sqlx::query(q).bind(owner).execute(pool).await?.rows_affected()))
     }
 
     /// Finishes an event the worker still holds: `done`, `failed`, `dead` or `ignored`, with what happened.

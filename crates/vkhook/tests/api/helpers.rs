@@ -92,10 +92,9 @@ impl Default for Options {
 
 pub struct TestApp {
     pub sandbox: Sandbox,
-    pub url: String,
     pub state: AppState,
-    /// A browser-like client: keeps cookies, does not follow redirects.
-    pub http: reqwest::Client,
+    /// A browser-like client on the app's URL (`app.http`, `app.url`, `app.get(…)` through `Deref`).
+    pub driver: Driver,
     /// Keeps the scratch directory (and the database file) alive as long as the app.
     _dir: TempDir,
     pub db_file: PathBuf,
@@ -132,6 +131,8 @@ impl TestApp {
                     deadline: Duration::from_secs(2),
                     max_attempts: 4,
                 },
+                user_per_second: 3,
+                community_per_second: 20,
             },
             token_keys: options.token_keys,
             timing: options.timing,
@@ -143,100 +144,19 @@ impl TestApp {
         tokio::spawn(app.run_until_stopped(async move {
             let _ = stopped.await;
         }));
-        TestApp { sandbox, url, state, http: browser(), _dir: dir, db_file, stop: Some(stop) }
+        let driver = Driver::new(browser(), url, &sandbox, state.store.clone());
+        TestApp { sandbox, state, driver, _dir: dir, db_file, stop: Some(stop) }
     }
 
     pub fn store(&self) -> &Store {
         &self.state.store
     }
 
-    pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.http.get(format!("{}{path}", self.url)).send().await.unwrap()
-    }
-
-    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
-        self.http.post(format!("{}{path}", self.url)).form(form).send().await.unwrap()
-    }
-
-    /// A POST carrying the CSRF token of `page`.
-    pub async fn post_with_csrf(&self, page: &str, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
-        let html = self.get(page).await.text().await.unwrap();
-        let csrf = csrf_from(&html).unwrap_or_else(|| panic!("no CSRF token on {page}"));
-        let mut form = form.to_vec();
-        form.push(("csrf", &csrf));
-        self.post_form(path, &form).await
-    }
-
-    /// Signs in as `user_id` through VK ID's consent page; returns the page the app lands on.
-    pub async fn sign_in(&self, user_id: i64) -> reqwest::Response {
-        let back = self.authorize_at_vk_id(Consent::allow(user_id)).await;
-        let landed = self.http.get(back).send().await.unwrap();
-        assert_eq!(landed.status(), 303, "sign-in redirects");
-        let location = landed.headers()["location"].to_str().unwrap().to_owned();
-        assert_eq!(location, "/communities");
-        self.get(&location).await
-    }
-
-    /// Starts sign-in at the app and answers VK ID's consent page; returns the redirect back to the app.
-    pub async fn authorize_at_vk_id(&self, choice: Consent) -> String {
-        let start = self.get("/auth/vk/login").await;
-        assert_eq!(start.status(), 303);
-        let authorize = start.headers()["location"].to_str().unwrap().to_owned();
-        assert!(authorize.starts_with(&self.sandbox.id_url()), "{authorize}");
-        consent(&authorize, &choice).await.unwrap().to_string()
-    }
-
-    /// Presses «Подключить Callback API» as the signed-in user; if VK's community consent page comes, `consent`
-    /// answers it. Returns the last redirect's target (the progress page, or an error page's response).
-    pub async fn press_connect(
-        &self,
-        group_id: i64,
-        form: &[(&str, &str)],
-        consent_as: Option<Consent>,
-    ) -> reqwest::Response {
-        let page = format!("/communities/{group_id}");
-        let r = self.post_with_csrf(&page, &format!("{page}/connect"), form).await;
-        if r.status() != 303 {
-            return r;
-        }
-        let location = r.headers()["location"].to_str().unwrap().to_owned();
-        if !location.starts_with(&self.sandbox.oauth_url()) {
-            return self.get(&location).await;
-        }
-        let choice = consent_as.expect("the community consent page came");
-        let back = consent(&location, &choice).await.unwrap();
-        let r = self.http.get(back.as_str()).send().await.unwrap();
-        if r.status() != 303 {
-            return r;
-        }
-        let next = r.headers()["location"].to_str().unwrap().to_owned();
-        self.get(&next).await
-    }
-
-    /// Connects `group_id` as user 1 would: press, consent, wait until the setup finishes.
-    pub async fn connect(&self, group_id: i64) -> vkhook::store::SetupRow {
-        let r = self.press_connect(group_id, &[], Some(Consent::allow(1))).await;
-        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-        self.finished_setup(group_id).await
-    }
-
-    pub async fn finished_setup(&self, group_id: i64) -> vkhook::store::SetupRow {
-        let setup = vkhook::connect::wait_for_setup(&self.state, group_id, Duration::from_secs(15))
-            .await
-            .unwrap()
-            .expect("a setup record");
-        assert!(setup.is_finished(), "the setup finished: {setup:?}");
-        setup
-    }
-
     /// A second browser signed in as `user_id` (its own cookies).
     pub async fn sign_in_elsewhere(app: &TestApp, user_id: i64) -> reqwest::Client {
-        let other = browser();
-        let start = other.get(format!("{}/auth/vk/login", app.url)).send().await.unwrap();
-        let authorize = start.headers()["location"].to_str().unwrap().to_owned();
-        let back = consent(&authorize, &Consent::allow(user_id)).await.unwrap();
-        assert_eq!(other.get(back.as_str()).send().await.unwrap().status(), 303);
-        other
+        let other = Driver::new(browser(), app.url.clone(), &app.sandbox, app.state.store.clone());
+        other.sign_in(user_id).await;
+        other.http
     }
 
     /// Signs in as user 1 and connects `group_id` with the bot on (default reply off) and `rules`.
@@ -291,6 +211,108 @@ impl TestApp {
             }
         }
         out
+    }
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Driver;
+    fn deref(&self) -> &Driver {
+        &self.driver
+    }
+}
+
+/// A browser-like client on one vkhook URL (keeps cookies, does not follow redirects), knowing the sandbox's
+/// hosts and the store to wait on.
+pub struct Driver {
+    pub http: reqwest::Client,
+    pub url: String,
+    pub id_url: String,
+    pub oauth_url: String,
+    pub store: Store,
+}
+
+impl Driver {
+    pub fn new(http: reqwest::Client, url: String, sandbox: &Sandbox, store: Store) -> Driver {
+        Driver { http, url, id_url: sandbox.id_url(), oauth_url: sandbox.oauth_url(), store }
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(format!("{}{path}", self.url)).send().await.unwrap()
+    }
+
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.http.post(format!("{}{path}", self.url)).form(form).send().await.unwrap()
+    }
+
+    /// A POST carrying the CSRF token of `page`.
+    pub async fn post_with_csrf(&self, page: &str, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        let html = self.get(page).await.text().await.unwrap();
+        let csrf = csrf_from(&html).unwrap_or_else(|| panic!("no CSRF token on {page}"));
+        let mut form = form.to_vec();
+        form.push(("csrf", &csrf));
+        self.post_form(path, &form).await
+    }
+
+    /// Signs in as `user_id` through VK ID's consent page; returns the page the app lands on.
+    pub async fn sign_in(&self, user_id: i64) -> reqwest::Response {
+        let back = self.authorize_at_vk_id(Consent::allow(user_id)).await;
+        let landed = self.http.get(back).send().await.unwrap();
+        assert_eq!(landed.status(), 303, "sign-in redirects");
+        let location = landed.headers()["location"].to_str().unwrap().to_owned();
+        assert_eq!(location, "/communities");
+        self.get(&location).await
+    }
+
+    /// Starts sign-in at the app and answers VK ID's consent page; returns the redirect back to the app.
+    pub async fn authorize_at_vk_id(&self, choice: Consent) -> String {
+        let start = self.get("/auth/vk/login").await;
+        assert_eq!(start.status(), 303);
+        let authorize = start.headers()["location"].to_str().unwrap().to_owned();
+        assert!(authorize.starts_with(&self.id_url), "{authorize}");
+        consent(&authorize, &choice).await.unwrap().to_string()
+    }
+
+    /// Presses «Подключить Callback API» as the signed-in user; if VK's community consent page comes, `consent`
+    /// answers it. Returns the last redirect's target (the progress page, or an error page's response).
+    pub async fn press_connect(
+        &self,
+        group_id: i64,
+        form: &[(&str, &str)],
+        consent_as: Option<Consent>,
+    ) -> reqwest::Response {
+        let page = format!("/communities/{group_id}");
+        let r = self.post_with_csrf(&page, &format!("{page}/connect"), form).await;
+        if r.status() != 303 {
+            return r;
+        }
+        let location = r.headers()["location"].to_str().unwrap().to_owned();
+        if !location.starts_with(&self.oauth_url) {
+            return self.get(&location).await;
+        }
+        let choice = consent_as.expect("the community consent page came");
+        let back = consent(&location, &choice).await.unwrap();
+        let r = self.http.get(back.as_str()).send().await.unwrap();
+        if r.status() != 303 {
+            return r;
+        }
+        let next = r.headers()["location"].to_str().unwrap().to_owned();
+        self.get(&next).await
+    }
+
+    /// Connects `group_id` as user 1 would: press, consent, wait until the setup finishes.
+    pub async fn connect(&self, group_id: i64) -> vkhook::store::SetupRow {
+        let r = self.press_connect(group_id, &[], Some(Consent::allow(1))).await;
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        self.finished_setup(group_id).await
+    }
+
+    pub async fn finished_setup(&self, group_id: i64) -> vkhook::store::SetupRow {
+        let setup = vkhook::connect::wait_for_setup(&self.store, group_id, Duration::from_secs(15))
+            .await
+            .unwrap()
+            .expect("a setup record");
+        assert!(setup.is_finished(), "the setup finished: {setup:?}");
+        setup
     }
 }
 

@@ -4,6 +4,7 @@ mod helpers;
 
 mod auth;
 mod bot;
+mod cluster;
 mod communities;
 mod connect;
 mod receiver;

@@ -1,5 +1,6 @@
 //! Starting chromedriver and a headless Chromium session.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -28,8 +29,10 @@ impl Browser {
             return None;
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        // Its own process group, so the browsers it starts go with it even when a test fails half-way.
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -112,15 +115,21 @@ impl Browser {
         std::fs::write(std::path::Path::new(&dir).join(format!("{name}.png")), png).unwrap();
     }
 
-    pub async fn close(mut self) {
+    pub async fn close(self) {
         let _ = self.client.clone().close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        // Drop kills what is left.
     }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        // chromedriver and every Chromium process it started share its process group (its id is chromedriver's).
+        if let Ok(group) = libc::pid_t::try_from(self.driver.id()) {
+            if group > 1 {
+                // SAFETY: killpg only sends a signal; `group` is the group we created for chromedriver.
+                unsafe { libc::killpg(group, libc::SIGKILL) };
+            }
+        }
+        let _ = self.driver.wait();
     }
 }

@@ -133,7 +133,8 @@ CREATE TABLE inbox_events (
     processed_at     INTEGER,
     UNIQUE (group_id, event_id)
 );
-CREATE INDEX inbox_due ON inbox_events(status, next_attempt_at);
+-- Unfinished events by community, oldest first: the claim walks this to each community's next event.
+CREATE INDEX inbox_open ON inbox_events(group_id, id) WHERE status IN ('pending', 'processing');
 CREATE INDEX inbox_group ON inbox_events(group_id, id);
 
 -- What the bot sent, and VK's id for it.
@@ -160,3 +161,11 @@ CREATE TABLE community_log (
     message   TEXT NOT NULL
 );
 CREATE INDEX community_log_group ON community_log(group_id, at);
+
+-- Which instance sends to VK for a community right now (one at a time: its order and its rate limit hold
+-- across instances). Taken with each claim, renewed while events keep coming, free once it expires.
+CREATE TABLE community_leases (
+    group_id  INTEGER PRIMARY KEY,
+    owner     TEXT NOT NULL,
+    until     INTEGER NOT NULL
+);

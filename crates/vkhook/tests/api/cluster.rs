@@ -1,0 +1,518 @@
+//! Several vkhook processes on one PostgreSQL, behind a round-robin proxy, under the conditions that break
+//! "every event handled exactly once": a confirmation landing on another instance, 2 000 events, SIGKILL mid-load,
+//! a VK error storm, and the database going away. PostgreSQL only (TEST_DATABASE_URL); prints `skipped: …`
+//! without it.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use secrecy::ExposeSecret;
+use vk_sandbox::{Fault, Sandbox, SandboxConfig};
+use vkhook::store::Store;
+
+use crate::helpers::*;
+
+/// Forwards requests to vkhook instances: `/vk/callback` round-robin (starting with `first_callback`), everything
+/// else to instance 0. A backend that does not answer gives 502 (VK retries).
+struct Proxy {
+    url: String,
+}
+
+#[derive(Clone)]
+struct ProxyState {
+    backends: Arc<Vec<String>>,
+    next: Arc<AtomicUsize>,
+    http: reqwest::Client,
+}
+
+async fn forward(State(p): State<ProxyState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let path = uri.path_and_query().map(|pq| pq.as_str().to_owned()).unwrap_or_default();
+    let backend = if uri.path() == "/vk/callback" {
+        &p.backends[p.next.fetch_add(1, Ordering::SeqCst) % p.backends.len()]
+    } else {
+        &p.backends[0]
+    };
+    let mut request = p.http.request(method, format!("{backend}{path}")).body(body);
+    for name in ["cookie", "content-type", "accept-language"] {
+        for value in headers.get_all(name) {
+            request = request.header(name, value);
+        }
+    }
+    match request.send().await {
+        Ok(r) => {
+            let status = r.status();
+            let mut out = HeaderMap::new();
+            for (name, value) in r.headers() {
+                if matches!(name.as_str(), "set-cookie" | "location" | "content-type" | "retry-after" | "cache-control")
+                {
+                    out.append(name.clone(), value.clone());
+                }
+            }
+            let body = r.bytes().await.unwrap_or_default();
+            (status, out, body).into_response()
+        }
+        Err(_) => (StatusCode::BAD_GATEWAY, "backend down").into_response(),
+    }
+}
+
+async fn start_proxy(backends: Vec<String>, first_callback: usize) -> Proxy {
+    let state = ProxyState {
+        backends: Arc::new(backends),
+        next: Arc::new(AtomicUsize::new(first_callback)),
+        http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+    };
+    let app = axum::Router::new().fallback(forward).with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Proxy { url }
+}
+
+/// A TCP forwarder in front of PostgreSQL that can cut every connection and refuse new ones, then come back.
+struct PgGate {
+    port: u16,
+    cut: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl PgGate {
+    async fn start(target: SocketAddr) -> PgGate {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let (c, k) = (cut.clone(), conns.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else { return };
+                if c.load(Ordering::SeqCst) {
+                    continue; // dropped: refused
+                }
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                k.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        PgGate { port, cut, conns }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for conn in self.conns.lock().unwrap().drain(..) {
+            conn.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+/// A `vkhook serve` child process.
+struct Instance {
+    child: Child,
+    port: u16,
+    env: Vec<(String, String)>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Instance {
+    async fn spawn(port: u16, env: Vec<(String, String)>) -> Instance {
+        let child = Command::new(env!("CARGO_BIN_EXE_vkhook"))
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "warn")
+            .env("VKHOOK_BIND", format!("127.0.0.1:{port}"))
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("vkhook starts");
+        let instance = Instance { child, port, env };
+        instance.wait_ready().await;
+        instance
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    async fn wait_ready(&self) {
+        let url = format!("{}/healthz", self.url());
+        eventually(30, "an instance to answer /healthz", || async {
+            reqwest::get(&url).await.ok().filter(|r| r.status() == 200).map(|_| ())
+        })
+        .await;
+    }
+
+    /// SIGKILL: no clean-up of any kind.
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    async fn restart(&mut self) {
+        *self = Instance::spawn(self.port, self.env.clone()).await;
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+struct Cluster {
+    sandbox: Sandbox,
+    instances: Vec<Instance>,
+    proxy: Proxy,
+    driver: Driver,
+    /// For assertions: the same database the instances use.
+    store: Store,
+    gate: Option<PgGate>,
+    _db: PgDatabase,
+}
+
+const RPS: u32 = 400;
+
+impl Cluster {
+    /// `n` instances on a fresh PostgreSQL database (through a gate when `gated`); callbacks round-robin
+    /// starting with instance `first_callback`.
+    async fn start(test: &str, n: usize, first_callback: usize, gated: bool) -> Option<Cluster> {
+        let db = PgDatabase::create(test).await?;
+        let sandbox = Sandbox::start(SandboxConfig {
+            time_factor: 0.001,
+            community_per_second: RPS as usize,
+            pause_after_failures: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let store = Store::connect(&db.url).await.unwrap();
+        store.migrate().await.unwrap();
+        let gate = if gated {
+            let url = url::Url::parse(&db.url).unwrap();
+            let target = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
+            let addr = tokio::net::lookup_host(target).await.unwrap().next().unwrap();
+            Some(PgGate::start(addr).await)
+        } else {
+            None
+        };
+        let db_url = match &gate {
+            Some(g) => {
+                let mut url = url::Url::parse(&db.url).unwrap();
+                url.set_host(Some("127.0.0.1")).unwrap();
+                url.set_port(Some(g.port)).unwrap();
+                url.to_string()
+            }
+            None => db.url.clone(),
+        };
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let proxy = start_proxy(ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect(), first_callback).await;
+        let keys = vkhook::vault::Vault::generate_spec("cluster");
+        let env: Vec<(String, String)> = [
+            ("VKHOOK_PUBLIC_URL", proxy.url.clone()),
+            ("VKHOOK_DATABASE_URL", db_url),
+            ("VKHOOK_VK_CLIENT_ID", sandbox.config().client_id.clone()),
+            ("VKHOOK_VK_CLIENT_SECRET", sandbox.config().client_secret.clone()),
+            ("VKHOOK_TOKEN_KEYS", keys.expose_secret().to_owned()),
+            ("VKHOOK_VK_API_URL", sandbox.api_url()),
+            ("VKHOOK_VK_OAUTH_URL", sandbox.oauth_url()),
+            ("VKHOOK_VK_ID_URL", sandbox.id_url()),
+            ("VKHOOK_BOT_LEASE_SECS", "2".into()),
+            ("VKHOOK_VK_COMMUNITY_RPS", RPS.to_string()),
+            ("VKHOOK_RECONCILE_SECS", "3600".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let mut instances = Vec::new();
+        for port in ports {
+            instances.push(Instance::spawn(port, env.clone()).await);
+        }
+        let driver = Driver::new(browser(), proxy.url.clone(), &sandbox, store.clone());
+        Some(Cluster { sandbox, instances, proxy, driver, store, gate, _db: db })
+    }
+
+    /// User 1 connects `group_id` (through the proxy: the UI on instance 0) and turns the bot on with `rules`.
+    async fn connect_with_rules(&self, group_id: i64, rules: &[(&str, &str)]) {
+        self.driver.sign_in(1).await;
+        let setup = self.driver.connect(group_id).await;
+        assert_eq!(setup.state, "done", "{setup:?}");
+        self.store.set_bot_settings(group_id, true, true, None).await.unwrap();
+        for (keywords, reply) in rules {
+            self.store.add_rule(group_id, keywords, reply).await.unwrap();
+        }
+    }
+
+    async fn wait_until_idle(&self, secs: u64) {
+        eventually(secs, "every stored event handled", || async {
+            (self.store.inbox_depth(None).await.unwrap() == 0).then_some(())
+        })
+        .await;
+    }
+
+    /// Waits until the sandbox delivered at least `events` events and none is still being retried (each got
+    /// `ok`, or VK gave up on it).
+    async fn wait_deliveries_settled(&self, group_id: i64, events: usize, secs: u64) {
+        eventually(secs, "every delivery answered", || async {
+            let deliveries = self.sandbox.deliveries(group_id);
+            let mut last: HashMap<String, String> = HashMap::new();
+            for d in deliveries.iter().filter(|d| d.event_type != "confirmation") {
+                last.insert(d.event_id.clone(), d.outcome.clone());
+            }
+            (last.len() >= events && last.values().all(|o| o == "ok" || o == "gave_up")).then_some(())
+        })
+        .await;
+    }
+
+    /// Waits until the community has written `n` comments and `m` messages.
+    async fn wait_for_replies(&self, group_id: i64, comments: usize, messages: usize, secs: u64) {
+        eventually(secs, "the bot's replies", || async {
+            let c = self.sandbox.comments(group_id).iter().filter(|c| c.from_id == -group_id).count();
+            let m = self.sandbox.messages(group_id).iter().filter(|m| m.from_id == -group_id).count();
+            (c >= comments && m >= messages).then_some(())
+        })
+        .await;
+    }
+
+    /// Every event the sandbox got `ok` for: it must be in the inbox, once.
+    async fn assert_acknowledged_events_stored_once(&self, group_id: i64) {
+        let acknowledged: HashSet<String> =
+            self.sandbox.deliveries(group_id).into_iter().filter(|d| d.outcome == "ok").map(|d| d.event_id).collect();
+        let rows = self
+            .store
+            .inbox_log(group_id, &vkhook::store::LogFilter { limit: 100_000, ..Default::default() })
+            .await
+            .unwrap();
+        let stored: Vec<&str> = rows.iter().map(|r| r.event_id.as_str()).collect();
+        let unique: HashSet<&str> = stored.iter().copied().collect();
+        assert_eq!(unique.len(), stored.len(), "an event stored twice");
+        for id in &acknowledged {
+            assert!(unique.contains(id.as_str()), "event {id} was answered ok but is not in the inbox");
+        }
+    }
+
+    /// Every user comment got exactly one reply from the community, and nothing else was answered.
+    fn assert_one_reply_per_comment(&self, group_id: i64) -> usize {
+        let comments = self.sandbox.comments(group_id);
+        let users: Vec<i64> = comments.iter().filter(|c| c.from_id > 0).map(|c| c.id).collect();
+        let mut replies: BTreeMap<i64, usize> = BTreeMap::new();
+        for c in comments.iter().filter(|c| c.from_id == -group_id) {
+            *replies.entry(c.reply_to_comment.expect("a reply")).or_default() += 1;
+        }
+        for id in &users {
+            assert_eq!(replies.get(id).copied().unwrap_or(0), 1, "comment {id} got {:?} replies", replies.get(id));
+        }
+        assert_eq!(replies.len(), users.len(), "replies only to user comments");
+        users.len()
+    }
+}
+
+#[tokio::test]
+async fn two_instances_handle_2000_events_once_each_and_confirmation_lands_on_the_other() {
+    // The UI is on instance A; VK's first callback (the confirmation) goes to B.
+    let Some(cluster) = Cluster::start("two instances, 2 000 events", 2, 1, false).await else { return };
+    let rules = [("вопрос", "Ответ на вопрос."), ("привет", "Привет!")];
+    cluster.connect_with_rules(1001, &rules).await;
+    let setup = cluster.driver.connect(1002).await;
+    assert_eq!(setup.state, "done");
+    cluster.store.set_bot_settings(1002, true, true, None).await.unwrap();
+    for (k, r) in rules {
+        cluster.store.add_rule(1002, k, r).await.unwrap();
+    }
+    let confirmation = cluster.sandbox.deliveries(1001).into_iter().find(|d| d.event_type == "confirmation").unwrap();
+    assert_eq!(confirmation.outcome, "confirmed", "B answered the code A stored");
+    assert!(confirmation.url.starts_with(&cluster.proxy.url));
+
+    // 2 000 events: comments and messages in two communities, delivered round-robin to A and B.
+    let started = Instant::now();
+    for i in 0..500 {
+        for group in [1001, 1002] {
+            cluster.sandbox.comment(group, 2, &format!("вопрос номер {i}")).unwrap();
+            cluster.sandbox.message(group, 2, &format!("привет {i}")).unwrap();
+        }
+    }
+    for group in [1001, 1002] {
+        // 1 000 user events each; the bot's 500 comments come back as wall_reply_new too.
+        cluster.wait_for_replies(group, 500, 500, 300).await;
+        cluster.wait_deliveries_settled(group, 1500, 120).await;
+    }
+    cluster.wait_until_idle(120).await;
+    println!("2 000 events through two instances, all answered, in {:?}", started.elapsed());
+
+    for group in [1001, 1002] {
+        cluster.assert_acknowledged_events_stored_once(group).await;
+        assert_eq!(cluster.assert_one_reply_per_comment(group), 500);
+        let messages = cluster.sandbox.messages(group);
+        let bot: Vec<_> = messages.iter().filter(|m| m.from_id == -group).collect();
+        assert_eq!(bot.len(), 500, "one reply per message");
+        let random_ids: HashSet<i64> = bot.iter().map(|m| m.random_id).collect();
+        assert_eq!(random_ids.len(), 500);
+        let rows = cluster
+            .store
+            .inbox_log(group, &vkhook::store::LogFilter { limit: 100_000, ..Default::default() })
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1500);
+        assert!(rows.iter().all(|r| r.status == "done" || r.status == "ignored"), "nothing failed");
+    }
+    // Both instances received events.
+    let deliveries = cluster.sandbox.deliveries(1001);
+    assert!(deliveries.iter().all(|d| d.url.starts_with(&cluster.proxy.url)));
+}
+
+#[tokio::test]
+async fn sigkill_under_load_loses_nothing_and_doubles_nothing() {
+    let Some(mut cluster) = Cluster::start("SIGKILL under load", 2, 0, false).await else { return };
+    cluster.connect_with_rules(1001, &[("вопрос", "Ответ.")]).await;
+    let sandbox = cluster.sandbox.shared().clone();
+    let delivering = {
+        tokio::spawn(async move {
+            for i in 0..400 {
+                vk_sandbox::control::add_comment(
+                    &sandbox,
+                    &vk_sandbox::control::NewComment {
+                        group_id: 1001,
+                        from_id: 2,
+                        text: format!("вопрос {i}"),
+                        post_id: Some(1),
+                        reply_to_comment: None,
+                    },
+                )
+                .unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    cluster.instances[1].kill9();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.instances[1].restart().await;
+    delivering.await.unwrap();
+    cluster.wait_for_replies(1001, 400, 0, 120).await;
+    cluster.wait_deliveries_settled(1001, 800, 120).await;
+    cluster.wait_until_idle(120).await;
+    cluster.assert_acknowledged_events_stored_once(1001).await;
+    assert_eq!(cluster.assert_one_reply_per_comment(1001), 400);
+}
+
+#[tokio::test]
+async fn a_vk_error_storm_delays_replies_without_losing_or_doubling_them() {
+    let Some(cluster) = Cluster::start("a VK error storm", 2, 0, false).await else { return };
+    cluster.connect_with_rules(1001, &[("вопрос", "Ответ.")]).await;
+    for code in [6, 9, 10] {
+        cluster.sandbox.inject_fault(Fault {
+            method: Some("wall.createComment".into()),
+            error_code: Some(code),
+            latency_ms: None,
+            remaining: Some(6),
+        });
+    }
+    cluster.sandbox.inject_fault(Fault {
+        method: Some("wall.createComment".into()),
+        error_code: None,
+        latency_ms: Some(5000),
+        remaining: Some(2),
+    });
+    for i in 0..20 {
+        cluster.sandbox.comment(1001, 2, &format!("вопрос {i}")).unwrap();
+    }
+    // While the storm lasts the health card shows the backlog and the error.
+    let page = eventually(20, "the storm on the health card", || async {
+        let html = cluster.driver.get("/communities/1001").await.text().await.unwrap();
+        let queued = html
+            .split("id=\"queue-depth\">")
+            .nth(1)
+            .and_then(|t| t.split('<').next())
+            .and_then(|n| n.parse::<i64>().ok());
+        (queued.is_some_and(|n| n > 0) && !html.contains("id=\"last-error\">нет<")).then_some(html)
+    })
+    .await;
+    assert!(page.contains("Последняя ошибка"));
+    cluster.wait_for_replies(1001, 20, 0, 90).await;
+    cluster.wait_deliveries_settled(1001, 40, 60).await;
+    cluster.wait_until_idle(90).await;
+    assert_eq!(cluster.assert_one_reply_per_comment(1001), 20);
+    assert!(cluster.sandbox.world().faults.is_empty(), "the storm was consumed");
+}
+
+#[tokio::test]
+async fn a_store_outage_answers_503_never_ok_and_vk_retries_are_stored_once() {
+    let Some(cluster) = Cluster::start("a store outage", 1, 0, true).await else { return };
+    cluster.connect_with_rules(1001, &[("вопрос", "Ответ.")]).await;
+    let gate = cluster.gate.as_ref().unwrap();
+    gate.cut();
+    for i in 0..10 {
+        cluster.sandbox.comment(1001, 2, &format!("вопрос {i}")).unwrap();
+    }
+    eventually(30, "refusals during the outage", || async {
+        let refused = cluster
+            .sandbox
+            .deliveries(1001)
+            .into_iter()
+            .filter(|d| d.event_type == "wall_reply_new" && d.http_status == Some(503))
+            .count();
+        (refused >= 10).then_some(())
+    })
+    .await;
+    let during: Vec<_> =
+        cluster.sandbox.deliveries(1001).into_iter().filter(|d| d.event_type == "wall_reply_new").collect();
+    assert!(during.iter().all(|d| d.outcome != "ok"), "nothing is ok while the store is gone");
+    gate.restore();
+    cluster.wait_for_replies(1001, 10, 0, 60).await;
+    cluster.wait_deliveries_settled(1001, 20, 60).await;
+    cluster.wait_until_idle(60).await;
+    cluster.assert_acknowledged_events_stored_once(1001).await;
+    let outcomes: HashMap<String, String> = cluster
+        .sandbox
+        .deliveries(1001)
+        .into_iter()
+        .filter(|d| d.event_type == "wall_reply_new")
+        .map(|d| (d.event_id, d.outcome))
+        .collect();
+    assert!(outcomes.values().all(|o| o == "ok"), "VK's retries got through: {outcomes:?}");
+    assert_eq!(cluster.assert_one_reply_per_comment(1001), 10);
+}
+
+#[tokio::test]
+async fn a_code_set_by_one_instance_is_answered_by_the_other_at_once() {
+    let Some(cluster) = Cluster::start("caches across instances", 2, 0, false).await else { return };
+    cluster.connect_with_rules(1001, &[]).await;
+    let keys = cluster.instances[0].env.iter().find(|(k, _)| k == "VKHOOK_TOKEN_KEYS").unwrap().1.clone();
+    let vault = vkhook::vault::Vault::from_spec(&secrecy::SecretString::from(keys)).unwrap();
+    let http = reqwest::Client::new();
+    let b = format!("{}/vk/callback", cluster.instances[1].url());
+    // B caches the current secret.
+    let old = cluster.store.community_settings(1001).await.unwrap().unwrap();
+    let old_secret = vkhook::receiver::current_secret(&vault, 1001, old.secret.as_deref().unwrap()).unwrap();
+    let warm = serde_json::json!({"type": "group_join", "event_id": "b".repeat(40), "group_id": 1001, "secret": old_secret.expose_secret(), "object": {"user_id": 2}});
+    assert_eq!(http.post(&b).body(warm.to_string()).send().await.unwrap().text().await.unwrap(), "ok");
+    // Reconnect through A: a new code and secret; B must answer them in its very next request.
+    assert_eq!(cluster.driver.press_connect(1001, &[], None).await.status(), 200);
+    cluster.driver.finished_setup(1001).await;
+    let fresh = cluster.store.community_settings(1001).await.unwrap().unwrap();
+    let secret = vkhook::receiver::current_secret(&vault, 1001, fresh.secret.as_deref().unwrap()).unwrap();
+    assert_ne!(secret.expose_secret(), old_secret.expose_secret());
+    let confirm =
+        serde_json::json!({"type": "confirmation", "group_id": 1001, "event_id": "", "secret": secret.expose_secret()});
+    let answer = http.post(&b).body(confirm.to_string()).send().await.unwrap().text().await.unwrap();
+    assert_eq!(Some(answer), fresh.confirmation_code);
+    let event = serde_json::json!({"type": "group_join", "event_id": "c".repeat(40), "group_id": 1001, "secret": secret.expose_secret(), "object": {"user_id": 2}});
+    assert_eq!(http.post(&b).body(event.to_string()).send().await.unwrap().text().await.unwrap(), "ok");
+}
