@@ -47,6 +47,8 @@ pub struct SandboxConfig {
     pub vkid_token_ttl_secs: i64,
     pub user_per_second: usize,
     pub community_per_second: usize,
+    /// More communities beyond the demo world (ids 2001, 2002, …), administered by user 1, for scale tests.
+    pub extra_communities: usize,
 }
 
 impl Default for SandboxConfig {
@@ -64,6 +66,7 @@ impl Default for SandboxConfig {
             vkid_token_ttl_secs: 3600,
             user_per_second: 3,
             community_per_second: 20,
+            extra_communities: 0,
         }
     }
 }
@@ -141,7 +144,9 @@ impl Sandbox {
             client_secret: cfg.client_secret.clone(),
             redirect_uris: cfg.redirect_uris.clone(),
         };
-        let shared = Arc::new(Inner { world: Mutex::new(World::demo(app)), cfg, http, base_url });
+        let mut world = World::demo(app);
+        world.add_extra_communities(cfg.extra_communities);
+        let shared = Arc::new(Inner { world: Mutex::new(world), cfg, http, base_url });
         let (stop, mut stopped) = watch::channel(false);
         let router = router(shared.clone());
         tokio::spawn(async move {

@@ -331,31 +331,7 @@ impl World {
             ),
         ];
         for (id, name, screen, kind, admins, post) in groups {
-            let mut g = Group {
-                id,
-                name: name.into(),
-                screen_name: screen.into(),
-                kind,
-                admins: admins.iter().copied().collect(),
-                members: [2].into_iter().chain(admins.iter().map(|(u, _)| *u)).collect(),
-                posts: vec![Post {
-                    id: 1,
-                    from_id: -id,
-                    date: now - 86_400,
-                    text: post.into(),
-                    comments_closed: false,
-                }],
-                comments: Vec::new(),
-                messages: Vec::new(),
-                servers: Vec::new(),
-                confirmation_code: random_hex(8),
-                messages_allowed: BTreeSet::new(),
-                guids: HashMap::new(),
-                random_ids: HashMap::new(),
-                next_server_id: 1,
-                next_comment_id: 1,
-                next_message_id: 1,
-            };
+            let mut g = Group::new(id, name, screen, kind, admins, [2].into_iter().collect(), post, now - 86_400);
             g.posts.push(Post {
                 id: 2,
                 from_id: -id,
@@ -366,6 +342,26 @@ impl World {
             world.groups.insert(id, g);
         }
         world
+    }
+
+    /// Communities 2001, 2002, … «Сообщество N», administered by user 1, each with an open post.
+    pub fn add_extra_communities(&mut self, count: usize) {
+        let now = self.now();
+        for i in 0..count as i64 {
+            let id = 2001 + i;
+            let members = [2].into_iter().collect();
+            let group = Group::new(
+                id,
+                &format!("Сообщество {id}"),
+                &format!("community_{id}"),
+                "group",
+                &[(1, 3)],
+                members,
+                "Первая запись.",
+                now,
+            );
+            self.groups.insert(id, group);
+        }
     }
 
     /// Sandbox unix time in seconds.
@@ -482,6 +478,39 @@ pub fn unix_now_ms() -> i64 {
 }
 
 impl Group {
+    /// A community with `admins` (user → level), members (the admins too), and one open post.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: i64,
+        name: &str,
+        screen_name: &str,
+        kind: &'static str,
+        admins: &[(i64, i64)],
+        members: BTreeSet<i64>,
+        first_post: &str,
+        date: i64,
+    ) -> Group {
+        Group {
+            id,
+            name: name.into(),
+            screen_name: screen_name.into(),
+            kind,
+            admins: admins.iter().copied().collect(),
+            members: members.into_iter().chain(admins.iter().map(|(u, _)| *u)).collect(),
+            posts: vec![Post { id: 1, from_id: -id, date, text: first_post.into(), comments_closed: false }],
+            comments: Vec::new(),
+            messages: Vec::new(),
+            servers: Vec::new(),
+            confirmation_code: random_hex(8),
+            messages_allowed: BTreeSet::new(),
+            guids: HashMap::new(),
+            random_ids: HashMap::new(),
+            next_server_id: 1,
+            next_comment_id: 1,
+            next_message_id: 1,
+        }
+    }
+
     pub fn admin_level(&self, user_id: i64) -> Option<i64> {
         self.admins.get(&user_id).copied()
     }

@@ -97,7 +97,7 @@ impl AppState {
         .context("OAuth client")?;
         let writers = match store.kind() {
             BackendKind::Sqlite => 1,
-            BackendKind::Postgres => 4,
+            BackendKind::Postgres => 2,
         };
         let receiver = Receiver::start(store.clone(), writers, metrics.clone());
         let instance_id = format!("{}-{}", std::process::id(), vk::oauth::random_urlsafe(6));

@@ -1,12 +1,11 @@
 //! What each `vkhook` command does.
 
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::Context;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
-use crate::config::{self, ConfigError, DatabaseArgs, DemoArgs, KeysArgs, Settings, Timing, VkSettings};
+use crate::config::{self, ConfigError, DatabaseArgs, DemoArgs, KeysArgs, Settings};
 use crate::store::{Store, SEALED_COLUMNS};
 use crate::vault::{Slot, Vault};
 use crate::App;
@@ -115,28 +114,11 @@ pub fn demo_settings(args: &DemoArgs, sandbox: &vk_sandbox::Sandbox) -> anyhow::
         remove_if_present(&dir.join(name))?;
     }
     let keys = Vault::load_or_create_key_file(&dir.join("token.keys")).context("the demo key file")?;
-    let url = |s: String| url::Url::parse(&s).expect("sandbox URLs are valid");
-    Ok(Settings {
-        role: config::Role::All,
-        bind: ([127, 0, 0, 1], args.port).into(),
-        public_url: Some(url(format!("http://127.0.0.1:{}", args.port))),
-        database_url: format!("sqlite://{}", dir.join("vkhook.db").display()),
-        vk: VkSettings {
-            client_id: sandbox.config().client_id.clone(),
-            client_secret: SecretString::from(sandbox.config().client_secret.clone()),
-            api_url: url(sandbox.api_url()),
-            oauth_url: url(sandbox.oauth_url()),
-            id_url: url(sandbox.id_url()),
-            vkid_scopes: vec!["vkid.personal_info".into(), "groups".into()],
-            community_scopes: vec!["manage".into(), "messages".into(), "wall".into()],
-            request_timeout: Duration::from_secs(10),
-            retry: vk::RetryPolicy::default(),
-            user_per_second: 3,
-            community_per_second: 20,
-        },
-        token_keys: SecretString::from(keys.expose_secret().to_owned()),
-        timing: Timing::default(),
-    })
+    let bind = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
+    let database_url = format!("sqlite://{}", dir.join("vkhook.db").display());
+    let mut settings = Settings::for_sandbox(sandbox, bind, database_url, keys);
+    settings.public_url = Some(url::Url::parse(&format!("http://127.0.0.1:{}", args.port)).expect("a loopback URL"));
+    Ok(settings)
 }
 
 fn remove_if_present(path: &Path) -> anyhow::Result<()> {

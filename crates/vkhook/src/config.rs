@@ -220,6 +220,40 @@ impl Default for Timing {
     }
 }
 
+impl Settings {
+    /// vkhook against a VK sandbox (the demo, tests, benchmarks): the sandbox's hosts and app credentials, the
+    /// standard scopes and limits, default timing. Adjust fields after.
+    pub fn for_sandbox(
+        sandbox: &vk_sandbox::Sandbox,
+        bind: SocketAddr,
+        database_url: String,
+        token_keys: SecretString,
+    ) -> Settings {
+        let url = |s: String| Url::parse(&s).expect("sandbox URLs are valid");
+        Settings {
+            role: Role::All,
+            bind,
+            public_url: None,
+            database_url,
+            vk: VkSettings {
+                client_id: sandbox.config().client_id.clone(),
+                client_secret: SecretString::from(sandbox.config().client_secret.clone()),
+                api_url: url(sandbox.api_url()),
+                oauth_url: url(sandbox.oauth_url()),
+                id_url: url(sandbox.id_url()),
+                vkid_scopes: vec!["vkid.personal_info".into(), "groups".into()],
+                community_scopes: vec!["manage".into(), "messages".into(), "wall".into()],
+                request_timeout: Duration::from_secs(10),
+                retry: vk::RetryPolicy::default(),
+                user_per_second: 3,
+                community_per_second: 20,
+            },
+            token_keys,
+            timing: Timing::default(),
+        }
+    }
+}
+
 fn required(value: &Option<String>, env: &'static str, flag: &'static str) -> Result<String, ConfigError> {
     match value.as_deref().map(str::trim) {
         Some(v) if !v.is_empty() => Ok(v.to_owned()),

@@ -102,7 +102,7 @@ for mode in "${MODES[@]}"; do
       start pgb vkhook --port 0 --database-url "$VKHOOK_LOAD_PG"; PB=$PORT; PIDB=$PID
       # Both instances share one database, so the secret instance B set is the one both accept.
       SB=$SECRET
-      CONNECTIONS=$((CONNECTIONS / 2)) THREADS=1
+      # Round robin: half the connections (and one wrk thread) to each instance.
       VKHOOK_LOAD_SECRET="$SB" wrk -t1 -c$((CONNECTIONS / 2)) -d"$DURATION" --latency -s "$LUA" "http://127.0.0.1:$PA" > "$OUT/pga.wrk" &
       VKHOOK_LOAD_SECRET="$SB" wrk -t1 -c$((CONNECTIONS / 2)) -d"$DURATION" --latency -s "$LUA" "http://127.0.0.1:$PB" > "$OUT/pgb.wrk"
       wait %?wrk 2>/dev/null || true

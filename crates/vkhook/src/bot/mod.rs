@@ -253,23 +253,23 @@ async fn handle(app: &AppState, row: &InboxRow) -> anyhow::Result<Outcome> {
     }
     let mut result =
         json!({"action": "replied", "kind": kind, "rule_id": rule_id, "rule": rule_keywords, "reply": reply});
+    // What was sent (or not), for the log and the health card.
+    let record = |vk_id: Option<i64>, error: Option<String>| ReplyRow {
+        id: 0,
+        group_id: gid,
+        inbox_id: row.id,
+        kind: kind.into(),
+        rule_id,
+        text: reply.clone(),
+        vk_id,
+        status: if error.is_none() { "sent" } else { "failed" }.into(),
+        error,
+        created_at: now_ms(),
+    };
     match sent {
         Ok(vk_id) => {
             result["vk_id"] = json!(vk_id);
-            app.store
-                .insert_reply(&ReplyRow {
-                    id: 0,
-                    group_id: gid,
-                    inbox_id: row.id,
-                    kind: kind.into(),
-                    rule_id,
-                    text: reply,
-                    vk_id: Some(vk_id),
-                    status: "sent".into(),
-                    error: None,
-                    created_at: now_ms(),
-                })
-                .await?;
+            app.store.insert_reply(&record(Some(vk_id), None)).await?;
             app.metrics.observe_reply(kind, "sent");
             tracing::info!(group_id = gid, event_id = %row.event_id, kind, vk_id, "bot replied");
             Ok(Outcome::Replied(result))
@@ -288,20 +288,7 @@ async fn handle(app: &AppState, row: &InboxRow) -> anyhow::Result<Outcome> {
                 Some(vk::code::WALL_TOO_MANY_REPLIES) => "too_many_replies",
                 _ => "vk_error",
             };
-            app.store
-                .insert_reply(&ReplyRow {
-                    id: 0,
-                    group_id: gid,
-                    inbox_id: row.id,
-                    kind: kind.into(),
-                    rule_id,
-                    text: reply,
-                    vk_id: None,
-                    status: "failed".into(),
-                    error: Some(e.to_string()),
-                    created_at: now_ms(),
-                })
-                .await?;
+            app.store.insert_reply(&record(None, Some(e.to_string()))).await?;
             app.metrics.observe_reply(kind, reason);
             result["action"] = json!("failed");
             result["reason"] = json!(reason);

@@ -14,30 +14,10 @@ use crate::i18n::{fill, Msg};
 use crate::store::{InboxRow, LogFilter, UserCommunity};
 
 use super::auth::user_name;
-use super::connect::managed;
+use super::connect::{administered, managed};
+use super::forms::FormPairs;
 use super::render::{format_time, render, Layout};
 use super::session::{SignedIn, Viewer};
-
-fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
-    serde_urlencoded::from_bytes(body).unwrap_or_default()
-}
-
-fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-}
-
-/// Changing the bot is for the community's administrators.
-async fn administered(app: &AppState, user: &SignedIn, id: &str) -> AppResult<UserCommunity> {
-    let community = managed(app, user, id).await?;
-    if community.role != "administrator" {
-        return Err(AppError::shown_with_back(
-            StatusCode::FORBIDDEN,
-            |t| t.error_forbidden,
-            format!("/communities/{}", community.id),
-        ));
-    }
-    Ok(community)
-}
 
 fn back_to(id: i64, notice: &str) -> Response {
     Redirect::to(&format!("/communities/{id}?notice={notice}#bot")).into_response()
@@ -50,17 +30,9 @@ pub async fn save_bot(
     body: axum::body::Bytes,
 ) -> AppResult<Response> {
     let c = administered(&app, &user, &id).await?;
-    let pairs = form_pairs(&body);
-    let default_reply: Option<String> =
-        field(&pairs, "default_reply").map(str::trim).filter(|r| !r.is_empty()).map(|r| r.chars().take(4000).collect());
-    app.store
-        .set_bot_settings(
-            c.id,
-            field(&pairs, "comments").is_some(),
-            field(&pairs, "messages").is_some(),
-            default_reply.as_deref(),
-        )
-        .await?;
+    let form = FormPairs::parse(&body);
+    let default_reply: Option<String> = form.text("default_reply").map(|r| r.chars().take(4000).collect());
+    app.store.set_bot_settings(c.id, form.has("comments"), form.has("messages"), default_reply.as_deref()).await?;
     Ok(back_to(c.id, "bot_saved"))
 }
 
@@ -71,9 +43,9 @@ pub async fn add_rule(
     body: axum::body::Bytes,
 ) -> AppResult<Response> {
     let c = administered(&app, &user, &id).await?;
-    let pairs = form_pairs(&body);
-    let keywords = field(&pairs, "keywords").unwrap_or_default().trim();
-    let reply = field(&pairs, "reply").unwrap_or_default().trim();
+    let form = FormPairs::parse(&body);
+    let keywords = form.text("keywords").unwrap_or_default();
+    let reply = form.text("reply").unwrap_or_default();
     if rules::keywords(keywords).is_empty()
         || reply.is_empty()
         || keywords.chars().count() > 1000
@@ -108,8 +80,7 @@ pub async fn move_rule(
     body: axum::body::Bytes,
 ) -> AppResult<Response> {
     let c = administered(&app, &user, &id).await?;
-    let pairs = form_pairs(&body);
-    app.store.move_rule(c.id, rule, field(&pairs, "dir") == Some("up")).await?;
+    app.store.move_rule(c.id, rule, FormPairs::parse(&body).get("dir") == Some("up")).await?;
     Ok(back_to(c.id, "bot_saved"))
 }
 

@@ -16,7 +16,7 @@ use crate::i18n::{fill, Msg};
 use crate::store::{now_ms, SetupRow, Step, UserCommunity};
 
 use super::auth::user_name;
-use super::communities::role_label;
+use super::forms::FormPairs;
 use super::render::{render, Layout};
 use super::session::{SignedIn, Viewer};
 
@@ -26,26 +26,24 @@ pub async fn managed(app: &AppState, user: &SignedIn, id: &str) -> AppResult<Use
     app.store.community_for_user(user.user_id, id).await?.ok_or(AppError::NotFound)
 }
 
-/// Only an administrator may change the connection.
-fn require_administrator(community: &UserCommunity) -> AppResult<()> {
-    if community.role == "administrator" {
-        Ok(())
-    } else {
-        Err(AppError::shown_with_back(
+/// The community, if the signed-in user is its administrator: only an administrator changes the connection or
+/// the bot (others get 403 with a way back; non-managers 404).
+pub async fn administered(app: &AppState, user: &SignedIn, id: &str) -> AppResult<UserCommunity> {
+    let community = managed(app, user, id).await?;
+    if community.role != "administrator" {
+        return Err(AppError::shown_with_back(
             StatusCode::FORBIDDEN,
             |t| t.error_forbidden,
             format!("/communities/{}", community.id),
-        ))
+        ));
     }
+    Ok(community)
 }
 
-/// Repeated fields (`event=…&event=…`) and single ones, from a form body.
-fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
-    serde_urlencoded::from_bytes(body).unwrap_or_default()
-}
-
-fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+/// Pages with secrets or live state are not cached.
+pub fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    response
 }
 
 pub async fn connect_community(
@@ -54,17 +52,13 @@ pub async fn connect_community(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> AppResult<Response> {
-    let community = managed(&app, &user, &id).await?;
-    require_administrator(&community)?;
-    let pairs = form_pairs(&body);
+    let community = administered(&app, &user, &id).await?;
+    let form = FormPairs::parse(&body);
     let options = ConnectOptions {
-        replace_server_id: field(&pairs, "replace_server_id").and_then(|v| v.parse().ok()),
-        reauthorize: field(&pairs, "reauth") == Some("1"),
-        bot_enabled: field(&pairs, "bot_enabled").is_some(),
-        bot_reply: field(&pairs, "bot_reply")
-            .map(str::trim)
-            .filter(|r| !r.is_empty())
-            .map(|r| r.chars().take(4000).collect()),
+        replace_server_id: form.get("replace_server_id").and_then(|v| v.parse().ok()),
+        reauthorize: form.get("reauth") == Some("1"),
+        bot_enabled: form.has("bot_enabled"),
+        bot_reply: form.text("bot_reply").map(|r| r.chars().take(4000).collect()),
     };
     tracing::info!(group_id = community.id, user_id = user.user_id, "connect pressed");
     match connect::start(&app, community.id, user.user_id, &user.session.id_hash, options).await? {
@@ -215,10 +209,10 @@ pub async fn setup_status(State(app): State<AppState>, user: SignedIn, Path(id):
         .into_iter()
         .map(|s| serde_json::json!({"key": s.key, "state": s.state, "label": s.state_label}))
         .collect();
-    let mut response = Json(serde_json::json!({"state": setup.state, "finished": setup.is_finished(), "steps": steps}))
-        .into_response();
-    response.headers_mut().insert(header::CACHE_CONTROL, "no-store".parse().expect("static header"));
-    Ok(response)
+    Ok(no_store(
+        Json(serde_json::json!({"state": setup.state, "finished": setup.is_finished(), "steps": steps}))
+            .into_response(),
+    ))
 }
 
 pub async fn disconnect_community(
@@ -226,8 +220,7 @@ pub async fn disconnect_community(
     user: SignedIn,
     Path(id): Path<String>,
 ) -> AppResult<Response> {
-    let community = managed(&app, &user, &id).await?;
-    require_administrator(&community)?;
+    let community = administered(&app, &user, &id).await?;
     let notice = match connect::disconnect(&app, community.id).await? {
         connect::Disconnected::Removed | connect::Disconnected::NothingAtVk => "disconnected",
         connect::Disconnected::TokenDead => "disconnected_token_dead",
@@ -241,9 +234,8 @@ pub async fn save_events(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> AppResult<Response> {
-    let community = managed(&app, &user, &id).await?;
-    require_administrator(&community)?;
-    let chosen: Vec<String> = form_pairs(&body).into_iter().filter(|(k, _)| k == "event").map(|(_, v)| v).collect();
+    let community = administered(&app, &user, &id).await?;
+    let chosen = FormPairs::parse(&body).all("event");
     let notice = match connect::save_events(&app, community.id, &chosen).await? {
         Ok(()) => "events_saved",
         Err(VkProblem::Vk(e)) => {
@@ -323,8 +315,7 @@ async fn manual_page(
     if error.is_some() {
         *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
     }
-    response.headers_mut().insert(header::CACHE_CONTROL, "no-store".parse().expect("static header"));
-    Ok(response)
+    Ok(no_store(response))
 }
 
 pub async fn create_manual_secret(
@@ -332,8 +323,7 @@ pub async fn create_manual_secret(
     user: SignedIn,
     Path(id): Path<String>,
 ) -> AppResult<Response> {
-    let community = managed(&app, &user, &id).await?;
-    require_administrator(&community)?;
+    let community = administered(&app, &user, &id).await?;
     connect::manual_secret(&app, community.id, true).await?;
     Ok(Redirect::to(&format!("/communities/{}/manual", community.id)).into_response())
 }
@@ -345,11 +335,10 @@ pub async fn save_manual(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> AppResult<Response> {
-    let community = managed(&app, &user, &id).await?;
-    require_administrator(&community)?;
-    let pairs = form_pairs(&body);
+    let community = administered(&app, &user, &id).await?;
+    let form = FormPairs::parse(&body);
     let group_id = community.id;
-    if let Some(key) = field(&pairs, "key").map(str::trim).filter(|k| !k.is_empty()) {
+    if let Some(key) = form.text("key") {
         return match connect::save_manual_key(&app, group_id, SecretString::from(key.to_owned())).await? {
             Ok(scopes) => {
                 let scopes = scopes.join(", ");
@@ -364,7 +353,7 @@ pub async fn save_manual(
             }
         };
     }
-    let code = field(&pairs, "confirmation").map(str::trim).unwrap_or_default();
+    let code = form.text("confirmation").unwrap_or_default();
     if code.is_empty() || code.len() > 64 || !code.chars().all(|c| c.is_ascii_alphanumeric()) {
         let q = ManualQuery { notice: None, scopes: None };
         return manual_page(&app, &user, &viewer, community, q, Some(user.lang.msg().error_bad_request)).await;
@@ -380,9 +369,4 @@ fn problem_kind(p: &VkProblem) -> String {
         VkProblem::OtherCommunity => "another community's key".into(),
         VkProblem::Vk(e) => e.to_string(),
     }
-}
-
-/// Labels for the slots page.
-pub fn role_text(t: &'static Msg, role: &str) -> String {
-    role_label(t, role).to_lowercase()
 }

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod bot;
 pub mod communities;
 pub mod connect;
+pub mod forms;
 pub mod render;
 pub mod session;
 

@@ -56,39 +56,52 @@ pub struct CountRow {
 }
 
 impl Store {
-    /// Inserts a batch with one statement in one transaction (one commit, one fsync): VK's retries of stored
-    /// events change nothing.
+    /// Inserts a batch with one statement (one commit, one fsync): VK's retries of stored events change nothing.
+    /// PostgreSQL takes the batch as arrays (one prepared statement whatever the batch size); SQLite as a
+    /// multi-row `VALUES`.
     pub async fn insert_inbox_batch(&self, events: &[NewInboxEvent]) -> StoreResult<Vec<Inserted>> {
-        let mut out = Vec::with_capacity(events.len());
-        // Statements stay well under SQLite's 32766 bound variables.
-        for chunk in events.chunks(1000) {
-            let inserted: Vec<(i64, String)> = on_pool!(self, pool => {
-                let mut q = sqlx::QueryBuilder::new(
-                    "INSERT INTO inbox_events (group_id, event_id, event_type, payload, received_at, next_attempt_at) ",
-                );
-                q.push_values(chunk, |mut row, e| {
-                    row.push_bind(e.group_id)
-                        .push_bind(&e.event_id)
-                        .push_bind(&e.event_type)
-                        .push_bind(&e.payload)
-                        .push_bind(e.received_at)
-                        .push_bind(e.received_at);
-                });
-                q.push(" ON CONFLICT (group_id, event_id) DO NOTHING RETURNING group_id, event_id");
-                q.build_query_as::<(i64, String)>().fetch_all(pool).await?
-            });
-            let mut new: std::collections::HashSet<(i64, &str)> =
-                inserted.iter().map(|(g, e)| (*g, e.as_str())).collect();
-            // The first of repeated events within the batch is the one that was stored.
-            out.extend(chunk.iter().map(|e| {
-                if new.remove(&(e.group_id, e.event_id.as_str())) {
-                    Inserted::New
-                } else {
-                    Inserted::Duplicate
+        let inserted: Vec<(i64, String)> = match &self.backend {
+            Backend::Postgres(pool) => {
+                let q = "INSERT INTO inbox_events (group_id, event_id, event_type, payload, received_at, next_attempt_at) \
+                         SELECT g, e, t, p, r, r FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[]) \
+                         AS batch(g, e, t, p, r) \
+                         ON CONFLICT (group_id, event_id) DO NOTHING RETURNING group_id, event_id";
+                sqlx::query_as::<_, (i64, String)>(q)
+                    .bind(events.iter().map(|e| e.group_id).collect::<Vec<_>>())
+                    .bind(events.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>())
+                    .bind(events.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
+                    .bind(events.iter().map(|e| e.payload.as_str()).collect::<Vec<_>>())
+                    .bind(events.iter().map(|e| e.received_at).collect::<Vec<_>>())
+                    .fetch_all(pool)
+                    .await?
+            }
+            Backend::Sqlite(pool) => {
+                let mut inserted = Vec::with_capacity(events.len());
+                // Statements stay well under SQLite's 32766 bound variables.
+                for chunk in events.chunks(1000) {
+                    let mut q = sqlx::QueryBuilder::new(
+                        "INSERT INTO inbox_events (group_id, event_id, event_type, payload, received_at, next_attempt_at) ",
+                    );
+                    q.push_values(chunk, |mut row, e| {
+                        row.push_bind(e.group_id)
+                            .push_bind(&e.event_id)
+                            .push_bind(&e.event_type)
+                            .push_bind(&e.payload)
+                            .push_bind(e.received_at)
+                            .push_bind(e.received_at);
+                    });
+                    q.push(" ON CONFLICT (group_id, event_id) DO NOTHING RETURNING group_id, event_id");
+                    inserted.extend(q.build_query_as::<(i64, String)>().fetch_all(pool).await?);
                 }
-            }));
-        }
-        Ok(out)
+                inserted
+            }
+        };
+        let mut new: std::collections::HashSet<(i64, &str)> = inserted.iter().map(|(g, e)| (*g, e.as_str())).collect();
+        // The first of repeated events within the batch is the one that was stored.
+        Ok(events
+            .iter()
+            .map(|e| if new.remove(&(e.group_id, e.event_id.as_str())) { Inserted::New } else { Inserted::Duplicate })
+            .collect())
     }
 
     /// Claims up to `limit` due events for `owner` until `lease_until`, oldest first, at most one per community

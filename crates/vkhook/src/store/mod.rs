@@ -160,18 +160,22 @@ impl Store {
     /// Applies the migrations not yet applied; returns their versions. Safe when several instances start at once:
     /// PostgreSQL serializes them with an advisory lock, SQLite with its write lock.
     pub async fn migrate(&self) -> StoreResult<Vec<i64>> {
-        const CREATE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\
-            version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";
-        let mut applied = Vec::new();
-        match &self.backend {
-            Backend::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock(7261001)").execute(&mut *tx).await?;
-                sqlx::raw_sql(CREATE).execute(&mut *tx).await?;
+        /// Creates the bookkeeping table and applies what it does not list, on `$conn` (inside the caller's
+        /// lock), taking each migration's SQL from the field `$sql` (`sqlite` or `postgres`).
+        macro_rules! apply_pending {
+            ($conn:expr, $sql:ident) => {{
+                let conn = $conn;
+                sqlx::raw_sql(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (\
+                     version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+                )
+                .execute(&mut *conn)
+                .await?;
                 let done: Vec<i64> =
-                    sqlx::query_scalar("SELECT version FROM schema_migrations").fetch_all(&mut *tx).await?;
+                    sqlx::query_scalar("SELECT version FROM schema_migrations").fetch_all(&mut *conn).await?;
+                let mut applied = Vec::new();
                 for m in MIGRATIONS.iter().filter(|m| !done.contains(&m.version)) {
-                    sqlx::raw_sql(m.postgres).execute(&mut *tx).await.map_err(|source| StoreError::Migration {
+                    sqlx::raw_sql(m.$sql).execute(&mut *conn).await.map_err(|source| StoreError::Migration {
                         version: m.version,
                         name: m.name,
                         source,
@@ -180,42 +184,32 @@ impl Store {
                         .bind(m.version)
                         .bind(m.name)
                         .bind(now_ms())
-                        .execute(&mut *tx)
+                        .execute(&mut *conn)
                         .await?;
                     applied.push(m.version);
                 }
+                StoreResult::Ok(applied)
+            }};
+        }
+        match &self.backend {
+            Backend::Postgres(pool) => {
+                // The advisory lock makes instances that start together take turns.
+                let mut tx = pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(7261001)").execute(&mut *tx).await?;
+                let applied = apply_pending!(&mut *tx, postgres)?;
                 tx.commit().await?;
+                Ok(applied)
             }
             Backend::Sqlite(pool) => {
+                // BEGIN IMMEDIATE takes SQLite's write lock for the whole check-and-apply.
                 let mut conn = pool.acquire().await?;
                 sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-                let result: StoreResult<()> = async {
-                    sqlx::raw_sql(CREATE).execute(&mut *conn).await?;
-                    let done: Vec<i64> =
-                        sqlx::query_scalar("SELECT version FROM schema_migrations").fetch_all(&mut *conn).await?;
-                    for m in MIGRATIONS.iter().filter(|m| !done.contains(&m.version)) {
-                        sqlx::raw_sql(m.sqlite).execute(&mut *conn).await.map_err(|source| StoreError::Migration {
-                            version: m.version,
-                            name: m.name,
-                            source,
-                        })?;
-                        sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
-                            .bind(m.version)
-                            .bind(m.name)
-                            .bind(now_ms())
-                            .execute(&mut *conn)
-                            .await?;
-                        applied.push(m.version);
-                    }
-                    Ok(())
-                }
-                .await;
+                let result = async { apply_pending!(&mut *conn, sqlite) }.await;
                 let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
                 sqlx::raw_sql(end).execute(&mut *conn).await?;
-                result?;
+                result
             }
         }
-        Ok(applied)
     }
 
     /// The migration versions applied so far.

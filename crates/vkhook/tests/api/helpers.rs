@@ -11,7 +11,7 @@ use secrecy::SecretString;
 use tokio::sync::oneshot;
 use vk_sandbox::testing::{consent, Consent};
 use vk_sandbox::{Sandbox, SandboxConfig};
-use vkhook::config::{Settings, Timing, VkSettings};
+use vkhook::config::{Settings, Timing};
 use vkhook::store::Store;
 use vkhook::vault::Vault;
 use vkhook::{App, AppState};
@@ -111,32 +111,20 @@ impl TestApp {
         let sandbox = Sandbox::start(SandboxConfig { time_factor: 0.001, ..Default::default() }).await.unwrap();
         let dir = TempDir::new("vkhook-test");
         let db_file = dir.0.join("vkhook.db");
-        let url = |s: String| url::Url::parse(&s).unwrap();
-        let settings = Settings {
-            role: vkhook::config::Role::All,
-            bind: "127.0.0.1:0".parse().unwrap(),
-            public_url: None,
-            database_url: format!("sqlite://{}", db_file.display()),
-            vk: VkSettings {
-                client_id: sandbox.config().client_id.clone(),
-                client_secret: SecretString::from(sandbox.config().client_secret.clone()),
-                api_url: url(sandbox.api_url()),
-                oauth_url: url(sandbox.oauth_url()),
-                id_url: url(sandbox.id_url()),
-                vkid_scopes: options.vkid_scopes,
-                community_scopes: vec!["manage".into(), "messages".into(), "wall".into()],
-                request_timeout: Duration::from_secs(5),
-                retry: vk::RetryPolicy {
-                    backoff: vk::Backoff::new(Duration::from_millis(5), Duration::from_millis(40)),
-                    deadline: Duration::from_secs(2),
-                    max_attempts: 4,
-                },
-                user_per_second: 3,
-                community_per_second: 20,
-            },
-            token_keys: options.token_keys,
-            timing: options.timing,
+        let mut settings = Settings::for_sandbox(
+            &sandbox,
+            "127.0.0.1:0".parse().unwrap(),
+            format!("sqlite://{}", db_file.display()),
+            options.token_keys,
+        );
+        settings.vk.vkid_scopes = options.vkid_scopes;
+        settings.vk.request_timeout = Duration::from_secs(5);
+        settings.vk.retry = vk::RetryPolicy {
+            backoff: vk::Backoff::new(Duration::from_millis(5), Duration::from_millis(40)),
+            deadline: Duration::from_secs(2),
+            max_attempts: 4,
         };
+        settings.timing = options.timing;
         let app = App::build(settings).await.unwrap();
         let url = format!("http://{}", app.addr());
         let state = app.state().clone();

@@ -3,6 +3,27 @@
 use crate::browser::Browser;
 use crate::helpers::TestApp;
 
+/// Signs in as «Анна Админова» on the sandbox's VK ID page; returns the communities page's text.
+async fn sign_in_as_anna(browser: &Browser, app: &TestApp) -> String {
+    browser.goto(&app.url).await;
+    browser.click("#sign-in").await;
+    browser.click("input[name=user_id][value='1']").await;
+    browser.click("button[value=allow]").await;
+    browser.text_when(".community-list").await
+}
+
+/// Presses «Подключить Callback API» on 1001 and approves the community consent as Анна.
+async fn connect_1001(browser: &Browser, app: &TestApp) -> String {
+    browser.goto(&format!("{}/communities/1001", app.url)).await;
+    browser.click("#connect").await;
+    let consent = browser.text_when("button[value=allow]").await;
+    assert!(consent.contains("Кофейня «Зерно»"));
+    browser.screenshot("04-community-consent").await;
+    browser.click("input[name=user_id][value='1']").await;
+    browser.click("button[value=allow]").await;
+    browser.wait_for_text("Callback API подключен", 20).await
+}
+
 #[tokio::test]
 async fn sign_in_see_communities_open_one_and_switch_to_english() {
     let Some(browser) = Browser::start("the sign-in journey").await else { return };
@@ -40,26 +61,15 @@ async fn connect_a_community_from_the_browser() {
     let Some(browser) = Browser::start("the connect journey").await else { return };
     let app = TestApp::spawn().await;
 
-    browser.goto(&app.url).await;
-    browser.click("#sign-in").await;
-    browser.click("input[name=user_id][value='1']").await;
-    browser.click("button[value=allow]").await;
-    browser.text_when(".community-list").await;
-    browser.click("a.community-name[href='/communities/1001']").await;
-    browser.click("#connect").await;
-    // The sandbox's community consent page: Анна is remembered from signing in; «Разрешить».
-    let consent = browser.text_when("button[value=allow]").await;
-    assert!(consent.contains("Кофейня «Зерно»"));
-    browser.click("input[name=user_id][value='1']").await;
-    browser.click("button[value=allow]").await;
+    sign_in_as_anna(&browser, &app).await;
     // The progress page finishes by itself.
-    let done = browser.wait_for_text("Callback API подключен", 20).await;
-    browser.screenshot("04-setup-done").await;
+    let done = connect_1001(&browser, &app).await;
+    browser.screenshot("05-setup-done").await;
     assert_eq!(done.matches("готово").count(), 5, "all steps done:\n{done}");
     assert_eq!(app.sandbox.servers(1001).len(), 1);
     browser.click("a.btn.primary[href='/communities/1001']").await;
     let detail = browser.wait_for_text("Статус у ВКонтакте", 10).await;
-    browser.screenshot("05-connected").await;
+    browser.screenshot("06-connected").await;
     assert!(detail.contains("ok"));
     browser.close().await;
 }
@@ -69,17 +79,9 @@ async fn the_bot_answers_a_comment_written_on_the_sandbox_page() {
     let Some(browser) = Browser::start("the bot journey").await else { return };
     let app = TestApp::spawn().await;
 
-    browser.goto(&app.url).await;
-    browser.click("#sign-in").await;
-    browser.click("input[name=user_id][value='1']").await;
-    browser.click("button[value=allow]").await;
-    browser.text_when(".community-list").await;
-    browser.goto(&format!("{}/communities/1001", app.url)).await;
-    // «Сразу включить бота» is ticked by default; connect.
-    browser.click("#connect").await;
-    browser.click("input[name=user_id][value='1']").await;
-    browser.click("button[value=allow]").await;
-    browser.wait_for_text("Callback API подключен", 20).await;
+    sign_in_as_anna(&browser, &app).await;
+    // «Сразу включить бота» is ticked by default.
+    connect_1001(&browser, &app).await;
 
     // A rule on the community page.
     browser.goto(&format!("{}/communities/1001", app.url)).await;
@@ -121,7 +123,7 @@ async fn the_bot_answers_a_comment_written_on_the_sandbox_page() {
         browser.client.refresh().await.unwrap();
         let text = browser.text_when("#club1001").await;
         if text.contains("Работаем до 22:00!") {
-            browser.screenshot("06-sandbox-reply").await;
+            browser.screenshot("07-sandbox-reply").await;
             break;
         }
         assert!(std::time::Instant::now() < deadline, "no reply on the sandbox page:\n{text}");
@@ -130,7 +132,7 @@ async fn the_bot_answers_a_comment_written_on_the_sandbox_page() {
     // And vkhook's delivery log shows the event with its reply.
     browser.goto(&format!("{}/communities/1001/events", app.url)).await;
     let log = browser.wait_for_text("Ответил по правилу «до скольки»", 10).await;
-    browser.screenshot("07-event-log").await;
+    browser.screenshot("08-event-log").await;
     assert!(log.contains("До скольки вы открыты?"));
     browser.close().await;
 }

@@ -1,0 +1,62 @@
+//! The whole connect after consent, with 50 ms of latency on every VK call: how long it takes, how many VK round
+//! trips, and how much of it is vkhook itself. `cargo bench -p vkhook --bench connect`.
+
+use std::time::{Duration, Instant};
+
+use secrecy::SecretString;
+use vk_sandbox::{Fault, Sandbox, SandboxConfig};
+use vkhook::store::CommunityRow;
+use vkhook::vault::Slot;
+
+const LATENCY_MS: u64 = 50;
+const RUNS: usize = 5;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await?;
+    let dir = std::env::temp_dir().join(format!("vkhook-connect-{}", std::process::id()));
+    let mut settings = vkhook::Settings::for_sandbox(
+        &sandbox,
+        "127.0.0.1:0".parse()?,
+        format!("sqlite://{}/vkhook.db", dir.display()),
+        vkhook::vault::Vault::generate_spec("bench"),
+    );
+    settings.role = vkhook::config::Role::Web;
+    // Default timing: the confirmation is polled every 250 ms, as in production.
+    let app = vkhook::App::build(settings).await?;
+    let state = app.state().clone();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+
+    // The token as the community authorization left it (the consent itself is the admin's time, not ours).
+    state
+        .store
+        .upsert_community(&CommunityRow {
+            id: 1001,
+            name: "Кофейня «Зерно»".into(),
+            screen_name: "zerno_coffee".into(),
+            photo: None,
+        })
+        .await?;
+    let token = SecretString::from(sandbox.issue_community_token(1001, &["manage", "messages", "wall"]));
+    let sealed = state.vault.seal(Slot { table: "community_settings", column: "community_token", row: "1001" }, &token);
+    state.store.save_community_token(1001, &sealed, "manage,messages,wall").await?;
+    sandbox.inject_fault(Fault { method: None, error_code: None, latency_ms: Some(LATENCY_MS), remaining: None });
+
+    println!("VK latency {LATENCY_MS} ms per call; {RUNS} connects of community 1001 (the first adds, the rest edit)");
+    println!("the calls: confirmation code, server list, add or edit, settings — then polls until VK says ok");
+    for run in 1..=RUNS {
+        let started = Instant::now();
+        vkhook::connect::start_repair(&state, 1001).await?;
+        let setup = vkhook::connect::wait_for_setup(&state.store, 1001, Duration::from_secs(30)).await?.expect("a run");
+        let total = started.elapsed();
+        anyhow::ensure!(setup.state == "done", "{setup:?}");
+        let vk_time = Duration::from_millis(LATENCY_MS * setup.vk_calls as u64);
+        println!(
+            "run {run}: {total:.0?} in all; {} VK calls = {vk_time:.0?} of VK latency; vkhook itself {:.0?}",
+            setup.vk_calls,
+            total.saturating_sub(vk_time)
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}

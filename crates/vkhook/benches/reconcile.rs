@@ -1,0 +1,79 @@
+//! Setup and reconcile across 200 connected communities, against the sandbox over HTTP with VK's rate limits
+//! (20 requests/s per community token, enforced by the sandbox as error 6). Prints the times and the VK calls;
+//! `cargo bench -p vkhook --bench reconcile`.
+
+use std::time::{Duration, Instant};
+
+use secrecy::SecretString;
+use vk_sandbox::{Sandbox, SandboxConfig};
+use vkhook::store::CommunityRow;
+use vkhook::vault::Slot;
+
+const COMMUNITIES: i64 = 200;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let sandbox =
+        Sandbox::start(SandboxConfig { extra_communities: COMMUNITIES as usize, ..Default::default() }).await?;
+    let dir = std::env::temp_dir().join(format!("vkhook-reconcile-{}", std::process::id()));
+    let mut settings = vkhook::Settings::for_sandbox(
+        &sandbox,
+        "127.0.0.1:0".parse()?,
+        format!("sqlite://{}/vkhook.db", dir.display()),
+        vkhook::vault::Vault::generate_spec("bench"),
+    );
+    settings.role = vkhook::config::Role::Web;
+    settings.timing.setup_poll = Duration::from_millis(50);
+    let app = vkhook::App::build(settings).await?;
+    let state = app.state().clone();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+
+    // Community tokens as the community authorization would give them; then every setup at once.
+    let ids: Vec<i64> = (2001..2001 + COMMUNITIES).collect();
+    for id in &ids {
+        state
+            .store
+            .upsert_community(&CommunityRow {
+                id: *id,
+                name: format!("Сообщество {id}"),
+                screen_name: format!("community_{id}"),
+                photo: None,
+            })
+            .await?;
+        let token = SecretString::from(sandbox.issue_community_token(*id, &["manage", "messages", "wall"]));
+        let row = id.to_string();
+        let sealed =
+            state.vault.seal(Slot { table: "community_settings", column: "community_token", row: &row }, &token);
+        state.store.save_community_token(*id, &sealed, "manage,messages,wall").await?;
+    }
+    let started = Instant::now();
+    for id in &ids {
+        vkhook::connect::start_repair(&state, *id).await?;
+    }
+    for id in &ids {
+        let setup = vkhook::connect::wait_for_setup(&state.store, *id, Duration::from_secs(120)).await?.expect("a run");
+        anyhow::ensure!(setup.state == "done", "community {id}: {setup:?}");
+    }
+    let setup_time = started.elapsed();
+
+    let started = Instant::now();
+    let looked_at = vkhook::health::reconcile_all(&state).await?;
+    let reconcile_time = started.elapsed();
+    let metrics = state.metrics.render(None);
+    let count = |needle: &str| -> u64 {
+        metrics.lines().filter(|l| l.contains(needle)).filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum()
+    };
+    println!(
+        "machine: {} cores; sandbox over HTTP on loopback; 20 requests/s per community token",
+        std::thread::available_parallelism()?
+    );
+    println!("setup of {COMMUNITIES} communities (all started at once): {setup_time:.2?}");
+    println!("reconcile pass over {looked_at} communities:            {reconcile_time:.2?}");
+    println!(
+        "VK requests: {} ok, {} refused with error 6 (too many per second)",
+        count("outcome=\"ok\""),
+        count("outcome=\"error_6\"")
+    );
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}
