@@ -211,3 +211,48 @@ async fn healthz_answers_while_the_database_does() {
     app.store().close().await;
     assert_eq!(app.get("/healthz").await.status(), 503);
 }
+
+#[tokio::test]
+async fn sessions_end_after_idle_time_and_absolute_lifetime() {
+    let app = TestApp::spawn_with(Options {
+        timing: vkhook::config::Timing {
+            session_idle: std::time::Duration::from_secs(600),
+            session_absolute: std::time::Duration::from_secs(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let back = app.authorize_at_vk_id(Consent::allow(1)).await;
+    let landed = app.http.get(&back).send().await.unwrap();
+    let cookie = set_cookie_value(&landed, "vkhook_session").unwrap();
+    let hash = vkhook::accounts::hash_hex(&cookie);
+    assert_eq!(app.get("/communities").await.status(), 200);
+    // Unused for longer than the idle time: gone.
+    let now = vkhook::store::now_ms();
+    app.store().touch_session(&hash, now - 601_000).await.unwrap();
+    assert_eq!(app.get("/communities").await.status(), 303);
+    assert!(app.store().session(&hash).await.unwrap().is_none(), "deleted, not just refused");
+
+    // Used all the time, but older than the absolute lifetime: gone too.
+    let now = vkhook::store::now_ms();
+    for (id, age_ms, expected) in [("young-session", 10_000, 200), ("old-session", 3_601_000, 303)] {
+        app.store()
+            .insert_session(&vkhook::store::SessionRow {
+                id_hash: vkhook::accounts::hash_hex(id),
+                user_id: Some(1),
+                csrf_token: "c".into(),
+                created_at: now - age_ms,
+                last_seen_at: now,
+            })
+            .await
+            .unwrap();
+        let r = browser()
+            .get(format!("{}/communities", app.url))
+            .header("cookie", format!("vkhook_session={id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), expected, "{id}");
+    }
+}

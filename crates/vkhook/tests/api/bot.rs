@@ -392,3 +392,44 @@ async fn the_health_card_shows_traffic_and_reconcile_repairs_drift() {
     assert!(page.contains("Сервер vkhook был удалён у ВКонтакте"));
     assert_eq!(vkhook::health::reconcile(&app.state, 1001).await.unwrap(), vkhook::health::Repair::InOrder);
 }
+
+#[tokio::test]
+async fn a_web_instance_stores_events_and_a_worker_instance_answers_them() {
+    let web = TestApp::spawn_with(Options { role: vkhook::config::Role::Web, ..Default::default() }).await;
+    web.connected_with_rules(1001, &[("вопрос", "Ответ.")]).await;
+    web.sandbox.comment(1001, 2, "вопрос").unwrap();
+    let stored = eventually(10, "the event stored by the web instance", || async {
+        let log = web
+            .store()
+            .inbox_log(
+                1001,
+                &vkhook::store::LogFilter { event_type: Some("wall_reply_new".into()), limit: 1, ..Default::default() },
+            )
+            .await
+            .unwrap();
+        log.into_iter().next()
+    })
+    .await;
+    assert_eq!(stored.status, "pending", "a web instance runs no bot");
+
+    // A worker instance on the same database answers it.
+    let mut settings = vkhook::Settings::for_sandbox(
+        &web.sandbox,
+        "127.0.0.1:0".parse().unwrap(),
+        web.state.settings.database_url.clone(),
+        web.state.settings.token_keys.clone(),
+    );
+    settings.role = vkhook::config::Role::Worker;
+    settings.timing = web.state.settings.timing.clone();
+    let worker = vkhook::App::build(settings).await.unwrap();
+    let worker_url = format!("http://{}", worker.addr());
+    let worker_state = worker.state().clone();
+    tokio::spawn(worker.run_until_stopped(std::future::pending()));
+    let reply = eventually(10, "the worker's reply", || async { web.bot_comments(1001).into_iter().next() }).await;
+    assert_eq!(reply.text, "Ответ.");
+    assert!(worker_state.metrics.render(None).contains("vkhook_bot_replies_total{kind=\"comment\",result=\"sent\"} 1"));
+    assert!(!web.state.metrics.render(None).contains("vkhook_bot_replies_total{"), "the web instance sent nothing");
+    // The worker serves health and metrics, not the UI or the callback.
+    assert_eq!(reqwest::get(format!("{worker_url}/healthz")).await.unwrap().status(), 200);
+    assert_eq!(reqwest::get(format!("{worker_url}/")).await.unwrap().status(), 404);
+}

@@ -309,6 +309,21 @@ async fn vk_errors_end_as_the_rules_say() {
     let page = app.get("/communities/1001/setup").await.text().await.unwrap();
     assert!(page.contains("ВКонтакте не отвечает"));
     assert!(!page.contains("error_code"), "no raw JSON");
+    let detail = app.get("/communities/1001").await.text().await.unwrap();
+    assert!(detail.contains("Попробовать снова"));
+
+    // Error 15 on the way: the user is no longer an administrator at VK.
+    app.sandbox.world().faults.clear();
+    app.sandbox.inject_fault(Fault {
+        method: Some("groups.getCallbackConfirmationCode".into()),
+        error_code: Some(15),
+        latency_ms: None,
+        remaining: Some(1),
+    });
+    app.press_connect(1001, &[], None).await;
+    assert_eq!(app.finished_setup(1001).await.error_kind.as_deref(), Some("not_admin"));
+    let detail = app.get("/communities/1001").await.text().await.unwrap();
+    assert!(detail.contains("больше не администратор"));
 }
 
 #[tokio::test]

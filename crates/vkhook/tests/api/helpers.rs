@@ -66,6 +66,7 @@ impl Drop for TempDir {
 }
 
 pub struct Options {
+    pub role: vkhook::config::Role,
     pub vkid_scopes: Vec<String>,
     pub token_keys: SecretString,
     pub timing: Timing,
@@ -74,6 +75,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
+            role: vkhook::config::Role::All,
             vkid_scopes: vec!["vkid.personal_info".into(), "groups".into()],
             token_keys: Vault::generate_spec("test1"),
             timing: Timing {
@@ -117,6 +119,7 @@ impl TestApp {
             format!("sqlite://{}", db_file.display()),
             options.token_keys,
         );
+        settings.role = options.role;
         settings.vk.vkid_scopes = options.vkid_scopes;
         settings.vk.request_timeout = Duration::from_secs(5);
         settings.vk.retry = vk::RetryPolicy {
