@@ -416,12 +416,13 @@ async fn sigkill_under_load_loses_nothing_and_doubles_nothing() {
 async fn a_vk_error_storm_delays_replies_without_losing_or_doubling_them() {
     let Some(cluster) = Cluster::start("a VK error storm", 2, 0, false).await else { return };
     cluster.connect_with_rules(1001, &[("вопрос", "Ответ.")]).await;
+    // Enough errors to outlast the client's own quick retries, so events go back to the queue with backoff.
     for code in [6, 9, 10] {
         cluster.sandbox.inject_fault(Fault {
             method: Some("wall.createComment".into()),
             error_code: Some(code),
             latency_ms: None,
-            remaining: Some(6),
+            remaining: Some(15),
         });
     }
     cluster.sandbox.inject_fault(Fault {
