@@ -86,8 +86,13 @@ impl fmt::Debug for VkIdTokens {
 
 impl VkIdTokens {
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.scope.split([' ', ',']).any(|s| s == scope)
+        scope_listed(&self.scope, scope)
     }
+}
+
+/// Whether `scope` is in a list of scopes as VK writes them (separated by spaces or commas).
+pub fn scope_listed(scopes: &str, scope: &str) -> bool {
+    scopes.split([' ', ',']).any(|s| s == scope)
 }
 
 /// `user_info` from VK ID.

@@ -3,10 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use secrecy::SecretString;
 use vk_sandbox::{Fault, Sandbox, SandboxConfig};
-use vkhook::store::CommunityRow;
-use vkhook::vault::Slot;
 
 const LATENCY_MS: u64 = 50;
 const RUNS: usize = 5;
@@ -15,31 +12,10 @@ const RUNS: usize = 5;
 async fn main() -> anyhow::Result<()> {
     let sandbox = Sandbox::start(SandboxConfig::default()).await?;
     let dir = std::env::temp_dir().join(format!("vkhook-connect-{}", std::process::id()));
-    let mut settings = vkhook::Settings::for_sandbox(
-        &sandbox,
-        "127.0.0.1:0".parse()?,
-        format!("sqlite://{}/vkhook.db", dir.display()),
-        vkhook::vault::Vault::generate_spec("bench"),
-    );
-    settings.role = vkhook::config::Role::Web;
     // Default timing: the confirmation is polled every 250 ms, as in production.
-    let app = vkhook::App::build(settings).await?;
-    let state = app.state().clone();
-    tokio::spawn(app.run_until_stopped(std::future::pending()));
-
+    let state = vkhook::load::sandbox_app(&sandbox, &dir, Default::default()).await?;
     // The token as the community authorization left it (the consent itself is the admin's time, not ours).
-    state
-        .store
-        .upsert_community(&CommunityRow {
-            id: 1001,
-            name: "Кофейня «Зерно»".into(),
-            screen_name: "zerno_coffee".into(),
-            photo: None,
-        })
-        .await?;
-    let token = SecretString::from(sandbox.issue_community_token(1001, &["manage", "messages", "wall"]));
-    let sealed = state.vault.seal(Slot { table: "community_settings", column: "community_token", row: "1001" }, &token);
-    state.store.save_community_token(1001, &sealed, "manage,messages,wall").await?;
+    vkhook::load::store_sandbox_token(&state, &sandbox, 1001, "Кофейня «Зерно»").await?;
     sandbox.inject_fault(Fault { method: None, error_code: None, latency_ms: Some(LATENCY_MS), remaining: None });
 
     println!("VK latency {LATENCY_MS} ms per call; {RUNS} connects of community 1001 (the first adds, the rest edit)");

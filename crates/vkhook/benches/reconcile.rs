@@ -4,10 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use secrecy::SecretString;
 use vk_sandbox::{Sandbox, SandboxConfig};
-use vkhook::store::CommunityRow;
-use vkhook::vault::Slot;
 
 const COMMUNITIES: i64 = 200;
 
@@ -16,35 +13,13 @@ async fn main() -> anyhow::Result<()> {
     let sandbox =
         Sandbox::start(SandboxConfig { extra_communities: COMMUNITIES as usize, ..Default::default() }).await?;
     let dir = std::env::temp_dir().join(format!("vkhook-reconcile-{}", std::process::id()));
-    let mut settings = vkhook::Settings::for_sandbox(
-        &sandbox,
-        "127.0.0.1:0".parse()?,
-        format!("sqlite://{}/vkhook.db", dir.display()),
-        vkhook::vault::Vault::generate_spec("bench"),
-    );
-    settings.role = vkhook::config::Role::Web;
-    settings.timing.setup_poll = Duration::from_millis(50);
-    let app = vkhook::App::build(settings).await?;
-    let state = app.state().clone();
-    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let timing = vkhook::config::Timing { setup_poll: Duration::from_millis(50), ..Default::default() };
+    let state = vkhook::load::sandbox_app(&sandbox, &dir, timing).await?;
 
     // Community tokens as the community authorization would give them; then every setup at once.
     let ids: Vec<i64> = (2001..2001 + COMMUNITIES).collect();
     for id in &ids {
-        state
-            .store
-            .upsert_community(&CommunityRow {
-                id: *id,
-                name: format!("Сообщество {id}"),
-                screen_name: format!("community_{id}"),
-                photo: None,
-            })
-            .await?;
-        let token = SecretString::from(sandbox.issue_community_token(*id, &["manage", "messages", "wall"]));
-        let row = id.to_string();
-        let sealed =
-            state.vault.seal(Slot { table: "community_settings", column: "community_token", row: &row }, &token);
-        state.store.save_community_token(*id, &sealed, "manage,messages,wall").await?;
+        vkhook::load::store_sandbox_token(&state, &sandbox, *id, &format!("Сообщество {id}")).await?;
     }
     let started = Instant::now();
     for id in &ids {

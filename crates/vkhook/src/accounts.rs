@@ -196,11 +196,6 @@ async fn refresh(app: &AppState, row: UserTokensRow) -> AppResult<(AccessToken, 
     }
 }
 
-/// The scopes string has `scope`.
-pub fn has_scope(scopes: &str, scope: &str) -> bool {
-    scopes.split([' ', ',']).any(|s| s == scope)
-}
-
 /// Runs a user-token VK call; on error 5 refreshes once and tries again.
 pub async fn with_user_token<T, F, Fut>(app: &AppState, user_id: i64, call: F) -> AppResult<Result<T, vk::Error>>
 where

@@ -138,9 +138,7 @@ pub async fn start(
     options: ConnectOptions,
 ) -> AppResult<Started> {
     let has_token = !options.reauthorize
-        && community_token(app, group_id)
-            .await?
-            .is_some_and(|(_, scopes)| crate::accounts::has_scope(&scopes, "manage"));
+        && community_token(app, group_id).await?.is_some_and(|(_, scopes)| vk::oauth::scope_listed(&scopes, "manage"));
     let now = now_ms();
     if !has_token {
         let row = new_run(group_id, user_id, "waiting_token", &options, 0);
@@ -425,7 +423,7 @@ impl Run {
         else {
             return Err(Stop::Failed(Failure::new("reauth", "no community token")));
         };
-        if !crate::accounts::has_scope(&scopes, "manage") {
+        if !vk::oauth::scope_listed(&scopes, "manage") {
             return Err(Stop::Failed(Failure::new("no_manage", scopes)));
         }
         self.step(Step::Token, "done").await?;

@@ -70,7 +70,7 @@ enum ListProblem {
 /// Refreshes the user's communities from VK (`groups.get filter=moder extended=1`) when the token allows it.
 async fn refresh_from_vk(app: &AppState, user_id: i64) -> AppResult<Option<ListProblem>> {
     let result = accounts::with_user_token(app, user_id, |token, scopes| async move {
-        if !accounts::has_scope(&scopes, "groups") {
+        if !vk::oauth::scope_listed(&scopes, "groups") {
             return Ok(None);
         }
         app.vk.groups_get(&token, &["moder"]).await.map(Some)

@@ -322,13 +322,6 @@ fn first_manual_event(app: &AppState, group_id: i64) {
     });
 }
 
-impl Receiver {
-    /// For tests: whether `group_id` is cached.
-    pub fn is_cached(&self, group_id: i64) -> bool {
-        self.cached(group_id).is_some()
-    }
-}
-
 /// The secret VK must send for a community, decrypted (for tests and the load benchmark).
 pub fn current_secret(vault: &Vault, group_id: i64, sealed: &str) -> Option<SecretString> {
     let row = group_id.to_string();

@@ -16,7 +16,7 @@ async fn a_comment_gets_the_rules_reply_under_it_from_the_community() {
     assert_eq!(reply.from_id, -1001);
     app.wait_until_idle().await;
     assert_eq!(app.bot_comments(1001).len(), 1, "and it ignores its own comment that VK delivers back");
-    let log = app.store().inbox_log(1001, &vkhook::store::LogFilter { limit: 10, ..Default::default() }).await.unwrap();
+    let log = app.events(1001, None, None).await;
     let own = log.iter().find(|r| r.payload.contains("Работаем с 8 до 22")).expect("the bot's own comment arrived too");
     assert_eq!(own.status, "ignored");
     assert!(own.result.as_deref().unwrap().contains("\"own\""));
@@ -72,18 +72,7 @@ async fn a_crash_between_sending_and_recording_never_sends_twice() {
     eventually(10, "the reply at VK", || async { app.bot_comments(1001).into_iter().next() }).await;
     // The worker "died" before recording: the event is still held. After its lease another attempt runs.
     let done = eventually(10, "the event recorded as done", || async {
-        let log = app
-            .store()
-            .inbox_log(
-                1001,
-                &vkhook::store::LogFilter {
-                    event_type: Some("wall_reply_new".into()),
-                    limit: 10,
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
+        let log = app.events(1001, None, Some("wall_reply_new")).await;
         log.iter().find(|r| r.payload.contains("У меня вопрос") && r.status == "done").cloned()
     })
     .await;
@@ -149,14 +138,7 @@ async fn a_failed_event_is_replayed_from_the_log_once() {
     });
     app.sandbox.message(1001, 2, "привет").unwrap();
     let failed = eventually(10, "a failed event", || async {
-        let log = app
-            .store()
-            .inbox_log(
-                1001,
-                &vkhook::store::LogFilter { status: Some("failed".into()), limit: 10, ..Default::default() },
-            )
-            .await
-            .unwrap();
+        let log = app.events(1001, Some("failed"), None).await;
         log.into_iter().next()
     })
     .await;
@@ -198,14 +180,7 @@ async fn replaying_an_event_whose_reply_was_sent_sends_nothing_new() {
     app.state
         .store
         .finish_inbox_event(
-            app.store()
-                .inbox_log(
-                    1001,
-                    &vkhook::store::LogFilter { status: Some("processing".into()), limit: 1, ..Default::default() },
-                )
-                .await
-                .unwrap()[0]
-                .id,
+            app.events(1001, Some("processing"), None).await[0].id,
             &app.state.instance_id,
             "dead",
             "{\"action\":\"none\",\"reason\":\"gave_up\"}",
@@ -213,11 +188,7 @@ async fn replaying_an_event_whose_reply_was_sent_sends_nothing_new() {
         )
         .await
         .unwrap();
-    let dead = app
-        .store()
-        .inbox_log(1001, &vkhook::store::LogFilter { status: Some("dead".into()), limit: 1, ..Default::default() })
-        .await
-        .unwrap();
+    let dead = app.events(1001, Some("dead"), None).await;
     let r = app
         .post_with_csrf("/communities/1001/events", &format!("/communities/1001/events/{}/replay", dead[0].id), &[])
         .await;
@@ -310,11 +281,7 @@ async fn the_delivery_log_shows_events_replies_and_raw_bodies_without_secrets() 
     assert!(page.contains("id2"));
     let filtered = app.get("/communities/1001/events?status=ignored").await.text().await.unwrap();
     assert!(!filtered.contains("Какая цена?"));
-    let row = app
-        .store()
-        .inbox_log(1001, &vkhook::store::LogFilter { status: Some("done".into()), limit: 1, ..Default::default() })
-        .await
-        .unwrap();
+    let row = app.events(1001, Some("done"), None).await;
     let raw = app.get(&format!("/communities/1001/events/{}", row[0].id)).await.text().await.unwrap();
     assert!(raw.contains("\"wall_reply_new\""));
     assert!(!raw.contains("secret"));
@@ -399,14 +366,7 @@ async fn a_web_instance_stores_events_and_a_worker_instance_answers_them() {
     web.connected_with_rules(1001, &[("вопрос", "Ответ.")]).await;
     web.sandbox.comment(1001, 2, "вопрос").unwrap();
     let stored = eventually(10, "the event stored by the web instance", || async {
-        let log = web
-            .store()
-            .inbox_log(
-                1001,
-                &vkhook::store::LogFilter { event_type: Some("wall_reply_new".into()), limit: 1, ..Default::default() },
-            )
-            .await
-            .unwrap();
+        let log = web.events(1001, None, Some("wall_reply_new")).await;
         log.into_iter().next()
     })
     .await;

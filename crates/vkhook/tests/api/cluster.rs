@@ -295,11 +295,7 @@ impl Cluster {
     async fn assert_acknowledged_events_stored_once(&self, group_id: i64) {
         let acknowledged: HashSet<String> =
             self.sandbox.deliveries(group_id).into_iter().filter(|d| d.outcome == "ok").map(|d| d.event_id).collect();
-        let rows = self
-            .store
-            .inbox_log(group_id, &vkhook::store::LogFilter { limit: 100_000, ..Default::default() })
-            .await
-            .unwrap();
+        let rows = self.driver.events(group_id, None, None).await;
         let stored: Vec<&str> = rows.iter().map(|r| r.event_id.as_str()).collect();
         let unique: HashSet<&str> = stored.iter().copied().collect();
         assert_eq!(unique.len(), stored.len(), "an event stored twice");
@@ -364,11 +360,7 @@ async fn two_instances_handle_2000_events_once_each_and_confirmation_lands_on_th
         assert_eq!(bot.len(), 500, "one reply per message");
         let random_ids: HashSet<i64> = bot.iter().map(|m| m.random_id).collect();
         assert_eq!(random_ids.len(), 500);
-        let rows = cluster
-            .store
-            .inbox_log(group, &vkhook::store::LogFilter { limit: 100_000, ..Default::default() })
-            .await
-            .unwrap();
+        let rows = cluster.driver.events(group, None, None).await;
         assert_eq!(rows.len(), 1500);
         assert!(rows.iter().all(|r| r.status == "done" || r.status == "ignored"), "nothing failed");
     }
@@ -396,13 +388,17 @@ async fn sigkill_under_load_loses_nothing_and_doubles_nothing() {
                     },
                 )
                 .unwrap();
-                tokio::time::sleep(Duration::from_millis(5)).await;
+                tokio::time::sleep(Duration::from_millis(5)).await; // continuous delivery, ~200 comments/s
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Kill B once replies are flowing, and restart it once VK has seen it down.
+    cluster.wait_for_replies(1001, 20, 0, 30).await;
     cluster.instances[1].kill9();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    eventually(30, "a delivery refused while B is down", || async {
+        cluster.sandbox.deliveries(1001).iter().any(|d| d.http_status == Some(502)).then_some(())
+    })
+    .await;
     cluster.instances[1].restart().await;
     delivering.await.unwrap();
     cluster.wait_for_replies(1001, 400, 0, 120).await;

@@ -172,7 +172,7 @@ async fn a_crash_after_the_add_is_finished_by_the_next_attempt_with_one_server()
     assert_eq!(stuck.state, "running", "the runner died mid-way");
     assert_eq!(stuck.step_server, "running");
     // A second click while the dead runner's lease holds joins the run; after it expires, a click restarts it.
-    tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+    app.wait_for_lease_expiry(1001).await;
     let r = app.press_connect(1001, &[], None).await;
     assert_eq!(r.status(), 200);
     assert_eq!(app.finished_setup(1001).await.state, "done");
@@ -195,7 +195,7 @@ async fn an_interrupted_run_resumes_when_its_page_is_reloaded() {
     app.state.hooks.arm(CRASH_AFTER_SERVER);
     app.press_connect(1001, &[], Some(Consent::allow(1))).await;
     eventually(5, "the server was added", || async { (app.sandbox.servers(1001).len() == 1).then_some(()) }).await;
-    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    app.wait_for_lease_expiry(1001).await;
     app.get("/communities/1001/setup").await; // the reload picks the run up
     assert_eq!(app.finished_setup(1001).await.state, "done");
     assert_eq!(app.sandbox.servers(1001).len(), 1);

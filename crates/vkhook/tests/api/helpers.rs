@@ -223,6 +223,31 @@ pub struct Driver {
 }
 
 impl Driver {
+    /// The community's stored events, newest first, filtered by status and type.
+    pub async fn events(
+        &self,
+        group_id: i64,
+        status: Option<&str>,
+        event_type: Option<&str>,
+    ) -> Vec<vkhook::store::InboxRow> {
+        let filter = vkhook::store::LogFilter {
+            status: status.map(str::to_owned),
+            event_type: event_type.map(str::to_owned),
+            before_id: None,
+            limit: 100_000,
+        };
+        self.store.inbox_log(group_id, &filter).await.unwrap()
+    }
+
+    /// Waits until the community's setup run has lost its lease (its runner died) and can be taken over.
+    pub async fn wait_for_lease_expiry(&self, group_id: i64) {
+        eventually(10, "the setup lease to expire", || async {
+            let setup = self.store.setup(group_id).await.unwrap()?;
+            (setup.lease_until < vkhook::store::now_ms()).then_some(())
+        })
+        .await;
+    }
+
     pub fn new(http: reqwest::Client, url: String, sandbox: &Sandbox, store: Store) -> Driver {
         Driver { http, url, id_url: sandbox.id_url(), oauth_url: sandbox.oauth_url(), store }
     }
