@@ -182,7 +182,8 @@ pub async fn show_setup(
     let t = user.lang.msg();
     let took = (setup.state == "done").then(|| {
         let ms = setup.finished_at.unwrap_or(setup.updated_at) - setup.started_at;
-        let seconds = format!("{:.1}", ms as f64 / 1000.0);
+        // Two decimals: a connect usually takes well under a second.
+        let seconds = format!("{:.2}", ms as f64 / 1000.0);
         let seconds = if t.lang_code == "ru" { seconds.replace('.', ",") } else { seconds };
         fill(t.setup_took, &[("seconds", &seconds), ("calls", &setup.vk_calls.to_string())])
     });
