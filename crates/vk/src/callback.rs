@@ -351,6 +351,47 @@ pub enum Event {
     Other(String),
 }
 
+/// The event types this crate reads into typed [`Event`]s (other types parse as [`Event::Other`] and are kept whole).
+/// Names as in VK's callback schema (`vendor/vk-api-schema/callback/objects.json`, `callback_type`) and
+/// https://dev.vk.com/ru/api/community-events/json-schema .
+pub const EVENT_TYPES: [&str; 18] = [
+    "confirmation",
+    "message_new",
+    "message_reply",
+    "message_edit",
+    "message_allow",
+    "message_deny",
+    "message_typing_state",
+    "wall_post_new",
+    "wall_repost",
+    "wall_reply_new",
+    "wall_reply_edit",
+    "wall_reply_restore",
+    "wall_reply_delete",
+    "like_add",
+    "like_remove",
+    "group_join",
+    "group_leave",
+    "photo_new",
+];
+
+/// The event types a community-management service subscribes to by default with `groups.setCallbackSettings`
+/// (each is a parameter of that method in `vendor/vk-api-schema/groups/methods.json`): messages, comments, posts,
+/// likes, membership.
+pub const DEFAULT_SUBSCRIPTION: [&str; 11] = [
+    "message_new",
+    "wall_reply_new",
+    "wall_post_new",
+    "like_add",
+    "like_remove",
+    "message_allow",
+    "message_deny",
+    "group_join",
+    "group_leave",
+    "wall_reply_edit",
+    "wall_reply_delete",
+];
+
 fn event_from(event_type: &str, object: Option<&RawValue>) -> Result<Event, ParseError> {
     fn obj<T: for<'a> Deserialize<'a>>(event_type: &str, object: Option<&RawValue>) -> Result<T, ParseError> {
         let raw = object.ok_or_else(|| ParseError(format!("{event_type}: missing field \"object\"")))?;

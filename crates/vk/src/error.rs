@@ -126,9 +126,19 @@ impl Error {
         matches!(self.code(), Some(code::TOO_MANY_REQUESTS | code::FLOOD_CONTROL | code::RATE_LIMIT_REACHED))
     }
 
-    /// The token is dead, revoked or of the wrong kind: someone must authorize again (5, 27, 28).
+    /// The token is dead (revoked, expired, password changed): someone must authorize again. Only error 5 means
+    /// that — "User authorization failed" in VK's error list (https://dev.vk.com/ru/reference/errors; the schema's
+    /// `vendor/vk-api-schema/errors.json`, `api_error_auth`).
     pub fn needs_reauth(&self) -> bool {
-        matches!(self.code(), Some(code::USER_AUTH_FAILED | code::GROUP_AUTH_FAILED | code::APP_AUTH_FAILED))
+        self.code() == Some(code::USER_AUTH_FAILED)
+    }
+
+    /// We called a method with the wrong kind of token: 27 "Group authorization failed" (the method is unavailable
+    /// with a community token) or 28 "Application authorization failed" (… with a service token). This is a bug of
+    /// the caller, not a dead key: nobody needs to authorize again (https://dev.vk.com/ru/reference/errors;
+    /// `vendor/vk-api-schema/errors.json`, `api_error_group_auth`/`api_error_app_auth`).
+    pub fn is_wrong_token_kind(&self) -> bool {
+        matches!(self.code(), Some(code::GROUP_AUTH_FAILED | code::APP_AUTH_FAILED))
     }
 
     /// The community already has ten callback servers (error 2000).
@@ -197,13 +207,15 @@ mod tests {
     }
 
     #[test]
-    fn reauth_codes_are_5_27_28() {
-        for c in [5, 27, 28] {
-            assert!(api(c).needs_reauth());
+    fn only_error_5_means_the_token_is_dead() {
+        assert!(api(5).needs_reauth());
+        for c in [1, 6, 7, 15, 27, 28, 100, 2000] {
+            assert!(!api(c).needs_reauth(), "{c} must not ask to authorize again");
         }
-        for c in [1, 6, 15, 100, 2000] {
-            assert!(!api(c).needs_reauth());
+        for c in [27, 28] {
+            assert!(api(c).is_wrong_token_kind(), "{c} is a wrong token kind");
         }
+        assert!(!api(5).is_wrong_token_kind());
         assert!(api(2000).is_callback_servers_limit());
     }
 

@@ -11,7 +11,7 @@ pub mod ratelimit;
 pub mod retry;
 pub mod types;
 
-pub use callback::{parse, Envelope, Event, ParseError};
+pub use callback::{parse, Envelope, Event, ParseError, DEFAULT_SUBSCRIPTION, EVENT_TYPES};
 pub use client::{
     AccessToken, CallObserver, CallOutcome, Client, ClientConfig, CommentReply, Idempotency, Params, TokenKind,
     API_VERSION,

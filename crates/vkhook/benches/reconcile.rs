@@ -14,25 +14,25 @@ async fn main() -> anyhow::Result<()> {
         Sandbox::start(SandboxConfig { extra_communities: COMMUNITIES as usize, ..Default::default() }).await?;
     let dir = std::env::temp_dir().join(format!("vkhook-reconcile-{}", std::process::id()));
     let timing = vkhook::config::Timing { setup_poll: Duration::from_millis(50), ..Default::default() };
-    let state = vkhook::load::sandbox_app(&sandbox, &dir, timing).await?;
+    let state = vkhook::app::testing::sandbox_app(&sandbox, &dir, timing).await?;
 
     // Community tokens as the community authorization would give them; then every setup at once.
     let ids: Vec<i64> = (2001..2001 + COMMUNITIES).collect();
     for id in &ids {
-        vkhook::load::store_sandbox_token(&state, &sandbox, *id, &format!("Сообщество {id}")).await?;
+        vkhook::app::testing::store_sandbox_token(&state, &sandbox, *id, &format!("Сообщество {id}")).await?;
     }
     let started = Instant::now();
     for id in &ids {
-        vkhook::connect::start_repair(&state, *id).await?;
+        state.connector.start_repair(*id).await?;
     }
     for id in &ids {
         let setup = vkhook::connect::wait_for_setup(&state.store, *id, Duration::from_secs(120)).await?.expect("a run");
-        anyhow::ensure!(setup.state == "done", "community {id}: {setup:?}");
+        anyhow::ensure!(setup.state == vkhook::model::SetupState::Done, "community {id}: {setup:?}");
     }
     let setup_time = started.elapsed();
 
     let started = Instant::now();
-    let looked_at = vkhook::health::reconcile_all(&state).await?;
+    let looked_at = state.reconciler.reconcile_all().await?;
     let reconcile_time = started.elapsed();
     let metrics = state.metrics.render(None);
     let count = |needle: &str| -> u64 {

@@ -76,8 +76,8 @@ async fn vkhook(port: u16, database_url: Option<String>, role: Option<String>) -
     };
     let app = vkhook::App::build(settings).await?;
     let state = app.state().clone();
-    let secret = vkhook::connect::new_secret();
-    vkhook::load::connect_for_load(&state, 1001, &secret).await?;
+    let secret = vkhook::credentials::new_callback_secret();
+    vkhook::app::testing::connect_for_load(&state, 1001, &secret).await?;
     println!(
         "READY {{\"port\":{},\"secret\":\"{}\",\"pid\":{}}}",
         app.port(),

@@ -5,10 +5,12 @@ use sha2::{Digest, Sha256};
 use url::Url;
 use vk::{AccessToken, Pkce};
 
-use crate::app::AppState;
-use crate::error::{AppError, AppResult};
-use crate::store::{now_ms, OAuthStateRow, UserRow, UserTokensRow};
-use crate::vault::Slot;
+use std::sync::Arc;
+
+use crate::config::PublicUrl;
+use crate::model::OAuthPurpose;
+use crate::store::{now_ms, OAuthStateRow, Store, StoreError, UserRow, UserTokensRow};
+use crate::vault::{Sealed, Slot, Vault};
 
 /// SHA-256 as hex: how sessions and OAuth states are stored (a database leak does not give usable values).
 pub fn hash_hex(value: &str) -> String {
@@ -30,33 +32,69 @@ pub enum SignInFailure {
     BadState,
     /// VK ID refused the code or did not answer.
     VkId(vk::Error),
-    Other(AppError),
+    Store(StoreError),
 }
 
-impl From<crate::store::StoreError> for SignInFailure {
-    fn from(e: crate::store::StoreError) -> Self {
-        SignInFailure::Other(e.into())
+impl From<StoreError> for SignInFailure {
+    fn from(e: StoreError) -> Self {
+        SignInFailure::Store(e)
     }
 }
 
-/// Starts VK ID sign-in for the session: a fresh `state` and PKCE verifier kept server-side.
-pub async fn begin_sign_in(app: &AppState, session_hash: &str) -> AppResult<Url> {
-    let state = vk::oauth::random_urlsafe(32);
-    let pkce = Pkce::generate();
-    let state_hash = hash_hex(&state);
-    let verifier = app.vault.seal(Slot { table: "oauth_states", column: "verifier", row: &state_hash }, &pkce.verifier);
-    app.store
-        .insert_oauth_state(&OAuthStateRow {
-            state_hash,
-            session_hash: session_hash.to_owned(),
-            kind: "vkid".into(),
-            verifier: Some(verifier),
-            group_id: None,
-            created_at: now_ms(),
-        })
-        .await?;
-    let scopes: Vec<&str> = app.settings.vk.vkid_scopes.iter().map(String::as_str).collect();
-    Ok(app.oauth.vkid_authorize_url(&app.url(VKID_CALLBACK_PATH), &state, &pkce.challenge, &scopes))
+/// Why a user's VK ID token could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// There is none, it does not open, or refreshing it failed: the user must sign in again.
+    #[error("the user must sign in again")]
+    SignInAgain,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Vk(#[from] vk::Error),
+}
+
+/// Signing in and the user's tokens: what it uses.
+#[derive(Clone)]
+pub struct Accounts {
+    store: Store,
+    vault: Arc<Vault>,
+    oauth: vk::OAuthClient,
+    /// What VK ID sign-in asks for.
+    scopes: Vec<String>,
+    public_url: PublicUrl,
+}
+
+impl Accounts {
+    pub fn new(
+        store: Store,
+        vault: Arc<Vault>,
+        oauth: vk::OAuthClient,
+        scopes: Vec<String>,
+        public_url: PublicUrl,
+    ) -> Accounts {
+        Accounts { store, vault, oauth, scopes, public_url }
+    }
+
+    /// Starts VK ID sign-in for the session: a fresh `state` and PKCE verifier kept server-side.
+    pub async fn begin_sign_in(&self, session_hash: &str) -> Result<Url, StoreError> {
+        let app = self;
+        let state = vk::oauth::random_urlsafe(32);
+        let pkce = Pkce::generate();
+        let state_hash = hash_hex(&state);
+        let verifier = app.vault.seal(&Slot::new(Sealed::OAuthVerifier, state_hash.as_str()), &pkce.verifier);
+        app.store
+            .insert_oauth_state(&OAuthStateRow {
+                state_hash,
+                session_hash: session_hash.to_owned(),
+                kind: OAuthPurpose::SignIn,
+                verifier: Some(verifier),
+                group_id: None,
+                created_at: now_ms(),
+            })
+            .await?;
+        let scopes: Vec<&str> = app.scopes.iter().map(String::as_str).collect();
+        Ok(app.oauth.vkid_authorize_url(&app.public_url.join(VKID_CALLBACK_PATH), &state, &pkce.challenge, &scopes))
+    }
 }
 
 /// What VK ID put on the redirect back.
@@ -69,145 +107,153 @@ pub struct VkIdRedirect {
     pub error_description: Option<String>,
 }
 
-/// Finishes sign-in: checks `state` against the session, exchanges the code, stores the user and sealed tokens.
-/// Returns the user id.
-pub async fn finish_sign_in(app: &AppState, session_hash: &str, back: &VkIdRedirect) -> Result<i64, SignInFailure> {
-    // A state is single-use whatever happens next.
-    let pending = match back.state.as_deref() {
-        Some(state) if !state.is_empty() => app.store.take_oauth_state(&hash_hex(state)).await?,
-        _ => None,
-    };
-    if let Some(err) = vk::oauth::redirect_error(back.error.as_deref(), back.error_description.as_deref()) {
-        tracing::info!(error = %err.error, "VK ID sign-in was not granted");
-        return Err(if err.is_access_denied() {
-            SignInFailure::Denied
-        } else {
-            SignInFailure::VkId(vk::Error::OAuth(err))
-        });
+impl Accounts {
+    /// Finishes sign-in: checks `state` against the session, exchanges the code, stores the user and sealed tokens.
+    /// Returns the user id.
+    pub async fn finish_sign_in(&self, session_hash: &str, back: &VkIdRedirect) -> Result<i64, SignInFailure> {
+        let app = self;
+        // A state is single-use whatever happens next.
+        let pending = match back.state.as_deref() {
+            Some(state) if !state.is_empty() => app.store.take_oauth_state(&hash_hex(state)).await?,
+            _ => None,
+        };
+        if let Some(err) = vk::oauth::redirect_error(back.error.as_deref(), back.error_description.as_deref()) {
+            tracing::info!(error = %err.error, "VK ID sign-in was not granted");
+            return Err(if err.is_access_denied() {
+                SignInFailure::Denied
+            } else {
+                SignInFailure::VkId(vk::Error::OAuth(err))
+            });
+        }
+        let pending = pending
+            .filter(|p| {
+                p.kind == OAuthPurpose::SignIn
+                    && p.session_hash == session_hash
+                    && now_ms() - p.created_at < OAUTH_STATE_TTL_MS
+            })
+            .ok_or(SignInFailure::BadState)?;
+        let (Some(code), Some(device_id), Some(state)) = (&back.code, &back.device_id, &back.state) else {
+            return Err(SignInFailure::BadState);
+        };
+        let verifier = pending
+            .verifier
+            .as_deref()
+            .and_then(|v| app.vault.open(&Slot::new(Sealed::OAuthVerifier, pending.state_hash.as_str()), v).ok())
+            .ok_or(SignInFailure::BadState)?;
+        let tokens = app
+            .oauth
+            .vkid_exchange_code(
+                &SecretString::from(code.clone()),
+                &verifier,
+                device_id,
+                &app.public_url.join(VKID_CALLBACK_PATH),
+                state,
+            )
+            .await
+            .map_err(SignInFailure::VkId)?;
+        let user = app.oauth.vkid_user_info(&tokens.access_token).await.map_err(SignInFailure::VkId)?;
+        if user.user_id != tokens.user_id.0 {
+            return Err(SignInFailure::VkId(vk::Error::Decode("user_info is for another user".into())));
+        }
+        app.store
+            .upsert_user(&UserRow {
+                id: user.user_id,
+                first_name: user.first_name,
+                last_name: user.last_name,
+                avatar: user.avatar,
+            })
+            .await?;
+        app.save_tokens(user.user_id, &tokens, device_id).await?;
+        tracing::info!(user_id = user.user_id, "signed in with VK ID");
+        Ok(user.user_id)
     }
-    let pending = pending
-        .filter(|p| p.kind == "vkid" && p.session_hash == session_hash && now_ms() - p.created_at < OAUTH_STATE_TTL_MS)
-        .ok_or(SignInFailure::BadState)?;
-    let (Some(code), Some(device_id), Some(state)) = (&back.code, &back.device_id, &back.state) else {
-        return Err(SignInFailure::BadState);
-    };
-    let verifier = pending
-        .verifier
-        .as_deref()
-        .and_then(|v| {
-            app.vault.open(Slot { table: "oauth_states", column: "verifier", row: &pending.state_hash }, v).ok()
-        })
-        .ok_or(SignInFailure::BadState)?;
-    let tokens = app
-        .oauth
-        .vkid_exchange_code(
-            &SecretString::from(code.clone()),
-            &verifier,
-            device_id,
-            &app.url(VKID_CALLBACK_PATH),
-            state,
-        )
-        .await
-        .map_err(SignInFailure::VkId)?;
-    let user = app.oauth.vkid_user_info(&tokens.access_token).await.map_err(SignInFailure::VkId)?;
-    if user.user_id != tokens.user_id.0 {
-        return Err(SignInFailure::VkId(vk::Error::Decode("user_info is for another user".into())));
+
+    async fn save_tokens(&self, user_id: i64, tokens: &vk::VkIdTokens, device_id: &str) -> Result<(), StoreError> {
+        let app = self;
+        let row = user_id.to_string();
+        let access = app.vault.seal(&Slot::new(Sealed::UserAccessToken, row.as_str()), &tokens.access_token);
+        let refresh = app.vault.seal(&Slot::new(Sealed::UserRefreshToken, row.as_str()), &tokens.refresh_token);
+        app.store
+            .save_user_tokens(&UserTokensRow {
+                user_id,
+                access_token: access,
+                refresh_token: refresh,
+                device_id: device_id.to_owned(),
+                scopes: tokens.scope.clone(),
+                expires_at: now_ms() + tokens.expires_in.max(0) * 1000,
+            })
+            .await?;
+        Ok(())
     }
-    app.store
-        .upsert_user(&UserRow {
-            id: user.user_id,
-            first_name: user.first_name,
-            last_name: user.last_name,
-            avatar: user.avatar,
-        })
-        .await?;
-    save_tokens(app, user.user_id, &tokens, device_id).await.map_err(SignInFailure::Other)?;
-    tracing::info!(user_id = user.user_id, "signed in with VK ID");
-    Ok(user.user_id)
-}
 
-async fn save_tokens(app: &AppState, user_id: i64, tokens: &vk::VkIdTokens, device_id: &str) -> AppResult<()> {
-    let row = user_id.to_string();
-    let access = app.vault.seal(Slot { table: "user_tokens", column: "access_token", row: &row }, &tokens.access_token);
-    let refresh =
-        app.vault.seal(Slot { table: "user_tokens", column: "refresh_token", row: &row }, &tokens.refresh_token);
-    app.store
-        .save_user_tokens(&UserTokensRow {
-            user_id,
-            access_token: access,
-            refresh_token: refresh,
-            device_id: device_id.to_owned(),
-            scopes: tokens.scope.clone(),
-            expires_at: now_ms() + tokens.expires_in.max(0) * 1000,
-        })
-        .await?;
-    Ok(())
-}
+    /// A user's VK ID access token and its scopes, refreshed when it is about to expire.
+    /// `AccountError::SignInAgain` when there is none or refreshing fails.
+    pub async fn user_token(&self, user_id: i64) -> Result<(AccessToken, String), AccountError> {
+        let app = self;
+        let row = app.store.user_tokens(user_id).await?.ok_or(AccountError::SignInAgain)?;
+        if row.expires_at - 60_000 > now_ms() {
+            let key = user_id.to_string();
+            let access = app
+                .vault
+                .open(&Slot::new(Sealed::UserAccessToken, key.as_str()), &row.access_token)
+                .map_err(|_| AccountError::SignInAgain)?;
+            return Ok((AccessToken::user(access), row.scopes));
+        }
+        app.refresh(row).await
+    }
 
-/// A user's VK ID access token and its scopes, refreshed when it is about to expire.
-/// `AppError::SignInAgain` when there is none or refreshing fails.
-pub async fn user_token(app: &AppState, user_id: i64) -> AppResult<(AccessToken, String)> {
-    let row = app.store.user_tokens(user_id).await?.ok_or(AppError::SignInAgain)?;
-    if row.expires_at - 60_000 > now_ms() {
-        let key = user_id.to_string();
-        let access = app
+    /// Refreshes after VK said the access token is dead (error 5), then returns the new one.
+    pub async fn user_token_after_rejection(&self, user_id: i64) -> Result<(AccessToken, String), AccountError> {
+        let app = self;
+        let row = app.store.user_tokens(user_id).await?.ok_or(AccountError::SignInAgain)?;
+        app.refresh(row).await
+    }
+
+    async fn refresh(&self, row: UserTokensRow) -> Result<(AccessToken, String), AccountError> {
+        let app = self;
+        let key = row.user_id.to_string();
+        let refresh_token = app
             .vault
-            .open(Slot { table: "user_tokens", column: "access_token", row: &key }, &row.access_token)
-            .map_err(|_| AppError::SignInAgain)?;
-        return Ok((AccessToken::user(access), row.scopes));
-    }
-    refresh(app, row).await
-}
-
-/// Refreshes after VK said the access token is dead (error 5), then returns the new one.
-pub async fn user_token_after_rejection(app: &AppState, user_id: i64) -> AppResult<(AccessToken, String)> {
-    let row = app.store.user_tokens(user_id).await?.ok_or(AppError::SignInAgain)?;
-    refresh(app, row).await
-}
-
-async fn refresh(app: &AppState, row: UserTokensRow) -> AppResult<(AccessToken, String)> {
-    let key = row.user_id.to_string();
-    let refresh_token = app
-        .vault
-        .open(Slot { table: "user_tokens", column: "refresh_token", row: &key }, &row.refresh_token)
-        .map_err(|_| AppError::SignInAgain)?;
-    match app.oauth.vkid_refresh(&refresh_token, &row.device_id, &vk::oauth::random_urlsafe(16)).await {
-        Ok(tokens) => {
-            save_tokens(app, row.user_id, &tokens, &row.device_id).await?;
-            tracing::info!(user_id = row.user_id, "VK ID access token refreshed");
-            Ok((AccessToken::user(tokens.access_token), tokens.scope))
-        }
-        Err(vk::Error::OAuth(e)) => {
-            // Another request may have refreshed (and rotated the refresh token) meanwhile: use its result.
-            if let Some(current) = app.store.user_tokens(row.user_id).await? {
-                if current.refresh_token != row.refresh_token && current.expires_at - 60_000 > now_ms() {
-                    let access = app
-                        .vault
-                        .open(Slot { table: "user_tokens", column: "access_token", row: &key }, &current.access_token)
-                        .map_err(|_| AppError::SignInAgain)?;
-                    return Ok((AccessToken::user(access), current.scopes));
-                }
+            .open(&Slot::new(Sealed::UserRefreshToken, key.as_str()), &row.refresh_token)
+            .map_err(|_| AccountError::SignInAgain)?;
+        match app.oauth.vkid_refresh(&refresh_token, &row.device_id, &vk::oauth::random_urlsafe(16)).await {
+            Ok(tokens) => {
+                app.save_tokens(row.user_id, &tokens, &row.device_id).await?;
+                tracing::info!(user_id = row.user_id, "VK ID access token refreshed");
+                Ok((AccessToken::user(tokens.access_token), tokens.scope))
             }
-            tracing::info!(user_id = row.user_id, error = %e.error, "VK ID refresh refused; the user must sign in again");
-            app.store.delete_user_tokens(row.user_id).await?;
-            Err(AppError::SignInAgain)
+            Err(vk::Error::OAuth(e)) => {
+                // Another request may have refreshed (and rotated the refresh token) meanwhile: use its result.
+                if let Some(current) = app.store.user_tokens(row.user_id).await? {
+                    if current.refresh_token != row.refresh_token && current.expires_at - 60_000 > now_ms() {
+                        let access = app
+                            .vault
+                            .open(&Slot::new(Sealed::UserAccessToken, key.as_str()), &current.access_token)
+                            .map_err(|_| AccountError::SignInAgain)?;
+                        return Ok((AccessToken::user(access), current.scopes));
+                    }
+                }
+                tracing::info!(user_id = row.user_id, error = %e.error, "VK ID refresh refused; the user must sign in again");
+                app.store.delete_user_tokens(row.user_id).await?;
+                Err(AccountError::SignInAgain)
+            }
+            Err(e) => Err(AccountError::Vk(e)),
         }
-        Err(e) => Err(AppError::Vk(e)),
     }
-}
 
-/// Runs a user-token VK call; on error 5 refreshes once and tries again.
-pub async fn with_user_token<T, F, Fut>(app: &AppState, user_id: i64, call: F) -> AppResult<Result<T, vk::Error>>
-where
-    F: Fn(AccessToken, String) -> Fut,
-    Fut: std::future::Future<Output = Result<T, vk::Error>>,
-{
-    let (token, scopes) = user_token(app, user_id).await?;
-    match call(token, scopes).await {
-        Err(e) if e.code() == Some(vk::code::USER_AUTH_FAILED) => {
-            let (token, scopes) = user_token_after_rejection(app, user_id).await?;
-            Ok(call(token, scopes).await)
+    /// Runs a user-token VK call; on error 5 refreshes once and tries again.
+    pub async fn with_user_token<T, F, Fut>(&self, user_id: i64, call: F) -> Result<T, AccountError>
+    where
+        F: Fn(AccessToken, String) -> Fut,
+        Fut: std::future::Future<Output = Result<T, vk::Error>>,
+    {
+        let (token, scopes) = self.user_token(user_id).await?;
+        match call(token, scopes).await {
+            Err(e) if e.needs_reauth() => {
+                let (token, scopes) = self.user_token_after_rejection(user_id).await?;
+                Ok(call(token, scopes).await?)
+            }
+            other => Ok(other?),
         }
-        other => Ok(other),
     }
 }

@@ -1,14 +1,213 @@
-//! What each `vkhook` command does.
+//! The command line: its types (clap, with `env = "VKHOOK_…"`), how `serve`'s arguments become [`Settings`], and
+//! what each `vkhook` command does.
 
-use std::path::Path;
+#[cfg(feature = "demo")]
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
 
-use crate::config::{self, ConfigError, DatabaseArgs, DemoArgs, KeysArgs, Settings};
-use crate::store::{Store, SEALED_COLUMNS};
-use crate::vault::{Slot, Vault};
+use crate::config::{check_database_url, is_loopback, parse_url, ConfigError, Role, Settings, Timing, VkSettings};
+use crate::store::Store;
+use crate::vault::{Sealed, Slot, Vault};
 use crate::App;
+
+#[derive(Debug, Parser)]
+#[command(name = "vkhook", version, about = "Connects VK communities to a bot in one click")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service against real VK (settings from VKHOOK_* variables or flags).
+    Serve(Box<ServeArgs>),
+    /// Apply database migrations and exit.
+    Migrate(DatabaseArgs),
+    /// Run the app and a built-in VK sandbox offline, with a fresh demo world.
+    #[cfg(feature = "demo")]
+    Demo(DemoArgs),
+    /// Run the VK sandbox alone.
+    #[cfg(feature = "demo")]
+    Sandbox {
+        #[arg(long, default_value_t = 8081)]
+        port: u16,
+    },
+    /// Manage the keys that encrypt tokens at rest.
+    Keys {
+        #[command(subcommand)]
+        action: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Re-encrypt every stored token and secret with the first key of VKHOOK_TOKEN_KEYS.
+    Rotate(KeysArgs),
+    /// Print a new random key (`id:base64`) to put first in VKHOOK_TOKEN_KEYS.
+    Generate {
+        #[arg(long, default_value = "k1")]
+        id: String,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// `sqlite://path` (created if missing) or `postgres://user@host/db`.
+    #[arg(long, env = "VKHOOK_DATABASE_URL", default_value = "sqlite://data/vkhook.db")]
+    pub database_url: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KeysArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// `id:base64key[,id:base64key…]`: the first encrypts, all decrypt.
+    #[arg(long, env = "VKHOOK_TOKEN_KEYS", hide_env_values = true)]
+    pub token_keys: Option<String>,
+}
+
+/// What an instance runs: the web side (UI and `/vk/callback`), the workers (bot, reconcile), or both.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// What this instance runs: web (UI and /vk/callback), worker (bot and reconcile) or all.
+    #[arg(long, env = "VKHOOK_ROLE", value_enum, default_value_t = Role::All)]
+    pub role: Role,
+    /// Address to listen on.
+    #[arg(long, env = "VKHOOK_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+    /// The https base URL VK and browsers reach this service at (its callback URL is `<this>/vk/callback`).
+    #[arg(long, env = "VKHOOK_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// The VK ID app's id.
+    #[arg(long, env = "VKHOOK_VK_CLIENT_ID")]
+    pub vk_client_id: Option<String>,
+    /// The VK ID app's secret key (needed for community tokens at oauth.vk.com).
+    #[arg(long, env = "VKHOOK_VK_CLIENT_SECRET", hide_env_values = true)]
+    pub vk_client_secret: Option<String>,
+    /// `id:base64key[,id:base64key…]`: keys that encrypt tokens at rest; the first encrypts, all decrypt.
+    #[arg(long, env = "VKHOOK_TOKEN_KEYS", hide_env_values = true)]
+    pub token_keys: Option<String>,
+    #[arg(long, env = "VKHOOK_VK_API_URL", default_value = "https://api.vk.com")]
+    pub vk_api_url: String,
+    #[arg(long, env = "VKHOOK_VK_OAUTH_URL", default_value = "https://oauth.vk.com")]
+    pub vk_oauth_url: String,
+    #[arg(long, env = "VKHOOK_VK_ID_URL", default_value = "https://id.vk.com")]
+    pub vk_id_url: String,
+    /// VK ID scopes to ask for at sign-in (space-separated); without `groups` admins add communities by link.
+    #[arg(long, env = "VKHOOK_VKID_SCOPES", default_value = "vkid.personal_info groups")]
+    pub vkid_scopes: String,
+    /// Community token scopes to ask for when connecting (comma-separated).
+    #[arg(long, env = "VKHOOK_COMMUNITY_SCOPES", default_value = "manage,messages,wall")]
+    pub community_scopes: String,
+    /// How long a worker holds an event (and its community); after a crash another instance takes over after this.
+    #[arg(long, env = "VKHOOK_BOT_LEASE_SECS", default_value_t = 60)]
+    pub bot_lease_secs: u64,
+    /// Requests per second per community token (VK allows 20; raise only against a sandbox).
+    #[arg(long, env = "VKHOOK_VK_COMMUNITY_RPS", default_value_t = 20)]
+    pub vk_community_rps: u32,
+    /// Seconds between reconcile passes (VK's view of every connected community compared with ours).
+    #[arg(long, env = "VKHOOK_RECONCILE_SECS", default_value_t = 300)]
+    pub reconcile_secs: u64,
+}
+
+#[cfg(feature = "demo")]
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    #[arg(long, default_value_t = 8081)]
+    pub sandbox_port: u16,
+    #[arg(long, default_value = "data/demo")]
+    pub data_dir: PathBuf,
+}
+
+/// A setting that stops start-up, in one line.
+fn required(value: &Option<String>, env: &'static str, flag: &'static str) -> Result<String, ConfigError> {
+    match value.as_deref().map(str::trim) {
+        Some(v) if !v.is_empty() => Ok(v.to_owned()),
+        _ => Err(ConfigError::Missing { env, flag }),
+    }
+}
+
+fn split_scopes(s: &str) -> Vec<String> {
+    s.split([',', ' ']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+impl ServeArgs {
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        let bind = self.bind.parse().map_err(|_| ConfigError::Invalid {
+            env: "VKHOOK_BIND",
+            reason: format!("{:?} is not host:port", self.bind),
+        })?;
+        let public_url =
+            parse_url(&required(&self.public_url, "VKHOOK_PUBLIC_URL", "public-url")?, "VKHOOK_PUBLIC_URL")?;
+        if public_url.scheme() != "https" && !is_loopback(&public_url) {
+            return Err(ConfigError::Invalid {
+                env: "VKHOOK_PUBLIC_URL",
+                reason: "VK calls this address: it must be https (http only for a loopback address)".into(),
+            });
+        }
+        let client_id = required(&self.vk_client_id, "VKHOOK_VK_CLIENT_ID", "vk-client-id")?;
+        if !client_id.chars().all(|c| c.is_ascii_digit()) {
+            return Err(ConfigError::Invalid {
+                env: "VKHOOK_VK_CLIENT_ID",
+                reason: "must be the app's numeric id".into(),
+            });
+        }
+        let client_secret =
+            SecretString::from(required(&self.vk_client_secret, "VKHOOK_VK_CLIENT_SECRET", "vk-client-secret")?);
+        let token_keys = SecretString::from(required(&self.token_keys, "VKHOOK_TOKEN_KEYS", "token-keys")?);
+        Vault::from_spec(&token_keys)
+            .map_err(|e| ConfigError::Invalid { env: "VKHOOK_TOKEN_KEYS", reason: e.to_string() })?;
+        let community_scopes = split_scopes(&self.community_scopes);
+        for s in &community_scopes {
+            if vk::CommunityScope::parse(s).is_none() {
+                return Err(ConfigError::Invalid {
+                    env: "VKHOOK_COMMUNITY_SCOPES",
+                    reason: format!("unknown scope {s:?}"),
+                });
+            }
+        }
+        if !community_scopes.iter().any(|s| s == "manage") {
+            return Err(ConfigError::Invalid {
+                env: "VKHOOK_COMMUNITY_SCOPES",
+                reason: "must include manage (callback servers need it)".into(),
+            });
+        }
+        check_database_url(&self.db.database_url)?;
+        Ok(Settings {
+            role: self.role,
+            bind,
+            public_url: Some(public_url),
+            database_url: self.db.database_url.clone(),
+            vk: VkSettings {
+                client_id,
+                client_secret,
+                api_url: parse_url(&self.vk_api_url, "VKHOOK_VK_API_URL")?,
+                oauth_url: parse_url(&self.vk_oauth_url, "VKHOOK_VK_OAUTH_URL")?,
+                id_url: parse_url(&self.vk_id_url, "VKHOOK_VK_ID_URL")?,
+                vkid_scopes: split_scopes(&self.vkid_scopes),
+                community_scopes,
+                request_timeout: Duration::from_secs(10),
+                retry: vk::RetryPolicy::default(),
+                user_per_second: 3,
+                community_per_second: self.vk_community_rps.max(1),
+            },
+            token_keys,
+            timing: Timing {
+                bot_lease: Duration::from_secs(self.bot_lease_secs.max(1)),
+                reconcile_every: Duration::from_secs(self.reconcile_secs.max(1)),
+                ..Timing::default()
+            },
+        })
+    }
+}
 
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
@@ -35,7 +234,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
 }
 
 pub async fn migrate(args: &DatabaseArgs) -> anyhow::Result<()> {
-    config::check_database_url(&args.database_url)?;
+    check_database_url(&args.database_url)?;
     let store = Store::connect(&args.database_url).await.context("opening the database")?;
     let applied = store.migrate().await?;
     let all = store.applied_migrations().await?;
@@ -46,14 +245,15 @@ pub async fn migrate(args: &DatabaseArgs) -> anyhow::Result<()> {
 /// Re-seals every stored token and secret with the first key. Returns how many values changed.
 pub async fn rotate_keys(store: &Store, vault: &Vault) -> anyhow::Result<usize> {
     let mut changed = 0;
-    for &(table, key, column) in SEALED_COLUMNS {
-        for cell in store.sealed_values(table, key, column).await? {
-            let slot = Slot { table, column, row: &cell.row };
-            let resealed = vault.reseal(slot, &cell.value).with_context(|| {
+    for sealed in Sealed::ALL {
+        let (table, _, column) = sealed.location();
+        for cell in store.sealed_values(sealed).await? {
+            let slot = Slot::new(sealed, cell.row.as_str());
+            let resealed = vault.reseal(&slot, &cell.value).with_context(|| {
                 format!("{table}.{column} of row {}: cannot decrypt with the configured keys", cell.row)
             })?;
             if let Some(new) = resealed {
-                if store.replace_sealed_value((table, key, column), &cell.row, &cell.value, &new).await? {
+                if store.replace_sealed_value(sealed, &cell.row, &cell.value, &new).await? {
                     changed += 1;
                 }
             }
@@ -77,9 +277,28 @@ pub async fn keys_rotate(args: &KeysArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs the command the command line names.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args.settings()?).await,
+        Command::Migrate(args) => migrate(&args).await,
+        #[cfg(feature = "demo")]
+        Command::Demo(args) => demo(&args).await,
+        #[cfg(feature = "demo")]
+        Command::Sandbox { port } => sandbox(port).await,
+        Command::Keys { action: KeysCommand::Rotate(args) } => keys_rotate(&args).await,
+        Command::Keys { action: KeysCommand::Generate { id } } => {
+            println!("{}", secrecy::ExposeSecret::expose_secret(&Vault::generate_spec(&id)));
+            Ok(())
+        }
+    }
+}
+
 /// The sandbox's time factor in the demo: VK's retry waits, twenty times shorter.
+#[cfg(feature = "demo")]
 const DEMO_TIME_FACTOR: f64 = 0.05;
 
+#[cfg(feature = "demo")]
 pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     let sandbox = vk_sandbox::Sandbox::start(vk_sandbox::SandboxConfig {
         bind: ([127, 0, 0, 1], args.sandbox_port).into(),
@@ -105,6 +324,7 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     app.run_until_stopped(shutdown_signal()).await
 }
 
+#[cfg(feature = "demo")]
 /// Settings for the demo: the sandbox's URLs and app credentials, SQLite and a key file under the data dir.
 pub fn demo_settings(args: &DemoArgs, sandbox: &vk_sandbox::Sandbox) -> anyhow::Result<Settings> {
     let dir = &args.data_dir;
@@ -121,6 +341,7 @@ pub fn demo_settings(args: &DemoArgs, sandbox: &vk_sandbox::Sandbox) -> anyhow::
     Ok(settings)
 }
 
+#[cfg(feature = "demo")]
 fn remove_if_present(path: &Path) -> anyhow::Result<()> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),
@@ -129,6 +350,7 @@ fn remove_if_present(path: &Path) -> anyhow::Result<()> {
     }
 }
 
+#[cfg(feature = "demo")]
 pub async fn sandbox(port: u16) -> anyhow::Result<()> {
     let sandbox = vk_sandbox::Sandbox::start(vk_sandbox::SandboxConfig {
         bind: ([127, 0, 0, 1], port).into(),
@@ -139,4 +361,77 @@ pub async fn sandbox(port: u16) -> anyhow::Result<()> {
     println!("VK sandbox: {}", sandbox.url());
     shutdown_signal().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> ServeArgs {
+        let keys = crate::vault::Vault::generate_spec("k1");
+        ServeArgs {
+            role: Role::All,
+            bind: "127.0.0.1:8080".into(),
+            public_url: Some("https://hook.example.com".into()),
+            db: DatabaseArgs { database_url: "sqlite://data/vkhook.db".into() },
+            vk_client_id: Some("51900001".into()),
+            vk_client_secret: Some("secret".into()),
+            token_keys: Some(secrecy::ExposeSecret::expose_secret(&keys).to_owned()),
+            vk_api_url: "https://api.vk.com".into(),
+            vk_oauth_url: "https://oauth.vk.com".into(),
+            vk_id_url: "https://id.vk.com".into(),
+            vkid_scopes: "vkid.personal_info groups".into(),
+            community_scopes: "manage,messages,wall".into(),
+            bot_lease_secs: 60,
+            vk_community_rps: 20,
+            reconcile_secs: 300,
+        }
+    }
+
+    #[test]
+    fn good_settings_are_accepted() {
+        let s = args().settings().unwrap();
+        assert_eq!(s.vk.community_scopes, vec!["manage", "messages", "wall"]);
+        assert_eq!(s.vk.vkid_scopes, vec!["vkid.personal_info", "groups"]);
+    }
+
+    #[test]
+    fn a_missing_setting_is_named_in_one_line() {
+        let mut a = args();
+        a.public_url = None;
+        let err = a.settings().unwrap_err();
+        assert_eq!(err.to_string(), "missing setting VKHOOK_PUBLIC_URL (--public-url)");
+        let mut a = args();
+        a.token_keys = Some("  ".into());
+        assert_eq!(a.settings().unwrap_err(), ConfigError::Missing { env: "VKHOOK_TOKEN_KEYS", flag: "token-keys" });
+    }
+
+    #[test]
+    fn http_public_url_is_refused_unless_loopback() {
+        let mut a = args();
+        a.public_url = Some("http://hook.example.com".into());
+        assert!(matches!(a.settings(), Err(ConfigError::Invalid { env: "VKHOOK_PUBLIC_URL", .. })));
+        for ok in ["http://127.0.0.1:8080", "http://localhost:8080", "http://[::1]:8080"] {
+            a.public_url = Some(ok.into());
+            assert!(a.settings().is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn malformed_settings_say_what_is_wrong() {
+        let mut a = args();
+        a.token_keys = Some("k1:tooshort".into());
+        let err = a.settings().unwrap_err().to_string();
+        assert!(err.starts_with("setting VKHOOK_TOKEN_KEYS is invalid"), "{err}");
+        assert!(!err.contains('\n'));
+        let mut a = args();
+        a.community_scopes = "messages".into();
+        assert!(a.settings().unwrap_err().to_string().contains("manage"));
+        let mut a = args();
+        a.db.database_url = "mysql://x".into();
+        assert!(matches!(a.settings(), Err(ConfigError::Invalid { env: "VKHOOK_DATABASE_URL", .. })));
+        let mut a = args();
+        a.bind = "nowhere".into();
+        assert!(matches!(a.settings(), Err(ConfigError::Invalid { env: "VKHOOK_BIND", .. })));
+    }
 }

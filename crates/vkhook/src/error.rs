@@ -1,6 +1,10 @@
-//! The error policy, in one place.
+//! The error policy of the web layer, in one place.
 //!
-//! - Handlers return `AppResult<T>`; `AppError` picks the status code here and nowhere else.
+//! - Domain modules return their own errors (`StoreError`, `vk::Error`, `connect::ConnectError`,
+//!   `accounts::AccountError`, …) and never this one; handlers turn them into an [`AppError`] with `?` (the
+//!   `From` impls below) or by matching the cases they explain to the user.
+//! - Status codes are chosen here and nowhere else in the UI: a handler names the [`Problem`], not the code
+//!   (the Callback API endpoint has its own fixed answers in `http/callback.rs`).
 //! - 4xx errors show a page with a plain message in the user's language (a typed `Msg` field, never free text from
 //!   a dependency). 5xx errors log the cause chain and show a generic page.
 //! - No token, secret or code ever enters an error message: `vk::Error` and `StoreError` do not carry them, and
@@ -11,11 +15,43 @@
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 
+use crate::accounts::AccountError;
+use crate::connect::ConnectError;
 use crate::i18n::Msg;
 use crate::store::StoreError;
 
 /// Picks a message from the catalogue.
 pub type MsgFn = fn(&'static Msg) -> &'static str;
+
+/// What kind of refusal a page explains; each has its status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Problem {
+    /// The request makes no sense (a bad `state`, a bad language).
+    BadRequest,
+    /// Not allowed for this user (a role, a refused consent).
+    Forbidden,
+    /// A form with values we cannot take; the page shows the form again.
+    Invalid,
+    /// The thing is not in a state where this can be done.
+    Conflict,
+    /// The form body is too large.
+    TooLarge,
+    /// VK refused or did not answer.
+    VkUnavailable,
+}
+
+impl Problem {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Problem::BadRequest => StatusCode::BAD_REQUEST,
+            Problem::Forbidden => StatusCode::FORBIDDEN,
+            Problem::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+            Problem::Conflict => StatusCode::CONFLICT,
+            Problem::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Problem::VkUnavailable => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -27,7 +63,7 @@ pub enum AppError {
     Csrf,
     /// A page with a message for the user and a link to go on.
     #[error("shown to the user")]
-    Shown { status: StatusCode, message: MsgFn, back: Option<String> },
+    Shown { problem: Problem, message: MsgFn, back: Option<String> },
     #[error("sign-in required")]
     SignInRequired,
     /// The VK ID session cannot be refreshed: the user must sign in again.
@@ -44,13 +80,39 @@ pub enum AppError {
 pub type AppResult<T> = Result<T, AppError>;
 
 impl AppError {
-    pub fn shown(status: StatusCode, message: MsgFn) -> Self {
-        AppError::Shown { status, message, back: None }
+    pub fn shown(problem: Problem, message: MsgFn) -> Self {
+        AppError::Shown { problem, message, back: None }
     }
 
-    pub fn shown_with_back(status: StatusCode, message: MsgFn, back: impl Into<String>) -> Self {
-        AppError::Shown { status, message, back: Some(back.into()) }
+    pub fn shown_with_back(problem: Problem, message: MsgFn, back: impl Into<String>) -> Self {
+        AppError::Shown { problem, message, back: Some(back.into()) }
     }
+}
+
+impl From<AccountError> for AppError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::SignInAgain => AppError::SignInAgain,
+            AccountError::Store(e) => AppError::Store(e),
+            AccountError::Vk(e) => AppError::Vk(e),
+        }
+    }
+}
+
+impl From<ConnectError> for AppError {
+    fn from(e: ConnectError) -> Self {
+        match e {
+            ConnectError::Store(e) => AppError::Store(e),
+            ConnectError::Vk(e) => AppError::Vk(e),
+            ConnectError::NotConnected | ConnectError::OtherCommunity => AppError::NotFound,
+        }
+    }
+}
+
+/// A page rendered normally that still tells the browser something went wrong (a form shown again with its error).
+pub fn with_problem(mut response: Response, problem: Problem) -> Response {
+    *response.status_mut() = problem.status();
+    response
 }
 
 /// Tells the UI layer to end the session (the user must sign in again).
@@ -82,7 +144,9 @@ impl IntoResponse for AppError {
             AppError::NotFound => page(StatusCode::NOT_FOUND, |t| t.error_not_found),
             AppError::Forbidden => page(StatusCode::FORBIDDEN, |t| t.error_forbidden),
             AppError::Csrf => page(StatusCode::FORBIDDEN, |t| t.error_csrf),
-            AppError::Shown { status, message, back } => ErrorPage { status, message, back }.response(),
+            AppError::Shown { problem, message, back } => {
+                ErrorPage { status: problem.status(), message, back }.response()
+            }
             AppError::SignInRequired => Redirect::to("/").into_response(),
             AppError::SignInAgain => {
                 let mut response = Redirect::to("/?notice=signin_again").into_response();

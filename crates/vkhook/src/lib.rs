@@ -1,7 +1,4 @@
-//! vkhook: connects VK communities to a bot in one click.
-//!
-//! `App::build(settings)` wires the store, the vault, the VK clients and the HTTP routes; `run_until_stopped`
-//! serves. See the workspace README for the map.
+//! vkhook: connects VK communities to a bot in one click. The crate's map is in its README.
 
 pub mod accounts;
 pub mod app;
@@ -9,15 +6,18 @@ pub mod bot;
 pub mod cli;
 pub mod config;
 pub mod connect;
+pub mod credentials;
 pub mod error;
 pub mod health;
+pub mod hooks;
 pub mod http;
 pub mod i18n;
-pub mod load;
 pub mod metrics;
+pub mod model;
 pub mod receiver;
 pub mod store;
 pub mod vault;
+pub mod workers;
 
 pub use app::{App, AppState};
 pub use config::Settings;

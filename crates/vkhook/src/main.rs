@@ -1,5 +1,4 @@
 use clap::Parser;
-use vkhook::config::{Cli, Command, KeysCommand};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -9,22 +8,7 @@ async fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
         )
         .init();
-    let cli = Cli::parse();
-    let result = match &cli.command {
-        Command::Serve(args) => match args.settings() {
-            Ok(settings) => vkhook::cli::serve(settings).await,
-            Err(e) => Err(e.into()),
-        },
-        Command::Migrate(args) => vkhook::cli::migrate(args).await,
-        Command::Demo(args) => vkhook::cli::demo(args).await,
-        Command::Sandbox { port } => vkhook::cli::sandbox(*port).await,
-        Command::Keys { action: KeysCommand::Rotate(args) } => vkhook::cli::keys_rotate(args).await,
-        Command::Keys { action: KeysCommand::Generate { id } } => {
-            println!("{}", secrecy::ExposeSecret::expose_secret(&vkhook::vault::Vault::generate_spec(id)));
-            Ok(())
-        }
-    };
-    match result {
+    match vkhook::cli::run(vkhook::cli::Cli::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // One line, naming what is wrong.

@@ -8,27 +8,7 @@ use std::time::Duration;
 
 /// Event types as metric labels: the known ones, everything else `other` (labels stay few).
 pub fn event_label(event_type: &str) -> &'static str {
-    const KNOWN: [&str; 18] = [
-        "confirmation",
-        "message_new",
-        "message_reply",
-        "message_edit",
-        "message_allow",
-        "message_deny",
-        "message_typing_state",
-        "wall_post_new",
-        "wall_repost",
-        "wall_reply_new",
-        "wall_reply_edit",
-        "wall_reply_restore",
-        "wall_reply_delete",
-        "like_add",
-        "like_remove",
-        "group_join",
-        "group_leave",
-        "photo_new",
-    ];
-    KNOWN.iter().find(|k| **k == event_type).copied().unwrap_or("other")
+    vk::EVENT_TYPES.iter().find(|k| **k == event_type).copied().unwrap_or("other")
 }
 
 struct Histogram {

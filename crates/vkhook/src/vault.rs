@@ -31,17 +31,56 @@ pub enum VaultError {
     Decrypt,
 }
 
-/// Where a value lives: table, column and row key. Bound into the ciphertext as associated data.
-#[derive(Debug, Clone, Copy)]
-pub struct Slot<'a> {
-    pub table: &'a str,
-    pub column: &'a str,
-    pub row: &'a str,
+/// Every column that holds vault values: (table, row key column, value column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sealed {
+    UserAccessToken,
+    UserRefreshToken,
+    /// The PKCE verifier of a pending VK ID sign-in.
+    OAuthVerifier,
+    CallbackSecret,
+    PreviousCallbackSecret,
+    CommunityToken,
 }
 
-impl Slot<'_> {
+impl Sealed {
+    pub const ALL: [Sealed; 6] = [
+        Sealed::UserAccessToken,
+        Sealed::UserRefreshToken,
+        Sealed::OAuthVerifier,
+        Sealed::CallbackSecret,
+        Sealed::PreviousCallbackSecret,
+        Sealed::CommunityToken,
+    ];
+
+    /// (table, row key column, value column).
+    pub fn location(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Sealed::UserAccessToken => ("user_tokens", "user_id", "access_token"),
+            Sealed::UserRefreshToken => ("user_tokens", "user_id", "refresh_token"),
+            Sealed::OAuthVerifier => ("oauth_states", "state_hash", "verifier"),
+            Sealed::CallbackSecret => ("community_settings", "group_id", "secret"),
+            Sealed::PreviousCallbackSecret => ("community_settings", "group_id", "previous_secret"),
+            Sealed::CommunityToken => ("community_settings", "group_id", "community_token"),
+        }
+    }
+}
+
+/// Where a value lives: its column and its row key. Bound into the ciphertext as associated data.
+#[derive(Debug, Clone)]
+pub struct Slot {
+    column: Sealed,
+    row: String,
+}
+
+impl Slot {
+    pub fn new(column: Sealed, row: impl Into<String>) -> Slot {
+        Slot { column, row: row.into() }
+    }
+
     fn aad(&self) -> String {
-        format!("vkhook:{}.{}:{}", self.table, self.column, self.row)
+        let (table, _, column) = self.column.location();
+        format!("vkhook:{table}.{column}:{}", self.row)
     }
 }
 
@@ -118,7 +157,7 @@ impl Vault {
         &self.keys[0].id
     }
 
-    pub fn seal(&self, slot: Slot<'_>, plaintext: &SecretString) -> String {
+    pub fn seal(&self, slot: &Slot, plaintext: &SecretString) -> String {
         let key = &self.keys[0];
         let mut nonce = [0u8; 24];
         rand::thread_rng().fill_bytes(&mut nonce);
@@ -136,7 +175,7 @@ impl Vault {
         format!("v1.{}.{}", key.id, URL_SAFE_NO_PAD.encode(blob))
     }
 
-    pub fn open(&self, slot: Slot<'_>, sealed: &str) -> Result<SecretString, VaultError> {
+    pub fn open(&self, slot: &Slot, sealed: &str) -> Result<SecretString, VaultError> {
         let (key_id, blob) = parse(sealed)?;
         let key = self.keys.iter().find(|k| k.id == key_id).ok_or_else(|| VaultError::UnknownKey(key_id.to_owned()))?;
         if blob.len() < 24 + 16 {
@@ -157,7 +196,7 @@ impl Vault {
     }
 
     /// Re-seals `sealed` with the current key if another key sealed it; `None` when it is already current.
-    pub fn reseal(&self, slot: Slot<'_>, sealed: &str) -> Result<Option<String>, VaultError> {
+    pub fn reseal(&self, slot: &Slot, sealed: &str) -> Result<Option<String>, VaultError> {
         if Self::key_id_of(sealed)? == self.current_key_id() {
             return Ok(None);
         }
@@ -191,23 +230,23 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    fn slot(row: &str) -> Slot<'_> {
-        Slot { table: "user_tokens", column: "access_token", row }
+    fn slot(row: &str) -> Slot {
+        Slot::new(Sealed::UserAccessToken, row)
     }
 
     #[test]
     fn a_sealed_value_opens_only_in_its_own_row() {
         let vault = Vault::from_spec(&Vault::generate_spec("k1")).unwrap();
         let secret = SecretString::from("vk1.a.token-value");
-        let sealed = vault.seal(slot("1"), &secret);
+        let sealed = vault.seal(&slot("1"), &secret);
         assert!(sealed.starts_with("v1.k1."));
         assert!(!sealed.contains("token-value"));
-        assert_eq!(vault.open(slot("1"), &sealed).unwrap().expose_secret(), "vk1.a.token-value");
-        assert_eq!(vault.open(slot("2"), &sealed).unwrap_err(), VaultError::Decrypt);
-        let other_column = Slot { table: "user_tokens", column: "refresh_token", row: "1" };
-        assert_eq!(vault.open(other_column, &sealed).unwrap_err(), VaultError::Decrypt);
+        assert_eq!(vault.open(&slot("1"), &sealed).unwrap().expose_secret(), "vk1.a.token-value");
+        assert_eq!(vault.open(&slot("2"), &sealed).unwrap_err(), VaultError::Decrypt);
+        let other_column = Slot::new(Sealed::UserRefreshToken, "1");
+        assert_eq!(vault.open(&other_column, &sealed).unwrap_err(), VaultError::Decrypt);
         // Two seals of the same value differ (random nonce).
-        assert_ne!(sealed, vault.seal(slot("1"), &secret));
+        assert_ne!(sealed, vault.seal(&slot("1"), &secret));
     }
 
     #[test]
@@ -215,16 +254,16 @@ mod tests {
         let old = Vault::generate_spec("old");
         let new = Vault::generate_spec("new");
         let old_vault = Vault::from_spec(&old).unwrap();
-        let sealed = old_vault.seal(slot("7"), &SecretString::from("s"));
+        let sealed = old_vault.seal(&slot("7"), &SecretString::from("s"));
         let both =
             Vault::from_spec(&SecretString::from(format!("{},{}", new.expose_secret(), old.expose_secret()))).unwrap();
-        assert_eq!(both.open(slot("7"), &sealed).unwrap().expose_secret(), "s");
-        let resealed = both.reseal(slot("7"), &sealed).unwrap().unwrap();
+        assert_eq!(both.open(&slot("7"), &sealed).unwrap().expose_secret(), "s");
+        let resealed = both.reseal(&slot("7"), &sealed).unwrap().unwrap();
         assert_eq!(Vault::key_id_of(&resealed).unwrap(), "new");
-        assert_eq!(both.reseal(slot("7"), &resealed).unwrap(), None);
+        assert_eq!(both.reseal(&slot("7"), &resealed).unwrap(), None);
         let new_only = Vault::from_spec(&new).unwrap();
-        assert_eq!(new_only.open(slot("7"), &resealed).unwrap().expose_secret(), "s");
-        assert_eq!(new_only.open(slot("7"), &sealed).unwrap_err(), VaultError::UnknownKey("old".into()));
+        assert_eq!(new_only.open(&slot("7"), &resealed).unwrap().expose_secret(), "s");
+        assert_eq!(new_only.open(&slot("7"), &sealed).unwrap_err(), VaultError::UnknownKey("old".into()));
     }
 
     #[test]

@@ -1,38 +1,39 @@
-//! The bot: workers claim stored events with a lease (no transaction is held across a VK call), one event per
-//! community at a time and in order, apply the community's rules, and reply:
+//! The bot: the workers (`workers.rs`) claim stored events with a lease (no transaction is held across a VK call),
+//! one event per community at a time and in order; [`Bot::process`] applies the community's rules and replies:
 //!
 //! - `wall_reply_new` → `wall.createComment(reply_to_comment, from_group, guid = f(event))`
 //! - `message_new` → `messages.send(random_id = f(event))`
 //!
 //! The dedup keys come from the event, so a crash between sending and recording, a replay, or a second worker
-//! can never produce a second reply: VK returns the first one. The bot never answers the community's own comments
-//! or messages, nor its own echo.
+//! can never produce a second reply: VK returns the first one (`guid` of `wall.createComment`, `random_id` of
+//! `messages.send`, both in `vendor/vk-api-schema/{wall,messages}/methods.json`). The bot never answers the
+//! community's own comments or messages, nor its own echo. When VK refuses the key, [`BotControl`] pauses the
+//! community and its events wait until it is reconnected.
 
+pub mod control;
 pub mod rules;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use tokio::sync::watch;
-use tokio::task::JoinSet;
 use vk::{CommentReply, Event, UserId};
 
-use crate::app::AppState;
-use crate::store::{now_ms, InboxRow, ReplyRow, StoreResult};
+use crate::credentials::{CommunityKey, Credentials};
+use crate::hooks::{CrashPoint, Hooks};
+use crate::metrics::Metrics;
+use crate::model::{EventStatus, Reason, ReplyKind, ReplyStatus};
+use crate::store::{now_ms, BotSettings, InboxRow, ReplyRow, Store};
 
-/// Crash point for tests: the worker stops right after VK accepted the reply, before recording it.
-pub const CRASH_AFTER_SEND: &str = "bot:after_send";
+pub use control::BotControl;
+
 /// A paused community's events wait this long before they are looked at again (reconnecting wakes them at once).
 const PARK_MS: i64 = 3600 * 1000;
 
-/// «Сразу включить бота» was ticked: the bot answers comments and messages with the default reply.
-pub async fn enable_on_connect(app: &AppState, group_id: i64, reply: Option<&str>) -> StoreResult<()> {
-    let reply = reply.map(str::trim).filter(|r| !r.is_empty());
-    app.store.set_bot_settings(group_id, true, true, reply).await
-}
+/// Group chats have peer ids from 2·10⁹ (`peer_id` in `vendor/vk-api-schema/messages/objects.json`).
+const CHAT_PEER_START: i64 = 2_000_000_000;
 
 /// The comment `guid` for an event: the same event always gives the same guid.
 pub fn comment_guid(group_id: i64, event_id: &str) -> String {
@@ -69,11 +70,12 @@ impl Names {
 }
 
 /// How handling one event ended.
+#[derive(Debug)]
 enum Outcome {
     /// A reply went out (result JSON).
     Replied(serde_json::Value),
-    /// Nothing to do, and why (result JSON).
-    Ignored(serde_json::Value),
+    /// Nothing to do, and why.
+    Ignored(Reason),
     /// The reply cannot be sent, and why (result JSON, error text).
     Failed(serde_json::Value, String),
     /// Try again later (error text).
@@ -84,251 +86,339 @@ enum Outcome {
     Crashed,
 }
 
-fn why(reason: &str) -> serde_json::Value {
-    json!({"action": "none", "reason": reason})
+fn why(reason: Reason) -> serde_json::Value {
+    json!({"action": "none", "reason": reason.as_str()})
 }
 
-/// Runs the workers until `stop` turns true.
-pub async fn run_workers(app: AppState, mut stop: watch::Receiver<bool>) {
-    let owner = app.instance_id.clone();
-    let timing = app.settings.timing.clone();
-    let mut inflight: JoinSet<()> = JoinSet::new();
-    loop {
-        if *stop.borrow() {
-            break;
-        }
-        let room = timing.bot_concurrency.saturating_sub(inflight.len());
-        let mut claimed = 0;
-        if room > 0 {
-            let now = now_ms();
-            let lease_until = now + timing.bot_lease.as_millis() as i64;
-            match app.store.claim_inbox_batch(&owner, now, lease_until, room as i64).await {
-                Ok(rows) => {
-                    claimed = rows.len();
-                    for row in rows {
-                        let app = app.clone();
-                        let owner = owner.clone();
-                        inflight.spawn(async move { process(&app, &owner, row).await });
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "bot: could not claim events"),
-            }
-        }
-        if claimed > 0 && inflight.len() < timing.bot_concurrency {
-            continue;
-        }
-        tokio::select! {
-            _ = app.bot_wakeup.notified() => {}
-            Some(_) = inflight.join_next(), if !inflight.is_empty() => {}
-            _ = tokio::time::sleep(timing.bot_poll) => {}
-            _ = stop.changed() => {}
-        }
-    }
-    while inflight.join_next().await.is_some() {}
-    if let Err(e) = app.store.release_community_leases(&owner).await {
-        tracing::warn!(error = %e, "could not release community leases");
-    }
+/// Where a reply goes, what it answers and who wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Job {
+    target: Target,
+    text: String,
+    author: i64,
 }
 
-async fn process(app: &AppState, owner: &str, row: InboxRow) {
-    let outcome = match handle(app, &row).await {
-        Ok(o) => o,
-        Err(e) => Outcome::Retry(format!("internal: {e}")),
-    };
-    let store = &app.store;
-    let result = match outcome {
-        Outcome::Replied(result) => store.finish_inbox_event(row.id, owner, "done", &result.to_string(), None).await,
-        Outcome::Ignored(result) => store.finish_inbox_event(row.id, owner, "ignored", &result.to_string(), None).await,
-        Outcome::Failed(result, error) => {
-            store.finish_inbox_event(row.id, owner, "failed", &result.to_string(), Some(&error)).await
-        }
-        Outcome::Retry(error) if row.attempts >= app.settings.timing.bot_max_attempts => {
-            tracing::warn!(group_id = row.group_id, event_id = %row.event_id, %error, "event given up after its last attempt");
-            store.finish_inbox_event(row.id, owner, "dead", &why("gave_up").to_string(), Some(&error)).await
-        }
-        Outcome::Retry(error) => {
-            let delay = app.settings.timing.bot_retry.delay(row.attempts.max(1) as u32 - 1);
-            tracing::info!(group_id = row.group_id, event_id = %row.event_id, %error, delay_ms = delay.as_millis() as u64, "reply postponed");
-            store.retry_inbox_event(row.id, owner, now_ms() + delay.as_millis() as i64, &error).await
-        }
-        Outcome::Park(error) => store.retry_inbox_event(row.id, owner, now_ms() + PARK_MS, &error).await,
-        Outcome::Crashed => return,
-    };
-    match result {
-        Ok(true) => {}
-        Ok(false) => {
-            tracing::warn!(group_id = row.group_id, event_id = %row.event_id, "event lease lost before recording")
-        }
-        Err(e) => tracing::error!(group_id = row.group_id, error = %e, "could not record an event's outcome"),
-    }
-}
-
-/// Where a reply goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
     Comment { owner_id: i64, post_id: i64, reply_to: i64 },
     Message { peer_id: i64 },
 }
 
-async fn handle(app: &AppState, row: &InboxRow) -> anyhow::Result<Outcome> {
-    let gid = row.group_id;
-    let Ok(envelope) = vk::parse(row.payload.as_bytes()) else { return Ok(Outcome::Ignored(why("unreadable"))) };
-    let Ok(event) = envelope.event() else { return Ok(Outcome::Ignored(why("unreadable"))) };
-    let Some(bot) = app.store.bot_settings(gid).await? else { return Ok(Outcome::Ignored(why("unknown_community"))) };
-    let (target, text, author) = match &event {
+impl Target {
+    fn kind(self) -> ReplyKind {
+        match self {
+            Target::Comment { .. } => ReplyKind::Comment,
+            Target::Message { .. } => ReplyKind::Message,
+        }
+    }
+}
+
+/// Whether an event asks for a reply under the community's switches, and where it would go. Pure.
+fn job_for(event: &Event, group_id: i64, bot: &BotSettings) -> Result<Job, Reason> {
+    match event {
         Event::WallReplyNew(c) => {
             if !bot.bot_comments {
-                return Ok(Outcome::Ignored(why("comments_off")));
+                return Err(Reason::CommentsOff);
             }
-            if c.from_id == -gid || app.store.is_own_reply(gid, "comment", c.id).await? {
-                return Ok(Outcome::Ignored(why("own")));
+            if c.from_id == -group_id {
+                return Err(Reason::Own);
             }
             if c.from_id <= 0 {
-                return Ok(Outcome::Ignored(why("from_community")));
+                return Err(Reason::FromCommunity);
             }
-            (
-                Target::Comment { owner_id: c.post_owner_id, post_id: c.post_id, reply_to: c.id },
-                c.text.clone(),
-                c.from_id,
-            )
+            Ok(Job {
+                target: Target::Comment { owner_id: c.post_owner_id, post_id: c.post_id, reply_to: c.id },
+                text: c.text.clone(),
+                author: c.from_id,
+            })
         }
         Event::MessageNew(m) => {
             let m = &m.message;
             if !bot.bot_messages {
-                return Ok(Outcome::Ignored(why("messages_off")));
+                return Err(Reason::MessagesOff);
             }
             if m.out || m.from_id <= 0 {
-                return Ok(Outcome::Ignored(why("own")));
+                return Err(Reason::Own);
             }
-            if m.peer_id >= 2_000_000_000 {
-                return Ok(Outcome::Ignored(why("chat")));
+            if m.peer_id >= CHAT_PEER_START {
+                return Err(Reason::Chat);
             }
-            (Target::Message { peer_id: m.peer_id }, m.text.clone(), m.from_id)
+            Ok(Job { target: Target::Message { peer_id: m.peer_id }, text: m.text.clone(), author: m.from_id })
         }
-        Event::MessageReply(_) => return Ok(Outcome::Ignored(why("own"))),
-        _ => return Ok(Outcome::Ignored(why("no_answer_needed"))),
-    };
-    if bot.paused_reason.is_some() {
-        return Ok(Outcome::Park("the community is paused until it is reconnected".into()));
-    }
-    let rules = app.store.rules(gid).await?;
-    let (rule_id, rule_keywords, template) = match rules::decide(&text, &rules, bot.default_reply.as_deref()) {
-        rules::Decision::Rule(r) => (Some(r.id), Some(r.keywords.clone()), r.reply.clone()),
-        rules::Decision::Default(d) => (None, None, d.to_owned()),
-        rules::Decision::Nothing => return Ok(Outcome::Ignored(why("no_rule"))),
-    };
-    let Some((token, _)) = crate::connect::community_token(app, gid).await? else {
-        return Ok(Outcome::Ignored(why("no_token")));
-    };
-    let first_name = if template.contains("{first_name}") {
-        match first_name(app, &token, author).await {
-            Ok(name) => name,
-            Err(e) if e.is_retryable() => return Ok(Outcome::Retry(e.to_string())),
-            Err(e) if e.needs_reauth() => return pause(app, gid, &e).await,
-            Err(_) => None,
-        }
-    } else {
-        None
-    };
-    let reply = rules::fill_reply(&template, first_name.as_deref());
-    let (kind, sent) = match target {
-        Target::Comment { owner_id, post_id, reply_to } => {
-            let guid = comment_guid(gid, &row.event_id);
-            let request = CommentReply {
-                owner_id,
-                post_id,
-                from_group: gid,
-                reply_to_comment: Some(reply_to),
-                message: &reply,
-                guid: &guid,
-            };
-            ("comment", app.vk.wall_create_comment(&token, &request).await.map(|c| c.comment_id))
-        }
-        Target::Message { peer_id } => {
-            let random_id = message_random_id(gid, &row.event_id);
-            ("message", app.vk.messages_send(&token, peer_id, random_id, &reply).await)
-        }
-    };
-    if sent.is_ok() && app.hooks.fire(CRASH_AFTER_SEND) {
-        return Ok(Outcome::Crashed);
-    }
-    let mut result =
-        json!({"action": "replied", "kind": kind, "rule_id": rule_id, "rule": rule_keywords, "reply": reply});
-    // What was sent (or not), for the log and the health card.
-    let record = |vk_id: Option<i64>, error: Option<String>| ReplyRow {
-        id: 0,
-        group_id: gid,
-        inbox_id: row.id,
-        kind: kind.into(),
-        rule_id,
-        text: reply.clone(),
-        vk_id,
-        status: if error.is_none() { "sent" } else { "failed" }.into(),
-        error,
-        created_at: now_ms(),
-    };
-    match sent {
-        Ok(vk_id) => {
-            result["vk_id"] = json!(vk_id);
-            app.store.insert_reply(&record(Some(vk_id), None)).await?;
-            app.metrics.observe_reply(kind, "sent");
-            tracing::info!(group_id = gid, event_id = %row.event_id, kind, vk_id, "bot replied");
-            Ok(Outcome::Replied(result))
-        }
-        Err(e) if e.is_retryable() => {
-            app.metrics.observe_reply(kind, "retry");
-            Ok(Outcome::Retry(e.to_string()))
-        }
-        Err(e) if e.needs_reauth() => pause(app, gid, &e).await,
-        Err(e) => {
-            let reason = match e.code() {
-                Some(vk::code::MESSAGES_DENY_SEND | vk::code::MESSAGES_PRIVACY | vk::code::MESSAGES_USER_BLOCKED) => {
-                    "messages_forbidden"
-                }
-                Some(vk::code::WALL_ADD_REPLY_DENIED | vk::code::WALL_REPLIES_DENIED) => "comments_closed",
-                Some(vk::code::WALL_TOO_MANY_REPLIES) => "too_many_replies",
-                _ => "vk_error",
-            };
-            app.store.insert_reply(&record(None, Some(e.to_string()))).await?;
-            app.metrics.observe_reply(kind, reason);
-            result["action"] = json!("failed");
-            result["reason"] = json!(reason);
-            result["error_code"] = json!(e.code());
-            Ok(Outcome::Failed(result, e.to_string()))
-        }
+        Event::MessageReply(_) => Err(Reason::Own),
+        _ => Err(Reason::NoAnswerNeeded),
     }
 }
 
-/// VK no longer accepts the community's token: pause the bot and show «нужно переподключить».
-async fn pause(app: &AppState, group_id: i64, e: &vk::Error) -> anyhow::Result<Outcome> {
-    tracing::warn!(group_id, error = %e, "community token rejected: bot paused until reconnected");
-    app.store.set_bot_paused(group_id, Some("reauth")).await?;
-    app.store.mark_needs_reauth(group_id, "reauth").await?;
-    app.store.log_community(group_id, "paused", "reauth").await?;
-    Ok(Outcome::Park(e.to_string()))
+/// What a VK error means for one event.
+enum Judged {
+    Retry,
+    Paused,
+    Final,
 }
 
-/// Resumes a paused bot and releases the events it held back (after reconnecting).
-pub async fn resume(app: &AppState, group_id: i64) -> StoreResult<()> {
-    let was_paused = app.store.bot_settings(group_id).await?.is_some_and(|b| b.paused_reason.is_some());
-    app.store.set_bot_paused(group_id, None).await?;
-    if was_paused {
-        app.store.log_community(group_id, "resumed", "reconnected").await?;
-    }
-    app.store.wake_community_events(group_id).await?;
-    app.bot_wakeup.notify_one();
-    Ok(())
+/// What the bot settles on before calling VK.
+struct Reply {
+    rule_id: Option<i64>,
+    rule_keywords: Option<String>,
+    template: String,
 }
 
-async fn first_name(app: &AppState, token: &vk::AccessToken, user_id: i64) -> Result<Option<String>, vk::Error> {
-    if let Some(name) = app.names.get(user_id) {
-        return Ok(Some(name));
+/// The bot's settings: how often and how long to retry.
+#[derive(Debug, Clone)]
+pub struct BotConfig {
+    pub retry: vk::Backoff,
+    pub max_attempts: i64,
+}
+
+#[derive(Clone)]
+pub struct Bot {
+    store: Store,
+    credentials: Credentials,
+    vk: vk::Client,
+    control: BotControl,
+    names: Arc<Names>,
+    hooks: Arc<Hooks>,
+    metrics: Arc<Metrics>,
+    config: BotConfig,
+}
+
+impl Bot {
+    pub fn new(
+        store: Store,
+        credentials: Credentials,
+        vk: vk::Client,
+        control: BotControl,
+        hooks: Arc<Hooks>,
+        metrics: Arc<Metrics>,
+        config: BotConfig,
+    ) -> Bot {
+        Bot { store, credentials, vk, control, names: Arc::default(), hooks, metrics, config }
     }
-    let users = app.vk.users_get(token, &[UserId(user_id)]).await?;
-    let name = users.into_iter().next().map(|u| u.first_name).filter(|n| !n.is_empty());
-    if let Some(n) = &name {
-        app.names.put(user_id, n.clone());
+
+    pub fn control(&self) -> &BotControl {
+        &self.control
     }
-    Ok(name)
+
+    /// Handles one claimed event and records how it ended (unless the lease was lost meanwhile).
+    pub async fn process(&self, owner: &str, row: InboxRow) {
+        let outcome = match self.handle(&row).await {
+            Ok(o) => o,
+            Err(e) => Outcome::Retry(format!("internal: {e}")),
+        };
+        let result = self.record(owner, &row, outcome).await;
+        match result {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(group_id = row.group_id, event_id = %row.event_id, "event lease lost before recording")
+            }
+            Err(e) => tracing::error!(group_id = row.group_id, error = %e, "could not record an event's outcome"),
+        }
+    }
+
+    async fn record(&self, owner: &str, row: &InboxRow, outcome: Outcome) -> crate::store::StoreResult<bool> {
+        let store = &self.store;
+        match outcome {
+            Outcome::Replied(result) => {
+                store.finish_inbox_event(row.id, owner, EventStatus::Done, &result.to_string(), None).await
+            }
+            Outcome::Ignored(reason) => {
+                store.finish_inbox_event(row.id, owner, EventStatus::Ignored, &why(reason).to_string(), None).await
+            }
+            Outcome::Failed(result, error) => {
+                store.finish_inbox_event(row.id, owner, EventStatus::Failed, &result.to_string(), Some(&error)).await
+            }
+            Outcome::Retry(error) if row.attempts >= self.config.max_attempts => {
+                tracing::warn!(group_id = row.group_id, event_id = %row.event_id, %error, "event given up after its last attempt");
+                let result = why(Reason::GaveUp).to_string();
+                store.finish_inbox_event(row.id, owner, EventStatus::Dead, &result, Some(&error)).await
+            }
+            Outcome::Retry(error) => {
+                let delay = self.config.retry.delay(row.attempts.max(1) as u32 - 1);
+                tracing::info!(group_id = row.group_id, event_id = %row.event_id, %error, delay_ms = delay.as_millis() as u64, "reply postponed");
+                store.retry_inbox_event(row.id, owner, now_ms() + delay.as_millis() as i64, &error).await
+            }
+            Outcome::Park(error) => store.retry_inbox_event(row.id, owner, now_ms() + PARK_MS, &error).await,
+            Outcome::Crashed => Ok(true),
+        }
+    }
+
+    async fn handle(&self, row: &InboxRow) -> anyhow::Result<Outcome> {
+        let gid = row.group_id;
+        let Some(event) = vk::parse(row.payload.as_bytes()).ok().and_then(|e| e.event().ok()) else {
+            return Ok(Outcome::Ignored(Reason::Unreadable));
+        };
+        let Some(bot) = self.store.bot_settings(gid).await? else {
+            return Ok(Outcome::Ignored(Reason::UnknownCommunity));
+        };
+        let job = match job_for(&event, gid, &bot) {
+            Ok(job) => job,
+            Err(reason) => return Ok(Outcome::Ignored(reason)),
+        };
+        if let Target::Comment { reply_to, .. } = job.target {
+            if self.store.is_own_reply(gid, ReplyKind::Comment, reply_to).await? {
+                return Ok(Outcome::Ignored(Reason::Own));
+            }
+        }
+        if bot.paused_reason.is_some() {
+            return Ok(Outcome::Park("the community is paused until it is reconnected".into()));
+        }
+        let Some(reply) = self.choose_reply(gid, &job, bot.default_reply.as_deref()).await? else {
+            return Ok(Outcome::Ignored(Reason::NoRule));
+        };
+        let Some(key) = self.credentials.community_key(gid).await? else {
+            // The key is dropped only together with pausing (see `BotControl`): if it is gone, either the bot was
+            // paused after we read its settings (hold the event), or the community was disconnected.
+            let paused = self.store.bot_settings(gid).await?.is_some_and(|b| b.paused_reason.is_some());
+            return Ok(if paused {
+                Outcome::Park("the community is paused until it is reconnected".into())
+            } else {
+                Outcome::Ignored(Reason::NoToken)
+            });
+        };
+        let first_name = if reply.template.contains("{first_name}") {
+            match self.first_name(&key, job.author).await {
+                Ok(name) => name,
+                Err(e) => match self.judge(gid, &e).await? {
+                    Judged::Retry => return Ok(Outcome::Retry(e.to_string())),
+                    Judged::Paused => return Ok(Outcome::Park(e.to_string())),
+                    // No name: the reply goes out without it.
+                    Judged::Final => None,
+                },
+            }
+        } else {
+            None
+        };
+        let text = rules::fill_reply(&reply.template, first_name.as_deref());
+        let sent = self.send(&key, gid, &row.event_id, job.target, &text).await;
+        if sent.is_ok() && self.hooks.fire(CrashPoint::BotAfterSend) {
+            return Ok(Outcome::Crashed);
+        }
+        self.record_reply(row, &job, &reply, text, sent).await
+    }
+
+    /// Records what VK said to a reply: sent, to be retried, held (dead key), or refused for good.
+    async fn record_reply(
+        &self,
+        row: &InboxRow,
+        job: &Job,
+        reply: &Reply,
+        text: String,
+        sent: Result<i64, vk::Error>,
+    ) -> anyhow::Result<Outcome> {
+        let gid = row.group_id;
+        let kind = job.target.kind();
+        let mut result = json!({"action": "replied", "kind": kind.as_str(), "rule_id": reply.rule_id,
+                                "rule": reply.rule_keywords, "reply": text});
+        let mut record = ReplyRow {
+            id: 0,
+            group_id: gid,
+            inbox_id: row.id,
+            kind,
+            rule_id: reply.rule_id,
+            text,
+            vk_id: None,
+            status: ReplyStatus::Sent,
+            error: None,
+            created_at: now_ms(),
+        };
+        let e = match sent {
+            Ok(vk_id) => {
+                result["vk_id"] = json!(vk_id);
+                record.vk_id = Some(vk_id);
+                self.store.insert_reply(&record).await?;
+                self.metrics.observe_reply(kind.as_str(), "sent");
+                tracing::info!(group_id = gid, event_id = %row.event_id, kind = kind.as_str(), vk_id, "bot replied");
+                return Ok(Outcome::Replied(result));
+            }
+            Err(e) => e,
+        };
+        match self.judge(gid, &e).await? {
+            Judged::Retry => {
+                self.metrics.observe_reply(kind.as_str(), "retry");
+                Ok(Outcome::Retry(e.to_string()))
+            }
+            Judged::Paused => Ok(Outcome::Park(e.to_string())),
+            Judged::Final => {
+                let reason = Reason::from_final_vk_error(&e);
+                record.status = ReplyStatus::Failed;
+                record.error = Some(e.to_string());
+                self.store.insert_reply(&record).await?;
+                self.metrics.observe_reply(kind.as_str(), reason.as_str());
+                result["action"] = json!("failed");
+                result["reason"] = json!(reason.as_str());
+                result["error_code"] = json!(e.code());
+                Ok(Outcome::Failed(result, e.to_string()))
+            }
+        }
+    }
+
+    /// The first rule whose keyword is in the text, else the default reply; `None` when nothing answers it.
+    async fn choose_reply(&self, group_id: i64, job: &Job, default: Option<&str>) -> anyhow::Result<Option<Reply>> {
+        let rules = self.store.rules(group_id).await?;
+        Ok(match rules::decide(&job.text, &rules, default) {
+            rules::Decision::Rule(r) => {
+                Some(Reply { rule_id: Some(r.id), rule_keywords: Some(r.keywords.clone()), template: r.reply.clone() })
+            }
+            rules::Decision::Default(d) => Some(Reply { rule_id: None, rule_keywords: None, template: d.to_owned() }),
+            rules::Decision::Nothing => None,
+        })
+    }
+
+    async fn send(
+        &self,
+        key: &CommunityKey,
+        group_id: i64,
+        event_id: &str,
+        target: Target,
+        text: &str,
+    ) -> Result<i64, vk::Error> {
+        match target {
+            Target::Comment { owner_id, post_id, reply_to } => {
+                let guid = comment_guid(group_id, event_id);
+                let request = CommentReply {
+                    owner_id,
+                    post_id,
+                    from_group: group_id,
+                    reply_to_comment: Some(reply_to),
+                    message: text,
+                    guid: &guid,
+                };
+                self.vk.wall_create_comment(&key.token, &request).await.map(|c| c.comment_id)
+            }
+            Target::Message { peer_id } => {
+                self.vk.messages_send(&key.token, peer_id, message_random_id(group_id, event_id), text).await
+            }
+        }
+    }
+
+    /// What a VK error means for the event: try later (transient), hold it (the key is dead: the community is
+    /// paused by the one owner of that decision), or final for this reply.
+    async fn judge(&self, group_id: i64, e: &vk::Error) -> anyhow::Result<Judged> {
+        if e.is_retryable() {
+            return Ok(Judged::Retry);
+        }
+        if e.needs_reauth() {
+            self.control.pause_for_reauth(group_id, e).await?;
+            return Ok(Judged::Paused);
+        }
+        if e.is_wrong_token_kind() {
+            tracing::error!(group_id, error = %e, "a VK method refused the community key's kind: a bug in vkhook");
+        }
+        Ok(Judged::Final)
+    }
+
+    async fn first_name(&self, key: &CommunityKey, user_id: i64) -> Result<Option<String>, vk::Error> {
+        if let Some(name) = self.names.get(user_id) {
+            return Ok(Some(name));
+        }
+        let users = self.vk.users_get(&key.token, &[UserId(user_id)]).await?;
+        let name = users.into_iter().next().map(|u| u.first_name).filter(|n| !n.is_empty());
+        if let Some(n) = &name {
+            self.names.put(user_id, n.clone());
+        }
+        Ok(name)
+    }
 }
 
 #[cfg(test)]

@@ -2,15 +2,16 @@
 
 use askama::Template;
 use axum::extract::{Form, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use crate::accounts::{self, SignInFailure, VkIdRedirect};
+use crate::accounts::{SignInFailure, VkIdRedirect};
 use crate::app::AppState;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, Problem};
 use crate::i18n::Lang;
 
+use super::notice::Notice;
 use super::render::{render, Layout};
 use super::session::{self, SignedIn, Viewer, LANG_COOKIE};
 
@@ -32,11 +33,9 @@ pub async fn show_landing(
     Query(q): Query<LandingQuery>,
 ) -> AppResult<Response> {
     let t = viewer.lang.msg();
-    let notice = match q.notice.as_deref() {
-        Some("signin_again") => Some(t.signin_again),
-        Some("signed_out") => Some(t.signed_out),
-        _ => None,
-    };
+    let notice = Notice::from_query(q.notice.as_deref())
+        .filter(|n| matches!(n, Notice::SigninAgain | Notice::SignedOut))
+        .map(|n| n.text(t));
     let user_name = user_name(&app, &viewer).await?;
     render(LandingPage { layout: Layout::new(&viewer, user_name, "/"), notice })
 }
@@ -56,7 +55,7 @@ pub async fn start_login(State(app): State<AppState>, viewer: Viewer) -> AppResu
             (Some(cookie), s)
         }
     };
-    let url = accounts::begin_sign_in(&app, &session.id_hash).await?;
+    let url = app.accounts.begin_sign_in(&session.id_hash).await?;
     let mut response = Redirect::to(url.as_str()).into_response();
     if let Some(cookie) = cookie {
         response.headers_mut().append(header::SET_COOKIE, cookie);
@@ -71,9 +70,9 @@ pub async fn finish_login(
     Query(back): Query<VkIdRedirect>,
 ) -> AppResult<Response> {
     let Some(session) = viewer.session else {
-        return Err(AppError::shown_with_back(StatusCode::BAD_REQUEST, |t| t.signin_state, "/auth/vk/login"));
+        return Err(AppError::shown_with_back(Problem::BadRequest, |t| t.signin_state, "/auth/vk/login"));
     };
-    match accounts::finish_sign_in(&app, &session.id_hash, &back).await {
+    match app.accounts.finish_sign_in(&session.id_hash, &back).await {
         Ok(user_id) => {
             // A fresh session id at sign-in: the pre-login id (known to anyone who planted it) dies here.
             app.store.delete_session(&session.id_hash).await?;
@@ -83,23 +82,23 @@ pub async fn finish_login(
             Ok(response)
         }
         Err(SignInFailure::Denied) => {
-            Err(AppError::shown_with_back(StatusCode::FORBIDDEN, |t| t.signin_denied, "/auth/vk/login"))
+            Err(AppError::shown_with_back(Problem::Forbidden, |t| t.signin_denied, "/auth/vk/login"))
         }
         Err(SignInFailure::BadState) => {
-            Err(AppError::shown_with_back(StatusCode::BAD_REQUEST, |t| t.signin_state, "/auth/vk/login"))
+            Err(AppError::shown_with_back(Problem::BadRequest, |t| t.signin_state, "/auth/vk/login"))
         }
         Err(SignInFailure::VkId(e)) => {
             tracing::warn!(error = %e, "VK ID sign-in failed");
-            Err(AppError::shown_with_back(StatusCode::BAD_GATEWAY, |t| t.signin_failed, "/auth/vk/login"))
+            Err(AppError::shown_with_back(Problem::VkUnavailable, |t| t.signin_failed, "/auth/vk/login"))
         }
-        Err(SignInFailure::Other(e)) => Err(e),
+        Err(SignInFailure::Store(e)) => Err(e.into()),
     }
 }
 
 pub async fn logout(State(app): State<AppState>, user: SignedIn) -> AppResult<Response> {
     app.store.delete_session(&user.session.id_hash).await?;
     tracing::info!(user_id = user.user_id, "signed out");
-    let mut response = Redirect::to("/?notice=signed_out").into_response();
+    let mut response = Redirect::to(&format!("/?notice={}", Notice::SignedOut)).into_response();
     response.headers_mut().append(header::SET_COOKIE, session::clear_session_cookie(&app));
     Ok(response)
 }
@@ -113,8 +112,7 @@ pub struct LangForm {
 
 /// The language switch: a preference cookie, then back where the user was (same-site paths only).
 pub async fn switch_lang(State(app): State<AppState>, Form(form): Form<LangForm>) -> AppResult<Response> {
-    let lang =
-        Lang::parse(&form.lang).ok_or_else(|| AppError::shown(StatusCode::BAD_REQUEST, |t| t.error_bad_request))?;
+    let lang = Lang::parse(&form.lang).ok_or_else(|| AppError::shown(Problem::BadRequest, |t| t.error_bad_request))?;
     let back = if form.back.starts_with('/') && !form.back.starts_with("//") { form.back } else { "/".into() };
     let mut headers = HeaderMap::new();
     let cookie = format!(

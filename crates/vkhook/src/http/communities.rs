@@ -1,37 +1,39 @@
 //! `/communities`: the communities the user manages, adding one by link, and a community's page.
 
 use askama::Template;
-use axum::extract::{Form, Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::{Form, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use crate::accounts;
+use crate::accounts::AccountError;
 use crate::app::AppState;
-use crate::error::{AppError, AppResult};
+use crate::error::{with_problem, AppResult, Problem};
 use crate::i18n::Msg;
+use crate::model::{CommunityStatus, ErrorKind, Role, SetupMode, SetupState};
 use crate::store::{CommunityRow, UserCommunity};
 
+use super::access::Managed;
 use super::auth::user_name;
+use super::notice::Notice;
 use super::render::{render, Layout};
 use super::session::{SignedIn, Viewer};
 
-pub fn role_label(t: &'static Msg, role: &str) -> &'static str {
+pub fn role_label(t: &'static Msg, role: Role) -> &'static str {
     match role {
-        "administrator" => t.role_administrator,
-        "editor" => t.role_editor,
-        _ => t.role_moderator,
+        Role::Administrator => t.role_administrator,
+        Role::Editor => t.role_editor,
+        Role::Moderator => t.role_moderator,
     }
 }
 
 /// The status badge: (text, css class).
-pub fn status_label(t: &'static Msg, status: &str) -> (&'static str, &'static str) {
+pub fn status_label(t: &'static Msg, status: CommunityStatus) -> (&'static str, &'static str) {
     match status {
-        "connected" => (t.status_connected, "ok"),
-        "connecting" => (t.status_connecting, "warn"),
-        "failed" => (t.status_failed, "err"),
-        "needs_reauth" => (t.status_needs_reauth, "err"),
-        _ => (t.status_not_connected, ""),
+        CommunityStatus::Connected => (t.status_connected, "ok"),
+        CommunityStatus::Connecting => (t.status_connecting, "warn"),
+        CommunityStatus::Failed => (t.status_failed, "err"),
+        CommunityStatus::NeedsReauth => (t.status_needs_reauth, "err"),
+        CommunityStatus::NotConnected => (t.status_not_connected, ""),
     }
 }
 
@@ -69,33 +71,37 @@ enum ListProblem {
 
 /// Refreshes the user's communities from VK (`groups.get filter=moder extended=1`) when the token allows it.
 async fn refresh_from_vk(app: &AppState, user_id: i64) -> AppResult<Option<ListProblem>> {
-    let result = accounts::with_user_token(app, user_id, |token, scopes| async move {
-        if !vk::oauth::scope_listed(&scopes, "groups") {
-            return Ok(None);
-        }
-        app.vk.groups_get(&token, &["moder"]).await.map(Some)
-    })
-    .await?;
+    let result = app
+        .accounts
+        .with_user_token(user_id, |token, scopes| async move {
+            if !vk::oauth::scope_listed(&scopes, "groups") {
+                return Ok(None);
+            }
+            app.vk.groups_get(&token, &["moder"]).await.map(Some)
+        })
+        .await;
     match result {
         Ok(None) => Ok(Some(ListProblem::NoGroupsScope)),
         Ok(Some(list)) => {
-            let managed: Vec<(CommunityRow, String)> = list
+            let managed: Vec<(CommunityRow, Role)> = list
                 .items
                 .iter()
-                .filter_map(|g| g.admin_level.map(|level| (community_row(g), level.as_str().to_owned())))
+                .filter_map(|g| g.admin_level.map(|level| (community_row(g), Role::from_admin_level(level))))
                 .collect();
             app.store.set_user_communities(user_id, &managed).await?;
             Ok(None)
         }
-        Err(e) if matches!(e.code(), Some(vk::code::ACCESS_DENIED | vk::code::PERMISSION_DENIED)) => {
+        Err(AccountError::Vk(e)) if matches!(e.code(), Some(vk::code::ACCESS_DENIED | vk::code::PERMISSION_DENIED)) => {
             Ok(Some(ListProblem::NoGroupsScope))
         }
-        Err(e) if e.code() == Some(vk::code::GROUPS_LIST_HIDDEN) => Ok(Some(ListProblem::Hidden)),
-        Err(e) if e.needs_reauth() => Err(AppError::SignInAgain),
-        Err(e) => {
+        Err(AccountError::Vk(e)) if e.code() == Some(vk::code::GROUPS_LIST_HIDDEN) => Ok(Some(ListProblem::Hidden)),
+        Err(AccountError::Vk(e)) if !e.needs_reauth() => {
             tracing::warn!(user_id, error = %e, "could not list communities at VK");
             Ok(Some(ListProblem::VkUnavailable))
         }
+        // VK refused the refreshed token too: the user signs in again.
+        Err(AccountError::Vk(_)) => Err(AccountError::SignInAgain.into()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -129,18 +135,18 @@ async fn list_page(
         add_error,
     })?;
     if add_error.is_some() {
-        *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+        response = with_problem(response, Problem::Invalid);
     }
     Ok(response)
 }
 
 fn item(t: &'static Msg, c: UserCommunity) -> CommunityItem {
-    let (status_label, status_class) = status_label(t, &c.status);
+    let (status_label, status_class) = status_label(t, c.status);
     CommunityItem {
         id: c.id,
         name: c.name,
         photo: c.photo,
-        role_label: role_label(t, &c.role),
+        role_label: role_label(t, c.role),
         status_label,
         status_class,
     }
@@ -183,15 +189,17 @@ pub async fn add_community(
     let Some(key) = parse_community_link(&form.link) else {
         return list_page(&app, &user, &viewer, None, Some(t.add_community_bad_input)).await;
     };
-    let result = accounts::with_user_token(&app, user.user_id, |token, _| {
-        let (app, key) = (app.clone(), key.clone());
-        async move { app.vk.groups_get_by_id(&token, &[key.as_str()]).await }
-    })
-    .await?;
+    let result = app
+        .accounts
+        .with_user_token(user.user_id, |token, _| {
+            let (app, key) = (app.clone(), key.clone());
+            async move { app.vk.groups_get_by_id(&token, &[key.as_str()]).await }
+        })
+        .await;
     let group = match result {
         Ok(groups) => groups.into_iter().next(),
-        Err(e) if matches!(e.code(), Some(vk::code::INVALID_PARAM | vk::code::NOT_FOUND)) => None,
-        Err(e) if e.needs_reauth() => return Err(AppError::SignInAgain),
+        Err(AccountError::Vk(e)) if matches!(e.code(), Some(vk::code::INVALID_PARAM | vk::code::NOT_FOUND)) => None,
+        Err(AccountError::Vk(e)) if e.needs_reauth() => return Err(AccountError::SignInAgain.into()),
         Err(e) => return Err(e.into()),
     };
     let Some(group) = group else {
@@ -200,7 +208,7 @@ pub async fn add_community(
     let Some(level) = group.admin_level else {
         return list_page(&app, &user, &viewer, None, Some(t.add_community_not_managed)).await;
     };
-    app.store.add_user_community(user.user_id, &community_row(&group), level.as_str()).await?;
+    app.store.add_user_community(user.user_id, &community_row(&group), Role::from_admin_level(level)).await?;
     tracing::info!(user_id = user.user_id, group_id = group.id.0, "community added by link");
     Ok(Redirect::to(&format!("/communities/{}", group.id.0)).into_response())
 }
@@ -236,13 +244,14 @@ struct CommunityDetailPage {
     notice: Option<&'static str>,
     setup_running: bool,
     error: Option<String>,
-    error_kind: String,
+    /// The error is a refused key: offer «Выдать доступ заново».
+    offer_reauth: bool,
     slots: Vec<SlotView>,
     connected: Option<ConnectedView>,
     manual_waiting: bool,
     default_reply: &'static str,
-    bot: super::bot::BotView,
-    health: Option<super::bot::HealthView>,
+    bot: super::rules::BotView,
+    health: Option<super::health::HealthView>,
 }
 
 #[derive(Deserialize)]
@@ -251,67 +260,61 @@ pub struct DetailQuery {
     preview: Option<String>,
 }
 
+/// The notices the community page shows.
+const DETAIL_NOTICES: [Notice; 8] = [
+    Notice::EventsSaved,
+    Notice::EventsFailed,
+    Notice::Disconnected,
+    Notice::DisconnectedTokenDead,
+    Notice::BotSaved,
+    Notice::CheckedInOrder,
+    Notice::CheckedRepaired,
+    Notice::CheckedUnavailable,
+];
+
 pub async fn show_community(
     State(app): State<AppState>,
-    user: SignedIn,
+    managed: Managed,
     viewer: Viewer,
-    Path(id): Path<String>,
     Query(q): Query<DetailQuery>,
 ) -> AppResult<Response> {
-    let community = super::connect::managed(&app, &user, &id).await?;
+    let is_admin = managed.is_admin();
+    let Managed { user, mut community } = managed;
     let id = community.id;
     let t = user.lang.msg();
-    let is_admin = community.role == "administrator";
     let settings = app.store.community_settings(id).await?;
-    let setup = app.store.setup(id).await?;
-    let setup_running = setup.as_ref().is_some_and(|s| s.state == "running");
-    let error_kind = match (&setup, community.status.as_str()) {
-        (_, "needs_reauth") => Some("reauth".to_owned()),
-        (Some(s), _) if s.state == "failed" && community.status != "connected" => s.error_kind.clone(),
+    // VK's live view first: if VK refuses the key now, the page says so at once.
+    let connected = match &settings {
+        Some(s) if community.status == CommunityStatus::Connected && s.setup_mode == SetupMode::Api => {
+            let view = connected_view(&app, t, s).await?;
+            if view.is_none() {
+                community.status = CommunityStatus::NeedsReauth;
+            }
+            view
+        }
         _ => None,
     };
-    let error = error_kind.as_deref().map(|k| super::connect::error_message(t, k, &crate::connect::callback_url(&app)));
-    let slots = if error_kind.as_deref() == Some("servers_limit") && is_admin {
-        match crate::connect::occupied_slots(&app, id).await? {
-            Ok(servers) => servers
-                .into_iter()
-                .map(|s| SlotView { id: s.id, title: s.title, url: s.url, status: s.status.as_str().to_owned() })
-                .collect(),
-            Err(e) => {
-                tracing::warn!(group_id = id, error = %e, "could not list the occupied slots");
-                Vec::new()
-            }
-        }
+    let setup = app.store.setup(id).await?;
+    let error_kind = shown_error(&community, setup.as_ref());
+    let error = error_kind.map(|k| super::connect::error_message(t, k, &app.connector.callback_url()));
+    let slots = if error_kind == Some(ErrorKind::ServersLimit) && is_admin {
+        occupied_slots(&app, id).await?
     } else {
         Vec::new()
     };
-    let connected = match &settings {
-        Some(s) if community.status == "connected" && s.setup_mode == "api" => Some(connected_view(&app, t, s).await?),
-        _ => None,
-    };
     let manual_waiting = settings
         .as_ref()
-        .is_some_and(|s| s.setup_mode == "manual" && !s.callback_configured && s.confirmation_code.is_some());
-    let notice = match q.notice.as_deref() {
-        Some("events_saved") => Some(t.events_saved),
-        Some("events_failed") => Some(t.events_failed),
-        Some("disconnected") => Some(t.disconnected),
-        Some("disconnected_token_dead") => Some(t.disconnected_token_dead),
-        Some("bot_saved") => Some(t.bot_saved),
-        Some("checked_in_order") => Some(t.checked_in_order),
-        Some("checked_repaired") => Some(t.checked_repaired),
-        Some("checked_unavailable") => Some(t.checked_unavailable),
-        _ => None,
-    };
-    let bot = super::bot::bot_view(&app, t, id, q.preview.as_deref()).await?;
+        .is_some_and(|s| s.setup_mode == SetupMode::Manual && !s.callback_configured && s.confirmation_code.is_some());
+    let notice = Notice::from_query(q.notice.as_deref()).filter(|n| DETAIL_NOTICES.contains(n)).map(|n| n.text(t));
+    let bot = super::rules::bot_view(&app, t, id, q.preview.as_deref()).await?;
     let has_events = app.store.last_event_at(id).await?.is_some();
-    let health = if community.status != "not_connected" || has_events {
-        Some(super::bot::health_view(&app, t, id).await?)
+    let health = if community.status != CommunityStatus::NotConnected || has_events {
+        Some(super::health::health_view(&app, t, id).await?)
     } else {
         None
     };
-    let (status_label, status_class) = status_label(t, &community.status);
-    let role = role_label(t, &community.role);
+    let (status_label, status_class) = status_label(t, community.status);
+    let role = role_label(t, community.role);
     render(CommunityDetailPage {
         layout: Layout::new(&viewer, user_name(&app, &viewer).await?, &format!("/communities/{id}")),
         csrf: user.session.csrf.clone(),
@@ -321,9 +324,9 @@ pub async fn show_community(
         is_admin,
         only_admin: crate::i18n::fill(t.only_admin_can_connect, &[("role", &role.to_lowercase())]),
         notice,
-        setup_running,
+        setup_running: setup.as_ref().is_some_and(|s| s.state == SetupState::Running),
         error,
-        error_kind: error_kind.unwrap_or_default(),
+        offer_reauth: error_kind == Some(ErrorKind::Reauth),
         slots,
         connected,
         manual_waiting,
@@ -334,27 +337,56 @@ pub async fn show_community(
     })
 }
 
+/// The error the status card explains: a refused key, or why the last setup failed (unless connected since).
+fn shown_error(community: &UserCommunity, setup: Option<&crate::store::SetupRow>) -> Option<ErrorKind> {
+    match (setup, community.status) {
+        (_, CommunityStatus::NeedsReauth) => Some(ErrorKind::Reauth),
+        (Some(s), status) if s.state == SetupState::Failed && status != CommunityStatus::Connected => {
+            Some(s.error_kind.unwrap_or(ErrorKind::Internal))
+        }
+        _ => None,
+    }
+}
+
+/// Every server at VK, for the «10 servers» choice (empty when VK cannot say now).
+async fn occupied_slots(app: &AppState, group_id: i64) -> AppResult<Vec<SlotView>> {
+    match app.connector.occupied_slots(group_id).await {
+        Ok(servers) => Ok(servers
+            .into_iter()
+            .map(|s| SlotView { id: s.id, title: s.title, url: s.url, status: s.status.as_str().to_owned() })
+            .collect()),
+        Err(crate::connect::ConnectError::Store(e)) => Err(e.into()),
+        Err(e) => {
+            tracing::warn!(group_id, error = %e, "could not list the occupied slots");
+            Ok(Vec::new())
+        }
+    }
+}
+
+/// The status card of a connected community, with VK's live view; `None` when VK refused the key just now.
 async fn connected_view(
     app: &AppState,
     t: &'static Msg,
     s: &crate::store::CommunitySettings,
-) -> AppResult<ConnectedView> {
+) -> AppResult<Option<ConnectedView>> {
     let connected_by = match s.connected_by {
         Some(user_id) => {
             app.store.user(user_id).await?.map(|u| format!("{} {}", u.first_name, u.last_name)).unwrap_or_default()
         }
         None => String::new(),
     };
-    let (vk_status, vk_status_class, live_events) = match crate::connect::vk_server_view(app, s.group_id).await? {
+    let (vk_status, vk_status_class, live_events) = match app.connector.vk_server_view(s.group_id).await {
         Ok((server, settings)) => {
             let class = if server.status == vk::ServerStatus::Ok { "ok" } else { "err" };
             (server.status.as_str().to_owned(), class, Some(settings))
         }
-        Err(crate::connect::VkProblem::NotConnected) => (t.vk_status_missing.to_owned(), "err", None),
+        Err(crate::connect::ConnectError::Store(e)) => return Err(e.into()),
+        Err(crate::connect::ConnectError::Vk(e)) if e.needs_reauth() => return Ok(None),
+        Err(crate::connect::ConnectError::NotConnected) => (t.vk_status_missing.to_owned(), "err", None),
         Err(_) => (t.vk_status_unknown.to_owned(), "warn", None),
     };
     let chosen = s.event_list();
-    let events = crate::connect::EVENTS
+    let events = vk::DEFAULT_SUBSCRIPTION
         .iter()
         .map(|e| {
             let on = match &live_events {
@@ -364,15 +396,15 @@ async fn connected_view(
             (*e, on)
         })
         .collect();
-    Ok(ConnectedView {
-        url: crate::connect::callback_url(app),
+    Ok(Some(ConnectedView {
+        url: app.connector.callback_url(),
         api_version: live_events.map(|l| l.api_version).or_else(|| s.api_version.clone()).unwrap_or_default(),
         connected_at: s.connected_at.map(super::render::format_time).unwrap_or_default(),
         connected_by,
         vk_status,
         vk_status_class,
         events,
-    })
+    }))
 }
 
 #[cfg(test)]

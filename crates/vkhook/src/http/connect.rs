@@ -2,43 +2,26 @@
 //! (events, «Перенастроить», «Отключить») and the manual setup.
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::extract::{Query, State};
+use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::app::AppState;
-use crate::connect::{self, AuthFailure, CommunityRedirect, ConnectOptions, Started, VkProblem};
-use crate::error::{AppError, AppResult};
+use crate::connect::{AuthFailure, CommunityRedirect, ConnectError, ConnectOptions, Disconnected, Started};
+use crate::error::{with_problem, AppError, AppResult, Problem};
 use crate::i18n::{fill, Msg};
-use crate::store::{now_ms, SetupRow, Step, UserCommunity};
+use crate::model::{ErrorKind, SetupMode, SetupState, StepState};
+use crate::store::{SetupRow, Step, UserCommunity};
 
+use super::access::{Administered, Managed};
 use super::auth::user_name;
 use super::forms::FormPairs;
+use super::notice::Notice;
 use super::render::{render, Layout};
 use super::session::{SignedIn, Viewer};
-
-/// The community, if the signed-in user manages it (404 otherwise: another user's community does not exist).
-pub async fn managed(app: &AppState, user: &SignedIn, id: &str) -> AppResult<UserCommunity> {
-    let id: i64 = id.parse().map_err(|_| AppError::NotFound)?;
-    app.store.community_for_user(user.user_id, id).await?.ok_or(AppError::NotFound)
-}
-
-/// The community, if the signed-in user is its administrator: only an administrator changes the connection or
-/// the bot (others get 403 with a way back; non-managers 404).
-pub async fn administered(app: &AppState, user: &SignedIn, id: &str) -> AppResult<UserCommunity> {
-    let community = managed(app, user, id).await?;
-    if community.role != "administrator" {
-        return Err(AppError::shown_with_back(
-            StatusCode::FORBIDDEN,
-            |t| t.error_forbidden,
-            format!("/communities/{}", community.id),
-        ));
-    }
-    Ok(community)
-}
 
 /// Pages with secrets or live state are not cached.
 pub fn no_store(mut response: Response) -> Response {
@@ -48,11 +31,9 @@ pub fn no_store(mut response: Response) -> Response {
 
 pub async fn connect_community(
     State(app): State<AppState>,
-    user: SignedIn,
-    Path(id): Path<String>,
+    Administered { user, community }: Administered,
     body: axum::body::Bytes,
 ) -> AppResult<Response> {
-    let community = administered(&app, &user, &id).await?;
     let form = FormPairs::parse(&body);
     let options = ConnectOptions {
         replace_server_id: form.get("replace_server_id").and_then(|v| v.parse().ok()),
@@ -61,7 +42,7 @@ pub async fn connect_community(
         bot_reply: form.text("bot_reply").map(|r| r.chars().take(4000).collect()),
     };
     tracing::info!(group_id = community.id, user_id = user.user_id, "connect pressed");
-    match connect::start(&app, community.id, user.user_id, &user.session.id_hash, options).await? {
+    match app.connector.start(community.id, user.user_id, &user.session.id_hash, options).await? {
         Started::Running | Started::AlreadyRunning => {
             Ok(Redirect::to(&format!("/communities/{}/setup", community.id)).into_response())
         }
@@ -75,36 +56,36 @@ pub async fn finish_community_auth(
     user: SignedIn,
     Query(back): Query<CommunityRedirect>,
 ) -> AppResult<Response> {
-    match connect::finish_community_auth(&app, &user.session.id_hash, user.user_id, &back).await {
+    match app.connector.finish_authorization(&user.session.id_hash, user.user_id, &back).await {
         Ok(group_id) => Ok(Redirect::to(&format!("/communities/{group_id}/setup")).into_response()),
         Err(AuthFailure::BadState) => {
-            Err(AppError::shown_with_back(StatusCode::BAD_REQUEST, |t| t.signin_state, "/communities"))
+            Err(AppError::shown_with_back(Problem::BadRequest, |t| t.signin_state, "/communities"))
         }
         Err(AuthFailure::Denied(g)) => {
-            Err(AppError::shown_with_back(StatusCode::FORBIDDEN, |t| t.err_denied, format!("/communities/{g}")))
+            Err(AppError::shown_with_back(Problem::Forbidden, |t| t.err_denied, format!("/communities/{g}")))
         }
         Err(AuthFailure::NoManage(g)) => {
-            Err(AppError::shown_with_back(StatusCode::FORBIDDEN, |t| t.err_no_manage, format!("/communities/{g}")))
+            Err(AppError::shown_with_back(Problem::Forbidden, |t| t.err_no_manage, format!("/communities/{g}")))
         }
         Err(AuthFailure::NotAdmin(g)) => {
-            Err(AppError::shown_with_back(StatusCode::FORBIDDEN, |t| t.err_not_admin, format!("/communities/{g}")))
+            Err(AppError::shown_with_back(Problem::Forbidden, |t| t.err_not_admin, format!("/communities/{g}")))
         }
         Err(AuthFailure::Vk(g, e)) => {
             tracing::warn!(group_id = g, error = %e, "community authorization failed at VK");
             Err(AppError::shown_with_back(
-                StatusCode::BAD_GATEWAY,
+                Problem::VkUnavailable,
                 |t| t.err_vk_unavailable,
                 format!("/communities/{g}"),
             ))
         }
-        Err(AuthFailure::Other(e)) => Err(e),
+        Err(AuthFailure::Store(e)) => Err(e.into()),
     }
 }
 
 pub struct StepView {
     pub key: &'static str,
     pub name: &'static str,
-    pub state: String,
+    pub state: &'static str,
     pub state_label: &'static str,
 }
 
@@ -119,36 +100,36 @@ pub fn step_views(t: &'static Msg, setup: &SetupRow) -> Vec<StepView> {
                 Step::Events => ("events", t.step_events),
                 Step::Confirm => ("confirm", t.step_confirm),
             };
-            let state = setup.step(*step).to_owned();
-            StepView { key, name, state_label: step_label(t, &state), state }
+            let state = setup.step(*step);
+            StepView { key, name, state_label: step_label(t, state), state: state.as_str() }
         })
         .collect()
 }
 
-fn step_label(t: &'static Msg, state: &str) -> &'static str {
+fn step_label(t: &'static Msg, state: StepState) -> &'static str {
     match state {
-        "running" => t.step_running,
-        "done" => t.step_done,
-        "failed" => t.step_failed,
-        _ => t.step_pending,
+        StepState::Running => t.step_running,
+        StepState::Done => t.step_done,
+        StepState::Failed => t.step_failed,
+        StepState::Pending => t.step_pending,
     }
 }
 
 /// The admin-facing message for a stored error kind.
-pub fn error_message(t: &'static Msg, kind: &str, callback_url: &str) -> String {
+pub fn error_message(t: &'static Msg, kind: ErrorKind, callback_url: &str) -> String {
     match kind {
-        "denied" => t.err_denied.into(),
-        "no_manage" => t.err_no_manage.into(),
-        "reauth" => t.err_reauth.into(),
-        "not_admin" => t.err_not_admin.into(),
-        "vk_unavailable" => t.err_vk_unavailable.into(),
-        "servers_limit" => t.err_servers_limit.into(),
-        "confirm_unreached" => fill(t.err_confirm_unreached, &[("url", callback_url)]),
-        "confirm_rejected" => t.err_confirm_rejected.into(),
-        "confirm_timeout" => t.err_confirm_timeout.into(),
-        "server_gone" => t.err_server_gone.into(),
-        "internal" => t.error_internal.into(),
-        _ => t.err_vk_error.into(),
+        ErrorKind::Denied => t.err_denied.into(),
+        ErrorKind::NoManage => t.err_no_manage.into(),
+        ErrorKind::Reauth => t.err_reauth.into(),
+        ErrorKind::NotAdmin => t.err_not_admin.into(),
+        ErrorKind::VkUnavailable => t.err_vk_unavailable.into(),
+        ErrorKind::ServersLimit => t.err_servers_limit.into(),
+        ErrorKind::ConfirmUnreached => fill(t.err_confirm_unreached, &[("url", callback_url)]),
+        ErrorKind::ConfirmRejected => t.err_confirm_rejected.into(),
+        ErrorKind::ConfirmTimeout => t.err_confirm_timeout.into(),
+        ErrorKind::ServerGone => t.err_server_gone.into(),
+        ErrorKind::Internal => t.error_internal.into(),
+        ErrorKind::WrongTokenKind | ErrorKind::VkError => t.err_vk_error.into(),
     }
 }
 
@@ -167,34 +148,30 @@ struct SetupPage {
 
 pub async fn show_setup(
     State(app): State<AppState>,
-    user: SignedIn,
+    Managed { user, community }: Managed,
     viewer: Viewer,
-    Path(id): Path<String>,
 ) -> AppResult<Response> {
-    let community = managed(&app, &user, &id).await?;
     let Some(setup) = app.store.setup(community.id).await? else {
         return Ok(Redirect::to(&format!("/communities/{}", community.id)).into_response());
     };
     // A run whose runner died (its lease ran out) is picked up again when someone looks at it.
-    if setup.state == "running" && setup.lease_until < now_ms() {
-        connect::spawn_run(&app, setup.group_id, setup.run_id.clone(), None);
-    }
+    app.connector.resume_if_abandoned(&setup);
     let t = user.lang.msg();
-    let took = (setup.state == "done").then(|| {
+    let took = (setup.state == SetupState::Done).then(|| {
         let ms = setup.finished_at.unwrap_or(setup.updated_at) - setup.started_at;
         // Two decimals: a connect usually takes well under a second.
         let seconds = format!("{:.2}", ms as f64 / 1000.0);
         let seconds = if t.lang_code == "ru" { seconds.replace('.', ",") } else { seconds };
         fill(t.setup_took, &[("seconds", &seconds), ("calls", &setup.vk_calls.to_string())])
     });
-    let error = (setup.state == "failed")
-        .then(|| error_message(t, setup.error_kind.as_deref().unwrap_or_default(), &connect::callback_url(&app)));
+    let error = (setup.state == SetupState::Failed)
+        .then(|| error_message(t, setup.error_kind.unwrap_or(ErrorKind::Internal), &app.connector.callback_url()));
     render(SetupPage {
         layout: Layout::new(&viewer, user_name(&app, &viewer).await?, &format!("/communities/{}/setup", community.id)),
         steps: step_views(t, &setup),
         running: !setup.is_finished(),
-        waiting_token: setup.state == "waiting_token",
-        done: setup.state == "done",
+        waiting_token: setup.state == SetupState::WaitingToken,
+        done: setup.state == SetupState::Done,
         error,
         took,
         community,
@@ -202,8 +179,7 @@ pub async fn show_setup(
 }
 
 /// The same, as JSON, for the progress page's small script.
-pub async fn setup_status(State(app): State<AppState>, user: SignedIn, Path(id): Path<String>) -> AppResult<Response> {
-    let community = managed(&app, &user, &id).await?;
+pub async fn setup_status(State(app): State<AppState>, Managed { user, community }: Managed) -> AppResult<Response> {
     let setup = app.store.setup(community.id).await?.ok_or(AppError::NotFound)?;
     let t = user.lang.msg();
     let steps: Vec<serde_json::Value> = step_views(t, &setup)
@@ -211,41 +187,37 @@ pub async fn setup_status(State(app): State<AppState>, user: SignedIn, Path(id):
         .map(|s| serde_json::json!({"key": s.key, "state": s.state, "label": s.state_label}))
         .collect();
     Ok(no_store(
-        Json(serde_json::json!({"state": setup.state, "finished": setup.is_finished(), "steps": steps}))
+        Json(serde_json::json!({"state": setup.state.as_str(), "finished": setup.is_finished(), "steps": steps}))
             .into_response(),
     ))
 }
 
 pub async fn disconnect_community(
     State(app): State<AppState>,
-    user: SignedIn,
-    Path(id): Path<String>,
+    Administered { community, .. }: Administered,
 ) -> AppResult<Response> {
-    let community = administered(&app, &user, &id).await?;
-    let notice = match connect::disconnect(&app, community.id).await? {
-        connect::Disconnected::Removed | connect::Disconnected::NothingAtVk => "disconnected",
-        connect::Disconnected::TokenDead => "disconnected_token_dead",
+    let notice = match app.connector.disconnect(community.id).await? {
+        Disconnected::Removed | Disconnected::NothingAtVk => Notice::Disconnected,
+        Disconnected::TokenDead => Notice::DisconnectedTokenDead,
     };
-    Ok(Redirect::to(&format!("/communities/{}?notice={notice}", community.id)).into_response())
+    Ok(notice.redirect(community.id, ""))
 }
 
 pub async fn save_events(
     State(app): State<AppState>,
-    user: SignedIn,
-    Path(id): Path<String>,
+    Administered { community, .. }: Administered,
     body: axum::body::Bytes,
 ) -> AppResult<Response> {
-    let community = administered(&app, &user, &id).await?;
     let chosen = FormPairs::parse(&body).all("event");
-    let notice = match connect::save_events(&app, community.id, &chosen).await? {
-        Ok(()) => "events_saved",
-        Err(VkProblem::Vk(e)) => {
+    let notice = match app.connector.save_events(community.id, &chosen).await {
+        Ok(()) => Notice::EventsSaved,
+        Err(ConnectError::Store(e)) => return Err(e.into()),
+        Err(e) => {
             tracing::warn!(group_id = community.id, error = %e, "could not save events at VK");
-            "events_failed"
+            Notice::EventsFailed
         }
-        Err(_) => "events_failed",
     };
-    Ok(Redirect::to(&format!("/communities/{}?notice={notice}", community.id)).into_response())
+    Ok(notice.redirect(community.id, ""))
 }
 
 #[derive(Template)]
@@ -272,12 +244,10 @@ pub struct ManualQuery {
 
 pub async fn show_manual(
     State(app): State<AppState>,
-    user: SignedIn,
+    Managed { user, community }: Managed,
     viewer: Viewer,
-    Path(id): Path<String>,
     Query(q): Query<ManualQuery>,
 ) -> AppResult<Response> {
-    let community = managed(&app, &user, &id).await?;
     manual_page(&app, &user, &viewer, community, q, None).await
 }
 
@@ -290,11 +260,11 @@ async fn manual_page(
     error: Option<&'static str>,
 ) -> AppResult<Response> {
     let t = user.lang.msg();
-    let is_admin = community.role == "administrator";
+    let is_admin = community.role == crate::model::Role::Administrator;
     // The secret is shown to the community's administrator only: it is what they paste at VK.
-    let secret = if is_admin { connect::manual_secret(app, community.id, false).await? } else { None };
+    let secret = if is_admin { app.connector.manual_secret(community.id, false).await? } else { None };
     let settings = app.store.community_settings(community.id).await?;
-    let confirmation = settings.filter(|s| s.setup_mode == "manual").and_then(|s| s.confirmation_code);
+    let confirmation = settings.filter(|s| s.setup_mode == SetupMode::Manual).and_then(|s| s.confirmation_code);
     let notice = match q.notice.as_deref() {
         Some("saved") => Some(t.manual_saved.to_owned()),
         Some("key_saved") => Some(fill(t.manual_key_saved, &[("scopes", q.scopes.as_deref().unwrap_or_default())])),
@@ -304,9 +274,9 @@ async fn manual_page(
         layout: Layout::new(viewer, user_name(app, viewer).await?, &format!("/communities/{}/manual", community.id)),
         csrf: user.session.csrf.clone(),
         is_admin,
-        callback_url: connect::callback_url(app),
+        callback_url: app.connector.callback_url(),
         secret: secret.map(|s| s.expose_secret().to_owned()),
-        events: connect::EVENTS.to_vec(),
+        events: vk::DEFAULT_SUBSCRIPTION.to_vec(),
         steps: t.manual_steps.split('|').collect(),
         confirmation,
         notice,
@@ -314,41 +284,38 @@ async fn manual_page(
         community,
     })?;
     if error.is_some() {
-        *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+        response = with_problem(response, Problem::Invalid);
     }
     Ok(no_store(response))
 }
 
 pub async fn create_manual_secret(
     State(app): State<AppState>,
-    user: SignedIn,
-    Path(id): Path<String>,
+    Administered { community, .. }: Administered,
 ) -> AppResult<Response> {
-    let community = administered(&app, &user, &id).await?;
-    connect::manual_secret(&app, community.id, true).await?;
+    app.connector.manual_secret(community.id, true).await?;
     Ok(Redirect::to(&format!("/communities/{}/manual", community.id)).into_response())
 }
 
 pub async fn save_manual(
     State(app): State<AppState>,
-    user: SignedIn,
+    Administered { user, community }: Administered,
     viewer: Viewer,
-    Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> AppResult<Response> {
-    let community = administered(&app, &user, &id).await?;
     let form = FormPairs::parse(&body);
     let group_id = community.id;
     if let Some(key) = form.text("key") {
-        return match connect::save_manual_key(&app, group_id, SecretString::from(key.to_owned())).await? {
+        return match app.connector.save_manual_key(group_id, SecretString::from(key.to_owned())).await {
             Ok(scopes) => {
                 let scopes = scopes.join(", ");
                 let q = serde_urlencoded::to_string([("notice", "key_saved"), ("scopes", scopes.as_str())])
                     .unwrap_or_default();
                 Ok(Redirect::to(&format!("/communities/{group_id}/manual?{q}")).into_response())
             }
+            Err(ConnectError::Store(e)) => Err(e.into()),
             Err(problem) => {
-                tracing::info!(group_id, problem = ?problem_kind(&problem), "hand-made community key refused");
+                tracing::info!(group_id, %problem, "hand-made community key refused");
                 let q = ManualQuery { notice: None, scopes: None };
                 manual_page(&app, &user, &viewer, community, q, Some(user.lang.msg().manual_key_bad)).await
             }
@@ -359,15 +326,6 @@ pub async fn save_manual(
         let q = ManualQuery { notice: None, scopes: None };
         return manual_page(&app, &user, &viewer, community, q, Some(user.lang.msg().error_bad_request)).await;
     }
-    connect::manual_secret(&app, group_id, true).await?;
-    connect::save_manual_confirmation(&app, group_id, code).await?;
+    app.connector.save_manual_confirmation(group_id, code).await?;
     Ok(Redirect::to(&format!("/communities/{group_id}/manual?notice=saved")).into_response())
-}
-
-fn problem_kind(p: &VkProblem) -> String {
-    match p {
-        VkProblem::NotConnected => "not connected".into(),
-        VkProblem::OtherCommunity => "another community's key".into(),
-        VkProblem::Vk(e) => e.to_string(),
-    }
 }

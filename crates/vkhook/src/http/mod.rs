@@ -1,5 +1,6 @@
 //! HTTP: the UI routes (behind the session/CSRF/language layer), static assets, and the machine endpoints
-//! (`/healthz`; later `/vk/callback` and `/metrics`), which have no session layer.
+//! (`/vk/callback`, `/healthz`, `/metrics`), which have no session layer. Handlers are thin: they take an
+//! extractor that proves who may do what ([`access`]), call one domain module, and render.
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -10,12 +11,17 @@ use axum::Router;
 
 use crate::app::AppState;
 
+pub mod access;
 pub mod auth;
-pub mod bot;
+pub mod callback;
 pub mod communities;
 pub mod connect;
+pub mod events;
 pub mod forms;
+pub mod health;
+pub mod notice;
 pub mod render;
+pub mod rules;
 pub mod session;
 
 pub fn router(state: AppState) -> Router {
@@ -36,18 +42,18 @@ pub fn router(state: AppState) -> Router {
         .route("/communities/{id}/event-types", post(connect::save_events))
         .route("/communities/{id}/manual", get(connect::show_manual).post(connect::save_manual))
         .route("/communities/{id}/manual/secret", post(connect::create_manual_secret))
-        .route("/communities/{id}/bot", post(bot::save_bot))
-        .route("/communities/{id}/rules", post(bot::add_rule))
-        .route("/communities/{id}/rules/{rule}/delete", post(bot::delete_rule))
-        .route("/communities/{id}/rules/{rule}/move", post(bot::move_rule))
-        .route("/communities/{id}/check", post(bot::check_now))
-        .route("/communities/{id}/events", get(bot::show_events))
-        .route("/communities/{id}/events/{event}", get(bot::show_raw_event))
-        .route("/communities/{id}/events/{event}/replay", post(bot::replay_event))
+        .route("/communities/{id}/bot", post(rules::save_bot))
+        .route("/communities/{id}/rules", post(rules::add_rule))
+        .route("/communities/{id}/rules/{rule}/delete", post(rules::delete_rule))
+        .route("/communities/{id}/rules/{rule}/move", post(rules::move_rule))
+        .route("/communities/{id}/check", post(health::check_now))
+        .route("/communities/{id}/events", get(events::show_events))
+        .route("/communities/{id}/events/{event}", get(events::show_raw_event))
+        .route("/communities/{id}/events/{event}/replay", post(events::replay_event))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), session::ui_layer));
     let callback = Router::new()
-        .route("/vk/callback", post(crate::receiver::receive_callback))
+        .route("/vk/callback", post(callback::receive_callback))
         .layer(axum::extract::DefaultBodyLimit::max(crate::receiver::BODY_LIMIT));
     Router::new()
         .route("/healthz", get(healthz))

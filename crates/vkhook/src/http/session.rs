@@ -7,14 +7,14 @@
 use axum::body::{to_bytes, Body};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
 use crate::accounts::hash_hex;
 use crate::app::AppState;
-use crate::error::{AppError, AppResult, EndSession, ErrorPage};
+use crate::error::{AppError, AppResult, EndSession, ErrorPage, Problem};
 use crate::i18n::Lang;
 use crate::store::{now_ms, SessionRow};
 
@@ -149,7 +149,7 @@ pub async fn ui_layer(State(app): State<AppState>, request: Request, next: Next)
         let bytes = match to_bytes(body, FORM_LIMIT).await {
             Ok(b) => b,
             Err(_) => {
-                let page = AppError::shown(StatusCode::PAYLOAD_TOO_LARGE, |t| t.error_bad_request);
+                let page = AppError::shown(Problem::TooLarge, |t| t.error_bad_request);
                 return render_error_response(page.into_response(), lang);
             }
         };

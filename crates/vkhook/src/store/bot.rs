@@ -1,6 +1,7 @@
 //! The bot's switches and rules per community.
 
 use super::{now_ms, on_pool, Store, StoreResult};
+use crate::model::{LogEntry, PauseReason, ReplyKind, ReplyStatus};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct BotSettings {
@@ -8,7 +9,7 @@ pub struct BotSettings {
     pub bot_comments: bool,
     pub bot_messages: bool,
     pub default_reply: Option<String>,
-    pub paused_reason: Option<String>,
+    pub paused_reason: Option<PauseReason>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -40,8 +41,8 @@ impl Store {
         Ok(())
     }
 
-    /// Pauses the bot with a reason, or resumes it (`None`).
-    pub async fn set_bot_paused(&self, group_id: i64, reason: Option<&str>) -> StoreResult<()> {
+    /// Resumes the bot (`None`); pausing goes through [`Store::drop_key_and_pause`].
+    pub async fn set_bot_paused(&self, group_id: i64, reason: Option<PauseReason>) -> StoreResult<()> {
         let q = "UPDATE community_settings SET paused_reason = $2, updated_at = $3 WHERE group_id = $1";
         on_pool!(self, pool => sqlx::query(q).bind(group_id).bind(reason).bind(now_ms()).execute(pool).await?.rows_affected());
         Ok(())
@@ -91,11 +92,11 @@ pub struct ReplyRow {
     pub id: i64,
     pub group_id: i64,
     pub inbox_id: i64,
-    pub kind: String,
+    pub kind: ReplyKind,
     pub rule_id: Option<i64>,
     pub text: String,
     pub vk_id: Option<i64>,
-    pub status: String,
+    pub status: ReplyStatus,
     pub error: Option<String>,
     pub created_at: i64,
 }
@@ -109,12 +110,19 @@ pub struct LogRow {
     pub message: String,
 }
 
+impl LogRow {
+    /// The entry, if this version of vkhook knows it.
+    pub fn entry(&self) -> Option<LogEntry> {
+        LogEntry::from_row(&self.kind, &self.message)
+    }
+}
+
 impl Store {
     pub async fn insert_reply(&self, r: &ReplyRow) -> StoreResult<()> {
         let q = "INSERT INTO replies (group_id, inbox_id, kind, rule_id, text, vk_id, status, error, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
         on_pool!(self, pool => sqlx::query(q)
-            .bind(r.group_id).bind(r.inbox_id).bind(&r.kind).bind(r.rule_id).bind(&r.text).bind(r.vk_id).bind(&r.status)
+            .bind(r.group_id).bind(r.inbox_id).bind(r.kind).bind(r.rule_id).bind(&r.text).bind(r.vk_id).bind(r.status)
             .bind(&r.error).bind(r.created_at)
             .execute(pool).await?.rows_affected());
         Ok(())
@@ -129,16 +137,17 @@ impl Store {
     }
 
     /// Whether the bot itself wrote the comment or message with this VK id (its own echo).
-    pub async fn is_own_reply(&self, group_id: i64, kind: &str, vk_id: i64) -> StoreResult<bool> {
+    pub async fn is_own_reply(&self, group_id: i64, kind: ReplyKind, vk_id: i64) -> StoreResult<bool> {
         let q = "SELECT COUNT(*) FROM replies WHERE group_id = $1 AND kind = $2 AND vk_id = $3 AND status = 'sent'";
         let n: i64 =
             on_pool!(self, pool => sqlx::query_scalar(q).bind(group_id).bind(kind).bind(vk_id).fetch_one(pool).await?);
         Ok(n > 0)
     }
 
-    pub async fn log_community(&self, group_id: i64, kind: &str, message: &str) -> StoreResult<()> {
+    pub async fn log_community(&self, group_id: i64, entry: &LogEntry) -> StoreResult<()> {
+        let (kind, message) = entry.to_row();
         let q = "INSERT INTO community_log (group_id, at, kind, message) VALUES ($1, $2, $3, $4)";
-        on_pool!(self, pool => sqlx::query(q).bind(group_id).bind(now_ms()).bind(kind).bind(message).execute(pool).await?.rows_affected());
+        on_pool!(self, pool => sqlx::query(q).bind(group_id).bind(now_ms()).bind(kind).bind(&message).execute(pool).await?.rows_affected());
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! Communities, who administers them, and their settings.
 
 use super::{now_ms, on_pool, Store, StoreResult};
+use crate::model::{CommunityStatus, Role};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct CommunityRow {
@@ -17,10 +18,9 @@ pub struct UserCommunity {
     pub name: String,
     pub screen_name: String,
     pub photo: Option<String>,
-    /// administrator | editor | moderator
-    pub role: String,
+    pub role: Role,
     pub callback_configured: bool,
-    pub status: String,
+    pub status: CommunityStatus,
 }
 
 impl Store {
@@ -39,7 +39,7 @@ impl Store {
     }
 
     /// Records that `user_id` manages `community` with `role`.
-    pub async fn add_user_community(&self, user_id: i64, community: &CommunityRow, role: &str) -> StoreResult<()> {
+    pub async fn add_user_community(&self, user_id: i64, community: &CommunityRow, role: Role) -> StoreResult<()> {
         self.upsert_community(community).await?;
         let q = "INSERT INTO community_admins (user_id, group_id, role, updated_at) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (user_id, group_id) DO UPDATE SET role = excluded.role, updated_at = excluded.updated_at";
@@ -49,9 +49,9 @@ impl Store {
     }
 
     /// Replaces the set of communities `user_id` manages with what VK just listed.
-    pub async fn set_user_communities(&self, user_id: i64, list: &[(CommunityRow, String)]) -> StoreResult<()> {
+    pub async fn set_user_communities(&self, user_id: i64, list: &[(CommunityRow, Role)]) -> StoreResult<()> {
         for (community, role) in list {
-            self.add_user_community(user_id, community, role).await?;
+            self.add_user_community(user_id, community, *role).await?;
         }
         let ids: Vec<i64> = list.iter().map(|(c, _)| c.id).collect();
         let current: Vec<i64> = {

@@ -1,6 +1,7 @@
 //! The inbox: every event VK delivered, stored durably before we answer `ok`; workers claim events with a lease.
 
 use super::{now_ms, on_pool, Backend, Store, StoreResult};
+use crate::model::EventStatus;
 
 /// An event to store.
 #[derive(Debug, Clone)]
@@ -28,7 +29,7 @@ pub struct InboxRow {
     pub event_type: String,
     pub payload: String,
     pub received_at: i64,
-    pub status: String,
+    pub status: EventStatus,
     pub attempts: i64,
     pub next_attempt_at: i64,
     pub result: Option<String>,
@@ -43,7 +44,7 @@ const INBOX_COLUMNS: &str = "id, group_id, event_id, event_type, payload, receiv
 #[derive(Debug, Clone, Default)]
 pub struct LogFilter {
     pub event_type: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<EventStatus>,
     /// Events with a smaller id than this (paging, newest first).
     pub before_id: Option<i64>,
     pub limit: i64,
@@ -169,7 +170,7 @@ impl Store {
         &self,
         id: i64,
         owner: &str,
-        status: &str,
+        status: EventStatus,
         result: &str,
         error: Option<&str>,
     ) -> StoreResult<bool> {
@@ -231,7 +232,7 @@ impl Store {
              ORDER BY id DESC LIMIT $5"
         );
         Ok(on_pool!(self, pool => sqlx::query_as::<_, InboxRow>(&q)
-            .bind(group_id).bind(&f.event_type).bind(&f.status).bind(f.before_id).bind(f.limit)
+            .bind(group_id).bind(&f.event_type).bind(f.status).bind(f.before_id).bind(f.limit)
             .fetch_all(pool).await?))
     }
 

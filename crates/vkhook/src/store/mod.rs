@@ -11,6 +11,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+use crate::vault::Sealed;
+
 mod bot;
 mod communities;
 mod inbox;
@@ -225,16 +227,6 @@ impl Store {
     }
 }
 
-/// Where a vault value lives, for key rotation: (table, key column, value column).
-pub const SEALED_COLUMNS: &[(&str, &str, &str)] = &[
-    ("user_tokens", "user_id", "access_token"),
-    ("user_tokens", "user_id", "refresh_token"),
-    ("oauth_states", "state_hash", "verifier"),
-    ("community_settings", "group_id", "secret"),
-    ("community_settings", "group_id", "previous_secret"),
-    ("community_settings", "group_id", "community_token"),
-];
-
 /// One stored vault value.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SealedCell {
@@ -243,22 +235,16 @@ pub struct SealedCell {
 }
 
 impl Store {
-    /// Every sealed value in `table.column`, with its row key as text.
-    pub async fn sealed_values(&self, table: &str, key: &str, column: &str) -> StoreResult<Vec<SealedCell>> {
-        assert!(SEALED_COLUMNS.contains(&(table, key, column)), "not a sealed column");
+    /// Every sealed value in a column, with its row key as text.
+    pub async fn sealed_values(&self, sealed: Sealed) -> StoreResult<Vec<SealedCell>> {
+        let (table, key, column) = sealed.location();
         let q = format!("SELECT CAST({key} AS TEXT) AS row, {column} AS value FROM {table} WHERE {column} IS NOT NULL");
         Ok(on_pool!(self, pool => sqlx::query_as::<_, SealedCell>(&q).fetch_all(pool).await?))
     }
 
     /// Replaces one sealed value, if it is still `old`.
-    pub async fn replace_sealed_value(
-        &self,
-        (table, key, column): (&str, &str, &str),
-        row: &str,
-        old: &str,
-        new: &str,
-    ) -> StoreResult<bool> {
-        assert!(SEALED_COLUMNS.contains(&(table, key, column)), "not a sealed column");
+    pub async fn replace_sealed_value(&self, sealed: Sealed, row: &str, old: &str, new: &str) -> StoreResult<bool> {
+        let (table, key, column) = sealed.location();
         let q = format!("UPDATE {table} SET {column} = $1 WHERE CAST({key} AS TEXT) = $2 AND {column} = $3");
         let n =
             on_pool!(self, pool => sqlx::query(&q).bind(new).bind(row).bind(old).execute(pool).await?.rows_affected());

@@ -1,6 +1,7 @@
 //! Server-side sessions and the single-use OAuth `state` records.
 
 use super::{on_pool, Store, StoreResult};
+use crate::model::OAuthPurpose;
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SessionRow {
@@ -17,8 +18,7 @@ pub struct SessionRow {
 pub struct OAuthStateRow {
     pub state_hash: String,
     pub session_hash: String,
-    /// `vkid` or `community`.
-    pub kind: String,
+    pub kind: OAuthPurpose,
     /// Vault value: the PKCE verifier (VK ID).
     pub verifier: Option<String>,
     pub group_id: Option<i64>,

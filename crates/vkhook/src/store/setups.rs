@@ -1,6 +1,7 @@
 //! A community's connection (`community_settings`) and the record of its setup runs (`community_setups`).
 
 use super::{now_ms, on_pool, Store, StoreResult};
+use crate::model::{CommunityStatus, ErrorKind, PauseReason, SetupMode, SetupState, StepState};
 
 /// `community_settings`: what vkhook set up at VK for a community. Secrets and the token are vault values.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -8,8 +9,7 @@ pub struct CommunitySettings {
     pub group_id: i64,
     pub confirmation_code: Option<String>,
     pub callback_configured: bool,
-    /// `api` (set up by vkhook) or `manual` (the admin pasted our URL and secret at VK).
-    pub setup_mode: String,
+    pub setup_mode: SetupMode,
     pub server_id: Option<i64>,
     pub secret: Option<String>,
     pub previous_secret: Option<String>,
@@ -18,13 +18,12 @@ pub struct CommunitySettings {
     pub events: String,
     pub community_token: Option<String>,
     pub token_scopes: String,
-    /// not_connected | connecting | connected | failed | needs_reauth
-    pub status: String,
+    pub status: CommunityStatus,
     pub vk_server_status: Option<String>,
     pub connected_at: Option<i64>,
     pub connected_by: Option<i64>,
     pub last_check_at: Option<i64>,
-    pub last_error: Option<String>,
+    pub last_error: Option<ErrorKind>,
     pub last_error_at: Option<i64>,
     pub last_confirmation_at: Option<i64>,
 }
@@ -68,14 +67,13 @@ impl Step {
 pub struct SetupRow {
     pub group_id: i64,
     pub run_id: String,
-    /// waiting_token | running | done | failed
-    pub state: String,
-    pub step_token: String,
-    pub step_code: String,
-    pub step_server: String,
-    pub step_events: String,
-    pub step_confirm: String,
-    pub error_kind: Option<String>,
+    pub state: SetupState,
+    pub step_token: StepState,
+    pub step_code: StepState,
+    pub step_server: StepState,
+    pub step_events: StepState,
+    pub step_confirm: StepState,
+    pub error_kind: Option<ErrorKind>,
     pub error_detail: Option<String>,
     pub started_by: i64,
     pub started_at: i64,
@@ -89,18 +87,18 @@ pub struct SetupRow {
 }
 
 impl SetupRow {
-    pub fn step(&self, step: Step) -> &str {
+    pub fn step(&self, step: Step) -> StepState {
         match step {
-            Step::Token => &self.step_token,
-            Step::Code => &self.step_code,
-            Step::Server => &self.step_server,
-            Step::Events => &self.step_events,
-            Step::Confirm => &self.step_confirm,
+            Step::Token => self.step_token,
+            Step::Code => self.step_code,
+            Step::Server => self.step_server,
+            Step::Events => self.step_events,
+            Step::Confirm => self.step_confirm,
         }
     }
 
     pub fn is_finished(&self) -> bool {
-        matches!(self.state.as_str(), "done" | "failed")
+        self.state.is_finished()
     }
 }
 
@@ -123,12 +121,16 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets a token VK no longer accepts and marks the community as needing a new authorization.
-    pub async fn mark_needs_reauth(&self, group_id: i64, error: &str) -> StoreResult<()> {
+    /// VK refused the community key: forgets it, pauses the bot and marks the community as needing a new
+    /// authorization — in one statement, so no reader sees the key gone while the bot still runs. Only
+    /// `bot::BotControl::pause_for_reauth` calls this.
+    pub async fn drop_key_and_pause(&self, group_id: i64, reason: PauseReason) -> StoreResult<()> {
         let now = now_ms();
-        let q = "UPDATE community_settings SET community_token = NULL, token_scopes = '', status = 'needs_reauth', \
-                 last_error = $2, last_error_at = $3, updated_at = $3 WHERE group_id = $1";
-        on_pool!(self, pool => sqlx::query(q).bind(group_id).bind(error).bind(now).execute(pool).await?.rows_affected());
+        let q = "UPDATE community_settings SET community_token = NULL, token_scopes = '', status = $2, \
+                 paused_reason = $3, last_error = $4, last_error_at = $5, updated_at = $5 WHERE group_id = $1";
+        on_pool!(self, pool => sqlx::query(q)
+            .bind(group_id).bind(CommunityStatus::NeedsReauth).bind(reason).bind(ErrorKind::Reauth).bind(now)
+            .execute(pool).await?.rows_affected());
         Ok(())
     }
 
@@ -140,7 +142,7 @@ impl Store {
         code: &str,
         secret: Option<&str>,
         previous_secret: Option<&str>,
-        mode: &str,
+        mode: SetupMode,
     ) -> StoreResult<()> {
         let q = "UPDATE community_settings SET confirmation_code = $2, secret = $3, previous_secret = $4, \
                  setup_mode = $5, updated_at = $6 WHERE group_id = $1";
@@ -151,7 +153,12 @@ impl Store {
     }
 
     /// Sets `status` (and the error shown with it, if any).
-    pub async fn set_connection_status(&self, group_id: i64, status: &str, error: Option<&str>) -> StoreResult<()> {
+    pub async fn set_connection_status(
+        &self,
+        group_id: i64,
+        status: CommunityStatus,
+        error: Option<ErrorKind>,
+    ) -> StoreResult<()> {
         let now = now_ms();
         let q = "UPDATE community_settings SET status = $2, \
                  last_error = COALESCE($3, last_error), last_error_at = CASE WHEN $3 IS NULL THEN last_error_at ELSE $4 END, \
@@ -170,11 +177,12 @@ impl Store {
         by_user: Option<i64>,
     ) -> StoreResult<()> {
         let now = now_ms();
-        let q = "UPDATE community_settings SET callback_configured = $2, status = 'connected', server_id = $3, \
+        let q = "UPDATE community_settings SET callback_configured = $2, status = $8, server_id = $3, \
                  api_version = $4, events = $5, connected_at = $6, connected_by = COALESCE($7, connected_by), \
                  vk_server_status = 'ok', last_check_at = $6, updated_at = $6 WHERE group_id = $1";
         on_pool!(self, pool => sqlx::query(q)
             .bind(group_id).bind(true).bind(server_id).bind(api_version).bind(events).bind(now).bind(by_user)
+            .bind(CommunityStatus::Connected)
             .execute(pool).await?.rows_affected());
         Ok(())
     }
@@ -209,9 +217,10 @@ impl Store {
     /// The first event of a manually set up community arrived: it is connected.
     pub async fn mark_manual_connected(&self, group_id: i64) -> StoreResult<bool> {
         let now = now_ms();
-        let q = "UPDATE community_settings SET callback_configured = $2, status = 'connected', connected_at = $3, \
-                 updated_at = $3 WHERE group_id = $1 AND setup_mode = 'manual' AND NOT callback_configured";
-        let n = on_pool!(self, pool => sqlx::query(q).bind(group_id).bind(true).bind(now).execute(pool).await?.rows_affected());
+        let q = "UPDATE community_settings SET callback_configured = $2, status = $4, connected_at = $3, \
+                 updated_at = $3 WHERE group_id = $1 AND setup_mode = $5 AND NOT callback_configured";
+        let n = on_pool!(self, pool => sqlx::query(q).bind(group_id).bind(true).bind(now)
+            .bind(CommunityStatus::Connected).bind(SetupMode::Manual).execute(pool).await?.rows_affected());
         Ok(n > 0)
     }
 
@@ -283,7 +292,7 @@ impl Store {
         group_id: i64,
         run_id: &str,
         step: Step,
-        state: &str,
+        state: StepState,
         vk_calls: i64,
     ) -> StoreResult<()> {
         let q = format!(
@@ -299,8 +308,8 @@ impl Store {
         &self,
         group_id: i64,
         run_id: &str,
-        state: &str,
-        error: Option<(&str, &str)>,
+        state: SetupState,
+        error: Option<(ErrorKind, &str)>,
         vk_calls: i64,
     ) -> StoreResult<()> {
         let now = now_ms();

@@ -1,7 +1,8 @@
 //! The bot answers comments and messages by the admin's rules — never twice, never to itself.
 
 use vk_sandbox::Fault;
-use vkhook::bot::CRASH_AFTER_SEND;
+use vkhook::hooks::CrashPoint;
+use vkhook::model::{EventStatus, SetupState};
 
 use crate::helpers::*;
 
@@ -18,7 +19,7 @@ async fn a_comment_gets_the_rules_reply_under_it_from_the_community() {
     assert_eq!(app.bot_comments(1001).len(), 1, "and it ignores its own comment that VK delivers back");
     let log = app.events(1001, None, None).await;
     let own = log.iter().find(|r| r.payload.contains("Работаем с 8 до 22")).expect("the bot's own comment arrived too");
-    assert_eq!(own.status, "ignored");
+    assert_eq!(own.status, EventStatus::Ignored);
     assert!(own.result.as_deref().unwrap().contains("\"own\""));
 }
 
@@ -67,13 +68,13 @@ async fn a_crash_between_sending_and_recording_never_sends_twice() {
     })
     .await;
     app.connected_with_rules(1001, &[("вопрос", "Ответ.")]).await;
-    app.state.hooks.arm(CRASH_AFTER_SEND);
+    app.state.hooks.arm(CrashPoint::BotAfterSend);
     app.sandbox.comment(1001, 2, "У меня вопрос").unwrap();
     eventually(10, "the reply at VK", || async { app.bot_comments(1001).into_iter().next() }).await;
     // The worker "died" before recording: the event is still held. After its lease another attempt runs.
     let done = eventually(10, "the event recorded as done", || async {
         let log = app.events(1001, None, Some("wall_reply_new")).await;
-        log.iter().find(|r| r.payload.contains("У меня вопрос") && r.status == "done").cloned()
+        log.iter().find(|r| r.payload.contains("У меня вопрос") && r.status == EventStatus::Done).cloned()
     })
     .await;
     assert_eq!(done.attempts, 2, "the first attempt died after sending; the second recorded it");
@@ -121,7 +122,7 @@ async fn error_5_pauses_the_community_until_it_is_reconnected() {
     // Reconnecting resumes the bot and the held event is answered.
     let r = app.press_connect(1001, &[("reauth", "1")], Some(vk_sandbox::testing::Consent::allow(1))).await;
     assert_eq!(r.status(), 200);
-    assert_eq!(app.finished_setup(1001).await.state, "done");
+    assert_eq!(app.finished_setup(1001).await.state, SetupState::Done);
     eventually(10, "the held reply", || async { app.bot_comments(1001).into_iter().next() }).await;
     assert!(app.store().bot_settings(1001).await.unwrap().unwrap().paused_reason.is_none());
 }
@@ -174,7 +175,7 @@ async fn replaying_an_event_whose_reply_was_sent_sends_nothing_new() {
     .await;
     app.connected_with_rules(1001, &[("привет", "Привет!")]).await;
     // VK accepts the comment, but the worker dies before recording it; the event ends up dead.
-    app.state.hooks.arm(CRASH_AFTER_SEND);
+    app.state.hooks.arm(CrashPoint::BotAfterSend);
     app.sandbox.comment(1001, 2, "привет").unwrap();
     eventually(10, "the reply", || async { app.bot_comments(1001).into_iter().next() }).await;
     app.state
@@ -182,7 +183,7 @@ async fn replaying_an_event_whose_reply_was_sent_sends_nothing_new() {
         .finish_inbox_event(
             app.events(1001, Some("processing"), None).await[0].id,
             &app.state.instance_id,
-            "dead",
+            EventStatus::Dead,
             "{\"action\":\"none\",\"reason\":\"gave_up\"}",
             Some("lost"),
         )
@@ -357,7 +358,7 @@ async fn the_health_card_shows_traffic_and_reconcile_repairs_drift() {
     .await;
     let page = app.get("/communities/1001").await.text().await.unwrap();
     assert!(page.contains("Сервер vkhook был удалён у ВКонтакте"));
-    assert_eq!(vkhook::health::reconcile(&app.state, 1001).await.unwrap(), vkhook::health::Repair::InOrder);
+    assert_eq!(app.state.reconciler.reconcile(1001).await.unwrap(), vkhook::health::Repair::InOrder);
 }
 
 #[tokio::test]
@@ -370,7 +371,7 @@ async fn a_web_instance_stores_events_and_a_worker_instance_answers_them() {
         log.into_iter().next()
     })
     .await;
-    assert_eq!(stored.status, "pending", "a web instance runs no bot");
+    assert_eq!(stored.status, EventStatus::Pending, "a web instance runs no bot");
 
     // A worker instance on the same database answers it.
     let mut settings = vkhook::Settings::for_sandbox(

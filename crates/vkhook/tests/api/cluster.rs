@@ -16,6 +16,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
 use vk_sandbox::{Fault, Sandbox, SandboxConfig};
+use vkhook::model::{EventStatus, SetupState};
 use vkhook::store::Store;
 
 use crate::helpers::*;
@@ -253,7 +254,7 @@ impl Cluster {
     async fn connect_with_rules(&self, group_id: i64, rules: &[(&str, &str)]) {
         self.driver.sign_in(1).await;
         let setup = self.driver.connect(group_id).await;
-        assert_eq!(setup.state, "done", "{setup:?}");
+        assert_eq!(setup.state, SetupState::Done, "{setup:?}");
         self.store.set_bot_settings(group_id, true, true, None).await.unwrap();
         for (keywords, reply) in rules {
             self.store.add_rule(group_id, keywords, reply).await.unwrap();
@@ -327,7 +328,7 @@ async fn two_instances_handle_2000_events_once_each_and_confirmation_lands_on_th
     let rules = [("вопрос", "Ответ на вопрос."), ("привет", "Привет!")];
     cluster.connect_with_rules(1001, &rules).await;
     let setup = cluster.driver.connect(1002).await;
-    assert_eq!(setup.state, "done");
+    assert_eq!(setup.state, SetupState::Done);
     cluster.store.set_bot_settings(1002, true, true, None).await.unwrap();
     for (k, r) in rules {
         cluster.store.add_rule(1002, k, r).await.unwrap();
@@ -362,7 +363,7 @@ async fn two_instances_handle_2000_events_once_each_and_confirmation_lands_on_th
         assert_eq!(random_ids.len(), 500);
         let rows = cluster.driver.events(group, None, None).await;
         assert_eq!(rows.len(), 1500);
-        assert!(rows.iter().all(|r| r.status == "done" || r.status == "ignored"), "nothing failed");
+        assert!(rows.iter().all(|r| matches!(r.status, EventStatus::Done | EventStatus::Ignored)), "nothing failed");
     }
     // Both instances received events.
     let deliveries = cluster.sandbox.deliveries(1001);
@@ -497,14 +498,15 @@ async fn a_code_set_by_one_instance_is_answered_by_the_other_at_once() {
     let b = format!("{}/vk/callback", cluster.instances[1].url());
     // B caches the current secret.
     let old = cluster.store.community_settings(1001).await.unwrap().unwrap();
-    let old_secret = vkhook::receiver::current_secret(&vault, 1001, old.secret.as_deref().unwrap()).unwrap();
+    let slot = vkhook::vault::Slot::new(vkhook::vault::Sealed::CallbackSecret, "1001");
+    let old_secret = vault.open(&slot, old.secret.as_deref().unwrap()).unwrap();
     let warm = serde_json::json!({"type": "group_join", "event_id": "b".repeat(40), "group_id": 1001, "secret": old_secret.expose_secret(), "object": {"user_id": 2}});
     assert_eq!(http.post(&b).body(warm.to_string()).send().await.unwrap().text().await.unwrap(), "ok");
     // Reconnect through A: a new code and secret; B must answer them in its very next request.
     assert_eq!(cluster.driver.press_connect(1001, &[], None).await.status(), 200);
     cluster.driver.finished_setup(1001).await;
     let fresh = cluster.store.community_settings(1001).await.unwrap().unwrap();
-    let secret = vkhook::receiver::current_secret(&vault, 1001, fresh.secret.as_deref().unwrap()).unwrap();
+    let secret = vault.open(&slot, fresh.secret.as_deref().unwrap()).unwrap();
     assert_ne!(secret.expose_secret(), old_secret.expose_secret());
     let confirm =
         serde_json::json!({"type": "confirmation", "group_id": 1001, "event_id": "", "secret": secret.expose_secret()});

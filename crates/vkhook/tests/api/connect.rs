@@ -3,7 +3,8 @@
 use secrecy::ExposeSecret;
 use vk_sandbox::testing::Consent;
 use vk_sandbox::{Fault, ServerStatus};
-use vkhook::connect::{CRASH_AFTER_SERVER, EVENTS};
+use vkhook::hooks::CrashPoint;
+use vkhook::model::{CommunityStatus, ErrorKind, SetupState, StepState};
 
 use crate::helpers::*;
 
@@ -17,7 +18,7 @@ async fn user_1_connects_1001_with_one_confirmed_server() {
     let app = TestApp::spawn().await;
     app.sign_in(1).await;
     let setup = app.connect(1001).await;
-    assert_eq!(setup.state, "done", "{setup:?}");
+    assert_eq!(setup.state, SetupState::Done, "{setup:?}");
     assert!(setup.vk_calls <= 8, "{} VK calls", setup.vk_calls);
 
     let servers = app.sandbox.servers(1001);
@@ -28,20 +29,20 @@ async fn user_1_connects_1001_with_one_confirmed_server() {
     assert_eq!(server.status, ServerStatus::Ok);
     assert_eq!(server.api_version, "5.199");
     let events: Vec<&str> = server.events.iter().map(String::as_str).collect();
-    let mut expected = EVENTS.to_vec();
+    let mut expected = vk::DEFAULT_SUBSCRIPTION.to_vec();
     expected.sort();
     assert_eq!(events, expected);
     assert_eq!(server.secret_key.len(), 32);
 
     let settings = app.store().community_settings(1001).await.unwrap().unwrap();
     assert!(settings.callback_configured);
-    assert_eq!(settings.status, "connected");
+    assert_eq!(settings.status, CommunityStatus::Connected);
     assert_eq!(settings.server_id, Some(server.id));
     let code = settings.confirmation_code.clone().unwrap();
     assert_eq!(code, app.sandbox.world().group(1001).unwrap().confirmation_code, "the current code");
     let sealed = settings.secret.clone().unwrap();
     assert!(sealed.starts_with("v1.") && !sealed.contains(&server.secret_key), "the secret is encrypted");
-    let secret = vkhook::receiver::current_secret(&app.state.vault, 1001, &sealed).unwrap();
+    let secret = app.state.credentials.current_callback_secret(1001).await.unwrap().unwrap();
     assert_eq!(secret.expose_secret(), server.secret_key);
 
     // VK asked right after the add, and got the code that was already stored.
@@ -72,7 +73,7 @@ async fn connecting_twice_keeps_one_server_with_a_new_secret_and_code() {
     // The token is stored now: the second press needs no consent.
     let r = app.press_connect(1001, &[], None).await;
     assert_eq!(r.status(), 200);
-    assert_eq!(app.finished_setup(1001).await.state, "done");
+    assert_eq!(app.finished_setup(1001).await.state, SetupState::Done);
     let servers = app.sandbox.servers(1001);
     assert_eq!(servers.len(), 1);
     assert_eq!(servers[0].id, first.id, "edited, not added");
@@ -119,7 +120,7 @@ async fn ten_foreign_servers_show_the_slots_and_replace_only_the_one_picked() {
             .unwrap();
     }
     let setup = app.connect(1001).await;
-    assert_eq!((setup.state.as_str(), setup.error_kind.as_deref()), ("failed", Some("servers_limit")));
+    assert_eq!((setup.state, setup.error_kind), (SetupState::Failed, Some(ErrorKind::ServersLimit)));
     assert_eq!(app.sandbox.servers(1001).len(), 10, "nothing deleted");
     let page = app.get("/communities/1001").await.text().await.unwrap();
     assert!(page.contains("10 серверов"));
@@ -130,7 +131,7 @@ async fn ten_foreign_servers_show_the_slots_and_replace_only_the_one_picked() {
     let victim = app.sandbox.servers(1001)[3].id.to_string();
     let r = app.press_connect(1001, &[("replace_server_id", &victim)], None).await;
     assert_eq!(r.status(), 200);
-    assert_eq!(app.finished_setup(1001).await.state, "done");
+    assert_eq!(app.finished_setup(1001).await.state, SetupState::Done);
     let servers = app.sandbox.servers(1001);
     assert_eq!(servers.len(), 10);
     assert!(servers.iter().all(|s| s.id.to_string() != victim));
@@ -165,17 +166,17 @@ async fn a_crash_after_the_add_is_finished_by_the_next_attempt_with_one_server()
     })
     .await;
     app.sign_in(1).await;
-    app.state.hooks.arm(CRASH_AFTER_SERVER);
+    app.state.hooks.arm(CrashPoint::SetupAfterServer);
     app.press_connect(1001, &[], Some(Consent::allow(1))).await;
     eventually(5, "the server was added", || async { (app.sandbox.servers(1001).len() == 1).then_some(()) }).await;
     let stuck = app.store().setup(1001).await.unwrap().unwrap();
-    assert_eq!(stuck.state, "running", "the runner died mid-way");
-    assert_eq!(stuck.step_server, "running");
+    assert_eq!(stuck.state, SetupState::Running, "the runner died mid-way");
+    assert_eq!(stuck.step_server, StepState::Running);
     // A second click while the dead runner's lease holds joins the run; after it expires, a click restarts it.
     app.wait_for_lease_expiry(1001).await;
     let r = app.press_connect(1001, &[], None).await;
     assert_eq!(r.status(), 200);
-    assert_eq!(app.finished_setup(1001).await.state, "done");
+    assert_eq!(app.finished_setup(1001).await.state, SetupState::Done);
     assert_eq!(app.sandbox.servers(1001).len(), 1);
     assert_eq!(app.sandbox.servers(1001)[0].status, ServerStatus::Ok);
 }
@@ -192,12 +193,12 @@ async fn an_interrupted_run_resumes_when_its_page_is_reloaded() {
     })
     .await;
     app.sign_in(1).await;
-    app.state.hooks.arm(CRASH_AFTER_SERVER);
+    app.state.hooks.arm(CrashPoint::SetupAfterServer);
     app.press_connect(1001, &[], Some(Consent::allow(1))).await;
     eventually(5, "the server was added", || async { (app.sandbox.servers(1001).len() == 1).then_some(()) }).await;
     app.wait_for_lease_expiry(1001).await;
     app.get("/communities/1001/setup").await; // the reload picks the run up
-    assert_eq!(app.finished_setup(1001).await.state, "done");
+    assert_eq!(app.finished_setup(1001).await.state, SetupState::Done);
     assert_eq!(app.sandbox.servers(1001).len(), 1);
 }
 
@@ -274,7 +275,7 @@ async fn vk_errors_end_as_the_rules_say() {
         latency_ms: None,
         remaining: Some(2),
     });
-    assert_eq!(app.connect(1001).await.state, "done");
+    assert_eq!(app.connect(1001).await.state, SetupState::Done);
     assert_eq!(app.sandbox.servers(1001).len(), 1);
 
     // Error 5: the token is dead → «Нужно заново выдать доступ» with a button.
@@ -287,7 +288,7 @@ async fn vk_errors_end_as_the_rules_say() {
     let r = app.press_connect(1001, &[], None).await;
     assert_eq!(r.status(), 200);
     let setup = app.finished_setup(1001).await;
-    assert_eq!(setup.error_kind.as_deref(), Some("reauth"));
+    assert_eq!(setup.error_kind, Some(ErrorKind::Reauth));
     let page = app.get("/communities/1001").await.text().await.unwrap();
     assert!(page.contains("Нужно заново выдать доступ"));
     assert!(page.contains("Выдать доступ заново"));
@@ -295,7 +296,7 @@ async fn vk_errors_end_as_the_rules_say() {
     // The button asks VK again and the setup finishes.
     let r = app.press_connect(1001, &[("reauth", "1")], Some(Consent::allow(1))).await;
     assert_eq!(r.status(), 200);
-    assert_eq!(app.finished_setup(1001).await.state, "done");
+    assert_eq!(app.finished_setup(1001).await.state, SetupState::Done);
 
     // VK keeps failing: a clear reason and «Попробовать снова».
     app.sandbox.inject_fault(Fault {
@@ -305,7 +306,7 @@ async fn vk_errors_end_as_the_rules_say() {
         remaining: None,
     });
     app.press_connect(1001, &[], None).await;
-    assert_eq!(app.finished_setup(1001).await.error_kind.as_deref(), Some("vk_unavailable"));
+    assert_eq!(app.finished_setup(1001).await.error_kind, Some(ErrorKind::VkUnavailable));
     let page = app.get("/communities/1001/setup").await.text().await.unwrap();
     assert!(page.contains("ВКонтакте не отвечает"));
     assert!(!page.contains("error_code"), "no raw JSON");
@@ -321,7 +322,7 @@ async fn vk_errors_end_as_the_rules_say() {
         remaining: Some(1),
     });
     app.press_connect(1001, &[], None).await;
-    assert_eq!(app.finished_setup(1001).await.error_kind.as_deref(), Some("not_admin"));
+    assert_eq!(app.finished_setup(1001).await.error_kind, Some(ErrorKind::NotAdmin));
     let detail = app.get("/communities/1001").await.text().await.unwrap();
     assert!(detail.contains("больше не администратор"));
 }
@@ -359,7 +360,7 @@ async fn the_callback_answers_confirmation_only_with_the_right_secret() {
     app.connect(1001).await;
     let settings = app.store().community_settings(1001).await.unwrap().unwrap();
     let code = settings.confirmation_code.unwrap();
-    let secret = vkhook::receiver::current_secret(&app.state.vault, 1001, &settings.secret.unwrap()).unwrap();
+    let secret = app.state.credentials.current_callback_secret(1001).await.unwrap().unwrap();
     let post = |body: serde_json::Value| {
         let url = format!("{}/vk/callback", app.url);
         async move { reqwest::Client::new().post(url).body(body.to_string()).send().await.unwrap() }
@@ -404,7 +405,7 @@ async fn the_manual_setup_answers_the_pasted_string_and_connects_on_the_first_ev
         .await
         .unwrap();
     assert_eq!(answer.text().await.unwrap(), "a1b2c3d4");
-    assert_eq!(app.store().community_settings(1001).await.unwrap().unwrap().status, "connecting");
+    assert_eq!(app.store().community_settings(1001).await.unwrap().unwrap().status, CommunityStatus::Connecting);
     let event = serde_json::json!({"type": "group_join", "event_id": "e1", "v": "5.199", "group_id": 1001, "secret": secret, "object": {"user_id": 2, "join_type": "join"}});
     assert_eq!(http.post(&url).body(event.to_string()).send().await.unwrap().text().await.unwrap(), "ok");
     eventually(5, "connected", || async {

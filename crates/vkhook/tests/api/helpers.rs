@@ -184,11 +184,8 @@ impl TestApp {
 
     /// The secret VK sends for a connected community.
     pub async fn callback_secret(&self, group_id: i64) -> String {
-        let sealed = self.store().community_settings(group_id).await.unwrap().unwrap().secret.unwrap();
-        secrecy::ExposeSecret::expose_secret(
-            &vkhook::receiver::current_secret(&self.state.vault, group_id, &sealed).unwrap(),
-        )
-        .to_owned()
+        let secret = self.state.credentials.current_callback_secret(group_id).await.unwrap().expect("a secret");
+        secrecy::ExposeSecret::expose_secret(&secret).to_owned()
     }
 
     /// Every token the sandbox issued (access and refresh).
@@ -231,7 +228,7 @@ impl Driver {
         event_type: Option<&str>,
     ) -> Vec<vkhook::store::InboxRow> {
         let filter = vkhook::store::LogFilter {
-            status: status.map(str::to_owned),
+            status: status.map(|s| vkhook::model::EventStatus::parse(s).expect("a status")),
             event_type: event_type.map(str::to_owned),
             before_id: None,
             limit: 100_000,

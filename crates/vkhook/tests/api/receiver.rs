@@ -105,7 +105,7 @@ async fn a_store_that_cannot_commit_gets_503_with_retry_after() {
 async fn vks_retry_after_a_failed_answer_is_stored_once_and_answered_once() {
     let app = connected().await;
     app.store().set_bot_settings(1001, true, true, Some("Спасибо!")).await.unwrap();
-    app.state.hooks.arm(vkhook::receiver::FAIL_NEXT_EVENT);
+    app.state.hooks.arm(vkhook::hooks::CrashPoint::ReceiverFailNextEvent);
     app.sandbox.message(1001, 2, "Привет").unwrap();
     eventually(10, "the reply", || async { (app.bot_messages(1001).len() == 1).then_some(()) }).await;
     let attempts: Vec<_> = app.sandbox.deliveries(1001).into_iter().filter(|d| d.event_type == "message_new").collect();

@@ -1,8 +1,7 @@
 //! CSRF, secrets at rest, secrets in logs, key rotation.
 
 use secrecy::{ExposeSecret, SecretString};
-use vkhook::store::SEALED_COLUMNS;
-use vkhook::vault::{Slot, Vault};
+use vkhook::vault::{Sealed, Slot, Vault};
 
 use crate::helpers::*;
 
@@ -88,9 +87,9 @@ async fn rotation_leaves_every_value_readable_with_the_new_key_alone() {
     assert_eq!(vkhook::cli::rotate_keys(app.store(), &both).await.unwrap(), 0, "nothing left to rotate");
     let new_only = Vault::from_spec(&new).unwrap();
     let mut opened = 0;
-    for &(table, key, column) in SEALED_COLUMNS {
-        for cell in app.store().sealed_values(table, key, column).await.unwrap() {
-            new_only.open(Slot { table, column, row: &cell.row }, &cell.value).unwrap();
+    for sealed in Sealed::ALL {
+        for cell in app.store().sealed_values(sealed).await.unwrap() {
+            new_only.open(&Slot::new(sealed, cell.row.as_str()), &cell.value).unwrap();
             opened += 1;
         }
     }

@@ -1,37 +1,114 @@
-//! Every store operation, on SQLite always and on PostgreSQL when TEST_DATABASE_URL is set; each run in a fresh
-//! database.
+//! The store contract: one test per operation, each on SQLite always and on PostgreSQL when TEST_DATABASE_URL is
+//! set (`contract!` makes both), each in a fresh database.
 
+use vkhook::model::{
+    CommunityStatus, ErrorKind, EventStatus, LogEntry, OAuthPurpose, PauseReason, Role, SetupMode, SetupState,
+    StepState,
+};
 use vkhook::store::*;
+use vkhook::vault::Sealed;
 
 use crate::helpers::*;
 
-async fn contract(store: &Store) {
-    // Migrations apply once.
+/// A fresh, migrated store of each backend for `$body` (an async fn taking `&Store`): `<name>_on_sqlite` and
+/// `<name>_on_postgres`.
+macro_rules! contract {
+    ($($name:ident => $body:ident;)+) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let dir = super::TempDir::new("vkhook-store");
+                    let url = format!("sqlite://{}/nested/dir/vkhook.db", dir.0.display());
+                    let store = super::Store::connect(&url).await.unwrap();
+                    assert_eq!(store.migrate().await.unwrap(), vec![1]);
+                    super::$body(&store).await;
+                    store.close().await;
+                }
+            )+
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(db) = super::PgDatabase::create(stringify!($name)).await else { return };
+                    let store = super::Store::connect(&db.url).await.unwrap();
+                    assert_eq!(store.migrate().await.unwrap(), vec![1]);
+                    super::$body(&store).await;
+                    store.close().await;
+                }
+            )+
+        }
+    };
+}
+
+contract! {
+    migrations_apply_once => migrations_apply_once;
+    users_are_upserted => users_are_upserted;
+    user_tokens_are_saved_replaced_and_deleted => user_tokens_are_saved_replaced_and_deleted;
+    sessions_are_touched_and_expire => sessions_are_touched_and_expire;
+    oauth_states_are_single_use => oauth_states_are_single_use;
+    user_communities_follow_vk => user_communities_follow_vk;
+    sealed_values_are_listed_and_replaced_only_if_unchanged => sealed_values_are_listed_and_replaced_only_if_unchanged;
+    a_dead_key_is_dropped_and_the_bot_paused_in_one_step => a_dead_key_is_dropped_and_the_bot_paused_in_one_step;
+    a_connection_is_committed_confirmed_and_forgotten => a_connection_is_committed_confirmed_and_forgotten;
+    a_manual_setup_connects_on_its_first_event => a_manual_setup_connects_on_its_first_event;
+    setup_runs_hold_a_lease => setup_runs_hold_a_lease;
+    inbox_batches_store_each_event_once => inbox_batches_store_each_event_once;
+    claims_take_one_event_per_community_in_order => claims_take_one_event_per_community_in_order;
+    held_events_are_woken_and_failed_ones_replayed => held_events_are_woken_and_failed_ones_replayed;
+    rules_are_added_moved_and_deleted => rules_are_added_moved_and_deleted;
+    replies_are_counted_and_recognised_as_own => replies_are_counted_and_recognised_as_own;
+    the_community_log_keeps_typed_entries => the_community_log_keeps_typed_entries;
+}
+
+async fn migrations_apply_once(store: &Store) {
     assert_eq!(store.migrate().await.unwrap(), Vec::<i64>::new(), "already migrated by the caller");
     assert_eq!(store.applied_migrations().await.unwrap(), vec![1]);
     store.ping().await.unwrap();
+}
 
-    // Users and tokens.
-    let anna = UserRow { id: 1, first_name: "Анна".into(), last_name: "Админова".into(), avatar: None };
-    store.upsert_user(&anna).await.unwrap();
-    store.upsert_user(&UserRow { avatar: Some("http://a/1.svg".into()), ..anna.clone() }).await.unwrap();
-    assert_eq!(store.user(1).await.unwrap().unwrap().avatar.as_deref(), Some("http://a/1.svg"));
-    assert_eq!(store.user(2).await.unwrap(), None);
-    let tokens = UserTokensRow {
+fn anna() -> UserRow {
+    UserRow { id: 1, first_name: "Анна".into(), last_name: "Админова".into(), avatar: None }
+}
+
+fn tokens() -> UserTokensRow {
+    UserTokensRow {
         user_id: 1,
         access_token: "v1.k.a".into(),
         refresh_token: "v1.k.r".into(),
         device_id: "dev".into(),
         scopes: "groups".into(),
         expires_at: 123,
-    };
-    store.save_user_tokens(&tokens).await.unwrap();
-    store.save_user_tokens(&UserTokensRow { expires_at: 456, ..tokens.clone() }).await.unwrap();
+    }
+}
+
+fn zerno() -> CommunityRow {
+    CommunityRow { id: 1001, name: "Кофейня «Зерно»".into(), screen_name: "zerno".into(), photo: None }
+}
+
+fn club() -> CommunityRow {
+    CommunityRow { id: 1002, name: "Книжный клуб".into(), screen_name: "club".into(), photo: None }
+}
+
+async fn users_are_upserted(store: &Store) {
+    store.upsert_user(&anna()).await.unwrap();
+    store.upsert_user(&UserRow { avatar: Some("http://a/1.svg".into()), ..anna() }).await.unwrap();
+    assert_eq!(store.user(1).await.unwrap().unwrap().avatar.as_deref(), Some("http://a/1.svg"));
+    assert_eq!(store.user(2).await.unwrap(), None);
+}
+
+async fn user_tokens_are_saved_replaced_and_deleted(store: &Store) {
+    store.upsert_user(&anna()).await.unwrap();
+    store.save_user_tokens(&tokens()).await.unwrap();
+    store.save_user_tokens(&UserTokensRow { expires_at: 456, ..tokens() }).await.unwrap();
     assert_eq!(store.user_tokens(1).await.unwrap().unwrap().expires_at, 456);
     store.delete_user_tokens(1).await.unwrap();
     assert_eq!(store.user_tokens(1).await.unwrap(), None);
+}
 
-    // Sessions.
+async fn sessions_are_touched_and_expire(store: &Store) {
+    store.upsert_user(&anna()).await.unwrap();
     let s = SessionRow {
         id_hash: "h1".into(),
         user_id: Some(1),
@@ -40,16 +117,9 @@ async fn contract(store: &Store) {
         last_seen_at: 1000,
     };
     store.insert_session(&s).await.unwrap();
-    store
-        .insert_session(&SessionRow {
-            id_hash: "h2".into(),
-            user_id: None,
-            created_at: 5000,
-            last_seen_at: 5000,
-            ..s.clone()
-        })
-        .await
-        .unwrap();
+    let anonymous =
+        SessionRow { id_hash: "h2".into(), user_id: None, created_at: 5000, last_seen_at: 5000, ..s.clone() };
+    store.insert_session(&anonymous).await.unwrap();
     store.touch_session("h1", 2000).await.unwrap();
     assert_eq!(store.session("h1").await.unwrap().unwrap().last_seen_at, 2000);
     assert_eq!(store.delete_expired_sessions(2500, 0, 0).await.unwrap(), 1);
@@ -57,78 +127,274 @@ async fn contract(store: &Store) {
     assert!(store.session("h2").await.unwrap().is_some());
     store.delete_session("h2").await.unwrap();
     assert_eq!(store.session("h2").await.unwrap(), None);
+}
 
-    // OAuth states are single-use.
+async fn oauth_states_are_single_use(store: &Store) {
     let st = OAuthStateRow {
         state_hash: "s".into(),
         session_hash: "h".into(),
-        kind: "vkid".into(),
+        kind: OAuthPurpose::SignIn,
         verifier: Some("v1.k.v".into()),
         group_id: None,
         created_at: 1,
     };
     store.insert_oauth_state(&st).await.unwrap();
+    let community =
+        OAuthStateRow { state_hash: "c".into(), kind: OAuthPurpose::Community, group_id: Some(7), ..st.clone() };
+    store.insert_oauth_state(&community).await.unwrap();
     assert_eq!(store.take_oauth_state("s").await.unwrap(), Some(st));
     assert_eq!(store.take_oauth_state("s").await.unwrap(), None);
+    assert_eq!(store.take_oauth_state("c").await.unwrap(), Some(community));
+}
 
-    // Communities and who manages them.
-    let zerno = CommunityRow {
-        id: 1001, name: "Кофейня «Зерно»".into(), screen_name: "zerno".into(), photo: None
-    };
-    let club =
-        CommunityRow { id: 1002, name: "Книжный клуб".into(), screen_name: "club".into(), photo: None };
-    store
-        .set_user_communities(1, &[(zerno.clone(), "administrator".into()), (club.clone(), "editor".into())])
-        .await
-        .unwrap();
+async fn user_communities_follow_vk(store: &Store) {
+    store.upsert_user(&anna()).await.unwrap();
+    store.set_user_communities(1, &[(zerno(), Role::Administrator), (club(), Role::Editor)]).await.unwrap();
     let list = store.user_communities(1).await.unwrap();
     assert_eq!(
-        list.iter().map(|c| (c.id, c.role.as_str(), c.callback_configured)).collect::<Vec<_>>(),
-        vec![(1002, "editor", false), (1001, "administrator", false)],
+        list.iter().map(|c| (c.id, c.role, c.callback_configured)).collect::<Vec<_>>(),
+        vec![(1002, Role::Editor, false), (1001, Role::Administrator, false)],
         "ordered by name"
     );
-    assert_eq!(list[0].status, "not_connected");
-    store.set_user_communities(1, &[(zerno.clone(), "administrator".into())]).await.unwrap();
+    assert_eq!(list[0].status, CommunityStatus::NotConnected);
+    store.set_user_communities(1, &[(zerno(), Role::Administrator)]).await.unwrap();
     assert_eq!(store.user_communities(1).await.unwrap().len(), 1);
     assert!(store.community_for_user(1, 1002).await.unwrap().is_none());
     assert!(store.community_for_user(1, 1001).await.unwrap().is_some());
-    store.add_user_community(1, &club, "moderator").await.unwrap();
-    assert_eq!(store.community_for_user(1, 1002).await.unwrap().unwrap().role, "moderator");
+    store.add_user_community(1, &club(), Role::Moderator).await.unwrap();
+    assert_eq!(store.community_for_user(1, 1002).await.unwrap().unwrap().role, Role::Moderator);
     store.remove_user_community(1, 1002).await.unwrap();
     assert!(store.community_for_user(1, 1002).await.unwrap().is_none());
+}
 
-    // Sealed values, for key rotation.
-    store.save_user_tokens(&tokens).await.unwrap();
-    let cells = store.sealed_values("user_tokens", "user_id", "access_token").await.unwrap();
+async fn sealed_values_are_listed_and_replaced_only_if_unchanged(store: &Store) {
+    store.upsert_user(&anna()).await.unwrap();
+    store.save_user_tokens(&tokens()).await.unwrap();
+    let cells = store.sealed_values(Sealed::UserAccessToken).await.unwrap();
     assert_eq!(cells.len(), 1);
     assert_eq!((cells[0].row.as_str(), cells[0].value.as_str()), ("1", "v1.k.a"));
-    assert!(store
-        .replace_sealed_value(("user_tokens", "user_id", "access_token"), "1", "v1.k.a", "v1.n.a")
-        .await
-        .unwrap());
+    assert!(store.replace_sealed_value(Sealed::UserAccessToken, "1", "v1.k.a", "v1.n.a").await.unwrap());
     assert!(
-        !store.replace_sealed_value(("user_tokens", "user_id", "access_token"), "1", "v1.k.a", "v1.x.a").await.unwrap(),
+        !store.replace_sealed_value(Sealed::UserAccessToken, "1", "v1.k.a", "v1.x.a").await.unwrap(),
         "only if unchanged"
     );
     assert_eq!(store.user_tokens(1).await.unwrap().unwrap().access_token, "v1.n.a");
 }
 
-#[tokio::test]
-async fn the_store_contract_holds_on_sqlite() {
-    let dir = TempDir::new("vkhook-store");
-    let store = Store::connect(&format!("sqlite://{}/nested/dir/vkhook.db", dir.0.display())).await.unwrap();
-    assert_eq!(store.migrate().await.unwrap(), vec![1]);
-    contract(&store).await;
-    store.close().await;
+async fn a_dead_key_is_dropped_and_the_bot_paused_in_one_step(store: &Store) {
+    store.upsert_community(&zerno()).await.unwrap();
+    store.save_community_token(1001, "v1.k.t", "manage,messages").await.unwrap();
+    store.drop_key_and_pause(1001, PauseReason::Reauth).await.unwrap();
+    let settings = store.community_settings(1001).await.unwrap().unwrap();
+    assert_eq!(settings.community_token, None);
+    assert_eq!(settings.token_scopes, "");
+    assert_eq!(settings.status, CommunityStatus::NeedsReauth);
+    assert_eq!(settings.last_error, Some(ErrorKind::Reauth));
+    assert_eq!(store.bot_settings(1001).await.unwrap().unwrap().paused_reason, Some(PauseReason::Reauth));
+    store.set_bot_paused(1001, None).await.unwrap();
+    assert_eq!(store.bot_settings(1001).await.unwrap().unwrap().paused_reason, None);
 }
 
-#[tokio::test]
-async fn the_store_contract_holds_on_postgres() {
-    let Some(db) = PgDatabase::create("the store contract").await else { return };
-    let store = Store::connect(&db.url).await.unwrap();
-    assert_eq!(store.migrate().await.unwrap(), vec![1]);
-    contract(&store).await;
-    store.close().await;
+async fn a_connection_is_committed_confirmed_and_forgotten(store: &Store) {
+    store.upsert_community(&zerno()).await.unwrap();
+    store.commit_confirmation(1001, "code", Some("v1.k.s"), Some("v1.k.p"), SetupMode::Api).await.unwrap();
+    store.mark_connected(1001, Some(5), "5.199", "message_new,like_add", Some(1)).await.unwrap();
+    let s = store.community_settings(1001).await.unwrap().unwrap();
+    assert_eq!((s.status, s.callback_configured, s.server_id), (CommunityStatus::Connected, true, Some(5)));
+    assert_eq!(s.event_list(), vec!["message_new", "like_add"]);
+    assert_eq!(store.connected_communities().await.unwrap(), Vec::<i64>::new(), "no key: nothing to reconcile");
+    store.save_community_token(1001, "v1.k.t", "manage").await.unwrap();
+    assert_eq!(store.connected_communities().await.unwrap(), vec![1001]);
+    store.retire_previous_secret(1001).await.unwrap();
+    assert_eq!(store.community_settings(1001).await.unwrap().unwrap().previous_secret, None);
+    store.set_connection_status(1001, CommunityStatus::Failed, Some(ErrorKind::ServersLimit)).await.unwrap();
+    let s = store.community_settings(1001).await.unwrap().unwrap();
+    assert_eq!((s.status, s.last_error), (CommunityStatus::Failed, Some(ErrorKind::ServersLimit)));
+    store.set_vk_server_status(1001, Some("ok")).await.unwrap();
+    store.set_events(1001, "like_add").await.unwrap();
+    store.disconnect_community(1001).await.unwrap();
+    let s = store.community_settings(1001).await.unwrap().unwrap();
+    assert_eq!((s.status, s.secret, s.community_token, s.server_id), (CommunityStatus::NotConnected, None, None, None));
+}
+
+async fn a_manual_setup_connects_on_its_first_event(store: &Store) {
+    store.upsert_community(&zerno()).await.unwrap();
+    store.commit_confirmation(1001, "fromvk", Some("v1.k.s"), None, SetupMode::Manual).await.unwrap();
+    assert!(store.mark_manual_connected(1001).await.unwrap());
+    assert!(!store.mark_manual_connected(1001).await.unwrap(), "once");
+    assert_eq!(store.community_settings(1001).await.unwrap().unwrap().status, CommunityStatus::Connected);
+}
+
+fn run(state: SetupState, lease_until: i64) -> SetupRow {
+    SetupRow {
+        group_id: 1001,
+        run_id: format!("run-{lease_until}"),
+        state,
+        step_token: StepState::Done,
+        step_code: StepState::Pending,
+        step_server: StepState::Pending,
+        step_events: StepState::Pending,
+        step_confirm: StepState::Pending,
+        error_kind: None,
+        error_detail: None,
+        started_by: 1,
+        started_at: 1,
+        updated_at: 1,
+        finished_at: None,
+        vk_calls: 0,
+        replace_server_id: None,
+        lease_until,
+        bot_enabled: true,
+        bot_reply: Some("hi".into()),
+    }
+}
+
+async fn setup_runs_hold_a_lease(store: &Store) {
+    store.upsert_community(&zerno()).await.unwrap();
+    let far = now_ms() + 60_000;
+    assert!(store.begin_setup(&run(SetupState::Running, far), now_ms()).await.unwrap());
+    assert!(!store.begin_setup(&run(SetupState::Running, far + 1), now_ms()).await.unwrap(), "a live lease holds");
+    assert!(store.claim_setup(1001, &format!("run-{far}"), Some(far), far + 5).await.unwrap(), "renewed");
+    assert!(!store.claim_setup(1001, &format!("run-{far}"), None, far + 9).await.unwrap(), "not taken while live");
+    store.set_setup_step(1001, &format!("run-{far}"), Step::Code, StepState::Done, 1).await.unwrap();
+    assert_eq!(store.setup(1001).await.unwrap().unwrap().step(Step::Code), StepState::Done);
+    assert!(store.abandoned_setups(now_ms()).await.unwrap().is_empty());
+    assert_eq!(store.abandoned_setups(far + 10).await.unwrap().len(), 1, "an expired lease is abandoned");
+    let error = Some((ErrorKind::ConfirmTimeout, "slow"));
+    store.finish_setup(1001, &format!("run-{far}"), SetupState::Failed, error, 4).await.unwrap();
+    let done = store.setup(1001).await.unwrap().unwrap();
+    assert_eq!((done.state, done.error_kind, done.vk_calls), (SetupState::Failed, Some(ErrorKind::ConfirmTimeout), 4));
+    assert!(
+        store.begin_setup(&run(SetupState::Running, far + 2), now_ms()).await.unwrap(),
+        "a finished run is replaced"
+    );
+}
+
+fn event(group_id: i64, n: u32) -> NewInboxEvent {
+    NewInboxEvent {
+        group_id,
+        event_id: format!("{n:040x}"),
+        event_type: "group_join".into(),
+        payload: format!(r#"{{"type":"group_join","group_id":{group_id},"object":{{"user_id":{n}}}}}"#),
+        received_at: now_ms(),
+    }
+}
+
+async fn inbox_batches_store_each_event_once(store: &Store) {
+    store.upsert_community(&zerno()).await.unwrap();
+    let batch = [event(1001, 1), event(1001, 2), event(1001, 1)];
+    assert_eq!(
+        store.insert_inbox_batch(&batch).await.unwrap(),
+        vec![Inserted::New, Inserted::New, Inserted::Duplicate],
+        "a repeat within the batch"
+    );
+    assert_eq!(store.insert_inbox_batch(&[event(1001, 2)]).await.unwrap(), vec![Inserted::Duplicate], "VK's retry");
+    assert_eq!(store.inbox_depth(Some(1001)).await.unwrap(), 2);
+    let counts = store.inbox_counts_by_type(1001, 0).await.unwrap();
+    assert_eq!(counts, vec![CountRow { key: "group_join".into(), n: 2 }]);
+    assert!(store.last_event_at(1001).await.unwrap().is_some());
+    let row = store.inbox_event_by_event_id(1001, &format!("{:040x}", 2)).await.unwrap().unwrap();
+    assert_eq!(store.inbox_event(1001, row.id).await.unwrap(), Some(row.clone()));
+    assert_eq!(store.inbox_event(1002, row.id).await.unwrap(), None, "another community's event is not found");
+}
+
+async fn claims_take_one_event_per_community_in_order(store: &Store) {
+    store.upsert_community(&zerno()).await.unwrap();
+    store.upsert_community(&club()).await.unwrap();
+    store.insert_inbox_batch(&[event(1001, 1), event(1001, 2), event(1002, 3)]).await.unwrap();
+    let now = now_ms();
+    let claimed = store.claim_inbox_batch("a", now, now + 60_000, 10).await.unwrap();
+    assert_eq!(
+        claimed.iter().map(|r| r.event_id.clone()).collect::<Vec<_>>(),
+        vec![format!("{:040x}", 1), format!("{:040x}", 3)]
+    );
+    assert!(claimed.iter().all(|r| r.status == EventStatus::Processing && r.attempts == 1));
+    assert!(store.claim_inbox_batch("b", now, now + 60_000, 10).await.unwrap().is_empty(), "held by a");
+    let first = &claimed[0];
+    assert!(store.finish_inbox_event(first.id, "a", EventStatus::Done, "{}", None).await.unwrap());
+    assert!(!store.finish_inbox_event(first.id, "b", EventStatus::Done, "{}", None).await.unwrap(), "not b's");
+    assert!(store.claim_inbox_batch("b", now, now + 60_000, 10).await.unwrap().is_empty(), "1001's lease is a's");
+    let next = store.claim_inbox_batch("a", now, now + 60_000, 10).await.unwrap();
+    assert_eq!(next.iter().map(|r| r.event_id.clone()).collect::<Vec<_>>(), vec![format!("{:040x}", 2)]);
+    assert_eq!(store.release_community_leases("a").await.unwrap(), 2);
+}
+
+async fn held_events_are_woken_and_failed_ones_replayed(store: &Store) {
+    store.upsert_community(&zerno()).await.unwrap();
+    store.insert_inbox_batch(&[event(1001, 1)]).await.unwrap();
+    let now = now_ms();
+    let row = store.claim_inbox_batch("a", now, now + 60_000, 1).await.unwrap().remove(0);
+    assert!(store.retry_inbox_event(row.id, "a", now + 3_600_000, "paused").await.unwrap());
+    assert!(store.claim_inbox_batch("a", now, now + 60_000, 1).await.unwrap().is_empty(), "held for an hour");
+    assert_eq!(store.wake_community_events(1001).await.unwrap(), 1);
+    let row = store.claim_inbox_batch("a", now_ms(), now_ms() + 60_000, 1).await.unwrap().remove(0);
+    assert!(store.finish_inbox_event(row.id, "a", EventStatus::Failed, "{}", Some("VK error 901")).await.unwrap());
+    assert_eq!(store.last_inbox_error(1001).await.unwrap().map(|e| e.0), Some("VK error 901".into()));
+    let failed = LogFilter { status: Some(EventStatus::Failed), limit: 10, ..Default::default() };
+    assert_eq!(store.inbox_log(1001, &failed).await.unwrap().len(), 1);
+    assert!(store.replay_inbox_event(1001, row.id).await.unwrap());
+    assert!(!store.replay_inbox_event(1001, row.id).await.unwrap(), "only a failed or dead event");
+    assert_eq!(store.inbox_event(1001, row.id).await.unwrap().unwrap().status, EventStatus::Pending);
+}
+
+async fn rules_are_added_moved_and_deleted(store: &Store) {
+    store.upsert_community(&zerno()).await.unwrap();
+    store.set_bot_settings(1001, true, false, Some("Здравствуйте!")).await.unwrap();
+    let bot = store.bot_settings(1001).await.unwrap().unwrap();
+    assert_eq!(
+        (bot.bot_comments, bot.bot_messages, bot.default_reply.as_deref()),
+        (true, false, Some("Здравствуйте!"))
+    );
+    let a = store.add_rule(1001, "цена", "100 ₽").await.unwrap();
+    let b = store.add_rule(1001, "адрес", "ул. Ленина").await.unwrap();
+    store.move_rule(1001, b, true).await.unwrap();
+    assert_eq!(store.rules(1001).await.unwrap().iter().map(|r| r.id).collect::<Vec<_>>(), vec![b, a]);
+    assert!(store.delete_rule(1001, a).await.unwrap());
+    assert!(!store.delete_rule(1002, b).await.unwrap(), "another community's rule");
+    assert_eq!(store.rules(1001).await.unwrap().len(), 1);
+}
+
+async fn replies_are_counted_and_recognised_as_own(store: &Store) {
+    store.upsert_community(&zerno()).await.unwrap();
+    store.insert_inbox_batch(&[event(1001, 1)]).await.unwrap();
+    let inbox_id = store.inbox_event_by_event_id(1001, &format!("{:040x}", 1)).await.unwrap().unwrap().id;
+    let reply = ReplyRow {
+        id: 0,
+        group_id: 1001,
+        inbox_id,
+        kind: vkhook::model::ReplyKind::Comment,
+        rule_id: None,
+        text: "hi".into(),
+        vk_id: Some(77),
+        status: vkhook::model::ReplyStatus::Sent,
+        error: None,
+        created_at: now_ms(),
+    };
+    store.insert_reply(&reply).await.unwrap();
+    let failed = ReplyRow { vk_id: None, status: vkhook::model::ReplyStatus::Failed, ..reply.clone() };
+    store.insert_reply(&failed).await.unwrap();
+    assert_eq!(store.reply_counts(1001, 0).await.unwrap(), (1, 1));
+    assert!(store.is_own_reply(1001, vkhook::model::ReplyKind::Comment, 77).await.unwrap());
+    assert!(!store.is_own_reply(1001, vkhook::model::ReplyKind::Message, 77).await.unwrap());
+}
+
+async fn the_community_log_keeps_typed_entries(store: &Store) {
+    store.upsert_community(&zerno()).await.unwrap();
+    let restored = LogEntry::SettingsRestored { events: vec!["like_add".into()], version: Some("5.131".into()) };
+    for entry in [LogEntry::ServerMissing, restored.clone(), LogEntry::Paused(PauseReason::Reauth), LogEntry::Resumed] {
+        store.log_community(1001, &entry).await.unwrap();
+    }
+    let log = store.community_log(1001, 10).await.unwrap();
+    assert_eq!(
+        log.iter().map(|l| l.entry()).collect::<Vec<_>>(),
+        vec![
+            Some(LogEntry::Resumed),
+            Some(LogEntry::Paused(PauseReason::Reauth)),
+            Some(restored),
+            Some(LogEntry::ServerMissing)
+        ],
+        "newest first"
+    );
 }
 
 #[tokio::test]

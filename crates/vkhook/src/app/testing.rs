@@ -1,10 +1,12 @@
-//! Helpers for the benchmarks: a community connected without VK (the load target), and vkhook against a sandbox.
+//! Helpers for the benchmarks and tests (`testing` feature): a community connected without VK (the load target),
+//! and vkhook against a sandbox. Part of the wiring (`app`), as they build and reach into a whole app.
 
 use secrecy::SecretString;
 
-use crate::app::AppState;
+use super::AppState;
+use crate::model::SetupMode;
 use crate::store::CommunityRow;
-use crate::vault::Slot;
+use crate::vault::{Sealed, Slot};
 
 /// Records `group_id` as connected with `secret` (and no bot), as the connect flow would leave it.
 pub async fn connect_for_load(app: &AppState, group_id: i64, secret: &SecretString) -> anyhow::Result<()> {
@@ -15,17 +17,17 @@ pub async fn connect_for_load(app: &AppState, group_id: i64, secret: &SecretStri
         photo: None,
     };
     app.store.upsert_community(&community).await?;
-    let row = group_id.to_string();
-    let sealed = app.vault.seal(Slot { table: "community_settings", column: "secret", row: &row }, secret);
-    app.store.commit_confirmation(group_id, "loadcode", Some(&sealed), None, "api").await?;
+    let sealed = app.vault.seal(&Slot::new(Sealed::CallbackSecret, group_id.to_string()), secret);
+    app.store.commit_confirmation(group_id, "loadcode", Some(&sealed), None, SetupMode::Api).await?;
     app.store
         .mark_connected(group_id, Some(1), crate::connect::API_VERSION, "message_new,wall_reply_new", None)
         .await?;
-    app.receiver.invalidate(group_id);
+    app.credentials.invalidate(group_id);
     Ok(())
 }
 
 /// A web-role vkhook against `sandbox` with SQLite in `dir`, running in the background (for benchmarks).
+#[cfg(feature = "demo")]
 pub async fn sandbox_app(
     sandbox: &vk_sandbox::Sandbox,
     dir: &std::path::Path,
@@ -45,8 +47,9 @@ pub async fn sandbox_app(
     Ok(state)
 }
 
-/// Stores a community token for `group_id` as the community authorization would leave it (`manage`, `messages`,
+/// Stores a community key for `group_id` as the community authorization would leave it (`manage`, `messages`,
 /// `wall`), issued by the sandbox.
+#[cfg(feature = "demo")]
 pub async fn store_sandbox_token(
     app: &AppState,
     sandbox: &vk_sandbox::Sandbox,
@@ -56,9 +59,9 @@ pub async fn store_sandbox_token(
     let community =
         CommunityRow { id: group_id, name: name.into(), screen_name: format!("club{group_id}"), photo: None };
     app.store.upsert_community(&community).await?;
-    let token = SecretString::from(sandbox.issue_community_token(group_id, &["manage", "messages", "wall"]));
-    let row = group_id.to_string();
-    let sealed = app.vault.seal(Slot { table: "community_settings", column: "community_token", row: &row }, &token);
-    app.store.save_community_token(group_id, &sealed, "manage,messages,wall").await?;
+    let scopes = ["manage", "messages", "wall"];
+    let token = SecretString::from(sandbox.issue_community_token(group_id, &scopes));
+    let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+    app.credentials.save_community_key(group_id, &token, &scopes).await?;
     Ok(())
 }

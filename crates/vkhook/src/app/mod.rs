@@ -1,0 +1,214 @@
+//! The wiring: `App::build(settings)` → a bound listener and the shared state; `run_until_stopped` serves until
+//! told to stop. Only this module, `http/` and `workers` see [`AppState`]; every domain module gets the parts it
+//! uses.
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use url::Url;
+
+use crate::accounts::Accounts;
+use crate::bot::{Bot, BotConfig, BotControl};
+use crate::config::{PublicUrl, Settings};
+use crate::connect::{ConnectConfig, Connector};
+use crate::credentials::Credentials;
+use crate::health::Reconciler;
+use crate::hooks::Hooks;
+use crate::metrics::{Metrics, VkObserver};
+use crate::receiver::{Receiver, Writer};
+use crate::store::{BackendKind, Store};
+use crate::vault::Vault;
+
+/// What every handler and worker shares. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+pub struct Inner {
+    pub settings: Settings,
+    pub store: Store,
+    pub vault: Arc<Vault>,
+    pub credentials: Credentials,
+    pub vk: vk::Client,
+    /// The base URL VK and browsers use.
+    pub public_url: PublicUrl,
+    pub hooks: Arc<Hooks>,
+    pub metrics: Arc<Metrics>,
+    pub receiver: Receiver,
+    pub accounts: Accounts,
+    pub connector: Connector,
+    pub bot: Bot,
+    pub reconciler: Reconciler,
+    /// Who holds leases: this process.
+    pub instance_id: String,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+fn vk_clients(settings: &Settings, metrics: &Arc<Metrics>) -> anyhow::Result<(vk::Client, vk::OAuthClient)> {
+    let mut vk_cfg = vk::ClientConfig::new(settings.vk.api_url.clone());
+    vk_cfg.timeout = settings.vk.request_timeout;
+    vk_cfg.retry = settings.vk.retry;
+    vk_cfg.user_per_second = settings.vk.user_per_second;
+    vk_cfg.community_per_second = settings.vk.community_per_second;
+    vk_cfg.observer = Some(Arc::new(VkObserver(metrics.clone())));
+    let vk = vk::Client::new(vk_cfg).context("VK client")?;
+    let oauth = vk::OAuthClient::new(vk::OAuthConfig {
+        id_url: settings.vk.id_url.clone(),
+        oauth_url: settings.vk.oauth_url.clone(),
+        client_id: settings.vk.client_id.clone(),
+        client_secret: settings.vk.client_secret.clone(),
+        timeout: settings.vk.request_timeout,
+    })
+    .context("OAuth client")?;
+    Ok((vk, oauth))
+}
+
+impl AppState {
+    pub fn new(settings: Settings, store: Store, public_url: Url) -> anyhow::Result<AppState> {
+        let vault = Arc::new(Vault::from_spec(&settings.token_keys).context("VKHOOK_TOKEN_KEYS")?);
+        let public_url = PublicUrl::new(public_url);
+        let metrics = Arc::new(Metrics::default());
+        let hooks = Arc::new(Hooks::default());
+        let (vk, oauth) = vk_clients(&settings, &metrics)?;
+        let credentials = Credentials::new(store.clone(), vault.clone());
+        let wakeup = Arc::new(Notify::new());
+        let control = BotControl::new(store.clone(), wakeup.clone());
+        let writers = match store.kind() {
+            BackendKind::Sqlite => 1,
+            BackendKind::Postgres => 2,
+        };
+        let writer = Writer::start(store.clone(), writers, metrics.clone());
+        let receiver = Receiver::new(credentials.clone(), writer, wakeup, hooks.clone());
+        let accounts = Accounts::new(
+            store.clone(),
+            vault.clone(),
+            oauth.clone(),
+            settings.vk.vkid_scopes.clone(),
+            public_url.clone(),
+        );
+        let timing = &settings.timing;
+        let connector = Connector::new(
+            store.clone(),
+            credentials.clone(),
+            vk.clone(),
+            oauth,
+            control.clone(),
+            hooks.clone(),
+            public_url.clone(),
+            ConnectConfig {
+                community_scopes: settings.vk.community_scopes.clone(),
+                setup_lease: timing.setup_lease,
+                setup_poll: timing.setup_poll,
+                confirm_timeout: timing.setup_confirm_timeout,
+                retry: settings.vk.retry,
+            },
+        );
+        let bot = Bot::new(
+            store.clone(),
+            credentials.clone(),
+            vk.clone(),
+            control.clone(),
+            hooks.clone(),
+            metrics.clone(),
+            BotConfig { retry: timing.bot_retry, max_attempts: timing.bot_max_attempts },
+        );
+        let reconciler = Reconciler::new(store.clone(), credentials.clone(), vk.clone(), connector.clone(), control);
+        let instance_id = format!("{}-{}", std::process::id(), vk::oauth::random_urlsafe(6));
+        let inner = Inner {
+            settings,
+            store,
+            vault,
+            credentials,
+            vk,
+            public_url,
+            hooks,
+            metrics,
+            receiver,
+            accounts,
+            connector,
+            bot,
+            reconciler,
+            instance_id,
+        };
+        Ok(AppState { inner: Arc::new(inner) })
+    }
+
+    /// `<public url><path>`.
+    pub fn url(&self, path: &str) -> String {
+        self.public_url.join(path)
+    }
+
+    /// Cookies get `Secure` when the public URL is https.
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.is_https()
+    }
+}
+
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl App {
+    /// Connects the store, migrates, binds `settings.bind` (port 0 picks a free one).
+    pub async fn build(settings: Settings) -> anyhow::Result<App> {
+        let store = Store::connect(&settings.database_url).await.context("opening the database")?;
+        store.migrate().await.context("migrating the database")?;
+        let listener = TcpListener::bind(settings.bind).await.with_context(|| format!("binding {}", settings.bind))?;
+        let addr = listener.local_addr()?;
+        let public_url = match &settings.public_url {
+            Some(url) => url.clone(),
+            None => Url::parse(&format!("http://{addr}")).expect("a socket address makes a URL"),
+        };
+        let state = AppState::new(settings, store, public_url)?;
+        Ok(App { listener, state })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr().port()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests and stops the workers (which give up
+    /// their leases).
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let role = self.state.settings.role;
+        // A worker-only instance still answers /healthz and /metrics on its port.
+        let router = if role.serves_http() {
+            crate::http::router(self.state.clone())
+        } else {
+            crate::http::machine_router(self.state.clone())
+        };
+        let workers = crate::workers::start(self.state.clone());
+        tracing::info!(url = %self.state.public_url, ?role, "vkhook listening on {}", self.addr());
+        let served = axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP");
+        workers.stop().await;
+        self.state.store.close().await;
+        served?;
+        Ok(())
+    }
+}

@@ -1,0 +1,204 @@
+//! The connect button and the community authorization: a community key comes only from oauth.vk.com's
+//! community flow (`group_ids=<id>`, then `access_token_<id>` from the code exchange); VK ID cannot issue one
+//! (https://dev.vk.com/ru/api/access-token/community-token/in-application).
+
+use secrecy::SecretString;
+use vk::{CommunityScope, GroupId};
+
+use super::{new_run, Connector, COMMUNITY_CALLBACK_PATH};
+use crate::accounts::{hash_hex, OAUTH_STATE_TTL_MS};
+use crate::model::{ErrorKind, OAuthPurpose, Role, SetupState, StepState};
+use crate::store::{now_ms, OAuthStateRow, StoreError, StoreResult};
+
+/// What the admin chose on the connect form.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// Error 2000: the server the admin picked to replace.
+    pub replace_server_id: Option<i64>,
+    /// Ask for a new community key even if one is stored.
+    pub reauthorize: bool,
+    pub bot_enabled: bool,
+    pub bot_reply: Option<String>,
+}
+
+#[derive(Debug)]
+pub enum Started {
+    /// The setup runs; show its progress.
+    Running,
+    /// A run is already going (a second click): show its progress.
+    AlreadyRunning,
+    /// We need a community key first: send the admin to VK.
+    NeedsToken(url::Url),
+}
+
+/// What oauth.vk.com put on the redirect back.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct CommunityRedirect {
+    pub code: Option<String>,
+    pub state: Option<String>,
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+}
+
+/// Why a community authorization did not give us a usable key. Nothing is stored in any of these cases.
+#[derive(Debug)]
+pub enum AuthFailure {
+    /// Unknown, reused, expired or another session's `state`.
+    BadState,
+    /// The admin pressed «Отмена» (or is not the community's administrator at VK).
+    Denied(i64),
+    /// The key lacks `manage`.
+    NoManage(i64),
+    /// The signed-in user is no longer an administrator here.
+    NotAdmin(i64),
+    Vk(i64, vk::Error),
+    Store(StoreError),
+}
+
+impl From<StoreError> for AuthFailure {
+    fn from(e: StoreError) -> Self {
+        AuthFailure::Store(e)
+    }
+}
+
+impl Connector {
+    /// Starts connecting `group_id` for administrator `user_id` (the caller checked the role).
+    pub async fn start(
+        &self,
+        group_id: i64,
+        user_id: i64,
+        session_hash: &str,
+        options: ConnectOptions,
+    ) -> StoreResult<Started> {
+        let has_key = !options.reauthorize
+            && self.credentials.community_key(group_id).await?.is_some_and(|k| k.has(CommunityScope::Manage));
+        let now = now_ms();
+        if !has_key {
+            let row = new_run(group_id, user_id, SetupState::WaitingToken, &options, 0);
+            if !self.store.begin_setup(&row, now).await? {
+                return Ok(Started::AlreadyRunning);
+            }
+            return Ok(Started::NeedsToken(self.authorize_url(group_id, session_hash).await?));
+        }
+        let row = new_run(group_id, user_id, SetupState::Running, &options, now + self.lease_ms());
+        if !self.store.begin_setup(&row, now).await? {
+            return Ok(Started::AlreadyRunning);
+        }
+        self.spawn_run(row.group_id, row.run_id.clone(), Some(row.lease_until));
+        Ok(Started::Running)
+    }
+
+    /// Starts a setup run on vkhook's own initiative (the reconcile pass found our server gone or failed), with the
+    /// stored key, on behalf of whoever connected the community. False when a run is already going.
+    pub async fn start_repair(&self, group_id: i64) -> StoreResult<bool> {
+        let by = self.store.community_settings(group_id).await?.and_then(|s| s.connected_by).unwrap_or(0);
+        let now = now_ms();
+        let mut row = new_run(group_id, by, SetupState::Running, &ConnectOptions::default(), now + self.lease_ms());
+        row.step_token = StepState::Done;
+        if !self.store.begin_setup(&row, now).await? {
+            return Ok(false);
+        }
+        self.spawn_run(group_id, row.run_id.clone(), Some(row.lease_until));
+        Ok(true)
+    }
+
+    /// The community authorization URL, with a `state` bound to the session and the community.
+    async fn authorize_url(&self, group_id: i64, session_hash: &str) -> StoreResult<url::Url> {
+        let state = vk::oauth::random_urlsafe(32);
+        self.store
+            .insert_oauth_state(&OAuthStateRow {
+                state_hash: hash_hex(&state),
+                session_hash: session_hash.to_owned(),
+                kind: OAuthPurpose::Community,
+                verifier: None,
+                group_id: Some(group_id),
+                created_at: now_ms(),
+            })
+            .await?;
+        let scopes: Vec<&str> = self.config.community_scopes.iter().map(String::as_str).collect();
+        let redirect = self.public_url.join(COMMUNITY_CALLBACK_PATH);
+        Ok(self.oauth.community_authorize_url(&redirect, &[GroupId(group_id)], &scopes, &state))
+    }
+
+    /// Finishes the community authorization: exchanges the code server-side, checks the real scopes, stores the
+    /// key sealed, and continues the setup without another click. Returns the community id.
+    pub async fn finish_authorization(
+        &self,
+        session_hash: &str,
+        user_id: i64,
+        back: &CommunityRedirect,
+    ) -> Result<i64, AuthFailure> {
+        let group_id = self.take_state(session_hash, back).await?;
+        if let Some(err) = vk::oauth::redirect_error(back.error.as_deref(), back.error_description.as_deref()) {
+            tracing::info!(group_id, error = %err.error, "community authorization not granted");
+            self.fail_waiting_setup(group_id, ErrorKind::Denied).await?;
+            return Err(AuthFailure::Denied(group_id));
+        }
+        let manager = self.store.community_for_user(user_id, group_id).await?;
+        if manager.is_none_or(|c| c.role != Role::Administrator) {
+            return Err(AuthFailure::NotAdmin(group_id));
+        }
+        let code = back.code.clone().filter(|c| !c.is_empty()).ok_or(AuthFailure::BadState)?;
+        let redirect = self.public_url.join(COMMUNITY_CALLBACK_PATH);
+        let tokens = self
+            .oauth
+            .community_exchange_code(&SecretString::from(code), &redirect)
+            .await
+            .map_err(|e| AuthFailure::Vk(group_id, e))?;
+        let Some((_, token)) = tokens.into_iter().find(|(g, _)| g.0 == group_id) else {
+            return Err(AuthFailure::Vk(group_id, vk::Error::Decode("no token for this community".into())));
+        };
+        let permissions =
+            self.vk.groups_get_token_permissions(&token).await.map_err(|e| AuthFailure::Vk(group_id, e))?;
+        if !permissions.has(CommunityScope::Manage) {
+            tracing::info!(group_id, scopes = ?permissions.names(), "community key without manage: not stored");
+            self.fail_waiting_setup(group_id, ErrorKind::NoManage).await?;
+            return Err(AuthFailure::NoManage(group_id));
+        }
+        self.credentials.save_community_key(group_id, token.secret(), &permissions.names()).await?;
+        tracing::info!(group_id, "community key stored");
+        self.continue_setup(group_id, user_id).await?;
+        Ok(group_id)
+    }
+
+    /// The pending authorization `back.state` names, if it is this session's, for a community, and fresh.
+    async fn take_state(&self, session_hash: &str, back: &CommunityRedirect) -> Result<i64, AuthFailure> {
+        let pending = match back.state.as_deref().filter(|s| !s.is_empty()) {
+            Some(state) => self.store.take_oauth_state(&hash_hex(state)).await?,
+            None => None,
+        };
+        pending
+            .filter(|p| {
+                p.kind == OAuthPurpose::Community
+                    && p.session_hash == session_hash
+                    && now_ms() - p.created_at < OAUTH_STATE_TTL_MS
+            })
+            .and_then(|p| p.group_id)
+            .ok_or(AuthFailure::BadState)
+    }
+
+    async fn fail_waiting_setup(&self, group_id: i64, kind: ErrorKind) -> StoreResult<()> {
+        if let Some(setup) = self.store.setup(group_id).await? {
+            self.store.finish_setup(group_id, &setup.run_id, SetupState::Failed, Some((kind, "")), 0).await?;
+        }
+        Ok(())
+    }
+
+    /// Continues the setup the admin started, with the options they chose then.
+    async fn continue_setup(&self, group_id: i64, user_id: i64) -> StoreResult<()> {
+        let previous = self.store.setup(group_id).await?;
+        let options = ConnectOptions {
+            replace_server_id: previous.as_ref().and_then(|p| p.replace_server_id),
+            reauthorize: false,
+            bot_enabled: previous.as_ref().is_some_and(|p| p.bot_enabled),
+            bot_reply: previous.as_ref().and_then(|p| p.bot_reply.clone()),
+        };
+        let now = now_ms();
+        let mut run = new_run(group_id, user_id, SetupState::Running, &options, now + self.lease_ms());
+        run.step_token = StepState::Done;
+        if self.store.begin_setup(&run, now).await? {
+            self.spawn_run(group_id, run.run_id.clone(), Some(run.lease_until));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,94 @@
+//! The health card and «Проверить» (a reconcile pass for one community, now).
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Redirect, Response};
+
+use crate::app::AppState;
+use crate::error::AppResult;
+use crate::health::{self, LastError, Repair};
+use crate::i18n::{fill, Msg};
+use crate::model::LogEntry;
+
+use super::access::Managed;
+use super::notice::Notice;
+use super::render::format_time;
+
+/// «Проверить»: a reconcile pass for this community, now.
+pub async fn check_now(State(app): State<AppState>, Managed { community, .. }: Managed) -> AppResult<Response> {
+    let notice = match app.reconciler.reconcile(community.id).await? {
+        Repair::InOrder | Repair::Skipped => Notice::CheckedInOrder,
+        Repair::SetupStarted(_) | Repair::SettingsRestored | Repair::NeedsReauth => Notice::CheckedRepaired,
+        Repair::VkUnavailable => Notice::CheckedUnavailable,
+    };
+    Ok(Redirect::to(&format!("/communities/{}?notice={notice}#health", community.id)).into_response())
+}
+
+pub struct HealthView {
+    pub vk_status: String,
+    pub vk_status_class: &'static str,
+    pub last_check: String,
+    pub last_event: String,
+    pub events_24h: Vec<(String, i64)>,
+    pub replies: String,
+    pub queue_depth: i64,
+    pub last_error: String,
+    pub log: Vec<(String, String)>,
+}
+
+pub async fn health_view(app: &AppState, t: &'static Msg, group_id: i64) -> AppResult<HealthView> {
+    let h = health::card(&app.store, group_id).await?;
+    let none = || t.health_none.to_owned();
+    let vk_status_class = match h.vk_status.as_deref() {
+        Some("ok") => "ok",
+        Some("wait") | None => "warn",
+        _ => "err",
+    };
+    Ok(HealthView {
+        vk_status: h.vk_status.clone().unwrap_or_else(none),
+        vk_status_class,
+        last_check: h.last_check_at.map(format_time).unwrap_or_else(none),
+        last_event: h.last_event_at.map(format_time).unwrap_or_else(none),
+        events_24h: h.events_24h.into_iter().map(|c| (c.key, c.n)).collect(),
+        replies: fill(
+            t.health_replies_counts,
+            &[("sent", &h.replies_sent_24h.to_string()), ("failed", &h.replies_failed_24h.to_string())],
+        ),
+        queue_depth: h.queue_depth,
+        last_error: h
+            .last_error
+            .map(|(e, at)| format!("{} — {}", format_time(at), error_words(t, &e, &app.connector.callback_url())))
+            .unwrap_or_else(none),
+        log: h
+            .log
+            .into_iter()
+            .map(|l| (format_time(l.at), l.entry().map(|e| log_words(t, &e)).unwrap_or(l.message)))
+            .collect(),
+    })
+}
+
+/// The last error for the admin: one of our kinds in words, or VK's own words (cut).
+fn error_words(t: &'static Msg, error: &LastError, callback_url: &str) -> String {
+    match error {
+        LastError::Kind(kind) => super::connect::error_message(t, *kind, callback_url),
+        LastError::Vk(words) => words.chars().take(200).collect(),
+    }
+}
+
+fn log_words(t: &'static Msg, entry: &LogEntry) -> String {
+    match entry {
+        LogEntry::ServerMissing => t.log_server_missing.to_owned(),
+        LogEntry::ServerFailed => t.log_server_failed.to_owned(),
+        LogEntry::SettingsRestored { events, version } => {
+            let mut parts = Vec::new();
+            if !events.is_empty() {
+                parts.push(fill(t.log_events_restored, &[("events", &events.join(", "))]));
+            }
+            if let Some(version) = version {
+                parts.push(fill(t.log_version_restored, &[("version", version)]));
+            }
+            parts.join(" ")
+        }
+        LogEntry::Paused(_) => t.log_paused.to_owned(),
+        LogEntry::Resumed => t.log_resumed.to_owned(),
+    }
+}

@@ -1,0 +1,52 @@
+//! The one-line notices a page shows after a form did something (`?notice=…` on the redirect back), as one enum.
+
+use axum::response::{IntoResponse, Redirect, Response};
+
+use crate::i18n::Msg;
+use crate::model::text_enum;
+
+text_enum! {
+    pub enum Notice {
+        EventsSaved = "events_saved",
+        EventsFailed = "events_failed",
+        Disconnected = "disconnected",
+        DisconnectedTokenDead = "disconnected_token_dead",
+        BotSaved = "bot_saved",
+        CheckedInOrder = "checked_in_order",
+        CheckedRepaired = "checked_repaired",
+        CheckedUnavailable = "checked_unavailable",
+        Replayed = "replayed",
+        ManualSaved = "saved",
+        SigninAgain = "signin_again",
+        SignedOut = "signed_out",
+    }
+}
+
+impl Notice {
+    /// The notice from a query value; unknown values show nothing.
+    pub fn from_query(value: Option<&str>) -> Option<Notice> {
+        value.and_then(Notice::parse)
+    }
+
+    pub fn text(self, t: &'static Msg) -> &'static str {
+        match self {
+            Notice::EventsSaved => t.events_saved,
+            Notice::EventsFailed => t.events_failed,
+            Notice::Disconnected => t.disconnected,
+            Notice::DisconnectedTokenDead => t.disconnected_token_dead,
+            Notice::BotSaved => t.bot_saved,
+            Notice::CheckedInOrder => t.checked_in_order,
+            Notice::CheckedRepaired => t.checked_repaired,
+            Notice::CheckedUnavailable => t.checked_unavailable,
+            Notice::Replayed => t.replayed,
+            Notice::ManualSaved => t.manual_saved,
+            Notice::SigninAgain => t.signin_again,
+            Notice::SignedOut => t.signed_out,
+        }
+    }
+
+    /// Back to the community's page (at `anchor`, e.g. `#bot`) with this notice.
+    pub fn redirect(self, group_id: i64, anchor: &str) -> Response {
+        Redirect::to(&format!("/communities/{group_id}?notice={}{anchor}", self.as_str())).into_response()
+    }
+}

@@ -1,0 +1,410 @@
+//! The words vkhook decides with: roles, statuses, steps, outcomes and reasons, as enums.
+//!
+//! They become text only where they leave the program: in `store/` (columns) and in templates and pages (through
+//! the message catalogue). Each enum's text form is the one stored in the database, so renaming a variant's text
+//! is a migration.
+
+/// Defines a fieldless enum with one stored text per variant: `as_str`, `parse`, `Display`, and `TryFrom<String>`
+/// (what `sqlx`'s `#[sqlx(try_from = "String")]` reads columns with).
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        $vis enum $name { $($(#[$vmeta])* $variant,)+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text,)+ }
+            }
+
+            pub fn parse(text: &str) -> Option<$name> {
+                match text { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = $crate::model::UnknownText;
+            fn try_from(text: String) -> Result<Self, $crate::model::UnknownText> {
+                $name::parse(&text).ok_or($crate::model::UnknownText { kind: stringify!($name), text })
+            }
+        }
+
+        // Stored as TEXT on every backend: the store binds and reads these directly.
+        impl<DB: sqlx::Database> sqlx::Type<DB> for $name
+        where
+            String: sqlx::Type<DB>,
+        {
+            fn type_info() -> DB::TypeInfo {
+                <String as sqlx::Type<DB>>::type_info()
+            }
+            fn compatible(ty: &DB::TypeInfo) -> bool {
+                <String as sqlx::Type<DB>>::compatible(ty)
+            }
+        }
+
+        impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for $name
+        where
+            String: sqlx::Decode<'r, DB>,
+        {
+            fn decode(value: <DB as sqlx::Database>::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+                let text = <String as sqlx::Decode<'r, DB>>::decode(value)?;
+                Ok($name::try_from(text)?)
+            }
+        }
+
+        impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for $name
+        where
+            &'q str: sqlx::Encode<'q, DB>,
+        {
+            fn encode_by_ref(
+                &self,
+                buf: &mut <DB as sqlx::Database>::ArgumentBuffer<'q>,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                let text: &'q str = self.as_str();
+                <&'q str as sqlx::Encode<'q, DB>>::encode_by_ref(&text, buf)
+            }
+        }
+    };
+}
+
+pub(crate) use text_enum;
+
+/// A stored text that is not one of an enum's values (a database written by a newer vkhook, or edited by hand).
+#[derive(Debug, thiserror::Error)]
+#[error("{kind}: unknown value {text:?}")]
+pub struct UnknownText {
+    pub kind: &'static str,
+    pub text: String,
+}
+
+text_enum! {
+    /// A user's role in a community, as VK reports it (`admin_level` 3, 2, 1).
+    pub enum Role {
+        Administrator = "administrator",
+        Editor = "editor",
+        Moderator = "moderator",
+    }
+}
+
+impl Role {
+    pub fn from_admin_level(level: vk::AdminLevel) -> Role {
+        match level {
+            vk::AdminLevel::Administrator => Role::Administrator,
+            vk::AdminLevel::Editor => Role::Editor,
+            vk::AdminLevel::Moderator => Role::Moderator,
+        }
+    }
+}
+
+text_enum! {
+    /// Where a community's connection stands, as the list and the status badge show it.
+    pub enum CommunityStatus {
+        NotConnected = "not_connected",
+        Connecting = "connecting",
+        Connected = "connected",
+        Failed = "failed",
+        /// VK refused the community key (error 5): someone must authorize again.
+        NeedsReauth = "needs_reauth",
+    }
+}
+
+text_enum! {
+    /// How the Callback API was set up: by vkhook through VK's API, or by the admin by hand in VK's settings.
+    pub enum SetupMode {
+        Api = "api",
+        Manual = "manual",
+    }
+}
+
+text_enum! {
+    /// A setup run as a whole.
+    pub enum SetupState {
+        /// Waiting for the admin to come back from VK's community consent page.
+        WaitingToken = "waiting_token",
+        Running = "running",
+        Done = "done",
+        Failed = "failed",
+    }
+}
+
+impl SetupState {
+    pub fn is_finished(self) -> bool {
+        matches!(self, SetupState::Done | SetupState::Failed)
+    }
+}
+
+text_enum! {
+    /// One step of a setup run.
+    pub enum StepState {
+        Pending = "pending",
+        Running = "running",
+        Done = "done",
+        Failed = "failed",
+    }
+}
+
+text_enum! {
+    /// Why a setup run (or a change at VK) failed; each has a plain-language message in the catalogue.
+    pub enum ErrorKind {
+        /// The admin pressed «Отмена» on VK's consent page.
+        Denied = "denied",
+        /// The community key lacks `manage`.
+        NoManage = "no_manage",
+        /// VK refused the community key (error 5).
+        Reauth = "reauth",
+        /// The user is not (or no longer) the community's administrator at VK (15, 203, 7).
+        NotAdmin = "not_admin",
+        /// VK did not answer or answered with a transient error after our retries.
+        VkUnavailable = "vk_unavailable",
+        /// Ten callback servers already (error 2000).
+        ServersLimit = "servers_limit",
+        /// VK never asked our endpoint for the code.
+        ConfirmUnreached = "confirm_unreached",
+        /// VK asked, and still set the server to `failed`.
+        ConfirmRejected = "confirm_rejected",
+        ConfirmTimeout = "confirm_timeout",
+        ServerGone = "server_gone",
+        /// We called a method with the wrong kind of token (27, 28): our bug.
+        WrongTokenKind = "wrong_token_kind",
+        VkError = "vk_error",
+        Internal = "internal",
+    }
+}
+
+impl ErrorKind {
+    /// How VK's error is explained to the admin. Only 5 means the key is dead (see `vk::Error::needs_reauth`).
+    pub fn from_vk(e: &vk::Error) -> ErrorKind {
+        if e.needs_reauth() {
+            ErrorKind::Reauth
+        } else if e.is_wrong_token_kind() {
+            ErrorKind::WrongTokenKind
+        } else if e.is_callback_servers_limit() {
+            ErrorKind::ServersLimit
+        } else if e.is_access_denied() {
+            ErrorKind::NotAdmin
+        } else if e.is_retryable() {
+            ErrorKind::VkUnavailable
+        } else {
+            ErrorKind::VkError
+        }
+    }
+}
+
+text_enum! {
+    /// Why the bot of a community is paused.
+    pub enum PauseReason {
+        /// VK refused the community key: paused until the community is connected again.
+        Reauth = "reauth",
+    }
+}
+
+text_enum! {
+    /// An inbox event's state.
+    pub enum EventStatus {
+        Pending = "pending",
+        Processing = "processing",
+        /// Replied.
+        Done = "done",
+        /// Nothing to do, and the reason says why.
+        Ignored = "ignored",
+        /// The reply cannot be sent (final).
+        Failed = "failed",
+        /// Given up after the last attempt.
+        Dead = "dead",
+    }
+}
+
+impl EventStatus {
+    pub fn is_open(self) -> bool {
+        matches!(self, EventStatus::Pending | EventStatus::Processing)
+    }
+
+    /// «Повторить» applies to these.
+    pub fn can_replay(self) -> bool {
+        matches!(self, EventStatus::Failed | EventStatus::Dead)
+    }
+}
+
+text_enum! {
+    /// Why the bot did not reply to an event (stored in the event's result and shown in the delivery log).
+    pub enum Reason {
+        CommentsOff = "comments_off",
+        MessagesOff = "messages_off",
+        /// The community's own comment or message, or the bot's echo.
+        Own = "own",
+        FromCommunity = "from_community",
+        Chat = "chat",
+        NoRule = "no_rule",
+        NoAnswerNeeded = "no_answer_needed",
+        Unreadable = "unreadable",
+        UnknownCommunity = "unknown_community",
+        /// No community key and the bot is not paused: the community was disconnected.
+        NoToken = "no_token",
+        /// 900/901/902: the person blocked the community or does not accept its messages.
+        MessagesForbidden = "messages_forbidden",
+        /// 212/213: comments are closed.
+        CommentsClosed = "comments_closed",
+        /// 223: too many replies in the thread.
+        TooManyReplies = "too_many_replies",
+        GaveUp = "gave_up",
+        VkError = "vk_error",
+    }
+}
+
+impl Reason {
+    /// The reason a reply VK refused for good is recorded with.
+    pub fn from_final_vk_error(e: &vk::Error) -> Reason {
+        use vk::code;
+        match e.code() {
+            Some(code::MESSAGES_DENY_SEND | code::MESSAGES_PRIVACY | code::MESSAGES_USER_BLOCKED) => {
+                Reason::MessagesForbidden
+            }
+            Some(code::WALL_ADD_REPLY_DENIED | code::WALL_REPLIES_DENIED) => Reason::CommentsClosed,
+            Some(code::WALL_TOO_MANY_REPLIES) => Reason::TooManyReplies,
+            _ => Reason::VkError,
+        }
+    }
+}
+
+text_enum! {
+    /// What a pending OAuth `state` is for.
+    pub enum OAuthPurpose {
+        /// VK ID sign-in.
+        SignIn = "vkid",
+        /// A community authorization at oauth.vk.com.
+        Community = "community",
+    }
+}
+
+text_enum! {
+    /// What a reply is: a comment under a post or a message.
+    pub enum ReplyKind {
+        Comment = "comment",
+        Message = "message",
+    }
+}
+
+text_enum! {
+    /// Whether VK accepted a reply.
+    pub enum ReplyStatus {
+        Sent = "sent",
+        Failed = "failed",
+    }
+}
+
+/// An entry of a community's own log (the health card's «Журнал»).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogEntry {
+    /// The reconcile pass found our server gone and started a setup.
+    ServerMissing,
+    /// The reconcile pass found our server `failed` and started a setup.
+    ServerFailed,
+    /// Events switched back on and/or the API version set back (what was restored).
+    SettingsRestored { events: Vec<String>, version: Option<String> },
+    /// The bot paused because VK refused the key.
+    Paused(PauseReason),
+    /// The bot resumed after reconnecting.
+    Resumed,
+}
+
+impl LogEntry {
+    /// (kind, message) as stored.
+    pub fn to_row(&self) -> (&'static str, String) {
+        match self {
+            LogEntry::ServerMissing => ("repair", "server_missing".into()),
+            LogEntry::ServerFailed => ("repair", "server_failed".into()),
+            LogEntry::SettingsRestored { events, version } => {
+                let mut parts = Vec::new();
+                if !events.is_empty() {
+                    parts.push(format!("events_restored:{}", events.join(",")));
+                }
+                if let Some(v) = version {
+                    parts.push(format!("version_restored:{v}"));
+                }
+                ("repair", parts.join(";"))
+            }
+            LogEntry::Paused(reason) => ("paused", reason.as_str().into()),
+            LogEntry::Resumed => ("resumed", "reconnected".into()),
+        }
+    }
+
+    /// Reads a stored (kind, message); `None` for something this version does not know.
+    pub fn from_row(kind: &str, message: &str) -> Option<LogEntry> {
+        match (kind, message) {
+            ("repair", "server_missing") => Some(LogEntry::ServerMissing),
+            ("repair", "server_failed") => Some(LogEntry::ServerFailed),
+            ("repair", m) => {
+                let (mut events, mut version) = (Vec::new(), None);
+                for part in m.split(';') {
+                    match part.split_once(':') {
+                        Some(("events_restored", list)) => {
+                            events = list.split(',').filter(|e| !e.is_empty()).map(str::to_owned).collect()
+                        }
+                        Some(("version_restored", v)) => version = Some(v.to_owned()),
+                        _ => return None,
+                    }
+                }
+                Some(LogEntry::SettingsRestored { events, version })
+            }
+            ("paused", reason) => PauseReason::parse(reason).map(LogEntry::Paused),
+            ("resumed", _) => Some(LogEntry::Resumed),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_value_reads_back_from_its_text() {
+        for r in Role::ALL {
+            assert_eq!(Role::try_from(r.as_str().to_owned()).unwrap(), *r);
+        }
+        for s in EventStatus::ALL {
+            assert_eq!(EventStatus::parse(s.as_str()), Some(*s));
+        }
+        for k in ErrorKind::ALL {
+            assert_eq!(ErrorKind::parse(k.as_str()), Some(*k));
+        }
+        assert!(CommunityStatus::try_from("connectedd".to_owned()).is_err());
+    }
+
+    #[test]
+    fn log_entries_read_back() {
+        for entry in [
+            LogEntry::ServerMissing,
+            LogEntry::ServerFailed,
+            LogEntry::SettingsRestored { events: vec!["like_add".into(), "message_new".into()], version: None },
+            LogEntry::SettingsRestored { events: vec![], version: Some("5.131".into()) },
+            LogEntry::SettingsRestored { events: vec!["like_add".into()], version: Some("5.131".into()) },
+            LogEntry::Paused(PauseReason::Reauth),
+            LogEntry::Resumed,
+        ] {
+            let (kind, message) = entry.to_row();
+            assert_eq!(LogEntry::from_row(kind, &message), Some(entry));
+        }
+    }
+
+    #[test]
+    fn only_error_5_is_a_dead_key() {
+        let api = |code| vk::Error::Api(vk::ApiError { code, message: String::new(), request_params: vec![] });
+        assert_eq!(ErrorKind::from_vk(&api(5)), ErrorKind::Reauth);
+        assert_eq!(ErrorKind::from_vk(&api(27)), ErrorKind::WrongTokenKind);
+        assert_eq!(ErrorKind::from_vk(&api(28)), ErrorKind::WrongTokenKind);
+        assert_eq!(ErrorKind::from_vk(&api(2000)), ErrorKind::ServersLimit);
+        assert_eq!(ErrorKind::from_vk(&api(15)), ErrorKind::NotAdmin);
+        assert_eq!(ErrorKind::from_vk(&api(10)), ErrorKind::VkUnavailable);
+        assert_eq!(Reason::from_final_vk_error(&api(901)), Reason::MessagesForbidden);
+        assert_eq!(Reason::from_final_vk_error(&api(213)), Reason::CommentsClosed);
+    }
+}

@@ -1,0 +1,104 @@
+//! The background loops: the bot workers (claim events, let [`crate::bot::Bot`] handle them) and the periodic
+//! reconcile pass; at start, setups a previous process left half-done are resumed.
+
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::app::AppState;
+use crate::store::now_ms;
+
+/// The running loops; [`Workers::stop`] ends them and waits.
+pub struct Workers {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Starts what this instance's role runs.
+pub fn start(app: AppState) -> Workers {
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = Vec::new();
+    let resume = app.clone();
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = resume.connector.resume_abandoned().await {
+            tracing::warn!(error = %e, "could not look for interrupted setups");
+        }
+    }));
+    if app.settings.role.runs_workers() {
+        tasks.push(tokio::spawn(run_bot(app.clone(), stopped.clone())));
+        tasks.push(tokio::spawn(run_reconciler(app, stopped)));
+    }
+    Workers { stop, tasks }
+}
+
+impl Workers {
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Claims due events (at most one per community, in order) while there is room, and handles each on a task of
+/// its own; sleeps until woken, a task ends, or the poll interval passes. On stop, finishes what it holds and
+/// gives up its community leases so another instance takes over at once.
+async fn run_bot(app: AppState, mut stop: watch::Receiver<bool>) {
+    let owner = app.instance_id.clone();
+    let timing = app.settings.timing.clone();
+    let mut inflight: JoinSet<()> = JoinSet::new();
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let room = timing.bot_concurrency.saturating_sub(inflight.len());
+        let mut claimed = 0;
+        if room > 0 {
+            let now = now_ms();
+            let lease_until = now + timing.bot_lease.as_millis() as i64;
+            match app.store.claim_inbox_batch(&owner, now, lease_until, room as i64).await {
+                Ok(rows) => {
+                    claimed = rows.len();
+                    for row in rows {
+                        let (bot, owner) = (app.bot.clone(), owner.clone());
+                        inflight.spawn(async move { bot.process(&owner, row).await });
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "bot: could not claim events"),
+            }
+        }
+        if claimed > 0 && inflight.len() < timing.bot_concurrency {
+            continue;
+        }
+        tokio::select! {
+            _ = app.bot.control().wakeup().notified() => {}
+            Some(_) = inflight.join_next(), if !inflight.is_empty() => {}
+            _ = tokio::time::sleep(timing.bot_poll) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    while inflight.join_next().await.is_some() {}
+    if let Err(e) = app.store.release_community_leases(&owner).await {
+        tracing::warn!(error = %e, "could not release community leases");
+    }
+}
+
+/// Runs a reconcile pass every `reconcile_every` (and resumes interrupted setups) until stopped.
+async fn run_reconciler(app: AppState, mut stop: watch::Receiver<bool>) {
+    let every = app.settings.timing.reconcile_every.max(std::time::Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        if let Err(e) = app.connector.resume_abandoned().await {
+            tracing::warn!(error = %e, "could not look for interrupted setups");
+        }
+        match app.reconciler.reconcile_all().await {
+            Ok(n) => tracing::debug!(communities = n, "reconcile pass done"),
+            Err(e) => tracing::warn!(error = %e, "reconcile pass failed"),
+        }
+    }
+}
