@@ -75,3 +75,26 @@ pub async fn consent(authorize_url: &str, consent: &Consent) -> Result<Url, Stri
 pub fn query_param(url: &Url, name: &str) -> Option<String> {
     url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
 }
+
+/// How much longer every wait in the tests may take: `TEST_WAIT_FACTOR` (default 1), so a slow or busy machine
+/// gets more time without any change to the tests.
+pub fn wait_factor() -> f64 {
+    std::env::var("TEST_WAIT_FACTOR").ok().and_then(|v| v.parse::<f64>().ok()).filter(|f| *f >= 1.0).unwrap_or(1.0)
+}
+
+/// Polls `check` until it returns `Some` — the condition the test then asserts — or panics after `secs` seconds
+/// (times [`wait_factor`]). The one waiting helper of every test suite in the workspace.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(secs as f64 * wait_factor());
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

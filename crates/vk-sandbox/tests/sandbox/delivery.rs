@@ -28,7 +28,7 @@ async fn a_server_is_confirmed_only_by_the_current_code_with_http_200() {
     )
     .await;
     let id = added["response"]["server_id"].as_i64().unwrap();
-    eventually(5, "failed", || {
+    eventually(5, "failed", || async {
         sandbox.servers(1001).into_iter().find(|s| s.id == id && s.status == ServerStatus::Failed)
     })
     .await;
@@ -45,7 +45,7 @@ async fn a_server_is_confirmed_only_by_the_current_code_with_http_200() {
     )
     .await;
     let id = added["response"]["server_id"].as_i64().unwrap();
-    eventually(5, "failed", || {
+    eventually(5, "failed", || async {
         sandbox.servers(1001).into_iter().find(|s| s.id == id && s.status == ServerStatus::Failed)
     })
     .await;
@@ -60,7 +60,7 @@ async fn events_go_only_to_confirmed_servers_with_the_type_switched_on() {
     connected_server(&sandbox, 1001, &r, &["message_new"]).await;
     sandbox.comment(1001, 2, "не доставится").unwrap();
     sandbox.message(1001, 2, "доставится").unwrap();
-    eventually(5, "message_new", || r.bodies("message_new").first().cloned()).await;
+    eventually(5, "message_new", || async { r.bodies("message_new").first().cloned() }).await;
     assert!(r.bodies("wall_reply_new").is_empty());
     let m = &r.bodies("message_new")[0];
     assert_eq!(m["object"]["message"]["text"], "доставится", "5.199 wraps the message: {m}");
@@ -81,7 +81,7 @@ async fn an_old_api_version_gets_the_bare_message() {
     )
     .await;
     sandbox.message(1001, 2, "старый формат").unwrap();
-    let m = eventually(5, "message_new", || r.bodies("message_new").first().cloned()).await;
+    let m = eventually(5, "message_new", || async { r.bodies("message_new").first().cloned() }).await;
     assert_eq!(m["v"], "5.95");
     assert_eq!(m["object"]["text"], "старый формат");
 }
@@ -93,7 +93,7 @@ async fn answering_remove_deletes_the_server() {
     connected_server(&sandbox, 1001, &r, &["wall_reply_new"]).await;
     *r.answer.lock().unwrap() = Answer::Events(StatusCode::OK, "remove", None);
     sandbox.comment(1001, 2, "x").unwrap();
-    eventually(5, "server removed", || sandbox.servers(1001).is_empty().then_some(())).await;
+    eventually(5, "server removed", || async { sandbox.servers(1001).is_empty().then_some(()) }).await;
     assert_eq!(sandbox.deliveries(1001).last().unwrap().outcome, "removed");
 }
 
@@ -104,9 +104,9 @@ async fn retry_after_is_honoured_on_503() {
     connected_server(&sandbox, 1001, &r, &["wall_reply_new"]).await;
     *r.answer.lock().unwrap() = Answer::Events(StatusCode::SERVICE_UNAVAILABLE, "busy", Some(200));
     sandbox.comment(1001, 2, "x").unwrap();
-    eventually(5, "first attempt", || (r.bodies("wall_reply_new").len() == 1).then_some(())).await;
+    eventually(5, "first attempt", || async { (r.bodies("wall_reply_new").len() == 1).then_some(()) }).await;
     *r.answer.lock().unwrap() = Answer::Good;
-    eventually(5, "retry", || (r.bodies("wall_reply_new").len() == 2).then_some(())).await;
+    eventually(5, "retry", || async { (r.bodies("wall_reply_new").len() == 2).then_some(()) }).await;
     let attempts: Vec<_> = sandbox.deliveries(1001).into_iter().filter(|d| d.event_type == "wall_reply_new").collect();
     assert_eq!(attempts[0].http_status, Some(503));
     assert_eq!(attempts[1].outcome, "ok");
@@ -126,7 +126,7 @@ async fn repeated_failures_pause_delivery_to_the_server() {
     connected_server(&sandbox, 1001, &r, &["wall_reply_new"]).await;
     *r.answer.lock().unwrap() = Answer::Events(StatusCode::INTERNAL_SERVER_ERROR, "down", None);
     sandbox.comment(1001, 2, "x").unwrap();
-    eventually(5, "three failures", || (r.bodies("wall_reply_new").len() >= 3).then_some(())).await;
+    eventually(5, "three failures", || async { (r.bodies("wall_reply_new").len() >= 3).then_some(()) }).await;
     let paused = sandbox.servers(1001)[0].paused_until.is_some_and(|t| t > std::time::Instant::now());
     assert!(paused, "delivery is paused after three failures in a row");
 }
@@ -137,7 +137,7 @@ async fn every_attempt_is_recorded_and_readable_over_http() {
     let r = receiver().await;
     connected_server(&sandbox, 1002, &r, &["wall_reply_new"]).await;
     sandbox.comment(1002, 2, "x").unwrap();
-    eventually(5, "delivered", || r.bodies("wall_reply_new").first().cloned()).await;
+    eventually(5, "delivered", || async { r.bodies("wall_reply_new").first().cloned() }).await;
     let list: serde_json::Value = reqwest::get(format!("{}/_sandbox/deliveries?group_id=1002", sandbox.url()))
         .await
         .unwrap()

@@ -1,5 +1,4 @@
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -48,16 +47,7 @@ pub fn manage_token(sandbox: &Sandbox, group_id: i64) -> String {
     sandbox.issue_community_token(group_id, &["manage", "messages", "wall"])
 }
 
-pub async fn eventually<T>(secs: u64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
+pub use vk_sandbox::testing::eventually;
 
 /// What a test receiver answers.
 #[derive(Clone, Default)]
@@ -137,7 +127,7 @@ pub async fn connected_server(sandbox: &Sandbox, group_id: i64, receiver: &Recei
     }
     let set = call(sandbox, "groups.setCallbackSettings", &token, &params).await;
     assert_eq!(set["response"], 1, "{set}");
-    eventually(5, "server ok", || {
+    eventually(5, "server ok", || async {
         sandbox
             .servers(group_id)
             .iter()

@@ -1,4 +1,4 @@
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use vk::{AccessToken, Backoff, Client, ClientConfig, RetryPolicy};
 use vk_sandbox::{Sandbox, SandboxConfig};
@@ -23,18 +23,4 @@ pub fn community(sandbox: &Sandbox, group_id: i64) -> AccessToken {
     AccessToken::community(sandbox.issue_community_token(group_id, &["manage", "messages", "wall"]))
 }
 
-/// Polls `check` until it returns `Some`, or panics after `secs` seconds.
-pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+pub use vk_sandbox::testing::eventually;

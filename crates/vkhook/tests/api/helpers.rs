@@ -346,20 +346,7 @@ pub fn csrf_from(html: &str) -> Option<String> {
     Some(html[at..].split('"').next()?.to_owned())
 }
 
-pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+pub use vk_sandbox::testing::eventually;
 
 /// A fresh PostgreSQL database on TEST_DATABASE_URL's server, dropped when this is dropped; `None` (and a printed
 /// `skipped: …`) when TEST_DATABASE_URL is not set.

@@ -1,4 +1,5 @@
-//! vkhook's HTTP routes against the VK sandbox, and the store contract on every backend.
+//! vkhook's tests in one binary: its HTTP routes against the VK sandbox, several instances on one PostgreSQL,
+//! the store contract on every backend, and real headless Chromium (`e2e`).
 
 mod helpers;
 
@@ -7,6 +8,8 @@ mod bot;
 mod cluster;
 mod communities;
 mod connect;
+mod e2e;
+mod reauth;
 mod receiver;
 mod security;
 mod store_contract;

@@ -108,7 +108,13 @@ async fn vks_retry_after_a_failed_answer_is_stored_once_and_answered_once() {
     app.state.hooks.arm(vkhook::hooks::CrashPoint::ReceiverFailNextEvent);
     app.sandbox.message(1001, 2, "Привет").unwrap();
     eventually(10, "the reply", || async { (app.bot_messages(1001).len() == 1).then_some(()) }).await;
-    let attempts: Vec<_> = app.sandbox.deliveries(1001).into_iter().filter(|d| d.event_type == "message_new").collect();
+    // The sandbox records an attempt when its answer arrives, which can be after the bot replied: wait for it.
+    let attempts = eventually(10, "VK's two attempts recorded", || async {
+        let attempts: Vec<_> =
+            app.sandbox.deliveries(1001).into_iter().filter(|d| d.event_type == "message_new").collect();
+        (attempts.len() >= 2 && attempts[1].http_status.is_some()).then_some(attempts)
+    })
+    .await;
     assert_eq!(attempts.len(), 2, "refused once with 503, then retried by VK");
     assert_eq!(attempts[0].http_status, Some(503));
     assert_eq!(attempts[1].retry_counter, 1);

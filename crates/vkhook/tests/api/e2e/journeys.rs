@@ -1,6 +1,6 @@
 //! What an admin does, in a real browser.
 
-use crate::browser::Browser;
+use super::browser::Browser;
 use crate::helpers::TestApp;
 
 /// Signs in as «Анна Админова» on the sandbox's VK ID page; returns the communities page's text.
