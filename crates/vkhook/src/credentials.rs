@@ -238,65 +238,40 @@ mod tests {
     use secrecy::ExposeSecret;
 
     use super::*;
-    use crate::store::CommunityRow;
+    use crate::testkit::ScratchDir;
 
-    async fn fixture() -> (Credentials, Store, tempdir::Dir) {
-        let dir = tempdir::Dir::new();
-        let store = Store::connect(&format!("sqlite://{}/c.db", dir.path())).await.unwrap();
-        store.migrate().await.unwrap();
-        store
-            .upsert_community(&CommunityRow { id: 7, name: "c".into(), screen_name: "club7".into(), photo: None })
-            .await
-            .unwrap();
+    async fn fixture() -> (Credentials, Store, ScratchDir) {
+        let dir = ScratchDir::new();
+        let store = crate::testkit::store(&dir).await;
         let vault = Arc::new(Vault::from_spec(&Vault::generate_spec("k1")).unwrap());
         (Credentials::new(store.clone(), vault), store, dir)
-    }
-
-    /// A scratch directory for a unit test's SQLite file.
-    mod tempdir {
-        pub struct Dir(std::path::PathBuf);
-        impl Dir {
-            pub fn new() -> Dir {
-                let p = std::env::temp_dir().join(format!("vkhook-unit-{:016x}", rand::random::<u64>()));
-                std::fs::create_dir_all(&p).unwrap();
-                Dir(p)
-            }
-            pub fn path(&self) -> String {
-                self.0.display().to_string()
-            }
-        }
-        impl Drop for Dir {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
-        }
     }
 
     #[tokio::test]
     async fn a_rotation_keeps_the_previous_secret_and_drops_the_cached_one() {
         let (creds, _store, _dir) = fixture().await;
-        let first = creds.rotate_for_setup(7, "code1").await.unwrap();
-        let cached = creds.callback_secrets(7, false).await.unwrap().unwrap();
+        let first = creds.rotate_for_setup(1001, "code1").await.unwrap();
+        let cached = creds.callback_secrets(1001, false).await.unwrap().unwrap();
         assert_eq!(cached.secret.as_ref().unwrap().expose_secret(), first.expose_secret());
         assert!(cached.previous.is_none());
 
-        let second = creds.rotate_for_setup(7, "code2").await.unwrap();
-        let now = creds.callback_secrets(7, false).await.unwrap().unwrap();
+        let second = creds.rotate_for_setup(1001, "code2").await.unwrap();
+        let now = creds.callback_secrets(1001, false).await.unwrap().unwrap();
         assert_eq!(now.secret.as_ref().unwrap().expose_secret(), second.expose_secret(), "not served stale");
         assert_eq!(now.previous.as_ref().unwrap().expose_secret(), first.expose_secret());
-        assert_eq!(creds.confirmation_code(7).await.unwrap(), Some(Some("code2".into())));
+        assert_eq!(creds.confirmation_code(1001).await.unwrap(), Some(Some("code2".into())));
 
-        creds.retire_previous_secret(7).await.unwrap();
-        assert!(creds.callback_secrets(7, false).await.unwrap().unwrap().previous.is_none());
+        creds.retire_previous_secret(1001).await.unwrap();
+        assert!(creds.callback_secrets(1001, false).await.unwrap().unwrap().previous.is_none());
     }
 
     #[tokio::test]
     async fn a_secret_that_does_not_open_is_unreadable_not_absent() {
         let (creds, store, _dir) = fixture().await;
-        creds.rotate_for_setup(7, "code").await.unwrap();
+        creds.rotate_for_setup(1001, "code").await.unwrap();
         let other_keys = Arc::new(Vault::from_spec(&Vault::generate_spec("k2")).unwrap());
         let elsewhere = Credentials::new(store, other_keys);
-        let entry = elsewhere.callback_secrets(7, true).await.unwrap().unwrap();
+        let entry = elsewhere.callback_secrets(1001, true).await.unwrap().unwrap();
         assert!(!entry.none_required(), "a stored secret is required even when it does not open");
         assert_eq!(entry.unreadable.as_ref().unwrap().key_id.as_deref(), Some("k1"));
     }
@@ -304,14 +279,14 @@ mod tests {
     #[tokio::test]
     async fn a_community_key_opens_with_its_scopes_and_forget_drops_everything() {
         let (creds, _store, _dir) = fixture().await;
-        assert!(creds.community_key(7).await.unwrap().is_none());
-        creds.save_community_key(7, &SecretString::from("vk1.a.key"), &["manage".into()]).await.unwrap();
-        let key = creds.community_key(7).await.unwrap().unwrap();
+        assert!(creds.community_key(1001).await.unwrap().is_none());
+        creds.save_community_key(1001, &SecretString::from("vk1.a.key"), &["manage".into()]).await.unwrap();
+        let key = creds.community_key(1001).await.unwrap().unwrap();
         assert!(key.has(vk::CommunityScope::Manage));
         assert!(!key.has(vk::CommunityScope::Messages));
-        creds.rotate_for_setup(7, "code").await.unwrap();
-        creds.forget(7).await.unwrap();
-        assert!(creds.community_key(7).await.unwrap().is_none());
-        assert!(creds.callback_secrets(7, false).await.unwrap().unwrap().disconnected);
+        creds.rotate_for_setup(1001, "code").await.unwrap();
+        creds.forget(1001).await.unwrap();
+        assert!(creds.community_key(1001).await.unwrap().is_none());
+        assert!(creds.callback_secrets(1001, false).await.unwrap().unwrap().disconnected);
     }
 }

@@ -16,6 +16,8 @@ pub mod metrics;
 pub mod model;
 pub mod receiver;
 pub mod store;
+#[cfg(test)]
+mod testkit;
 pub mod vault;
 pub mod workers;
 

@@ -424,6 +424,7 @@ impl Bot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::Kit;
 
     #[test]
     fn dedup_keys_are_stable_per_event_and_differ_between_events() {
@@ -435,5 +436,114 @@ mod tests {
         assert_eq!(r, message_random_id(1001, "abc"));
         assert!(r > 0);
         assert_ne!(r, message_random_id(1001, "abd"));
+    }
+
+    fn settings(comments: bool, messages: bool) -> BotSettings {
+        BotSettings {
+            group_id: 1001,
+            bot_comments: comments,
+            bot_messages: messages,
+            default_reply: None,
+            paused_reason: None,
+        }
+    }
+
+    fn event(json: &str) -> Event {
+        vk::parse(json.as_bytes()).unwrap().event().unwrap()
+    }
+
+    fn comment(from_id: i64) -> Event {
+        event(&format!(
+            r#"{{"type":"wall_reply_new","group_id":1001,"object":{{"id":5,"from_id":{from_id},"post_id":1,"owner_id":-1001,"post_owner_id":-1001,"text":"цена?","date":1}}}}"#
+        ))
+    }
+
+    fn message(from_id: i64, peer_id: i64, out: u8) -> Event {
+        event(&format!(
+            r#"{{"type":"message_new","group_id":1001,"object":{{"message":{{"id":3,"peer_id":{peer_id},"from_id":{from_id},"text":"hi","out":{out}}}}}}}"#
+        ))
+    }
+
+    #[test]
+    fn who_gets_an_answer_and_where_it_goes() {
+        let on = settings(true, true);
+        let job = job_for(&comment(2), 1001, &on).unwrap();
+        assert_eq!(job.target, Target::Comment { owner_id: -1001, post_id: 1, reply_to: 5 });
+        assert_eq!((job.text.as_str(), job.author), ("цена?", 2));
+        assert_eq!(job_for(&comment(-1001), 1001, &on), Err(Reason::Own), "the community's own comment");
+        assert_eq!(job_for(&comment(-7), 1001, &on), Err(Reason::FromCommunity));
+        assert_eq!(job_for(&comment(2), 1001, &settings(false, true)), Err(Reason::CommentsOff));
+        assert_eq!(job_for(&message(2, 2, 0), 1001, &on).unwrap().target, Target::Message { peer_id: 2 });
+        assert_eq!(job_for(&message(2, 2, 1), 1001, &on), Err(Reason::Own), "outgoing");
+        assert_eq!(job_for(&message(2, 2_000_000_001, 0), 1001, &on), Err(Reason::Chat));
+        assert_eq!(job_for(&message(2, 2, 0), 1001, &settings(true, false)), Err(Reason::MessagesOff));
+        let join = event(r#"{"type":"group_join","group_id":1001,"object":{"user_id":2,"join_type":"join"}}"#);
+        assert_eq!(job_for(&join, 1001, &on), Err(Reason::NoAnswerNeeded));
+    }
+
+    /// Иван comments on 1001's first post, as VK would deliver it; returns the stored event's id.
+    async fn ivan_comments(kit: &Kit, text: &str) -> i64 {
+        let (comment_id, post_id) = kit.sandbox.comment(1001, 2, text).unwrap();
+        let payload = format!(
+            r#"{{"type":"wall_reply_new","group_id":1001,"event_id":"{:040x}","object":{{"id":{comment_id},"from_id":2,"post_id":{post_id},"owner_id":-1001,"post_owner_id":-1001,"text":"{text}","date":1}}}}"#,
+            comment_id
+        );
+        let event = crate::store::NewInboxEvent {
+            group_id: 1001,
+            event_id: format!("{comment_id:040x}"),
+            event_type: "wall_reply_new".into(),
+            payload,
+            received_at: now_ms(),
+        };
+        kit.store.insert_inbox_batch(&[event]).await.unwrap();
+        kit.store.inbox_event_by_event_id(1001, &format!("{comment_id:040x}")).await.unwrap().unwrap().id
+    }
+
+    #[tokio::test]
+    async fn a_comment_is_answered_by_rule_once() {
+        let kit = Kit::new().await;
+        kit.give_key(1001).await;
+        kit.store.set_bot_settings(1001, true, true, None).await.unwrap();
+        kit.store.add_rule(1001, "цена", "Цены в меню.").await.unwrap();
+        let id = ivan_comments(&kit, "Какая цена?").await;
+        kit.run_bot_once().await;
+        let row = kit.store.inbox_event(1001, id).await.unwrap().unwrap();
+        assert_eq!(row.status, EventStatus::Done);
+        let replies: Vec<_> = kit.sandbox.comments(1001).into_iter().filter(|c| c.from_id == -1001).collect();
+        assert_eq!(replies.len(), 1);
+        assert_eq!(replies[0].text, "Цены в меню.");
+    }
+
+    #[tokio::test]
+    async fn a_dead_key_pauses_the_community_and_holds_the_event() {
+        let kit = Kit::new().await;
+        kit.give_key(1001).await;
+        kit.store.set_bot_settings(1001, true, true, Some("Спасибо!")).await.unwrap();
+        kit.revoke_key(1001).await;
+        let id = ivan_comments(&kit, "Привет").await;
+        kit.run_bot_once().await;
+        let row = kit.store.inbox_event(1001, id).await.unwrap().unwrap();
+        assert_eq!(row.status, EventStatus::Pending, "held, not dropped");
+        assert!(row.next_attempt_at > now_ms() + 60_000, "parked until reconnected");
+        let bot = kit.store.bot_settings(1001).await.unwrap().unwrap();
+        assert_eq!(bot.paused_reason, Some(crate::model::PauseReason::Reauth));
+        assert!(kit.credentials.community_key(1001).await.unwrap().is_none(), "the key is dropped");
+        // Reconnected: a new key, resume → answered once.
+        kit.give_key(1001).await;
+        kit.control.resume(1001).await.unwrap();
+        kit.run_bot_once().await;
+        assert_eq!(kit.store.inbox_event(1001, id).await.unwrap().unwrap().status, EventStatus::Done);
+        assert_eq!(kit.sandbox.comments(1001).into_iter().filter(|c| c.from_id == -1001).count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_disconnected_community_is_not_answered() {
+        let kit = Kit::new().await;
+        kit.store.set_bot_settings(1001, true, true, Some("Спасибо!")).await.unwrap();
+        let id = ivan_comments(&kit, "Привет").await;
+        kit.run_bot_once().await;
+        let row = kit.store.inbox_event(1001, id).await.unwrap().unwrap();
+        assert_eq!(row.status, EventStatus::Ignored);
+        assert!(row.result.unwrap().contains("no_token"));
     }
 }

@@ -166,3 +166,64 @@ pub async fn wait_for_setup(store: &Store, group_id: i64, timeout: Duration) -> 
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{CommunityStatus, ErrorKind, PauseReason};
+    use crate::testkit::Kit;
+
+    #[tokio::test]
+    async fn a_setup_run_registers_one_server_that_vk_confirms() {
+        let kit = Kit::new().await;
+        kit.connected(1001).await;
+        let servers = kit.sandbox.servers(1001);
+        assert_eq!(servers.len(), 1);
+        assert_eq!(servers[0].url, kit.connector.callback_url());
+        assert_eq!(servers[0].status, vk_sandbox::ServerStatus::Ok, "VK asked us and got the stored code");
+        let settings = kit.store.community_settings(1001).await.unwrap().unwrap();
+        assert_eq!((settings.status, settings.server_id), (CommunityStatus::Connected, Some(servers[0].id)));
+        // Connecting again edits the same server with a fresh secret.
+        let first_secret = kit.credentials.current_callback_secret(1001).await.unwrap().unwrap();
+        kit.connected(1001).await;
+        assert_eq!(kit.sandbox.servers(1001).len(), 1, "edited, not added again");
+        let second = kit.credentials.current_callback_secret(1001).await.unwrap().unwrap();
+        assert_ne!(secrecy::ExposeSecret::expose_secret(&first_secret), secrecy::ExposeSecret::expose_secret(&second));
+    }
+
+    #[tokio::test]
+    async fn a_run_without_a_key_asks_for_a_new_authorization() {
+        let kit = Kit::new().await;
+        assert!(kit.connector.start_repair(1001).await.unwrap());
+        let setup = wait_for_setup(&kit.store, 1001, Duration::from_secs(5)).await.unwrap().unwrap();
+        assert_eq!((setup.state, setup.error_kind), (SetupState::Failed, Some(ErrorKind::Reauth)));
+        assert!(kit.sandbox.servers(1001).is_empty());
+    }
+
+    #[tokio::test]
+    async fn saving_event_types_with_a_dead_key_pauses_the_bot_once() {
+        let kit = Kit::new().await;
+        kit.connected(1001).await;
+        kit.revoke_key(1001).await;
+        let err = kit.connector.save_events(1001, &["message_new".into()]).await.unwrap_err();
+        assert!(matches!(&err, ConnectError::Vk(e) if e.needs_reauth()), "{err:?}");
+        let settings = kit.store.community_settings(1001).await.unwrap().unwrap();
+        assert_eq!(settings.status, CommunityStatus::NeedsReauth);
+        assert_eq!(kit.store.bot_settings(1001).await.unwrap().unwrap().paused_reason, Some(PauseReason::Reauth));
+        // Seen again (the page, «Проверить»): no key any more, nothing new logged.
+        assert!(matches!(kit.connector.vk_server_view(1001).await, Err(ConnectError::NotConnected)));
+        let paused = kit.store.community_log(1001, 10).await.unwrap();
+        assert_eq!(paused.len(), 1, "{paused:?}");
+    }
+
+    #[tokio::test]
+    async fn disconnect_removes_only_our_server() {
+        let kit = Kit::new().await;
+        kit.connected(1001).await;
+        assert_eq!(kit.connector.disconnect(1001).await.unwrap(), Disconnected::Removed);
+        assert!(kit.sandbox.servers(1001).is_empty());
+        let settings = kit.store.community_settings(1001).await.unwrap().unwrap();
+        assert_eq!((settings.status, settings.secret), (CommunityStatus::NotConnected, None));
+        assert_eq!(kit.connector.disconnect(1001).await.unwrap(), Disconnected::NothingAtVk);
+    }
+}

@@ -173,3 +173,57 @@ impl Reconciler {
         Ok(communities.len())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::Kit;
+
+    #[tokio::test]
+    async fn events_switched_off_at_vk_are_switched_back_on() {
+        let kit = Kit::new().await;
+        kit.connected(1001).await;
+        assert_eq!(kit.reconciler.reconcile(1001).await.unwrap(), Repair::InOrder);
+        let server_id = kit.sandbox.servers(1001)[0].id;
+        kit.sandbox
+            .world()
+            .group_mut(1001)
+            .unwrap()
+            .servers
+            .iter_mut()
+            .find(|s| s.id == server_id)
+            .unwrap()
+            .events
+            .remove("message_new");
+        assert_eq!(kit.reconciler.reconcile(1001).await.unwrap(), Repair::SettingsRestored);
+        assert_eq!(kit.reconciler.reconcile(1001).await.unwrap(), Repair::InOrder);
+        let log = kit.store.community_log(1001, 1).await.unwrap();
+        let restored = LogEntry::SettingsRestored { events: vec!["message_new".into()], version: None };
+        assert_eq!(log[0].entry(), Some(restored));
+    }
+
+    #[tokio::test]
+    async fn a_dead_key_pauses_instead_of_repairing() {
+        let kit = Kit::new().await;
+        kit.connected(1001).await;
+        kit.revoke_key(1001).await;
+        assert_eq!(kit.reconciler.reconcile(1001).await.unwrap(), Repair::NeedsReauth);
+        assert_eq!(kit.store.bot_settings(1001).await.unwrap().unwrap().paused_reason, Some(PauseReason::Reauth));
+        assert_eq!(kit.reconciler.reconcile(1001).await.unwrap(), Repair::Skipped, "no key left to try");
+        let card = card(&kit.store, 1001).await.unwrap();
+        assert_eq!(card.paused, Some(PauseReason::Reauth));
+        assert_eq!(card.last_error.map(|e| e.0), Some(LastError::Kind(ErrorKind::Reauth)));
+    }
+
+    #[tokio::test]
+    async fn a_server_deleted_at_vk_is_set_up_again() {
+        let kit = Kit::new().await;
+        kit.connected(1001).await;
+        kit.sandbox.world().group_mut(1001).unwrap().servers.clear();
+        assert_eq!(kit.reconciler.reconcile(1001).await.unwrap(), Repair::SetupStarted(LogEntry::ServerMissing));
+        vk_sandbox::testing::eventually(10, "our server back", || async {
+            (kit.sandbox.servers(1001).len() == 1).then_some(())
+        })
+        .await;
+    }
+}

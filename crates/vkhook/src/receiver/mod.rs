@@ -239,3 +239,91 @@ impl Receiver {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+    use crate::testkit::Kit;
+
+    fn body(group_id: i64, event_type: &str, event_id: &str, secret: &str) -> Vec<u8> {
+        serde_json::json!({"type": event_type, "event_id": event_id, "v": "5.199", "group_id": group_id,
+                           "secret": secret, "object": {"user_id": 2, "join_type": "join"}})
+        .to_string()
+        .into_bytes()
+    }
+
+    /// A receiver over a store where 1001 has the secret (and code) a setup would commit.
+    async fn receiving() -> (Kit, String) {
+        let kit = Kit::new().await;
+        let secret = kit.credentials.rotate_for_setup(1001, "c0de").await.unwrap();
+        (kit, secret.expose_secret().to_owned())
+    }
+
+    #[tokio::test]
+    async fn an_event_is_stored_once_and_its_retry_is_a_duplicate() {
+        let (kit, secret) = receiving().await;
+        let event = body(1001, "group_join", &"a".repeat(40), &secret);
+        assert_eq!(kit.receiver.accept(&event).await, (Verdict::Stored(Inserted::New), "group_join"));
+        assert_eq!(kit.receiver.accept(&event).await.0, Verdict::Stored(Inserted::Duplicate));
+        assert_eq!(kit.store.inbox_depth(Some(1001)).await.unwrap(), 1);
+        let row = kit.store.inbox_event_by_event_id(1001, &"a".repeat(40)).await.unwrap().unwrap();
+        assert!(!row.payload.contains(&secret), "stored without the secret");
+    }
+
+    #[tokio::test]
+    async fn confirmation_needs_the_right_secret_and_answers_the_stored_code() {
+        let (kit, secret) = receiving().await;
+        let confirm = |s: &str| body(1001, "confirmation", "", s);
+        assert_eq!(kit.receiver.accept(&confirm(&secret)).await.0, Verdict::Confirmation("c0de".into()));
+        let same_length_wrong: String = secret.chars().rev().collect();
+        assert_eq!(kit.receiver.accept(&confirm(&same_length_wrong)).await.0, Verdict::WrongSecret);
+        assert_eq!(kit.receiver.accept(&confirm("")).await.0, Verdict::WrongSecret);
+    }
+
+    #[tokio::test]
+    async fn bad_bodies_and_unknown_communities_are_refused_without_storing() {
+        let (kit, secret) = receiving().await;
+        assert!(matches!(kit.receiver.accept(b"{not json").await.0, Verdict::Malformed(_)));
+        assert!(matches!(kit.receiver.accept(br#"{"type":"group_join"}"#).await.0, Verdict::Malformed(_)));
+        assert_eq!(kit.receiver.accept(&body(4242, "group_join", "x", &secret)).await.0, Verdict::UnknownCommunity);
+        assert!(matches!(kit.receiver.accept(&body(1001, "group_join", "", &secret)).await.0, Verdict::Malformed(_)));
+        assert_eq!(kit.store.inbox_depth(None).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_previous_secret_works_until_an_event_brings_the_new_one() {
+        let (kit, old) = receiving().await;
+        let new = kit.credentials.rotate_for_setup(1001, "c0de2").await.unwrap().expose_secret().to_owned();
+        assert_eq!(kit.receiver.accept(&body(1001, "group_join", "1", &old)).await.0, Verdict::Stored(Inserted::New));
+        assert_eq!(kit.receiver.accept(&body(1001, "group_join", "2", &new)).await.0, Verdict::Stored(Inserted::New));
+        vk_sandbox::testing::eventually(5, "the previous secret retired", || async {
+            let verdict = kit.receiver.accept(&body(1001, "group_join", "3", &old)).await.0;
+            (verdict == Verdict::WrongSecret).then_some(())
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_disconnected_community_gets_remove() {
+        let (kit, secret) = receiving().await;
+        kit.credentials.forget(1001).await.unwrap();
+        assert_eq!(kit.receiver.accept(&body(1001, "group_join", "1", &secret)).await.0, Verdict::Remove);
+    }
+
+    #[tokio::test]
+    async fn a_secret_that_does_not_open_refuses_everything() {
+        let (kit, secret) = receiving().await;
+        // The same database under another key (a key missing from VKHOOK_TOKEN_KEYS).
+        let other = Arc::new(crate::vault::Vault::from_spec(&crate::vault::Vault::generate_spec("k2")).unwrap());
+        let credentials = crate::credentials::Credentials::new(kit.store.clone(), other);
+        let writer = Writer::start(kit.store.clone(), 1, kit.metrics.clone());
+        let receiver = Receiver::new(credentials, writer, Arc::new(Notify::new()), kit.hooks.clone());
+        for supplied in [secret.as_str(), "", "anything"] {
+            assert_eq!(receiver.accept(&body(1001, "group_join", "1", supplied)).await.0, Verdict::Unavailable);
+            assert_eq!(receiver.accept(&body(1001, "confirmation", "", supplied)).await.0, Verdict::Unavailable);
+        }
+        assert_eq!(kit.store.inbox_depth(None).await.unwrap(), 0);
+    }
+}

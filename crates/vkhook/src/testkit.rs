@@ -1,0 +1,202 @@
+//! What the domain modules' unit tests build instead of a whole app: a migrated SQLite store in a scratch folder,
+//! a vault, credentials, a VK sandbox with a client for it, and — for the connect flow, where VK must reach us —
+//! a bare callback endpoint in front of the receiver.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use tokio::sync::Notify;
+use url::Url;
+
+use crate::bot::{Bot, BotConfig, BotControl};
+use crate::config::PublicUrl;
+use crate::connect::{ConnectConfig, Connector};
+use crate::credentials::Credentials;
+use crate::health::Reconciler;
+use crate::hooks::Hooks;
+use crate::metrics::Metrics;
+use crate::model::Role;
+use crate::receiver::{Receiver, Writer};
+use crate::store::{CommunityRow, Store, UserRow};
+use crate::vault::Vault;
+
+/// A scratch folder removed when dropped.
+pub struct ScratchDir(pub std::path::PathBuf);
+
+impl ScratchDir {
+    pub fn new() -> ScratchDir {
+        let p = std::env::temp_dir().join(format!("vkhook-unit-{:016x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&p).unwrap();
+        ScratchDir(p)
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A migrated SQLite store with the demo world's communities 1001 and 1002 (user 1 administers both).
+pub async fn store(dir: &ScratchDir) -> Store {
+    let store = Store::connect(&format!("sqlite://{}/unit.db", dir.0.display())).await.unwrap();
+    store.migrate().await.unwrap();
+    store
+        .upsert_user(&UserRow {
+            id: 1, first_name: "Анна".into(), last_name: "Админова".into(), avatar: None
+        })
+        .await
+        .unwrap();
+    for (id, name) in [(1001, "Кофейня «Зерно»"), (1002, "Книжный клуб")] {
+        let row = CommunityRow { id, name: name.into(), screen_name: format!("club{id}"), photo: None };
+        store.add_user_community(1, &row, Role::Administrator).await.unwrap();
+    }
+    store
+}
+
+/// The parts the domain modules take, wired as `app` wires them, against a sandbox.
+pub struct Kit {
+    pub dir: ScratchDir,
+    pub sandbox: vk_sandbox::Sandbox,
+    pub store: Store,
+    pub credentials: Credentials,
+    pub vk: vk::Client,
+    pub control: BotControl,
+    pub hooks: Arc<Hooks>,
+    pub metrics: Arc<Metrics>,
+    pub receiver: Receiver,
+    pub connector: Connector,
+    pub bot: Bot,
+    pub reconciler: Reconciler,
+    /// Where VK posts events (a bare endpoint in front of `receiver`).
+    pub callback_addr: SocketAddr,
+}
+
+impl Kit {
+    pub async fn new() -> Kit {
+        let sandbox =
+            vk_sandbox::Sandbox::start(vk_sandbox::SandboxConfig { time_factor: 0.001, ..Default::default() })
+                .await
+                .unwrap();
+        let dir = ScratchDir::new();
+        let store = store(&dir).await;
+        let vault = Arc::new(Vault::from_spec(&Vault::generate_spec("unit")).unwrap());
+        let credentials = Credentials::new(store.clone(), vault);
+        let metrics = Arc::new(Metrics::default());
+        let hooks = Arc::new(Hooks::default());
+        let wakeup = Arc::new(Notify::new());
+        let control = BotControl::new(store.clone(), wakeup.clone());
+        let mut cfg = vk::ClientConfig::new(Url::parse(&sandbox.api_url()).unwrap());
+        cfg.retry = vk::RetryPolicy::none();
+        cfg.timeout = Duration::from_secs(5);
+        let vk = vk::Client::new(cfg).unwrap();
+        let oauth = vk::OAuthClient::new(vk::OAuthConfig {
+            id_url: Url::parse(&sandbox.id_url()).unwrap(),
+            oauth_url: Url::parse(&sandbox.oauth_url()).unwrap(),
+            client_id: sandbox.config().client_id.clone(),
+            client_secret: SecretString::from(sandbox.config().client_secret.clone()),
+            timeout: Duration::from_secs(5),
+        })
+        .unwrap();
+        let writer = Writer::start(store.clone(), 1, metrics.clone());
+        let receiver = Receiver::new(credentials.clone(), writer, wakeup, hooks.clone());
+        let callback_addr = serve_callback(receiver.clone()).await;
+        let connector = Connector::new(
+            store.clone(),
+            credentials.clone(),
+            vk.clone(),
+            oauth,
+            control.clone(),
+            hooks.clone(),
+            PublicUrl::new(Url::parse(&format!("http://{callback_addr}")).unwrap()),
+            ConnectConfig {
+                community_scopes: vec!["manage".into(), "messages".into()],
+                setup_lease: Duration::from_secs(5),
+                setup_poll: Duration::from_millis(20),
+                confirm_timeout: Duration::from_secs(5),
+                retry: vk::RetryPolicy::none(),
+            },
+        );
+        let bot = Bot::new(
+            store.clone(),
+            credentials.clone(),
+            vk.clone(),
+            control.clone(),
+            hooks.clone(),
+            metrics.clone(),
+            BotConfig { retry: vk::Backoff::new(Duration::from_millis(5), Duration::from_millis(20)), max_attempts: 3 },
+        );
+        let reconciler =
+            Reconciler::new(store.clone(), credentials.clone(), vk.clone(), connector.clone(), control.clone());
+        Kit {
+            dir,
+            sandbox,
+            store,
+            credentials,
+            vk,
+            control,
+            hooks,
+            metrics,
+            receiver,
+            connector,
+            bot,
+            reconciler,
+            callback_addr,
+        }
+    }
+
+    /// Stores a community key for `group_id` as the community authorization leaves it.
+    pub async fn give_key(&self, group_id: i64) {
+        let scopes = ["manage", "messages", "wall"];
+        let token = SecretString::from(self.sandbox.issue_community_token(group_id, &scopes));
+        let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        self.credentials.save_community_key(group_id, &token, &scopes).await.unwrap();
+    }
+
+    /// A key and a finished setup run: the community is connected at the sandbox.
+    pub async fn connected(&self, group_id: i64) {
+        self.give_key(group_id).await;
+        assert!(self.connector.start_repair(group_id).await.unwrap());
+        let setup = crate::connect::wait_for_setup(&self.store, group_id, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(setup.map(|s| s.state), Some(crate::model::SetupState::Done));
+    }
+
+    /// Claims and handles every due event, as the workers would, until none is left to claim.
+    pub async fn run_bot_once(&self) {
+        loop {
+            let now = crate::store::now_ms();
+            let rows = self.store.claim_inbox_batch("unit", now, now + 60_000, 10).await.unwrap();
+            if rows.is_empty() {
+                return;
+            }
+            for row in rows {
+                self.bot.process("unit", row).await;
+            }
+        }
+    }
+
+    /// The community key dies at VK.
+    pub async fn revoke_key(&self, group_id: i64) {
+        let url = format!("{}/_sandbox/tokens/revoke", self.sandbox.url());
+        let r = reqwest::Client::new().post(url).json(&serde_json::json!({"group_id": group_id})).send().await.unwrap();
+        assert!(r.status().is_success());
+    }
+}
+
+/// A bare `POST /vk/callback` in front of the receiver, on a free port.
+async fn serve_callback(receiver: Receiver) -> SocketAddr {
+    use axum::routing::post;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = axum::Router::new().route(
+        crate::connect::CALLBACK_PATH,
+        post(move |body: axum::body::Bytes| {
+            let receiver = receiver.clone();
+            async move { crate::http::callback::respond(receiver.accept(&body).await.0) }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    addr
+}
