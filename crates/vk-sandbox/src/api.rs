@@ -284,7 +284,9 @@ fn dispatch(world: &mut World, method: &str, call: &Call, fx: &mut Effects) -> A
         }
         "groups.setCallbackSettings" => {
             let group_id = manage_group(world, call)?;
-            // VK-FACTS: always pass server_id. The sandbox is stricter than VK and refuses a call without it.
+            // server_id names the server the settings are for (https://dev.vk.com/ru/method/groups.setCallbackSettings);
+            // with several servers per community a call without it is ambiguous. The sandbox is stricter than VK
+            // and refuses a call without it.
             let server_id = call.require_int("server_id")?;
             let version = call.str("api_version").map(str::to_owned);
             if let Some(v) = &version {
@@ -457,7 +459,8 @@ fn messages_send(world: &mut World, call: &Call, fx: &mut Effects) -> ApiResult 
     if !call.token.scopes.contains("messages") {
         return Err(ApiError::new(15, "Access denied: no access to call this method"));
     }
-    // Since 5.90 VK requires random_id; the schema does not say so, VK-FACTS does.
+    // Since 5.90 VK requires random_id (https://dev.vk.com/ru/reference/versions, 5.90; the method page
+    // https://dev.vk.com/ru/method/messages.send marks it required); the schema does not say so.
     let random_id = call.require_int("random_id")?;
     let peer_id =
         call.int("peer_id").or_else(|| call.int("user_id")).ok_or_else(|| ApiError::param("peer_id is undefined"))?;

@@ -1,8 +1,9 @@
 //! A faithful stand-in for VK, over real HTTP: api.vk.com under `/api`, oauth.vk.com under `/oauth`, id.vk.com
 //! under `/id`, Callback API delivery to registered servers, a fixed demo world, and a `/_sandbox/…` control API.
 //!
-//! It checks calls against VK's official schema (vendored) and VK-FACTS.md, not against the `vk` crate, so a
-//! mistake in the client is caught rather than mirrored. Start it with [`Sandbox::start`].
+//! It checks calls against VK's official schema (vendored under `vendor/vk-api-schema/`) and VK's documentation
+//! (dev.vk.com, cited where a rule comes from it), not against the `vk` crate, so a mistake in the client is caught
+//! rather than mirrored. Start it with [`Sandbox::start`].
 
 pub mod api;
 pub mod control;

@@ -6,7 +6,8 @@
 
 use std::fmt;
 
-/// VK error codes that vkhook reacts to by name. See VK-FACTS.md and the schema's `errors.json`.
+/// VK error codes that vkhook reacts to by name: https://dev.vk.com/ru/reference/errors and the vendored schema's
+/// `vendor/vk-api-schema/errors.json`.
 pub mod code {
     pub const UNKNOWN: i64 = 1;
     pub const UNKNOWN_METHOD: i64 = 3;

@@ -21,5 +21,5 @@ mod testkit;
 pub mod vault;
 pub mod workers;
 
-pub use app::{App, AppState};
+pub use app::App;
 pub use config::Settings;

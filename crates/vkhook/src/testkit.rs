@@ -2,14 +2,13 @@
 //! a vault, credentials, a VK sandbox with a client for it, and — for the connect flow, where VK must reach us —
 //! a bare callback endpoint in front of the receiver.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::SecretString;
-use tokio::sync::Notify;
 use url::Url;
 
+use crate::app::{Parts, Services};
 use crate::bot::{Bot, BotConfig, BotControl};
 use crate::config::PublicUrl;
 use crate::connect::{ConnectConfig, Connector};
@@ -18,7 +17,7 @@ use crate::health::Reconciler;
 use crate::hooks::Hooks;
 use crate::metrics::Metrics;
 use crate::model::Role;
-use crate::receiver::{Receiver, Writer};
+use crate::receiver::Receiver;
 use crate::store::{CommunityRow, Store, UserRow};
 use crate::vault::Vault;
 
@@ -58,11 +57,11 @@ pub async fn store(dir: &ScratchDir) -> Store {
 
 /// The parts the domain modules take, wired as `app` wires them, against a sandbox.
 pub struct Kit {
-    pub dir: ScratchDir,
+    /// Keeps the database file for as long as the kit.
+    _dir: ScratchDir,
     pub sandbox: vk_sandbox::Sandbox,
     pub store: Store,
     pub credentials: Credentials,
-    pub vk: vk::Client,
     pub control: BotControl,
     pub hooks: Arc<Hooks>,
     pub metrics: Arc<Metrics>,
@@ -70,8 +69,6 @@ pub struct Kit {
     pub connector: Connector,
     pub bot: Bot,
     pub reconciler: Reconciler,
-    /// Where VK posts events (a bare endpoint in front of `receiver`).
-    pub callback_addr: SocketAddr,
 }
 
 impl Kit {
@@ -83,15 +80,9 @@ impl Kit {
         let dir = ScratchDir::new();
         let store = store(&dir).await;
         let vault = Arc::new(Vault::from_spec(&Vault::generate_spec("unit")).unwrap());
-        let credentials = Credentials::new(store.clone(), vault);
-        let metrics = Arc::new(Metrics::default());
-        let hooks = Arc::new(Hooks::default());
-        let wakeup = Arc::new(Notify::new());
-        let control = BotControl::new(store.clone(), wakeup.clone());
         let mut cfg = vk::ClientConfig::new(Url::parse(&sandbox.api_url()).unwrap());
         cfg.retry = vk::RetryPolicy::none();
         cfg.timeout = Duration::from_secs(5);
-        let vk = vk::Client::new(cfg).unwrap();
         let oauth = vk::OAuthClient::new(vk::OAuthConfig {
             id_url: Url::parse(&sandbox.id_url()).unwrap(),
             oauth_url: Url::parse(&sandbox.oauth_url()).unwrap(),
@@ -100,51 +91,35 @@ impl Kit {
             timeout: Duration::from_secs(5),
         })
         .unwrap();
-        let writer = Writer::start(store.clone(), 1, metrics.clone());
-        let receiver = Receiver::new(credentials.clone(), writer, wakeup, hooks.clone());
-        let callback_addr = serve_callback(receiver.clone()).await;
-        let connector = Connector::new(
-            store.clone(),
-            credentials.clone(),
-            vk.clone(),
+        // VK must reach our callback URL, which the connector is built with: bind first, serve once wired.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let callback = listener.local_addr().unwrap();
+        let parts = Parts {
+            store: store.clone(),
+            vault,
+            vk: vk::Client::new(cfg).unwrap(),
             oauth,
-            control.clone(),
-            hooks.clone(),
-            PublicUrl::new(Url::parse(&format!("http://{callback_addr}")).unwrap()),
-            ConnectConfig {
+            hooks: Arc::new(Hooks::default()),
+            metrics: Arc::new(Metrics::default()),
+            public_url: PublicUrl::new(Url::parse(&format!("http://{callback}")).unwrap()),
+            writers: 1,
+            vkid_scopes: vec![],
+            connect: ConnectConfig {
                 community_scopes: vec!["manage".into(), "messages".into()],
                 setup_lease: Duration::from_secs(5),
                 setup_poll: Duration::from_millis(20),
                 confirm_timeout: Duration::from_secs(5),
                 retry: vk::RetryPolicy::none(),
             },
-        );
-        let bot = Bot::new(
-            store.clone(),
-            credentials.clone(),
-            vk.clone(),
-            control.clone(),
-            hooks.clone(),
-            metrics.clone(),
-            BotConfig { retry: vk::Backoff::new(Duration::from_millis(5), Duration::from_millis(20)), max_attempts: 3 },
-        );
-        let reconciler =
-            Reconciler::new(store.clone(), credentials.clone(), vk.clone(), connector.clone(), control.clone());
-        Kit {
-            dir,
-            sandbox,
-            store,
-            credentials,
-            vk,
-            control,
-            hooks,
-            metrics,
-            receiver,
-            connector,
-            bot,
-            reconciler,
-            callback_addr,
-        }
+            bot: BotConfig {
+                retry: vk::Backoff::new(Duration::from_millis(5), Duration::from_millis(20)),
+                max_attempts: 3,
+            },
+        };
+        let Services { credentials, control, receiver, connector, bot, reconciler, .. } = Services::wire(&parts);
+        serve_callback(listener, receiver.clone());
+        let (hooks, metrics) = (parts.hooks, parts.metrics);
+        Kit { _dir: dir, sandbox, store, credentials, control, hooks, metrics, receiver, connector, bot, reconciler }
     }
 
     /// Stores a community key for `group_id` as the community authorization leaves it.
@@ -185,11 +160,9 @@ impl Kit {
     }
 }
 
-/// A bare `POST /vk/callback` in front of the receiver, on a free port.
-async fn serve_callback(receiver: Receiver) -> SocketAddr {
+/// A bare `POST /vk/callback` in front of the receiver.
+fn serve_callback(listener: tokio::net::TcpListener, receiver: Receiver) {
     use axum::routing::post;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let router = axum::Router::new().route(
         crate::connect::CALLBACK_PATH,
         post(move |body: axum::body::Bytes| {
@@ -198,5 +171,4 @@ async fn serve_callback(receiver: Receiver) -> SocketAddr {
         }),
     );
     tokio::spawn(async move { axum::serve(listener, router).await });
-    addr
 }

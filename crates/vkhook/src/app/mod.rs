@@ -77,72 +77,117 @@ fn vk_clients(settings: &Settings, metrics: &Arc<Metrics>) -> anyhow::Result<(vk
     Ok((vk, oauth))
 }
 
+/// What the domain services are built from.
+pub struct Parts {
+    pub store: Store,
+    pub vault: Arc<Vault>,
+    pub vk: vk::Client,
+    pub oauth: vk::OAuthClient,
+    pub hooks: Arc<Hooks>,
+    pub metrics: Arc<Metrics>,
+    pub public_url: PublicUrl,
+    /// Group-commit writer tasks.
+    pub writers: usize,
+    pub vkid_scopes: Vec<String>,
+    pub connect: ConnectConfig,
+    pub bot: BotConfig,
+}
+
+/// The domain services, each given the parts it uses: one recipe, for the app and for the modules' unit tests.
+pub struct Services {
+    pub credentials: Credentials,
+    pub control: BotControl,
+    pub receiver: Receiver,
+    pub accounts: Accounts,
+    pub connector: Connector,
+    pub bot: Bot,
+    pub reconciler: Reconciler,
+}
+
+impl Services {
+    pub fn wire(p: &Parts) -> Services {
+        let credentials = Credentials::new(p.store.clone(), p.vault.clone());
+        let wakeup = Arc::new(Notify::new());
+        let control = BotControl::new(p.store.clone(), wakeup.clone());
+        let writer = Writer::start(p.store.clone(), p.writers, p.metrics.clone());
+        let receiver = Receiver::new(credentials.clone(), writer, wakeup, p.hooks.clone());
+        let accounts = Accounts::new(
+            p.store.clone(),
+            p.vault.clone(),
+            p.oauth.clone(),
+            p.vkid_scopes.clone(),
+            p.public_url.clone(),
+        );
+        let connector = Connector::new(
+            p.store.clone(),
+            credentials.clone(),
+            p.vk.clone(),
+            p.oauth.clone(),
+            control.clone(),
+            p.hooks.clone(),
+            p.public_url.clone(),
+            p.connect.clone(),
+        );
+        let bot = Bot::new(
+            p.store.clone(),
+            credentials.clone(),
+            p.vk.clone(),
+            control.clone(),
+            p.hooks.clone(),
+            p.metrics.clone(),
+            p.bot.clone(),
+        );
+        let reconciler =
+            Reconciler::new(p.store.clone(), credentials.clone(), p.vk.clone(), connector.clone(), control.clone());
+        Services { credentials, control, receiver, accounts, connector, bot, reconciler }
+    }
+}
+
 impl AppState {
     pub fn new(settings: Settings, store: Store, public_url: Url) -> anyhow::Result<AppState> {
         let vault = Arc::new(Vault::from_spec(&settings.token_keys).context("VKHOOK_TOKEN_KEYS")?);
-        let public_url = PublicUrl::new(public_url);
         let metrics = Arc::new(Metrics::default());
-        let hooks = Arc::new(Hooks::default());
         let (vk, oauth) = vk_clients(&settings, &metrics)?;
-        let credentials = Credentials::new(store.clone(), vault.clone());
-        let wakeup = Arc::new(Notify::new());
-        let control = BotControl::new(store.clone(), wakeup.clone());
-        let writers = match store.kind() {
-            BackendKind::Sqlite => 1,
-            BackendKind::Postgres => 2,
-        };
-        let writer = Writer::start(store.clone(), writers, metrics.clone());
-        let receiver = Receiver::new(credentials.clone(), writer, wakeup, hooks.clone());
-        let accounts = Accounts::new(
-            store.clone(),
-            vault.clone(),
-            oauth.clone(),
-            settings.vk.vkid_scopes.clone(),
-            public_url.clone(),
-        );
         let timing = &settings.timing;
-        let connector = Connector::new(
-            store.clone(),
-            credentials.clone(),
-            vk.clone(),
+        let parts = Parts {
+            writers: match store.kind() {
+                BackendKind::Sqlite => 1,
+                BackendKind::Postgres => 2,
+            },
+            store,
+            vault,
+            vk,
             oauth,
-            control.clone(),
-            hooks.clone(),
-            public_url.clone(),
-            ConnectConfig {
+            hooks: Arc::new(Hooks::default()),
+            metrics,
+            public_url: PublicUrl::new(public_url),
+            vkid_scopes: settings.vk.vkid_scopes.clone(),
+            connect: ConnectConfig {
                 community_scopes: settings.vk.community_scopes.clone(),
                 setup_lease: timing.setup_lease,
                 setup_poll: timing.setup_poll,
                 confirm_timeout: timing.setup_confirm_timeout,
                 retry: settings.vk.retry,
             },
-        );
-        let bot = Bot::new(
-            store.clone(),
-            credentials.clone(),
-            vk.clone(),
-            control.clone(),
-            hooks.clone(),
-            metrics.clone(),
-            BotConfig { retry: timing.bot_retry, max_attempts: timing.bot_max_attempts },
-        );
-        let reconciler = Reconciler::new(store.clone(), credentials.clone(), vk.clone(), connector.clone(), control);
-        let instance_id = format!("{}-{}", std::process::id(), vk::oauth::random_urlsafe(6));
+            bot: BotConfig { retry: timing.bot_retry, max_attempts: timing.bot_max_attempts },
+        };
+        let services = Services::wire(&parts);
+        let Parts { store, vault, vk, hooks, metrics, public_url, .. } = parts;
         let inner = Inner {
             settings,
             store,
             vault,
-            credentials,
+            credentials: services.credentials,
             vk,
             public_url,
             hooks,
             metrics,
-            receiver,
-            accounts,
-            connector,
-            bot,
-            reconciler,
-            instance_id,
+            receiver: services.receiver,
+            accounts: services.accounts,
+            connector: services.connector,
+            bot: services.bot,
+            reconciler: services.reconciler,
+            instance_id: format!("{}-{}", std::process::id(), vk::oauth::random_urlsafe(6)),
         };
         Ok(AppState { inner: Arc::new(inner) })
     }

@@ -70,7 +70,7 @@ impl Store {
         let q = "INSERT INTO oauth_states (state_hash, session_hash, kind, verifier, group_id, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6)";
         on_pool!(self, pool => sqlx::query(q)
-            .bind(&s.state_hash).bind(&s.session_hash).bind(&s.kind).bind(&s.verifier).bind(s.group_id).bind(s.created_at)
+            .bind(&s.state_hash).bind(&s.session_hash).bind(s.kind).bind(&s.verifier).bind(s.group_id).bind(s.created_at)
             .execute(pool).await?.rows_affected());
         Ok(())
     }

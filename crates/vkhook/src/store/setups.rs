@@ -259,8 +259,8 @@ impl Store {
              WHERE community_setups.state NOT IN ('running') OR community_setups.lease_until < $20"
         );
         let n = on_pool!(self, pool => sqlx::query(&q)
-            .bind(row.group_id).bind(&row.run_id).bind(&row.state).bind(&row.step_token).bind(&row.step_code)
-            .bind(&row.step_server).bind(&row.step_events).bind(&row.step_confirm).bind(&row.error_kind)
+            .bind(row.group_id).bind(&row.run_id).bind(row.state).bind(row.step_token).bind(row.step_code)
+            .bind(row.step_server).bind(row.step_events).bind(row.step_confirm).bind(row.error_kind)
             .bind(&row.error_detail).bind(row.started_by).bind(row.started_at).bind(row.updated_at)
             .bind(row.finished_at).bind(row.vk_calls).bind(row.replace_server_id).bind(row.lease_until)
             .bind(row.bot_enabled).bind(&row.bot_reply).bind(now)

@@ -11,10 +11,11 @@ use secrecy::SecretString;
 use tokio::sync::oneshot;
 use vk_sandbox::testing::{consent, Consent};
 use vk_sandbox::{Sandbox, SandboxConfig};
+use vkhook::app::AppState;
 use vkhook::config::{Settings, Timing};
 use vkhook::store::Store;
 use vkhook::vault::Vault;
-use vkhook::{App, AppState};
+use vkhook::App;
 
 /// Everything every test's vkhook logged (debug level and up), for tests that prove nothing secret is logged.
 pub fn captured_logs() -> String {
