@@ -216,119 +216,131 @@ fn dispatch(world: &mut World, method: &str, call: &Call, fx: &mut Effects) -> A
         "groups.get" => groups_get(world, call),
         "groups.getById" => groups_get_by_id(world, call),
         "groups.getTokenPermissions" => groups_get_token_permissions(call),
-        "groups.getCallbackConfirmationCode" => {
-            let group_id = manage_group(world, call)?;
-            let group = world.group_mut(group_id).expect("checked");
-            group.confirmation_code = random_hex(8);
-            Ok(json!({ "code": group.confirmation_code }))
-        }
-        "groups.getCallbackServers" => {
-            let group_id = manage_group(world, call)?;
-            let only: Option<BTreeSet<i64>> =
-                call.str("server_ids").map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect());
-            let items: Vec<Value> = world
-                .group(group_id)
-                .expect("checked")
-                .servers
-                .iter()
-                .filter(|s| only.as_ref().is_none_or(|o| o.contains(&s.id)))
-                .map(|s| {
-                    json!({"id": s.id, "title": s.title, "creator_id": s.creator_id, "url": s.url,
-                                "secret_key": s.secret_key, "status": s.status.as_str()})
-                })
-                .collect();
-            Ok(json!({"count": items.len(), "items": items}))
-        }
-        "groups.addCallbackServer" => {
-            let group_id = manage_group(world, call)?;
-            let url = check_url(call.str("url").unwrap_or_default())?;
-            let creator = call.token.granted_by;
-            let group = world.group_mut(group_id).expect("checked");
-            if group.servers.len() >= 10 {
-                return Err(standard_error(2000));
-            }
-            let server = group.add_server(
-                call.str("title").unwrap_or_default(),
-                &url,
-                call.str("secret_key").unwrap_or_default(),
-                creator,
-            );
-            let server_id = server.id;
-            fx.confirmations.push((group_id, server_id));
-            Ok(json!({ "server_id": server_id }))
-        }
-        "groups.editCallbackServer" => {
-            let group_id = manage_group(world, call)?;
-            let server_id = call.require_int("server_id")?;
-            let url = check_url(call.str("url").unwrap_or_default())?;
-            let group = world.group_mut(group_id).expect("checked");
-            let server = group.server_mut(server_id).ok_or_else(|| standard_error(104))?;
-            server.url = url;
-            server.title = call.str("title").unwrap_or_default().to_owned();
-            if let Some(secret) = call.str("secret_key") {
-                server.secret_key = secret.to_owned();
-            }
-            fx.confirmations.push((group_id, server_id));
-            Ok(json!(1))
-        }
-        "groups.deleteCallbackServer" => {
-            let group_id = manage_group(world, call)?;
-            let server_id = call.require_int("server_id")?;
-            let group = world.group_mut(group_id).expect("checked");
-            let before = group.servers.len();
-            group.servers.retain(|s| s.id != server_id);
-            if group.servers.len() == before {
-                return Err(standard_error(104));
-            }
-            Ok(json!(1))
-        }
-        "groups.setCallbackSettings" => {
-            let group_id = manage_group(world, call)?;
-            // server_id names the server the settings are for (https://dev.vk.com/ru/method/groups.setCallbackSettings);
-            // with several servers per community a call without it is ambiguous. The sandbox is stricter than VK
-            // and refuses a call without it.
-            let server_id = call.require_int("server_id")?;
-            let version = call.str("api_version").map(str::to_owned);
-            if let Some(v) = &version {
-                if !version_at_least(v, (5, 81)) {
-                    return Err(ApiError::param("api_version is invalid"));
-                }
-            }
-            let event_names = callback_event_names();
-            let group = world.group_mut(group_id).expect("checked");
-            let server = group.server_mut(server_id).ok_or_else(|| standard_error(104))?;
-            if let Some(v) = version {
-                server.api_version = v;
-            }
-            for name in event_names {
-                match call.str(name) {
-                    Some("1" | "true") => {
-                        server.events.insert((*name).to_owned());
-                    }
-                    Some(_) => {
-                        server.events.remove(*name);
-                    }
-                    None => {}
-                }
-            }
-            Ok(json!(1))
-        }
-        "groups.getCallbackSettings" => {
-            let group_id = manage_group(world, call)?;
-            let server_id = call.require_int("server_id")?;
-            let group = world.group(group_id).expect("checked");
-            let server = group.server(server_id).ok_or_else(|| standard_error(104))?;
-            let events: serde_json::Map<String, Value> = callback_event_names()
-                .iter()
-                .map(|name| ((*name).to_owned(), json!(i64::from(server.events.contains(*name)))))
-                .collect();
-            Ok(json!({"api_version": server.api_version, "events": events}))
-        }
+        "groups.getCallbackConfirmationCode" => get_confirmation_code(world, call),
+        "groups.getCallbackServers" => get_callback_servers(world, call),
+        "groups.addCallbackServer" => add_callback_server(world, call, fx),
+        "groups.editCallbackServer" => edit_callback_server(world, call, fx),
+        "groups.deleteCallbackServer" => delete_callback_server(world, call),
+        "groups.setCallbackSettings" => set_callback_settings(world, call),
+        "groups.getCallbackSettings" => get_callback_settings(world, call),
         "messages.send" => messages_send(world, call, fx),
         "wall.createComment" => wall_create_comment(world, call, fx),
         "users.get" => users_get(world, call),
         other => Err(ApiError::new(1, format!("Unknown error occurred: the VK sandbox does not implement {other}"))),
     }
+}
+
+/// A new code every time: VK's code "changes from time to time", so a client must fetch it right before add/edit.
+fn get_confirmation_code(world: &mut World, call: &Call) -> ApiResult {
+    let group_id = manage_group(world, call)?;
+    let group = world.group_mut(group_id).expect("checked");
+    group.confirmation_code = random_hex(8);
+    Ok(json!({ "code": group.confirmation_code }))
+}
+
+fn get_callback_servers(world: &mut World, call: &Call) -> ApiResult {
+    let group_id = manage_group(world, call)?;
+    let only: Option<BTreeSet<i64>> =
+        call.str("server_ids").map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect());
+    let items: Vec<Value> = world
+        .group(group_id)
+        .expect("checked")
+        .servers
+        .iter()
+        .filter(|s| only.as_ref().is_none_or(|o| o.contains(&s.id)))
+        .map(|s| {
+            json!({"id": s.id, "title": s.title, "creator_id": s.creator_id, "url": s.url,
+                        "secret_key": s.secret_key, "status": s.status.as_str()})
+        })
+        .collect();
+    Ok(json!({"count": items.len(), "items": items}))
+}
+
+/// At most ten servers per community (error 2000); VK asks the new URL for the code right after.
+fn add_callback_server(world: &mut World, call: &Call, fx: &mut Effects) -> ApiResult {
+    let group_id = manage_group(world, call)?;
+    let url = check_url(call.str("url").unwrap_or_default())?;
+    let creator = call.token.granted_by;
+    let group = world.group_mut(group_id).expect("checked");
+    if group.servers.len() >= 10 {
+        return Err(standard_error(2000));
+    }
+    let title = call.str("title").unwrap_or_default();
+    let server = group.add_server(title, &url, call.str("secret_key").unwrap_or_default(), creator);
+    let server_id = server.id;
+    fx.confirmations.push((group_id, server_id));
+    Ok(json!({ "server_id": server_id }))
+}
+
+fn edit_callback_server(world: &mut World, call: &Call, fx: &mut Effects) -> ApiResult {
+    let group_id = manage_group(world, call)?;
+    let server_id = call.require_int("server_id")?;
+    let url = check_url(call.str("url").unwrap_or_default())?;
+    let group = world.group_mut(group_id).expect("checked");
+    let server = group.server_mut(server_id).ok_or_else(|| standard_error(104))?;
+    server.url = url;
+    server.title = call.str("title").unwrap_or_default().to_owned();
+    if let Some(secret) = call.str("secret_key") {
+        server.secret_key = secret.to_owned();
+    }
+    fx.confirmations.push((group_id, server_id));
+    Ok(json!(1))
+}
+
+fn delete_callback_server(world: &mut World, call: &Call) -> ApiResult {
+    let group_id = manage_group(world, call)?;
+    let server_id = call.require_int("server_id")?;
+    let group = world.group_mut(group_id).expect("checked");
+    let before = group.servers.len();
+    group.servers.retain(|s| s.id != server_id);
+    if group.servers.len() == before {
+        return Err(standard_error(104));
+    }
+    Ok(json!(1))
+}
+
+fn set_callback_settings(world: &mut World, call: &Call) -> ApiResult {
+    let group_id = manage_group(world, call)?;
+    // server_id names the server the settings are for (https://dev.vk.com/ru/method/groups.setCallbackSettings);
+    // with several servers per community a call without it is ambiguous. The sandbox is stricter than VK and
+    // refuses a call without it.
+    let server_id = call.require_int("server_id")?;
+    let version = call.str("api_version").map(str::to_owned);
+    if let Some(v) = &version {
+        if !version_at_least(v, (5, 81)) {
+            return Err(ApiError::param("api_version is invalid"));
+        }
+    }
+    let event_names = callback_event_names();
+    let group = world.group_mut(group_id).expect("checked");
+    let server = group.server_mut(server_id).ok_or_else(|| standard_error(104))?;
+    if let Some(v) = version {
+        server.api_version = v;
+    }
+    for name in event_names {
+        match call.str(name) {
+            Some("1" | "true") => {
+                server.events.insert((*name).to_owned());
+            }
+            Some(_) => {
+                server.events.remove(*name);
+            }
+            None => {}
+        }
+    }
+    Ok(json!(1))
+}
+
+fn get_callback_settings(world: &mut World, call: &Call) -> ApiResult {
+    let group_id = manage_group(world, call)?;
+    let server_id = call.require_int("server_id")?;
+    let group = world.group(group_id).expect("checked");
+    let server = group.server(server_id).ok_or_else(|| standard_error(104))?;
+    let events: serde_json::Map<String, Value> = callback_event_names()
+        .iter()
+        .map(|name| ((*name).to_owned(), json!(i64::from(server.events.contains(*name)))))
+        .collect();
+    Ok(json!({"api_version": server.api_version, "events": events}))
 }
 
 /// The event types a callback server can have: `setCallbackSettings`' boolean parameters in the schema (a superset

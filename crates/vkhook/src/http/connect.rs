@@ -161,7 +161,7 @@ pub async fn show_setup(
         let ms = setup.finished_at.unwrap_or(setup.updated_at) - setup.started_at;
         // Two decimals: a connect usually takes well under a second.
         let seconds = format!("{:.2}", ms as f64 / 1000.0);
-        let seconds = if t.lang_code == "ru" { seconds.replace('.', ",") } else { seconds };
+        let seconds = if user.lang == crate::i18n::Lang::Ru { seconds.replace('.', ",") } else { seconds };
         fill(t.setup_took, &[("seconds", &seconds), ("calls", &setup.vk_calls.to_string())])
     });
     let error = (setup.state == SetupState::Failed)

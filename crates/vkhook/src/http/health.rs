@@ -38,9 +38,9 @@ pub struct HealthView {
 pub async fn health_view(app: &AppState, t: &'static Msg, group_id: i64) -> AppResult<HealthView> {
     let h = health::card(&app.store, group_id).await?;
     let none = || t.health_none.to_owned();
-    let vk_status_class = match h.vk_status.as_deref() {
-        Some("ok") => "ok",
-        Some("wait") | None => "warn",
+    let vk_status_class = match h.vk_status.as_deref().map(vk::ServerStatus::parse) {
+        Some(vk::ServerStatus::Ok) => "ok",
+        Some(vk::ServerStatus::Wait) | None => "warn",
         _ => "err",
     };
     Ok(HealthView {
