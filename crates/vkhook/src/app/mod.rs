@@ -246,7 +246,9 @@ impl App {
             crate::http::machine_router(self.state.clone())
         };
         let workers = crate::workers::start(self.state.clone());
-        tracing::info!(url = %self.state.public_url, ?role, "vkhook listening on {}", self.addr());
+        // Tests read this line to learn the port and the instance (`/healthz` answers with the same id).
+        let (addr, id) = (self.addr(), &self.state.instance_id);
+        tracing::info!(url = %self.state.public_url, ?role, "vkhook listening on {addr} as instance {id}");
         let served = axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await

@@ -83,10 +83,12 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=3600")], body).into_response()
 }
 
-/// 200 when the database answers, 503 otherwise.
+/// 200 when the database answers, 503 otherwise; `x-vkhook-instance` says which process answered (a load balancer's
+/// or a test's check that it reached the instance it meant).
 async fn healthz(State(app): State<AppState>) -> Response {
+    let instance = [("x-vkhook-instance", app.instance_id.clone())];
     match app.store.ping().await {
-        Ok(()) => (StatusCode::OK, "ok").into_response(),
+        Ok(()) => (StatusCode::OK, instance, "ok").into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "health check: database unavailable");
             (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()

@@ -15,12 +15,16 @@ async fn a_comment_gets_the_rules_reply_under_it_from_the_community() {
     assert_eq!(reply.text, "Работаем с 8 до 22, Иван!");
     assert_eq!(reply.reply_to_comment, Some(comment_id));
     assert_eq!(reply.from_id, -1001);
-    app.wait_until_idle().await;
-    assert_eq!(app.bot_comments(1001).len(), 1, "and it ignores its own comment that VK delivers back");
-    let log = app.events(1001, None, None).await;
-    let own = log.iter().find(|r| r.payload.contains("Работаем с 8 до 22")).expect("the bot's own comment arrived too");
+    // VK delivers the bot's own comment back: wait until it has arrived and been handled, then look.
+    let own = eventually(10, "the bot's own comment delivered back and handled", || async {
+        let log = app.events(1001, None, None).await;
+        log.into_iter().find(|r| r.payload.contains("Работаем с 8 до 22") && !r.status.is_open())
+    })
+    .await;
     assert_eq!(own.status, EventStatus::Ignored);
     assert!(own.result.as_deref().unwrap().contains("\"own\""));
+    app.wait_until_idle().await;
+    assert_eq!(app.bot_comments(1001).len(), 1, "and it ignores its own comment that VK delivers back");
 }
 
 #[tokio::test]
@@ -28,6 +32,10 @@ async fn a_message_gets_the_default_reply() {
     let app = TestApp::spawn().await;
     app.connected_with_rules(1001, &[("торт", "Торты на заказ — за два дня.")]).await;
     app.store().set_bot_settings(1001, true, true, Some("Здравствуйте, {first_name}! Скоро ответим.")).await.unwrap();
+    // The admin also switched on `message_reply` at VK: the bot's own messages come back to it.
+    for server in app.sandbox.world().group_mut(1001).unwrap().servers.iter_mut() {
+        server.events.insert("message_reply".into());
+    }
     app.sandbox.message(1001, 2, "Добрый вечер").unwrap();
     let reply = eventually(10, "the reply", || async { app.bot_messages(1001).into_iter().next() }).await;
     assert_eq!(reply.text, "Здравствуйте, Иван! Скоро ответим.");
@@ -35,6 +43,12 @@ async fn a_message_gets_the_default_reply() {
     app.sandbox.message(1001, 2, "Хочу торт").unwrap();
     eventually(10, "the rule's reply", || async { (app.bot_messages(1001).len() == 2).then_some(()) }).await;
     assert_eq!(app.bot_messages(1001)[1].text, "Торты на заказ — за два дня.");
+    // VK delivers both of the bot's messages back as message_reply: wait until both were handled, then look.
+    eventually(10, "the bot's own messages delivered back and handled", || async {
+        let echoes = app.events(1001, Some("ignored"), Some("message_reply")).await;
+        (echoes.len() == 2).then_some(())
+    })
+    .await;
     app.wait_until_idle().await;
     assert_eq!(app.bot_messages(1001).len(), 2, "message_reply (its own) is not answered");
 }

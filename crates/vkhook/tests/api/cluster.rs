@@ -5,77 +5,16 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
 use vk_sandbox::{Fault, Sandbox, SandboxConfig};
 use vkhook::model::{EventStatus, SetupState};
 use vkhook::store::Store;
 
 use crate::helpers::*;
-
-/// Forwards requests to vkhook instances: `/vk/callback` round-robin (starting with `first_callback`), everything
-/// else to instance 0. A backend that does not answer gives 502 (VK retries).
-struct Proxy {
-    url: String,
-}
-
-#[derive(Clone)]
-struct ProxyState {
-    backends: Arc<Vec<String>>,
-    next: Arc<AtomicUsize>,
-    http: reqwest::Client,
-}
-
-async fn forward(State(p): State<ProxyState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let path = uri.path_and_query().map(|pq| pq.as_str().to_owned()).unwrap_or_default();
-    let backend = if uri.path() == "/vk/callback" {
-        &p.backends[p.next.fetch_add(1, Ordering::SeqCst) % p.backends.len()]
-    } else {
-        &p.backends[0]
-    };
-    let mut request = p.http.request(method, format!("{backend}{path}")).body(body);
-    for name in ["cookie", "content-type", "accept-language"] {
-        for value in headers.get_all(name) {
-            request = request.header(name, value);
-        }
-    }
-    match request.send().await {
-        Ok(r) => {
-            let status = r.status();
-            let mut out = HeaderMap::new();
-            for (name, value) in r.headers() {
-                if matches!(name.as_str(), "set-cookie" | "location" | "content-type" | "retry-after" | "cache-control")
-                {
-                    out.append(name.clone(), value.clone());
-                }
-            }
-            let body = r.bytes().await.unwrap_or_default();
-            (status, out, body).into_response()
-        }
-        Err(_) => (StatusCode::BAD_GATEWAY, "backend down").into_response(),
-    }
-}
-
-async fn start_proxy(backends: Vec<String>, first_callback: usize) -> Proxy {
-    let state = ProxyState {
-        backends: Arc::new(backends),
-        next: Arc::new(AtomicUsize::new(first_callback)),
-        http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
-    };
-    let app = axum::Router::new().fallback(forward).with_state(state);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Proxy { url }
-}
 
 /// A TCP forwarder in front of PostgreSQL that can cut every connection and refuse new ones, then come back.
 struct PgGate {
@@ -117,64 +56,6 @@ impl PgGate {
 
     fn restore(&self) {
         self.cut.store(false, Ordering::SeqCst);
-    }
-}
-
-/// A `vkhook serve` child process.
-struct Instance {
-    child: Child,
-    port: u16,
-    env: Vec<(String, String)>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-impl Instance {
-    async fn spawn(port: u16, env: Vec<(String, String)>) -> Instance {
-        let child = Command::new(env!("CARGO_BIN_EXE_vkhook"))
-            .arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "warn")
-            .env("VKHOOK_BIND", format!("127.0.0.1:{port}"))
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("vkhook starts");
-        let instance = Instance { child, port, env };
-        instance.wait_ready().await;
-        instance
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    async fn wait_ready(&self) {
-        let url = format!("{}/healthz", self.url());
-        eventually(30, "an instance to answer /healthz", || async {
-            reqwest::get(&url).await.ok().filter(|r| r.status() == 200).map(|_| ())
-        })
-        .await;
-    }
-
-    /// SIGKILL: no clean-up of any kind.
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    async fn restart(&mut self) {
-        *self = Instance::spawn(self.port, self.env.clone()).await;
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        self.kill9();
     }
 }
 
@@ -223,28 +104,16 @@ impl Cluster {
             }
             None => db.url.clone(),
         };
-        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let proxy = start_proxy(ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect(), first_callback).await;
+        let proxy = start_proxy(n, first_callback).await;
         let keys = vkhook::vault::Vault::generate_spec("cluster");
-        let env: Vec<(String, String)> = [
-            ("VKHOOK_PUBLIC_URL", proxy.url.clone()),
-            ("VKHOOK_DATABASE_URL", db_url),
-            ("VKHOOK_VK_CLIENT_ID", sandbox.config().client_id.clone()),
-            ("VKHOOK_VK_CLIENT_SECRET", sandbox.config().client_secret.clone()),
-            ("VKHOOK_TOKEN_KEYS", keys.expose_secret().to_owned()),
-            ("VKHOOK_VK_API_URL", sandbox.api_url()),
-            ("VKHOOK_VK_OAUTH_URL", sandbox.oauth_url()),
-            ("VKHOOK_VK_ID_URL", sandbox.id_url()),
-            ("VKHOOK_BOT_LEASE_SECS", "2".into()),
-            ("VKHOOK_VK_COMMUNITY_RPS", RPS.to_string()),
-            ("VKHOOK_RECONCILE_SECS", "3600".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
+        let mut env = serve_env(&sandbox, &proxy.url, &db_url, &keys);
+        env.push(("VKHOOK_BOT_LEASE_SECS".into(), "2".into()));
+        env.push(("VKHOOK_VK_COMMUNITY_RPS".into(), RPS.to_string()));
         let mut instances = Vec::new();
-        for port in ports {
-            instances.push(Instance::spawn(port, env.clone()).await);
+        for i in 0..n {
+            let instance = Instance::spawn(env.clone(), "warn").await;
+            proxy.set_backend(i, instance.url());
+            instances.push(instance);
         }
         let driver = Driver::new(browser(), proxy.url.clone(), &sandbox, store.clone());
         Some(Cluster { sandbox, instances, proxy, driver, store, gate, _db: db })
@@ -365,9 +234,18 @@ async fn two_instances_handle_2000_events_once_each_and_confirmation_lands_on_th
         assert_eq!(rows.len(), 1500);
         assert!(rows.iter().all(|r| matches!(r.status, EventStatus::Done | EventStatus::Ignored)), "nothing failed");
     }
-    // Both instances received events.
+    // Every delivery went through the proxy, and each instance stored events itself (its own metrics say so).
     let deliveries = cluster.sandbox.deliveries(1001);
     assert!(deliveries.iter().all(|d| d.url.starts_with(&cluster.proxy.url)));
+    for instance in &cluster.instances {
+        let metrics = reqwest::get(format!("{}/metrics", instance.url())).await.unwrap().text().await.unwrap();
+        let stored: u64 = metrics
+            .lines()
+            .filter(|l| l.starts_with("vkhook_callback_requests_total{") && l.contains("result=\"ok\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        assert!(stored > 100, "instance {} stored only {stored} events itself", instance.url());
+    }
 }
 
 #[tokio::test]
@@ -401,6 +279,7 @@ async fn sigkill_under_load_loses_nothing_and_doubles_nothing() {
     })
     .await;
     cluster.instances[1].restart().await;
+    cluster.proxy.set_backend(1, cluster.instances[1].url());
     delivering.await.unwrap();
     cluster.wait_for_replies(1001, 400, 0, 120).await;
     cluster.wait_deliveries_settled(1001, 800, 120).await;

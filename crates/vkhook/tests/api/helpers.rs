@@ -1,10 +1,20 @@
-//! `TestApp`: a vkhook instance on port 0 with its own SQLite file (or TEST_DATABASE_URL's server), wired to its
-//! own VK sandbox; typed helpers drive it as a browser would.
+//! `TestApp`: a vkhook instance on port 0 with its own database, wired to its own VK sandbox; typed helpers drive it
+//! as a browser would.
+//!
+//! The database comes from the environment: a fresh SQLite file by default; a fresh PostgreSQL database on
+//! TEST_DATABASE_URL's server when `TEST_BACKEND=postgres` (so the whole suite runs on either; `.ci/run` runs both).
+//! With `VKHOOK_REQUIRE_ALL_TESTS=1` a test that cannot run here (no PostgreSQL, no chromedriver) fails instead of
+//! printing `skipped: …`.
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 
 use reqwest::redirect::Policy;
 use secrecy::SecretString;
@@ -16,38 +26,6 @@ use vkhook::config::{Settings, Timing};
 use vkhook::store::Store;
 use vkhook::vault::Vault;
 use vkhook::App;
-
-/// Everything every test's vkhook logged (debug level and up), for tests that prove nothing secret is logged.
-pub fn captured_logs() -> String {
-    String::from_utf8_lossy(&LOGS.get_or_init(Default::default).lock().unwrap()).into_owned()
-}
-
-static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-
-#[derive(Clone)]
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn init_logging() {
-    static INIT: OnceLock<()> = OnceLock::new();
-    INIT.get_or_init(|| {
-        let buffer = LOGS.get_or_init(Default::default).clone();
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("debug,hyper=debug,reqwest=debug")
-            .with_writer(move || LogWriter(buffer.clone()))
-            .with_ansi(false)
-            .try_init();
-    });
-}
 
 /// A scratch directory removed when dropped.
 pub struct TempDir(pub PathBuf);
@@ -100,8 +78,68 @@ pub struct TestApp {
     pub driver: Driver,
     /// Keeps the scratch directory (and the database file) alive as long as the app.
     _dir: TempDir,
-    pub db_file: PathBuf,
+    pub db: TestDatabase,
     stop: Option<oneshot::Sender<()>>,
+}
+
+/// Which database a test app runs on.
+pub enum TestDatabase {
+    Sqlite(PathBuf),
+    Postgres(PgDatabase),
+}
+
+impl TestDatabase {
+    /// The backend the environment asks for (`TEST_BACKEND=postgres`, else SQLite), fresh.
+    pub async fn from_env(dir: &TempDir) -> TestDatabase {
+        match std::env::var("TEST_BACKEND").as_deref() {
+            Ok("postgres") => {
+                let db = PgDatabase::create("the API suite").await;
+                TestDatabase::Postgres(db.expect("TEST_BACKEND=postgres needs TEST_DATABASE_URL"))
+            }
+            Ok("sqlite") | Err(_) => TestDatabase::Sqlite(dir.0.join("vkhook.db")),
+            Ok(other) => panic!("TEST_BACKEND={other}: sqlite or postgres"),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        match self {
+            TestDatabase::Sqlite(file) => format!("sqlite://{}", file.display()),
+            TestDatabase::Postgres(db) => db.url.clone(),
+        }
+    }
+
+    /// Every byte the database keeps, as well as a test can get at it: the SQLite file and its WAL, or every row of
+    /// every table of the PostgreSQL database as text.
+    pub async fn raw_contents(&self) -> Vec<u8> {
+        match self {
+            TestDatabase::Sqlite(file) => {
+                let mut bytes = Vec::new();
+                for suffix in ["", "-wal"] {
+                    if let Ok(b) = std::fs::read(format!("{}{suffix}", file.display())) {
+                        bytes.extend(b);
+                    }
+                }
+                bytes
+            }
+            TestDatabase::Postgres(db) => {
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
+                let tables: Vec<String> = sqlx::query_scalar(
+                    "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename",
+                )
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+                let mut bytes = Vec::new();
+                for table in tables {
+                    let q = format!("SELECT row_to_json(t)::text FROM {table} t");
+                    for row in sqlx::query_scalar::<_, String>(&q).fetch_all(&mut conn).await.unwrap() {
+                        bytes.extend(row.into_bytes());
+                    }
+                }
+                bytes
+            }
+        }
+    }
 }
 
 impl TestApp {
@@ -110,16 +148,11 @@ impl TestApp {
     }
 
     pub async fn spawn_with(options: Options) -> TestApp {
-        init_logging();
         let sandbox = Sandbox::start(SandboxConfig { time_factor: 0.001, ..Default::default() }).await.unwrap();
         let dir = TempDir::new("vkhook-test");
-        let db_file = dir.0.join("vkhook.db");
-        let mut settings = Settings::for_sandbox(
-            &sandbox,
-            "127.0.0.1:0".parse().unwrap(),
-            format!("sqlite://{}", db_file.display()),
-            options.token_keys,
-        );
+        let db = TestDatabase::from_env(&dir).await;
+        let mut settings =
+            Settings::for_sandbox(&sandbox, "127.0.0.1:0".parse().unwrap(), db.url(), options.token_keys);
         settings.role = options.role;
         settings.vk.vkid_scopes = options.vkid_scopes;
         settings.vk.request_timeout = Duration::from_secs(5);
@@ -137,7 +170,7 @@ impl TestApp {
             let _ = stopped.await;
         }));
         let driver = Driver::new(browser(), url, &sandbox, state.store.clone());
-        TestApp { sandbox, state, driver, _dir: dir, db_file, stop: Some(stop) }
+        TestApp { sandbox, state, driver, _dir: dir, db, stop: Some(stop) }
     }
 
     pub fn store(&self) -> &Store {
@@ -360,7 +393,7 @@ pub struct PgDatabase {
 impl PgDatabase {
     pub async fn create(test: &str) -> Option<PgDatabase> {
         let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
-            println!("skipped: {test} on PostgreSQL (TEST_DATABASE_URL is not set)");
+            skip(&format!("{test} on PostgreSQL (TEST_DATABASE_URL is not set)"));
             return None;
         };
         let name = format!("vkhook_test_{:016x}", rand::random::<u64>());
@@ -390,5 +423,197 @@ impl Drop for PgDatabase {
             });
         })
         .join();
+    }
+}
+
+/// Says a test cannot run here: `skipped: …`, or a failure under `VKHOOK_REQUIRE_ALL_TESTS=1` (CI sets it, so a
+/// missing PostgreSQL or chromedriver cannot pass unnoticed).
+pub fn skip(why: &str) {
+    if std::env::var("VKHOOK_REQUIRE_ALL_TESTS").is_ok_and(|v| v == "1") {
+        panic!("VKHOOK_REQUIRE_ALL_TESTS=1, but this test cannot run here: {why}");
+    }
+    println!("skipped: {why}");
+}
+
+/// The port and the instance id from `vkhook listening on <addr> as instance <id>`.
+fn listening_line(log: &str) -> Option<(u16, String)> {
+    let line = log.lines().find(|l| l.contains("vkhook listening on "))?;
+    let mut words = line.split("vkhook listening on ").nth(1)?.split_whitespace();
+    let addr: std::net::SocketAddr = words.next()?.parse().ok()?;
+    let id = words.nth(2)?.to_owned();
+    Some((addr.port(), id))
+}
+
+/// The environment `vkhook serve` needs against `sandbox`, with `public_url` (a proxy in front of it) and a database.
+pub fn serve_env(sandbox: &Sandbox, public_url: &str, db_url: &str, keys: &SecretString) -> Vec<(String, String)> {
+    [
+        ("VKHOOK_PUBLIC_URL", public_url.to_owned()),
+        ("VKHOOK_DATABASE_URL", db_url.to_owned()),
+        ("VKHOOK_VK_CLIENT_ID", sandbox.config().client_id.clone()),
+        ("VKHOOK_VK_CLIENT_SECRET", sandbox.config().client_secret.clone()),
+        ("VKHOOK_TOKEN_KEYS", secrecy::ExposeSecret::expose_secret(keys).to_owned()),
+        ("VKHOOK_VK_API_URL", sandbox.api_url()),
+        ("VKHOOK_VK_OAUTH_URL", sandbox.oauth_url()),
+        ("VKHOOK_VK_ID_URL", sandbox.id_url()),
+        ("VKHOOK_RECONCILE_SECS", "3600".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// A `vkhook serve` child process on a port of its own choosing (`VKHOOK_BIND=127.0.0.1:0`): its log line names the
+/// port and the instance, and it is ready when `/healthz` answers with that instance's id — never another process
+/// that happens to listen on the same port. Its log goes to a file of its own ([`Instance::log`]).
+pub struct Instance {
+    child: std::process::Child,
+    port: u16,
+    pub env: Vec<(String, String)>,
+    rust_log: String,
+    log_file: PathBuf,
+    _dir: TempDir,
+}
+
+impl Instance {
+    /// Starts `vkhook serve` with `env` (and only that, plus PATH) and the log filter `rust_log`.
+    pub async fn spawn(env: Vec<(String, String)>, rust_log: &str) -> Instance {
+        let dir = TempDir::new("vkhook-instance");
+        let log_file = dir.0.join("vkhook.log");
+        let log = std::fs::File::create(&log_file).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_vkhook"))
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", format!("{rust_log},vkhook::app=info"))
+            .env("NO_COLOR", "1")
+            .env("VKHOOK_BIND", "127.0.0.1:0")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            // vkhook logs to standard output; its one-line start-up errors go to standard error.
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("vkhook starts");
+        let mut child = child;
+        let deadline = std::time::Instant::now() + Duration::from_secs_f64(30.0 * vk_sandbox::testing::wait_factor());
+        let (port, id) = loop {
+            let log = std::fs::read_to_string(&log_file).unwrap_or_default();
+            if let Some(found) = listening_line(&log) {
+                break found;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("vkhook serve exited ({status}) before listening:\n{log}");
+            }
+            assert!(std::time::Instant::now() < deadline, "vkhook serve did not say where it listens:\n{log}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let instance = Instance { child, port, env, rust_log: rust_log.to_owned(), log_file, _dir: dir };
+        let url = format!("{}/healthz", instance.url());
+        eventually(30, "the instance to answer /healthz as itself", || async {
+            let r = reqwest::get(&url).await.ok()?;
+            let answered_by = r.headers().get("x-vkhook-instance")?.to_str().ok()?.to_owned();
+            (r.status() == 200 && answered_by == id).then_some(())
+        })
+        .await;
+        instance
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Everything this process logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_file).unwrap_or_default()
+    }
+
+    /// SIGKILL: no clean-up of any kind.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, as systemd stops a service, and waits for the process to end.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().unwrap()
+    }
+
+    /// A new process with the same settings (on a new port: tell the proxy).
+    pub async fn restart(&mut self) {
+        *self = Instance::spawn(self.env.clone(), &self.rust_log.clone()).await;
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Forwards requests to vkhook instances: `/vk/callback` round-robin (starting with `first_callback`), everything
+/// else to instance 0. A backend that does not answer gives 502 (VK retries).
+pub struct Proxy {
+    pub url: String,
+    backends: Arc<RwLock<Vec<String>>>,
+}
+
+#[derive(Clone)]
+struct ProxyState {
+    backends: Arc<RwLock<Vec<String>>>,
+    next: Arc<AtomicUsize>,
+    http: reqwest::Client,
+}
+
+async fn forward(State(p): State<ProxyState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let path = uri.path_and_query().map(|pq| pq.as_str().to_owned()).unwrap_or_default();
+    let backend = {
+        let backends = p.backends.read().unwrap();
+        if uri.path() == "/vk/callback" {
+            backends[p.next.fetch_add(1, Ordering::SeqCst) % backends.len()].clone()
+        } else {
+            backends[0].clone()
+        }
+    };
+    let mut request = p.http.request(method, format!("{backend}{path}")).body(body);
+    for name in ["cookie", "content-type", "accept-language"] {
+        for value in headers.get_all(name) {
+            request = request.header(name, value);
+        }
+    }
+    match request.send().await {
+        Ok(r) => {
+            let status = r.status();
+            let mut out = HeaderMap::new();
+            for (name, value) in r.headers() {
+                if matches!(name.as_str(), "set-cookie" | "location" | "content-type" | "retry-after" | "cache-control")
+                {
+                    out.append(name.clone(), value.clone());
+                }
+            }
+            let body = r.bytes().await.unwrap_or_default();
+            (status, out, body).into_response()
+        }
+        Err(_) => (StatusCode::BAD_GATEWAY, "backend down").into_response(),
+    }
+}
+
+/// A round-robin proxy over `n` backends, set (and reset after a restart) with [`Proxy::set_backend`].
+pub async fn start_proxy(n: usize, first_callback: usize) -> Proxy {
+    let backends = Arc::new(RwLock::new(vec![String::new(); n]));
+    let state = ProxyState {
+        backends: backends.clone(),
+        next: Arc::new(AtomicUsize::new(first_callback)),
+        http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+    };
+    let app = axum::Router::new().fallback(forward).with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Proxy { url, backends }
+}
+
+impl Proxy {
+    pub fn set_backend(&self, i: usize, url: String) {
+        self.backends.write().unwrap()[i] = url;
     }
 }

@@ -25,7 +25,9 @@ impl Browser {
     /// A headless Chromium, or `None` (with `skipped: …` printed) when chromedriver is not installed.
     pub async fn start(test: &str) -> Option<Browser> {
         if !on_path("chromedriver") {
-            println!("skipped: {test} (chromedriver is not on PATH; apt-get install chromium chromium-driver)");
+            crate::helpers::skip(&format!(
+                "{test} (chromedriver is not on PATH; apt-get install chromium chromium-driver)"
+            ));
             return None;
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -83,6 +85,12 @@ impl Browser {
     pub async fn text_when(&self, css: &str) -> String {
         self.client.wait().for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
         self.client.find(Locator::Css("body")).await.unwrap().text().await.unwrap()
+    }
+
+    /// The visible text of the element `css`, once it is on the page.
+    pub async fn element_text(&self, css: &str) -> String {
+        let element = self.client.wait().for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
+        element.text().await.unwrap()
     }
 
     pub async fn url(&self) -> String {

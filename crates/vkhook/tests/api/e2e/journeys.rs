@@ -70,7 +70,8 @@ async fn connect_a_community_from_the_browser() {
     browser.click("a.btn.primary[href='/communities/1001']").await;
     let detail = browser.wait_for_text("Статус у ВКонтакте", 10).await;
     browser.screenshot("06-connected").await;
-    assert!(detail.contains("ok"));
+    assert!(detail.contains("Статус у ВКонтакте"));
+    assert_eq!(browser.element_text("#vk-status").await, "ok", "VK's own status for our server");
     browser.close().await;
 }
 
