@@ -484,8 +484,9 @@ fn messages_send(world: &mut World, call: &Call, fx: &mut Effects) -> ApiResult 
     if !world.users.contains_key(&peer_id) {
         return Err(ApiError::param("peer_id is invalid"));
     }
+    let forget = world.forget_dedup_keys;
     let group = world.group_mut(group_id).expect("token's community exists");
-    if let Some(id) = group.random_ids.get(&(peer_id, random_id)) {
+    if let Some(id) = group.random_ids.get(&(peer_id, random_id)).filter(|_| !forget) {
         return Ok(json!(id));
     }
     if !group.messages_allowed.contains(&peer_id) {
@@ -525,13 +526,14 @@ fn wall_create_comment(world: &mut World, call: &Call, fx: &mut Effects) -> ApiR
             }
         }
     };
+    let forget = world.forget_dedup_keys;
     let group = world.group_mut(group_id).ok_or_else(|| ApiError::param("owner_id is invalid"))?;
     let post = group.post(post_id).ok_or_else(|| ApiError::param("no post with this post_id"))?;
     if post.comments_closed {
         return Err(standard_error(213));
     }
     let guid = call.str("guid").filter(|g| !g.is_empty()).map(str::to_owned);
-    if let Some(guid) = &guid {
+    if let Some(guid) = guid.as_ref().filter(|_| !forget) {
         if let Some(existing) = group.guids.get(&(post_id, guid.clone())).and_then(|id| group.comment(*id)) {
             return Ok(json!({"comment_id": existing.id, "parents_stack": existing.parents_stack}));
         }

@@ -253,6 +253,18 @@ pub struct Clock {
 }
 
 /// Moves sandbox time forward (token and code expiry).
+#[derive(Debug, Deserialize)]
+pub struct Dedup {
+    /// Forget every `random_id` and `guid` at once (VK's memory of them is undocumented).
+    pub forget: bool,
+}
+
+/// `{"forget": true}`: from now on a repeated `random_id` or `guid` sends again.
+pub async fn post_dedup(State(shared): State<Shared>, Json(d): Json<Dedup>) -> Json<Value> {
+    shared.world().forget_dedup_keys = d.forget;
+    Json(json!({"forget": d.forget}))
+}
+
 pub async fn post_clock(State(shared): State<Shared>, Json(c): Json<Clock>) -> Json<Value> {
     let mut world = shared.world();
     world.clock_offset += c.advance_secs;

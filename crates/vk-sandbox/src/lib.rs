@@ -115,6 +115,7 @@ pub fn router(shared: Shared) -> Router {
         .route("/_sandbox/tokens", get(control::get_tokens))
         .route("/_sandbox/tokens/revoke", post(control::revoke_tokens))
         .route("/_sandbox/clock", post(control::post_clock))
+        .route("/_sandbox/dedup", post(control::post_dedup))
         .route("/_sandbox/users/{id}", post(control::post_user))
         .route("/_sandbox/ui/comment", post(control::ui_comment))
         .route("/_sandbox/ui/message", post(control::ui_message))

@@ -242,6 +242,9 @@ pub struct World {
     pub rate: HashMap<String, VecDeque<Instant>>,
     /// Seconds added to the real clock (see `/_sandbox/clock`).
     pub clock_offset: i64,
+    /// VK keeps `random_id`s and `guid`s for a time it does not document. When set, the sandbox forgets them at
+    /// once, so a client that sends the same reply twice gets two (`/_sandbox/dedup`).
+    pub forget_dedup_keys: bool,
 }
 
 pub fn random_token(prefix: &str, len: usize) -> String {
@@ -292,6 +295,7 @@ impl World {
             faults: Vec::new(),
             rate: HashMap::new(),
             clock_offset: 0,
+            forget_dedup_keys: false,
         };
         let now = world.now();
         /// (id, name, screen name, type, admins with levels, the first post)

@@ -114,6 +114,7 @@ impl Kit {
             bot: BotConfig {
                 retry: vk::Backoff::new(Duration::from_millis(5), Duration::from_millis(20)),
                 max_attempts: 3,
+                lease: Duration::from_secs(60),
             },
         };
         let Services { credentials, control, receiver, connector, bot, reconciler, .. } = Services::wire(&parts);

@@ -169,7 +169,7 @@ impl AppState {
                 confirm_timeout: timing.setup_confirm_timeout,
                 retry: settings.vk.retry,
             },
-            bot: BotConfig { retry: timing.bot_retry, max_attempts: timing.bot_max_attempts },
+            bot: BotConfig { retry: timing.bot_retry, max_attempts: timing.bot_max_attempts, lease: timing.bot_lease },
         };
         let services = Services::wire(&parts);
         let Parts { store, vault, vk, hooks, metrics, public_url, .. } = parts;

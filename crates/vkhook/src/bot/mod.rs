@@ -150,6 +150,19 @@ fn job_for(event: &Event, group_id: i64, bot: &BotSettings) -> Result<Job, Reaso
     }
 }
 
+/// A running lease renewal.
+struct Renewal {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Renewal {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
 /// What a VK error means for one event.
 enum Judged {
     Retry,
@@ -164,11 +177,14 @@ struct Reply {
     template: String,
 }
 
-/// The bot's settings: how often and how long to retry.
+/// The bot's settings: how often and how long to retry, and how long a claim holds.
 #[derive(Debug, Clone)]
 pub struct BotConfig {
     pub retry: vk::Backoff,
     pub max_attempts: i64,
+    /// The lease a claim takes; [`Bot::process`] renews it every third of it while it works, so a slow VK call
+    /// never lets a second worker take the same event and send again.
+    pub lease: Duration,
 }
 
 #[derive(Clone)]
@@ -200,12 +216,18 @@ impl Bot {
         &self.control
     }
 
-    /// Handles one claimed event and records how it ended (unless the lease was lost meanwhile).
+    /// Handles one claimed event and records how it ended (unless the lease was lost meanwhile). The lease is
+    /// renewed for as long as the work takes.
     pub async fn process(&self, owner: &str, row: InboxRow) {
+        let renewing = self.keep_lease(owner, &row);
         let outcome = match self.handle(&row).await {
             Ok(o) => o,
             Err(e) => Outcome::Retry(format!("internal: {e}")),
         };
+        renewing.stop().await;
+        if matches!(outcome, Outcome::Crashed) {
+            return;
+        }
         let result = self.record(owner, &row, outcome).await;
         match result {
             Ok(true) => {}
@@ -214,6 +236,29 @@ impl Bot {
             }
             Err(e) => tracing::error!(group_id = row.group_id, error = %e, "could not record an event's outcome"),
         }
+    }
+
+    /// Renews the claim on `row` every third of the lease until stopped (or until it is no longer ours). A
+    /// renewal under way is never cancelled half-way: stopping waits for it.
+    fn keep_lease(&self, owner: &str, row: &InboxRow) -> Renewal {
+        let (store, owner, id, group_id) = (self.store.clone(), owner.to_owned(), row.id, row.group_id);
+        let lease = self.config.lease;
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(lease / 3) => {}
+                    _ = &mut stopped => return,
+                }
+                let until = now_ms() + lease.as_millis() as i64;
+                match store.renew_inbox_lease(id, group_id, &owner, until).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => tracing::warn!(group_id, error = %e, "could not renew an event's lease"),
+                }
+            }
+        });
+        Renewal { stop, task }
     }
 
     async fn record(&self, owner: &str, row: &InboxRow, outcome: Outcome) -> crate::store::StoreResult<bool> {

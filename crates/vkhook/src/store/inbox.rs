@@ -159,6 +159,24 @@ impl Store {
         Ok(rows)
     }
 
+    /// Extends the lease on an event `owner` still holds, and on its community, until `until`. False when the
+    /// event is no longer `owner`'s (its lease ran out and another worker took it).
+    pub async fn renew_inbox_lease(&self, id: i64, group_id: i64, owner: &str, until: i64) -> StoreResult<bool> {
+        let event =
+            "UPDATE inbox_events SET lease_until = $3 WHERE id = $1 AND lease_owner = $2 AND status = 'processing'";
+        let community = "UPDATE community_leases SET until = $3 WHERE group_id = $1 AND owner = $2";
+        let renewed = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query(event).bind(id).bind(owner).bind(until).execute(&mut *tx).await?.rows_affected();
+            if n == 1 {
+                sqlx::query(community).bind(group_id).bind(owner).bind(until).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            n == 1
+        });
+        Ok(renewed)
+    }
+
     /// Gives up this instance's community leases (it is stopping): others take over at once.
     pub async fn release_community_leases(&self, owner: &str) -> StoreResult<u64> {
         let q = "DELETE FROM community_leases WHERE owner = $1";

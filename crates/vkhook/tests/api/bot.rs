@@ -73,7 +73,8 @@ async fn the_same_event_twice_gives_one_row_and_one_reply() {
 async fn a_crash_between_sending_and_recording_never_sends_twice() {
     let app = TestApp::spawn_with(Options {
         timing: vkhook::config::Timing {
-            bot_lease: std::time::Duration::from_millis(300),
+            // Long enough that the second attempt's renewals (every third of it) keep it: no third claim.
+            bot_lease: std::time::Duration::from_millis(1000),
             bot_poll: std::time::Duration::from_millis(20),
             setup_poll: std::time::Duration::from_millis(20),
             ..Default::default()
