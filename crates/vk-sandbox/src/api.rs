@@ -137,7 +137,7 @@ async fn run(shared: &Shared, method: &str, args: &[(String, String)]) -> ApiRes
         TokenOwner::User(_) => shared.cfg.user_per_second,
         TokenOwner::Group(_) => shared.cfg.community_per_second,
     };
-    if !world.rate_allows(&token.value, per_second) {
+    if !world.rate_allows(&token.value, per_second, shared.cfg.rate_window) {
         return Err(standard_error(6));
     }
     schema::check_params(def, &args).map_err(ApiError::param)?;

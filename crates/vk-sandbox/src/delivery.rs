@@ -29,6 +29,7 @@ struct Outgoing {
 /// a server's API version. Returns the event id.
 pub fn emit(shared: &Shared, group_id: i64, event_type: &str, object: impl Fn(&str) -> Value) -> String {
     let event_id = random_hex(40);
+    let mut violations = Vec::new();
     let outgoing: Vec<Outgoing> = {
         let world = shared.world();
         let Some(group) = world.group(group_id) else { return event_id };
@@ -47,6 +48,9 @@ pub fn emit(shared: &Shared, group_id: i64, event_type: &str, object: impl Fn(&s
                 if !s.secret_key.is_empty() {
                     body["secret"] = json!(s.secret_key);
                 }
+                if let Err(errors) = crate::schema::schema().validate_callback(&body) {
+                    violations.push(format!("{event_type}: {}", errors.join("; ")));
+                }
                 Outgoing {
                     group_id,
                     server_id: s.id,
@@ -57,6 +61,10 @@ pub fn emit(shared: &Shared, group_id: i64, event_type: &str, object: impl Fn(&s
             })
             .collect()
     };
+    if !violations.is_empty() {
+        tracing::error!(?violations, "the sandbox built a callback body that VK's schema does not allow");
+        shared.world().callback_violations.extend(violations);
+    }
     for out in outgoing {
         tokio::spawn(deliver(shared.clone(), out));
     }

@@ -48,6 +48,9 @@ pub struct SandboxConfig {
     pub vkid_token_ttl_secs: i64,
     pub user_per_second: usize,
     pub community_per_second: usize,
+    /// The window those limits count in: VK's is one second. A test that must not depend on how fast the machine
+    /// is makes it long, so "the 21st call in a window" is the 21st call, however slowly they come.
+    pub rate_window: Duration,
     /// More communities beyond the demo world (ids 2001, 2002, …), administered by user 1, for scale tests.
     pub extra_communities: usize,
 }
@@ -67,6 +70,7 @@ impl Default for SandboxConfig {
             vkid_token_ttl_secs: 3600,
             user_per_second: 3,
             community_per_second: 20,
+            rate_window: Duration::from_secs(1),
             extra_communities: 0,
         }
     }

@@ -153,6 +153,31 @@ impl Schema {
         }
     }
 
+    /// Checks a callback request body VK would send: the envelope against `callback_base` and the object against
+    /// `callback_<type>` (both in `callback/objects.json`), when the schema defines that type.
+    pub fn validate_callback(&self, body: &Value) -> Result<(), Vec<String>> {
+        const FILE: &str = "callback/objects.json";
+        let definition = |name: &str| self.files.get(FILE).and_then(|d| d.pointer(&format!("/definitions/{name}")));
+        let mut errors = Vec::new();
+        let base = definition("callback_base").ok_or_else(|| vec!["callback_base not found".to_owned()])?;
+        // The base names every field VK sends; `secret` is ours to set and `object` is checked by type below.
+        let mut envelope = body.clone();
+        if let Some(map) = envelope.as_object_mut() {
+            map.remove("object");
+            map.remove("secret");
+        }
+        self.validate(FILE, base, &envelope, "$", &mut errors);
+        let event_type = body["type"].as_str().unwrap_or_default();
+        if let Some(object_def) = definition(&format!("callback_{event_type}")) {
+            self.validate(FILE, object_def, &body["object"], "$.object", &mut errors);
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
     fn validate(&self, path: &str, node: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
         let (path, node) = self.deref(path, node);
         let path = path.as_str();

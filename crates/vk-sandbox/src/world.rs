@@ -245,6 +245,9 @@ pub struct World {
     /// VK keeps `random_id`s and `guid`s for a time it does not document. When set, the sandbox forgets them at
     /// once, so a client that sends the same reply twice gets two (`/_sandbox/dedup`).
     pub forget_dedup_keys: bool,
+    /// Callback bodies this sandbox sent that VK's callback schema (`callback/objects.json`) does not allow; tests
+    /// assert it stays empty.
+    pub callback_violations: Vec<String>,
 }
 
 pub fn random_token(prefix: &str, len: usize) -> String {
@@ -296,6 +299,7 @@ impl World {
             rate: HashMap::new(),
             clock_offset: 0,
             forget_dedup_keys: false,
+            callback_violations: Vec::new(),
         };
         let now = world.now();
         /// (id, name, screen name, type, admins with levels, the first post)
@@ -463,13 +467,14 @@ impl World {
     }
 
     /// Counts a call under `token`; false when it is over `per_second` in the last second.
-    pub fn rate_allows(&mut self, token: &str, per_second: usize) -> bool {
+    /// At most `limit` calls with `token` in any `window` (VK: per second).
+    pub fn rate_allows(&mut self, token: &str, limit: usize, window_len: Duration) -> bool {
         let now = Instant::now();
         let window = self.rate.entry(token.to_owned()).or_default();
-        while window.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1)) {
+        while window.front().is_some_and(|t| now.duration_since(*t) >= window_len) {
             window.pop_front();
         }
-        if window.len() >= per_second {
+        if window.len() >= limit {
             return false;
         }
         window.push_back(now);
@@ -662,6 +667,8 @@ impl Message {
             "peer_id": self.peer_id,
             "random_id": self.random_id,
             "text": self.text,
+            // Required by VK's schema (`messages_base_message.version`); a message that was never edited.
+            "version": 1,
         })
     }
 }

@@ -138,3 +138,36 @@ fn the_validator_rejects_what_the_schema_forbids() {
     let missing = serde_json::json!({"response": {"items": []}});
     assert!(schema().validate_response("groups.getCallbackServers", "response", &missing).is_err());
 }
+
+#[test]
+fn callback_bodies_are_checked_against_the_callback_schema() {
+    let good = serde_json::json!({"type": "group_join", "event_id": "e", "v": "5.199", "group_id": 1, "secret": "s",
+                                  "object": {"user_id": 2, "join_type": "join"}});
+    assert!(schema().validate_callback(&good).is_ok());
+    let mut no_user = good.clone();
+    no_user["object"].as_object_mut().unwrap().remove("user_id");
+    assert!(schema().validate_callback(&no_user).is_err(), "the object is checked by its type");
+    let mut no_v = good.clone();
+    no_v.as_object_mut().unwrap().remove("v");
+    assert!(schema().validate_callback(&no_v).is_err(), "the envelope is checked");
+    let mut bad_message = serde_json::json!({"type": "message_new", "event_id": "e", "v": "5.199", "group_id": 1,
+        "object": {"message": {"id": 1, "date": 1, "from_id": 2, "peer_id": 2, "text": "hi", "out": 0,
+                               "conversation_message_id": 1, "version": 1}}});
+    assert!(schema().validate_callback(&bad_message).is_ok());
+    bad_message["object"]["message"].as_object_mut().unwrap().remove("version");
+    assert!(schema().validate_callback(&bad_message).is_err());
+}
+
+#[tokio::test]
+async fn every_body_the_sandbox_sends_fits_the_callback_schema() {
+    let sandbox = sandbox().await;
+    let receiver = receiver().await;
+    connected_server(&sandbox, 1001, &receiver, &["wall_reply_new", "message_new"]).await;
+    sandbox.comment(1001, 2, "Привет").unwrap();
+    sandbox.message(1001, 2, "Добрый день").unwrap();
+    eventually(5, "both delivered", || async {
+        (receiver.bodies("wall_reply_new").len() == 1 && receiver.bodies("message_new").len() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(sandbox.world().callback_violations, Vec::<String>::new());
+}

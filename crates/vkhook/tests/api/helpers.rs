@@ -194,12 +194,15 @@ impl TestApp {
         }
     }
 
-    /// Waits until every stored event is finished (done, ignored, failed or dead).
+    /// Waits until every stored event is finished (done, ignored, failed or dead); every callback body the
+    /// sandbox sent meanwhile fitted VK's callback schema.
     pub async fn wait_until_idle(&self) {
         eventually(15, "the inbox to drain", || async {
             (self.store().inbox_depth(None).await.unwrap() == 0).then_some(())
         })
         .await;
+        let violations = self.sandbox.world().callback_violations.clone();
+        assert!(violations.is_empty(), "callback bodies outside VK's schema: {violations:?}");
     }
 
     /// The community's replies at the sandbox (comments and messages written by the community itself).

@@ -49,6 +49,53 @@ async fn every_real_sample_readdressed_to_a_connected_community_is_ok_and_stored
 }
 
 #[tokio::test]
+async fn every_real_sample_goes_through_the_bot_and_ends_replied_or_ignored_with_a_reason() {
+    let app = connected().await;
+    app.store().set_bot_settings(1001, true, true, Some("Спасибо, {first_name}!")).await.unwrap();
+    let secret = app.callback_secret(1001).await;
+    let dir = format!("{}/../../vendor/vk-callback-samples", std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let mut sent = 0;
+    for (n, entry) in std::fs::read_dir(dir).unwrap().enumerate() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") || path.to_string_lossy().contains("confirmation") {
+            continue;
+        }
+        let mut body: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        body["group_id"] = json!(1001);
+        body["secret"] = json!(secret);
+        body["event_id"] = json!(format!("{:040x}", 1000 + n));
+        // Replies go to the sandbox's world: the author is Иван (who may be written to), the post is 1001's.
+        if body["type"] == "message_new" {
+            // Иван writes to the community first, as a person must before a community may answer.
+            app.sandbox.message(1001, 2, "образец").unwrap();
+            body["object"]["message"]["from_id"] = json!(2);
+            body["object"]["message"]["peer_id"] = json!(2);
+        }
+        if body["type"] == "wall_reply_new" {
+            let (comment_id, post_id) = app.sandbox.comment(1001, 2, "образец").unwrap();
+            body["object"]["id"] = json!(comment_id);
+            body["object"]["post_id"] = json!(post_id);
+            body["object"]["owner_id"] = json!(-1001);
+            body["object"]["post_owner_id"] = json!(-1001);
+            body["object"]["from_id"] = json!(2);
+        }
+        assert_eq!(app.post_callback(&body.to_string()).await.text().await.unwrap(), "ok", "{}", path.display());
+        sent += 1;
+    }
+    assert_eq!(sent, 8);
+    app.wait_until_idle().await;
+    for row in app.events(1001, None, None).await {
+        let result: Value = serde_json::from_str(row.result.as_deref().unwrap_or("{}")).unwrap();
+        let ended = match row.status {
+            vkhook::model::EventStatus::Done => result["action"] == "replied",
+            vkhook::model::EventStatus::Ignored => result["reason"].as_str().is_some_and(|r| !r.is_empty()),
+            _ => false,
+        };
+        assert!(ended, "{} ended {:?} with {result}", row.event_type, row.status);
+    }
+}
+
+#[tokio::test]
 async fn a_repeated_event_is_stored_once() {
     let app = connected().await;
     let secret = app.callback_secret(1001).await;
