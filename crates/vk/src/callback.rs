@@ -317,10 +317,27 @@ pub fn check_invariants(body: &[u8]) {
     assert_eq!(again.group_id, envelope.group_id);
     assert_eq!(again.event_id, envelope.event_id);
     assert_eq!(again.object.as_ref().map(|o| o.get()), envelope.object.as_ref().map(|o| o.get()));
+    // `v` and every unknown field are stored whole (only `secret` is dropped).
+    assert_eq!(again.v, envelope.v, "v is stored whole");
+    let extra = |e: &Envelope| -> Vec<(String, String)> {
+        e.extra.iter().filter(|(k, _)| k != "secret").map(|(k, v)| (k.clone(), v.get().to_owned())).collect()
+    };
+    assert_eq!(extra(&again), extra(&envelope), "unknown fields are stored whole");
     if let Some(secret) = &envelope.secret {
-        assert!(envelope.secret_matches(secret));
-        let other = SecretString::from(format!("{}x", secret.expose_secret()));
-        assert!(!envelope.secret_matches(&other));
+        let secret = secret.expose_secret();
+        assert!(envelope.secret_matches(&SecretString::from(secret.to_owned())));
+        assert!(!envelope.secret_matches(&SecretString::from(format!("{secret}x"))), "a longer secret");
+        // A wrong secret of the same length: every single character changed in turn.
+        for (i, c) in secret.char_indices() {
+            let other = if c == 'a' { 'b' } else { 'a' };
+            let mut wrong = String::with_capacity(secret.len());
+            wrong.push_str(&secret[..i]);
+            wrong.push(other);
+            wrong.push_str(&secret[i + c.len_utf8()..]);
+            if wrong.len() == secret.len() {
+                assert!(!envelope.secret_matches(&SecretString::from(wrong)), "a same-length secret");
+            }
+        }
     } else {
         assert!(!envelope.secret_matches(&SecretString::from("s")));
     }

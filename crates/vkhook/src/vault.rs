@@ -294,4 +294,37 @@ mod tests {
         Vault::from_spec(&first).unwrap();
         std::fs::remove_dir_all(dir).unwrap();
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+
+            /// Any value opens in its own slot, and nowhere else; any changed byte makes it not open.
+            #[test]
+            fn a_value_opens_only_where_it_was_sealed_and_only_unchanged(
+                value in any::<String>(), row in "[0-9]{1,6}", other_row in "[0-9]{1,6}", at in any::<usize>(),
+            ) {
+                let vault = Vault::from_spec(&Vault::generate_spec("p")).unwrap();
+                let slot = Slot::new(Sealed::CommunityToken, row.as_str());
+                let sealed = vault.seal(&slot, &SecretString::from(value.clone()));
+                let opened = vault.open(&slot, &sealed).unwrap();
+                prop_assert_eq!(opened.expose_secret(), value.as_str());
+                if other_row != row {
+                    prop_assert!(vault.open(&Slot::new(Sealed::CommunityToken, other_row.as_str()), &sealed).is_err());
+                }
+                prop_assert!(vault.open(&Slot::new(Sealed::CallbackSecret, row.as_str()), &sealed).is_err());
+                let mut bytes = sealed.clone().into_bytes();
+                let i = at % bytes.len();
+                bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+                let tampered = String::from_utf8(bytes).unwrap();
+                if tampered != sealed {
+                    prop_assert!(vault.open(&slot, &tampered).is_err());
+                }
+            }
+        }
+    }
 }

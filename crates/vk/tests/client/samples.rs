@@ -132,3 +132,92 @@ proptest! {
         vk::callback::check_invariants(&body);
     }
 }
+
+/// A realistic object of a typed event, as VK builds it (checked against VK's callback schema below), from
+/// generated ids and text.
+fn object_for(kind: &str, user: i64, id: i64, text: &str) -> serde_json::Value {
+    use serde_json::json;
+    let message = json!({"id": id, "date": 1, "peer_id": user, "from_id": user, "text": text, "out": 0,
+                         "conversation_message_id": id, "version": 1});
+    let comment = json!({"id": id, "from_id": user, "date": 1, "text": text, "post_id": id + 1,
+                         "owner_id": -1, "post_owner_id": -1});
+    match kind {
+        "message_new" => json!({"message": message, "client_info": {"keyboard": true, "lang_id": 0}}),
+        "message_reply" | "message_edit" => message,
+        "message_allow" => json!({"user_id": user, "key": text}),
+        "message_deny" => json!({"user_id": user}),
+        "wall_reply_new" | "wall_reply_edit" | "wall_reply_restore" => comment,
+        "wall_reply_delete" => {
+            json!({"owner_id": -1, "id": id, "deleter_id": user, "user_id": user, "post_id": id + 1})
+        }
+        "wall_post_new" => json!({"id": id, "owner_id": -1, "from_id": -1, "date": 1, "text": text,
+                                  "post_type": "post", "inner_type": "wall_wallpost"}),
+        "like_add" | "like_remove" => json!({"liker_id": user, "object_type": "post", "object_owner_id": -1,
+                                             "object_id": id, "post_id": 0, "thread_reply_id": 0}),
+        "group_join" => json!({"user_id": user, "join_type": "join"}),
+        "group_leave" => json!({"user_id": user, "self": 1}),
+        other => panic!("no generator for {other}"),
+    }
+}
+
+/// The typed event types, each with the variant `event()` must give.
+const TYPED: [&str; 15] = [
+    "message_new",
+    "message_reply",
+    "message_edit",
+    "message_allow",
+    "message_deny",
+    "wall_post_new",
+    "wall_reply_new",
+    "wall_reply_edit",
+    "wall_reply_restore",
+    "wall_reply_delete",
+    "like_add",
+    "like_remove",
+    "group_join",
+    "group_leave",
+    "message_new",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// Real event types with objects VK's schema accepts parse into their typed event, and everything — `v` and
+    /// fields this crate does not know included — is stored whole.
+    #[test]
+    fn real_event_types_parse_typed_and_store_whole(
+        index in 0usize..TYPED.len(), user in 1i64..i64::from(i32::MAX), id in 1i64..1_000_000_000,
+        text in any::<String>(), secret in "[A-Za-z0-9]{1,50}", v in "5\\.[0-9]{2,3}", future in any::<bool>(),
+    ) {
+        let kind = TYPED[index];
+        let mut body = serde_json::json!({"type": kind, "group_id": 1, "event_id": format!("{id:040x}"), "v": v,
+                                          "secret": secret, "object": object_for(kind, user, id, &text)});
+        if future {
+            body["future_field"] = serde_json::json!({"nested": [1, 2, {"x": null}]});
+        }
+        let violations = vk_sandbox::schema::schema().validate_callback(&body);
+        prop_assert!(violations.is_ok(), "{kind}: {violations:?}");
+        let envelope = parse(body.to_string().as_bytes()).unwrap();
+        let event = envelope.event().unwrap();
+        prop_assert!(!matches!(event, Event::Other(_)), "{kind} is typed");
+        vk::callback::check_invariants(body.to_string().as_bytes());
+    }
+
+    /// The same objects with a field dropped or of the wrong type: never a panic, stored whole all the same.
+    #[test]
+    fn mutated_objects_of_real_types_never_panic(
+        index in 0usize..TYPED.len(), user in 1i64..1000, drop in 0usize..8, wrong in any::<bool>(),
+    ) {
+        let kind = TYPED[index];
+        let mut object = object_for(kind, user, 7, "текст");
+        let target = if kind == "message_new" { object["message"].as_object_mut().unwrap() } else { object.as_object_mut().unwrap() };
+        let key = target.keys().nth(drop % target.len()).unwrap().clone();
+        if wrong {
+            target.insert(key, serde_json::json!("not what VK sends"));
+        } else {
+            target.remove(&key);
+        }
+        let body = serde_json::json!({"type": kind, "group_id": 1, "event_id": "e", "v": "5.199", "object": object});
+        vk::callback::check_invariants(body.to_string().as_bytes());
+    }
+}

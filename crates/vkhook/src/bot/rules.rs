@@ -88,4 +88,58 @@ mod tests {
         assert_eq!(fill_reply("Здравствуйте, {first_name}!", None), "Здравствуйте!");
         assert_eq!(fill_reply("Привет {first_name}", Some(" ")), "Привет");
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn word() -> impl Strategy<Value = String> {
+            prop_oneof![Just("цена".to_owned()), Just("торт".to_owned()), Just("кофе".to_owned()), "[a-zа-я]{1,6}"]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(500))]
+
+            /// The rule chosen has a keyword in the text as whole words, and no rule before it has one; without a
+            /// matching rule, the default reply (if any) answers.
+            #[test]
+            fn the_chosen_rule_is_the_first_that_matches(
+                rules in prop::collection::vec(prop::collection::vec(word(), 1..3), 0..5),
+                text in prop::collection::vec(word(), 0..8),
+                default in prop::option::of("[a-z ]{0,5}"),
+            ) {
+                let rows: Vec<RuleRow> =
+                    rules.iter().enumerate().map(|(i, k)| rule(i as i64, &k.join(", "), "r")).collect();
+                let text = text.join(" ");
+                let matches = |r: &RuleRow| keywords(&r.keywords).iter().any(|k| contains_phrase(&words(&text), k));
+                match decide(&text, &rows, default.as_deref()) {
+                    Decision::Rule(r) => {
+                        prop_assert!(matches(r));
+                        prop_assert!(rows.iter().take_while(|x| x.id != r.id).all(|x| !matches(x)));
+                    }
+                    Decision::Default(d) => {
+                        prop_assert!(rows.iter().all(|x| !matches(x)));
+                        prop_assert_eq!(Some(d), default.as_deref().map(str::trim));
+                    }
+                    Decision::Nothing => {
+                        prop_assert!(rows.iter().all(|x| !matches(x)));
+                        prop_assert!(default.as_deref().is_none_or(|d| d.trim().is_empty()));
+                    }
+                }
+            }
+
+            /// `{first_name}` never survives: it becomes the name, or goes with its comma or space.
+            #[test]
+            fn first_name_never_survives(
+                before in "[^{}]{0,10}", after in "[^{}]{0,10}", name in prop::option::of("[A-Za-zА-Яа-я]{0,8}"),
+            ) {
+                let filled = fill_reply(&format!("{before}{{first_name}}{after}"), name.as_deref());
+                prop_assert!(!filled.contains("{first_name}"), "{}", filled);
+                if let Some(n) = name.as_deref().filter(|n| !n.trim().is_empty()) {
+                    prop_assert_eq!(filled, format!("{before}{n}{after}"));
+                }
+            }
+        }
+    }
 }

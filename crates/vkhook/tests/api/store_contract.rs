@@ -60,6 +60,7 @@ contract! {
     rules_are_added_moved_and_deleted => rules_are_added_moved_and_deleted;
     replies_are_counted_and_recognised_as_own => replies_are_counted_and_recognised_as_own;
     the_community_log_keeps_typed_entries => the_community_log_keeps_typed_entries;
+    claims_keep_each_communitys_order_whatever_the_interleaving => claims_keep_each_communitys_order_whatever_the_interleaving;
 }
 
 async fn migrations_apply_once(store: &Store) {
@@ -395,6 +396,47 @@ async fn the_community_log_keeps_typed_entries(store: &Store) {
         ],
         "newest first"
     );
+}
+
+/// A property over random interleavings: events of three communities arrive mixed, workers claim batches of
+/// random size and finish or retry what they got; each community's events are finished in the order they arrived.
+async fn claims_keep_each_communitys_order_whatever_the_interleaving(store: &Store) {
+    use rand::{Rng, SeedableRng};
+    for (id, name) in [(1001, "a"), (1002, "b"), (1003, "c")] {
+        let row = CommunityRow { id, name: name.into(), screen_name: name.into(), photo: None };
+        store.upsert_community(&row).await.unwrap();
+    }
+    for seed in 0..8u64 {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut arrived: std::collections::BTreeMap<i64, Vec<String>> = Default::default();
+        for n in 0..30u32 {
+            let group = 1001 + rng.gen_range(0..3);
+            let e = event(group, seed as u32 * 1000 + n);
+            arrived.entry(group).or_default().push(e.event_id.clone());
+            store.insert_inbox_batch(&[e]).await.unwrap();
+        }
+        let mut finished: std::collections::BTreeMap<i64, Vec<String>> = Default::default();
+        let owners = ["a", "b"];
+        for _ in 0..1000 {
+            let now = now_ms();
+            let owner = owners[rng.gen_range(0..2)];
+            let claimed = store.claim_inbox_batch(owner, now, now + 60_000, rng.gen_range(1..4)).await.unwrap();
+            if claimed.is_empty() && store.inbox_depth(None).await.unwrap() == 0 {
+                break;
+            }
+            for row in claimed {
+                if rng.gen_bool(0.2) {
+                    // Retried: goes back, due now, and must still come before the community's later events.
+                    assert!(store.retry_inbox_event(row.id, owner, now, "again").await.unwrap());
+                } else {
+                    assert!(store.finish_inbox_event(row.id, owner, EventStatus::Done, "{}", None).await.unwrap());
+                    finished.entry(row.group_id).or_default().push(row.event_id);
+                }
+            }
+            store.release_community_leases(owner).await.unwrap();
+        }
+        assert_eq!(finished, arrived, "seed {seed}: every event finished once, in its community's order");
+    }
 }
 
 #[tokio::test]
