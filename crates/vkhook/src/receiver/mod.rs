@@ -158,7 +158,13 @@ impl Receiver {
             return Err(Verdict::UnknownCommunity);
         };
         let check = check_secret(&cached, supplied);
-        if check != SecretCheck::Wrong && !cached.disconnected && cached.unreadable.is_none() {
+        // Only the current secret is trusted from the cache. The previous one may have been retired by another
+        // instance meanwhile (rare: only while a rotation settles), so it is checked against the store.
+        if check != SecretCheck::Wrong
+            && check != SecretCheck::Previous
+            && !cached.disconnected
+            && cached.unreadable.is_none()
+        {
             return Ok((cached, check));
         }
         let fresh = self.credentials.callback_secrets(group_id, true).await.map_err(unavailable)?;

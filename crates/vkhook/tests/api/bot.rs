@@ -414,3 +414,96 @@ async fn a_web_instance_stores_events_and_a_worker_instance_answers_them() {
     assert_eq!(reqwest::get(format!("{worker_url}/healthz")).await.unwrap().status(), 200);
     assert_eq!(reqwest::get(format!("{worker_url}/")).await.unwrap().status(), 404);
 }
+
+/// What each of VK's refusals of a reply means for the event: try again later, or finish it with the reason in plain
+/// words — never a second reply.
+#[tokio::test]
+async fn each_vk_refusal_of_a_reply_ends_as_vk_means_it() {
+    let app = TestApp::spawn().await;
+    app.connected_with_rules(1001, &[("вопрос", "Ответ.")]).await;
+    // (method, VK's error, how the event ends, the reason recorded for a failed one)
+    let cases: [(&str, i64, EventStatus, Option<&str>); 10] = [
+        ("wall.createComment", 7, EventStatus::Failed, Some("vk_error")),
+        ("wall.createComment", 14, EventStatus::Failed, Some("vk_error")),
+        ("wall.createComment", 29, EventStatus::Done, None),
+        ("wall.createComment", 104, EventStatus::Failed, Some("vk_error")),
+        ("wall.createComment", 212, EventStatus::Failed, Some("comments_closed")),
+        ("wall.createComment", 213, EventStatus::Failed, Some("comments_closed")),
+        ("wall.createComment", 223, EventStatus::Failed, Some("too_many_replies")),
+        ("messages.send", 900, EventStatus::Failed, Some("messages_forbidden")),
+        ("messages.send", 902, EventStatus::Failed, Some("messages_forbidden")),
+        ("messages.send", 29, EventStatus::Done, None),
+    ];
+    for (i, (method, code, ends, reason)) in cases.into_iter().enumerate() {
+        app.sandbox.inject_fault(Fault {
+            method: Some(method.into()),
+            error_code: Some(code),
+            latency_ms: None,
+            remaining: Some(1),
+        });
+        let text = format!("вопрос {i}");
+        if method == "messages.send" {
+            app.sandbox.message(1001, 2, &text).unwrap();
+        } else {
+            app.sandbox.comment(1001, 2, &text).unwrap();
+        }
+        let row = eventually(15, "the event finished", || async {
+            let rows = app.events(1001, None, None).await;
+            rows.into_iter().find(|r| r.payload.contains(&format!("\"{text}\"")) && !r.status.is_open())
+        })
+        .await;
+        assert_eq!(row.status, ends, "{method} error {code}");
+        let result: serde_json::Value = serde_json::from_str(row.result.as_deref().unwrap()).unwrap();
+        if let Some(reason) = reason {
+            assert_eq!(result["reason"], reason, "{method} error {code}");
+            assert_eq!(result["error_code"], code, "{method} error {code}");
+            assert_eq!(row.attempts, 1, "{method} error {code} is final: not retried");
+        }
+    }
+    app.wait_until_idle().await;
+    // The log says it in words.
+    let page = app.get("/communities/1001/events").await.text().await.unwrap();
+    assert!(page.contains("пользователь запретил сообщения от сообщества"), "900/902 in plain words");
+    assert!(
+        app.store().bot_settings(1001).await.unwrap().unwrap().paused_reason.is_none(),
+        "none of these is a dead key"
+    );
+}
+
+#[tokio::test]
+async fn a_vk_call_that_times_out_is_tried_again_and_answered_once() {
+    let app =
+        TestApp::spawn_with(Options { vk_timeout: std::time::Duration::from_millis(400), ..Default::default() }).await;
+    app.connected_with_rules(1001, &[("вопрос", "Ответ.")]).await;
+    // VK takes longer than we wait, and still writes the comment: the retry's guid returns that one.
+    app.sandbox.inject_fault(Fault {
+        method: Some("wall.createComment".into()),
+        error_code: None,
+        latency_ms: Some(1000),
+        remaining: Some(1),
+    });
+    app.sandbox.comment(1001, 2, "вопрос").unwrap();
+    eventually(15, "the reply", || async { app.bot_comments(1001).into_iter().next() }).await;
+    app.wait_until_idle().await;
+    assert_eq!(app.bot_comments(1001).len(), 1);
+}
+
+#[tokio::test]
+async fn an_unreachable_vk_delays_the_reply_until_it_is_back() {
+    let app = TestApp::spawn_with(Options { vk_api_gate: true, ..Default::default() }).await;
+    app.connected_with_rules(1001, &[("вопрос", "Ответ.")]).await;
+    let gate = app.vk_gate.as_ref().unwrap();
+    gate.cut();
+    app.sandbox.comment(1001, 2, "вопрос").unwrap();
+    let waiting = eventually(15, "a failed attempt, kept for later", || async {
+        let rows = app.events(1001, Some("pending"), Some("wall_reply_new")).await;
+        rows.into_iter().find(|r| r.last_error.is_some())
+    })
+    .await;
+    assert!(waiting.last_error.unwrap().to_lowercase().contains("connect"), "a network error");
+    assert!(app.bot_comments(1001).is_empty());
+    gate.restore();
+    eventually(30, "the reply once VK is back", || async { app.bot_comments(1001).into_iter().next() }).await;
+    app.wait_until_idle().await;
+    assert_eq!(app.bot_comments(1001).len(), 1);
+}

@@ -4,9 +4,6 @@
 //! without it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret;
@@ -16,49 +13,6 @@ use vkhook::store::Store;
 
 use crate::helpers::*;
 
-/// A TCP forwarder in front of PostgreSQL that can cut every connection and refuse new ones, then come back.
-struct PgGate {
-    port: u16,
-    cut: Arc<AtomicBool>,
-    conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
-}
-
-impl PgGate {
-    async fn start(target: SocketAddr) -> PgGate {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let cut = Arc::new(AtomicBool::new(false));
-        let conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
-        let (c, k) = (cut.clone(), conns.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else { return };
-                if c.load(Ordering::SeqCst) {
-                    continue; // dropped: refused
-                }
-                let task = tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                k.lock().unwrap().push(task.abort_handle());
-            }
-        });
-        PgGate { port, cut, conns }
-    }
-
-    fn cut(&self) {
-        self.cut.store(true, Ordering::SeqCst);
-        for conn in self.conns.lock().unwrap().drain(..) {
-            conn.abort();
-        }
-    }
-
-    fn restore(&self) {
-        self.cut.store(false, Ordering::SeqCst);
-    }
-}
-
 struct Cluster {
     sandbox: Sandbox,
     instances: Vec<Instance>,
@@ -66,7 +20,7 @@ struct Cluster {
     driver: Driver,
     /// For assertions: the same database the instances use.
     store: Store,
-    gate: Option<PgGate>,
+    gate: Option<TcpGate>,
     _db: PgDatabase,
 }
 
@@ -91,7 +45,7 @@ impl Cluster {
             let url = url::Url::parse(&db.url).unwrap();
             let target = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
             let addr = tokio::net::lookup_host(target).await.unwrap().next().unwrap();
-            Some(PgGate::start(addr).await)
+            Some(TcpGate::start(addr).await)
         } else {
             None
         };
@@ -398,4 +352,51 @@ async fn a_code_set_by_one_instance_is_answered_by_the_other_at_once() {
     assert_eq!(Some(answer), fresh.confirmation_code);
     let event = serde_json::json!({"type": "group_join", "event_id": "c".repeat(40), "group_id": 1001, "secret": secret.expose_secret(), "object": {"user_id": 2}});
     assert_eq!(http.post(&b).body(event.to_string()).send().await.unwrap().text().await.unwrap(), "ok");
+}
+
+#[tokio::test]
+async fn a_secret_retired_by_one_instance_is_refused_by_the_other_at_once() {
+    let Some(cluster) = Cluster::start("a retired secret across instances", 2, 0, false).await else { return };
+    cluster.connect_with_rules(1001, &[]).await;
+    let keys = cluster.instances[0].env.iter().find(|(k, _)| k == "VKHOOK_TOKEN_KEYS").unwrap().1.clone();
+    let vault = vkhook::vault::Vault::from_spec(&secrecy::SecretString::from(keys)).unwrap();
+    let slot = vkhook::vault::Slot::new(vkhook::vault::Sealed::CallbackSecret, "1001");
+    let secret_now = || async {
+        let settings = cluster.store.community_settings(1001).await.unwrap().unwrap();
+        vault.open(&slot, settings.secret.as_deref().unwrap()).unwrap().expose_secret().to_owned()
+    };
+    let http = reqwest::Client::new();
+    let (a, b) =
+        (format!("{}/vk/callback", cluster.instances[0].url()), format!("{}/vk/callback", cluster.instances[1].url()));
+    let event = |n: char, secret: &str| {
+        serde_json::json!({"type": "group_join", "event_id": n.to_string().repeat(40), "group_id": 1001,
+                           "secret": secret, "object": {"user_id": 2, "join_type": "join"}})
+        .to_string()
+    };
+    let post = |url: String, body: String| {
+        let http = http.clone();
+        async move { http.post(url).body(body).send().await.unwrap() }
+    };
+    let old = secret_now().await;
+    // B caches the secret of the first connection.
+    assert_eq!(post(b.clone(), event('1', &old)).await.text().await.unwrap(), "ok");
+    // A reconnects: a new secret, the old one still accepted until an event brings the new one.
+    assert_eq!(cluster.driver.press_connect(1001, &[], None).await.status(), 200);
+    cluster.driver.finished_setup(1001).await;
+    let new = secret_now().await;
+    assert_ne!(new, old);
+    // VK's confirmation with the new secret reaches B: B now holds the new secret and the old one as previous.
+    let confirm = serde_json::json!({"type": "confirmation", "group_id": 1001, "event_id": "", "secret": new});
+    assert_eq!(post(b.clone(), confirm.to_string()).await.status(), 200);
+    assert_eq!(post(b.clone(), event('5', &old)).await.text().await.unwrap(), "ok", "the old one, still accepted");
+    // An event with the new secret reaches A, which retires the old one.
+    assert_eq!(post(a.clone(), event('2', &new)).await.text().await.unwrap(), "ok");
+    eventually(10, "the previous secret retired", || async {
+        cluster.store.community_settings(1001).await.unwrap().unwrap().previous_secret.is_none().then_some(())
+    })
+    .await;
+    // B has the old secret cached as the current one or the previous one: it must still refuse it now.
+    let r = post(b.clone(), event('3', &old)).await;
+    assert_eq!(r.status(), 403, "B refuses a secret A retired");
+    assert_eq!(post(b, event('4', &new)).await.text().await.unwrap(), "ok");
 }

@@ -6,9 +6,10 @@
 //! With `VKHOOK_REQUIRE_ALL_TESTS=1` a test that cannot run here (no PostgreSQL, no chromedriver) fails instead of
 //! printing `skipped: …`.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -45,6 +46,10 @@ impl Drop for TempDir {
 }
 
 pub struct Options {
+    /// How long one VK request may take.
+    pub vk_timeout: Duration,
+    /// VK's API through a gate the test can cut (an unreachable VK).
+    pub vk_api_gate: bool,
     pub role: vkhook::config::Role,
     pub vkid_scopes: Vec<String>,
     pub token_keys: SecretString,
@@ -54,6 +59,8 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
+            vk_timeout: Duration::from_secs(5),
+            vk_api_gate: false,
             role: vkhook::config::Role::All,
             vkid_scopes: vec!["vkid.personal_info".into(), "groups".into()],
             token_keys: Vault::generate_spec("test1"),
@@ -79,6 +86,8 @@ pub struct TestApp {
     /// Keeps the scratch directory (and the database file) alive as long as the app.
     _dir: TempDir,
     pub db: TestDatabase,
+    /// The gate in front of VK's API, when the options asked for one.
+    pub vk_gate: Option<TcpGate>,
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -155,7 +164,16 @@ impl TestApp {
             Settings::for_sandbox(&sandbox, "127.0.0.1:0".parse().unwrap(), db.url(), options.token_keys);
         settings.role = options.role;
         settings.vk.vkid_scopes = options.vkid_scopes;
-        settings.vk.request_timeout = Duration::from_secs(5);
+        settings.vk.request_timeout = options.vk_timeout;
+        let vk_gate = if options.vk_api_gate {
+            let gate = TcpGate::start(sandbox.addr()).await;
+            let mut url = url::Url::parse(&sandbox.api_url()).unwrap();
+            url.set_port(Some(gate.port)).unwrap();
+            settings.vk.api_url = url;
+            Some(gate)
+        } else {
+            None
+        };
         settings.vk.retry = vk::RetryPolicy {
             backoff: vk::Backoff::new(Duration::from_millis(5), Duration::from_millis(40)),
             deadline: Duration::from_secs(2),
@@ -170,7 +188,7 @@ impl TestApp {
             let _ = stopped.await;
         }));
         let driver = Driver::new(browser(), url, &sandbox, state.store.clone());
-        TestApp { sandbox, state, driver, _dir: dir, db, stop: Some(stop) }
+        TestApp { sandbox, state, driver, _dir: dir, db, vk_gate, stop: Some(stop) }
     }
 
     pub fn store(&self) -> &Store {
@@ -618,5 +636,49 @@ pub async fn start_proxy(n: usize, first_callback: usize) -> Proxy {
 impl Proxy {
     pub fn set_backend(&self, i: usize, url: String) {
         self.backends.write().unwrap()[i] = url;
+    }
+}
+
+/// A TCP forwarder (in front of PostgreSQL, or VK's API) that can cut every connection and refuse new ones, then
+/// come back.
+pub struct TcpGate {
+    pub port: u16,
+    cut: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl TcpGate {
+    pub async fn start(target: SocketAddr) -> TcpGate {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let (c, k) = (cut.clone(), conns.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else { return };
+                if c.load(Ordering::SeqCst) {
+                    continue; // dropped: refused
+                }
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                k.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        TcpGate { port, cut, conns }
+    }
+
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for conn in self.conns.lock().unwrap().drain(..) {
+            conn.abort();
+        }
+    }
+
+    pub fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
     }
 }
