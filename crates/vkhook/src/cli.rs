@@ -336,9 +336,8 @@ pub fn demo_settings(args: &DemoArgs, sandbox: &vk_sandbox::Sandbox) -> anyhow::
     let keys = Vault::load_or_create_key_file(&dir.join("token.keys")).context("the demo key file")?;
     let bind = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
     let database_url = format!("sqlite://{}", dir.join("vkhook.db").display());
-    let mut settings = Settings::for_sandbox(sandbox, bind, database_url, keys);
-    settings.public_url = Some(url::Url::parse(&format!("http://127.0.0.1:{}", args.port)).expect("a loopback URL"));
-    Ok(settings)
+    // No public URL: the app's own address once bound (`--port 0` picks a free port, and the banner says which).
+    Ok(Settings::for_sandbox(sandbox, bind, database_url, keys))
 }
 
 #[cfg(feature = "demo")]

@@ -256,3 +256,19 @@ async fn sessions_end_after_idle_time_and_absolute_lifetime() {
         assert_eq!(r.status(), expected, "{id}");
     }
 }
+
+#[tokio::test]
+async fn two_requests_that_refresh_at_once_both_stay_signed_in() {
+    let app = TestApp::spawn().await;
+    app.sign_in(1).await;
+    // The access token is dead for both requests; VK ID rotates the refresh token, so the second refresh with the
+    // old one is refused — it must pick up the first one's result instead of signing the user out.
+    app.sandbox.advance_clock(3700);
+    let (a, b) = tokio::join!(app.get("/communities"), app.get("/communities"));
+    for r in [a, b] {
+        assert_eq!(r.status(), 200, "still signed in");
+        assert!(r.text().await.unwrap().contains("Кофейня «Зерно»"));
+    }
+    assert!(app.store().user_tokens(1).await.unwrap().is_some(), "the tokens are kept");
+    assert_eq!(app.get("/communities").await.status(), 200);
+}

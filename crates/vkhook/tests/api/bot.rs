@@ -507,3 +507,23 @@ async fn an_unreachable_vk_delays_the_reply_until_it_is_back() {
     app.wait_until_idle().await;
     assert_eq!(app.bot_comments(1001).len(), 1);
 }
+
+#[tokio::test]
+async fn a_communitys_replies_go_out_in_the_order_its_comments_came() {
+    let app = TestApp::spawn().await;
+    app.connected_with_rules(1001, &[("вопрос", "Ответ на {first_name}.")]).await;
+    // Slow VK for the first replies: a later comment must still not overtake an earlier one.
+    app.sandbox.inject_fault(Fault {
+        method: Some("wall.createComment".into()),
+        error_code: None,
+        latency_ms: Some(150),
+        remaining: Some(3),
+    });
+    let mut asked = Vec::new();
+    for i in 0..8 {
+        asked.push(app.sandbox.comment(1001, 2, &format!("вопрос {i}")).unwrap().0);
+    }
+    eventually(20, "eight replies", || async { (app.bot_comments(1001).len() == 8).then_some(()) }).await;
+    let answered: Vec<i64> = app.bot_comments(1001).iter().map(|c| c.reply_to_comment.unwrap()).collect();
+    assert_eq!(answered, asked, "replies in the order of the comments");
+}

@@ -430,3 +430,80 @@ async fn a_hand_made_key_is_checked_with_get_token_permissions() {
     let r = app.post_with_csrf("/communities/1001/manual", "/communities/1001/manual", &[("key", "vk1.a.bogus")]).await;
     assert_eq!(r.status(), 422);
 }
+
+#[tokio::test]
+async fn the_periodic_reconcile_puts_back_a_server_deleted_at_vk_without_anyone_asking() {
+    let mut options = Options::default();
+    options.timing.reconcile_every = std::time::Duration::from_millis(200);
+    let app = TestApp::spawn_with(options).await;
+    app.sign_in(1).await;
+    app.connect(1001).await;
+    let first = app.sandbox.servers(1001)[0].id;
+    app.sandbox.world().group_mut(1001).unwrap().servers.clear();
+    let back = eventually(15, "our server back at VK", || async {
+        app.sandbox.servers(1001).into_iter().find(|s| s.status == vk_sandbox::ServerStatus::Ok)
+    })
+    .await;
+    assert_ne!(back.id, first, "a new server");
+    assert_eq!(back.url, format!("{}/vk/callback", app.url));
+    let log = app.store().community_log(1001, 10).await.unwrap();
+    assert!(log.iter().any(|l| l.entry() == Some(vkhook::model::LogEntry::ServerMissing)));
+}
+
+#[tokio::test]
+async fn a_manual_setup_with_a_pasted_key_works_end_to_end() {
+    let app = TestApp::spawn().await;
+    app.sign_in(1).await;
+    // 1. Our manual page: the URL, a secret to paste, and where the confirmation string goes.
+    let r = app.post_with_csrf("/communities/1001/manual", "/communities/1001/manual/secret", &[]).await;
+    assert_eq!(r.status(), 303);
+    let page = app.get("/communities/1001/manual").await.text().await.unwrap();
+    let at = page.find("id=\"manual-secret\">").unwrap() + "id=\"manual-secret\">".len();
+    let secret = page[at..at + 32].to_owned();
+    // 2. The string VK shows in the community's settings, pasted before VK asks for it.
+    let code = app.sandbox.world().group(1001).unwrap().confirmation_code.clone();
+    let r =
+        app.post_with_csrf("/communities/1001/manual", "/communities/1001/manual", &[("confirmation", &code)]).await;
+    assert_eq!(r.status(), 303);
+    // 3. The admin adds our server in VK's settings by hand; VK confirms it with our endpoint.
+    let added: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/_sandbox/groups/1001/servers", app.sandbox.url()))
+        .json(&serde_json::json!({"title": "vkhook", "url": format!("{}/vk/callback", app.url), "secret_key": secret}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let server_id = added["server_id"].as_i64().unwrap();
+    eventually(10, "VK confirmed the server", || async {
+        app.sandbox.servers(1001).into_iter().find(|s| s.id == server_id && s.status == vk_sandbox::ServerStatus::Ok)
+    })
+    .await;
+    for server in app.sandbox.world().group_mut(1001).unwrap().servers.iter_mut() {
+        server.events.insert("wall_reply_new".into());
+    }
+    // 4. A community key made by hand, pasted; the bot on.
+    let key = app.sandbox.issue_community_token(1001, &["manage", "messages", "wall"]);
+    let r = app.post_with_csrf("/communities/1001/manual", "/communities/1001/manual", &[("key", &key)]).await;
+    assert_eq!(r.status(), 303);
+    let r = app
+        .post_with_csrf(
+            "/communities/1001",
+            "/communities/1001/bot",
+            &[("comments", "1"), ("default_reply", "Спасибо!")],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    // 5. Иван comments: the first event connects the community, and the bot answers with the pasted key.
+    app.sandbox.comment(1001, 2, "Привет").unwrap();
+    let reply = eventually(10, "the reply", || async { app.bot_comments(1001).into_iter().next() }).await;
+    assert_eq!(reply.text, "Спасибо!");
+    eventually(5, "connected by its first event", || async {
+        let s = app.store().community_settings(1001).await.unwrap().unwrap();
+        (s.status == CommunityStatus::Connected && s.callback_configured).then_some(())
+    })
+    .await;
+    app.wait_until_idle().await;
+    assert_eq!(app.bot_comments(1001).len(), 1);
+}

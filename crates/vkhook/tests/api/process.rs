@@ -1,6 +1,8 @@
 //! vkhook as users run it: real `vkhook serve` processes (behind a one-backend proxy that gives them a public URL),
 //! each with its own log — what it logs, and how it stops.
 
+use std::sync::{Arc, Mutex};
+
 use secrecy::SecretString;
 use vk_sandbox::{Sandbox, SandboxConfig};
 use vkhook::store::Store;
@@ -79,4 +81,88 @@ async fn sigterm_finishes_the_work_in_hand_and_gives_up_the_community_leases() {
     let status = s.instance.terminate();
     assert!(status.success(), "a clean exit on SIGTERM: {status:?}");
     assert_eq!(leases().await, 0, "released on the way out: another instance takes over at once");
+}
+
+/// `vkhook` with `args` and only `env` (plus PATH): (exit code, stdout, stderr).
+fn run_vkhook(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vkhook"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+    (out.status.code().unwrap_or(-1), text(out.stdout), text(out.stderr))
+}
+
+#[test]
+fn migrate_and_keys_work_from_the_command_line_with_settings_from_the_environment() {
+    let dir = TempDir::new("vkhook-cli");
+    let db = format!("sqlite://{}/cli.db", dir.0.display());
+    let (code, out, _) = run_vkhook(&["migrate"], &[("VKHOOK_DATABASE_URL", &db)]);
+    assert_eq!(code, 0);
+    assert!(out.contains("database at version 1"), "{out}");
+    let (code, out, _) = run_vkhook(&["migrate"], &[("VKHOOK_DATABASE_URL", &db)]);
+    assert_eq!(code, 0);
+    assert!(out.contains("migrations applied now: []"), "twice is harmless: {out}");
+
+    let (code, key, _) = run_vkhook(&["keys", "generate", "--id", "k7"], &[]);
+    assert_eq!(code, 0);
+    let key = key.trim().to_owned();
+    assert!(key.starts_with("k7:") && Vault::from_spec(&SecretString::from(key.clone())).is_ok(), "{key}");
+    let (code, out, _) = run_vkhook(&["keys", "rotate"], &[("VKHOOK_DATABASE_URL", &db), ("VKHOOK_TOKEN_KEYS", &key)]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("re-encrypted 0 value(s) with key \"k7\""), "{out}");
+    // The environment maps to the settings; a missing one stops start-up with one line naming it.
+    let (code, _, err) = run_vkhook(&["serve"], &[("VKHOOK_DATABASE_URL", &db)]);
+    assert_eq!(code, 2);
+    assert_eq!(err.trim(), "vkhook: missing setting VKHOOK_PUBLIC_URL (--public-url)");
+    let env = [("VKHOOK_DATABASE_URL", db.as_str()), ("VKHOOK_PUBLIC_URL", "http://hook.example.com")];
+    let (code, _, err) = run_vkhook(&["serve"], &env);
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with("vkhook: setting VKHOOK_PUBLIC_URL is invalid") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    let (code, _, err) = run_vkhook(&["keys", "rotate"], &[("VKHOOK_DATABASE_URL", &db)]);
+    assert_eq!(code, 2);
+    assert!(err.contains("VKHOOK_TOKEN_KEYS"), "{err}");
+}
+
+#[tokio::test]
+async fn the_demo_serves_the_app_and_its_sandbox_on_the_ports_it_prints() {
+    let dir = TempDir::new("vkhook-demo");
+    // Port 0 for both: the OS picks free ports, and the banner says which.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vkhook"))
+        .args(["demo", "--port", "0", "--sandbox-port", "0", "--data-dir"])
+        .arg(&dir.0)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let banner = Arc::new(Mutex::new(String::new()));
+    let stdout = child.stdout.take().unwrap();
+    let lines = banner.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            lines.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    let url_after = |label: &str| {
+        let text = banner.lock().unwrap().clone();
+        text.lines().find_map(|l| l.trim().strip_prefix(label).map(|u| u.trim().to_owned()))
+    };
+    let (app, sandbox) =
+        eventually(30, "the demo's banner", || async { Some((url_after("App:")?, url_after("VK sandbox:")?)) }).await;
+    let landing = reqwest::get(&app).await.unwrap().text().await.unwrap();
+    assert!(landing.contains("Войти через VK ID"));
+    let world = reqwest::get(&sandbox).await.unwrap().text().await.unwrap();
+    assert!(world.contains("Кофейня «Зерно»"), "the sandbox's demo world");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(std::fs::metadata(dir.0.join("token.keys")).is_ok(), "the demo's key file");
 }
