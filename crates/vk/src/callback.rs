@@ -678,4 +678,72 @@ mod tests {
         let e = parse(br#"{"type":"message_new","group_id":1}"#).unwrap();
         assert!(e.event().unwrap_err().0.contains("object"));
     }
+
+    #[test]
+    fn debug_shows_the_envelope_but_never_the_secret() {
+        let e = parse(br#"{"type":"message_new","group_id":7,"event_id":"e1","secret":"s3cr3t-value"}"#).unwrap();
+        let shown = format!("{e:?}");
+        assert!(shown.contains("message_new") && shown.contains("e1") && shown.contains("[redacted]"), "{shown}");
+        assert!(!shown.contains("s3cr3t-value"));
+    }
+
+    #[test]
+    fn only_confirmation_is_a_confirmation() {
+        assert!(parse(br#"{"type":"confirmation","group_id":1}"#).unwrap().is_confirmation());
+        assert!(!parse(br#"{"type":"message_new","group_id":1}"#).unwrap().is_confirmation());
+        assert!(!parse(br#"{"type":"confirmation_x","group_id":1}"#).unwrap().is_confirmation());
+    }
+
+    #[test]
+    fn the_secret_matches_only_itself() {
+        let e = parse(br#"{"type":"group_join","group_id":1,"secret":"abcdef"}"#).unwrap();
+        assert!(e.secret_matches(&SecretString::from("abcdef")));
+        for wrong in ["abcdeg", "Abcdef", "abcde", "abcdefg", ""] {
+            assert!(!e.secret_matches(&SecretString::from(wrong)), "{wrong}");
+        }
+        let without = parse(br#"{"type":"group_join","group_id":1}"#).unwrap();
+        assert!(!without.secret_matches(&SecretString::from("abcdef")));
+        assert!(secret_eq(&SecretString::from("xy"), b"xy"));
+        assert!(!secret_eq(&SecretString::from("xy"), b"xz"));
+        assert!(!secret_eq(&SecretString::from("xy"), b"xyz"));
+        assert!(!secret_eq(&SecretString::from(""), b"x"));
+    }
+
+    #[test]
+    fn who_did_it_and_what_it_says_for_each_typed_event() {
+        let event = |t: &str, object: &str| {
+            parse(format!(r#"{{"type":"{t}","group_id":1,"object":{object}}}"#).as_bytes()).unwrap().event().unwrap()
+        };
+        let message = r#"{"id":1,"peer_id":2,"from_id":3,"text":"привет","out":0}"#;
+        let comment = r#"{"id":4,"from_id":5,"post_id":6,"owner_id":-1,"post_owner_id":-1,"text":"коммент","date":1}"#;
+        let cases: Vec<(Event, Option<i64>, Option<&str>)> = vec![
+            (event("message_new", &format!(r#"{{"message":{message}}}"#)), Some(3), Some("привет")),
+            (event("message_reply", message), Some(3), Some("привет")),
+            (event("message_edit", message), Some(3), Some("привет")),
+            (event("message_allow", r#"{"user_id":7,"key":"k"}"#), Some(7), None),
+            (event("message_deny", r#"{"user_id":8}"#), Some(8), None),
+            (event("wall_post_new", r#"{"id":1,"owner_id":-1,"from_id":-1,"text":"пост"}"#), Some(-1), Some("пост")),
+            (event("wall_reply_new", comment), Some(5), Some("коммент")),
+            (event("wall_reply_edit", comment), Some(5), Some("коммент")),
+            (event("wall_reply_restore", comment), Some(5), Some("коммент")),
+            (event("wall_reply_delete", r#"{"owner_id":-1,"id":4,"deleter_id":9,"post_id":6}"#), Some(9), None),
+            (
+                event("like_add", r#"{"liker_id":10,"object_type":"post","object_owner_id":-1,"object_id":6}"#),
+                Some(10),
+                None,
+            ),
+            (
+                event("like_remove", r#"{"liker_id":11,"object_type":"post","object_owner_id":-1,"object_id":6}"#),
+                Some(11),
+                None,
+            ),
+            (event("group_join", r#"{"user_id":12,"join_type":"join"}"#), Some(12), None),
+            (event("group_leave", r#"{"user_id":13,"self":1}"#), Some(13), None),
+            (event("photo_new", "{}"), None, None),
+        ];
+        for (event, actor, text) in cases {
+            assert_eq!(event.actor(), actor, "{event:?}");
+            assert_eq!(event.text(), text, "{event:?}");
+        }
+    }
 }
