@@ -67,3 +67,36 @@ async fn rotation_leaves_every_value_readable_with_the_new_key_alone() {
     }
     assert_eq!(opened, changed);
 }
+
+#[tokio::test]
+async fn another_admins_community_does_not_exist_for_them_on_any_route() {
+    let app = TestApp::spawn().await;
+    app.connected_with_rules(1001, &[("цена", "Цены в меню.")]).await;
+    app.sandbox.comment(1001, 2, "цена?").unwrap();
+    eventually(10, "the reply", || async { app.bot_comments(1001).into_iter().next() }).await;
+    let event = app.events(1001, None, Some("wall_reply_new")).await.last().unwrap().id;
+    // Пётр administers 1004 only; both communities are known to this vkhook.
+    let petr = Driver::new(browser(), app.url.clone(), &app.sandbox, app.store().clone());
+    petr.sign_in(3).await;
+    assert!(!petr.get("/communities").await.text().await.unwrap().contains("Кофейня"));
+    for path in ["/communities/1001", "/communities/1001/events", "/communities/1001/manual", "/communities/1001/setup"]
+    {
+        assert_eq!(petr.get(path).await.status(), 404, "{path}");
+    }
+    assert_eq!(petr.get(&format!("/communities/1001/events/{event}")).await.status(), 404);
+    let own = "/communities/1004";
+    for path in [
+        "/communities/1001/connect".to_owned(),
+        "/communities/1001/disconnect".to_owned(),
+        "/communities/1001/bot".to_owned(),
+        "/communities/1001/rules".to_owned(),
+        "/communities/1001/check".to_owned(),
+        format!("/communities/1001/events/{event}/replay"),
+    ] {
+        let r = petr.post_with_csrf(own, &path, &[("keywords", "x"), ("reply", "y")]).await;
+        assert_eq!(r.status(), 404, "{path}");
+    }
+    // Nothing of Анна's changed.
+    assert_eq!(app.store().rules(1001).await.unwrap().len(), 1);
+    assert!(app.store().community_settings(1001).await.unwrap().unwrap().callback_configured);
+}
