@@ -5,6 +5,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 use vk::{AccessToken, Pkce};
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::PublicUrl;
@@ -62,7 +63,13 @@ pub struct Accounts {
     /// What VK ID sign-in asks for.
     scopes: Vec<String>,
     public_url: PublicUrl,
+    /// One refresh at a time per user in this process: VK ID rotates the refresh token, so a second refresh with
+    /// the old one is refused.
+    refreshing: Arc<std::sync::Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>>,
 }
+
+/// How long a refresh that VK refused waits for another instance's refresh of the same user to land in the store.
+const REFRESH_SETTLE: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl Accounts {
     pub fn new(
@@ -72,7 +79,7 @@ impl Accounts {
         scopes: Vec<String>,
         public_url: PublicUrl,
     ) -> Accounts {
-        Accounts { store, vault, oauth, scopes, public_url }
+        Accounts { store, vault, oauth, scopes, public_url, refreshing: Arc::default() }
     }
 
     /// Starts VK ID sign-in for the session: a fresh `state` and PKCE verifier kept server-side.
@@ -191,13 +198,8 @@ impl Accounts {
     pub async fn user_token(&self, user_id: i64) -> Result<(AccessToken, String), AccountError> {
         let app = self;
         let row = app.store.user_tokens(user_id).await?.ok_or(AccountError::SignInAgain)?;
-        if row.expires_at - 60_000 > now_ms() {
-            let key = user_id.to_string();
-            let access = app
-                .vault
-                .open(&Slot::new(Sealed::UserAccessToken, key.as_str()), &row.access_token)
-                .map_err(|_| AccountError::SignInAgain)?;
-            return Ok((AccessToken::user(access), row.scopes));
+        if let Some(fresh) = app.fresh_access(&row)? {
+            return Ok(fresh);
         }
         app.refresh(row).await
     }
@@ -209,7 +211,37 @@ impl Accounts {
         app.refresh(row).await
     }
 
+    /// A usable access token from the stored row, if it is still fresh.
+    fn fresh_access(&self, row: &UserTokensRow) -> Result<Option<(AccessToken, String)>, AccountError> {
+        if row.expires_at - 60_000 <= now_ms() {
+            return Ok(None);
+        }
+        let key = row.user_id.to_string();
+        let access = self
+            .vault
+            .open(&Slot::new(Sealed::UserAccessToken, key.as_str()), &row.access_token)
+            .map_err(|_| AccountError::SignInAgain)?;
+        Ok(Some((AccessToken::user(access), row.scopes.clone())))
+    }
+
+    /// Refreshes the user's tokens — once, however many requests of this process ask at the same time.
     async fn refresh(&self, row: UserTokensRow) -> Result<(AccessToken, String), AccountError> {
+        let lock = {
+            let mut locks = self.refreshing.lock().unwrap_or_else(|e| e.into_inner());
+            locks.entry(row.user_id).or_default().clone()
+        };
+        let _one_at_a_time = lock.lock().await;
+        // Another request may have refreshed while this one waited: use its result.
+        let current = self.store.user_tokens(row.user_id).await?.ok_or(AccountError::SignInAgain)?;
+        if current.refresh_token != row.refresh_token {
+            if let Some(fresh) = self.fresh_access(&current)? {
+                return Ok(fresh);
+            }
+        }
+        self.refresh_now(current).await
+    }
+
+    async fn refresh_now(&self, row: UserTokensRow) -> Result<(AccessToken, String), AccountError> {
         let app = self;
         let key = row.user_id.to_string();
         let refresh_token = app
@@ -223,15 +255,21 @@ impl Accounts {
                 Ok((AccessToken::user(tokens.access_token), tokens.scope))
             }
             Err(vk::Error::OAuth(e)) => {
-                // Another request may have refreshed (and rotated the refresh token) meanwhile: use its result.
-                if let Some(current) = app.store.user_tokens(row.user_id).await? {
-                    if current.refresh_token != row.refresh_token && current.expires_at - 60_000 > now_ms() {
-                        let access = app
-                            .vault
-                            .open(&Slot::new(Sealed::UserAccessToken, key.as_str()), &current.access_token)
-                            .map_err(|_| AccountError::SignInAgain)?;
-                        return Ok((AccessToken::user(access), current.scopes));
+                // Another instance may have refreshed (and rotated the refresh token) at the same moment: give its
+                // result a moment to reach the store, and use it.
+                let deadline = std::time::Instant::now() + REFRESH_SETTLE;
+                loop {
+                    if let Some(current) = app.store.user_tokens(row.user_id).await? {
+                        if current.refresh_token != row.refresh_token {
+                            if let Some(fresh) = app.fresh_access(&current)? {
+                                return Ok(fresh);
+                            }
+                        }
                     }
+                    if std::time::Instant::now() >= deadline {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
                 tracing::info!(user_id = row.user_id, error = %e.error, "VK ID refresh refused; the user must sign in again");
                 app.store.delete_user_tokens(row.user_id).await?;

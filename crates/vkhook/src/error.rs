@@ -109,6 +109,15 @@ impl From<ConnectError> for AppError {
     }
 }
 
+/// `/healthz`: 200 when the database answers, 503 when it does not (what load balancers and monitors expect).
+pub fn health_status(database_answers: bool) -> StatusCode {
+    if database_answers {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
 /// A page rendered normally that still tells the browser something went wrong (a form shown again with its error).
 pub fn with_problem(mut response: Response, problem: Problem) -> Response {
     *response.status_mut() = problem.status();

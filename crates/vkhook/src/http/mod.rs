@@ -3,7 +3,7 @@
 //! extractor that proves who may do what ([`access`]), call one domain module, and render.
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -88,10 +88,10 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 async fn healthz(State(app): State<AppState>) -> Response {
     let instance = [("x-vkhook-instance", app.instance_id.clone())];
     match app.store.ping().await {
-        Ok(()) => (StatusCode::OK, instance, "ok").into_response(),
+        Ok(()) => (crate::error::health_status(true), instance, "ok").into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "health check: database unavailable");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+            (crate::error::health_status(false), "database unavailable").into_response()
         }
     }
 }
