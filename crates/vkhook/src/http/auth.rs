@@ -113,7 +113,7 @@ pub struct LangForm {
 /// The language switch: a preference cookie, then back where the user was (same-site paths only).
 pub async fn switch_lang(State(app): State<AppState>, Form(form): Form<LangForm>) -> AppResult<Response> {
     let lang = Lang::parse(&form.lang).ok_or_else(|| AppError::shown(Problem::BadRequest, |t| t.error_bad_request))?;
-    let back = if form.back.starts_with('/') && !form.back.starts_with("//") { form.back } else { "/".into() };
+    let back = same_origin_path(&form.back).unwrap_or("/").to_owned();
     let mut headers = HeaderMap::new();
     let cookie = format!(
         "{LANG_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Lax{}",
@@ -122,4 +122,49 @@ pub async fn switch_lang(State(app): State<AppState>, Form(form): Form<LangForm>
     );
     headers.insert(header::SET_COOKIE, cookie.parse().expect("ascii cookie"));
     Ok((headers, Redirect::to(&back)).into_response())
+}
+
+/// `back` if it is a path on this site and nothing else: browsers read `//host`, `/\host` and paths with tabs or
+/// new lines as another site, so those (and anything with a scheme) are refused.
+pub fn same_origin_path(back: &str) -> Option<&str> {
+    if !back.starts_with('/') || back.starts_with("//") || back.contains('\\') {
+        return None;
+    }
+    if back.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return None;
+    }
+    let base = url::Url::parse("http://vkhook.invalid/").expect("a valid base");
+    let joined = base.join(back).ok()?;
+    (joined.origin() == base.origin() && joined.host_str() == Some("vkhook.invalid")).then_some(back)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_origin_path;
+
+    #[test]
+    fn only_paths_on_this_site_are_followed_back() {
+        for good in ["/", "/communities/1001?notice=x#bot", "/communities/1001/events?type=like_add", "/%2F%2Fevil"] {
+            assert_eq!(same_origin_path(good), Some(good), "{good:?}");
+        }
+        for bad in [
+            "",
+            "//evil.example",
+            "///evil.example",
+            "/\\evil.example",
+            "\\evil.example",
+            "/\tevil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r\n//evil.example",
+            " /x",
+            "https://evil.example",
+            "javascript:alert(1)",
+            "evil.example",
+            "/\u{0}x",
+            "/\u{a0}//evil",
+        ] {
+            assert_eq!(same_origin_path(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -184,6 +184,10 @@ pub async fn ui_layer(State(app): State<AppState>, request: Request, next: Next)
             tracing::warn!(error = %e, "could not record session activity");
         }
     }
+    // A page for someone with a session carries a CSRF token (and often private data): never cached.
+    if session_hash.is_some() {
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     render_error_response(response, lang)
 }
 

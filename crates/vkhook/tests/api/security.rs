@@ -100,3 +100,50 @@ async fn another_admins_community_does_not_exist_for_them_on_any_route() {
     assert_eq!(app.store().rules(1001).await.unwrap().len(), 1);
     assert!(app.store().community_settings(1001).await.unwrap().unwrap().callback_configured);
 }
+
+#[tokio::test]
+async fn the_language_switch_goes_back_only_to_a_path_on_this_site() {
+    let app = TestApp::spawn().await;
+    let app = &app;
+    let back = |to: &'static str| async move {
+        let r = app.post_form("/lang", &[("lang", "en"), ("back", to)]).await;
+        assert_eq!(r.status(), 303, "{to:?}");
+        r.headers()["location"].to_str().unwrap().to_owned()
+    };
+    assert_eq!(back("/communities/1001?notice=x").await, "/communities/1001?notice=x");
+    for bypass in [
+        "//evil.example",
+        "/\\evil.example",
+        "/\tevil.example",
+        "/\t/evil.example",
+        "https://evil.example",
+        "\\\\evil.example",
+        "///evil.example",
+        " //evil.example",
+    ] {
+        assert_eq!(back(bypass).await, "/", "{bypass:?}");
+    }
+}
+
+#[tokio::test]
+async fn every_page_says_how_browsers_may_use_it_and_private_pages_are_not_cached() {
+    let app = TestApp::spawn().await;
+    for path in ["/", "/static/style.css", "/healthz"] {
+        let r = app.get(path).await;
+        let h = r.headers();
+        assert!(h["content-security-policy"].to_str().unwrap().contains("default-src 'self'"), "{path}");
+        assert!(h["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"), "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["referrer-policy"], "same-origin", "{path}");
+    }
+    let r = app.post_callback("{}").await;
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    app.connected_with_rules(1001, &[]).await;
+    for path in ["/communities", "/communities/1001", "/communities/1001/events", "/communities/1001/manual"] {
+        let r = app.get(path).await;
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.headers()["cache-control"], "no-store", "{path}");
+        assert!(r.headers().contains_key("content-security-policy"), "{path}");
+    }
+}
