@@ -61,6 +61,7 @@ pub struct Kit {
     _dir: ScratchDir,
     pub sandbox: vk_sandbox::Sandbox,
     pub store: Store,
+    pub vault: Arc<Vault>,
     pub credentials: Credentials,
     pub control: BotControl,
     pub hooks: Arc<Hooks>,
@@ -96,7 +97,7 @@ impl Kit {
         let callback = listener.local_addr().unwrap();
         let parts = Parts {
             store: store.clone(),
-            vault,
+            vault: vault.clone(),
             vk: vk::Client::new(cfg).unwrap(),
             oauth,
             hooks: Arc::new(Hooks::default()),
@@ -120,7 +121,20 @@ impl Kit {
         let Services { credentials, control, receiver, connector, bot, reconciler, .. } = Services::wire(&parts);
         serve_callback(listener, receiver.clone());
         let (hooks, metrics) = (parts.hooks, parts.metrics);
-        Kit { _dir: dir, sandbox, store, credentials, control, hooks, metrics, receiver, connector, bot, reconciler }
+        Kit {
+            _dir: dir,
+            sandbox,
+            store,
+            vault,
+            credentials,
+            control,
+            hooks,
+            metrics,
+            receiver,
+            connector,
+            bot,
+            reconciler,
+        }
     }
 
     /// Stores a community key for `group_id` as the community authorization leaves it.

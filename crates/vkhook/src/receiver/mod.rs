@@ -251,6 +251,7 @@ mod tests {
     use secrecy::ExposeSecret;
 
     use super::*;
+    use crate::credentials::Credentials;
     use crate::testkit::Kit;
 
     fn body(group_id: i64, event_type: &str, event_id: &str, secret: &str) -> Vec<u8> {
@@ -331,5 +332,56 @@ mod tests {
             assert_eq!(receiver.accept(&body(1001, "confirmation", "", supplied)).await.0, Verdict::Unavailable);
         }
         assert_eq!(kit.store.inbox_depth(None).await.unwrap(), 0);
+    }
+
+    /// Another instance on the same database: its own credentials (and cache) and receiver.
+    fn another_instance(kit: &Kit) -> (Credentials, Receiver) {
+        let credentials = Credentials::new(kit.store.clone(), kit.vault.clone());
+        let writer = Writer::start(kit.store.clone(), 1, kit.metrics.clone());
+        let receiver = Receiver::new(credentials.clone(), writer, Arc::new(Notify::new()), kit.hooks.clone());
+        (credentials, receiver)
+    }
+
+    #[tokio::test]
+    async fn a_secret_changed_by_another_instance_is_accepted_at_once() {
+        let (kit, old) = receiving().await;
+        assert_eq!(kit.receiver.accept(&body(1001, "group_join", "1", &old)).await.0, Verdict::Stored(Inserted::New));
+        let (elsewhere, _) = another_instance(&kit);
+        let new = elsewhere.rotate_for_setup(1001, "c0de2").await.unwrap().expose_secret().to_owned();
+        // This instance still caches the old secret as the current one: a mismatch reads the store again.
+        assert_eq!(kit.receiver.accept(&body(1001, "group_join", "2", &new)).await.0, Verdict::Stored(Inserted::New));
+        let confirm = body(1001, "confirmation", "", &new);
+        assert_eq!(kit.receiver.accept(&confirm).await.0, Verdict::Confirmation("c0de2".into()));
+    }
+
+    #[tokio::test]
+    async fn a_previous_secret_retired_by_another_instance_is_refused_at_once() {
+        let (kit, old) = receiving().await;
+        let new = kit.credentials.rotate_for_setup(1001, "c0de2").await.unwrap().expose_secret().to_owned();
+        // This instance caches the new secret and the old one as previous.
+        assert_eq!(kit.receiver.accept(&body(1001, "group_join", "1", &old)).await.0, Verdict::Stored(Inserted::New));
+        let (elsewhere, receiver_elsewhere) = another_instance(&kit);
+        assert_eq!(
+            receiver_elsewhere.accept(&body(1001, "group_join", "2", &new)).await.0,
+            Verdict::Stored(Inserted::New)
+        );
+        vk_sandbox::testing::eventually(5, "retired by the other instance", || async {
+            let s = kit.store.community_settings(1001).await.unwrap().unwrap();
+            s.previous_secret.is_none().then_some(())
+        })
+        .await;
+        let _ = elsewhere;
+        assert_eq!(kit.receiver.accept(&body(1001, "group_join", "3", &old)).await.0, Verdict::WrongSecret);
+    }
+
+    #[tokio::test]
+    async fn a_community_connected_by_another_instance_is_no_longer_answered_remove() {
+        let kit = Kit::new().await;
+        // Known but not set up: this instance caches "disconnected".
+        assert_eq!(kit.receiver.accept(&body(1001, "group_join", "1", "")).await.0, Verdict::Remove);
+        let (elsewhere, _) = another_instance(&kit);
+        let secret = elsewhere.rotate_for_setup(1001, "c0de").await.unwrap().expose_secret().to_owned();
+        let confirm = body(1001, "confirmation", "", &secret);
+        assert_eq!(kit.receiver.accept(&confirm).await.0, Verdict::Confirmation("c0de".into()));
     }
 }
