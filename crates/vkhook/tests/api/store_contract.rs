@@ -61,6 +61,8 @@ contract! {
     replies_are_counted_and_recognised_as_own => replies_are_counted_and_recognised_as_own;
     the_community_log_keeps_typed_entries => the_community_log_keeps_typed_entries;
     claims_keep_each_communitys_order_whatever_the_interleaving => claims_keep_each_communitys_order_whatever_the_interleaving;
+    a_worker_renews_only_the_leases_it_holds => a_worker_renews_only_the_leases_it_holds;
+    a_confirmation_request_is_recorded => a_confirmation_request_is_recorded;
 }
 
 async fn migrations_apply_once(store: &Store) {
@@ -437,6 +439,70 @@ async fn claims_keep_each_communitys_order_whatever_the_interleaving(store: &Sto
         }
         assert_eq!(finished, arrived, "seed {seed}: every event finished once, in its community's order");
     }
+}
+
+async fn a_worker_renews_only_the_leases_it_holds(store: &Store) {
+    store.upsert_community(&zerno()).await.unwrap();
+    store.insert_inbox_batch(&[event(1001, 1), event(1001, 2)]).await.unwrap();
+    let now = now_ms();
+    let row = store.claim_inbox_batch("a", now, now + 1_000, 1).await.unwrap().remove(0);
+    assert!(store.renew_inbox_lease(row.id, 1001, "a", now + 60_000).await.unwrap());
+    assert!(!store.renew_inbox_lease(row.id, 1001, "b", now + 60_000).await.unwrap(), "not b's");
+    // Renewed past the first lease's end: nobody can take the event or the community at that time.
+    let later = now + 5_000;
+    assert!(store.claim_inbox_batch("b", later, later + 1_000, 5).await.unwrap().is_empty());
+    assert!(store.finish_inbox_event(row.id, "a", EventStatus::Done, "{}", None).await.unwrap());
+    assert!(!store.renew_inbox_lease(row.id, 1001, "a", now + 90_000).await.unwrap(), "a finished event is not held");
+}
+
+async fn a_confirmation_request_is_recorded(store: &Store) {
+    store.upsert_community(&zerno()).await.unwrap();
+    assert_eq!(store.community_settings(1001).await.unwrap().unwrap().last_confirmation_at, None);
+    store.record_confirmation_request(1001).await.unwrap();
+    assert!(store.community_settings(1001).await.unwrap().unwrap().last_confirmation_at.is_some());
+    let expected = if store_is_postgres(store) { BackendKind::Postgres } else { BackendKind::Sqlite };
+    assert_eq!(store.kind(), expected);
+}
+
+fn store_is_postgres(store: &Store) -> bool {
+    format!("{store:?}").contains("Postgres")
+}
+
+/// Every public operation of `Store` has a contract case above: a new operation without one fails here.
+#[test]
+fn every_public_store_operation_has_a_contract_case() {
+    let root = format!("{}/src/store", std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let contract = std::fs::read_to_string(format!(
+        "{}/tests/api/store_contract.rs",
+        std::env::var("CARGO_MANIFEST_DIR").unwrap()
+    ))
+    .unwrap();
+    let mut missing = Vec::new();
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let source = std::fs::read_to_string(&path).unwrap();
+        // Only the methods inside `impl Store { … }` blocks.
+        for block in source.split("impl Store {").skip(1) {
+            let block = block.split("\n}\n").next().unwrap_or(block);
+            for line in block.lines() {
+                let line = line.trim_start();
+                let Some(rest) = line.strip_prefix("pub async fn ").or_else(|| line.strip_prefix("pub fn ")) else {
+                    continue;
+                };
+                let name = rest.split(['(', '<']).next().unwrap();
+                seen += 1;
+                if !contract.contains(&format!(".{name}(")) && !contract.contains(&format!("::{name}(")) {
+                    missing.push(format!("{}: {name}", path.file_name().unwrap().to_string_lossy()));
+                }
+            }
+        }
+    }
+    assert!(seen > 60, "found the store's operations ({seen})");
+    assert!(missing.is_empty(), "store operations without a contract case: {missing:?}");
 }
 
 #[tokio::test]
