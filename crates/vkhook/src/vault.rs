@@ -295,6 +295,30 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    #[test]
+    fn a_spec_names_its_bad_entry_and_debug_shows_only_key_ids() {
+        let good = Vault::generate_spec("a-b_c");
+        let good = good.expose_secret();
+        let material = good.split_once(':').unwrap().1;
+        for (spec, err) in [
+            (format!("{good},k 2:{material}"), VaultError::BadKey(2)),
+            (format!("{good},k/2:{material}"), VaultError::BadKey(2)),
+            (format!("{good},ключ:{material}"), VaultError::BadKey(2)),
+            (format!("{good},:{material}"), VaultError::BadKey(2)),
+            (format!("{good},k2:not-base64!"), VaultError::BadKey(2)),
+            (format!("{good},k2:{}", &material[..20]), VaultError::BadKey(2)),
+            (format!("k1:{material},{good},k3"), VaultError::BadKey(3)),
+            (format!("{good},a-b_c:{material}"), VaultError::DuplicateKeyId("a-b_c".into())),
+            (" , ".to_owned(), VaultError::NoKeys),
+        ] {
+            assert_eq!(Vault::from_spec(&SecretString::from(spec.clone())).unwrap_err(), err, "{spec}");
+        }
+        let vault = Vault::from_spec(&SecretString::from(format!("{good},k2:{material}"))).unwrap();
+        let shown = format!("{vault:?}");
+        assert!(shown.contains("a-b_c") && shown.contains("k2"), "{shown}");
+        assert!(!shown.contains(material), "no key material in Debug");
+    }
+
     mod properties {
         use proptest::prelude::*;
 

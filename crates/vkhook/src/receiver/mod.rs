@@ -304,6 +304,10 @@ mod tests {
         let (kit, old) = receiving().await;
         let new = kit.credentials.rotate_for_setup(1001, "c0de2").await.unwrap().expose_secret().to_owned();
         assert_eq!(kit.receiver.accept(&body(1001, "group_join", "1", &old)).await.0, Verdict::Stored(Inserted::New));
+        // VK's retries of older events keep coming with the old secret: it is not retired by them.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(kit.store.community_settings(1001).await.unwrap().unwrap().previous_secret.is_some());
+        assert_eq!(kit.receiver.accept(&body(1001, "group_join", "1b", &old)).await.0, Verdict::Stored(Inserted::New));
         assert_eq!(kit.receiver.accept(&body(1001, "group_join", "2", &new)).await.0, Verdict::Stored(Inserted::New));
         vk_sandbox::testing::eventually(5, "the previous secret retired", || async {
             let verdict = kit.receiver.accept(&body(1001, "group_join", "3", &old)).await.0;
@@ -383,5 +387,35 @@ mod tests {
         let secret = elsewhere.rotate_for_setup(1001, "c0de").await.unwrap().expose_secret().to_owned();
         let confirm = body(1001, "confirmation", "", &secret);
         assert_eq!(kit.receiver.accept(&confirm).await.0, Verdict::Confirmation("c0de".into()));
+    }
+
+    #[tokio::test]
+    async fn a_stored_event_wakes_the_bot_and_a_retry_does_not() {
+        let (kit, secret) = receiving().await;
+        let event = body(1001, "group_join", &"a".repeat(40), &secret);
+        let woken = kit.control.wakeup().notified();
+        assert_eq!(kit.receiver.accept(&event).await.0, Verdict::Stored(Inserted::New));
+        tokio::time::timeout(std::time::Duration::from_secs(5), woken).await.expect("the workers were woken");
+        let again = kit.control.wakeup().notified();
+        assert_eq!(kit.receiver.accept(&event).await.0, Verdict::Stored(Inserted::Duplicate));
+        let woken_again = tokio::time::timeout(std::time::Duration::from_millis(200), again).await;
+        assert!(woken_again.is_err(), "VK's retry of a stored event wakes nobody");
+    }
+
+    #[tokio::test]
+    async fn the_first_event_of_a_manual_setup_connects_the_community() {
+        let kit = Kit::new().await;
+        let secret = kit.credentials.manual_secret(1001, true).await.unwrap().unwrap().expose_secret().to_owned();
+        kit.credentials.save_manual_confirmation(1001, "fromvk").await.unwrap();
+        let settings = kit.store.community_settings(1001).await.unwrap().unwrap();
+        assert!(!settings.callback_configured);
+        assert_eq!(
+            kit.receiver.accept(&body(1001, "group_join", "1", &secret)).await.0,
+            Verdict::Stored(Inserted::New)
+        );
+        vk_sandbox::testing::eventually(5, "connected by its first event", || async {
+            kit.store.community_settings(1001).await.unwrap().unwrap().callback_configured.then_some(())
+        })
+        .await;
     }
 }
