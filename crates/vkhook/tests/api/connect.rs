@@ -466,15 +466,9 @@ async fn a_manual_setup_with_a_pasted_key_works_end_to_end() {
         app.post_with_csrf("/communities/1001/manual", "/communities/1001/manual", &[("confirmation", &code)]).await;
     assert_eq!(r.status(), 303);
     // 3. The admin adds our server in VK's settings by hand; VK confirms it with our endpoint.
-    let added: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/_sandbox/groups/1001/servers", app.sandbox.url()))
-        .json(&serde_json::json!({"title": "vkhook", "url": format!("{}/vk/callback", app.url), "secret_key": secret}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let server =
+        serde_json::json!({"title": "vkhook", "url": format!("{}/vk/callback", app.url), "secret_key": secret});
+    let added = app.sandbox_control("/_sandbox/groups/1001/servers", server).await;
     let server_id = added["server_id"].as_i64().unwrap();
     eventually(10, "VK confirmed the server", || async {
         app.sandbox.servers(1001).into_iter().find(|s| s.id == server_id && s.status == vk_sandbox::ServerStatus::Ok)

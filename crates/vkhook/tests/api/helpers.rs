@@ -232,6 +232,32 @@ impl TestApp {
         self.sandbox.messages(group_id).into_iter().filter(|m| m.from_id == -group_id).collect()
     }
 
+    /// A JSON POST to the sandbox's control API (`/_sandbox/…`); its JSON answer.
+    pub async fn sandbox_control(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let r = reqwest::Client::new().post(format!("{}{path}", self.sandbox.url())).json(&body).send().await.unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        r.json().await.unwrap()
+    }
+
+    /// Every vendored real request body (not the confirmation), re-addressed to `group_id` with its callback
+    /// secret: (file name, body).
+    pub async fn samples_for(&self, group_id: i64) -> Vec<(String, serde_json::Value)> {
+        let secret = self.callback_secret(group_id).await;
+        let dir = format!("{}/../../vendor/vk-callback-samples", std::env::var("CARGO_MANIFEST_DIR").unwrap());
+        let mut paths: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+        paths.sort();
+        paths
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "json") && !p.to_string_lossy().contains("confirmation"))
+            .map(|path| {
+                let mut body: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+                body["group_id"] = serde_json::json!(group_id);
+                body["secret"] = serde_json::json!(secret);
+                (path.file_name().unwrap().to_string_lossy().into_owned(), body)
+            })
+            .collect()
+    }
+
     /// POSTs a body to /vk/callback as VK would.
     pub async fn post_callback(&self, body: &str) -> reqwest::Response {
         reqwest::Client::new().post(format!("{}/vk/callback", self.url)).body(body.to_owned()).send().await.unwrap()

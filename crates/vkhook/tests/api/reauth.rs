@@ -36,15 +36,7 @@ async fn connected_book_club() -> TestApp {
 
 /// The community's key dies at VK (revoked), as `POST /_sandbox/tokens/revoke {"group_id": …}` does.
 async fn revoke_key(app: &TestApp) {
-    let revoked: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/_sandbox/tokens/revoke", app.sandbox.url()))
-        .json(&serde_json::json!({"group_id": GROUP}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let revoked = app.sandbox_control("/_sandbox/tokens/revoke", serde_json::json!({"group_id": GROUP})).await;
     assert!(revoked["revoked"].as_i64().unwrap() >= 1, "{revoked}");
 }
 

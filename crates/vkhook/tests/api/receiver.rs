@@ -14,23 +14,14 @@ async fn connected() -> TestApp {
 #[tokio::test]
 async fn every_real_sample_readdressed_to_a_connected_community_is_ok_and_stored_whole() {
     let app = connected().await;
-    let secret = app.callback_secret(1001).await;
-    let dir = format!("{}/../../vendor/vk-callback-samples", std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let mut n = 0;
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "json") || path.to_string_lossy().contains("confirmation") {
-            continue;
-        }
-        let mut body: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        body["group_id"] = json!(1001);
-        body["secret"] = json!(secret);
+    for (path, mut body) in app.samples_for(1001).await {
         if body.get("event_id").is_none() {
             body["event_id"] = json!(format!("{:040x}", n + 1));
         }
         let r = app.post_callback(&body.to_string()).await;
-        assert_eq!(r.status(), 200, "{}", path.display());
-        assert_eq!(r.text().await.unwrap(), "ok", "exactly ok: {}", path.display());
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.text().await.unwrap(), "ok", "exactly ok: {path}");
         let event_id = match &body["event_id"] {
             Value::String(s) => s.clone(),
             other => other.to_string(),
@@ -42,7 +33,7 @@ async fn every_real_sample_readdressed_to_a_connected_community_is_ok_and_stored
         if let Value::Number(id) = &expected["event_id"] {
             expected["event_id"] = json!(id.to_string());
         }
-        assert_eq!(stored, expected, "stored whole, without the secret: {}", path.display());
+        assert_eq!(stored, expected, "stored whole, without the secret: {path}");
         n += 1;
     }
     assert_eq!(n, 8);
@@ -52,17 +43,8 @@ async fn every_real_sample_readdressed_to_a_connected_community_is_ok_and_stored
 async fn every_real_sample_goes_through_the_bot_and_ends_replied_or_ignored_with_a_reason() {
     let app = connected().await;
     app.store().set_bot_settings(1001, true, true, Some("Спасибо, {first_name}!")).await.unwrap();
-    let secret = app.callback_secret(1001).await;
-    let dir = format!("{}/../../vendor/vk-callback-samples", std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let mut sent = 0;
-    for (n, entry) in std::fs::read_dir(dir).unwrap().enumerate() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "json") || path.to_string_lossy().contains("confirmation") {
-            continue;
-        }
-        let mut body: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        body["group_id"] = json!(1001);
-        body["secret"] = json!(secret);
+    for (n, (path, mut body)) in app.samples_for(1001).await.into_iter().enumerate() {
         body["event_id"] = json!(format!("{:040x}", 1000 + n));
         // Replies go to the sandbox's world: the author is Иван (who may be written to), the post is 1001's.
         if body["type"] == "message_new" {
@@ -79,7 +61,7 @@ async fn every_real_sample_goes_through_the_bot_and_ends_replied_or_ignored_with
             body["object"]["post_owner_id"] = json!(-1001);
             body["object"]["from_id"] = json!(2);
         }
-        assert_eq!(app.post_callback(&body.to_string()).await.text().await.unwrap(), "ok", "{}", path.display());
+        assert_eq!(app.post_callback(&body.to_string()).await.text().await.unwrap(), "ok", "{path}");
         sent += 1;
     }
     assert_eq!(sent, 8);
