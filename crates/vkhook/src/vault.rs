@@ -296,6 +296,17 @@ mod tests {
     }
 
     #[test]
+    fn a_value_too_short_to_hold_a_nonce_and_a_tag_is_malformed_not_a_panic() {
+        let vault = Vault::from_spec(&Vault::generate_spec("k1")).unwrap();
+        for len in [0, 8, 23, 24, 39] {
+            let sealed = format!("v1.k1.{}", URL_SAFE_NO_PAD.encode(vec![7u8; len]));
+            assert_eq!(vault.open(&slot("1"), &sealed).unwrap_err(), VaultError::Malformed, "{len} bytes");
+        }
+        assert_eq!(vault.open(&slot("1"), "v2.k1.AAAA").unwrap_err(), VaultError::Malformed);
+        assert_eq!(vault.open(&slot("1"), "v1.k1").unwrap_err(), VaultError::Malformed);
+    }
+
+    #[test]
     fn a_spec_names_its_bad_entry_and_debug_shows_only_key_ids() {
         let good = Vault::generate_spec("a-b_c");
         let good = good.expose_secret();
