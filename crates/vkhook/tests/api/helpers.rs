@@ -540,19 +540,21 @@ impl Instance {
             .stderr(log)
             .spawn()
             .expect("vkhook starts");
-        let mut child = child;
+        // Killed if this test panics before the instance is ready: no process outlives its test.
+        let mut child = KillOnDrop(Some(child));
         let deadline = std::time::Instant::now() + Duration::from_secs_f64(30.0 * vk_sandbox::testing::wait_factor());
         let (port, id) = loop {
             let log = std::fs::read_to_string(&log_file).unwrap_or_default();
             if let Some(found) = listening_line(&log) {
                 break found;
             }
-            if let Ok(Some(status)) = child.try_wait() {
+            if let Ok(Some(status)) = child.0.as_mut().unwrap().try_wait() {
                 panic!("vkhook serve exited ({status}) before listening:\n{log}");
             }
             assert!(std::time::Instant::now() < deadline, "vkhook serve did not say where it listens:\n{log}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
+        let child = child.0.take().unwrap();
         let instance = Instance { child, port, env, rust_log: rust_log.to_owned(), log_file, _dir: dir };
         let url = format!("{}/healthz", instance.url());
         eventually(30, "the instance to answer /healthz as itself", || async {
@@ -588,6 +590,18 @@ impl Instance {
     /// A new process with the same settings (on a new port: tell the proxy).
     pub async fn restart(&mut self) {
         *self = Instance::spawn(self.env.clone(), &self.rust_log.clone()).await;
+    }
+}
+
+/// A child process that is killed when dropped.
+pub struct KillOnDrop(pub Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

@@ -145,6 +145,7 @@ async fn the_demo_serves_the_app_and_its_sandbox_on_the_ports_it_prints() {
         .unwrap();
     let banner = Arc::new(Mutex::new(String::new()));
     let stdout = child.stdout.take().unwrap();
+    let _demo = KillOnDrop(Some(child));
     let lines = banner.clone();
     std::thread::spawn(move || {
         use std::io::BufRead;
@@ -162,7 +163,5 @@ async fn the_demo_serves_the_app_and_its_sandbox_on_the_ports_it_prints() {
     assert!(landing.contains("Войти через VK ID"));
     let world = reqwest::get(&sandbox).await.unwrap().text().await.unwrap();
     assert!(world.contains("Кофейня «Зерно»"), "the sandbox's demo world");
-    let _ = child.kill();
-    let _ = child.wait();
     assert!(std::fs::metadata(dir.0.join("token.keys")).is_ok(), "the demo's key file");
 }
