@@ -447,18 +447,8 @@ fn groups_get_by_id(world: &World, call: &Call) -> ApiResult {
 }
 
 fn groups_get_token_permissions(call: &Call) -> ApiResult {
-    let scopes: Vec<(&str, u64)> = [
-        ("stories", 1),
-        ("photos", 4),
-        ("app_widget", 64),
-        ("messages", 4096),
-        ("wall", 8192),
-        ("docs", 131072),
-        ("manage", 262144),
-    ]
-    .into_iter()
-    .filter(|(name, _)| call.token.scopes.contains(*name))
-    .collect();
+    let scopes: Vec<(&str, u64)> =
+        crate::world::COMMUNITY_RIGHTS.into_iter().filter(|(name, _)| call.token.scopes.contains(*name)).collect();
     let mask: u64 = scopes.iter().map(|(_, bit)| bit).sum();
     let permissions: Vec<Value> = scopes.iter().map(|(name, bit)| json!({"setting": bit, "name": name})).collect();
     Ok(json!({"mask": mask, "permissions": permissions}))
@@ -509,9 +499,8 @@ fn wall_create_comment(world: &mut World, call: &Call, fx: &mut Effects) -> ApiR
             if g != group_id || (from_group != 0 && from_group != g) {
                 return Err(ApiError::new(15, "Access denied: no access to this community"));
             }
-            if !call.token.scopes.contains("wall") {
-                return Err(ApiError::new(15, "Access denied: no access to call this method"));
-            }
+            // A community token needs no right for it: `wall` is a user right, and the schema's
+            // `access_token_type` for wall.createComment is [user, group] (VK-FACTS.md, "Community token rights").
             -g
         }
         TokenOwner::User(u) => {

@@ -265,6 +265,21 @@ pub async fn post_dedup(State(shared): State<Shared>, Json(d): Json<Dedup>) -> J
     Json(json!({"forget": d.forget}))
 }
 
+/// What VK support granted our app.
+#[derive(Debug, Deserialize)]
+pub struct AppSettings {
+    /// `false`: VK ID silently drops `groups` from what a user grants at sign-in.
+    pub grants_groups: Option<bool>,
+}
+
+pub async fn post_app(State(shared): State<Shared>, Json(a): Json<AppSettings>) -> Json<Value> {
+    let mut world = shared.world();
+    if let Some(g) = a.grants_groups {
+        world.app.grants_groups = g;
+    }
+    Json(json!(world.app))
+}
+
 pub async fn post_clock(State(shared): State<Shared>, Json(c): Json<Clock>) -> Json<Value> {
     let mut world = shared.world();
     world.clock_offset += c.advance_secs;

@@ -120,6 +120,7 @@ pub fn router(shared: Shared) -> Router {
         .route("/_sandbox/tokens/revoke", post(control::revoke_tokens))
         .route("/_sandbox/clock", post(control::post_clock))
         .route("/_sandbox/dedup", post(control::post_dedup))
+        .route("/_sandbox/app", post(control::post_app))
         .route("/_sandbox/users/{id}", post(control::post_user))
         .route("/_sandbox/ui/comment", post(control::ui_comment))
         .route("/_sandbox/ui/message", post(control::ui_message))
@@ -149,6 +150,7 @@ impl Sandbox {
             client_id: cfg.client_id.clone(),
             client_secret: cfg.client_secret.clone(),
             redirect_uris: cfg.redirect_uris.clone(),
+            grants_groups: true,
         };
         let mut world = World::demo(app);
         world.add_extra_communities(cfg.extra_communities);
@@ -241,8 +243,12 @@ impl Sandbox {
         world.issue_token(world::TokenOwner::User(user_id), scopes, Some(ttl), user_id, &client_id)
     }
 
-    /// Issues a community token directly, as if its first administrator had granted it (for tests).
+    /// Issues a community token directly, as if its first administrator had granted it (for tests). Panics on a
+    /// right VK does not issue to communities, as the consent page would refuse it.
     pub fn issue_community_token(&self, group_id: i64, scopes: &[&str]) -> String {
+        for s in scopes {
+            assert!(world::COMMUNITY_RIGHTS.iter().any(|(n, _)| n == s), "{s} is not a community right");
+        }
         let mut world = self.world();
         let client_id = world.app.client_id.clone();
         let admin =

@@ -177,6 +177,7 @@ pub async fn vkid_authorize_submit(State(shared): State<Shared>, Form(f): Form<H
     let Some(user_id) = get("user_id").parse::<i64>().ok().filter(|id| world.users.contains_key(id)) else {
         return error_page(StatusCode::BAD_REQUEST, "Выберите пользователя.");
     };
+    let grants_groups = world.app.grants_groups;
     let code = random_token("", 48);
     let device_id = random_token("", 32);
     let expires_at = world.now() + shared.cfg.code_ttl_secs;
@@ -187,7 +188,11 @@ pub async fn vkid_authorize_submit(State(shared): State<Shared>, Form(f): Form<H
             client_id: get("client_id").to_owned(),
             redirect_uri: redirect_uri.clone(),
             code_challenge: get("code_challenge").to_owned(),
-            scopes: get("scope").split_whitespace().map(str::to_owned).collect(),
+            scopes: get("scope")
+                .split_whitespace()
+                .filter(|s| *s != "groups" || grants_groups)
+                .map(str::to_owned)
+                .collect(),
             device_id: device_id.clone(),
             expires_at,
         },
@@ -305,21 +310,26 @@ pub async fn vkid_user_info(State(shared): State<Shared>, Form(f): Form<HashMap<
 
 const COMMUNITY_PARAMS: [&str; 7] = ["client_id", "redirect_uri", "group_ids", "scope", "response_type", "v", "state"];
 
-/// Community scope names from `scope`: names separated by commas or spaces, or a bit mask.
-fn community_scopes(scope: &str) -> BTreeSet<String> {
-    const BITS: [(&str, u64); 7] = [
-        ("stories", 1),
-        ("photos", 4),
-        ("app_widget", 64),
-        ("messages", 4096),
-        ("wall", 8192),
-        ("docs", 131072),
-        ("manage", 262144),
-    ];
+/// Community scope names from `scope`: names separated by commas or spaces, or a bit mask. A right VK does not
+/// document for community tokens (`wall`, say) makes the whole request invalid, as VK refuses an invalid scope
+/// (VK-FACTS.md, "Community token rights": dev.vk.com "Права доступа для токена сообщества").
+fn community_scopes(scope: &str) -> Result<BTreeSet<String>, String> {
+    use crate::world::COMMUNITY_RIGHTS;
     if let Ok(mask) = scope.trim().parse::<u64>() {
-        return BITS.iter().filter(|(_, b)| mask & b != 0).map(|(n, _)| (*n).to_owned()).collect();
+        let known: u64 = COMMUNITY_RIGHTS.iter().map(|(_, b)| b).sum();
+        if mask & !known != 0 {
+            return Err(format!("scope {mask} has bits no community right has"));
+        }
+        return Ok(COMMUNITY_RIGHTS.iter().filter(|(_, b)| mask & b != 0).map(|(n, _)| (*n).to_owned()).collect());
     }
-    scope.split([',', ' ']).map(str::trim).filter(|s| BITS.iter().any(|(n, _)| n == s)).map(str::to_owned).collect()
+    let mut names = BTreeSet::new();
+    for name in scope.split([',', ' ']).map(str::trim).filter(|s| !s.is_empty()) {
+        if !COMMUNITY_RIGHTS.iter().any(|(n, _)| *n == name) {
+            return Err(format!("«{name}» is not a community right"));
+        }
+        names.insert(name.to_owned());
+    }
+    Ok(names)
 }
 
 #[allow(clippy::result_large_err)]
@@ -331,13 +341,21 @@ fn check_community_request(world: &World, q: &HashMap<String, String>) -> Result
     if !redirect_allowed(world, get("redirect_uri")) {
         return Err(error_page(StatusCode::BAD_REQUEST, "Адрес redirect_uri не разрешён для этого приложения."));
     }
+    // VK answers an invalid scope with its own error page and no redirect (vk-android-sdk#518; VK-FACTS.md).
+    match community_scopes(get("scope")) {
+        Err(why) => {
+            return Err(error_page(StatusCode::BAD_REQUEST, &format!("Неверный параметр scope: {why}.")));
+        }
+        Ok(s) if s.is_empty() => {
+            return Err(error_page(StatusCode::BAD_REQUEST, "Неверный параметр scope: пусто."));
+        }
+        Ok(_) => {}
+    }
     let ids: Vec<i64> = get("group_ids").split(',').filter_map(|s| s.trim().parse().ok()).collect();
     let problem = if get("response_type") != "code" {
         Some("response_type must be code")
     } else if ids.is_empty() || ids.iter().any(|id| world.group(*id).is_none()) {
         Some("group_ids is invalid")
-    } else if community_scopes(get("scope")).is_empty() {
-        Some("scope is invalid")
     } else {
         None
     };
@@ -364,7 +382,10 @@ pub async fn community_authorize_page(
     let hidden = COMMUNITY_PARAMS.iter().filter_map(|k| q.get(*k).map(|v| ((*k).to_owned(), v.clone()))).collect();
     render(CommunityConsentPage {
         groups: ids.iter().filter_map(|id| world.group(*id).cloned()).collect(),
-        scopes: community_scopes(q.get("scope").map(String::as_str).unwrap_or_default()).into_iter().collect(),
+        scopes: community_scopes(q.get("scope").map(String::as_str).unwrap_or_default())
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
         action: format!("{}/oauth/authorize", shared.base_url),
         hidden,
         users: users_for_page(&world, sandbox_user(&headers), |_| true),
@@ -413,7 +434,7 @@ pub async fn community_authorize_submit(State(shared): State<Shared>, body: axum
         ))
         .into_response();
     }
-    let requested = community_scopes(get("scope"));
+    let requested = community_scopes(get("scope")).unwrap_or_default();
     let scopes: BTreeSet<String> = requested.intersection(&granted).cloned().collect();
     let code = random_token("", 32);
     let expires_at = world.now() + shared.cfg.code_ttl_secs;
@@ -465,9 +486,16 @@ mod tests {
 
     #[test]
     fn community_scopes_read_names_and_masks() {
-        let s = community_scopes("manage,messages wall,bogus");
-        assert_eq!(s, ["manage", "messages", "wall"].map(String::from).into_iter().collect());
-        let s = community_scopes("274432"); // manage + messages + wall
-        assert_eq!(s, ["manage", "messages", "wall"].map(String::from).into_iter().collect());
+        let both = ["manage", "messages"].map(String::from).into_iter().collect();
+        assert_eq!(community_scopes("manage,messages"), Ok(both));
+        let s = community_scopes("266240").unwrap(); // manage + messages
+        assert_eq!(s, ["manage", "messages"].map(String::from).into_iter().collect());
+    }
+
+    #[test]
+    fn a_right_vk_does_not_document_for_communities_is_refused() {
+        assert!(community_scopes("manage,messages,wall").is_err());
+        assert!(community_scopes("manage bogus").is_err());
+        assert!(community_scopes("274432").is_err(), "manage + messages + the wall bit");
     }
 }

@@ -11,6 +11,11 @@ use serde_json::{json, Value};
 
 /// The API version a new callback server starts with until `setCallbackSettings` sets one (VK's default for new
 /// servers is not documented; an old version makes a client that forgets `api_version` visible at once).
+/// The rights VK documents for community tokens, with their bits (dev.vk.com "Права доступа для токена
+/// сообщества"; VK Bridge `VKWebAppGetCommunityToken`). `wall` is not among them: it is a user right.
+pub const COMMUNITY_RIGHTS: [(&str, u64); 6] =
+    [("stories", 1), ("photos", 4), ("app_widget", 64), ("messages", 4096), ("docs", 131072), ("manage", 262144)];
+
 pub const DEFAULT_SERVER_API_VERSION: &str = "5.81";
 
 #[derive(Debug, Clone, Serialize)]
@@ -224,6 +229,9 @@ pub struct App {
     pub client_secret: String,
     /// Exact redirect URIs allowed; empty: any `http(s)://` loopback address.
     pub redirect_uris: Vec<String>,
+    /// Whether VK ID grants this app the `groups` scope. VK grants it only after a request to VK support; without
+    /// it, VK ID drops `groups` from what it grants, and the token answer's `scope` says so (VK-FACTS.md).
+    pub grants_groups: bool,
 }
 
 pub struct World {

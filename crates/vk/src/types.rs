@@ -156,21 +156,22 @@ impl TokenPermissions {
     }
 }
 
-/// Community token scopes and their bits.
+/// Community token rights and their bits: the ones VK documents for community tokens (dev.vk.com "Права доступа
+/// для токена сообщества"; VK Bridge `VKWebAppGetCommunityToken`). `wall` is a user right and not among them;
+/// `wall.createComment` works with a community token without it (its `access_token_type` is `[user, group]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CommunityScope {
     Stories,
     Photos,
     AppWidget,
     Messages,
-    Wall,
     Docs,
     Manage,
 }
 
 impl CommunityScope {
-    pub const ALL: [CommunityScope; 7] =
-        [Self::Stories, Self::Photos, Self::AppWidget, Self::Messages, Self::Wall, Self::Docs, Self::Manage];
+    pub const ALL: [CommunityScope; 6] =
+        [Self::Stories, Self::Photos, Self::AppWidget, Self::Messages, Self::Docs, Self::Manage];
 
     pub fn bit(self) -> u64 {
         match self {
@@ -178,7 +179,6 @@ impl CommunityScope {
             Self::Photos => 4,
             Self::AppWidget => 64,
             Self::Messages => 4096,
-            Self::Wall => 8192,
             Self::Docs => 131072,
             Self::Manage => 262144,
         }
@@ -190,7 +190,6 @@ impl CommunityScope {
             Self::Photos => "photos",
             Self::AppWidget => "app_widget",
             Self::Messages => "messages",
-            Self::Wall => "wall",
             Self::Docs => "docs",
             Self::Manage => "manage",
         }

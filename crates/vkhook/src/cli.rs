@@ -9,7 +9,9 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
 
-use crate::config::{check_database_url, is_loopback, parse_url, ConfigError, Role, Settings, Timing, VkSettings};
+use crate::config::{
+    check_database_url, is_loopback, parse_url, ConfigError, MetricsAccess, Role, Settings, Timing, VkSettings,
+};
 use crate::store::Store;
 use crate::vault::{Sealed, Slot, Vault};
 use crate::App;
@@ -103,7 +105,7 @@ pub struct ServeArgs {
     #[arg(long, env = "VKHOOK_VKID_SCOPES", default_value = "vkid.personal_info groups")]
     pub vkid_scopes: String,
     /// Community token scopes to ask for when connecting (comma-separated).
-    #[arg(long, env = "VKHOOK_COMMUNITY_SCOPES", default_value = "manage,messages,wall")]
+    #[arg(long, env = "VKHOOK_COMMUNITY_SCOPES", default_value = "manage,messages")]
     pub community_scopes: String,
     /// How long a worker holds an event (and its community); after a crash another instance takes over after this.
     #[arg(long, env = "VKHOOK_BOT_LEASE_SECS", default_value_t = 60)]
@@ -114,6 +116,12 @@ pub struct ServeArgs {
     /// Seconds between reconcile passes (VK's view of every connected community compared with ours).
     #[arg(long, env = "VKHOOK_RECONCILE_SECS", default_value_t = 300)]
     pub reconcile_secs: u64,
+    /// Serve /metrics and /healthz on this address instead of the main one (keep metrics off the public port).
+    #[arg(long, env = "VKHOOK_METRICS_BIND")]
+    pub metrics_bind: Option<String>,
+    /// Require `Authorization: Bearer <this>` for /metrics.
+    #[arg(long, env = "VKHOOK_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
 }
 
 #[cfg(feature = "demo")]
@@ -181,6 +189,14 @@ impl ServeArgs {
             });
         }
         check_database_url(&self.db.database_url)?;
+        let metrics_bind = match self.metrics_bind.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(b) => Some(b.parse().map_err(|_| ConfigError::Invalid {
+                env: "VKHOOK_METRICS_BIND",
+                reason: format!("{b:?} is not host:port"),
+            })?),
+        };
+        let metrics_token = self.metrics_token.as_deref().map(str::trim).filter(|s| !s.is_empty());
         Ok(Settings {
             role: self.role,
             bind,
@@ -205,6 +221,7 @@ impl ServeArgs {
                 reconcile_every: Duration::from_secs(self.reconcile_secs.max(1)),
                 ..Timing::default()
             },
+            metrics: MetricsAccess { bind: metrics_bind, token: metrics_token.map(SecretString::from) },
         })
     }
 }
@@ -380,17 +397,19 @@ mod tests {
             vk_oauth_url: "https://oauth.vk.com".into(),
             vk_id_url: "https://id.vk.com".into(),
             vkid_scopes: "vkid.personal_info groups".into(),
-            community_scopes: "manage,messages,wall".into(),
+            community_scopes: "manage,messages".into(),
             bot_lease_secs: 60,
             vk_community_rps: 20,
             reconcile_secs: 300,
+            metrics_bind: None,
+            metrics_token: None,
         }
     }
 
     #[test]
     fn good_settings_are_accepted() {
         let s = args().settings().unwrap();
-        assert_eq!(s.vk.community_scopes, vec!["manage", "messages", "wall"]);
+        assert_eq!(s.vk.community_scopes, vec!["manage", "messages"]);
         assert_eq!(s.vk.vkid_scopes, vec!["vkid.personal_info", "groups"]);
     }
 

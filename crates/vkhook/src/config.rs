@@ -44,6 +44,17 @@ pub struct Settings {
     pub vk: VkSettings,
     pub token_keys: SecretString,
     pub timing: Timing,
+    pub metrics: MetricsAccess,
+}
+
+/// Who may read `/metrics`. It says how many events each type brought and how the bot fares, so an operator can
+/// keep it off the public port (`bind`) or behind a bearer token (`token`), or both.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsAccess {
+    /// Serve `/metrics` (and `/healthz`) on this address instead of the main one.
+    pub bind: Option<SocketAddr>,
+    /// Require `Authorization: Bearer <token>`.
+    pub token: Option<SecretString>,
 }
 
 #[derive(Debug, Clone)]
@@ -131,7 +142,7 @@ impl Settings {
                 oauth_url: url(sandbox.oauth_url()),
                 id_url: url(sandbox.id_url()),
                 vkid_scopes: vec!["vkid.personal_info".into(), "groups".into()],
-                community_scopes: vec!["manage".into(), "messages".into(), "wall".into()],
+                community_scopes: vec!["manage".into(), "messages".into()],
                 request_timeout: Duration::from_secs(10),
                 retry: vk::RetryPolicy::default(),
                 user_per_second: 3,
@@ -139,6 +150,7 @@ impl Settings {
             },
             token_keys,
             timing: Timing::default(),
+            metrics: MetricsAccess::default(),
         }
     }
 }

@@ -139,7 +139,7 @@ impl Kit {
 
     /// Stores a community key for `group_id` as the community authorization leaves it.
     pub async fn give_key(&self, group_id: i64) {
-        let scopes = ["manage", "messages", "wall"];
+        let scopes = ["manage", "messages"];
         let token = SecretString::from(self.sandbox.issue_community_token(group_id, &scopes));
         let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
         self.credentials.save_community_key(group_id, &token, &scopes).await.unwrap();

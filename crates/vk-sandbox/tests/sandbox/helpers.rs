@@ -44,7 +44,7 @@ pub fn error_msg(answer: &Value) -> String {
 }
 
 pub fn manage_token(sandbox: &Sandbox, group_id: i64) -> String {
-    sandbox.issue_community_token(group_id, &["manage", "messages", "wall"])
+    sandbox.issue_community_token(group_id, &["manage", "messages"])
 }
 
 pub use vk_sandbox::testing::eventually;

@@ -20,7 +20,7 @@ pub fn client(sandbox: &Sandbox) -> Client {
 }
 
 pub fn community(sandbox: &Sandbox, group_id: i64) -> AccessToken {
-    AccessToken::community(sandbox.issue_community_token(group_id, &["manage", "messages", "wall"]))
+    AccessToken::community(sandbox.issue_community_token(group_id, &["manage", "messages"]))
 }
 
 pub use vk_sandbox::testing::eventually;

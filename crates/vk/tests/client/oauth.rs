@@ -88,12 +88,8 @@ async fn one_community_authorization_gives_tokens_for_two_communities() {
     let sandbox = sandbox().await;
     let oauth = oauth(&sandbox);
     let redirect = "http://127.0.0.1:9/auth/vk/community-callback";
-    let url = oauth.community_authorize_url(
-        redirect,
-        &[GroupId(1001), GroupId(1002)],
-        &["manage", "messages", "wall"],
-        "state-xyz",
-    );
+    let url =
+        oauth.community_authorize_url(redirect, &[GroupId(1001), GroupId(1002)], &["manage", "messages"], "state-xyz");
     let back = consent(url.as_str(), &Consent::allow(1)).await.unwrap();
     assert_eq!(query_param(&back, "state").as_deref(), Some("state-xyz"));
     let code = SecretString::from(query_param(&back, "code").unwrap());

@@ -59,7 +59,7 @@ pub async fn store_sandbox_token(
     let community =
         CommunityRow { id: group_id, name: name.into(), screen_name: format!("club{group_id}"), photo: None };
     app.store.upsert_community(&community).await?;
-    let scopes = ["manage", "messages", "wall"];
+    let scopes = ["manage", "messages"];
     let token = SecretString::from(sandbox.issue_community_token(group_id, &scopes));
     let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
     app.credentials.save_community_key(group_id, &token, &scopes).await?;

@@ -230,7 +230,7 @@ async fn user_3_cannot_connect_1001_and_a_post_without_csrf_changes_nothing() {
 async fn a_token_without_manage_is_refused_and_nothing_is_added() {
     let app = TestApp::spawn().await;
     app.sign_in(1).await;
-    let r = app.press_connect(1001, &[], Some(Consent::granting(1, &["messages", "wall"]))).await;
+    let r = app.press_connect(1001, &[], Some(Consent::granting(1, &["messages"]))).await;
     assert_eq!(r.status(), 403);
     let html = r.text().await.unwrap();
     assert!(html.contains("без права «Управление сообществом»"), "{html}");
@@ -478,7 +478,7 @@ async fn a_manual_setup_with_a_pasted_key_works_end_to_end() {
         server.events.insert("wall_reply_new".into());
     }
     // 4. A community key made by hand, pasted; the bot on.
-    let key = app.sandbox.issue_community_token(1001, &["manage", "messages", "wall"]);
+    let key = app.sandbox.issue_community_token(1001, &["manage", "messages"]);
     let r = app.post_with_csrf("/communities/1001/manual", "/communities/1001/manual", &[("key", &key)]).await;
     assert_eq!(r.status(), 303);
     let r = app

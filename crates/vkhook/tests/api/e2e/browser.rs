@@ -81,6 +81,12 @@ impl Browser {
             .unwrap();
     }
 
+    /// Types `text` into the field `css`, once it is on the page.
+    pub async fn type_into(&self, css: &str, text: &str) {
+        let field = self.client.wait().for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
+        field.send_keys(text).await.unwrap();
+    }
+
     /// The page's visible text, once `css` is on it.
     pub async fn text_when(&self, css: &str) -> String {
         self.client.wait().for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));

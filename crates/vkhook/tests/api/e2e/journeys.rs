@@ -137,3 +137,56 @@ async fn the_bot_answers_a_comment_written_on_the_sandbox_page() {
     assert!(log.contains("До скольки вы открыты?"));
     browser.close().await;
 }
+
+#[tokio::test]
+async fn when_vk_id_drops_groups_the_admin_adds_a_community_by_link_and_connects_it() {
+    let Some(browser) = Browser::start("the journey without the groups scope").await else { return };
+    let app = TestApp::spawn().await;
+    // An app VK support has not granted `groups`: VK ID signs the user in and leaves `groups` out of the scope.
+    app.sandbox_control("/_sandbox/app", serde_json::json!({"grants_groups": false})).await;
+
+    browser.goto(&app.url).await;
+    browser.click("#sign-in").await;
+    browser.click("input[name=user_id][value='1']").await;
+    browser.click("button[value=allow]").await;
+    let notice = browser.element_text("#list-notice").await;
+    browser.screenshot("09-no-groups").await;
+    assert!(notice.contains("не дал приложению доступ к списку"), "{notice}");
+    assert!(browser.url().await.ends_with("/communities"), "signed in all the same");
+
+    browser.type_into("form[action='/communities/add'] input[name=link]", "vk.com/club1001").await;
+    browser.click("form[action='/communities/add'] button").await;
+    let detail = browser.text_when("#connect").await;
+    assert!(detail.contains("Кофейня «Зерно»"), "{detail}");
+    let done = connect_1001(&browser, &app).await;
+    assert_eq!(done.matches("готово").count(), 5, "all steps done:\n{done}");
+    assert_eq!(app.sandbox.servers(1001).len(), 1);
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn the_community_consent_asks_only_for_documented_rights_and_vk_refuses_others() {
+    let Some(browser) = Browser::start("the community rights journey").await else { return };
+    let app = TestApp::spawn().await;
+    sign_in_as_anna(&browser, &app).await;
+    browser.goto(&format!("{}/communities/1001", app.url)).await;
+    browser.click("#connect").await;
+    let consent = browser.text_when("button[value=allow]").await;
+    let url = browser.url().await;
+    let asked: Vec<(String, String)> =
+        url::Url::parse(&url).unwrap().query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    let scope = asked.iter().find(|(k, _)| k == "scope").map(|(_, v)| v.as_str());
+    assert_eq!(scope, Some("manage,messages"), "vkhook asks for community rights only");
+    assert!(!consent.contains("wall"), "{consent}");
+
+    // The same request with `wall` added: VK's own error page, and no way back with a code.
+    let with_wall = url.replace("scope=manage%2Cmessages", "scope=manage%2Cmessages%2Cwall");
+    assert_ne!(with_wall, url, "the scope is in the address: {url}");
+    browser.goto(&with_wall).await;
+    let page = browser.wait_for_text("scope", 10).await;
+    browser.screenshot("10-invalid-scope").await;
+    assert!(page.contains("«wall» is not a community right"), "{page}");
+    assert!(browser.url().await.starts_with(app.sandbox.url()), "no redirect to vkhook");
+    assert!(app.sandbox.servers(1001).is_empty());
+    browser.close().await;
+}
