@@ -112,6 +112,22 @@ const MIGRATIONS: &[Migration] = &[Migration {
     postgres: include_str!("migrations/postgres/0001_init.sql"),
 }];
 
+/// Creates the SQLite file owner-only (0600) and its missing folders 0700, before SQLite opens it: the file holds
+/// sealed tokens, session hashes and every event's text. SQLite gives the `-wal` and `-shm` files the database
+/// file's permissions. An existing file keeps its mode; a readable-by-others one is reported.
+fn create_private(file: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    }
+    std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(file)?;
+    let mode = std::fs::metadata(file)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(path = %file.display(), mode = format!("{:o}", mode & 0o777), "the database file is readable by others: chmod 600 it");
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens the database at `url` (`sqlite://path` — created with its folder if missing — or `postgres://…`).
     /// Does not migrate.
@@ -119,9 +135,7 @@ impl Store {
         if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
             let file = path.split('?').next().unwrap_or(path);
             if file != ":memory:" {
-                if let Some(dir) = std::path::Path::new(file).parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir)?;
-                }
+                create_private(std::path::Path::new(file))?;
             }
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
@@ -249,5 +263,32 @@ impl Store {
         let n =
             on_pool!(self, pool => sqlx::query(&q).bind(new).bind(row).bind(old).execute(pool).await?.rows_affected());
         Ok(n == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::Store;
+    use crate::testkit::ScratchDir;
+
+    fn mode(p: &std::path::Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[tokio::test]
+    async fn a_new_sqlite_database_and_its_folder_are_private() {
+        let scratch = ScratchDir::new();
+        let dir = scratch.0.join("data/vkhook");
+        let file = dir.join("vkhook.db");
+        let store = Store::connect(&format!("sqlite://{}", file.display())).await.unwrap();
+        store.migrate().await.unwrap();
+        assert_eq!(mode(&dir), 0o700, "folder");
+        assert_eq!(mode(&file), 0o600, "file");
+        let wal = dir.join("vkhook.db-wal");
+        assert!(wal.exists(), "WAL mode writes a -wal file");
+        assert_eq!(mode(&wal), 0o600, "the -wal file follows the file");
+        store.close().await;
     }
 }
