@@ -45,13 +45,48 @@ impl fmt::Debug for Envelope {
     }
 }
 
+/// How deep arrays and objects may nest inside the body (the envelope is level 1). VK's deepest real objects (a
+/// message forwarding a wall post with attachments) stay near 10; serde_json's own limit is 128. Each level costs
+/// work in every later reader of the stored event, so a hostile body is refused here.
+pub const MAX_NESTING: usize = 32;
+
 /// Parses a request body. Never panics; malformed input is a [`ParseError`] that says what is wrong.
 pub fn parse(body: &[u8]) -> Result<Envelope, ParseError> {
+    if nesting(body) > MAX_NESTING {
+        return Err(ParseError(format!("the body nests arrays and objects deeper than {MAX_NESTING} levels")));
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let envelope = de.deserialize_map(EnvelopeVisitor).map_err(|e| ParseError(describe_json_error(&e)))?;
     de.end().map_err(|e| ParseError(format!("trailing characters after the JSON object ({e})")))?;
     let event_type = envelope.event_type.ok_or_else(|| ParseError("missing field \"type\"".into()))?;
     Ok(Envelope { event_type, ..envelope.rest })
+}
+
+/// The deepest nesting of `[`/`{` in `body`, not counting brackets inside strings. One pass, no allocation; on
+/// malformed JSON it may be off, and the parser then reports the real error.
+fn nesting(body: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in body {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 fn describe_json_error(e: &serde_json::Error) -> String {
@@ -597,6 +632,20 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn nested_body(levels: usize) -> String {
+        // The envelope is level 1, `object` level 2: `levels - 2` arrays inside it.
+        let inner = format!("{}{}", "[".repeat(levels - 2), "]".repeat(levels - 2));
+        format!(r#"{{"type":"x","group_id":1,"object":{{"a":{inner},"s":"[[[[{{{{"}}}}"#)
+    }
+
+    #[test]
+    fn nesting_is_bounded_and_brackets_in_strings_do_not_count() {
+        assert!(parse(nested_body(MAX_NESTING).as_bytes()).is_ok());
+        let e = parse(nested_body(MAX_NESTING + 1).as_bytes()).unwrap_err();
+        assert!(e.0.contains("deeper than 32 levels"), "{e}");
+        assert_eq!(nesting(br#"{"s":"\"[[[[","a":[{}]}"#), 3);
+    }
 
     #[test]
     fn the_envelope_fields_are_read() {
