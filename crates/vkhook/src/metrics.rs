@@ -54,7 +54,7 @@ const LATENCY_BOUNDS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05
 const BATCH_BOUNDS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 
 pub struct Metrics {
-    callbacks: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    callbacks: Mutex<BTreeMap<(&'static str, u16, &'static str), u64>>,
     ack_latency: Histogram,
     commit_batch: Histogram,
     replies: Mutex<BTreeMap<(&'static str, String), u64>>,
@@ -78,9 +78,10 @@ fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
 }
 
 impl Metrics {
-    /// One request to `/vk/callback`: its event type, HTTP status and how long until we answered.
-    pub fn observe_callback(&self, event_type: &'static str, status: u16, elapsed: Duration) {
-        bump(&self.callbacks, (event_type, status));
+    /// One request to `/vk/callback`: its event type, HTTP status, what became of it (`stored`, `duplicate`,
+    /// `remove`, `too_large`, …) and how long until we answered.
+    pub fn observe_callback(&self, event_type: &'static str, status: u16, result: &'static str, elapsed: Duration) {
+        bump(&self.callbacks, (event_type, status, result));
         self.ack_latency.observe(elapsed.as_secs_f64());
     }
 
@@ -96,17 +97,12 @@ impl Metrics {
 
     pub fn render(&self, inbox_depth: Option<i64>) -> String {
         let mut out = String::with_capacity(4096);
-        out.push_str("# HELP vkhook_callback_requests_total Requests to /vk/callback by event type and HTTP status.\n");
+        out.push_str(
+            "# HELP vkhook_callback_requests_total Requests to /vk/callback by event type, HTTP status and result \
+             (stored: a new event was written; duplicate: VK's retry of a stored one).\n",
+        );
         out.push_str("# TYPE vkhook_callback_requests_total counter\n");
-        for ((event, status), n) in self.callbacks.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            let result = match *status {
-                200 => "ok",
-                400 | 413 => "malformed",
-                403 => "wrong_secret",
-                404 => "unknown_community",
-                503 => "unavailable",
-                _ => "other",
-            };
+        for ((event, status, result), n) in self.callbacks.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             let _ = writeln!(
                 out,
                 "vkhook_callback_requests_total{{type=\"{event}\",status=\"{status}\",result=\"{result}\"}} {n}"
@@ -168,12 +164,14 @@ mod tests {
     #[test]
     fn the_text_format_has_counters_and_histograms() {
         let m = Metrics::default();
-        m.observe_callback("message_new", 200, Duration::from_micros(700));
-        m.observe_callback("message_new", 200, Duration::from_millis(3));
-        m.observe_callback("other", 403, Duration::from_micros(100));
+        m.observe_callback("message_new", 200, "stored", Duration::from_micros(700));
+        m.observe_callback("message_new", 200, "stored", Duration::from_millis(3));
+        m.observe_callback("other", 403, "wrong_secret", Duration::from_micros(100));
         m.observe_reply("comment", "sent");
         let text = m.render(Some(5));
-        assert!(text.contains("vkhook_callback_requests_total{type=\"message_new\",status=\"200\",result=\"ok\"} 2"));
+        assert!(
+            text.contains("vkhook_callback_requests_total{type=\"message_new\",status=\"200\",result=\"stored\"} 2")
+        );
         assert!(text.contains("result=\"wrong_secret\"} 1"));
         assert!(text.contains("vkhook_callback_ack_seconds_bucket{le=\"0.001\"} 2"), "{text}");
         assert!(text.contains("vkhook_callback_ack_seconds_count 3"));

@@ -205,6 +205,8 @@ impl AppState {
 
 pub struct App {
     listener: TcpListener,
+    /// `/metrics` and `/healthz` on their own address (`VKHOOK_METRICS_BIND`).
+    metrics_listener: Option<TcpListener>,
     state: AppState,
 }
 
@@ -214,17 +216,26 @@ impl App {
         let store = Store::connect(&settings.database_url).await.context("opening the database")?;
         store.migrate().await.context("migrating the database")?;
         let listener = TcpListener::bind(settings.bind).await.with_context(|| format!("binding {}", settings.bind))?;
+        let metrics_listener = match settings.metrics.bind {
+            Some(bind) => Some(TcpListener::bind(bind).await.with_context(|| format!("binding {bind} for /metrics"))?),
+            None => None,
+        };
         let addr = listener.local_addr()?;
         let public_url = match &settings.public_url {
             Some(url) => url.clone(),
             None => Url::parse(&format!("http://{addr}")).expect("a socket address makes a URL"),
         };
         let state = AppState::new(settings, store, public_url)?;
-        Ok(App { listener, state })
+        Ok(App { listener, metrics_listener, state })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("bound")
+    }
+
+    /// Where `/metrics` is served when it has its own address.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().map(|l| l.local_addr().expect("bound"))
     }
 
     pub fn port(&self) -> u16 {
@@ -239,20 +250,30 @@ impl App {
     /// their leases).
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let role = self.state.settings.role;
-        // A worker-only instance still answers /healthz and /metrics on its port.
+        let own_metrics_port = self.metrics_listener.is_some();
+        // A worker-only instance still answers /healthz (and /metrics, unless it has its own port) on its port.
         let router = if role.serves_http() {
             crate::http::router(self.state.clone())
         } else {
-            crate::http::machine_router(self.state.clone())
+            crate::http::machine_router(self.state.clone(), !own_metrics_port)
         };
+        let (addr, id) = (self.addr(), &self.state.instance_id);
+        let state = self.state.clone();
+        let metrics = self.metrics_listener.map(|listener| {
+            tracing::info!("metrics on {}", listener.local_addr().expect("bound"));
+            let router = crate::http::machine_router(state, true);
+            tokio::spawn(async move { axum::serve(listener, router).await })
+        });
         let workers = crate::workers::start(self.state.clone());
         // Tests read this line to learn the port and the instance (`/healthz` answers with the same id).
-        let (addr, id) = (self.addr(), &self.state.instance_id);
         tracing::info!(url = %self.state.public_url, ?role, "vkhook listening on {addr} as instance {id}");
         let served = axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await
             .context("serving HTTP");
+        if let Some(metrics) = metrics {
+            metrics.abort();
+        }
         workers.stop().await;
         self.state.store.close().await;
         served?;

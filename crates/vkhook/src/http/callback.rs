@@ -39,10 +39,24 @@ pub fn respond(verdict: Verdict) -> Response {
     }
 }
 
-pub async fn receive_callback(State(app): State<AppState>, body: Bytes) -> Response {
+pub async fn receive_callback(
+    State(app): State<AppState>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
     let started = Instant::now();
+    let body = match body {
+        Ok(body) => body,
+        // Larger than BODY_LIMIT (413), or the connection broke mid-body: counted, never stored.
+        Err(rejection) => {
+            let response = rejection.into_response();
+            let result = if response.status() == StatusCode::PAYLOAD_TOO_LARGE { "too_large" } else { "unreadable" };
+            app.metrics.observe_callback("other", response.status().as_u16(), result, started.elapsed());
+            return response;
+        }
+    };
     let (verdict, kind) = app.receiver.accept(&body).await;
+    let result = verdict.label();
     let response = respond(verdict);
-    app.metrics.observe_callback(kind, response.status().as_u16(), started.elapsed());
+    app.metrics.observe_callback(kind, response.status().as_u16(), result, started.elapsed());
     response
 }

@@ -3,7 +3,7 @@
 //! extractor that proves who may do what ([`access`]), call one domain module, and render.
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -55,9 +55,8 @@ pub fn router(state: AppState) -> Router {
     let callback = Router::new()
         .route("/vk/callback", post(callback::receive_callback))
         .layer(axum::extract::DefaultBodyLimit::max(crate::receiver::BODY_LIMIT));
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+    // With its own address, /metrics is not on the public port at all.
+    machine_routes(state.settings.metrics.bind.is_none())
         .route(
             "/static/style.css",
             get(|| async { asset("text/css; charset=utf-8", include_str!("../../static/style.css")) }),
@@ -116,13 +115,36 @@ async fn healthz(State(app): State<AppState>) -> Response {
     }
 }
 
-/// Prometheus text.
-async fn metrics(State(app): State<AppState>) -> Response {
+/// Prometheus text; with `VKHOOK_METRICS_TOKEN`, only for `Authorization: Bearer <token>` (compared in constant
+/// time).
+async fn metrics(State(app): State<AppState>, headers: header::HeaderMap) -> Response {
+    if let Some(token) = &app.settings.metrics.token {
+        use secrecy::ExposeSecret;
+        use subtle::ConstantTimeEq;
+        let supplied = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !bool::from(supplied.as_bytes().ct_eq(token.expose_secret().as_bytes())) {
+            return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], "metrics need a bearer token")
+                .into_response();
+        }
+    }
     let depth = app.store.inbox_depth(None).await.ok();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], app.metrics.render(depth)).into_response()
 }
 
-/// `/healthz` and `/metrics` only (a worker-only instance).
-pub fn machine_router(state: AppState) -> Router {
-    Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics)).with_state(state)
+fn machine_routes(with_metrics: bool) -> Router<AppState> {
+    let healthz = Router::new().route("/healthz", get(healthz));
+    if with_metrics {
+        healthz.route("/metrics", get(metrics))
+    } else {
+        healthz
+    }
+}
+
+/// `/healthz`, and `/metrics` when `with_metrics` (a worker-only instance, or the metrics port).
+pub fn machine_router(state: AppState, with_metrics: bool) -> Router {
+    machine_routes(with_metrics).with_state(state)
 }

@@ -49,6 +49,23 @@ pub enum Verdict {
     Unavailable,
 }
 
+impl Verdict {
+    /// The `result` label in `/metrics`: `stored` means a new event was written, so "ok" is never ambiguous.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Verdict::Stored(Inserted::New) => "stored",
+            Verdict::Stored(Inserted::Duplicate) => "duplicate",
+            Verdict::Confirmation(_) => "confirmation",
+            Verdict::Remove => "remove",
+            Verdict::Malformed(_) => "malformed",
+            Verdict::UnknownCommunity => "unknown_community",
+            Verdict::NoCode => "no_code",
+            Verdict::WrongSecret => "wrong_secret",
+            Verdict::Unavailable => "unavailable",
+        }
+    }
+}
+
 /// What the receiver needs.
 #[derive(Clone)]
 pub struct Receiver {

@@ -203,7 +203,7 @@ async fn two_instances_handle_2000_events_once_each_and_confirmation_lands_on_th
         let metrics = reqwest::get(format!("{}/metrics", instance.url())).await.unwrap().text().await.unwrap();
         let stored: u64 = metrics
             .lines()
-            .filter(|l| l.starts_with("vkhook_callback_requests_total{") && l.contains("result=\"ok\""))
+            .filter(|l| l.starts_with("vkhook_callback_requests_total{") && l.contains("result=\"stored\""))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .sum();
         assert!(stored > 100, "instance {} stored only {stored} events itself", instance.url());

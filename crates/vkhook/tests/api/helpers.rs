@@ -54,6 +54,7 @@ pub struct Options {
     pub vkid_scopes: Vec<String>,
     pub token_keys: SecretString,
     pub timing: Timing,
+    pub metrics: vkhook::config::MetricsAccess,
 }
 
 impl Default for Options {
@@ -74,6 +75,7 @@ impl Default for Options {
                 reconcile_every: Duration::from_secs(3600),
                 ..Timing::default()
             },
+            metrics: Default::default(),
         }
     }
 }
@@ -88,6 +90,8 @@ pub struct TestApp {
     pub db: TestDatabase,
     /// The gate in front of VK's API, when the options asked for one.
     pub vk_gate: Option<TcpGate>,
+    /// `/metrics` on its own address, when the options gave it one.
+    pub metrics_url: Option<String>,
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -180,15 +184,17 @@ impl TestApp {
             max_attempts: 4,
         };
         settings.timing = options.timing;
+        settings.metrics = options.metrics;
         let app = App::build(settings).await.unwrap();
         let url = format!("http://{}", app.addr());
+        let metrics_url = app.metrics_addr().map(|a| format!("http://{a}/metrics"));
         let state = app.state().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(app.run_until_stopped(async move {
             let _ = stopped.await;
         }));
         let driver = Driver::new(browser(), url, &sandbox, state.store.clone());
-        TestApp { sandbox, state, driver, _dir: dir, db, vk_gate, stop: Some(stop) }
+        TestApp { sandbox, state, driver, _dir: dir, db, vk_gate, metrics_url, stop: Some(stop) }
     }
 
     pub fn store(&self) -> &Store {

@@ -187,19 +187,53 @@ async fn the_previous_secret_works_until_an_event_brings_the_new_one() {
 }
 
 #[tokio::test]
-async fn metrics_count_events_by_type_and_result() {
+async fn metrics_count_events_by_type_and_what_became_of_them() {
     let app = connected().await;
     let secret = app.callback_secret(1001).await;
     let body = json!({"type": "like_add", "event_id": "9".repeat(40), "group_id": 1001, "secret": secret, "object": {"liker_id": 2, "object_type": "post", "object_owner_id": -1001, "object_id": 1}}).to_string();
     app.post_callback(&body).await;
+    app.post_callback(&body).await;
     app.post_callback(&body.replace(&secret, "nope")).await;
-    let text = app.get("/metrics").await.text().await.unwrap();
-    assert!(
-        text.contains("vkhook_callback_requests_total{type=\"like_add\",status=\"200\",result=\"ok\"} 1"),
-        "{text}"
+    let huge = format!(r#"{{"type":"like_add","group_id":1001,"object":{{"x":"{}"}}}}"#, "a".repeat(2 << 20));
+    assert_eq!(app.post_callback(&huge).await.status(), 413);
+    app.post_with_csrf("/communities/1001", "/communities/1001/disconnect", &[]).await;
+    assert_eq!(
+        app.post_callback(&body.replace(&"9".repeat(40), &"8".repeat(40))).await.text().await.unwrap(),
+        "remove"
     );
-    assert!(text.contains("vkhook_callback_requests_total{type=\"like_add\",status=\"403\",result=\"wrong_secret\"} 1"));
+
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let line = |labels: &str| format!("vkhook_callback_requests_total{{{labels}}} 1");
+    for labels in [
+        r#"type="like_add",status="200",result="stored""#,
+        r#"type="like_add",status="200",result="duplicate""#,
+        r#"type="like_add",status="200",result="remove""#,
+        r#"type="like_add",status="403",result="wrong_secret""#,
+        r#"type="other",status="413",result="too_large""#,
+    ] {
+        assert!(text.contains(&line(labels)), "{labels}:\n{text}");
+    }
+    assert!(!text.contains(r#"result="ok""#), "ok is split into what it meant");
     assert!(text.contains("vkhook_callback_ack_seconds_count"));
     assert!(text.contains("vkhook_inbox_depth"));
     assert!(text.contains("vkhook_vk_requests_total{method=\"groups.addCallbackServer\",outcome=\"ok\"} 1"));
+}
+
+#[tokio::test]
+async fn metrics_can_need_a_bearer_token_and_move_to_their_own_address() {
+    let token = "m3tr1cs-t0ken";
+    let metrics = vkhook::config::MetricsAccess {
+        bind: Some("127.0.0.1:0".parse().unwrap()),
+        token: Some(secrecy::SecretString::from(token)),
+    };
+    let app = TestApp::spawn_with(Options { metrics, ..Default::default() }).await;
+    assert_eq!(app.get("/metrics").await.status(), 404, "not on the public port");
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    let url = app.metrics_url.clone().expect("its own address");
+    let http = reqwest::Client::new();
+    assert_eq!(http.get(&url).send().await.unwrap().status(), 401);
+    assert_eq!(http.get(&url).bearer_auth("wrong").send().await.unwrap().status(), 401);
+    let r = http.get(&url).bearer_auth(token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("vkhook_inbox_depth"));
 }
