@@ -158,6 +158,8 @@ text_enum! {
         Denied = "denied",
         /// The community key lacks `manage`.
         NoManage = "no_manage",
+        /// VK's code brought keys for other communities only.
+        OtherCommunity = "other_community",
         /// VK refused the community key (error 5).
         Reauth = "reauth",
         /// The user is not (or no longer) the community's administrator at VK (15, 203, 7).

@@ -51,6 +51,8 @@ pub enum AuthFailure {
     NoManage(i64),
     /// The signed-in user is no longer an administrator here.
     NotAdmin(i64),
+    /// VK's code brought keys, but none for this community (a consent for other communities came back).
+    OtherCommunity(i64),
     Vk(i64, vk::Error),
     Store(StoreError),
 }
@@ -145,8 +147,12 @@ impl Connector {
             .community_exchange_code(&SecretString::from(code), &redirect)
             .await
             .map_err(|e| AuthFailure::Vk(group_id, e))?;
+        // Keys for any other community are dropped here, never stored: the admin asked for this one.
+        let granted: Vec<i64> = tokens.iter().map(|(g, _)| g.0).collect();
         let Some((_, token)) = tokens.into_iter().find(|(g, _)| g.0 == group_id) else {
-            return Err(AuthFailure::Vk(group_id, vk::Error::Decode("no token for this community".into())));
+            tracing::warn!(group_id, ?granted, "VK's code brought keys for other communities only: none kept");
+            self.fail_waiting_setup(group_id, ErrorKind::OtherCommunity).await?;
+            return Err(AuthFailure::OtherCommunity(group_id));
         };
         let permissions =
             self.vk.groups_get_token_permissions(&token).await.map_err(|e| AuthFailure::Vk(group_id, e))?;

@@ -67,6 +67,9 @@ pub async fn finish_community_auth(
         Err(AuthFailure::NoManage(g)) => {
             Err(AppError::shown_with_back(Problem::Forbidden, |t| t.err_no_manage, format!("/communities/{g}")))
         }
+        Err(AuthFailure::OtherCommunity(g)) => {
+            Err(AppError::shown_with_back(Problem::Forbidden, |t| t.err_other_community, format!("/communities/{g}")))
+        }
         Err(AuthFailure::NotAdmin(g)) => {
             Err(AppError::shown_with_back(Problem::Forbidden, |t| t.err_not_admin, format!("/communities/{g}")))
         }
@@ -120,6 +123,7 @@ pub fn error_message(t: &'static Msg, kind: ErrorKind, callback_url: &str) -> St
     match kind {
         ErrorKind::Denied => t.err_denied.into(),
         ErrorKind::NoManage => t.err_no_manage.into(),
+        ErrorKind::OtherCommunity => t.err_other_community.into(),
         ErrorKind::Reauth => t.err_reauth.into(),
         ErrorKind::NotAdmin => t.err_not_admin.into(),
         ErrorKind::VkUnavailable => t.err_vk_unavailable.into(),

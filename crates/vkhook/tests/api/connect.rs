@@ -501,3 +501,29 @@ async fn a_manual_setup_with_a_pasted_key_works_end_to_end() {
     app.wait_until_idle().await;
     assert_eq!(app.bot_comments(1001).len(), 1);
 }
+
+#[tokio::test]
+async fn a_code_for_another_community_says_so_and_keeps_no_key() {
+    let app = TestApp::spawn().await;
+    app.sign_in(1).await;
+    let r = app.post_with_csrf("/communities/1001", "/communities/1001/connect", &[]).await;
+    assert_eq!(r.status(), 303);
+    let asked = r.headers()["location"].to_str().unwrap().to_owned();
+    // The consent that comes back is for «Книжный клуб» (1002), which user 1 also administers.
+    let other = asked.replace("group_ids=1001", "group_ids=1002");
+    assert_ne!(other, asked, "{asked}");
+    let back = vk_sandbox::testing::consent(&other, &Consent::allow(1)).await.unwrap();
+    let r = app.http.get(back.as_str()).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("выдал доступ к другому сообществу"), "{html}");
+    assert!(!html.contains("не отвечает"), "{html}");
+    for group in [1001, 1002] {
+        let s = app.store().community_settings(group).await.unwrap();
+        assert!(s.is_none_or(|s| s.community_token.is_none()), "no key kept for {group}");
+    }
+    assert!(app.sandbox.servers(1001).is_empty() && app.sandbox.servers(1002).is_empty());
+    let setup = app.store().setup(1001).await.unwrap().expect("the setup run");
+    assert_eq!(setup.state, SetupState::Failed);
+    assert_eq!(setup.error_kind, Some(ErrorKind::OtherCommunity));
+}
