@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::PublicUrl;
+use crate::logging::Untrusted;
 use crate::model::OAuthPurpose;
 use crate::store::{now_ms, OAuthStateRow, Store, StoreError, UserRow, UserTokensRow};
 use crate::vault::{Sealed, Slot, Vault};
@@ -125,7 +126,11 @@ impl Accounts {
             _ => None,
         };
         if let Some(err) = vk::oauth::redirect_error(back.error.as_deref(), back.error_description.as_deref()) {
-            tracing::info!(error = %err.error, "VK ID sign-in was not granted");
+            tracing::info!(
+                error = %Untrusted(&err.error),
+                description = %Untrusted(&err.description),
+                "VK ID sign-in was not granted"
+            );
             return Err(if err.is_access_denied() {
                 SignInFailure::Denied
             } else {
@@ -271,7 +276,7 @@ impl Accounts {
                     }
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
-                tracing::info!(user_id = row.user_id, error = %e.error, "VK ID refresh refused; the user must sign in again");
+                tracing::info!(user_id = row.user_id, error = %Untrusted(&e.error), "VK ID refresh refused; the user must sign in again");
                 app.store.delete_user_tokens(row.user_id).await?;
                 Err(AccountError::SignInAgain)
             }

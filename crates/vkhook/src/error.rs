@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use crate::accounts::AccountError;
 use crate::connect::ConnectError;
 use crate::i18n::Msg;
+use crate::logging::Untrusted;
 use crate::store::StoreError;
 
 /// Picks a message from the catalogue.
@@ -171,7 +172,7 @@ impl IntoResponse for AppError {
                 page(StatusCode::INTERNAL_SERVER_ERROR, |t| t.error_internal)
             }
             AppError::Vk(e) => {
-                tracing::warn!(error = %e, "VK error");
+                tracing::warn!(error = %Untrusted(&e.to_string()), "VK error");
                 page(StatusCode::BAD_GATEWAY, |t| t.vk_unavailable)
             }
             AppError::Unexpected(e) => {

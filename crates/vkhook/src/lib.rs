@@ -12,6 +12,7 @@ pub mod health;
 pub mod hooks;
 pub mod http;
 pub mod i18n;
+pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod receiver;

@@ -23,6 +23,7 @@ use vk::{CommentReply, Event, UserId};
 
 use crate::credentials::{CommunityKey, Credentials};
 use crate::hooks::{CrashPoint, Hooks};
+use crate::logging::Untrusted;
 use crate::metrics::Metrics;
 use crate::model::{EventStatus, Reason, ReplyKind, ReplyStatus};
 use crate::store::{now_ms, BotSettings, InboxRow, ReplyRow, Store};
@@ -232,7 +233,7 @@ impl Bot {
         match result {
             Ok(true) => {}
             Ok(false) => {
-                tracing::warn!(group_id = row.group_id, event_id = %row.event_id, "event lease lost before recording")
+                tracing::warn!(group_id = row.group_id, event_id = %Untrusted(&row.event_id), "event lease lost before recording")
             }
             Err(e) => tracing::error!(group_id = row.group_id, error = %e, "could not record an event's outcome"),
         }
@@ -274,13 +275,13 @@ impl Bot {
                 store.finish_inbox_event(row.id, owner, EventStatus::Failed, &result.to_string(), Some(&error)).await
             }
             Outcome::Retry(error) if row.attempts >= self.config.max_attempts => {
-                tracing::warn!(group_id = row.group_id, event_id = %row.event_id, %error, "event given up after its last attempt");
+                tracing::warn!(group_id = row.group_id, event_id = %Untrusted(&row.event_id), %error, "event given up after its last attempt");
                 let result = why(Reason::GaveUp).to_string();
                 store.finish_inbox_event(row.id, owner, EventStatus::Dead, &result, Some(&error)).await
             }
             Outcome::Retry(error) => {
                 let delay = self.config.retry.delay(row.attempts.max(1) as u32 - 1);
-                tracing::info!(group_id = row.group_id, event_id = %row.event_id, %error, delay_ms = delay.as_millis() as u64, "reply postponed");
+                tracing::info!(group_id = row.group_id, event_id = %Untrusted(&row.event_id), %error, delay_ms = delay.as_millis() as u64, "reply postponed");
                 store.retry_inbox_event(row.id, owner, now_ms() + delay.as_millis() as i64, &error).await
             }
             Outcome::Park(error) => store.retry_inbox_event(row.id, owner, now_ms() + PARK_MS, &error).await,
@@ -373,7 +374,7 @@ impl Bot {
                 record.vk_id = Some(vk_id);
                 self.store.insert_reply(&record).await?;
                 self.metrics.observe_reply(kind.as_str(), "sent");
-                tracing::info!(group_id = gid, event_id = %row.event_id, kind = kind.as_str(), vk_id, "bot replied");
+                tracing::info!(group_id = gid, event_id = %Untrusted(&row.event_id), kind = kind.as_str(), vk_id, "bot replied");
                 return Ok(Outcome::Replied(result));
             }
             Err(e) => e,

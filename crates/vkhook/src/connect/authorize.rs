@@ -7,6 +7,7 @@ use vk::{CommunityScope, GroupId};
 
 use super::{new_run, Connector, COMMUNITY_CALLBACK_PATH};
 use crate::accounts::{hash_hex, OAUTH_STATE_TTL_MS};
+use crate::logging::Untrusted;
 use crate::model::{ErrorKind, OAuthPurpose, Role, SetupState, StepState};
 use crate::store::{now_ms, OAuthStateRow, StoreError, StoreResult};
 
@@ -132,7 +133,12 @@ impl Connector {
     ) -> Result<i64, AuthFailure> {
         let group_id = self.take_state(session_hash, back).await?;
         if let Some(err) = vk::oauth::redirect_error(back.error.as_deref(), back.error_description.as_deref()) {
-            tracing::info!(group_id, error = %err.error, "community authorization not granted");
+            tracing::info!(
+                group_id,
+                error = %Untrusted(&err.error),
+                description = %Untrusted(&err.description),
+                "community authorization not granted"
+            );
             self.fail_waiting_setup(group_id, ErrorKind::Denied).await?;
             return Err(AuthFailure::Denied(group_id));
         }

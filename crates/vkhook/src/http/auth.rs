@@ -10,6 +10,7 @@ use crate::accounts::{SignInFailure, VkIdRedirect};
 use crate::app::AppState;
 use crate::error::{AppError, AppResult, Problem};
 use crate::i18n::Lang;
+use crate::logging::Untrusted;
 
 use super::notice::Notice;
 use super::render::{render, Layout};
@@ -88,7 +89,7 @@ pub async fn finish_login(
             Err(AppError::shown_with_back(Problem::BadRequest, |t| t.signin_state, "/auth/vk/login"))
         }
         Err(SignInFailure::VkId(e)) => {
-            tracing::warn!(error = %e, "VK ID sign-in failed");
+            tracing::warn!(error = %Untrusted(&e.to_string()), "VK ID sign-in failed");
             Err(AppError::shown_with_back(Problem::VkUnavailable, |t| t.signin_failed, "/auth/vk/login"))
         }
         Err(SignInFailure::Store(e)) => Err(e.into()),

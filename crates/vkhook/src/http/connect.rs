@@ -13,6 +13,7 @@ use crate::app::AppState;
 use crate::connect::{AuthFailure, CommunityRedirect, ConnectError, ConnectOptions, Disconnected, Started};
 use crate::error::{with_problem, AppError, AppResult, Problem};
 use crate::i18n::{fill, Msg};
+use crate::logging::Untrusted;
 use crate::model::{ErrorKind, SetupMode, SetupState, StepState};
 use crate::store::{SetupRow, Step, UserCommunity};
 
@@ -74,7 +75,7 @@ pub async fn finish_community_auth(
             Err(AppError::shown_with_back(Problem::Forbidden, |t| t.err_not_admin, format!("/communities/{g}")))
         }
         Err(AuthFailure::Vk(g, e)) => {
-            tracing::warn!(group_id = g, error = %e, "community authorization failed at VK");
+            tracing::warn!(group_id = g, error = %Untrusted(&e.to_string()), "community authorization failed at VK");
             Err(AppError::shown_with_back(
                 Problem::VkUnavailable,
                 |t| t.err_vk_unavailable,

@@ -20,6 +20,7 @@ use tokio::sync::Notify;
 
 use crate::credentials::{CallbackSecrets, Credentials};
 use crate::hooks::{CrashPoint, Hooks};
+use crate::logging::Untrusted;
 use crate::store::{now_ms, Inserted, NewInboxEvent};
 
 pub use writer::Writer;
@@ -113,7 +114,7 @@ impl Receiver {
         let envelope = match vk::parse(body) {
             Ok(e) => e,
             Err(e) => {
-                tracing::debug!(error = %e, "malformed callback body");
+                tracing::debug!(error = %Untrusted(&e.0), "malformed callback body");
                 return (Verdict::Malformed(e.0), "malformed");
             }
         };
@@ -142,7 +143,7 @@ impl Receiver {
             return Verdict::Unavailable;
         }
         if check == SecretCheck::Wrong {
-            tracing::warn!(group_id, event_type = %envelope.event_type, "callback with a wrong secret refused");
+            tracing::warn!(group_id, event_type = %Untrusted(&envelope.event_type), "callback with a wrong secret refused");
             return Verdict::WrongSecret;
         }
         if envelope.is_confirmation() {

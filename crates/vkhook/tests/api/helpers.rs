@@ -264,11 +264,6 @@ impl TestApp {
             .collect()
     }
 
-    /// POSTs a body to /vk/callback as VK would.
-    pub async fn post_callback(&self, body: &str) -> reqwest::Response {
-        reqwest::Client::new().post(format!("{}/vk/callback", self.url)).body(body.to_owned()).send().await.unwrap()
-    }
-
     /// The secret VK sends for a connected community.
     pub async fn callback_secret(&self, group_id: i64) -> String {
         let secret = self.state.credentials.current_callback_secret(group_id).await.unwrap().expect("a secret");
@@ -334,6 +329,11 @@ impl Driver {
 
     pub fn new(http: reqwest::Client, url: String, sandbox: &Sandbox, store: Store) -> Driver {
         Driver { http, url, id_url: sandbox.id_url(), oauth_url: sandbox.oauth_url(), store }
+    }
+
+    /// POSTs a body to /vk/callback as VK would.
+    pub async fn post_callback(&self, body: &str) -> reqwest::Response {
+        reqwest::Client::new().post(format!("{}/vk/callback", self.url)).body(body.to_owned()).send().await.unwrap()
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
@@ -493,7 +493,8 @@ fn listening_line(log: &str) -> Option<(u16, String)> {
     let line = log.lines().find(|l| l.contains("vkhook listening on "))?;
     let mut words = line.split("vkhook listening on ").nth(1)?.split_whitespace();
     let addr: std::net::SocketAddr = words.next()?.parse().ok()?;
-    let id = words.nth(2)?.to_owned();
+    // The JSON format ends the message (and the id) with `"`.
+    let id = words.nth(2)?.split('"').next()?.to_owned();
     Some((addr.port(), id))
 }
 

@@ -20,12 +20,18 @@ struct Served {
 }
 
 async fn serve(rust_log: &str) -> Served {
+    serve_with(rust_log, &[]).await
+}
+
+async fn serve_with(rust_log: &str, extra_env: &[(&str, &str)]) -> Served {
     let sandbox = Sandbox::start(SandboxConfig { time_factor: 0.001, ..Default::default() }).await.unwrap();
     let dir = TempDir::new("vkhook-process");
     let db_url = format!("sqlite://{}/vkhook.db", dir.0.display());
     let proxy = start_proxy(1, 0).await;
     let keys: SecretString = Vault::generate_spec("process");
-    let instance = Instance::spawn(serve_env(&sandbox, &proxy.url, &db_url, &keys), rust_log).await;
+    let mut env = serve_env(&sandbox, &proxy.url, &db_url, &keys);
+    env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let instance = Instance::spawn(env, rust_log).await;
     proxy.set_backend(0, instance.url());
     let store = Store::connect(&db_url).await.unwrap();
     let driver = Driver::new(browser(), proxy.url.clone(), &sandbox, store.clone());
@@ -61,6 +67,53 @@ async fn a_running_instance_logs_no_token_code_state_or_client_secret() {
     for secret in secrets {
         assert!(!logs.contains(&secret), "a secret appears in this instance's log");
     }
+}
+
+/// Text chosen by an attacker: a forged log line after a newline, and terminal escapes (red, clear screen).
+const FORGED: &str = "x\nFORGED INFO vkhook: admin 1 signed in\u{1b}[31m\u{1b}[2J";
+
+/// Puts [`FORGED`] where vkhook logs outside text: the OAuth `error`/`error_description` on the VK ID redirect, and
+/// a callback's `type` with a wrong secret. Returns the log once both lines are in it.
+async fn log_forgery_attempts(s: &Served) -> String {
+    s.driver.sign_in(1).await;
+    s.driver.connect(1001).await;
+    // A redirect "from VK ID" in a browser that has a session.
+    let q = serde_urlencoded::to_string([("state", "nope"), ("error", FORGED), ("error_description", FORGED)]).unwrap();
+    s.driver.get(&format!("/auth/vk/callback?{q}")).await;
+    let body = serde_json::json!({"type": FORGED, "group_id": 1001, "event_id": "1", "secret": "wrong", "object": {}});
+    assert_eq!(s.driver.post_callback(&body.to_string()).await.status(), 403);
+    eventually(10, "both attempts logged", || async {
+        let log = s.instance.log();
+        (log.contains("VK ID sign-in was not granted") && log.contains("callback with a wrong secret refused"))
+            .then_some(log)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn outside_text_in_text_logs_cannot_forge_lines_or_drive_a_terminal() {
+    let s = serve("info").await;
+    let log = log_forgery_attempts(&s).await;
+    assert!(!log.contains('\u{1b}'), "no ESC reaches the log");
+    assert!(!log.lines().any(|l| l.starts_with("FORGED")), "no forged line:\n{log}");
+    assert!(log.contains("x\\nFORGED INFO vkhook: admin 1 signed in\\u{1b}[31m"), "shown escaped:\n{log}");
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_with_outside_text_escaped() {
+    let s = serve_with("info", &[("VKHOOK_LOG_FORMAT", "json")]).await;
+    let log = log_forgery_attempts(&s).await;
+    assert!(!log.contains('\u{1b}'), "no raw ESC reaches the log");
+    let mut refused = None;
+    for line in log.lines() {
+        let entry: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        if entry["message"] == "callback with a wrong secret refused" {
+            refused = Some(entry);
+        }
+    }
+    let refused = refused.expect("the refusal, as JSON");
+    assert_eq!(refused["group_id"], 1001);
+    assert!(refused["event_type"].as_str().unwrap().starts_with("x\\nFORGED"), "{refused}");
 }
 
 #[tokio::test]
