@@ -216,6 +216,14 @@ impl Accounts {
         app.refresh(row).await
     }
 
+    /// A user token that does not open (its key is not configured): the user signs in again, and the new tokens are
+    /// sealed with the current key. Logged with the key id, so an operator sees the missing key.
+    fn unreadable_user_token(user_id: i64, sealed: &str) -> AccountError {
+        let key_id = Vault::key_id_of(sealed).ok();
+        tracing::error!(user_id, key_id = ?key_id, "a stored VK ID token does not open: the user must sign in again");
+        AccountError::SignInAgain
+    }
+
     /// A usable access token from the stored row, if it is still fresh.
     fn fresh_access(&self, row: &UserTokensRow) -> Result<Option<(AccessToken, String)>, AccountError> {
         if row.expires_at - 60_000 <= now_ms() {
@@ -225,7 +233,7 @@ impl Accounts {
         let access = self
             .vault
             .open(&Slot::new(Sealed::UserAccessToken, key.as_str()), &row.access_token)
-            .map_err(|_| AccountError::SignInAgain)?;
+            .map_err(|_| Self::unreadable_user_token(row.user_id, &row.access_token))?;
         Ok(Some((AccessToken::user(access), row.scopes.clone())))
     }
 
@@ -252,7 +260,7 @@ impl Accounts {
         let refresh_token = app
             .vault
             .open(&Slot::new(Sealed::UserRefreshToken, key.as_str()), &row.refresh_token)
-            .map_err(|_| AccountError::SignInAgain)?;
+            .map_err(|_| Self::unreadable_user_token(row.user_id, &row.refresh_token))?;
         match app.oauth.vkid_refresh(&refresh_token, &row.device_id, &vk::oauth::random_urlsafe(16)).await {
             Ok(tokens) => {
                 app.save_tokens(row.user_id, &tokens, &row.device_id).await?;

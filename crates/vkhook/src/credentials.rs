@@ -18,7 +18,7 @@ use secrecy::SecretString;
 use vk::AccessToken;
 
 use crate::model::{CommunityStatus, SetupMode};
-use crate::store::{Store, StoreResult};
+use crate::store::{Store, StoreError, StoreResult};
 use crate::vault::{Sealed, Slot, Vault};
 
 /// How long a cached community is trusted before it is read again.
@@ -43,6 +43,12 @@ pub struct Unreadable {
     pub column: &'static str,
     /// The key id it was sealed with (not secret), when the value says.
     pub key_id: Option<String>,
+}
+
+impl From<Unreadable> for StoreError {
+    fn from(u: Unreadable) -> Self {
+        StoreError::Unreadable { column: u.column, key_id: u.key_id }
+    }
 }
 
 /// What the receiver checks a request against.
@@ -100,10 +106,11 @@ impl Credentials {
         self.vault.seal(&Slot::new(column, group_id.to_string()), value)
     }
 
-    /// The community key, if we hold one that opens.
+    /// The community key, if one is stored. One that is stored but does not open is an error
+    /// ([`StoreError::Unreadable`]), never "no key": the bot holds its events, nobody is asked to reconnect.
     pub async fn community_key(&self, group_id: i64) -> StoreResult<Option<CommunityKey>> {
         let Some(settings) = self.store.community_settings(group_id).await? else { return Ok(None) };
-        let token = self.open(Sealed::CommunityToken, group_id, settings.community_token.as_deref()).ok().flatten();
+        let token = self.open(Sealed::CommunityToken, group_id, settings.community_token.as_deref())?;
         Ok(token.map(|t| CommunityKey {
             token: AccessToken::community(t),
             scopes: settings.token_scopes.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),

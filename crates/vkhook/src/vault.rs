@@ -152,6 +152,11 @@ impl Vault {
         }
     }
 
+    /// Every configured key id, the sealing one first.
+    pub fn key_ids(&self) -> Vec<&str> {
+        self.keys.iter().map(|k| k.id.as_str()).collect()
+    }
+
     /// The key id new values are sealed with.
     pub fn current_key_id(&self) -> &str {
         &self.keys[0].id

@@ -203,6 +203,27 @@ impl AppState {
     }
 }
 
+/// Says at start-up which token keys the stored data needs and which of them `VKHOOK_TOKEN_KEYS` lacks. A value
+/// whose key is missing does not open: its community refuses events with 503 and its bot holds them, until the key
+/// is given back (docs/deploy.md, "Token keys").
+async fn report_token_keys(store: &Store, keys: &secrecy::SecretString) -> anyhow::Result<()> {
+    let vault = crate::vault::Vault::from_spec(keys).context("VKHOOK_TOKEN_KEYS")?;
+    let configured = vault.key_ids();
+    let needed = store.sealed_key_use().await.context("reading which token keys the data needs")?;
+    let missing: Vec<(&String, &usize)> = needed.iter().filter(|(id, _)| !configured.contains(&id.as_str())).collect();
+    tracing::info!(?configured, needed = ?needed, "token keys: configured, and values sealed with each");
+    for (id, values) in &missing {
+        tracing::error!(
+            key_id = %id,
+            values,
+            "the data needs token key {id:?}, which VKHOOK_TOKEN_KEYS lacks: those values will not open (their \
+             communities answer VK with 503 and their bots wait). Add the key back; `vkhook keys rotate` then moves \
+             everything to the first key"
+        );
+    }
+    Ok(())
+}
+
 pub struct App {
     listener: TcpListener,
     /// `/metrics` and `/healthz` on their own address (`VKHOOK_METRICS_BIND`).
@@ -215,6 +236,7 @@ impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
         let store = Store::connect(&settings.database_url).await.context("opening the database")?;
         store.migrate().await.context("migrating the database")?;
+        report_token_keys(&store, &settings.token_keys).await?;
         let listener = TcpListener::bind(settings.bind).await.with_context(|| format!("binding {}", settings.bind))?;
         let metrics_listener = match settings.metrics.bind {
             Some(bind) => Some(TcpListener::bind(bind).await.with_context(|| format!("binding {bind} for /metrics"))?),

@@ -583,6 +583,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_key_that_does_not_open_holds_the_event_and_pauses_nothing() {
+        let kit = Kit::new().await;
+        // A key sealed under a token key this instance lacks.
+        let other = Arc::new(crate::vault::Vault::from_spec(&crate::vault::Vault::generate_spec("k2")).unwrap());
+        let token = secrecy::SecretString::from(kit.sandbox.issue_community_token(1001, &["manage", "messages"]));
+        let scopes = ["manage".to_owned(), "messages".to_owned()];
+        Credentials::new(kit.store.clone(), other).save_community_key(1001, &token, &scopes).await.unwrap();
+        kit.store.set_bot_settings(1001, true, true, Some("Спасибо!")).await.unwrap();
+        let id = ivan_comments(&kit, "Привет").await;
+        let err = kit.credentials.community_key(1001).await.err().expect("an error, not \"no key\"");
+        assert!(matches!(err, crate::store::StoreError::Unreadable { key_id: Some(ref k), .. } if k == "k2"), "{err}");
+        kit.run_bot_once().await;
+        let row = kit.store.inbox_event(1001, id).await.unwrap().unwrap();
+        assert_eq!(row.status, EventStatus::Pending, "held for a retry, not ignored: {:?}", row.result);
+        let bot = kit.store.bot_settings(1001).await.unwrap().unwrap();
+        assert_eq!(bot.paused_reason, None, "nobody is asked to reconnect for our missing key");
+        assert_eq!(kit.sandbox.comments(1001).into_iter().filter(|c| c.from_id == -1001).count(), 0);
+    }
+
+    #[tokio::test]
     async fn a_disconnected_community_is_not_answered() {
         let kit = Kit::new().await;
         kit.store.set_bot_settings(1001, true, true, Some("Спасибо!")).await.unwrap();

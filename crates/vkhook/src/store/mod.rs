@@ -48,6 +48,10 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("migration {version} ({name}): {source}")]
     Migration { version: i64, name: &'static str, source: sqlx::Error },
+    /// A sealed value is stored but does not open with the configured keys (`VKHOOK_TOKEN_KEYS` lacks its key, or a
+    /// backup was restored under other keys). Never taken for "no value".
+    #[error("{column} does not open with the configured token keys (sealed with key {key_id:?})")]
+    Unreadable { column: &'static str, key_id: Option<String> },
 }
 
 impl StoreError {
@@ -68,6 +72,8 @@ impl StoreError {
                 })
             }
             StoreError::Io(_) => true,
+            // Until an operator gives the key back: refuse and retry, never proceed without the value.
+            StoreError::Unreadable { .. } => true,
             _ => false,
         }
     }
@@ -254,6 +260,18 @@ impl Store {
         let (table, key, column) = sealed.location();
         let q = format!("SELECT CAST({key} AS TEXT) AS row, {column} AS value FROM {table} WHERE {column} IS NOT NULL");
         Ok(on_pool!(self, pool => sqlx::query_as::<_, SealedCell>(&q).fetch_all(pool).await?))
+    }
+
+    /// How many stored values each token key sealed (by the key id each value carries; `?` when unparsable).
+    pub async fn sealed_key_use(&self) -> StoreResult<std::collections::BTreeMap<String, usize>> {
+        let mut use_ = std::collections::BTreeMap::new();
+        for sealed in Sealed::ALL {
+            for cell in self.sealed_values(sealed).await? {
+                let id = crate::vault::Vault::key_id_of(&cell.value).unwrap_or("?");
+                *use_.entry(id.to_owned()).or_default() += 1;
+            }
+        }
+        Ok(use_)
     }
 
     /// Replaces one sealed value, if it is still `old`.

@@ -69,6 +69,62 @@ async fn a_running_instance_logs_no_token_code_state_or_client_secret() {
     }
 }
 
+#[tokio::test]
+async fn restarted_without_the_key_its_data_needs_it_answers_nothing_ok_and_says_which_key() {
+    let mut s = serve("info").await;
+    s.driver.sign_in(1).await;
+    s.driver.connect(1001).await;
+    let url = s.instance.env.iter().find(|(k, _)| k == "VKHOOK_DATABASE_URL").unwrap().1.clone();
+    let k1 = s.instance.env.iter().find(|(k, _)| k == "VKHOOK_TOKEN_KEYS").unwrap().1.clone();
+    // The secret VK sends, read with k1 before it goes away.
+    let vault = Vault::from_spec(&SecretString::from(k1.clone())).unwrap();
+    let sealed = s.store.community_settings(1001).await.unwrap().unwrap().secret.unwrap();
+    let slot = vkhook::vault::Slot::new(vkhook::vault::Sealed::CallbackSecret, "1001");
+    let right = secrecy::ExposeSecret::expose_secret(&vault.open(&slot, &sealed).unwrap()).to_owned();
+
+    // Restarted with only k2: a rotation half done, k1 removed too early, or a backup restored under other keys.
+    s.instance.terminate();
+    let k2 = secrecy::ExposeSecret::expose_secret(&Vault::generate_spec("k2")).to_owned();
+    s.instance.env.retain(|(k, _)| k != "VKHOOK_TOKEN_KEYS");
+    s.instance.env.push(("VKHOOK_TOKEN_KEYS".into(), k2.clone()));
+    s.instance.restart().await;
+    let log = s.instance.log();
+    assert!(log.contains(r#"the data needs token key "process", which VKHOOK_TOKEN_KEYS lacks"#), "{log}");
+
+    let post = |instance: &Instance, body: serde_json::Value| {
+        let url = format!("{}/vk/callback", instance.url());
+        async move { reqwest::Client::new().post(url).body(body.to_string()).send().await.unwrap() }
+    };
+    let event = |id: &str| serde_json::json!({"type": "group_join", "group_id": 1001, "event_id": id.repeat(40), "v": "5.199", "object": {"user_id": 2, "join_type": "join"}});
+    for (what, secret) in [("no", None), ("a wrong", Some("wrong")), ("the right", Some(right.as_str()))] {
+        let mut body = event(if secret.is_some() { "a" } else { "b" });
+        if let Some(secret) = secret {
+            body["secret"] = serde_json::json!(secret);
+        }
+        let r = post(&s.instance, body).await;
+        assert_eq!(r.status(), 503, "{what} secret");
+        assert!(r.headers().contains_key("retry-after"), "{what} secret");
+        assert_ne!(r.text().await.unwrap(), "ok", "{what} secret");
+    }
+    let code = s.store.community_settings(1001).await.unwrap().unwrap().confirmation_code.unwrap();
+    let r = post(&s.instance, serde_json::json!({"type": "confirmation", "group_id": 1001})).await;
+    assert_eq!(r.status(), 503);
+    assert_ne!(r.text().await.unwrap(), code, "no confirmation code without a readable secret");
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM inbox_events").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(stored, 0, "nothing stored");
+    assert!(s.instance.log().contains("a stored value does not open"), "the refusal names the key");
+
+    // The key given back (after the new one): the same event is taken, once.
+    s.instance.terminate();
+    s.instance.env.retain(|(k, _)| k != "VKHOOK_TOKEN_KEYS");
+    s.instance.env.push(("VKHOOK_TOKEN_KEYS".into(), format!("{k2},{k1}")));
+    s.instance.restart().await;
+    let mut body = event("a");
+    body["secret"] = serde_json::json!(right);
+    assert_eq!(post(&s.instance, body).await.text().await.unwrap(), "ok");
+}
+
 /// Text chosen by an attacker: a forged log line after a newline, and terminal escapes (red, clear screen).
 const FORGED: &str = "x\nFORGED INFO vkhook: admin 1 signed in\u{1b}[31m\u{1b}[2J";
 
