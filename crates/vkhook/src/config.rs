@@ -99,6 +99,8 @@ pub struct Timing {
     pub bot_concurrency: usize,
     /// How often VK's view of every connected community is compared with ours.
     pub reconcile_every: Duration,
+    /// After a secret rotation, how long the previous secret is still accepted.
+    pub previous_secret_window: Duration,
 }
 
 impl Default for Timing {
@@ -115,6 +117,7 @@ impl Default for Timing {
             bot_max_attempts: 8,
             bot_concurrency: 32,
             reconcile_every: Duration::from_secs(300),
+            previous_secret_window: crate::credentials::PREVIOUS_SECRET_WINDOW,
         }
     }
 }

@@ -18,8 +18,13 @@ use secrecy::SecretString;
 use vk::AccessToken;
 
 use crate::model::{CommunityStatus, SetupMode};
-use crate::store::{Store, StoreError, StoreResult};
+use crate::store::{now_ms, Store, StoreError, StoreResult};
 use crate::vault::{Sealed, Slot, Vault};
+
+/// How long the previous callback secret is still accepted after a rotation. VK retries a failed delivery after
+/// 10 s, 3 min, 10 min, 30 min and 1 h (VK-FACTS.md, "Callback API delivery"), about two hours in all, with the body
+/// (and the secret) it first built.
+pub const PREVIOUS_SECRET_WINDOW: Duration = Duration::from_secs(2 * 3600);
 
 /// How long a cached community is trusted before it is read again.
 pub const CACHE_TTL: Duration = Duration::from_secs(30);
@@ -57,8 +62,10 @@ pub struct CallbackSecrets {
     /// Known here but not set up (never, or disconnected): VK should drop its server.
     pub disconnected: bool,
     pub secret: Option<SecretString>,
-    /// The secret before the last rotation, accepted until an event arrives with the new one.
+    /// The secret before the last rotation, accepted until `previous_until`.
     pub previous: Option<SecretString>,
+    /// Unix ms; `None` with a previous secret only on rows from before the window existed (not accepted).
+    pub previous_until: Option<i64>,
     /// Set up by hand and waiting for its first event.
     pub manual_waiting: bool,
     /// A secret is stored but does not open: refuse everything until an operator fixes the keys.
@@ -67,6 +74,11 @@ pub struct CallbackSecrets {
 }
 
 impl CallbackSecrets {
+    /// The previous secret, while its window lasts.
+    pub fn previous_in_window(&self, now: i64) -> Option<&SecretString> {
+        self.previous.as_ref().filter(|_| self.previous_until.is_some_and(|until| now < until))
+    }
+
     /// No secret was ever stored: VK sends none (a manual setup before the admin created one).
     pub fn none_required(&self) -> bool {
         self.secret.is_none() && self.previous.is_none() && self.unreadable.is_none()
@@ -78,6 +90,7 @@ pub struct Credentials {
     store: Store,
     vault: Arc<Vault>,
     cache: Arc<RwLock<HashMap<i64, Arc<CallbackSecrets>>>>,
+    previous_window: Duration,
 }
 
 /// A fresh 32-character secret of latin letters and digits (VK accepts up to 50: `secret_key` in
@@ -89,7 +102,13 @@ pub fn new_callback_secret() -> SecretString {
 
 impl Credentials {
     pub fn new(store: Store, vault: Arc<Vault>) -> Credentials {
-        Credentials { store, vault, cache: Arc::default() }
+        Credentials { store, vault, cache: Arc::default(), previous_window: PREVIOUS_SECRET_WINDOW }
+    }
+
+    /// Accepts the previous secret for `window` after a rotation (tests shorten it).
+    pub fn with_previous_window(mut self, window: Duration) -> Credentials {
+        self.previous_window = window;
+        self
     }
 
     fn open(&self, column: Sealed, group_id: i64, sealed: Option<&str>) -> Result<Option<SecretString>, Unreadable> {
@@ -123,9 +142,26 @@ impl Credentials {
         self.store.save_community_token(group_id, &sealed, &scopes.join(",")).await
     }
 
-    /// Commits VK's confirmation code with a fresh secret (the current one becomes the previous one, still
-    /// accepted) **before** the server is added or edited, so our endpoint can answer VK's confirmation the moment
-    /// it comes. Returns the new secret to give VK.
+    /// The secret for a setup run by `by_user`, with VK's confirmation code committed **before** the server is added
+    /// or edited, so our endpoint can answer VK's confirmation the moment it comes.
+    ///
+    /// The secret is kept unless something needs a new one: none is stored, the stored one does not open, or someone
+    /// other than the admin who connected the community last is connecting it now (the old one may leave with them).
+    /// A repair or a reconnect by the same admin keeps it, so none of VK's retries in flight is refused.
+    pub async fn secret_for_setup(&self, group_id: i64, code: &str, by_user: i64) -> StoreResult<SecretString> {
+        let settings = self.store.community_settings(group_id).await?;
+        let current = settings.as_ref().and_then(|s| s.secret.as_deref());
+        let same_hands = settings.as_ref().and_then(|s| s.connected_by).is_none_or(|u| u == by_user);
+        if let (Ok(Some(secret)), true) = (self.open(Sealed::CallbackSecret, group_id, current), same_hands) {
+            self.store.commit_code(group_id, code, SetupMode::Api).await?;
+            self.invalidate(group_id);
+            return Ok(secret);
+        }
+        self.rotate_for_setup(group_id, code).await
+    }
+
+    /// Commits VK's confirmation code with a fresh secret. The current one, if it opens, becomes the previous one,
+    /// still accepted for the window: VK retries an event for about two hours with the secret it first built.
     pub async fn rotate_for_setup(&self, group_id: i64, code: &str) -> StoreResult<SecretString> {
         let settings = self.store.community_settings(group_id).await?;
         let current = settings.as_ref().and_then(|s| s.secret.as_deref());
@@ -133,9 +169,9 @@ impl Credentials {
         let secret = new_callback_secret();
         let sealed = self.seal(Sealed::CallbackSecret, group_id, &secret);
         let sealed_previous = previous.map(|p| self.seal(Sealed::PreviousCallbackSecret, group_id, &p));
-        self.store
-            .commit_confirmation(group_id, code, Some(&sealed), sealed_previous.as_deref(), SetupMode::Api)
-            .await?;
+        let until = now_ms() + self.previous_window.as_millis() as i64;
+        let previous = sealed_previous.as_deref().map(|p| (p, until));
+        self.store.commit_confirmation(group_id, code, Some(&sealed), previous, SetupMode::Api).await?;
         self.invalidate(group_id);
         Ok(secret)
     }
@@ -161,9 +197,7 @@ impl Credentials {
 
     /// Saves the confirmation string VK shows in the community's settings (manual setup): our endpoint answers it.
     pub async fn save_manual_confirmation(&self, group_id: i64, code: &str) -> StoreResult<()> {
-        let settings = self.store.community_settings(group_id).await?;
-        let secret = settings.as_ref().and_then(|s| s.secret.clone());
-        self.store.commit_confirmation(group_id, code, secret.as_deref(), None, SetupMode::Manual).await?;
+        self.store.commit_code(group_id, code, SetupMode::Manual).await?;
         self.store.set_connection_status(group_id, CommunityStatus::Connecting, None).await?;
         self.invalidate(group_id);
         Ok(())
@@ -196,6 +230,7 @@ impl Credentials {
             disconnected: s.secret.is_none() && s.confirmation_code.is_none(),
             secret: secret.ok().flatten(),
             previous: previous.ok().flatten(),
+            previous_until: s.previous_secret_until,
             manual_waiting: s.setup_mode == SetupMode::Manual && !s.callback_configured,
             unreadable,
             loaded: Instant::now(),
@@ -204,11 +239,13 @@ impl Credentials {
         Ok(Some(entry))
     }
 
-    /// An event came with the new secret: stop accepting the previous one.
-    pub async fn retire_previous_secret(&self, group_id: i64) -> StoreResult<()> {
-        self.store.retire_previous_secret(group_id).await?;
-        self.invalidate(group_id);
-        Ok(())
+    /// Drops the previous secrets whose window has passed (the receiver no longer accepts them anyway).
+    pub async fn retire_expired_previous_secrets(&self) -> StoreResult<u64> {
+        let n = self.store.retire_expired_previous_secrets(now_ms()).await?;
+        if n > 0 {
+            self.cache.write().unwrap_or_else(|e| e.into_inner()).clear();
+        }
+        Ok(n)
     }
 
     /// The first event of a manually set up community arrived: it is connected. True when this call did it.
@@ -268,8 +305,30 @@ mod tests {
         assert_eq!(now.previous.as_ref().unwrap().expose_secret(), first.expose_secret());
         assert_eq!(creds.confirmation_code(1001).await.unwrap(), Some(Some("code2".into())));
 
-        creds.retire_previous_secret(1001).await.unwrap();
-        assert!(creds.callback_secrets(1001, false).await.unwrap().unwrap().previous.is_none());
+        assert!(now.previous_in_window(now_ms()).is_some(), "accepted through VK's retry window");
+        assert!(now.previous_in_window(now_ms() + PREVIOUS_SECRET_WINDOW.as_millis() as i64).is_none(), "not after");
+    }
+
+    #[tokio::test]
+    async fn a_setup_keeps_the_secret_unless_something_needs_a_new_one() {
+        let (creds, store, _dir) = fixture().await;
+        let first = creds.secret_for_setup(1001, "code1", 1).await.unwrap();
+        store.mark_connected(1001, Some(5), "5.199", "message_new", Some(1)).await.unwrap();
+        // A repair or a reconnect by the same admin: the same secret, a new code.
+        let again = creds.secret_for_setup(1001, "code2", 1).await.unwrap();
+        assert_eq!(again.expose_secret(), first.expose_secret());
+        assert_eq!(creds.confirmation_code(1001).await.unwrap(), Some(Some("code2".into())));
+        assert!(store.community_settings(1001).await.unwrap().unwrap().previous_secret.is_none(), "no rotation");
+        // Another admin connects: a new secret, and the old one is kept for VK's retries.
+        let other = creds.secret_for_setup(1001, "code3", 7).await.unwrap();
+        assert_ne!(other.expose_secret(), first.expose_secret());
+        let entry = creds.callback_secrets(1001, false).await.unwrap().unwrap();
+        assert_eq!(entry.previous_in_window(now_ms()).unwrap().expose_secret(), first.expose_secret());
+        // A secret that does not open is replaced.
+        let elsewhere = Credentials::new(store, Arc::new(Vault::from_spec(&Vault::generate_spec("k2")).unwrap()));
+        let fresh = elsewhere.secret_for_setup(1001, "code4", 1).await.unwrap();
+        assert_ne!(fresh.expose_secret(), other.expose_secret());
+        assert!(elsewhere.callback_secrets(1001, true).await.unwrap().unwrap().unreadable.is_none());
     }
 
     #[tokio::test]

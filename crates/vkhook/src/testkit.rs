@@ -111,6 +111,7 @@ impl Kit {
                 setup_poll: Duration::from_millis(20),
                 confirm_timeout: Duration::from_secs(5),
                 retry: vk::RetryPolicy::none(),
+                previous_secret_window: crate::credentials::PREVIOUS_SECRET_WINDOW,
             },
             bot: BotConfig {
                 retry: vk::Backoff::new(Duration::from_millis(5), Duration::from_millis(20)),

@@ -96,6 +96,9 @@ async fn run_reconciler(app: AppState, mut stop: watch::Receiver<bool>) {
         if let Err(e) = app.connector.resume_abandoned().await {
             tracing::warn!(error = %e, "could not look for interrupted setups");
         }
+        if let Err(e) = app.credentials.retire_expired_previous_secrets().await {
+            tracing::warn!(error = %e, "could not drop expired previous secrets");
+        }
         match app.reconciler.reconcile_all().await {
             Ok(n) => tracing::debug!(communities = n, "reconcile pass done"),
             Err(e) => tracing::warn!(error = %e, "reconcile pass failed"),

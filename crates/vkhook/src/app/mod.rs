@@ -106,7 +106,8 @@ pub struct Services {
 
 impl Services {
     pub fn wire(p: &Parts) -> Services {
-        let credentials = Credentials::new(p.store.clone(), p.vault.clone());
+        let credentials =
+            Credentials::new(p.store.clone(), p.vault.clone()).with_previous_window(p.connect.previous_secret_window);
         let wakeup = Arc::new(Notify::new());
         let control = BotControl::new(p.store.clone(), wakeup.clone());
         let writer = Writer::start(p.store.clone(), p.writers, p.metrics.clone());
@@ -168,6 +169,7 @@ impl AppState {
                 setup_poll: timing.setup_poll,
                 confirm_timeout: timing.setup_confirm_timeout,
                 retry: settings.vk.retry,
+                previous_secret_window: timing.previous_secret_window,
             },
             bot: BotConfig { retry: timing.bot_retry, max_attempts: timing.bot_max_attempts, lease: timing.bot_lease },
         };

@@ -3,10 +3,10 @@
 //! 1. Token: a community key with `manage` (from the community authorization; never a user token — callback
 //!    server methods take a community token: `access_token_type` of `groups.addCallbackServer` in
 //!    `vendor/vk-api-schema/groups/methods.json`).
-//! 2. Code: `getCallbackConfirmationCode`, committed with a fresh secret **before** the server is added or edited,
+//! 2. Code: `getCallbackConfirmationCode`, committed with the secret **before** the server is added or edited,
 //!    so our endpoint answers VK's confirmation the moment it comes (VK asks right after add/edit:
-//!    https://dev.vk.com/ru/api/callback/getting-started). The previous secret stays accepted until an event
-//!    arrives with the new one.
+//!    https://dev.vk.com/ru/api/callback/getting-started). The secret is kept unless something needs a new one
+//!    (`Credentials::secret_for_setup`); after a rotation the previous one stays accepted for VK's retry window.
 //! 3. Server: ours is the one whose URL is our callback URL (others are never touched): edit it, or add it.
 //! 4. Events: `setCallbackSettings(server_id, api_version=5.199, …)`.
 //! 5. Confirmation: poll `getCallbackServers` until VK says `ok` (or `failed`, or time runs out).
@@ -71,6 +71,8 @@ pub struct ConnectConfig {
     pub confirm_timeout: Duration,
     /// How the server step is retried as a whole.
     pub retry: vk::RetryPolicy,
+    /// After a rotation, how long the previous callback secret is still accepted (VK's retry window).
+    pub previous_secret_window: Duration,
 }
 
 /// Everything the connect flow uses.
@@ -183,12 +185,12 @@ mod tests {
         assert_eq!(servers[0].status, vk_sandbox::ServerStatus::Ok, "VK asked us and got the stored code");
         let settings = kit.store.community_settings(1001).await.unwrap().unwrap();
         assert_eq!((settings.status, settings.server_id), (CommunityStatus::Connected, Some(servers[0].id)));
-        // Connecting again edits the same server with a fresh secret.
+        // Connecting again edits the same server and keeps the secret (nothing needs a new one).
         let first_secret = kit.credentials.current_callback_secret(1001).await.unwrap().unwrap();
         kit.connected(1001).await;
         assert_eq!(kit.sandbox.servers(1001).len(), 1, "edited, not added again");
         let second = kit.credentials.current_callback_secret(1001).await.unwrap().unwrap();
-        assert_ne!(secrecy::ExposeSecret::expose_secret(&first_secret), secrecy::ExposeSecret::expose_secret(&second));
+        assert_eq!(secrecy::ExposeSecret::expose_secret(&first_secret), secrecy::ExposeSecret::expose_secret(&second));
     }
 
     #[tokio::test]

@@ -179,10 +179,11 @@ impl Run {
         self.step(Step::Code, StepState::Running).await?;
         let vk = self.connector.vk.clone();
         let code = self.vk(vk.groups_get_callback_confirmation_code(&key.token, GroupId(self.group_id))).await?;
+        let by_user = self.store().setup(self.group_id).await?.map(|s| s.started_by).unwrap_or_default();
         let secret = self
             .connector
             .credentials
-            .rotate_for_setup(self.group_id, secrecy::ExposeSecret::expose_secret(&code))
+            .secret_for_setup(self.group_id, secrecy::ExposeSecret::expose_secret(&code), by_user)
             .await?;
         self.step(Step::Code, StepState::Done).await?;
         Ok(secret)

@@ -111,12 +111,20 @@ struct Migration {
 }
 
 /// Both backends have the same versions.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sqlite: include_str!("migrations/sqlite/0001_init.sql"),
-    postgres: include_str!("migrations/postgres/0001_init.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sqlite: include_str!("migrations/sqlite/0001_init.sql"),
+        postgres: include_str!("migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "previous_secret_window",
+        sqlite: include_str!("migrations/sqlite/0002_previous_secret_window.sql"),
+        postgres: include_str!("migrations/postgres/0002_previous_secret_window.sql"),
+    },
+];
 
 /// Creates the SQLite file owner-only (0600) and its missing folders 0700, before SQLite opens it: the file holds
 /// sealed tokens, session hashes and every event's text. SQLite gives the `-wal` and `-shm` files the database

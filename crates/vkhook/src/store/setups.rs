@@ -13,6 +13,8 @@ pub struct CommunitySettings {
     pub server_id: Option<i64>,
     pub secret: Option<String>,
     pub previous_secret: Option<String>,
+    /// Until when `previous_secret` is accepted (Unix ms).
+    pub previous_secret_until: Option<i64>,
     pub api_version: Option<String>,
     /// Comma-separated event types switched on.
     pub events: String,
@@ -35,7 +37,7 @@ impl CommunitySettings {
 }
 
 const SETTINGS_COLUMNS: &str = "group_id, confirmation_code, callback_configured, setup_mode, server_id, secret, \
-    previous_secret, api_version, events, community_token, token_scopes, status, vk_server_status, connected_at, \
+    previous_secret, previous_secret_until, api_version, events, community_token, token_scopes, status, vk_server_status, connected_at, \
     connected_by, last_check_at, last_error, last_error_at, last_confirmation_at";
 
 /// One step of the connect flow.
@@ -136,19 +138,30 @@ impl Store {
 
     /// Commits the confirmation code and the secrets before the server is added or edited at VK, so our endpoint
     /// can answer VK's confirmation the moment it arrives.
+    /// `previous_secret` is (sealed value, accepted until).
     pub async fn commit_confirmation(
         &self,
         group_id: i64,
         code: &str,
         secret: Option<&str>,
-        previous_secret: Option<&str>,
+        previous_secret: Option<(&str, i64)>,
         mode: SetupMode,
     ) -> StoreResult<()> {
         let q = "UPDATE community_settings SET confirmation_code = $2, secret = $3, previous_secret = $4, \
-                 setup_mode = $5, updated_at = $6 WHERE group_id = $1";
+                 previous_secret_until = $7, setup_mode = $5, updated_at = $6 WHERE group_id = $1";
+        let (previous, until) = previous_secret.unzip();
         on_pool!(self, pool => sqlx::query(q)
-            .bind(group_id).bind(code).bind(secret).bind(previous_secret).bind(mode).bind(now_ms())
+            .bind(group_id).bind(code).bind(secret).bind(previous).bind(mode).bind(now_ms()).bind(until)
             .execute(pool).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Commits a new confirmation code and leaves the secrets as they are (a setup that needs no new secret).
+    pub async fn commit_code(&self, group_id: i64, code: &str, mode: SetupMode) -> StoreResult<()> {
+        let q = "UPDATE community_settings SET confirmation_code = $2, setup_mode = $3, updated_at = $4 \
+                 WHERE group_id = $1";
+        on_pool!(self, pool => sqlx::query(q)
+            .bind(group_id).bind(code).bind(mode).bind(now_ms()).execute(pool).await?.rows_affected());
         Ok(())
     }
 
@@ -207,11 +220,11 @@ impl Store {
         Ok(())
     }
 
-    /// An event arrived with the new secret: the previous one is no longer accepted.
-    pub async fn retire_previous_secret(&self, group_id: i64) -> StoreResult<()> {
-        let q = "UPDATE community_settings SET previous_secret = NULL, updated_at = $2 WHERE group_id = $1 AND previous_secret IS NOT NULL";
-        on_pool!(self, pool => sqlx::query(q).bind(group_id).bind(now_ms()).execute(pool).await?.rows_affected());
-        Ok(())
+    /// Drops every previous secret whose window has passed (they are no longer accepted anyway). Returns how many.
+    pub async fn retire_expired_previous_secrets(&self, now: i64) -> StoreResult<u64> {
+        let q = "UPDATE community_settings SET previous_secret = NULL, previous_secret_until = NULL, updated_at = $1 \
+                 WHERE previous_secret IS NOT NULL AND (previous_secret_until IS NULL OR previous_secret_until <= $1)";
+        Ok(on_pool!(self, pool => sqlx::query(q).bind(now).execute(pool).await?.rows_affected()))
     }
 
     /// The first event of a manually set up community arrived: it is connected.
@@ -228,7 +241,7 @@ impl Store {
     pub async fn disconnect_community(&self, group_id: i64) -> StoreResult<()> {
         let q =
             "UPDATE community_settings SET confirmation_code = NULL, callback_configured = $2, setup_mode = 'api', \
-                 server_id = NULL, secret = NULL, previous_secret = NULL, api_version = NULL, events = '', \
+                 server_id = NULL, secret = NULL, previous_secret = NULL, previous_secret_until = NULL, api_version = NULL, events = '', \
                  community_token = NULL, token_scopes = '', status = 'not_connected', vk_server_status = NULL, \
                  connected_at = NULL, connected_by = NULL, last_error = NULL, last_error_at = NULL, updated_at = $3 \
                  WHERE group_id = $1";

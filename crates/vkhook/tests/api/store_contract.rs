@@ -21,7 +21,7 @@ macro_rules! contract {
                     let dir = super::TempDir::new("vkhook-store");
                     let url = format!("sqlite://{}/nested/dir/vkhook.db", dir.0.display());
                     let store = super::Store::connect(&url).await.unwrap();
-                    assert_eq!(store.migrate().await.unwrap(), vec![1]);
+                    assert_eq!(store.migrate().await.unwrap(), vec![1, 2]);
                     super::$body(&store).await;
                     store.close().await;
                 }
@@ -33,7 +33,7 @@ macro_rules! contract {
                 async fn $name() {
                     let Some(db) = super::PgDatabase::create(stringify!($name)).await else { return };
                     let store = super::Store::connect(&db.url).await.unwrap();
-                    assert_eq!(store.migrate().await.unwrap(), vec![1]);
+                    assert_eq!(store.migrate().await.unwrap(), vec![1, 2]);
                     super::$body(&store).await;
                     store.close().await;
                 }
@@ -52,6 +52,7 @@ contract! {
     sealed_values_are_listed_and_replaced_only_if_unchanged => sealed_values_are_listed_and_replaced_only_if_unchanged;
     a_dead_key_is_dropped_and_the_bot_paused_in_one_step => a_dead_key_is_dropped_and_the_bot_paused_in_one_step;
     a_connection_is_committed_confirmed_and_forgotten => a_connection_is_committed_confirmed_and_forgotten;
+    sealed_values_are_counted_by_key => sealed_values_are_counted_by_key;
     a_manual_setup_connects_on_its_first_event => a_manual_setup_connects_on_its_first_event;
     setup_runs_hold_a_lease => setup_runs_hold_a_lease;
     inbox_batches_store_each_event_once => inbox_batches_store_each_event_once;
@@ -67,7 +68,7 @@ contract! {
 
 async fn migrations_apply_once(store: &Store) {
     assert_eq!(store.migrate().await.unwrap(), Vec::<i64>::new(), "already migrated by the caller");
-    assert_eq!(store.applied_migrations().await.unwrap(), vec![1]);
+    assert_eq!(store.applied_migrations().await.unwrap(), vec![1, 2]);
     store.ping().await.unwrap();
 }
 
@@ -200,7 +201,13 @@ async fn a_dead_key_is_dropped_and_the_bot_paused_in_one_step(store: &Store) {
 
 async fn a_connection_is_committed_confirmed_and_forgotten(store: &Store) {
     store.upsert_community(&zerno()).await.unwrap();
-    store.commit_confirmation(1001, "code", Some("v1.k.s"), Some("v1.k.p"), SetupMode::Api).await.unwrap();
+    let until = now_ms() + 60_000;
+    store.commit_confirmation(1001, "code", Some("v1.k.s"), Some(("v1.k.p", until)), SetupMode::Api).await.unwrap();
+    assert_eq!(store.community_settings(1001).await.unwrap().unwrap().previous_secret_until, Some(until));
+    store.commit_code(1001, "code2", SetupMode::Api).await.unwrap();
+    let s = store.community_settings(1001).await.unwrap().unwrap();
+    assert_eq!((s.confirmation_code.as_deref(), s.secret.as_deref()), (Some("code2"), Some("v1.k.s")), "secret kept");
+    assert_eq!(s.previous_secret.as_deref(), Some("v1.k.p"), "and the previous one");
     store.mark_connected(1001, Some(5), "5.199", "message_new,like_add", Some(1)).await.unwrap();
     let s = store.community_settings(1001).await.unwrap().unwrap();
     assert_eq!((s.status, s.callback_configured, s.server_id), (CommunityStatus::Connected, true, Some(5)));
@@ -208,8 +215,10 @@ async fn a_connection_is_committed_confirmed_and_forgotten(store: &Store) {
     assert_eq!(store.connected_communities().await.unwrap(), Vec::<i64>::new(), "no key: nothing to reconcile");
     store.save_community_token(1001, "v1.k.t", "manage").await.unwrap();
     assert_eq!(store.connected_communities().await.unwrap(), vec![1001]);
-    store.retire_previous_secret(1001).await.unwrap();
-    assert_eq!(store.community_settings(1001).await.unwrap().unwrap().previous_secret, None);
+    assert_eq!(store.retire_expired_previous_secrets(until - 1).await.unwrap(), 0, "still in its window");
+    assert_eq!(store.retire_expired_previous_secrets(until).await.unwrap(), 1);
+    let s = store.community_settings(1001).await.unwrap().unwrap();
+    assert_eq!((s.previous_secret, s.previous_secret_until), (None, None));
     store.set_connection_status(1001, CommunityStatus::Failed, Some(ErrorKind::ServersLimit)).await.unwrap();
     let s = store.community_settings(1001).await.unwrap().unwrap();
     assert_eq!((s.status, s.last_error), (CommunityStatus::Failed, Some(ErrorKind::ServersLimit)));
@@ -218,6 +227,15 @@ async fn a_connection_is_committed_confirmed_and_forgotten(store: &Store) {
     store.disconnect_community(1001).await.unwrap();
     let s = store.community_settings(1001).await.unwrap().unwrap();
     assert_eq!((s.status, s.secret, s.community_token, s.server_id), (CommunityStatus::NotConnected, None, None, None));
+}
+
+async fn sealed_values_are_counted_by_key(store: &Store) {
+    store.upsert_community(&zerno()).await.unwrap();
+    let far = now_ms() + 60_000;
+    store.commit_confirmation(1001, "c", Some("v1.k1.AAAA"), Some(("v1.k2.AAAA", far)), SetupMode::Api).await.unwrap();
+    store.save_community_token(1001, "v1.k1.AAAA", "manage").await.unwrap();
+    let counted = store.sealed_key_use().await.unwrap();
+    assert_eq!(counted.into_iter().collect::<Vec<_>>(), vec![("k1".to_owned(), 2), ("k2".to_owned(), 1)]);
 }
 
 async fn a_manual_setup_connects_on_its_first_event(store: &Store) {
@@ -513,7 +531,7 @@ async fn concurrent_migrations_on_postgres_apply_once() {
     let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
     let mut applied = ra.unwrap();
     applied.extend(rb.unwrap());
-    assert_eq!(applied, vec![1], "exactly one instance applied it");
+    assert_eq!(applied, vec![1, 2], "exactly one instance applied each");
     a.close().await;
     b.close().await;
 }
