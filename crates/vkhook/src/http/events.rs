@@ -30,6 +30,8 @@ pub struct EventView {
     pub status_class: &'static str,
     pub did: String,
     pub can_replay: bool,
+    /// A private message shown to someone who is not an administrator: no text, no reply, no raw event.
+    pub hidden: bool,
 }
 
 fn status_label(t: &'static Msg, status: EventStatus) -> (&'static str, &'static str) {
@@ -94,6 +96,13 @@ pub fn describe(t: &'static Msg, row: &InboxRow) -> String {
     }
 }
 
+/// Private messages between a person and the community: VK shows them to the community's administrators only, not
+/// to editors or moderators (dev.vk.com, "Управление сообществом": messages are an administrator's right). So do we,
+/// for the text, the bot's reply and the raw event.
+pub fn is_private_message(event_type: &str) -> bool {
+    event_type.starts_with("message_")
+}
+
 /// Who and what, from the stored event.
 fn who_and_text(row: &InboxRow) -> (Option<i64>, String) {
     let Ok(envelope) = vk::parse(row.payload.as_bytes()) else { return (None, String::new()) };
@@ -102,8 +111,11 @@ fn who_and_text(row: &InboxRow) -> (Option<i64>, String) {
     (event.actor(), text)
 }
 
-pub fn event_view(t: &'static Msg, row: &InboxRow) -> EventView {
+/// One row of the log, as `is_admin` may see it.
+pub fn event_view(t: &'static Msg, row: &InboxRow, is_admin: bool) -> EventView {
+    let hidden = !is_admin && is_private_message(&row.event_type);
     let (who, text) = who_and_text(row);
+    let text = if hidden { t.private_message_hidden.to_owned() } else { text };
     let (status_label, status_class) = status_label(t, row.status);
     let (who, who_link) = match who {
         Some(id) if id > 0 => (format!("id{id}"), Some(format!("https://vk.com/id{id}"))),
@@ -120,8 +132,9 @@ pub fn event_view(t: &'static Msg, row: &InboxRow) -> EventView {
         status: row.status.as_str(),
         status_label,
         status_class,
-        did: describe(t, row),
+        did: if hidden { String::new() } else { describe(t, row) },
         can_replay: row.status.can_replay(),
+        hidden,
     }
 }
 
@@ -171,7 +184,7 @@ pub async fn show_events(
         )
         .await?;
     let more = rows.len() as i64 > PAGE;
-    let events: Vec<EventView> = rows.iter().take(PAGE as usize).map(|r| event_view(t, r)).collect();
+    let events: Vec<EventView> = rows.iter().take(PAGE as usize).map(|r| event_view(t, r, is_admin)).collect();
     let older = more.then(|| {
         let last = events.last().map(|e| e.id).unwrap_or_default();
         let mut pairs = vec![("before", last.to_string())];
@@ -198,13 +211,21 @@ pub async fn show_events(
     })
 }
 
-/// The raw event (as stored: without `secret`), pretty-printed.
+/// The raw event (as stored: without `secret`), pretty-printed; a private message's only for administrators.
 pub async fn show_raw_event(
     State(app): State<AppState>,
-    Managed { community, .. }: Managed,
+    managed: Managed,
     Path((_, event)): Path<(String, i64)>,
 ) -> AppResult<Response> {
+    let community = &managed.community;
     let row = app.store.inbox_event(community.id, event).await?.ok_or(AppError::NotFound)?;
+    if !managed.is_admin() && is_private_message(&row.event_type) {
+        return Err(AppError::shown_with_back(
+            Problem::Forbidden,
+            |t| t.private_message_hidden,
+            format!("/communities/{}/events", community.id),
+        ));
+    }
     let pretty = serde_json::from_str::<serde_json::Value>(&row.payload)
         .and_then(|v| serde_json::to_string_pretty(&v))
         .unwrap_or(row.payload);

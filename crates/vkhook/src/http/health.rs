@@ -9,12 +9,15 @@ use crate::health::{self, LastError, Repair};
 use crate::i18n::{fill, Msg};
 use crate::model::LogEntry;
 
-use super::access::Managed;
+use super::access::Administered;
 use super::notice::Notice;
 use super::render::format_time;
 
-/// «Проверить»: a reconcile pass for this community, now.
-pub async fn check_now(State(app): State<AppState>, Managed { community, .. }: Managed) -> AppResult<Response> {
+/// «Проверить»: a reconcile pass for this community, now. Administrators only: a repair may give VK a new secret.
+pub async fn check_now(
+    State(app): State<AppState>,
+    Administered { community, .. }: Administered,
+) -> AppResult<Response> {
     let notice = match app.reconciler.reconcile(community.id).await? {
         Repair::InOrder | Repair::Skipped => Notice::CheckedInOrder,
         Repair::SetupStarted(_) | Repair::SettingsRestored | Repair::NeedsReauth => Notice::CheckedRepaired,

@@ -147,3 +147,43 @@ async fn every_page_says_how_browsers_may_use_it_and_private_pages_are_not_cache
         assert!(r.headers().contains_key("content-security-policy"), "{path}");
     }
 }
+
+#[tokio::test]
+async fn editors_see_that_a_private_message_came_but_not_its_text_and_cannot_press_check() {
+    let app = TestApp::spawn().await;
+    // «Городские новости»: user 4 administers it, user 1 is an editor.
+    app.sign_in(4).await;
+    app.get("/communities").await;
+    let consent = vk_sandbox::testing::Consent::allow(4);
+    assert_eq!(app.press_connect(1003, &[], Some(consent)).await.status(), 200);
+    assert_eq!(app.finished_setup(1003).await.state, vkhook::model::SetupState::Done);
+    app.store().set_bot_settings(1003, true, true, Some("Спасибо, ответим!")).await.unwrap();
+    app.sandbox.message(1003, 2, "Мой адрес: ул. Тайная, 5").unwrap();
+    eventually(10, "the message answered", || async {
+        let rows = app.driver.events(1003, None, None).await;
+        rows.iter().any(|r| r.event_type == "message_new" && r.status == vkhook::model::EventStatus::Done).then_some(())
+    })
+    .await;
+    let admin_log = app.get("/communities/1003/events").await.text().await.unwrap();
+    assert!(admin_log.contains("ул. Тайная") && admin_log.contains("Спасибо, ответим!"), "{admin_log}");
+
+    let editor =
+        Driver::new(TestApp::sign_in_elsewhere(&app, 1).await, app.url.clone(), &app.sandbox, app.store().clone());
+    editor.get("/communities").await;
+    let r = editor.get("/communities/1003/events").await;
+    assert_eq!(r.status(), 200);
+    let log = r.text().await.unwrap();
+    assert!(log.contains("message_new") && log.contains("видят только администраторы"), "{log}");
+    assert!(
+        !log.contains("ул. Тайная") && !log.contains("Спасибо, ответим!"),
+        "neither the text nor the reply:\n{log}"
+    );
+    let id = app.driver.events(1003, None, None).await.into_iter().find(|r| r.event_type == "message_new").unwrap().id;
+    let raw = editor.get(&format!("/communities/1003/events/{id}")).await;
+    assert_eq!(raw.status(), 403);
+    assert!(!raw.text().await.unwrap().contains("ул. Тайная"));
+    let page = editor.get("/communities/1003").await.text().await.unwrap();
+    assert!(!page.contains("id=\"check-now\""), "no «Проверить» for an editor");
+    let r = editor.post_with_csrf("/communities/1003", "/communities/1003/check", &[]).await;
+    assert_eq!(r.status(), 403);
+}
