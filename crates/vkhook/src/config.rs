@@ -101,6 +101,14 @@ pub struct Timing {
     pub reconcile_every: Duration,
     /// After a secret rotation, how long the previous secret is still accepted.
     pub previous_secret_window: Duration,
+    /// A session nobody signed in with is removed after this long unused.
+    pub anonymous_session_idle: Duration,
+    /// How often expired sessions, authorizations and previous secrets are removed.
+    pub housekeeping_every: Duration,
+    /// Anonymous sign-in starts per client address per minute.
+    pub logins_per_minute: u32,
+    /// «Проверить» presses per community per minute.
+    pub checks_per_minute: u32,
 }
 
 impl Default for Timing {
@@ -118,6 +126,10 @@ impl Default for Timing {
             bot_concurrency: 32,
             reconcile_every: Duration::from_secs(300),
             previous_secret_window: crate::credentials::PREVIOUS_SECRET_WINDOW,
+            anonymous_session_idle: Duration::from_secs(15 * 60),
+            housekeeping_every: Duration::from_secs(60),
+            logins_per_minute: 20,
+            checks_per_minute: 5,
         }
     }
 }

@@ -39,6 +39,8 @@ pub enum Problem {
     TooLarge,
     /// VK refused or did not answer.
     VkUnavailable,
+    /// Over an abuse limit: try again after this many seconds (sent as `Retry-After`).
+    TooMany { retry_after_secs: u64 },
 }
 
 impl Problem {
@@ -50,6 +52,7 @@ impl Problem {
             Problem::Conflict => StatusCode::CONFLICT,
             Problem::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Problem::VkUnavailable => StatusCode::BAD_GATEWAY,
+            Problem::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 }
@@ -155,7 +158,11 @@ impl IntoResponse for AppError {
             AppError::Forbidden => page(StatusCode::FORBIDDEN, |t| t.error_forbidden),
             AppError::Csrf => page(StatusCode::FORBIDDEN, |t| t.error_csrf),
             AppError::Shown { problem, message, back } => {
-                ErrorPage { status: problem.status(), message, back }.response()
+                let mut response = ErrorPage { status: problem.status(), message, back }.response();
+                if let Problem::TooMany { retry_after_secs } = problem {
+                    response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(retry_after_secs));
+                }
+                response
             }
             AppError::SignInRequired => Redirect::to("/").into_response(),
             AppError::SignInAgain => {

@@ -23,6 +23,7 @@ pub fn start(app: AppState) -> Workers {
             tracing::warn!(error = %e, "could not look for interrupted setups");
         }
     }));
+    tasks.push(tokio::spawn(run_housekeeping(app.clone(), stopped.clone())));
     if app.settings.role.runs_workers() {
         tasks.push(tokio::spawn(run_bot(app.clone(), stopped.clone())));
         tasks.push(tokio::spawn(run_reconciler(app, stopped)));
@@ -82,6 +83,41 @@ async fn run_bot(app: AppState, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// Every `housekeeping_every`, on every instance: removes expired sessions (anonymous ones after minutes unused),
+/// stale pending authorizations and previous secrets past their window.
+async fn run_housekeeping(app: AppState, mut stop: watch::Receiver<bool>) {
+    let timing = app.settings.timing.clone();
+    let every = timing.housekeeping_every.max(std::time::Duration::from_millis(10));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let now = now_ms();
+        let before = |d: std::time::Duration| now - d.as_millis() as i64;
+        let sessions = app
+            .store
+            .delete_expired_sessions(
+                before(timing.session_idle),
+                before(timing.session_absolute),
+                before(timing.anonymous_session_idle),
+                now - crate::accounts::OAUTH_STATE_TTL_MS,
+            )
+            .await;
+        match sessions {
+            Ok(n) if n > 0 => tracing::debug!(sessions = n, "expired sessions removed"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not remove expired sessions"),
+        }
+        if let Err(e) = app.credentials.retire_expired_previous_secrets().await {
+            tracing::warn!(error = %e, "could not drop expired previous secrets");
+        }
+    }
+}
+
 /// Runs a reconcile pass every `reconcile_every` (and resumes interrupted setups) until stopped.
 async fn run_reconciler(app: AppState, mut stop: watch::Receiver<bool>) {
     let every = app.settings.timing.reconcile_every.max(std::time::Duration::from_millis(100));
@@ -95,9 +131,6 @@ async fn run_reconciler(app: AppState, mut stop: watch::Receiver<bool>) {
         }
         if let Err(e) = app.connector.resume_abandoned().await {
             tracing::warn!(error = %e, "could not look for interrupted setups");
-        }
-        if let Err(e) = app.credentials.retire_expired_previous_secrets().await {
-            tracing::warn!(error = %e, "could not drop expired previous secrets");
         }
         match app.reconciler.reconcile_all().await {
             Ok(n) => tracing::debug!(communities = n, "reconcile pass done"),

@@ -21,6 +21,7 @@ use crate::connect::{ConnectConfig, Connector};
 use crate::credentials::Credentials;
 use crate::health::Reconciler;
 use crate::hooks::Hooks;
+use crate::http::limits::RateLimiter;
 use crate::metrics::{Metrics, VkObserver};
 use crate::receiver::{Receiver, Writer};
 use crate::store::{BackendKind, Store};
@@ -49,6 +50,10 @@ pub struct Inner {
     pub reconciler: Reconciler,
     /// Who holds leases: this process.
     pub instance_id: String,
+    /// Anonymous sign-in starts per client address.
+    pub login_limit: RateLimiter<std::net::IpAddr>,
+    /// «Проверить» per community.
+    pub check_limit: RateLimiter<i64>,
 }
 
 impl std::ops::Deref for AppState {
@@ -144,12 +149,16 @@ impl Services {
     }
 }
 
+const MINUTE: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl AppState {
     pub fn new(settings: Settings, store: Store, public_url: Url) -> anyhow::Result<AppState> {
         let vault = Arc::new(Vault::from_spec(&settings.token_keys).context("VKHOOK_TOKEN_KEYS")?);
         let metrics = Arc::new(Metrics::default());
         let (vk, oauth) = vk_clients(&settings, &metrics)?;
         let timing = &settings.timing;
+        let login_limit = RateLimiter::new(timing.logins_per_minute, MINUTE);
+        let check_limit = RateLimiter::new(timing.checks_per_minute, MINUTE);
         let parts = Parts {
             writers: match store.kind() {
                 BackendKind::Sqlite => 1,
@@ -190,6 +199,8 @@ impl AppState {
             bot: services.bot,
             reconciler: services.reconciler,
             instance_id: format!("{}-{}", std::process::id(), vk::oauth::random_urlsafe(6)),
+            login_limit,
+            check_limit,
         };
         Ok(AppState { inner: Arc::new(inner) })
     }

@@ -1,7 +1,7 @@
 //! Landing page, VK ID sign-in, sign-out and the language switch.
 
 use askama::Template;
-use axum::extract::{Form, Query, State};
+use axum::extract::{ConnectInfo, Form, Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -47,11 +47,24 @@ pub async fn user_name(app: &AppState, viewer: &Viewer) -> AppResult<Option<Stri
     Ok(app.store.user(user_id).await?.map(|u| format!("{} {}", u.first_name, u.last_name)))
 }
 
-/// «Войти через VK ID»: a session (anonymous until signed in) holds the pending state and verifier.
-pub async fn start_login(State(app): State<AppState>, viewer: Viewer) -> AppResult<Response> {
+/// «Войти через VK ID»: a session (anonymous until signed in) holds the pending state and verifier. Each start
+/// writes rows, so starts without a session are limited per client address.
+pub async fn start_login(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: axum::http::HeaderMap,
+    viewer: Viewer,
+) -> AppResult<Response> {
     let (cookie, session) = match viewer.session {
         Some(s) => (None, s),
         None => {
+            let client = super::limits::client_address(peer, &headers);
+            if let Err(wait) = app.login_limit.hit(client) {
+                tracing::info!(%client, "sign-in starts over the limit: 429");
+                return Err(AppError::shown(Problem::TooMany { retry_after_secs: wait.as_secs().max(1) }, |t| {
+                    t.error_too_many
+                }));
+            }
             let (cookie, s) = session::start_session(&app, None).await?;
             (Some(cookie), s)
         }

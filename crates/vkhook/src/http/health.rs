@@ -18,6 +18,13 @@ pub async fn check_now(
     State(app): State<AppState>,
     Administered { community, .. }: Administered,
 ) -> AppResult<Response> {
+    if let Err(wait) = app.check_limit.hit(community.id) {
+        return Err(crate::error::AppError::shown_with_back(
+            crate::error::Problem::TooMany { retry_after_secs: wait.as_secs().max(1) },
+            |t| t.error_too_many,
+            format!("/communities/{}#health", community.id),
+        ));
+    }
     let notice = match app.reconciler.reconcile(community.id).await? {
         Repair::InOrder | Repair::Skipped => Notice::CheckedInOrder,
         Repair::SetupStarted(_) | Repair::SettingsRestored | Repair::NeedsReauth => Notice::CheckedRepaired,

@@ -19,6 +19,7 @@ pub mod connect;
 pub mod events;
 pub mod forms;
 pub mod health;
+pub mod limits;
 pub mod notice;
 pub mod render;
 pub mod rules;

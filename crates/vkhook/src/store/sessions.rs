@@ -52,16 +52,23 @@ impl Store {
         Ok(())
     }
 
-    /// Removes sessions idle since `idle_before` or created before `created_before`, and stale OAuth states.
+    /// Removes sessions idle since `idle_before` or created before `created_before`, anonymous ones (nobody signed
+    /// in) idle since `anonymous_idle_before`, and stale OAuth states. Returns how many sessions went.
     pub async fn delete_expired_sessions(
         &self,
         idle_before: i64,
         created_before: i64,
+        anonymous_idle_before: i64,
         states_before: i64,
     ) -> StoreResult<u64> {
-        let q = "DELETE FROM sessions WHERE last_seen_at < $1 OR created_at < $2";
-        let n = on_pool!(self, pool => sqlx::query(q).bind(idle_before).bind(created_before).execute(pool).await?.rows_affected());
-        let q = "DELETE FROM oauth_states WHERE created_at < $1";
+        let q = "DELETE FROM sessions WHERE last_seen_at < $1 OR created_at < $2 \
+                 OR (user_id IS NULL AND last_seen_at < $3)";
+        let n = on_pool!(self, pool => sqlx::query(q)
+            .bind(idle_before).bind(created_before).bind(anonymous_idle_before)
+            .execute(pool).await?.rows_affected());
+        // A pending authorization lives as long as its session, at most its own TTL.
+        let q = "DELETE FROM oauth_states WHERE created_at < $1 \
+                 OR NOT EXISTS (SELECT 1 FROM sessions WHERE sessions.id_hash = oauth_states.session_hash)";
         on_pool!(self, pool => sqlx::query(q).bind(states_before).execute(pool).await?.rows_affected());
         Ok(n)
     }

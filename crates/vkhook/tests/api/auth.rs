@@ -1,6 +1,7 @@
 //! Signing in with VK ID, sessions, and what happens when VK ID says no.
 
 use vk_sandbox::testing::Consent;
+use vkhook::config::Timing;
 
 use crate::helpers::*;
 
@@ -271,4 +272,53 @@ async fn two_requests_that_refresh_at_once_both_stay_signed_in() {
     }
     assert!(app.store().user_tokens(1).await.unwrap().is_some(), "the tokens are kept");
     assert_eq!(app.get("/communities").await.status(), 200);
+}
+
+/// A client with no cookie jar and no redirects: every request comes without a session, as from a script.
+fn anonymous() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+#[tokio::test]
+async fn anonymous_sign_in_starts_are_limited_per_address_with_429_and_retry_after() {
+    let app = TestApp::spawn().await;
+    let url = format!("{}/auth/vk/login", app.url);
+    let limit = Timing::default().logins_per_minute;
+    for i in 0..limit {
+        assert_eq!(anonymous().get(&url).send().await.unwrap().status(), 303, "start {i}");
+    }
+    let r = anonymous().get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert!(r.text().await.unwrap().contains("Слишком много попыток"));
+    // Someone behind another address (as a local proxy says) is not held up.
+    let other = anonymous().get(&url).header("x-forwarded-for", "203.0.113.7").send().await.unwrap();
+    assert_eq!(other.status(), 303);
+}
+
+#[tokio::test]
+async fn an_unused_anonymous_session_and_its_pending_sign_in_expire_within_minutes() {
+    let timing = Timing {
+        anonymous_session_idle: std::time::Duration::from_millis(100),
+        housekeeping_every: std::time::Duration::from_millis(20),
+        ..Options::default().timing
+    };
+    let app = TestApp::spawn_with(Options { timing, ..Default::default() }).await;
+    let r = anonymous().get(format!("{}/auth/vk/login", app.url)).send().await.unwrap();
+    let session = set_cookie_value(&r, "vkhook_session").expect("an anonymous session");
+    let to_vk = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    let state = to_vk.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
+    let session_hash = vkhook::accounts::hash_hex(&session);
+    assert!(app.store().session(&session_hash).await.unwrap().is_some());
+    eventually(10, "the anonymous session removed", || async {
+        app.store().session(&session_hash).await.unwrap().is_none().then_some(())
+    })
+    .await;
+    let pending = app.store().take_oauth_state(&vkhook::accounts::hash_hex(&state)).await.unwrap();
+    assert!(pending.is_none(), "its pending sign-in went with it");
+    // A signed-in session is not anonymous: it stays.
+    app.sign_in(1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(app.get("/communities").await.status(), 200, "still signed in");
 }

@@ -187,3 +187,31 @@ async fn editors_see_that_a_private_message_came_but_not_its_text_and_cannot_pre
     let r = editor.post_with_csrf("/communities/1003", "/communities/1003/check", &[]).await;
     assert_eq!(r.status(), 403);
 }
+
+#[tokio::test]
+async fn check_is_limited_per_community() {
+    let app = TestApp::spawn().await;
+    app.sign_in(1).await;
+    app.connect(1001).await;
+    let limit = vkhook::config::Timing::default().checks_per_minute;
+    for i in 0..limit {
+        let r = app.post_with_csrf("/communities/1001", "/communities/1001/check", &[]).await;
+        assert_eq!(r.status(), 303, "press {i}");
+    }
+    let vk_calls = || async {
+        let metrics = app.get("/metrics").await.text().await.unwrap();
+        let calls: u64 = metrics
+            .lines()
+            .filter(|l| l.starts_with("vkhook_vk_requests_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        calls
+    };
+    let csrf = csrf_from(&app.get("/communities/1001").await.text().await.unwrap()).unwrap();
+    let before = vk_calls().await;
+    assert!(before > 0);
+    let r = app.post_form("/communities/1001/check", &[("csrf", csrf.as_str())]).await;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(vk_calls().await, before, "no VK call for a refused press");
+}

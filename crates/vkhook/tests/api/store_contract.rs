@@ -126,11 +126,17 @@ async fn sessions_are_touched_and_expire(store: &Store) {
     store.insert_session(&anonymous).await.unwrap();
     store.touch_session("h1", 2000).await.unwrap();
     assert_eq!(store.session("h1").await.unwrap().unwrap().last_seen_at, 2000);
-    assert_eq!(store.delete_expired_sessions(2500, 0, 0).await.unwrap(), 1);
+    assert_eq!(store.delete_expired_sessions(2500, 0, 0, 0).await.unwrap(), 1);
     assert_eq!(store.session("h1").await.unwrap(), None);
     assert!(store.session("h2").await.unwrap().is_some());
-    store.delete_session("h2").await.unwrap();
+    // An anonymous session goes sooner: unused since before `anonymous_idle_before`.
+    let signed_in = SessionRow { id_hash: "h3".into(), user_id: Some(1), created_at: 5000, last_seen_at: 5000, ..s };
+    store.insert_session(&signed_in).await.unwrap();
+    assert_eq!(store.delete_expired_sessions(0, 0, 5001, 0).await.unwrap(), 1);
     assert_eq!(store.session("h2").await.unwrap(), None);
+    assert!(store.session("h3").await.unwrap().is_some(), "a signed-in one keeps its own expiry");
+    store.delete_session("h3").await.unwrap();
+    assert_eq!(store.session("h3").await.unwrap(), None);
 }
 
 async fn oauth_states_are_single_use(store: &Store) {
