@@ -109,6 +109,8 @@ pub struct Timing {
     pub logins_per_minute: u32,
     /// «Проверить» presses per community per minute.
     pub checks_per_minute: u32,
+    /// How long a role VK confirmed is trusted before a change asks VK again.
+    pub role_ttl: Duration,
 }
 
 impl Default for Timing {
@@ -130,6 +132,7 @@ impl Default for Timing {
             housekeeping_every: Duration::from_secs(60),
             logins_per_minute: 20,
             checks_per_minute: 5,
+            role_ttl: Duration::from_secs(180),
         }
     }
 }

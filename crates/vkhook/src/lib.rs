@@ -16,6 +16,7 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod receiver;
+pub mod roles;
 pub mod store;
 #[cfg(test)]
 mod testkit;

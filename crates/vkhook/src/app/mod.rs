@@ -24,6 +24,7 @@ use crate::hooks::Hooks;
 use crate::http::limits::RateLimiter;
 use crate::metrics::{Metrics, VkObserver};
 use crate::receiver::{Receiver, Writer};
+use crate::roles::Roles;
 use crate::store::{BackendKind, Store};
 use crate::vault::Vault;
 
@@ -54,6 +55,8 @@ pub struct Inner {
     pub login_limit: RateLimiter<std::net::IpAddr>,
     /// «Проверить» per community.
     pub check_limit: RateLimiter<i64>,
+    /// Roles confirmed at VK before changes.
+    pub roles: Roles,
 }
 
 impl std::ops::Deref for AppState {
@@ -184,6 +187,7 @@ impl AppState {
         };
         let services = Services::wire(&parts);
         let Parts { store, vault, vk, hooks, metrics, public_url, .. } = parts;
+        let roles = Roles::new(services.accounts.clone(), vk.clone(), store.clone(), settings.timing.role_ttl);
         let inner = Inner {
             settings,
             store,
@@ -201,6 +205,7 @@ impl AppState {
             instance_id: format!("{}-{}", std::process::id(), vk::oauth::random_urlsafe(6)),
             login_limit,
             check_limit,
+            roles,
         };
         Ok(AppState { inner: Arc::new(inner) })
     }

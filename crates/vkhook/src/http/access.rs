@@ -51,12 +51,13 @@ impl FromRequestParts<AppState> for Administered {
     type Rejection = AppError;
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> AppResult<Self> {
         let managed = Managed::from_request_parts(parts, app).await?;
+        let back = format!("/communities/{}", managed.community.id);
         if !managed.is_admin() {
-            return Err(AppError::shown_with_back(
-                Problem::Forbidden,
-                |t| t.error_forbidden,
-                format!("/communities/{}", managed.community.id),
-            ));
+            return Err(AppError::shown_with_back(Problem::Forbidden, |t| t.error_forbidden, back));
+        }
+        // The stored role may be stale: VK decides, before any change.
+        if !app.roles.is_admin_at_vk(managed.user.user_id, managed.community.id).await? {
+            return Err(AppError::shown_with_back(Problem::Forbidden, |t| t.err_no_longer_admin, "/communities"));
         }
         Ok(Administered { user: managed.user, community: managed.community })
     }

@@ -57,10 +57,6 @@ struct CommunityListPage {
     add_error: Option<&'static str>,
 }
 
-fn community_row(g: &vk::Group) -> CommunityRow {
-    CommunityRow { id: g.id.0, name: g.name.clone(), screen_name: g.screen_name.clone(), photo: g.photo_100.clone() }
-}
-
 /// Why the list could not come from VK.
 #[derive(Clone, Copy)]
 enum ListProblem {
@@ -86,7 +82,7 @@ async fn refresh_from_vk(app: &AppState, user_id: i64) -> AppResult<Option<ListP
             let managed: Vec<(CommunityRow, Role)> = list
                 .items
                 .iter()
-                .filter_map(|g| g.admin_level.map(|level| (community_row(g), Role::from_admin_level(level))))
+                .filter_map(|g| g.admin_level.map(|level| (CommunityRow::from_vk(g), Role::from_admin_level(level))))
                 .collect();
             app.store.set_user_communities(user_id, &managed).await?;
             Ok(None)
@@ -208,7 +204,7 @@ pub async fn add_community(
     let Some(level) = group.admin_level else {
         return list_page(&app, &user, &viewer, None, Some(t.add_community_not_managed)).await;
     };
-    app.store.add_user_community(user.user_id, &community_row(&group), Role::from_admin_level(level)).await?;
+    app.store.add_user_community(user.user_id, &CommunityRow::from_vk(&group), Role::from_admin_level(level)).await?;
     tracing::info!(user_id = user.user_id, group_id = group.id.0, "community added by link");
     Ok(Redirect::to(&format!("/communities/{}", group.id.0)).into_response())
 }

@@ -11,6 +11,18 @@ pub struct CommunityRow {
     pub photo: Option<String>,
 }
 
+impl CommunityRow {
+    /// The row for a community as VK describes it (`groups.get` / `groups.getById`).
+    pub fn from_vk(g: &vk::Group) -> CommunityRow {
+        CommunityRow {
+            id: g.id.0,
+            name: g.name.clone(),
+            screen_name: g.screen_name.clone(),
+            photo: g.photo_100.clone(),
+        }
+    }
+}
+
 /// A community as one of its managers sees it in the list.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct UserCommunity {

@@ -215,3 +215,27 @@ async fn check_is_limited_per_community() {
     assert!(r.headers().contains_key("retry-after"));
     assert_eq!(vk_calls().await, before, "no VK call for a refused press");
 }
+
+#[tokio::test]
+async fn an_administrator_removed_at_vk_can_change_nothing() {
+    let timing = vkhook::config::Timing { role_ttl: std::time::Duration::ZERO, ..Options::default().timing };
+    let app = TestApp::spawn_with(Options { timing, ..Default::default() }).await;
+    app.sign_in(1).await;
+    app.connect(1001).await;
+    let csrf = csrf_from(&app.get("/communities/1001").await.text().await.unwrap()).unwrap();
+    let rule = [("csrf", csrf.as_str()), ("keywords", "цена"), ("reply", "Цены в меню.")];
+    assert_eq!(app.post_form("/communities/1001/rules", &rule).await.status(), 303, "an administrator may");
+    // At VK, Анна is no longer an administrator of «Кофейня «Зерно»»; her page here was loaded before.
+    app.sandbox.world().group_mut(1001).unwrap().admins.remove(&1);
+    let r = app.post_form("/communities/1001/rules", &rule).await;
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("больше не администратор"), "a clear refusal");
+    // From then on the community is not in her list here either: nothing else goes through.
+    for path in ["/communities/1001/disconnect", "/communities/1001/connect", "/communities/1001/check"] {
+        let r = app.post_form(path, &[("csrf", csrf.as_str())]).await;
+        assert_eq!(r.status(), 404, "{path}");
+    }
+    assert_eq!(app.store().rules(1001).await.unwrap().len(), 1, "no second rule");
+    assert_eq!(app.sandbox.servers(1001).len(), 1, "still connected");
+    assert!(app.store().community_for_user(1, 1001).await.unwrap().is_none(), "and the stored list follows VK");
+}
