@@ -13,13 +13,15 @@ use crate::accounts::{AccountError, Accounts};
 use crate::model::Role;
 use crate::store::{CommunityRow, Store};
 
+/// (user, community) → the role VK gave (none: not a manager), and when.
+type Seen = HashMap<(i64, i64), (Option<Role>, Instant)>;
+
 pub struct Roles {
     accounts: Accounts,
     vk: vk::Client,
     store: Store,
     ttl: Duration,
-    /// (user, community) → the role VK gave, and when.
-    seen: Mutex<HashMap<(i64, i64), (Option<Role>, Instant)>>,
+    seen: Mutex<Seen>,
 }
 
 impl Roles {
