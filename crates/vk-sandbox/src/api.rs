@@ -276,6 +276,7 @@ fn edit_callback_server(world: &mut World, call: &Call, fx: &mut Effects) -> Api
     let group_id = manage_group(world, call)?;
     let server_id = call.require_int("server_id")?;
     let url = check_url(call.str("url").unwrap_or_default())?;
+    let keeps_failed = world.edit_keeps_failed;
     let group = world.group_mut(group_id).expect("checked");
     let server = group.server_mut(server_id).ok_or_else(|| standard_error(104))?;
     server.url = url;
@@ -283,7 +284,9 @@ fn edit_callback_server(world: &mut World, call: &Call, fx: &mut Effects) -> Api
     if let Some(secret) = call.str("secret_key") {
         server.secret_key = secret.to_owned();
     }
-    fx.confirmations.push((group_id, server_id));
+    if !(keeps_failed && server.status == crate::world::ServerStatus::Failed) {
+        fx.confirmations.push((group_id, server_id));
+    }
     Ok(json!(1))
 }
 

@@ -265,6 +265,20 @@ pub async fn post_dedup(State(shared): State<Shared>, Json(d): Json<Dedup>) -> J
     Json(json!({"forget": d.forget}))
 }
 
+/// VK's behaviour where its documentation is silent (see the fields of `World`).
+#[derive(Debug, Deserialize)]
+pub struct Behaviour {
+    pub edit_keeps_failed: Option<bool>,
+}
+
+pub async fn post_behaviour(State(shared): State<Shared>, Json(b): Json<Behaviour>) -> Json<Value> {
+    let mut world = shared.world();
+    if let Some(keep) = b.edit_keeps_failed {
+        world.edit_keeps_failed = keep;
+    }
+    Json(json!({"edit_keeps_failed": world.edit_keeps_failed}))
+}
+
 /// What VK support granted our app.
 #[derive(Debug, Deserialize)]
 pub struct AppSettings {

@@ -121,6 +121,7 @@ pub fn router(shared: Shared) -> Router {
         .route("/_sandbox/clock", post(control::post_clock))
         .route("/_sandbox/dedup", post(control::post_dedup))
         .route("/_sandbox/app", post(control::post_app))
+        .route("/_sandbox/behaviour", post(control::post_behaviour))
         .route("/_sandbox/users/{id}", post(control::post_user))
         .route("/_sandbox/ui/comment", post(control::ui_comment))
         .route("/_sandbox/ui/message", post(control::ui_message))

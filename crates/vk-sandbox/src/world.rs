@@ -253,6 +253,10 @@ pub struct World {
     /// VK keeps `random_id`s and `guid`s for a time it does not document. When set, the sandbox forgets them at
     /// once, so a client that sends the same reply twice gets two (`/_sandbox/dedup`).
     pub forget_dedup_keys: bool,
+    /// VK's documentation does not say whether `groups.editCallbackServer` sends a new confirmation to a server
+    /// VK has set to `failed`. `true`: it does not, and the server stays `failed` (a client must delete it and add
+    /// a fresh one); `false` (default): an edit confirms again, as for any server.
+    pub edit_keeps_failed: bool,
     /// Callback bodies this sandbox sent that VK's callback schema (`callback/objects.json`) does not allow; tests
     /// assert it stays empty.
     pub callback_violations: Vec<String>,
@@ -307,6 +311,7 @@ impl World {
             rate: HashMap::new(),
             clock_offset: 0,
             forget_dedup_keys: false,
+            edit_keeps_failed: false,
             callback_violations: Vec::new(),
         };
         let now = world.now();

@@ -111,6 +111,8 @@ pub struct Timing {
     pub checks_per_minute: u32,
     /// How long a role VK confirmed is trusted before a change asks VK again.
     pub role_ttl: Duration,
+    /// How long our server may stay `failed` after an edit before it is replaced by a fresh one.
+    pub failed_server_grace: Duration,
 }
 
 impl Default for Timing {
@@ -133,6 +135,7 @@ impl Default for Timing {
             logins_per_minute: 20,
             checks_per_minute: 5,
             role_ttl: Duration::from_secs(180),
+            failed_server_grace: Duration::from_secs(5),
         }
     }
 }

@@ -112,6 +112,7 @@ impl Kit {
                 confirm_timeout: Duration::from_secs(5),
                 retry: vk::RetryPolicy::none(),
                 previous_secret_window: crate::credentials::PREVIOUS_SECRET_WINDOW,
+                failed_grace: Duration::from_millis(100),
             },
             bot: BotConfig {
                 retry: vk::Backoff::new(Duration::from_millis(5), Duration::from_millis(20)),

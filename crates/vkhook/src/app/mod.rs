@@ -182,6 +182,7 @@ impl AppState {
                 confirm_timeout: timing.setup_confirm_timeout,
                 retry: settings.vk.retry,
                 previous_secret_window: timing.previous_secret_window,
+                failed_grace: timing.failed_server_grace,
             },
             bot: BotConfig { retry: timing.bot_retry, max_attempts: timing.bot_max_attempts, lease: timing.bot_lease },
         };

@@ -73,6 +73,8 @@ pub struct ConnectConfig {
     pub retry: vk::RetryPolicy,
     /// After a rotation, how long the previous callback secret is still accepted (VK's retry window).
     pub previous_secret_window: Duration,
+    /// How long our edited server may keep a `failed` status before it is deleted and added afresh.
+    pub failed_grace: Duration,
 }
 
 /// Everything the connect flow uses.

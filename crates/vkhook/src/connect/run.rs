@@ -34,6 +34,15 @@ enum Stop {
     Abandoned,
 }
 
+/// How waiting for VK's confirmation ended, short of an error.
+#[derive(Debug, PartialEq, Eq)]
+enum Confirmation {
+    Ok,
+    /// Our server kept VK's `failed` after this run's edit and past the grace, and VK never asked us: VK did not
+    /// confirm the edited server again. Replace it.
+    StillFailedAfterEdit,
+}
+
 impl From<StoreError> for Stop {
     fn from(e: StoreError) -> Self {
         Stop::Failed(Failure::new(ErrorKind::Internal, e.to_string()))
@@ -46,11 +55,13 @@ struct Run {
     run_id: String,
     lease: Option<i64>,
     vk_calls: i64,
+    /// When this run edited an existing server of ours (Unix ms): a `failed` status after it may be VK's old one.
+    edited_at: Option<i64>,
 }
 
 impl Connector {
     pub fn spawn_run(&self, group_id: i64, run_id: String, lease: Option<i64>) {
-        let run = Run { connector: self.clone(), group_id, run_id, lease, vk_calls: 0 };
+        let run = Run { connector: self.clone(), group_id, run_id, lease, vk_calls: 0, edited_at: None };
         tokio::spawn(run.run());
     }
 
@@ -154,7 +165,7 @@ impl Run {
         let secret = self.code_step(&key).await?;
         let server_id = self.server_step(&key, &secret).await?;
         let events = self.events_step(&key, server_id).await?;
-        self.confirm_step(&key, server_id, &events).await
+        self.confirm_step(&key, &secret, server_id, &events).await
     }
 
     /// Step 1: a stored key with `manage`.
@@ -240,6 +251,7 @@ impl Run {
             Some(id) => {
                 self.vk(vk.groups_edit_callback_server(&key.token, group, id, &url, SERVER_TITLE, Some(secret)))
                     .await?;
+                self.edited_at = Some(now_ms());
                 Ok(id)
             }
             None => self.vk(vk.groups_add_callback_server(&key.token, group, &url, SERVER_TITLE, Some(secret))).await,
@@ -275,9 +287,25 @@ impl Run {
     }
 
     /// Step 5: wait for VK's confirmation, then record the connection and let the bot go.
-    async fn confirm_step(&mut self, key: &CommunityKey, server_id: i64, events: &[&str]) -> Result<(), Stop> {
+    async fn confirm_step(
+        &mut self,
+        key: &CommunityKey,
+        secret: &SecretString,
+        server_id: i64,
+        events: &[&str],
+    ) -> Result<(), Stop> {
         self.step(Step::Confirm, StepState::Running).await?;
-        self.wait_for_ok(key, server_id).await?;
+        let server_id = match self.wait_for_ok(key, server_id).await? {
+            Confirmation::Ok => server_id,
+            Confirmation::StillFailedAfterEdit => {
+                let fresh = self.replace_failed_server(key, secret, server_id).await?;
+                self.events_step(key, fresh).await?;
+                self.step(Step::Confirm, StepState::Running).await?;
+                // A fresh server was not edited: `failed` now is VK's answer to it, reported as such.
+                self.wait_for_ok(key, fresh).await?;
+                fresh
+            }
+        };
         let gid = self.group_id;
         let setup = self.store().setup(gid).await?;
         let by = setup.as_ref().map(|s| s.started_by).filter(|by| *by > 0);
@@ -289,17 +317,51 @@ impl Run {
         self.step(Step::Confirm, StepState::Done).await
     }
 
-    /// Polls `getCallbackServers` until our server is `ok`; `failed` says whether VK ever asked us.
-    async fn wait_for_ok(&mut self, key: &CommunityKey, server_id: i64) -> Result<(), Stop> {
+    /// Deletes our server that stayed `failed` after an edit and adds a fresh one (same URL, title and secret). Only
+    /// ever the server this run found by our URL: never anyone else's. VK does not document whether an edit
+    /// resets a `failed` status, so a server that keeps it is replaced.
+    async fn replace_failed_server(
+        &mut self,
+        key: &CommunityKey,
+        secret: &SecretString,
+        old: i64,
+    ) -> Result<i64, Stop> {
+        let vk = self.connector.vk.clone();
+        let group = GroupId(self.group_id);
+        match self.vk_raw(vk.groups_delete_callback_server(&key.token, group, old)).await? {
+            Ok(()) => {}
+            Err(e) if e.code() == Some(vk::code::NOT_FOUND) => {}
+            Err(e) => return Err(Stop::Failed(Failure::from_vk(&e))),
+        }
+        let url = self.connector.callback_url();
+        let fresh = self.vk(vk.groups_add_callback_server(&key.token, group, &url, SERVER_TITLE, Some(secret))).await?;
+        self.edited_at = None;
+        tracing::info!(group_id = self.group_id, old, fresh, "our server stayed failed after an edit: replaced");
+        Ok(fresh)
+    }
+
+    /// Polls `getCallbackServers` until our server is `ok`; `failed` says whether VK ever asked us. A `failed` that
+    /// outlasts the grace after this run's edit, with no confirmation request since, is VK's old status:
+    /// [`Confirmation::StillFailedAfterEdit`].
+    async fn wait_for_ok(&mut self, key: &CommunityKey, server_id: i64) -> Result<Confirmation, Stop> {
         let gid = self.group_id;
         let vk = self.connector.vk.clone();
         let deadline = std::time::Instant::now() + self.connector.config.confirm_timeout;
         loop {
             let servers = self.vk(vk.groups_get_callback_servers(&key.token, GroupId(gid))).await?;
             match servers.iter().find(|s| s.id == server_id).map(|s| s.status.clone()) {
-                Some(ServerStatus::Ok) => return Ok(()),
+                Some(ServerStatus::Ok) => return Ok(Confirmation::Ok),
                 Some(ServerStatus::Failed) => {
                     let asked = self.store().community_settings(gid).await?.and_then(|s| s.last_confirmation_at);
+                    if let Some(edited) = self.edited_at.filter(|at| asked.is_none_or(|asked| asked < *at)) {
+                        let grace = self.connector.config.failed_grace.as_millis() as i64;
+                        if now_ms() - edited >= grace {
+                            return Ok(Confirmation::StillFailedAfterEdit);
+                        }
+                        self.renew().await?;
+                        tokio::time::sleep(self.connector.config.setup_poll).await;
+                        continue;
+                    }
                     let started = self.store().setup(gid).await?.map_or(0, |s| s.started_at);
                     let kind = match asked {
                         Some(at) if at >= started => ErrorKind::ConfirmRejected,

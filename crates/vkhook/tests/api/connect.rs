@@ -527,3 +527,51 @@ async fn a_code_for_another_community_says_so_and_keeps_no_key() {
     assert_eq!(setup.state, SetupState::Failed);
     assert_eq!(setup.error_kind, Some(ErrorKind::OtherCommunity));
 }
+
+/// 1001 connected, a server of another service beside ours, then VK sets ours to `failed`; «Проверить» repairs it.
+/// Returns (our server before, the other service's server before).
+async fn repair_a_failed_server(app: &TestApp, edit_keeps_failed: bool) -> (vk_sandbox::Server, vk_sandbox::Server) {
+    app.sign_in(1).await;
+    app.connect(1001).await;
+    app.sandbox_control(
+        "/_sandbox/groups/1001/servers",
+        serde_json::json!({"title": "Другой бот", "url": "https://other.example/cb", "secret_key": "theirs"}),
+    )
+    .await;
+    app.sandbox_control("/_sandbox/behaviour", serde_json::json!({"edit_keeps_failed": edit_keeps_failed})).await;
+    let ours = our_servers(app, 1001).remove(0);
+    let theirs = app.sandbox.servers(1001).into_iter().find(|s| s.id != ours.id).unwrap();
+    app.sandbox.world().group_mut(1001).unwrap().server_mut(ours.id).unwrap().status = ServerStatus::Failed;
+    let r = app.post_with_csrf("/communities/1001", "/communities/1001/check", &[]).await;
+    assert_eq!(r.status(), 303);
+    let setup = app.finished_setup(1001).await;
+    assert_eq!(setup.state, SetupState::Done, "{setup:?}");
+    (ours, theirs)
+}
+
+#[tokio::test]
+async fn a_failed_server_is_repaired_by_an_edit_when_vk_confirms_it_again() {
+    let app = TestApp::spawn().await;
+    let (before, theirs) = repair_a_failed_server(&app, false).await;
+    let ours = our_servers(&app, 1001);
+    assert_eq!(ours.len(), 1);
+    assert_eq!((ours[0].id, &ours[0].status), (before.id, &ServerStatus::Ok), "the same server, edited");
+    let now = app.sandbox.servers(1001).into_iter().find(|s| s.id == theirs.id).expect("theirs is still there");
+    assert_eq!((now.url, now.title, now.secret_key), (theirs.url, theirs.title, theirs.secret_key), "untouched");
+}
+
+#[tokio::test]
+async fn a_failed_server_that_an_edit_leaves_failed_is_replaced_by_a_fresh_one() {
+    let app = TestApp::spawn().await;
+    let (before, theirs) = repair_a_failed_server(&app, true).await;
+    let ours = our_servers(&app, 1001);
+    assert_eq!(ours.len(), 1, "one server of ours: the old one deleted, a fresh one added");
+    assert_ne!(ours[0].id, before.id);
+    assert_eq!(ours[0].status, ServerStatus::Ok);
+    assert_eq!(ours[0].secret_key, before.secret_key, "the same secret: VK's retries still pass");
+    assert!(ours[0].events.contains("message_new"), "its event types set");
+    let settings = app.store().community_settings(1001).await.unwrap().unwrap();
+    assert_eq!((settings.server_id, settings.status), (Some(ours[0].id), CommunityStatus::Connected));
+    let now = app.sandbox.servers(1001).into_iter().find(|s| s.id == theirs.id).expect("theirs is still there");
+    assert_eq!((now.url, now.title, now.secret_key), (theirs.url, theirs.title, theirs.secret_key), "untouched");
+}

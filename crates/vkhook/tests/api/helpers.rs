@@ -73,6 +73,7 @@ impl Default for Options {
                 bot_lease: Duration::from_secs(5),
                 bot_retry: vk::Backoff::new(Duration::from_millis(10), Duration::from_millis(50)),
                 reconcile_every: Duration::from_secs(3600),
+                failed_server_grace: Duration::from_millis(200),
                 ..Timing::default()
             },
             metrics: Default::default(),
