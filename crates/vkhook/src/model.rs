@@ -250,7 +250,13 @@ text_enum! {
         UnknownCommunity = "unknown_community",
         /// No community key and the bot is not paused: the community was disconnected.
         NoToken = "no_token",
-        /// 900/901/902: the person blocked the community or does not accept its messages.
+        /// 900: the person is in the community's blacklist.
+        Blacklisted = "blacklisted",
+        /// 901: the person has not allowed messages from the community.
+        MessagesNotAllowed = "messages_not_allowed",
+        /// 902: the person's privacy settings do not let the community write.
+        MessagesPrivacy = "messages_privacy",
+        /// Rows written before 900/901/902 were told apart.
         MessagesForbidden = "messages_forbidden",
         /// 212/213: comments are closed.
         CommentsClosed = "comments_closed",
@@ -266,9 +272,10 @@ impl Reason {
     pub fn from_final_vk_error(e: &vk::Error) -> Reason {
         use vk::code;
         match e.code() {
-            Some(code::MESSAGES_DENY_SEND | code::MESSAGES_PRIVACY | code::MESSAGES_USER_BLOCKED) => {
-                Reason::MessagesForbidden
-            }
+            // Final for this reply: VK will refuse it again until the person acts (dev.vk.com error list).
+            Some(code::MESSAGES_USER_BLOCKED) => Reason::Blacklisted,
+            Some(code::MESSAGES_DENY_SEND) => Reason::MessagesNotAllowed,
+            Some(code::MESSAGES_PRIVACY) => Reason::MessagesPrivacy,
             Some(code::WALL_ADD_REPLY_DENIED | code::WALL_REPLIES_DENIED) => Reason::CommentsClosed,
             Some(code::WALL_TOO_MANY_REPLIES) => Reason::TooManyReplies,
             _ => Reason::VkError,
@@ -406,7 +413,9 @@ mod tests {
         assert_eq!(ErrorKind::from_vk(&api(2000)), ErrorKind::ServersLimit);
         assert_eq!(ErrorKind::from_vk(&api(15)), ErrorKind::NotAdmin);
         assert_eq!(ErrorKind::from_vk(&api(10)), ErrorKind::VkUnavailable);
-        assert_eq!(Reason::from_final_vk_error(&api(901)), Reason::MessagesForbidden);
+        assert_eq!(Reason::from_final_vk_error(&api(900)), Reason::Blacklisted);
+        assert_eq!(Reason::from_final_vk_error(&api(901)), Reason::MessagesNotAllowed);
+        assert_eq!(Reason::from_final_vk_error(&api(902)), Reason::MessagesPrivacy);
         assert_eq!(Reason::from_final_vk_error(&api(213)), Reason::CommentsClosed);
     }
 }

@@ -159,7 +159,7 @@ async fn a_failed_event_is_replayed_from_the_log_once() {
     })
     .await;
     let page = app.get("/communities/1001/events").await.text().await.unwrap();
-    assert!(page.contains("запретил сообщения"), "the log says why");
+    assert!(page.contains("не разрешил сообществу писать ему"), "the log says why");
     assert!(page.contains("Повторить"));
     let r = app
         .post_with_csrf("/communities/1001/events", &format!("/communities/1001/events/{}/replay", failed.id), &[])
@@ -430,8 +430,8 @@ async fn each_vk_refusal_of_a_reply_ends_as_vk_means_it() {
         ("wall.createComment", 212, EventStatus::Failed, Some("comments_closed")),
         ("wall.createComment", 213, EventStatus::Failed, Some("comments_closed")),
         ("wall.createComment", 223, EventStatus::Failed, Some("too_many_replies")),
-        ("messages.send", 900, EventStatus::Failed, Some("messages_forbidden")),
-        ("messages.send", 902, EventStatus::Failed, Some("messages_forbidden")),
+        ("messages.send", 900, EventStatus::Failed, Some("blacklisted")),
+        ("messages.send", 902, EventStatus::Failed, Some("messages_privacy")),
         ("messages.send", 29, EventStatus::Done, None),
     ];
     for (i, (method, code, ends, reason)) in cases.into_iter().enumerate() {
@@ -463,7 +463,8 @@ async fn each_vk_refusal_of_a_reply_ends_as_vk_means_it() {
     app.wait_until_idle().await;
     // The log says it in words.
     let page = app.get("/communities/1001/events").await.text().await.unwrap();
-    assert!(page.contains("пользователь запретил сообщения от сообщества"), "900/902 in plain words");
+    assert!(page.contains("человек в чёрном списке сообщества"), "900 in plain words");
+    assert!(page.contains("настройки приватности человека"), "902 in plain words");
     assert!(
         app.store().bot_settings(1001).await.unwrap().unwrap().paused_reason.is_none(),
         "none of these is a dead key"
