@@ -64,6 +64,7 @@ fn inbox_write(c: &mut Criterion) {
                     event_type: "wall_reply_new".into(),
                     payload: payload.clone(),
                     received_at: 0,
+                    done_at_ingest: None,
                 }
             })
             .collect()

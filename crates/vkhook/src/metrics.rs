@@ -95,7 +95,8 @@ impl Metrics {
         bump(&self.replies, (kind, result.to_owned()));
     }
 
-    pub fn render(&self, inbox_depth: Option<i64>) -> String {
+    /// `backlog`: the events waiting, and the age in seconds of the oldest (when the store answered).
+    pub fn render(&self, backlog: Option<(i64, f64)>) -> String {
         let mut out = String::with_capacity(4096);
         out.push_str(
             "# HELP vkhook_callback_requests_total Requests to /vk/callback by event type, HTTP status and result \
@@ -118,12 +119,17 @@ impl Metrics {
             "vkhook_inbox_commit_batch_size",
             "Events stored per commit (group commit).",
         );
-        if let Some(depth) = inbox_depth {
+        if let Some((depth, oldest_age)) = backlog {
             let _ = writeln!(
                 out,
                 "# HELP vkhook_inbox_depth Events stored but not handled yet.\n# TYPE vkhook_inbox_depth gauge"
             );
             let _ = writeln!(out, "vkhook_inbox_depth {depth}");
+            let _ = writeln!(
+                out,
+                "# HELP vkhook_inbox_oldest_age_seconds Age of the oldest event not handled yet (0: none).\n\
+                 # TYPE vkhook_inbox_oldest_age_seconds gauge\nvkhook_inbox_oldest_age_seconds {oldest_age:.3}"
+            );
         }
         out.push_str(
             "# HELP vkhook_bot_replies_total Replies by kind and result.\n# TYPE vkhook_bot_replies_total counter\n",
@@ -168,7 +174,7 @@ mod tests {
         m.observe_callback("message_new", 200, "stored", Duration::from_millis(3));
         m.observe_callback("other", 403, "wrong_secret", Duration::from_micros(100));
         m.observe_reply("comment", "sent");
-        let text = m.render(Some(5));
+        let text = m.render(Some((5, 1.5)));
         assert!(
             text.contains("vkhook_callback_requests_total{type=\"message_new\",status=\"200\",result=\"stored\"} 2")
         );
@@ -176,6 +182,7 @@ mod tests {
         assert!(text.contains("vkhook_callback_ack_seconds_bucket{le=\"0.001\"} 2"), "{text}");
         assert!(text.contains("vkhook_callback_ack_seconds_count 3"));
         assert!(text.contains("vkhook_inbox_depth 5"));
+        assert!(text.contains("vkhook_inbox_oldest_age_seconds 1.500"), "{text}");
         assert!(text.contains("vkhook_bot_replies_total{kind=\"comment\",result=\"sent\"} 1"));
         assert_eq!(event_label("donut_subscription_create"), "other");
     }

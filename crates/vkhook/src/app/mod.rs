@@ -119,7 +119,7 @@ impl Services {
         let wakeup = Arc::new(Notify::new());
         let control = BotControl::new(p.store.clone(), wakeup.clone());
         let writer = Writer::start(p.store.clone(), p.writers, p.metrics.clone());
-        let receiver = Receiver::new(credentials.clone(), writer, wakeup, p.hooks.clone());
+        let receiver = Receiver::new(credentials.clone(), writer, control.clone(), p.hooks.clone());
         let accounts = Accounts::new(
             p.store.clone(),
             p.vault.clone(),

@@ -87,7 +87,8 @@ enum Outcome {
     Crashed,
 }
 
-fn why(reason: Reason) -> serde_json::Value {
+/// The result recorded for an event the bot does nothing with (also by ingest: the same JSON either way).
+pub fn why(reason: Reason) -> serde_json::Value {
     json!({"action": "none", "reason": reason.as_str()})
 }
 
@@ -112,6 +113,12 @@ impl Target {
             Target::Message { .. } => ReplyKind::Message,
         }
     }
+}
+
+/// Why the bot will do nothing with `event`, if that is already clear from the event and the switches (the
+/// receiver stores such an event finished, in the same commit: no worker touches it). `None`: a worker decides.
+pub fn nothing_to_do(event: &Event, group_id: i64, bot: &BotSettings) -> Option<Reason> {
+    job_for(event, group_id, bot).err()
 }
 
 /// Whether an event asks for a reply under the community's switches, and where it would go. Pure.
@@ -540,6 +547,7 @@ mod tests {
             event_type: "wall_reply_new".into(),
             payload,
             received_at: now_ms(),
+            done_at_ingest: None,
         };
         kit.store.insert_inbox_batch(&[event]).await.unwrap();
         kit.store.inbox_event_by_event_id(1001, &format!("{comment_id:040x}")).await.unwrap().unwrap().id

@@ -28,6 +28,8 @@ pub struct HealthCard {
     pub replies_sent_24h: i64,
     pub replies_failed_24h: i64,
     pub queue_depth: i64,
+    /// When the oldest event still waiting was received.
+    pub queue_oldest_at: Option<i64>,
     pub last_error: Option<(LastError, i64)>,
     pub paused: Option<PauseReason>,
     pub log: Vec<LogRow>,
@@ -55,6 +57,7 @@ pub async fn card(store: &Store, group_id: i64) -> StoreResult<HealthCard> {
         replies_sent_24h,
         replies_failed_24h,
         queue_depth: store.inbox_depth(Some(group_id)).await?,
+        queue_oldest_at: store.oldest_open_event_at(Some(group_id)).await?,
         last_error,
         paused: bot.and_then(|b| b.paused_reason),
         log: store.community_log(group_id, 10).await?,

@@ -40,7 +40,8 @@ pub struct HealthView {
     pub last_event: String,
     pub events_24h: Vec<(String, i64)>,
     pub replies: String,
-    pub queue_depth: i64,
+    /// How many events wait, and since when.
+    pub queue_depth: String,
     pub last_error: String,
     pub log: Vec<(String, String)>,
 }
@@ -63,7 +64,10 @@ pub async fn health_view(app: &AppState, t: &'static Msg, group_id: i64) -> AppR
             t.health_replies_counts,
             &[("sent", &h.replies_sent_24h.to_string()), ("failed", &h.replies_failed_24h.to_string())],
         ),
-        queue_depth: h.queue_depth,
+        queue_depth: match h.queue_oldest_at {
+            Some(at) => fill(t.health_queue_oldest, &[("n", &h.queue_depth.to_string()), ("at", &format_time(at))]),
+            None => h.queue_depth.to_string(),
+        },
         last_error: h
             .last_error
             .map(|(e, at)| format!("{} — {}", format_time(at), error_words(t, &e, &app.connector.callback_url())))

@@ -132,8 +132,14 @@ async fn metrics(State(app): State<AppState>, headers: header::HeaderMap) -> Res
                 .into_response();
         }
     }
-    let depth = app.store.inbox_depth(None).await.ok();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], app.metrics.render(depth)).into_response()
+    let backlog = async {
+        let depth = app.store.inbox_depth(None).await?;
+        let oldest = app.store.oldest_open_event_at(None).await?;
+        let age = oldest.map_or(0.0, |at| (crate::store::now_ms() - at).max(0) as f64 / 1000.0);
+        crate::store::StoreResult::Ok((depth, age))
+    };
+    let backlog = backlog.await.ok();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], app.metrics.render(backlog)).into_response()
 }
 
 fn machine_routes(with_metrics: bool) -> Router<AppState> {

@@ -28,7 +28,7 @@ pub async fn save_bot(
     let form = FormPairs::parse(&body);
     let default_reply: Option<String> = form.text("default_reply").map(|r| r.chars().take(MAX_REPLY).collect());
     let (comments, messages) = (form.has("comments"), form.has("messages"));
-    app.store.set_bot_settings(community.id, comments, messages, default_reply.as_deref()).await?;
+    app.bot.control().set_switches(community.id, comments, messages, default_reply.as_deref()).await?;
     Ok(saved(community.id))
 }
 

@@ -16,8 +16,8 @@ pub mod writer;
 use std::sync::Arc;
 
 use secrecy::SecretString;
-use tokio::sync::Notify;
 
+use crate::bot::control::BotControl;
 use crate::credentials::{CallbackSecrets, Credentials};
 use crate::hooks::{CrashPoint, Hooks};
 use crate::logging::Untrusted;
@@ -72,8 +72,8 @@ impl Verdict {
 pub struct Receiver {
     credentials: Credentials,
     writer: Writer,
-    /// Wakes the bot workers when an event was stored.
-    wakeup: Arc<Notify>,
+    /// Decides at ingest what the bot will not touch, and wakes the workers for the rest.
+    control: BotControl,
     hooks: Arc<Hooks>,
 }
 
@@ -105,8 +105,8 @@ fn check_secret(entry: &CallbackSecrets, supplied: Option<&[u8]>) -> SecretCheck
 }
 
 impl Receiver {
-    pub fn new(credentials: Credentials, writer: Writer, wakeup: Arc<Notify>, hooks: Arc<Hooks>) -> Receiver {
-        Receiver { credentials, writer, wakeup, hooks }
+    pub fn new(credentials: Credentials, writer: Writer, control: BotControl, hooks: Arc<Hooks>) -> Receiver {
+        Receiver { credentials, writer, control, hooks }
     }
 
     /// The verdict on one request body, and the event type as a metric label.
@@ -213,17 +213,19 @@ impl Receiver {
         event_id: String,
         secrets: &CallbackSecrets,
     ) -> Verdict {
+        let done_at_ingest = self.control.nothing_to_do(group_id, envelope).await;
         let event = NewInboxEvent {
             group_id,
             event_type: envelope.event_type.clone(),
             payload: envelope.to_json_without_secret(),
             event_id,
             received_at: now_ms(),
+            done_at_ingest: done_at_ingest.map(|reason| crate::bot::why(reason).to_string()),
         };
         match self.writer.store(event).await {
             Ok(inserted) => {
-                if inserted == Inserted::New {
-                    self.wakeup.notify_one();
+                if inserted == Inserted::New && done_at_ingest.is_none() {
+                    self.control.wake();
                 }
                 if secrets.manual_waiting {
                     self.first_manual_event(group_id);
@@ -265,6 +267,15 @@ mod tests {
         .into_bytes()
     }
 
+    /// Иван's message to 1001, as VK delivers it.
+    fn message(event_id: &str, secret: &str) -> Vec<u8> {
+        serde_json::json!({"type": "message_new", "event_id": event_id, "v": "5.199", "group_id": 1001,
+                           "secret": secret, "object": {"message": {"id": 7, "date": 1, "peer_id": 2, "from_id": 2,
+                           "text": "Привет", "out": 0, "conversation_message_id": 7}, "client_info": {}}})
+        .to_string()
+        .into_bytes()
+    }
+
     /// A receiver over a store where 1001 has the secret (and code) a setup would commit.
     async fn receiving() -> (Kit, String) {
         let kit = Kit::new().await;
@@ -278,9 +289,44 @@ mod tests {
         let event = body(1001, "group_join", &"a".repeat(40), &secret);
         assert_eq!(kit.receiver.accept(&event).await, (Verdict::Stored(Inserted::New), "group_join"));
         assert_eq!(kit.receiver.accept(&event).await.0, Verdict::Stored(Inserted::Duplicate));
-        assert_eq!(kit.store.inbox_depth(Some(1001)).await.unwrap(), 1);
         let row = kit.store.inbox_event_by_event_id(1001, &"a".repeat(40)).await.unwrap().unwrap();
         assert!(!row.payload.contains(&secret), "stored without the secret");
+        assert_eq!(
+            kit.store
+                .inbox_log(1001, &crate::store::LogFilter { limit: 10, ..Default::default() })
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn an_event_the_bot_will_not_touch_is_stored_finished_and_a_switch_turned_on_revives_it() {
+        let (kit, secret) = receiving().await;
+        kit.give_key(1001).await;
+        // A join: the bot never answers one. Finished at ingest, with the reason, never claimed.
+        kit.receiver.accept(&body(1001, "group_join", &"a".repeat(40), &secret)).await;
+        let join = kit.store.inbox_event_by_event_id(1001, &"a".repeat(40)).await.unwrap().unwrap();
+        assert_eq!((join.status, join.attempts), (crate::model::EventStatus::Ignored, 0));
+        assert!(join.result.unwrap().contains("no_answer_needed"));
+        // A message while the bot is off for messages: the same, with that reason.
+        kit.store.set_bot_settings(1001, false, false, Some("Спасибо!")).await.unwrap();
+        kit.sandbox.message(1001, 2, "Привет").unwrap(); // writing first allows the community's answer
+        kit.receiver.accept(&message(&"b".repeat(40), &secret)).await;
+        let row = kit.store.inbox_event_by_event_id(1001, &"b".repeat(40)).await.unwrap().unwrap();
+        assert_eq!(row.status, crate::model::EventStatus::Ignored);
+        assert!(row.result.as_deref().unwrap().contains("messages_off"));
+        assert_eq!(kit.store.inbox_depth(Some(1001)).await.unwrap(), 0, "no work for the workers");
+        // The admin turns messages on a moment later (another instance may have decided with the old switch):
+        // the message is answered, once; the join stays as it was.
+        kit.control.set_switches(1001, false, true, Some("Спасибо!")).await.unwrap();
+        kit.run_bot_once().await;
+        let row = kit.store.inbox_event_by_event_id(1001, &"b".repeat(40)).await.unwrap().unwrap();
+        assert_eq!(row.status, crate::model::EventStatus::Done, "{:?}", row.result);
+        assert_eq!(kit.sandbox.messages(1001).into_iter().filter(|m| m.from_id == -1001).count(), 1);
+        let join = kit.store.inbox_event_by_event_id(1001, &"a".repeat(40)).await.unwrap().unwrap();
+        assert_eq!(join.status, crate::model::EventStatus::Ignored);
     }
 
     #[tokio::test]
@@ -340,7 +386,7 @@ mod tests {
         let other = Arc::new(crate::vault::Vault::from_spec(&crate::vault::Vault::generate_spec("k2")).unwrap());
         let credentials = crate::credentials::Credentials::new(kit.store.clone(), other);
         let writer = Writer::start(kit.store.clone(), 1, kit.metrics.clone());
-        let receiver = Receiver::new(credentials, writer, Arc::new(Notify::new()), kit.hooks.clone());
+        let receiver = Receiver::new(credentials, writer, kit.control.clone(), kit.hooks.clone());
         for supplied in [secret.as_str(), "", "anything"] {
             assert_eq!(receiver.accept(&body(1001, "group_join", "1", supplied)).await.0, Verdict::Unavailable);
             assert_eq!(receiver.accept(&body(1001, "confirmation", "", supplied)).await.0, Verdict::Unavailable);
@@ -352,7 +398,7 @@ mod tests {
     fn another_instance(kit: &Kit) -> (Credentials, Receiver) {
         let credentials = Credentials::new(kit.store.clone(), kit.vault.clone());
         let writer = Writer::start(kit.store.clone(), 1, kit.metrics.clone());
-        let receiver = Receiver::new(credentials.clone(), writer, Arc::new(Notify::new()), kit.hooks.clone());
+        let receiver = Receiver::new(credentials.clone(), writer, kit.control.clone(), kit.hooks.clone());
         (credentials, receiver)
     }
 
@@ -382,7 +428,8 @@ mod tests {
     #[tokio::test]
     async fn a_stored_event_wakes_the_bot_and_a_retry_does_not() {
         let (kit, secret) = receiving().await;
-        let event = body(1001, "group_join", &"a".repeat(40), &secret);
+        kit.store.set_bot_settings(1001, false, true, None).await.unwrap();
+        let event = message(&"a".repeat(40), &secret);
         let woken = kit.control.wakeup().notified();
         assert_eq!(kit.receiver.accept(&event).await.0, Verdict::Stored(Inserted::New));
         tokio::time::timeout(std::time::Duration::from_secs(5), woken).await.expect("the workers were woken");

@@ -12,6 +12,20 @@ pub struct NewInboxEvent {
     /// The body without `secret`.
     pub payload: String,
     pub received_at: i64,
+    /// Decided at ingest that no consumer wants it: stored `ignored` at once with this result (JSON), in the same
+    /// commit, and no worker ever touches it.
+    pub done_at_ingest: Option<String>,
+}
+
+impl NewInboxEvent {
+    /// `ignored` when decided at ingest, `pending` otherwise.
+    pub fn initial_status(&self) -> EventStatus {
+        if self.done_at_ingest.is_some() {
+            EventStatus::Ignored
+        } else {
+            EventStatus::Pending
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,9 +77,11 @@ impl Store {
     pub async fn insert_inbox_batch(&self, events: &[NewInboxEvent]) -> StoreResult<Vec<Inserted>> {
         let inserted: Vec<(i64, String)> = match &self.backend {
             Backend::Postgres(pool) => {
-                let q = "INSERT INTO inbox_events (group_id, event_id, event_type, payload, received_at, next_attempt_at) \
-                         SELECT g, e, t, p, r, r FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[]) \
-                         AS batch(g, e, t, p, r) \
+                let q = "INSERT INTO inbox_events (group_id, event_id, event_type, payload, received_at, next_attempt_at, \
+                         status, result, processed_at) \
+                         SELECT g, e, t, p, r, r, s, res, CASE WHEN res IS NULL THEN NULL ELSE r END \
+                         FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[]) \
+                         AS batch(g, e, t, p, r, s, res) \
                          ON CONFLICT (group_id, event_id) DO NOTHING RETURNING group_id, event_id";
                 sqlx::query_as::<_, (i64, String)>(q)
                     .bind(events.iter().map(|e| e.group_id).collect::<Vec<_>>())
@@ -73,6 +89,8 @@ impl Store {
                     .bind(events.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
                     .bind(events.iter().map(|e| e.payload.as_str()).collect::<Vec<_>>())
                     .bind(events.iter().map(|e| e.received_at).collect::<Vec<_>>())
+                    .bind(events.iter().map(|e| e.initial_status().as_str()).collect::<Vec<_>>())
+                    .bind(events.iter().map(|e| e.done_at_ingest.as_deref()).collect::<Vec<_>>())
                     .fetch_all(pool)
                     .await?
             }
@@ -81,7 +99,8 @@ impl Store {
                 // Statements stay well under SQLite's 32766 bound variables.
                 for chunk in events.chunks(1000) {
                     let mut q = sqlx::QueryBuilder::new(
-                        "INSERT INTO inbox_events (group_id, event_id, event_type, payload, received_at, next_attempt_at) ",
+                        "INSERT INTO inbox_events (group_id, event_id, event_type, payload, received_at, \
+                         next_attempt_at, status, result, processed_at) ",
                     );
                     q.push_values(chunk, |mut row, e| {
                         row.push_bind(e.group_id)
@@ -89,7 +108,10 @@ impl Store {
                             .push_bind(&e.event_type)
                             .push_bind(&e.payload)
                             .push_bind(e.received_at)
-                            .push_bind(e.received_at);
+                            .push_bind(e.received_at)
+                            .push_bind(e.initial_status())
+                            .push_bind(&e.done_at_ingest)
+                            .push_bind(e.done_at_ingest.as_ref().map(|_| e.received_at));
                     });
                     q.push(" ON CONFLICT (group_id, event_id) DO NOTHING RETURNING group_id, event_id");
                     inserted.extend(q.build_query_as::<(i64, String)>().fetch_all(pool).await?);
@@ -103,6 +125,37 @@ impl Store {
             .iter()
             .map(|e| if new.remove(&(e.group_id, e.event_id.as_str())) { Inserted::New } else { Inserted::Duplicate })
             .collect())
+    }
+
+    /// Events of `group_id` received since `since` that were finished at ingest (never claimed: no attempt) with
+    /// one of `results` go back to `pending`: a switch turned on, and an instance may have decided with the old one.
+    pub async fn revive_ingest_decisions(&self, group_id: i64, results: &[String], since: i64) -> StoreResult<u64> {
+        let mut n = 0;
+        for result in results {
+            let q = "UPDATE inbox_events SET status = 'pending', result = NULL, processed_at = NULL, \
+                     next_attempt_at = received_at WHERE group_id = $1 AND status = 'ignored' AND attempts = 0 \
+                     AND received_at >= $2 AND result = $3";
+            n += on_pool!(self, pool => sqlx::query(q).bind(group_id).bind(since).bind(result)
+                .execute(pool).await?.rows_affected());
+        }
+        Ok(n)
+    }
+
+    /// When the oldest unfinished event was received (Unix ms), of one community or of all: the backlog's age.
+    /// One step of a partial index either way (`inbox_open`, `inbox_open_by_id`).
+    pub async fn oldest_open_event_at(&self, group_id: Option<i64>) -> StoreResult<Option<i64>> {
+        let open = "status IN ('pending', 'processing')";
+        Ok(match group_id {
+            Some(g) => {
+                let q =
+                    format!("SELECT received_at FROM inbox_events WHERE group_id = $1 AND {open} ORDER BY id LIMIT 1");
+                on_pool!(self, pool => sqlx::query_scalar::<_, i64>(&q).bind(g).fetch_optional(pool).await?)
+            }
+            None => {
+                let q = format!("SELECT received_at FROM inbox_events WHERE {open} ORDER BY id LIMIT 1");
+                on_pool!(self, pool => sqlx::query_scalar::<_, i64>(&q).fetch_optional(pool).await?)
+            }
+        })
     }
 
     /// Claims up to `limit` due events for `owner` until `lease_until`, oldest first, at most one per community

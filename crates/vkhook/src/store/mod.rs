@@ -124,6 +124,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0002_previous_secret_window.sql"),
         postgres: include_str!("migrations/postgres/0002_previous_secret_window.sql"),
     },
+    Migration {
+        version: 3,
+        name: "inbox_open_by_id",
+        sqlite: include_str!("migrations/sqlite/0003_inbox_open_by_id.sql"),
+        postgres: include_str!("migrations/postgres/0003_inbox_open_by_id.sql"),
+    },
 ];
 
 /// Creates the SQLite file owner-only (0600) and its missing folders 0700, before SQLite opens it: the file holds

@@ -294,9 +294,10 @@ async fn a_vk_error_storm_delays_replies_without_losing_or_doubling_them() {
         let queued = html
             .split("id=\"queue-depth\">")
             .nth(1)
-            .and_then(|t| t.split('<').next())
+            .and_then(|t| t.split(['<', ' ']).next())
             .and_then(|n| n.parse::<i64>().ok());
-        (queued.is_some_and(|n| n > 0) && !html.contains("id=\"last-error\">нет<")).then_some(html)
+        let since = html.contains("самое старое получено");
+        (queued.is_some_and(|n| n > 0) && since && !html.contains("id=\"last-error\">нет<")).then_some(html)
     })
     .await;
     assert!(page.contains("Последняя ошибка"));

@@ -227,7 +227,8 @@ async fn metrics_count_events_by_type_and_what_became_of_them() {
     }
     assert!(!text.contains(r#"result="ok""#), "ok is split into what it meant");
     assert!(text.contains("vkhook_callback_ack_seconds_count"));
-    assert!(text.contains("vkhook_inbox_depth"));
+    assert!(text.contains("vkhook_inbox_depth 0"), "a like needs no work: stored finished");
+    assert!(text.contains("vkhook_inbox_oldest_age_seconds 0.000"));
     assert!(text.contains("vkhook_vk_requests_total{method=\"groups.addCallbackServer\",outcome=\"ok\"} 1"));
 }
 

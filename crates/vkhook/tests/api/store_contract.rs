@@ -21,7 +21,7 @@ macro_rules! contract {
                     let dir = super::TempDir::new("vkhook-store");
                     let url = format!("sqlite://{}/nested/dir/vkhook.db", dir.0.display());
                     let store = super::Store::connect(&url).await.unwrap();
-                    assert_eq!(store.migrate().await.unwrap(), vec![1, 2]);
+                    assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3]);
                     super::$body(&store).await;
                     store.close().await;
                 }
@@ -33,7 +33,7 @@ macro_rules! contract {
                 async fn $name() {
                     let Some(db) = super::PgDatabase::create(stringify!($name)).await else { return };
                     let store = super::Store::connect(&db.url).await.unwrap();
-                    assert_eq!(store.migrate().await.unwrap(), vec![1, 2]);
+                    assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3]);
                     super::$body(&store).await;
                     store.close().await;
                 }
@@ -53,6 +53,7 @@ contract! {
     a_dead_key_is_dropped_and_the_bot_paused_in_one_step => a_dead_key_is_dropped_and_the_bot_paused_in_one_step;
     a_connection_is_committed_confirmed_and_forgotten => a_connection_is_committed_confirmed_and_forgotten;
     sealed_values_are_counted_by_key => sealed_values_are_counted_by_key;
+    events_finished_at_ingest_are_revived_only_when_asked => events_finished_at_ingest_are_revived_only_when_asked;
     a_manual_setup_connects_on_its_first_event => a_manual_setup_connects_on_its_first_event;
     setup_runs_hold_a_lease => setup_runs_hold_a_lease;
     inbox_batches_store_each_event_once => inbox_batches_store_each_event_once;
@@ -68,7 +69,7 @@ contract! {
 
 async fn migrations_apply_once(store: &Store) {
     assert_eq!(store.migrate().await.unwrap(), Vec::<i64>::new(), "already migrated by the caller");
-    assert_eq!(store.applied_migrations().await.unwrap(), vec![1, 2]);
+    assert_eq!(store.applied_migrations().await.unwrap(), vec![1, 2, 3]);
     store.ping().await.unwrap();
 }
 
@@ -304,7 +305,37 @@ fn event(group_id: i64, n: u32) -> NewInboxEvent {
         event_type: "group_join".into(),
         payload: format!(r#"{{"type":"group_join","group_id":{group_id},"object":{{"user_id":{n}}}}}"#),
         received_at: now_ms(),
+        done_at_ingest: None,
     }
+}
+
+async fn events_finished_at_ingest_are_revived_only_when_asked(store: &Store) {
+    store.upsert_community(&zerno()).await.unwrap();
+    let off = r#"{"action":"none","reason":"messages_off"}"#.to_owned();
+    let other = r#"{"action":"none","reason":"no_answer_needed"}"#.to_owned();
+    let (mut e1, e2, mut e3) = (event(1001, 1), event(1001, 2), event(1001, 3));
+    e1.done_at_ingest = Some(off.clone());
+    e3.done_at_ingest = Some(other);
+    store.insert_inbox_batch(&[e1.clone(), e2.clone(), e3]).await.unwrap();
+    let status = |n: u32| async move {
+        store.inbox_event_by_event_id(1001, &format!("{n:040x}")).await.unwrap().unwrap().status
+    };
+    assert_eq!(
+        (status(1).await, status(2).await, status(3).await),
+        (EventStatus::Ignored, EventStatus::Pending, EventStatus::Ignored)
+    );
+    assert_eq!(store.inbox_depth(Some(1001)).await.unwrap(), 1, "only the one that needs work is open");
+    assert_eq!(store.oldest_open_event_at(None).await.unwrap(), Some(e2.received_at));
+    assert_eq!(store.oldest_open_event_at(Some(1001)).await.unwrap(), Some(e2.received_at));
+    assert_eq!(store.oldest_open_event_at(Some(1002)).await.unwrap(), None);
+    assert_eq!(
+        store.revive_ingest_decisions(1001, std::slice::from_ref(&off), e1.received_at + 1).await.unwrap(),
+        0,
+        "too old"
+    );
+    assert_eq!(store.revive_ingest_decisions(1001, std::slice::from_ref(&off), 0).await.unwrap(), 1);
+    assert_eq!((status(1).await, status(3).await), (EventStatus::Pending, EventStatus::Ignored));
+    assert_eq!(store.revive_ingest_decisions(1001, &[off], 0).await.unwrap(), 0, "once");
 }
 
 async fn inbox_batches_store_each_event_once(store: &Store) {
@@ -537,7 +568,7 @@ async fn concurrent_migrations_on_postgres_apply_once() {
     let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
     let mut applied = ra.unwrap();
     applied.extend(rb.unwrap());
-    assert_eq!(applied, vec![1, 2], "exactly one instance applied each");
+    assert_eq!(applied, vec![1, 2, 3], "exactly one instance applied each");
     a.close().await;
     b.close().await;
 }
