@@ -23,13 +23,21 @@ local comment = '{"type":"wall_reply_new","event_id":"%s","v":"5.199","object":{
   '"thread":{"count":0,"items":[],"can_post":true,"show_reply_button":true,"groups_can_post":true},' ..
   '"likes":{"count":0,"user_likes":0,"can_like":1,"can_publish":1}},"group_id":1001,"secret":"%s"}'
 
+local like = '{"type":"like_add","event_id":"%s","v":"5.199","object":{"liker_id":%d,"object_type":"post",' ..
+  '"object_owner_id":-1001,"object_id":17,"thread_reply_id":0,"post_id":0},"group_id":1001,"secret":"%s"}'
+
+-- VKHOOK_LOAD_MIX=likes: 80 % like_add (a viral post), the rest comments and messages.
+local likes = os.getenv("VKHOOK_LOAD_MIX") == "likes"
+
 local headers = { ["Content-Type"] = "application/json" }
 
 function request()
   counter = counter + 1
   local event_id = string.format("%s%032x", prefix, counter)
   local body
-  if counter % 2 == 0 then
+  if likes and counter % 5 ~= 0 then
+    body = string.format(like, event_id, 1000 + counter, secret)
+  elseif counter % 2 == 0 then
     body = string.format(message, event_id, counter, counter, text, secret)
   else
     body = string.format(comment, event_id, counter, text, secret)

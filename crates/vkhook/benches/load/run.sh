@@ -1,30 +1,39 @@
 #!/usr/bin/env bash
-# The receiver's load benchmark: wrk (Debian package) against a bare hyper handler and against vkhook's durable
-# receiver, in the same run, on the same machine. Release build, 64 connections, 2 threads, 10 s each.
+# The load benchmark: wrk (Debian package) against a bare hyper handler and against vkhook as users run it, in the
+# same run, on the same machine. Release build, 64 connections, 2 threads, 10 s each.
 #
-#   crates/vkhook/benches/load/run.sh [sqlite] [postgres] [postgres2]   (default: sqlite)
+#   crates/vkhook/benches/load/run.sh [bot-on] [bot-off] [likes] [stripped] [postgres] [postgres2]
+#   (default: bot-on bot-off likes stripped)
 #
-# postgres modes need VKHOOK_LOAD_PG=postgres://user@host/db (a scratch database: it is migrated and written to).
-# postgres2 runs two vkhook instances on that database behind wrk's round robin (two wrk runs at once, one each).
+# bot-on, bot-off, likes: the product (examples/product_target.rs): `vkhook sandbox` in its own process,
+#   `vkhook serve --role all` against it, community 1001 connected through the real flow (VK ID sign-in, the
+#   button, the community consent, VK's confirmation) with the bot on as connected; bot-off then unticks both
+#   switches; likes sends 80 % like_add. Each line also gives the server's CPU per request, the backlog when the
+#   load stops and how long it takes to drain (up to DRAIN_MAX seconds; the bot replies at VK's 20 calls/s).
+# stripped: the receiver alone (examples/load_target.rs, --role web: no workers) — a ceiling, not the product.
+# postgres modes (stripped target) need VKHOOK_LOAD_PG=postgres://user@host/db (a scratch database).
 set -euo pipefail
 cd "$(dirname "$0")/../../../.."
 DURATION="${DURATION:-10s}"
 CONNECTIONS="${CONNECTIONS:-64}"
 THREADS="${THREADS:-2}"
+DRAIN_MAX="${DRAIN_MAX:-30}"
 MODES=("$@")
-[ ${#MODES[@]} -eq 0 ] && MODES=(sqlite)
+[ ${#MODES[@]} -eq 0 ] && MODES=(bot-on bot-off likes stripped)
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 1; }
 
-cargo build --release -q -p vkhook --example load_target
+cargo build --release -q -p vkhook --bin vkhook --example load_target --example product_target
 BIN=target/release/examples/load_target
+PRODUCT=target/release/examples/product_target
 LUA=crates/vkhook/benches/load/events.lua
 OUT=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$OUT"' EXIT
 
-start() { # name args... → sets PORT SECRET PID
+start() { # name program args... → sets PORT SECRET PID (and LAUNCHER: the process to stop)
   local name=$1; shift
-  "$BIN" "$@" > "$OUT/$name.out" 2> "$OUT/$name.err" &
-  for _ in $(seq 1 200); do
+  "$@" > "$OUT/$name.out" 2> "$OUT/$name.err" &
+  LAUNCHER=$!
+  for _ in $(seq 1 600); do
     if grep -q '^READY' "$OUT/$name.out" 2>/dev/null; then break; fi
     sleep 0.05
   done
@@ -35,13 +44,21 @@ start() { # name args... → sets PORT SECRET PID
   PID=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["pid"])' "$ready")
 }
 
-load() { # name port secret → wrk output in $OUT/name.wrk
-  VKHOOK_LOAD_SECRET="$3" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$LUA" "http://127.0.0.1:$2" > "$OUT/$1.wrk"
+load() { # name port secret [mix] → wrk output in $OUT/name.wrk
+  VKHOOK_LOAD_MIX="${4:-}" VKHOOK_LOAD_SECRET="$3" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$LUA" "http://127.0.0.1:$2" > "$OUT/$1.wrk"
 }
 
-summary() { # label wrk-file... pid...
-  python3 - "$@" <<'PY'
-import re, sys
+cpu_ticks() { # pid → user+system clock ticks so far
+  awk '{print $14 + $15}' "/proc/$1/stat"
+}
+
+metric() { # port name → the metric's value (0 when absent)
+  curl -s "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m {print $2; found=1} END {if (!found) print 0}'
+}
+
+summary() { # label wrk-file... pid... [extra text in $EXTRA]
+  EXTRA="${EXTRA:-}" BARE_RPS="${BARE_RPS:-}" python3 - "$@" <<'PY'
+import os, re, sys
 label = sys.argv[1]
 files = [a for a in sys.argv[2:] if a.endswith(".wrk")]
 pids = [a for a in sys.argv[2:] if not a.endswith(".wrk")]
@@ -67,39 +84,69 @@ for pid in pids:
                 rss += int(line.split()[1]) / 1024
     except FileNotFoundError:
         pass
-print(f"{label:<28} {rps:>10.0f} req/s   p50 {max(p50s):6.2f} ms   p99 {max(p99s):6.2f} ms   peak RSS {rss:6.1f} MiB   not ok {bad}/{total}")
+bare = float(os.environ["BARE_RPS"]) if os.environ.get("BARE_RPS") else None
+times = f"  x{rps / bare:4.2f} bare" if bare else ""
+print(f"{label:<30} {rps:>8.0f} req/s{times}   p50 {max(p50s):6.2f} ms   p99 {max(p99s):6.2f} ms   "
+      f"peak RSS {rss:6.1f} MiB   not ok {bad}/{total}{os.environ['EXTRA']}")
 PY
+}
+
+product() { # label bot mix
+  start "$1" "$PRODUCT" --bot "$2"
+  local cpu0 cpu1 total depth start_ns drained
+  cpu0=$(cpu_ticks "$PID")
+  load "$1" "$PORT" "$SECRET" "$3"
+  cpu1=$(cpu_ticks "$PID")
+  depth=$(metric "$PORT" vkhook_inbox_depth)
+  start_ns=$(date +%s%N); drained="not drained in ${DRAIN_MAX} s"
+  while [ "$(( ($(date +%s%N) - start_ns) / 1000000000 ))" -lt "$DRAIN_MAX" ]; do
+    if [ "$(metric "$PORT" vkhook_inbox_depth)" = "0" ]; then
+      drained="drained in $(( ($(date +%s%N) - start_ns) / 1000000 )) ms"; break
+    fi
+    sleep 0.2
+  done
+  local left; left=$(metric "$PORT" vkhook_inbox_depth)
+  total=$(grep -oE '[0-9]+ requests in' "$OUT/$1.wrk" | awk '{print $1}')
+  local hz; hz=$(getconf CLK_TCK)
+  EXTRA="   CPU $(( (cpu1 - cpu0) * 1000000 / hz / (total > 0 ? total : 1) )) us/req   backlog at end ${depth}, ${drained} (left ${left})" \
+    summary "$1" "$OUT/$1.wrk" "$PID"
+  kill "$LAUNCHER"; wait "$LAUNCHER" 2>/dev/null || true
 }
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, ~1 KB message_new/wall_reply_new bodies, unique event_ids"
 echo
 
-start bare bare --port 0
+start bare "$BIN" bare --port 0
 load bare "$PORT" ""
 BARE_PID=$PID
 summary "bare hyper handler" "$OUT/bare.wrk" "$BARE_PID"
+BARE_RPS=$(grep -oE 'Requests/sec:\s+[0-9.]+' "$OUT/bare.wrk" | awk '{print $2}')
+export BARE_RPS
 kill "$BARE_PID"; wait "$BARE_PID" 2>/dev/null || true
 
 for mode in "${MODES[@]}"; do
   case "$mode" in
-    sqlite)
-      start vk vkhook --port 0
+    bot-on) product "vkhook, bot on (as connected)" on "" ;;
+    bot-off) product "vkhook, bot off" off "" ;;
+    likes) product "vkhook, 80 % like_add, bot on" on likes ;;
+    stripped|sqlite)
+      start vk "$BIN" vkhook --port 0
       load vk "$PORT" "$SECRET"
-      summary "vkhook, SQLite (durable)" "$OUT/vk.wrk" "$PID"
+      summary "receiver only (stripped, web)" "$OUT/vk.wrk" "$PID"
       kill "$PID"; wait "$PID" 2>/dev/null || true
       ;;
     postgres)
       : "${VKHOOK_LOAD_PG:?set VKHOOK_LOAD_PG to a scratch PostgreSQL database URL}"
-      start pg vkhook --port 0 --database-url "$VKHOOK_LOAD_PG"
+      start pg "$BIN" vkhook --port 0 --database-url "$VKHOOK_LOAD_PG"
       load pg "$PORT" "$SECRET"
       summary "vkhook, PostgreSQL x1" "$OUT/pg.wrk" "$PID"
       kill "$PID"; wait "$PID" 2>/dev/null || true
       ;;
     postgres2)
       : "${VKHOOK_LOAD_PG:?set VKHOOK_LOAD_PG to a scratch PostgreSQL database URL}"
-      start pga vkhook --port 0 --database-url "$VKHOOK_LOAD_PG"; PA=$PORT; SA=$SECRET; PIDA=$PID
-      start pgb vkhook --port 0 --database-url "$VKHOOK_LOAD_PG"; PB=$PORT; PIDB=$PID
+      start pga "$BIN" vkhook --port 0 --database-url "$VKHOOK_LOAD_PG"; PA=$PORT; SA=$SECRET; PIDA=$PID
+      start pgb "$BIN" vkhook --port 0 --database-url "$VKHOOK_LOAD_PG"; PB=$PORT; PIDB=$PID
       # Both instances share one database, so the secret instance B set is the one both accept.
       SB=$SECRET
       # Round robin: half the connections (and one wrk thread) to each instance.

@@ -1,0 +1,138 @@
+//! The product as users run it, for the load benchmark (benches/load/run.sh): a VK sandbox in its own process
+//! (`vkhook sandbox`), `vkhook serve --role all` against it on SQLite (or `--database-url`), and community 1001
+//! connected through the real flow — VK ID sign-in as «Анна Админова», «Подключить Callback API» with «Сразу
+//! включить бота» ticked and a default reply, the community consent, VK's confirmation.
+//!
+//!   product_target --bot on|off [--database-url URL]
+//!
+//! `--bot off` then unticks both switches on the community page, as an admin would. Prints one line
+//! `READY {"port":…,"secret":…,"pid":…,"sandbox_pid":…}` (pid: the `vkhook serve` process) and waits until killed;
+//! both child processes die with it.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use secrecy::{ExposeSecret, SecretString};
+use vk_sandbox::testing::{consent, Consent};
+
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+async fn wait_until_up(url: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(url).await.is_err() {
+        anyhow::ensure!(Instant::now() < deadline, "{url} did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+fn csrf(html: &str) -> anyhow::Result<String> {
+    let rest =
+        html.split("name=\"csrf\" value=\"").nth(1).ok_or_else(|| anyhow::anyhow!("no csrf on the page:\n{html}"))?;
+    Ok(rest.split('"').next().unwrap_or_default().to_owned())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let bot_on = arg("--bot").as_deref() != Some("off");
+    let bin = std::env::current_exe()?.parent().and_then(|d| d.parent()).map(|d| d.join("vkhook"));
+    let bin = bin.filter(|b| b.exists()).ok_or_else(|| anyhow::anyhow!("build the vkhook binary first"))?;
+    let dir = std::env::temp_dir().join(format!("vkhook-product-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let database_url = arg("--database-url").unwrap_or_else(|| format!("sqlite://{}/vkhook.db", dir.display()));
+    let keys = vkhook::vault::Vault::generate_spec("load");
+    let (sandbox_port, port) = (free_port()?, free_port()?);
+    let quiet = || Stdio::null();
+
+    let mut children = Children(Vec::new());
+    children.0.push(
+        Command::new(&bin)
+            .args(["sandbox", "--port", &sandbox_port.to_string()])
+            .stdout(quiet())
+            .stderr(quiet())
+            .spawn()?,
+    );
+    let sandbox = format!("http://127.0.0.1:{sandbox_port}");
+    wait_until_up(&sandbox).await?;
+    let app = format!("http://127.0.0.1:{port}");
+    children.0.push(
+        Command::new(&bin)
+            .args(["serve", "--role", "all"])
+            .env("VKHOOK_BIND", format!("127.0.0.1:{port}"))
+            .env("VKHOOK_PUBLIC_URL", &app)
+            .env("VKHOOK_DATABASE_URL", &database_url)
+            .env("VKHOOK_TOKEN_KEYS", keys.expose_secret())
+            .env("VKHOOK_VK_CLIENT_ID", "51900001")
+            .env("VKHOOK_VK_CLIENT_SECRET", "sandbox-client-secret")
+            .env("VKHOOK_VK_API_URL", format!("{sandbox}/api"))
+            .env("VKHOOK_VK_OAUTH_URL", format!("{sandbox}/oauth"))
+            .env("VKHOOK_VK_ID_URL", format!("{sandbox}/id"))
+            .env("RUST_LOG", "warn")
+            .stdout(quiet())
+            .stderr(quiet())
+            .spawn()?,
+    );
+    let serve_pid = children.0[1].id();
+    wait_until_up(&format!("{app}/healthz")).await?;
+
+    // The real flow, as a browser does it.
+    let http = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build()?;
+    let follow = |r: reqwest::Response| -> anyhow::Result<String> {
+        let location = r.headers().get("location").ok_or_else(|| anyhow::anyhow!("no redirect ({})", r.status()))?;
+        Ok(location.to_str()?.to_owned())
+    };
+    let to_vk_id = follow(http.get(format!("{app}/auth/vk/login")).send().await?)?;
+    let back = consent(&to_vk_id, &Consent::allow(1)).await.map_err(anyhow::Error::msg)?;
+    let signed_in = http.get(back.as_str()).send().await?;
+    anyhow::ensure!(signed_in.status() == 303, "sign-in: {} {:?}", signed_in.status(), signed_in.text().await);
+    let list = http.get(format!("{app}/communities")).send().await?.text().await?;
+    anyhow::ensure!(list.contains("/communities/1001"), "1001 is not in the list:\n{list}");
+    let page = http.get(format!("{app}/communities/1001")).send().await?.text().await?;
+    let form = [("csrf", csrf(&page)?), ("bot_enabled", "1".into()), ("bot_reply", "Спасибо, ответим!".into())];
+    let to_oauth = follow(http.post(format!("{app}/communities/1001/connect")).form(&form).send().await?)?;
+    let back = consent(&to_oauth, &Consent::allow(1)).await.map_err(anyhow::Error::msg)?;
+    http.get(back.as_str()).send().await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let store = vkhook::store::Store::connect(&database_url).await?;
+    loop {
+        let setup = store.setup(1001).await?;
+        if setup.as_ref().is_some_and(|s| s.state == vkhook::model::SetupState::Done) {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the connect flow did not finish: {setup:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if !bot_on {
+        let page = http.get(format!("{app}/communities/1001")).send().await?.text().await?;
+        let form = [("csrf", csrf(&page)?), ("default_reply", "Спасибо, ответим!".into())];
+        http.post(format!("{app}/communities/1001/bot")).form(&form).send().await?;
+    }
+    let sealed = store.community_settings(1001).await?.and_then(|s| s.secret).expect("a secret");
+    let vault = vkhook::vault::Vault::from_spec(&keys)?;
+    let slot = vkhook::vault::Slot::new(vkhook::vault::Sealed::CallbackSecret, "1001");
+    let secret: SecretString = vault.open(&slot, &sealed)?;
+    store.close().await;
+    println!(
+        "READY {{\"port\":{port},\"secret\":\"{}\",\"pid\":{serve_pid},\"sandbox_pid\":{}}}",
+        secret.expose_secret(),
+        children.0[0].id()
+    );
+    // SIGTERM or Ctrl-C; the children go with `children`'s drop.
+    vkhook::cli::shutdown_signal().await;
+    Ok(())
+}
