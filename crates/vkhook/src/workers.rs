@@ -7,6 +7,10 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::app::AppState;
 use crate::store::now_ms;
 
+/// After a wake-up for a stored event that found nothing to claim, how long the bot loop waits before claiming
+/// again: new events are claimed at most this often, however fast they arrive.
+const CLAIM_COALESCE: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// The running loops; [`Workers::stop`] ends them and waits.
 pub struct Workers {
     stop: watch::Sender<bool>,
@@ -70,11 +74,16 @@ async fn run_bot(app: AppState, mut stop: watch::Receiver<bool>) {
         if claimed > 0 && inflight.len() < timing.bot_concurrency {
             continue;
         }
-        tokio::select! {
-            _ = app.bot.control().wakeup().notified() => {}
-            Some(_) = inflight.join_next(), if !inflight.is_empty() => {}
-            _ = tokio::time::sleep(timing.bot_poll) => {}
-            _ = stop.changed() => {}
+        let stored_event = tokio::select! {
+            _ = app.bot.control().wakeup().notified() => true,
+            Some(_) = inflight.join_next(), if !inflight.is_empty() => false,
+            _ = tokio::time::sleep(timing.bot_poll) => false,
+            _ = stop.changed() => false,
+        };
+        if stored_event && claimed == 0 {
+            // A burst stores thousands of events a second, each waking us; a claim per event would queue write
+            // transactions against the receiver's commits. Let the burst gather first (a reply waits ≤ this).
+            tokio::time::sleep(CLAIM_COALESCE).await;
         }
     }
     while inflight.join_next().await.is_some() {}
