@@ -1,0 +1,56 @@
+//! The workers' claim with a shallow and a deep backlog: 100 and 1 000 000 unfinished events on SQLite, spread over
+//! 100 communities. The claim walks the partial index `inbox_open` community by community, so its cost follows the
+//! number of communities with work, not the backlog (issue 12: a 1.3 s claim was logged under load before).
+//!
+//!   cargo bench -p vkhook --bench claim
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use vkhook::store::{now_ms, NewInboxEvent, Store};
+
+const COMMUNITIES: i64 = 100;
+
+async fn backlog(pending: usize) -> (Store, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("vkhook-bench-claim-{}-{pending}", std::process::id()));
+    let store = Store::connect(&format!("sqlite://{}/claim.db", dir.display())).await.unwrap();
+    store.migrate().await.unwrap();
+    let payload = r#"{"type":"wall_reply_new","group_id":1,"object":{}}"#.to_owned();
+    let mut n = 0usize;
+    while n < pending {
+        let batch: Vec<NewInboxEvent> = (n..(n + 5000).min(pending))
+            .map(|i| NewInboxEvent {
+                group_id: 1 + (i as i64 % COMMUNITIES),
+                event_id: format!("{i:040x}"),
+                event_type: "wall_reply_new".into(),
+                payload: payload.clone(),
+                received_at: 0,
+                done_at_ingest: None,
+            })
+            .collect();
+        n += batch.len();
+        store.insert_inbox_batch(&batch).await.unwrap();
+    }
+    (store, dir)
+}
+
+fn claim(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut group = c.benchmark_group("claim_inbox_batch_32");
+    for pending in [100usize, 1_000_000] {
+        let (store, dir) = rt.block_on(backlog(pending));
+        group.bench_function(format!("{pending}_pending"), |b| {
+            b.iter(|| {
+                rt.block_on(async {
+                    // The lease ends at once: the next iteration claims the same heads again (a stable backlog).
+                    let now = now_ms();
+                    store.claim_inbox_batch("bench", now, now, 32).await.unwrap()
+                })
+            })
+        });
+        rt.block_on(store.close());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    group.finish();
+}
+
+criterion_group!(benches, claim);
+criterion_main!(benches);
