@@ -79,6 +79,18 @@ impl BotControl {
             if self.store.revive_ingest_decisions(group_id, &revive, since).await? > 0 {
                 self.wake();
             }
+            // Another instance may go on deciding with the old switch until its cache expires: once more after that.
+            let control = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(SWITCHES_TTL + Duration::from_millis(500)).await;
+                match control.store.revive_ingest_decisions(group_id, &revive, since).await {
+                    Ok(n) if n > 0 => control.wake(),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(group_id, error = %e, "could not revive events decided under the old switch")
+                    }
+                }
+            });
         }
         Ok(())
     }

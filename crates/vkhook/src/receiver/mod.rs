@@ -426,6 +426,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_switch_turned_on_elsewhere_revives_what_a_lagging_instance_decided_meanwhile() {
+        let (kit, secret) = receiving().await;
+        kit.store.set_bot_settings(1001, false, false, Some("Спасибо!")).await.unwrap();
+        // Instance B: its own switch cache, warmed while messages were off.
+        let b_control = BotControl::new(kit.store.clone(), Arc::new(tokio::sync::Notify::new()));
+        let writer = Writer::start(kit.store.clone(), 1, kit.metrics.clone());
+        let b = Receiver::new(kit.credentials.clone(), writer, b_control, kit.hooks.clone());
+        b.accept(&body(1001, "group_join", &"a".repeat(40), &secret)).await;
+        // A turns messages on; B still decides with the old switch for a moment.
+        kit.control.set_switches(1001, false, true, Some("Спасибо!")).await.unwrap();
+        b.accept(&message(&"b".repeat(40), &secret)).await;
+        vk_sandbox::testing::eventually(10, "the message revived for the bot", || async {
+            let row = kit.store.inbox_event_by_event_id(1001, &"b".repeat(40)).await.unwrap().unwrap();
+            (row.status == crate::model::EventStatus::Pending).then_some(())
+        })
+        .await;
+        let join = kit.store.inbox_event_by_event_id(1001, &"a".repeat(40)).await.unwrap().unwrap();
+        assert_eq!(join.status, crate::model::EventStatus::Ignored, "a join stays finished");
+    }
+
+    #[tokio::test]
     async fn a_stored_event_wakes_the_bot_and_a_retry_does_not() {
         let (kit, secret) = receiving().await;
         kit.store.set_bot_settings(1001, false, true, None).await.unwrap();
