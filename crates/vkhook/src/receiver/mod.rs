@@ -5,6 +5,8 @@
 //!   code, and store every other event durably (the group-commit [`writer`]) before the verdict says `ok`.
 //! - Secrets come from [`Credentials`], cached; a mismatch re-reads the store before refusing, so a changed secret
 //!   is never refused stale. A stored secret that does not open refuses everything (never "no secret needed").
+//! - What no consumer wants (a type the bot never answers, a switch off, the community's own) is decided here, by
+//!   [`BotControl::nothing_to_do`], and stored finished in the same commit: no worker ever touches it.
 //! - No session, no templates, no VK calls here.
 //!
 //! VK's rules (https://dev.vk.com/ru/api/callback/getting-started): the body carries `type`, `event_id`, `v`,
