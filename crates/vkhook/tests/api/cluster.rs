@@ -21,7 +21,8 @@ struct Cluster {
     /// For assertions: the same database the instances use.
     store: Store,
     gate: Option<TcpGate>,
-    _db: PgDatabase,
+    /// Keeps the database (a PostgreSQL database, or the SQLite file's folder) for as long as the cluster.
+    _db: Box<dyn std::any::Any + Send>,
 }
 
 const RPS: u32 = 400;
@@ -47,6 +48,25 @@ impl Cluster {
     /// The same, with VK allowing `rps` calls per second per community key, and vkhook told the same.
     async fn start_with_rps(test: &str, n: usize, first_callback: usize, gated: bool, rps: u32) -> Option<Cluster> {
         let db = PgDatabase::create(test).await?;
+        let url = db.url.clone();
+        Some(Cluster::start_on(Box::new(db), url, n, first_callback, gated, rps).await)
+    }
+
+    /// One instance on SQLite (its own file): what the demo and a small deployment run.
+    async fn start_sqlite() -> Cluster {
+        let dir = TempDir::new("vkhook-cluster-sqlite");
+        let url = format!("sqlite://{}/vkhook.db", dir.0.display());
+        Cluster::start_on(Box::new(dir), url, 1, 0, false, RPS).await
+    }
+
+    async fn start_on(
+        db: Box<dyn std::any::Any + Send>,
+        db_url: String,
+        n: usize,
+        first_callback: usize,
+        gated: bool,
+        rps: u32,
+    ) -> Cluster {
         let sandbox = Sandbox::start(SandboxConfig {
             time_factor: 0.001,
             community_per_second: rps as usize,
@@ -58,10 +78,10 @@ impl Cluster {
         })
         .await
         .unwrap();
-        let store = Store::connect(&db.url).await.unwrap();
+        let store = Store::connect(&db_url).await.unwrap();
         store.migrate().await.unwrap();
         let gate = if gated {
-            let url = url::Url::parse(&db.url).unwrap();
+            let url = url::Url::parse(&db_url).unwrap();
             let target = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
             let addr = tokio::net::lookup_host(target).await.unwrap().next().unwrap();
             Some(TcpGate::start(addr).await)
@@ -70,12 +90,12 @@ impl Cluster {
         };
         let db_url = match &gate {
             Some(g) => {
-                let mut url = url::Url::parse(&db.url).unwrap();
+                let mut url = url::Url::parse(&db_url).unwrap();
                 url.set_host(Some("127.0.0.1")).unwrap();
                 url.set_port(Some(g.port)).unwrap();
                 url.to_string()
             }
-            None => db.url.clone(),
+            None => db_url,
         };
         let proxy = start_proxy(n, first_callback).await;
         let keys = vkhook::vault::Vault::generate_spec("cluster");
@@ -89,7 +109,7 @@ impl Cluster {
             instances.push(instance);
         }
         let driver = Driver::new(browser(), proxy.url.clone(), &sandbox, store.clone());
-        Some(Cluster { sandbox, instances, proxy, driver, store, gate, _db: db })
+        Cluster { sandbox, instances, proxy, driver, store, gate, _db: db }
     }
 
     /// User 1 connects `group_id` (through the proxy: the UI on instance 0) and turns the bot on with `rules`.
@@ -221,9 +241,9 @@ async fn two_instances_handle_2000_events_once_each_and_confirmation_lands_on_th
     }
 }
 
-#[tokio::test]
-async fn sigkill_under_load_loses_nothing_and_doubles_nothing() {
-    let Some(mut cluster) = Cluster::start("SIGKILL under load", 2, 0, false).await else { return };
+/// Comments arrive continuously (~200/s) while instance `victim` is killed with SIGKILL and restarted: every event
+/// VK was answered `ok` for is stored once, and every comment is answered exactly once.
+async fn sigkill_under_load(mut cluster: Cluster, victim: usize) {
     cluster.connect_with_rules(1001, &[("вопрос", "Ответ.")]).await;
     let sandbox = cluster.sandbox.shared().clone();
     let delivering = {
@@ -244,21 +264,32 @@ async fn sigkill_under_load_loses_nothing_and_doubles_nothing() {
             }
         })
     };
-    // Kill B once replies are flowing, and restart it once VK has seen it down.
+    // Kill it once replies are flowing, and restart it once VK has seen it down.
     cluster.wait_for_replies(1001, 20, 0, 30).await;
-    cluster.instances[1].kill9();
-    eventually(30, "a delivery refused while B is down", || async {
+    cluster.instances[victim].kill9();
+    eventually(30, "a delivery refused while it is down", || async {
         cluster.sandbox.deliveries(1001).iter().any(|d| d.http_status == Some(502)).then_some(())
     })
     .await;
-    cluster.instances[1].restart().await;
-    cluster.proxy.set_backend(1, cluster.instances[1].url());
+    cluster.instances[victim].restart().await;
+    cluster.proxy.set_backend(victim, cluster.instances[victim].url());
     delivering.await.unwrap();
     cluster.wait_for_replies(1001, 400, 0, 120).await;
     cluster.wait_deliveries_settled(1001, 800, 120).await;
     cluster.wait_until_idle(120).await;
     cluster.assert_acknowledged_events_stored_once(1001).await;
     assert_eq!(cluster.assert_one_reply_per_comment(1001), 400);
+}
+
+#[tokio::test]
+async fn sigkill_under_load_loses_nothing_and_doubles_nothing() {
+    let Some(cluster) = Cluster::start("SIGKILL under load", 2, 0, false).await else { return };
+    sigkill_under_load(cluster, 1).await;
+}
+
+#[tokio::test]
+async fn sigkill_under_load_on_sqlite_loses_nothing_and_doubles_nothing() {
+    sigkill_under_load(Cluster::start_sqlite().await, 0).await;
 }
 
 #[tokio::test]
