@@ -83,7 +83,11 @@ async fn main() -> anyhow::Result<()> {
             .env("VKHOOK_VK_OAUTH_URL", format!("{sandbox}/oauth"))
             .env("VKHOOK_VK_ID_URL", format!("{sandbox}/id"))
             .env("RUST_LOG", "warn")
-            .stdout(quiet())
+            // VKHOOK_PRODUCT_LOG=path keeps the server's log (for looking into a run).
+            .stdout(match std::env::var_os("VKHOOK_PRODUCT_LOG") {
+                Some(path) => Stdio::from(std::fs::File::create(path)?),
+                None => quiet(),
+            })
             .stderr(quiet())
             .spawn()?,
     );

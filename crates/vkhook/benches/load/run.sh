@@ -2,7 +2,8 @@
 # The load benchmark: wrk (Debian package) against a bare hyper handler and against vkhook as users run it, in the
 # same run, on the same machine. Release build, 64 connections, 2 threads, 10 s each.
 #
-#   crates/vkhook/benches/load/run.sh [bot-on] [bot-off] [likes] [stripped] [postgres] [postgres2]
+#   crates/vkhook/benches/load/run.sh [bot-on] [bot-off] [likes] [stripped] [pg-bot-on] [pg-bot-off] [pg-likes]
+#                                     [postgres] [postgres2]
 #   (default: bot-on bot-off likes stripped)
 #
 # bot-on, bot-off, likes: the product (examples/product_target.rs): `vkhook sandbox` in its own process,
@@ -11,7 +12,8 @@
 #   switches; likes sends 80 % like_add. Each line also gives the server's CPU per request, the backlog when the
 #   load stops and how long it takes to drain (up to DRAIN_MAX seconds; the bot replies at VK's 20 calls/s).
 # stripped: the receiver alone (examples/load_target.rs, --role web: no workers) — a ceiling, not the product.
-# postgres modes (stripped target) need VKHOOK_LOAD_PG=postgres://user@host/db (a scratch database).
+# pg-* modes: the same product cases on PostgreSQL; they and the postgres modes (stripped target) need
+# VKHOOK_LOAD_PG=postgres://user@host/db, a scratch database (pg-* drop and create it).
 set -euo pipefail
 cd "$(dirname "$0")/../../../.."
 DURATION="${DURATION:-10s}"
@@ -91,8 +93,10 @@ print(f"{label:<30} {rps:>8.0f} req/s{times}   p50 {max(p50s):6.2f} ms   p99 {ma
 PY
 }
 
-product() { # label bot mix
-  start "$1" "$PRODUCT" --bot "$2"
+product() { # label bot mix [database-url]
+  local db=()
+  [ -n "${4:-}" ] && db=(--database-url "$4")
+  start "$1" "$PRODUCT" --bot "$2" "${db[@]}"
   local cpu0 cpu1 total depth start_ns drained
   cpu0=$(cpu_ticks "$PID")
   load "$1" "$PORT" "$SECRET" "$3"
@@ -130,6 +134,22 @@ for mode in "${MODES[@]}"; do
     bot-on) product "vkhook, bot on (as connected)" on "" ;;
     bot-off) product "vkhook, bot off" off "" ;;
     likes) product "vkhook, 80 % like_add, bot on" on likes ;;
+    pg-bot-on|pg-bot-off|pg-likes)
+      : "${VKHOOK_LOAD_PG:?set VKHOOK_LOAD_PG to a scratch PostgreSQL database URL}"
+      # A fresh database each time: the scratch one is dropped and created again.
+      python3 - "$VKHOOK_LOAD_PG" <<'PY'
+import subprocess, sys, urllib.parse
+u = urllib.parse.urlparse(sys.argv[1]); name = u.path.lstrip("/")
+admin = u._replace(path="/postgres").geturl()
+for sql in (f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"'):
+    subprocess.run(["psql", admin, "-qc", sql], check=True)
+PY
+      case "$mode" in
+        pg-bot-on) product "PostgreSQL, bot on" on "" "$VKHOOK_LOAD_PG" ;;
+        pg-bot-off) product "PostgreSQL, bot off" off "" "$VKHOOK_LOAD_PG" ;;
+        pg-likes) product "PostgreSQL, 80 % like_add" on likes "$VKHOOK_LOAD_PG" ;;
+      esac
+      ;;
     stripped|sqlite)
       start vk "$BIN" vkhook --port 0
       load vk "$PORT" "$SECRET"

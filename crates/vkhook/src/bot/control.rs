@@ -41,7 +41,13 @@ impl BotControl {
         let settings = match cached.filter(|(_, at)| at.elapsed() < SWITCHES_TTL) {
             Some((settings, _)) => settings,
             None => {
-                let settings = self.store.bot_settings(group_id).await.ok()?;
+                let settings = match self.store.bot_settings(group_id).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(group_id, error = %e, "switches unreadable at ingest: a worker decides");
+                        return None;
+                    }
+                };
                 let mut cache = self.switches.write().unwrap_or_else(|e| e.into_inner());
                 if cache.len() > 100_000 {
                     cache.clear();
@@ -75,15 +81,28 @@ impl BotControl {
             revive.push(super::why(Reason::MessagesOff).to_string());
         }
         if !revive.is_empty() {
-            let since = now_ms() - 2 * SWITCHES_TTL.as_millis() as i64;
-            if self.store.revive_ingest_decisions(group_id, &revive, since).await? > 0 {
+            let now = now_ms();
+            let since = now - 2 * SWITCHES_TTL.as_millis() as i64;
+            if self.store.revive_ingest_decisions(group_id, &revive, since, now).await? > 0 {
                 self.wake();
             }
-            // Another instance may go on deciding with the old switch until its cache expires: once more after that.
-            let control = self.clone();
+            // Another instance may go on deciding with the old switch until its cache expires: once more after
+            // that, for what came until then — unless the switch was turned off again meanwhile.
+            let (control, lag) = (self.clone(), SWITCHES_TTL + Duration::from_millis(500));
+            let until = now + lag.as_millis() as i64;
             tokio::spawn(async move {
-                tokio::time::sleep(SWITCHES_TTL + Duration::from_millis(500)).await;
-                match control.store.revive_ingest_decisions(group_id, &revive, since).await {
+                tokio::time::sleep(lag).await;
+                let still_on = control
+                    .store
+                    .bot_settings(group_id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some_and(|b| (b.bot_comments || !comments) && (b.bot_messages || !messages));
+                if !still_on {
+                    return;
+                }
+                match control.store.revive_ingest_decisions(group_id, &revive, since, until).await {
                     Ok(n) if n > 0 => control.wake(),
                     Ok(_) => {}
                     Err(e) => {

@@ -449,6 +449,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_switch_turned_on_and_off_again_revives_nothing_decided_after() {
+        let (kit, secret) = receiving().await;
+        kit.store.set_bot_settings(1001, false, false, None).await.unwrap();
+        kit.control.set_switches(1001, false, true, None).await.unwrap();
+        kit.control.set_switches(1001, false, false, None).await.unwrap();
+        kit.receiver.accept(&message(&"b".repeat(40), &secret)).await;
+        // Past the second revival pass (it runs SWITCHES_TTL + 0.5 s after the switch went on): it must not have
+        // taken back a decision made after the switch went off again.
+        tokio::time::sleep(crate::bot::control::SWITCHES_TTL + std::time::Duration::from_secs(1)).await;
+        let row = kit.store.inbox_event_by_event_id(1001, &"b".repeat(40)).await.unwrap().unwrap();
+        assert_eq!(row.status, crate::model::EventStatus::Ignored, "{:?}", row.result);
+    }
+
+    #[tokio::test]
     async fn a_stored_event_wakes_the_bot_and_a_retry_does_not() {
         let (kit, secret) = receiving().await;
         kit.store.set_bot_settings(1001, false, true, None).await.unwrap();

@@ -127,15 +127,22 @@ impl Store {
             .collect())
     }
 
-    /// Events of `group_id` received since `since` that were finished at ingest (never claimed: no attempt) with
-    /// one of `results` go back to `pending`: a switch turned on, and an instance may have decided with the old one.
-    pub async fn revive_ingest_decisions(&self, group_id: i64, results: &[String], since: i64) -> StoreResult<u64> {
+    /// Events of `group_id` received in `since..=until` that were finished at ingest (never claimed: no attempt)
+    /// with one of `results` go back to `pending`: a switch turned on, and an instance may have decided with the
+    /// old one.
+    pub async fn revive_ingest_decisions(
+        &self,
+        group_id: i64,
+        results: &[String],
+        since: i64,
+        until: i64,
+    ) -> StoreResult<u64> {
         let mut n = 0;
         for result in results {
             let q = "UPDATE inbox_events SET status = 'pending', result = NULL, processed_at = NULL, \
                      next_attempt_at = received_at WHERE group_id = $1 AND status = 'ignored' AND attempts = 0 \
-                     AND received_at >= $2 AND result = $3";
-            n += on_pool!(self, pool => sqlx::query(q).bind(group_id).bind(since).bind(result)
+                     AND received_at >= $2 AND received_at <= $4 AND result = $3";
+            n += on_pool!(self, pool => sqlx::query(q).bind(group_id).bind(since).bind(result).bind(until)
                 .execute(pool).await?.rows_affected());
         }
         Ok(n)

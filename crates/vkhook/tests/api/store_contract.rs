@@ -328,14 +328,12 @@ async fn events_finished_at_ingest_are_revived_only_when_asked(store: &Store) {
     assert_eq!(store.oldest_open_event_at(None).await.unwrap(), Some(e2.received_at));
     assert_eq!(store.oldest_open_event_at(Some(1001)).await.unwrap(), Some(e2.received_at));
     assert_eq!(store.oldest_open_event_at(Some(1002)).await.unwrap(), None);
-    assert_eq!(
-        store.revive_ingest_decisions(1001, std::slice::from_ref(&off), e1.received_at + 1).await.unwrap(),
-        0,
-        "too old"
-    );
-    assert_eq!(store.revive_ingest_decisions(1001, std::slice::from_ref(&off), 0).await.unwrap(), 1);
+    let (far, off_only) = (i64::MAX, std::slice::from_ref(&off));
+    assert_eq!(store.revive_ingest_decisions(1001, off_only, e1.received_at + 1, far).await.unwrap(), 0, "too old");
+    assert_eq!(store.revive_ingest_decisions(1001, off_only, 0, e1.received_at - 1).await.unwrap(), 0, "too new");
+    assert_eq!(store.revive_ingest_decisions(1001, off_only, 0, far).await.unwrap(), 1);
     assert_eq!((status(1).await, status(3).await), (EventStatus::Pending, EventStatus::Ignored));
-    assert_eq!(store.revive_ingest_decisions(1001, &[off], 0).await.unwrap(), 0, "once");
+    assert_eq!(store.revive_ingest_decisions(1001, off_only, 0, far).await.unwrap(), 0, "once");
 }
 
 async fn inbox_batches_store_each_event_once(store: &Store) {
