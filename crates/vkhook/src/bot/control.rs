@@ -10,58 +10,64 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::model::{LogEntry, PauseReason, Reason};
-use crate::store::{now_ms, BotSettings, Store, StoreResult};
+use crate::store::{now_ms, BotSettings, RuleRow, Store, StoreResult};
 
-/// How long the receiver trusts the switches it read for a community. Another instance's change reaches it within
-/// this; events it finished at ingest meanwhile under the old switches are revived (see [`BotControl::set_switches`]).
+/// How long the receiver trusts the switches and rules it read for a community. Another instance's change reaches
+/// it within this; events it finished at ingest meanwhile under the old ones are revived (see [`BotControl::revive`]).
 pub const SWITCHES_TTL: Duration = Duration::from_secs(2);
 
-type SwitchCache = HashMap<i64, (Option<BotSettings>, Instant)>;
+/// What the receiver decides with: a community's switches (none: unknown here) and rules, and when they were read.
+type Decisive = (Option<BotSettings>, Vec<RuleRow>, Instant);
 
 #[derive(Clone)]
 pub struct BotControl {
     store: Store,
     /// Wakes the bot workers.
     wakeup: Arc<Notify>,
-    /// The bot's switches per community, for the receiver's decision at ingest.
-    switches: Arc<RwLock<SwitchCache>>,
+    /// The bot's switches and rules per community, for the receiver's decision at ingest.
+    decisive: Arc<RwLock<HashMap<i64, Decisive>>>,
 }
 
 impl BotControl {
     pub fn new(store: Store, wakeup: Arc<Notify>) -> BotControl {
-        BotControl { store, wakeup, switches: Arc::default() }
+        BotControl { store, wakeup, decisive: Arc::default() }
     }
 
-    /// Why the bot will do nothing with this event, if its type and the community's switches already say so: the
-    /// receiver then stores it finished. `None` (a worker decides) whenever in doubt: an unparsable object, an
-    /// unknown community, a store that does not answer.
+    /// Why the bot will do nothing with this event, if its type, the community's switches and its rules already say
+    /// so: the receiver then stores it finished. `None` (a worker decides) whenever in doubt: an unparsable object,
+    /// an unknown community, a store that does not answer.
     pub async fn nothing_to_do(&self, group_id: i64, envelope: &vk::Envelope) -> Option<Reason> {
         let event = envelope.event().ok()?;
-        let cached = self.switches.read().unwrap_or_else(|e| e.into_inner()).get(&group_id).cloned();
-        let settings = match cached.filter(|(_, at)| at.elapsed() < SWITCHES_TTL) {
-            Some((settings, _)) => settings,
+        let cached = self.decisive.read().unwrap_or_else(|e| e.into_inner()).get(&group_id).cloned();
+        let (settings, rules) = match cached.filter(|(_, _, at)| at.elapsed() < SWITCHES_TTL) {
+            Some((settings, rules, _)) => (settings, rules),
             None => {
-                let settings = match self.store.bot_settings(group_id).await {
-                    Ok(s) => s,
+                let read = async {
+                    Ok::<_, crate::store::StoreError>((
+                        self.store.bot_settings(group_id).await?,
+                        self.store.rules(group_id).await?,
+                    ))
+                };
+                let (settings, rules) = match read.await {
+                    Ok(read) => read,
                     Err(e) => {
                         tracing::warn!(group_id, error = %e, "switches unreadable at ingest: a worker decides");
                         return None;
                     }
                 };
-                let mut cache = self.switches.write().unwrap_or_else(|e| e.into_inner());
+                let mut cache = self.decisive.write().unwrap_or_else(|e| e.into_inner());
                 if cache.len() > 100_000 {
                     cache.clear();
                 }
-                cache.insert(group_id, (settings.clone(), Instant::now()));
-                settings
+                cache.insert(group_id, (settings.clone(), rules.clone(), Instant::now()));
+                (settings, rules)
             }
         };
-        super::nothing_to_do(&event, group_id, &settings?)
+        super::nothing_to_do(&event, group_id, &settings?, &rules)
     }
 
-    /// The admin's switches and default reply. A switch turned on revives the events of the last moments that
-    /// were finished at ingest because it was off (on this or another instance, whose cache may lag
-    /// [`SWITCHES_TTL`]): the bot then answers them, once.
+    /// The admin's switches and default reply. A switch turned on (or a default reply given) revives the events of
+    /// the last moments finished at ingest because it was off (or matched no rule).
     pub async fn set_switches(
         &self,
         group_id: i64,
@@ -71,46 +77,65 @@ impl BotControl {
     ) -> StoreResult<()> {
         let before = self.store.bot_settings(group_id).await?;
         self.store.set_bot_settings(group_id, comments, messages, default_reply).await?;
-        self.switches.write().unwrap_or_else(|e| e.into_inner()).remove(&group_id);
+        self.forget(group_id);
         let was = |f: fn(&BotSettings) -> bool| before.as_ref().is_some_and(f);
         let mut revive = Vec::new();
         if comments && !was(|b| b.bot_comments) {
-            revive.push(super::why(Reason::CommentsOff).to_string());
+            revive.push(Reason::CommentsOff);
         }
         if messages && !was(|b| b.bot_messages) {
-            revive.push(super::why(Reason::MessagesOff).to_string());
+            revive.push(Reason::MessagesOff);
         }
-        if !revive.is_empty() {
-            let now = now_ms();
-            let since = now - 2 * SWITCHES_TTL.as_millis() as i64;
-            if self.store.revive_ingest_decisions(group_id, &revive, since, now).await? > 0 {
-                self.wake();
+        if default_reply.is_some() && before.as_ref().and_then(|b| b.default_reply.as_deref()) != default_reply {
+            revive.push(Reason::NoRule);
+        }
+        let still = move |b: &BotSettings| (b.bot_comments || !comments) && (b.bot_messages || !messages);
+        self.revive(group_id, revive, still).await
+    }
+
+    /// A rule was added, removed or moved: the receiver reads the rules again, and events of the last moments that
+    /// matched no rule are revived (the new rule may answer them).
+    pub async fn rules_changed(&self, group_id: i64) -> StoreResult<()> {
+        self.forget(group_id);
+        self.revive(group_id, vec![Reason::NoRule], |_| true).await
+    }
+
+    fn forget(&self, group_id: i64) {
+        self.decisive.write().unwrap_or_else(|e| e.into_inner()).remove(&group_id);
+    }
+
+    /// Puts back to `pending` the events of the last moments finished at ingest for one of `reasons`, at once and
+    /// again once every instance's cache has expired (an instance may go on deciding with the old switches and
+    /// rules for [`SWITCHES_TTL`]) — the second time only for what came until then, and only if `still` holds for
+    /// the switches then (not after they were turned off again). The bot then handles them, once.
+    async fn revive(
+        &self,
+        group_id: i64,
+        reasons: Vec<Reason>,
+        still: impl Fn(&BotSettings) -> bool + Send + 'static,
+    ) -> StoreResult<()> {
+        if reasons.is_empty() {
+            return Ok(());
+        }
+        let results: Vec<String> = reasons.into_iter().map(|r| super::why(r).to_string()).collect();
+        let now = now_ms();
+        let since = now - 2 * SWITCHES_TTL.as_millis() as i64;
+        if self.store.revive_ingest_decisions(group_id, &results, since, now).await? > 0 {
+            self.wake();
+        }
+        let (control, lag) = (self.clone(), SWITCHES_TTL + Duration::from_millis(500));
+        let until = now + lag.as_millis() as i64;
+        tokio::spawn(async move {
+            tokio::time::sleep(lag).await;
+            if !control.store.bot_settings(group_id).await.ok().flatten().is_some_and(|b| still(&b)) {
+                return;
             }
-            // Another instance may go on deciding with the old switch until its cache expires: once more after
-            // that, for what came until then — unless the switch was turned off again meanwhile.
-            let (control, lag) = (self.clone(), SWITCHES_TTL + Duration::from_millis(500));
-            let until = now + lag.as_millis() as i64;
-            tokio::spawn(async move {
-                tokio::time::sleep(lag).await;
-                let still_on = control
-                    .store
-                    .bot_settings(group_id)
-                    .await
-                    .ok()
-                    .flatten()
-                    .is_some_and(|b| (b.bot_comments || !comments) && (b.bot_messages || !messages));
-                if !still_on {
-                    return;
-                }
-                match control.store.revive_ingest_decisions(group_id, &revive, since, until).await {
-                    Ok(n) if n > 0 => control.wake(),
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(group_id, error = %e, "could not revive events decided under the old switch")
-                    }
-                }
-            });
-        }
+            match control.store.revive_ingest_decisions(group_id, &results, since, until).await {
+                Ok(n) if n > 0 => control.wake(),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(group_id, error = %e, "could not revive events decided under the old switch"),
+            }
+        });
         Ok(())
     }
 

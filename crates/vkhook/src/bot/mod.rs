@@ -26,7 +26,7 @@ use crate::hooks::{CrashPoint, Hooks};
 use crate::logging::Untrusted;
 use crate::metrics::Metrics;
 use crate::model::{EventStatus, Reason, ReplyKind, ReplyStatus};
-use crate::store::{now_ms, BotSettings, InboxRow, ReplyRow, Store};
+use crate::store::{now_ms, BotSettings, InboxRow, ReplyRow, RuleRow, Store};
 
 pub use control::BotControl;
 
@@ -115,10 +115,15 @@ impl Target {
     }
 }
 
-/// Why the bot will do nothing with `event`, if that is already clear from the event and the switches (the
-/// receiver stores such an event finished, in the same commit: no worker touches it). `None`: a worker decides.
-pub fn nothing_to_do(event: &Event, group_id: i64, bot: &BotSettings) -> Option<Reason> {
-    job_for(event, group_id, bot).err()
+/// Why the bot will do nothing with `event`, if that is already clear from the event, the switches and the rules
+/// (the receiver stores such an event finished, in the same commit: no worker touches it). `None`: a worker
+/// decides — the same way, with the rules read again.
+pub fn nothing_to_do(event: &Event, group_id: i64, bot: &BotSettings, rules: &[RuleRow]) -> Option<Reason> {
+    match job_for(event, group_id, bot) {
+        Err(reason) => Some(reason),
+        Ok(job) => matches!(rules::decide(&job.text, rules, bot.default_reply.as_deref()), rules::Decision::Nothing)
+            .then_some(Reason::NoRule),
+    }
 }
 
 /// Whether an event asks for a reply under the community's switches, and where it would go. Pure.

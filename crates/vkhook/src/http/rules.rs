@@ -52,6 +52,7 @@ pub async fn add_rule(
         ));
     }
     app.store.add_rule(community.id, keywords, reply).await?;
+    app.bot.control().rules_changed(community.id).await?;
     Ok(saved(community.id))
 }
 
@@ -63,6 +64,7 @@ pub async fn delete_rule(
     if !app.store.delete_rule(community.id, rule).await? {
         return Err(AppError::NotFound);
     }
+    app.bot.control().rules_changed(community.id).await?;
     Ok(saved(community.id))
 }
 
@@ -73,6 +75,7 @@ pub async fn move_rule(
     body: axum::body::Bytes,
 ) -> AppResult<Response> {
     app.store.move_rule(community.id, rule, FormPairs::parse(&body).get("dir") == Some("up")).await?;
+    app.bot.control().rules_changed(community.id).await?;
     Ok(saved(community.id))
 }
 

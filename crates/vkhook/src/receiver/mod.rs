@@ -5,7 +5,8 @@
 //!   code, and store every other event durably (the group-commit [`writer`]) before the verdict says `ok`.
 //! - Secrets come from [`Credentials`], cached; a mismatch re-reads the store before refusing, so a changed secret
 //!   is never refused stale. A stored secret that does not open refuses everything (never "no secret needed").
-//! - What no consumer wants (a type the bot never answers, a switch off, the community's own) is decided here, by
+//! - What no consumer wants (a type the bot never answers, a switch off, the community's own, no rule and no default
+//!   reply) is decided here, by
 //!   [`BotControl::nothing_to_do`], and stored finished in the same commit: no worker ever touches it.
 //! - No session, no templates, no VK calls here.
 //!
@@ -463,9 +464,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_message_no_rule_answers_is_finished_at_ingest_and_a_new_rule_revives_it() {
+        let (kit, secret) = receiving().await;
+        kit.give_key(1001).await;
+        kit.store.set_bot_settings(1001, false, true, None).await.unwrap();
+        kit.store.add_rule(1001, "цена", "Цены в меню.").await.unwrap();
+        kit.sandbox.message(1001, 2, "Привет").unwrap(); // writing first allows the community's answer
+                                                         // «Привет» matches no rule and there is no default reply: nothing for a worker.
+        kit.receiver.accept(&message(&"b".repeat(40), &secret)).await;
+        let row = kit.store.inbox_event_by_event_id(1001, &"b".repeat(40)).await.unwrap().unwrap();
+        assert_eq!((row.status, row.attempts), (crate::model::EventStatus::Ignored, 0));
+        assert!(row.result.as_deref().unwrap().contains("no_rule"));
+        // The admin adds a rule for it a moment later: the message is answered by it, once.
+        kit.store.add_rule(1001, "привет", "Здравствуйте!").await.unwrap();
+        kit.control.rules_changed(1001).await.unwrap();
+        kit.run_bot_once().await;
+        let row = kit.store.inbox_event_by_event_id(1001, &"b".repeat(40)).await.unwrap().unwrap();
+        assert_eq!(row.status, crate::model::EventStatus::Done, "{:?}", row.result);
+        let replies: Vec<_> = kit.sandbox.messages(1001).into_iter().filter(|m| m.from_id == -1001).collect();
+        assert_eq!(replies.len(), 1);
+        assert_eq!(replies[0].text, "Здравствуйте!");
+    }
+
+    #[tokio::test]
     async fn a_stored_event_wakes_the_bot_and_a_retry_does_not() {
         let (kit, secret) = receiving().await;
-        kit.store.set_bot_settings(1001, false, true, None).await.unwrap();
+        kit.store.set_bot_settings(1001, false, true, Some("Спасибо!")).await.unwrap();
         let event = message(&"a".repeat(40), &secret);
         let woken = kit.control.wakeup().notified();
         assert_eq!(kit.receiver.accept(&event).await.0, Verdict::Stored(Inserted::New));
