@@ -152,12 +152,13 @@ impl Credentials {
         let settings = self.store.community_settings(group_id).await?;
         let current = settings.as_ref().and_then(|s| s.secret.as_deref());
         let same_hands = settings.as_ref().and_then(|s| s.connected_by).is_none_or(|u| u == by_user);
-        if let (Ok(Some(secret)), true) = (self.open(Sealed::CallbackSecret, group_id, current), same_hands) {
+        let current = self.open(Sealed::CallbackSecret, group_id, current);
+        if let (Ok(Some(secret)), true) = (&current, same_hands) {
             self.store.commit_code(group_id, code, SetupMode::Api).await?;
             self.invalidate(group_id);
-            return Ok(secret);
+            return Ok(secret.clone());
         }
-        self.rotate_for_setup(group_id, code).await
+        self.rotate(group_id, code, current.ok().flatten()).await
     }
 
     /// Commits VK's confirmation code with a fresh secret. The current one, if it opens, becomes the previous one,
@@ -165,7 +166,12 @@ impl Credentials {
     pub async fn rotate_for_setup(&self, group_id: i64, code: &str) -> StoreResult<SecretString> {
         let settings = self.store.community_settings(group_id).await?;
         let current = settings.as_ref().and_then(|s| s.secret.as_deref());
-        let previous = self.open(Sealed::CallbackSecret, group_id, current).ok().flatten();
+        let current = self.open(Sealed::CallbackSecret, group_id, current).ok().flatten();
+        self.rotate(group_id, code, current).await
+    }
+
+    /// A fresh secret with `code`; `previous` (the current one, opened) stays accepted for the window.
+    async fn rotate(&self, group_id: i64, code: &str, previous: Option<SecretString>) -> StoreResult<SecretString> {
         let secret = new_callback_secret();
         let sealed = self.seal(Sealed::CallbackSecret, group_id, &secret);
         let sealed_previous = previous.map(|p| self.seal(Sealed::PreviousCallbackSecret, group_id, &p));

@@ -92,19 +92,21 @@ async fn run_bot(app: AppState, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// Waits `every`; false when the loops are told to stop (then at once).
+async fn tick(every: std::time::Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(every) => {}
+        _ = stop.changed() => return false,
+    }
+    !*stop.borrow()
+}
+
 /// Every `housekeeping_every`, on every instance: removes expired sessions (anonymous ones after minutes unused),
 /// stale pending authorizations and previous secrets past their window.
 async fn run_housekeeping(app: AppState, mut stop: watch::Receiver<bool>) {
     let timing = app.settings.timing.clone();
     let every = timing.housekeeping_every.max(std::time::Duration::from_millis(10));
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.changed() => return,
-        }
-        if *stop.borrow() {
-            return;
-        }
+    while tick(every, &mut stop).await {
         let now = now_ms();
         let before = |d: std::time::Duration| now - d.as_millis() as i64;
         let sessions = app
@@ -130,14 +132,7 @@ async fn run_housekeeping(app: AppState, mut stop: watch::Receiver<bool>) {
 /// Runs a reconcile pass every `reconcile_every` (and resumes interrupted setups) until stopped.
 async fn run_reconciler(app: AppState, mut stop: watch::Receiver<bool>) {
     let every = app.settings.timing.reconcile_every.max(std::time::Duration::from_millis(100));
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.changed() => return,
-        }
-        if *stop.borrow() {
-            return;
-        }
+    while tick(every, &mut stop).await {
         if let Err(e) = app.connector.resume_abandoned().await {
             tracing::warn!(error = %e, "could not look for interrupted setups");
         }

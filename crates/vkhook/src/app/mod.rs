@@ -225,8 +225,7 @@ impl AppState {
 /// Says at start-up which token keys the stored data needs and which of them `VKHOOK_TOKEN_KEYS` lacks. A value
 /// whose key is missing does not open: its community refuses events with 503 and its bot holds them, until the key
 /// is given back (docs/deploy.md, "Token keys").
-async fn report_token_keys(store: &Store, keys: &secrecy::SecretString) -> anyhow::Result<()> {
-    let vault = crate::vault::Vault::from_spec(keys).context("VKHOOK_TOKEN_KEYS")?;
+async fn report_token_keys(store: &Store, vault: &Vault) -> anyhow::Result<()> {
     let configured = vault.key_ids();
     let needed = store.sealed_key_use().await.context("reading which token keys the data needs")?;
     let missing: Vec<(&String, &usize)> = needed.iter().filter(|(id, _)| !configured.contains(&id.as_str())).collect();
@@ -255,7 +254,6 @@ impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<App> {
         let store = Store::connect(&settings.database_url).await.context("opening the database")?;
         store.migrate().await.context("migrating the database")?;
-        report_token_keys(&store, &settings.token_keys).await?;
         let listener = TcpListener::bind(settings.bind).await.with_context(|| format!("binding {}", settings.bind))?;
         let metrics_listener = match settings.metrics.bind {
             Some(bind) => Some(TcpListener::bind(bind).await.with_context(|| format!("binding {bind} for /metrics"))?),
@@ -267,6 +265,7 @@ impl App {
             None => Url::parse(&format!("http://{addr}")).expect("a socket address makes a URL"),
         };
         let state = AppState::new(settings, store, public_url)?;
+        report_token_keys(&state.store, &state.vault).await?;
         Ok(App { listener, metrics_listener, state })
     }
 

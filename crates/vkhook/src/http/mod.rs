@@ -120,14 +120,12 @@ async fn healthz(State(app): State<AppState>) -> Response {
 /// time).
 async fn metrics(State(app): State<AppState>, headers: header::HeaderMap) -> Response {
     if let Some(token) = &app.settings.metrics.token {
-        use secrecy::ExposeSecret;
-        use subtle::ConstantTimeEq;
         let supplied = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or_default();
-        if !bool::from(supplied.as_bytes().ct_eq(token.expose_secret().as_bytes())) {
+        if !vk::callback::secret_eq(token, supplied.as_bytes()) {
             return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], "metrics need a bearer token")
                 .into_response();
         }

@@ -88,8 +88,8 @@ enum SecretCheck {
     Wrong,
 }
 
-fn matches(secret: &Option<SecretString>, supplied: &[u8]) -> bool {
-    secret.as_ref().is_some_and(|s| vk::callback::secret_eq(s, supplied))
+fn matches(secret: Option<&SecretString>, supplied: &[u8]) -> bool {
+    secret.is_some_and(|s| vk::callback::secret_eq(s, supplied))
 }
 
 /// The supplied secret against the stored ones. "Not required" only when nothing was ever stored.
@@ -98,9 +98,9 @@ fn check_secret(entry: &CallbackSecrets, supplied: Option<&[u8]>) -> SecretCheck
         return SecretCheck::NotRequired;
     }
     let supplied = supplied.unwrap_or_default();
-    if matches(&entry.secret, supplied) {
+    if matches(entry.secret.as_ref(), supplied) {
         SecretCheck::Current
-    } else if entry.previous_in_window(now_ms()).is_some_and(|p| vk::callback::secret_eq(p, supplied)) {
+    } else if matches(entry.previous_in_window(now_ms()), supplied) {
         SecretCheck::Previous
     } else {
         SecretCheck::Wrong

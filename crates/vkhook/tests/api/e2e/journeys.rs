@@ -3,12 +3,17 @@
 use super::browser::Browser;
 use crate::helpers::TestApp;
 
-/// Signs in as «Анна Админова» on the sandbox's VK ID page; returns the communities page's text.
-async fn sign_in_as_anna(browser: &Browser, app: &TestApp) -> String {
+/// Presses «Войти через VK ID» and allows as «Анна Админова» on the sandbox's VK ID page.
+async fn allow_sign_in_as_anna(browser: &Browser, app: &TestApp) {
     browser.goto(&app.url).await;
     browser.click("#sign-in").await;
     browser.click("input[name=user_id][value='1']").await;
     browser.click("button[value=allow]").await;
+}
+
+/// Signs in as «Анна Админова»; returns the communities page's text.
+async fn sign_in_as_anna(browser: &Browser, app: &TestApp) -> String {
+    allow_sign_in_as_anna(browser, app).await;
     browser.text_when(".community-list").await
 }
 
@@ -145,10 +150,7 @@ async fn when_vk_id_drops_groups_the_admin_adds_a_community_by_link_and_connects
     // An app VK support has not granted `groups`: VK ID signs the user in and leaves `groups` out of the scope.
     app.sandbox_control("/_sandbox/app", serde_json::json!({"grants_groups": false})).await;
 
-    browser.goto(&app.url).await;
-    browser.click("#sign-in").await;
-    browser.click("input[name=user_id][value='1']").await;
-    browser.click("button[value=allow]").await;
+    allow_sign_in_as_anna(&browser, &app).await;
     let notice = browser.element_text("#list-notice").await;
     browser.screenshot("09-no-groups").await;
     assert!(notice.contains("не дал приложению доступ к списку"), "{notice}");
