@@ -34,7 +34,7 @@ async fn backlog(pending: usize) -> (Store, std::path::PathBuf) {
 
 fn claim(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let mut group = c.benchmark_group("claim_inbox_batch_32");
+    let mut group = c.benchmark_group("claim_inbox_runs_32x100");
     for pending in [100usize, 1_000_000] {
         let (store, dir) = rt.block_on(backlog(pending));
         group.bench_function(format!("{pending}_pending"), |b| {
@@ -42,7 +42,7 @@ fn claim(c: &mut Criterion) {
                 rt.block_on(async {
                     // The lease ends at once: the next iteration claims the same heads again (a stable backlog).
                     let now = now_ms();
-                    store.claim_inbox_batch("bench", now, now, 32).await.unwrap()
+                    store.claim_inbox_runs("bench", now, now, 32, 100).await.unwrap()
                 })
             })
         });

@@ -95,8 +95,10 @@ pub struct Timing {
     pub bot_retry: vk::Backoff,
     /// Attempts before an event is given up as dead.
     pub bot_max_attempts: i64,
-    /// Events handled at once (each from a different community).
+    /// Runs of events handled at once (each of a different community).
     pub bot_concurrency: usize,
+    /// Most events one run holds: a community's consecutive events, claimed together and recorded together.
+    pub bot_run: i64,
     /// How often VK's view of every connected community is compared with ours.
     pub reconcile_every: Duration,
     /// After a secret rotation, how long the previous secret is still accepted.
@@ -128,6 +130,7 @@ impl Default for Timing {
             bot_retry: vk::Backoff::new(Duration::from_secs(2), Duration::from_secs(300)),
             bot_max_attempts: 8,
             bot_concurrency: 32,
+            bot_run: 100,
             reconcile_every: Duration::from_secs(300),
             previous_secret_window: crate::credentials::PREVIOUS_SECRET_WINDOW,
             anonymous_session_idle: Duration::from_secs(15 * 60),

@@ -159,12 +159,12 @@ impl Kit {
     pub async fn run_bot_once(&self) {
         loop {
             let now = crate::store::now_ms();
-            let rows = self.store.claim_inbox_batch("unit", now, now + 60_000, 10).await.unwrap();
-            if rows.is_empty() {
+            let runs = self.store.claim_inbox_runs("unit", now, now + 60_000, 10, 100).await.unwrap();
+            if runs.is_empty() {
                 return;
             }
-            for row in rows {
-                self.bot.process("unit", row).await;
+            for run in runs {
+                self.bot.process_run("unit", run).await;
             }
         }
     }

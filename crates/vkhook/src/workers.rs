@@ -44,8 +44,8 @@ impl Workers {
     }
 }
 
-/// Claims due events (at most one per community, in order) while there is room, and handles each on a task of
-/// its own; sleeps until woken, a task ends, or the poll interval passes. On stop, finishes what it holds and
+/// Claims runs of due events (one run per community, in order) while there is room, and handles each run on a
+/// task of its own; sleeps until woken, a task ends, or the poll interval passes. On stop, finishes what it holds and
 /// gives up its community leases so another instance takes over at once.
 async fn run_bot(app: AppState, mut stop: watch::Receiver<bool>) {
     let owner = app.instance_id.clone();
@@ -60,12 +60,12 @@ async fn run_bot(app: AppState, mut stop: watch::Receiver<bool>) {
         if room > 0 {
             let now = now_ms();
             let lease_until = now + timing.bot_lease.as_millis() as i64;
-            match app.store.claim_inbox_batch(&owner, now, lease_until, room as i64).await {
-                Ok(rows) => {
-                    claimed = rows.len();
-                    for row in rows {
+            match app.store.claim_inbox_runs(&owner, now, lease_until, room as i64, timing.bot_run).await {
+                Ok(runs) => {
+                    claimed = runs.len();
+                    for run in runs {
                         let (bot, owner) = (app.bot.clone(), owner.clone());
-                        inflight.spawn(async move { bot.process(&owner, row).await });
+                        inflight.spawn(async move { bot.process_run(&owner, run).await });
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "bot: could not claim events"),

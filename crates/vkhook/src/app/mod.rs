@@ -119,7 +119,7 @@ impl Services {
         let wakeup = Arc::new(Notify::new());
         let control = BotControl::new(p.store.clone(), wakeup.clone());
         let writer = Writer::start(p.store.clone(), p.writers, p.metrics.clone());
-        let receiver = Receiver::new(credentials.clone(), writer, control.clone(), p.hooks.clone());
+        let receiver = Receiver::new(credentials.clone(), writer.clone(), control.clone(), p.hooks.clone());
         let accounts = Accounts::new(
             p.store.clone(),
             p.vault.clone(),
@@ -139,6 +139,7 @@ impl Services {
         );
         let bot = Bot::new(
             p.store.clone(),
+            writer,
             credentials.clone(),
             p.vk.clone(),
             control.clone(),

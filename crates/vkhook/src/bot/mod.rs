@@ -1,5 +1,6 @@
-//! The bot: the workers (`workers.rs`) claim stored events with a lease (no transaction is held across a VK call),
-//! one event per community at a time and in order; [`Bot::process`] applies the community's rules and replies:
+//! The bot: the workers (`workers.rs`) claim runs of stored events with a lease (no transaction is held across a VK
+//! call), one run per community at a time, in order; [`Bot::process_run`] applies the community's rules and
+//! replies, then records the whole run's results in one group commit:
 //!
 //! - `wall_reply_new` → `wall.createComment(reply_to_comment, from_group, guid = f(event))`
 //! - `message_new` → `messages.send(random_id = f(event))`
@@ -26,7 +27,8 @@ use crate::hooks::{CrashPoint, Hooks};
 use crate::logging::Untrusted;
 use crate::metrics::Metrics;
 use crate::model::{EventStatus, Reason, ReplyKind, ReplyStatus};
-use crate::store::{now_ms, BotSettings, InboxRow, ReplyRow, RuleRow, Store};
+use crate::receiver::Writer;
+use crate::store::{now_ms, BotSettings, InboxRow, LeaseRenewal, ReplyRow, RuleRow, Settle, Settlement, Store};
 
 pub use control::BotControl;
 
@@ -203,6 +205,8 @@ pub struct BotConfig {
 #[derive(Clone)]
 pub struct Bot {
     store: Store,
+    /// Results and lease renewals go into the receiver's group commits.
+    writer: Writer,
     credentials: Credentials,
     vk: vk::Client,
     control: BotControl,
@@ -213,8 +217,10 @@ pub struct Bot {
 }
 
 impl Bot {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,
+        writer: Writer,
         credentials: Credentials,
         vk: vk::Client,
         control: BotControl,
@@ -222,39 +228,56 @@ impl Bot {
         metrics: Arc<Metrics>,
         config: BotConfig,
     ) -> Bot {
-        Bot { store, credentials, vk, control, names: Arc::default(), hooks, metrics, config }
+        Bot { store, writer, credentials, vk, control, names: Arc::default(), hooks, metrics, config }
     }
 
     pub fn control(&self) -> &BotControl {
         &self.control
     }
 
-    /// Handles one claimed event and records how it ended (unless the lease was lost meanwhile). The lease is
-    /// renewed for as long as the work takes.
-    pub async fn process(&self, owner: &str, row: InboxRow) {
-        let renewing = self.keep_lease(owner, &row);
-        let outcome = match self.handle(&row).await {
-            Ok(o) => o,
-            Err(e) => Outcome::Retry(format!("internal: {e}")),
-        };
-        renewing.stop().await;
-        if matches!(outcome, Outcome::Crashed) {
-            return;
+    /// Handles a claimed run of one community's events in order and records how each ended in one group commit
+    /// (except those whose lease was lost meanwhile). When an event must wait (a retry, a paused community), the
+    /// rest of the run is released unhandled, so the community's order holds. The leases are renewed for as long
+    /// as the work takes.
+    pub async fn process_run(&self, owner: &str, run: Vec<InboxRow>) {
+        let Some(first) = run.first() else { return };
+        let group_id = first.group_id;
+        let renewing = self.keep_leases(owner, group_id, run.iter().map(|r| r.id).collect());
+        let mut settlements = Vec::with_capacity(run.len());
+        let mut waiting = false;
+        for row in &run {
+            let settle = if waiting {
+                Settle::Release
+            } else {
+                let outcome = match self.handle(row).await {
+                    Ok(o) => o,
+                    Err(e) => Outcome::Retry(format!("internal: {e}")),
+                };
+                let Some(settle) = self.settle(row, outcome) else {
+                    // A test crash point: the process "dies" here, nothing of the run is recorded.
+                    renewing.stop().await;
+                    return;
+                };
+                waiting = matches!(settle, Settle::Retry { .. });
+                settle
+            };
+            settlements.push(Settlement { id: row.id, owner: owner.to_owned(), settle });
         }
-        let result = self.record(owner, &row, outcome).await;
-        match result {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!(group_id = row.group_id, event_id = %Untrusted(&row.event_id), "event lease lost before recording")
+        renewing.stop().await;
+        match self.writer.settle(settlements).await {
+            Ok(settled) => {
+                for (row, _) in run.iter().zip(settled).filter(|(_, ok)| !ok) {
+                    tracing::warn!(group_id, event_id = %Untrusted(&row.event_id), "event lease lost before recording");
+                }
             }
-            Err(e) => tracing::error!(group_id = row.group_id, error = %e, "could not record an event's outcome"),
+            Err(e) => tracing::error!(group_id, error = %e, events = run.len(), "could not record a run's outcomes"),
         }
     }
 
-    /// Renews the claim on `row` every third of the lease until stopped (or until it is no longer ours). A
-    /// renewal under way is never cancelled half-way: stopping waits for it.
-    fn keep_lease(&self, owner: &str, row: &InboxRow) -> Renewal {
-        let (store, owner, id, group_id) = (self.store.clone(), owner.to_owned(), row.id, row.group_id);
+    /// Renews the claim on the run's events every third of the lease until stopped (or until none is ours any
+    /// more). A renewal under way is never cancelled half-way: stopping waits for it.
+    fn keep_leases(&self, owner: &str, group_id: i64, ids: Vec<i64>) -> Renewal {
+        let (writer, owner) = (self.writer.clone(), owner.to_owned());
         let lease = self.config.lease;
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -264,41 +287,36 @@ impl Bot {
                     _ = &mut stopped => return,
                 }
                 let until = now_ms() + lease.as_millis() as i64;
-                match store.renew_inbox_lease(id, group_id, &owner, until).await {
-                    Ok(true) => {}
-                    Ok(false) => return,
-                    Err(e) => tracing::warn!(group_id, error = %e, "could not renew an event's lease"),
+                let renewal = LeaseRenewal { owner: owner.clone(), group_id, ids: ids.clone(), until };
+                match writer.renew(renewal).await {
+                    Ok(0) => return,
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(group_id, error = %e, "could not renew a run's leases"),
                 }
             }
         });
         Renewal { stop, task }
     }
 
-    async fn record(&self, owner: &str, row: &InboxRow, outcome: Outcome) -> crate::store::StoreResult<bool> {
-        let store = &self.store;
-        match outcome {
-            Outcome::Replied(result) => {
-                store.finish_inbox_event(row.id, owner, EventStatus::Done, &result.to_string(), None).await
-            }
-            Outcome::Ignored(reason) => {
-                store.finish_inbox_event(row.id, owner, EventStatus::Ignored, &why(reason).to_string(), None).await
-            }
-            Outcome::Failed(result, error) => {
-                store.finish_inbox_event(row.id, owner, EventStatus::Failed, &result.to_string(), Some(&error)).await
-            }
+    /// How an outcome leaves the event; `None` for a test crash (nothing is recorded).
+    fn settle(&self, row: &InboxRow, outcome: Outcome) -> Option<Settle> {
+        let finish = |status, result: String, error: Option<String>| Settle::Finish { status, result, error };
+        Some(match outcome {
+            Outcome::Replied(result) => finish(EventStatus::Done, result.to_string(), None),
+            Outcome::Ignored(reason) => finish(EventStatus::Ignored, why(reason).to_string(), None),
+            Outcome::Failed(result, error) => finish(EventStatus::Failed, result.to_string(), Some(error)),
             Outcome::Retry(error) if row.attempts >= self.config.max_attempts => {
                 tracing::warn!(group_id = row.group_id, event_id = %Untrusted(&row.event_id), %error, "event given up after its last attempt");
-                let result = why(Reason::GaveUp).to_string();
-                store.finish_inbox_event(row.id, owner, EventStatus::Dead, &result, Some(&error)).await
+                finish(EventStatus::Dead, why(Reason::GaveUp).to_string(), Some(error))
             }
             Outcome::Retry(error) => {
                 let delay = self.config.retry.delay(row.attempts.max(1) as u32 - 1);
                 tracing::info!(group_id = row.group_id, event_id = %Untrusted(&row.event_id), %error, delay_ms = delay.as_millis() as u64, "reply postponed");
-                store.retry_inbox_event(row.id, owner, now_ms() + delay.as_millis() as i64, &error).await
+                Settle::Retry { next_attempt_at: now_ms() + delay.as_millis() as i64, error }
             }
-            Outcome::Park(error) => store.retry_inbox_event(row.id, owner, now_ms() + PARK_MS, &error).await,
-            Outcome::Crashed => Ok(true),
-        }
+            Outcome::Park(error) => Settle::Retry { next_attempt_at: now_ms() + PARK_MS, error },
+            Outcome::Crashed => return None,
+        })
     }
 
     async fn handle(&self, row: &InboxRow) -> anyhow::Result<Outcome> {

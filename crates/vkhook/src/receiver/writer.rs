@@ -1,32 +1,35 @@
-//! The group-commit writer: concurrent callbacks share commits. A writer task takes every event waiting (up to
-//! [`MAX_BATCH`]) and inserts them with one statement in one transaction (one fsync), then answers them all.
+//! The group-commit writer: one writer, many producers. A writer task takes everything waiting (new events from
+//! callbacks, results and lease renewals from the bot's workers; up to [`MAX_BATCH`] items) and writes it in one
+//! transaction (one fsync), then answers every producer. On SQLite's single writer a busy bot thus adds rows to
+//! commits that happen anyway instead of adding commits of its own.
 
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::metrics::Metrics;
-use crate::store::{Inserted, NewInboxEvent, Store, StoreError};
+use crate::store::{InboxWrite, Inserted, LeaseRenewal, NewInboxEvent, Settlement, Store, StoreError};
 
-/// Most events one commit takes.
+/// Most items (events, settlements, renewals) one commit takes.
 const MAX_BATCH: usize = 512;
 
-type Done = oneshot::Sender<Result<Inserted, Arc<StoreError>>>;
+type Answer<T> = oneshot::Sender<Result<T, Arc<StoreError>>>;
 
-struct Pending {
-    event: NewInboxEvent,
-    done: Done,
+enum Job {
+    Event(NewInboxEvent, Answer<Inserted>),
+    Settle(Vec<Settlement>, Answer<Vec<bool>>),
+    Renew(LeaseRenewal, Answer<u64>),
 }
 
 #[derive(Clone)]
 pub struct Writer {
-    queue: mpsc::Sender<Pending>,
+    queue: mpsc::Sender<Job>,
 }
 
 impl Writer {
     /// Starts `writers` writer tasks (one for SQLite, which has a single writer anyway; several for PostgreSQL).
     pub fn start(store: Store, writers: usize, metrics: Arc<Metrics>) -> Writer {
-        let (queue, rx) = mpsc::channel::<Pending>(8192);
+        let (queue, rx) = mpsc::channel::<Job>(8192);
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..writers.max(1) {
             tokio::spawn(write_batches(store.clone(), rx.clone(), metrics.clone()));
@@ -36,47 +39,112 @@ impl Writer {
 
     /// Queues an event for the next group commit and waits until it is durable.
     pub async fn store(&self, event: NewInboxEvent) -> Result<Inserted, Arc<StoreError>> {
+        self.send(|done| Job::Event(event, done)).await
+    }
+
+    /// Records how a worker left its events, in the next group commit: false where an event was no longer the
+    /// worker's.
+    pub async fn settle(&self, settlements: Vec<Settlement>) -> Result<Vec<bool>, Arc<StoreError>> {
+        if settlements.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.send(|done| Job::Settle(settlements, done)).await
+    }
+
+    /// Extends a run's leases in the next group commit: how many of its events were still held.
+    pub async fn renew(&self, renewal: LeaseRenewal) -> Result<u64, Arc<StoreError>> {
+        self.send(|done| Job::Renew(renewal, done)).await
+    }
+
+    async fn send<T>(&self, job: impl FnOnce(Answer<T>) -> Job) -> Result<T, Arc<StoreError>> {
         let (done, wait) = oneshot::channel();
         let closed = || Arc::new(StoreError::Io(std::io::Error::other("the inbox writer stopped")));
-        self.queue.send(Pending { event, done }).await.map_err(|_| closed())?;
+        self.queue.send(job(done)).await.map_err(|_| closed())?;
         wait.await.map_err(|_| closed())?
     }
 }
 
-async fn write_batches(store: Store, rx: Arc<Mutex<mpsc::Receiver<Pending>>>, metrics: Arc<Metrics>) {
-    let mut events: Vec<NewInboxEvent> = Vec::with_capacity(MAX_BATCH);
-    let mut waiting: Vec<Done> = Vec::with_capacity(MAX_BATCH);
+/// Who waits for which part of a commit.
+#[derive(Default)]
+struct Waiting {
+    events: Vec<Answer<Inserted>>,
+    /// Each settle job's answer and how many settlements it gave.
+    settles: Vec<(Answer<Vec<bool>>, usize)>,
+    renewals: Vec<Answer<u64>>,
+}
+
+impl Waiting {
+    fn take(&mut self, job: Job, write: &mut InboxWrite) -> usize {
+        match job {
+            Job::Event(event, done) => {
+                write.events.push(event);
+                self.events.push(done);
+                1
+            }
+            Job::Settle(settlements, done) => {
+                let n = settlements.len();
+                write.settlements.extend(settlements);
+                self.settles.push((done, n));
+                n
+            }
+            Job::Renew(renewal, done) => {
+                write.renewals.push(renewal);
+                self.renewals.push(done);
+                1
+            }
+        }
+    }
+
+    fn fail(&mut self, e: StoreError) {
+        let e = Arc::new(e);
+        self.events.drain(..).for_each(|done| drop(done.send(Err(e.clone()))));
+        self.settles.drain(..).for_each(|(done, _)| drop(done.send(Err(e.clone()))));
+        self.renewals.drain(..).for_each(|done| drop(done.send(Err(e.clone()))));
+    }
+}
+
+async fn write_batches(store: Store, rx: Arc<Mutex<mpsc::Receiver<Job>>>, metrics: Arc<Metrics>) {
+    let mut write = InboxWrite::default();
+    let mut waiting = Waiting::default();
     loop {
         {
             let mut rx = rx.lock().await;
             let Some(first) = rx.recv().await else { return };
-            events.push(first.event);
-            waiting.push(first.done);
-            while events.len() < MAX_BATCH {
+            let mut items = waiting.take(first, &mut write);
+            while items < MAX_BATCH {
                 match rx.try_recv() {
-                    Ok(p) => {
-                        events.push(p.event);
-                        waiting.push(p.done);
-                    }
+                    Ok(job) => items += waiting.take(job, &mut write),
                     Err(_) => break,
                 }
             }
         }
-        metrics.observe_batch(events.len());
-        match store.insert_inbox_batch(&events).await {
-            Ok(results) => {
-                for (done, r) in waiting.drain(..).zip(results) {
+        if !write.events.is_empty() {
+            metrics.observe_batch(write.events.len());
+        }
+        match store.write_inbox(&write).await {
+            Ok(written) => {
+                for (done, r) in waiting.events.drain(..).zip(written.inserted) {
                     let _ = done.send(Ok(r));
+                }
+                let mut settled = written.settled.into_iter();
+                for (done, n) in waiting.settles.drain(..) {
+                    let _ = done.send(Ok(settled.by_ref().take(n).collect()));
+                }
+                for (done, n) in waiting.renewals.drain(..).zip(written.renewed) {
+                    let _ = done.send(Ok(n));
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, events = events.len(), "inbox commit failed; VK will retry");
-                let e = Arc::new(e);
-                for done in waiting.drain(..) {
-                    let _ = done.send(Err(e.clone()));
+                if !write.events.is_empty() {
+                    tracing::error!(error = %e, events = write.events.len(), "inbox commit failed; VK will retry");
+                } else {
+                    tracing::warn!(error = %e, "inbox commit of results failed");
                 }
+                waiting.fail(e);
             }
         }
-        events.clear();
+        write.events.clear();
+        write.settlements.clear();
+        write.renewals.clear();
     }
 }

@@ -70,38 +70,146 @@ pub struct CountRow {
     pub n: i64,
 }
 
+/// How a worker leaves an event it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settle {
+    /// Finished: `done`, `failed`, `dead` or `ignored`, with what happened (JSON) and the error, if any.
+    Finish { status: EventStatus, result: String, error: Option<String> },
+    /// Back to `pending` for another attempt at `next_attempt_at`.
+    Retry { next_attempt_at: i64, error: String },
+    /// Not handled (an earlier event of its run waits for a retry, so this one must too): back to `pending` as
+    /// it was, the claim's attempt undone.
+    Release,
+}
+
+/// One event's [`Settle`], by the worker that holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settlement {
+    pub id: i64,
+    pub owner: String,
+    pub settle: Settle,
+}
+
+/// Extends the leases on the events of one run (and on their community) that `owner` still holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRenewal {
+    pub owner: String,
+    pub group_id: i64,
+    pub ids: Vec<i64>,
+    pub until: i64,
+}
+
+/// Everything one commit writes to the inbox: new events, workers' results and lease renewals, so that on
+/// SQLite's single writer a busy bot adds rows to commits that happen anyway instead of adding commits.
+#[derive(Debug, Clone, Default)]
+pub struct InboxWrite {
+    pub events: Vec<NewInboxEvent>,
+    pub settlements: Vec<Settlement>,
+    pub renewals: Vec<LeaseRenewal>,
+}
+
+/// What an [`InboxWrite`] did, item by item.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InboxWritten {
+    pub inserted: Vec<Inserted>,
+    /// False where the event was no longer the owner's (its lease ran out and another worker took it).
+    pub settled: Vec<bool>,
+    /// How many of each renewal's events were still held.
+    pub renewed: Vec<u64>,
+}
+
+const OPEN: &str = "status IN ('pending', 'processing')";
+
 impl Store {
-    /// Inserts a batch with one statement (one commit, one fsync): VK's retries of stored events change nothing.
-    /// PostgreSQL takes the batch as arrays (one prepared statement whatever the batch size); SQLite as a
-    /// multi-row `VALUES`.
-    pub async fn insert_inbox_batch(&self, events: &[NewInboxEvent]) -> StoreResult<Vec<Inserted>> {
-        let inserted: Vec<(i64, String)> = match &self.backend {
+    /// Writes new events, results and lease renewals in one transaction (one commit, one fsync). New events go
+    /// in with one statement: PostgreSQL takes them as arrays (one prepared statement whatever the batch size),
+    /// SQLite as a multi-row `VALUES`. VK's retries of stored events change nothing.
+    pub async fn write_inbox(&self, write: &InboxWrite) -> StoreResult<InboxWritten> {
+        let events = &write.events;
+        // The same statements on either backend's transaction; only the insert differs.
+        macro_rules! settle_and_renew {
+            ($tx:ident) => {{
+                let mut settled = Vec::with_capacity(write.settlements.len());
+                for s in &write.settlements {
+                    let q = match &s.settle {
+                        Settle::Finish { status, result, error } => sqlx::query(
+                            "UPDATE inbox_events SET status = $3, result = $4, last_error = $5, processed_at = $6, \
+                             lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2",
+                        )
+                        .bind(s.id)
+                        .bind(&s.owner)
+                        .bind(*status)
+                        .bind(result)
+                        .bind(error)
+                        .bind(now_ms()),
+                        Settle::Retry { next_attempt_at, error } => sqlx::query(
+                            "UPDATE inbox_events SET status = 'pending', next_attempt_at = $3, last_error = $4, \
+                             lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2",
+                        )
+                        .bind(s.id)
+                        .bind(&s.owner)
+                        .bind(*next_attempt_at)
+                        .bind(error),
+                        Settle::Release => sqlx::query(
+                            "UPDATE inbox_events SET status = 'pending', attempts = attempts - 1, \
+                             lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2",
+                        )
+                        .bind(s.id)
+                        .bind(&s.owner),
+                    };
+                    settled.push(q.execute(&mut *$tx).await?.rows_affected() == 1);
+                }
+                let mut renewed = Vec::with_capacity(write.renewals.len());
+                for r in &write.renewals {
+                    let mut n = 0;
+                    for id in &r.ids {
+                        let q = "UPDATE inbox_events SET lease_until = $3 \
+                                 WHERE id = $1 AND lease_owner = $2 AND status = 'processing'";
+                        n += sqlx::query(q).bind(id).bind(&r.owner).bind(r.until).execute(&mut *$tx).await?.rows_affected();
+                    }
+                    if n > 0 {
+                        let q = "UPDATE community_leases SET until = $3 WHERE group_id = $1 AND owner = $2";
+                        sqlx::query(q).bind(r.group_id).bind(&r.owner).bind(r.until).execute(&mut *$tx).await?;
+                    }
+                    renewed.push(n);
+                }
+                (settled, renewed)
+            }};
+        }
+        let columns = "INSERT INTO inbox_events (group_id, event_id, event_type, payload, received_at, \
+                       next_attempt_at, status, result, processed_at) ";
+        let (inserted, settled, renewed) = match &self.backend {
             Backend::Postgres(pool) => {
-                let q = "INSERT INTO inbox_events (group_id, event_id, event_type, payload, received_at, next_attempt_at, \
-                         status, result, processed_at) \
-                         SELECT g, e, t, p, r, r, s, res, CASE WHEN res IS NULL THEN NULL ELSE r END \
-                         FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[]) \
-                         AS batch(g, e, t, p, r, s, res) \
-                         ON CONFLICT (group_id, event_id) DO NOTHING RETURNING group_id, event_id";
-                sqlx::query_as::<_, (i64, String)>(q)
-                    .bind(events.iter().map(|e| e.group_id).collect::<Vec<_>>())
-                    .bind(events.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>())
-                    .bind(events.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
-                    .bind(events.iter().map(|e| e.payload.as_str()).collect::<Vec<_>>())
-                    .bind(events.iter().map(|e| e.received_at).collect::<Vec<_>>())
-                    .bind(events.iter().map(|e| e.initial_status().as_str()).collect::<Vec<_>>())
-                    .bind(events.iter().map(|e| e.done_at_ingest.as_deref()).collect::<Vec<_>>())
-                    .fetch_all(pool)
-                    .await?
+                let mut tx = pool.begin().await?;
+                let mut inserted = Vec::new();
+                if !events.is_empty() {
+                    let q = format!(
+                        "{columns} SELECT g, e, t, p, r, r, s, res, CASE WHEN res IS NULL THEN NULL ELSE r END \
+                         FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], \
+                         $7::text[]) AS batch(g, e, t, p, r, s, res) \
+                         ON CONFLICT (group_id, event_id) DO NOTHING RETURNING group_id, event_id"
+                    );
+                    inserted = sqlx::query_as::<_, (i64, String)>(&q)
+                        .bind(events.iter().map(|e| e.group_id).collect::<Vec<_>>())
+                        .bind(events.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>())
+                        .bind(events.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
+                        .bind(events.iter().map(|e| e.payload.as_str()).collect::<Vec<_>>())
+                        .bind(events.iter().map(|e| e.received_at).collect::<Vec<_>>())
+                        .bind(events.iter().map(|e| e.initial_status().as_str()).collect::<Vec<_>>())
+                        .bind(events.iter().map(|e| e.done_at_ingest.as_deref()).collect::<Vec<_>>())
+                        .fetch_all(&mut *tx)
+                        .await?;
+                }
+                let (settled, renewed) = settle_and_renew!(tx);
+                tx.commit().await?;
+                (inserted, settled, renewed)
             }
             Backend::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
                 let mut inserted = Vec::with_capacity(events.len());
                 // Statements stay well under SQLite's 32766 bound variables.
                 for chunk in events.chunks(1000) {
-                    let mut q = sqlx::QueryBuilder::new(
-                        "INSERT INTO inbox_events (group_id, event_id, event_type, payload, received_at, \
-                         next_attempt_at, status, result, processed_at) ",
-                    );
+                    let mut q = sqlx::QueryBuilder::new(columns);
                     q.push_values(chunk, |mut row, e| {
                         row.push_bind(e.group_id)
                             .push_bind(&e.event_id)
@@ -114,17 +222,41 @@ impl Store {
                             .push_bind(e.done_at_ingest.as_ref().map(|_| e.received_at));
                     });
                     q.push(" ON CONFLICT (group_id, event_id) DO NOTHING RETURNING group_id, event_id");
-                    inserted.extend(q.build_query_as::<(i64, String)>().fetch_all(pool).await?);
+                    inserted.extend(q.build_query_as::<(i64, String)>().fetch_all(&mut *tx).await?);
                 }
-                inserted
+                let (settled, renewed) = settle_and_renew!(tx);
+                tx.commit().await?;
+                (inserted, settled, renewed)
             }
         };
         let mut new: std::collections::HashSet<(i64, &str)> = inserted.iter().map(|(g, e)| (*g, e.as_str())).collect();
         // The first of repeated events within the batch is the one that was stored.
-        Ok(events
+        let inserted = events
             .iter()
             .map(|e| if new.remove(&(e.group_id, e.event_id.as_str())) { Inserted::New } else { Inserted::Duplicate })
-            .collect())
+            .collect();
+        Ok(InboxWritten { inserted, settled, renewed })
+    }
+
+    /// Inserts a batch of new events in one commit ([`Store::write_inbox`] with nothing else).
+    pub async fn insert_inbox_batch(&self, events: &[NewInboxEvent]) -> StoreResult<Vec<Inserted>> {
+        let write = InboxWrite { events: events.to_vec(), ..Default::default() };
+        Ok(self.write_inbox(&write).await?.inserted)
+    }
+
+    /// Settles events `owner` holds, in one commit; false where an event was no longer `owner`'s.
+    pub async fn settle_inbox_events(&self, owner: &str, settle: &[(i64, Settle)]) -> StoreResult<Vec<bool>> {
+        let settlements =
+            settle.iter().map(|(id, s)| Settlement { id: *id, owner: owner.to_owned(), settle: s.clone() }).collect();
+        Ok(self.write_inbox(&InboxWrite { settlements, ..Default::default() }).await?.settled)
+    }
+
+    /// Extends the leases on the events of `ids` `owner` still holds, and on their community, until `until`:
+    /// how many were still held.
+    pub async fn renew_inbox_leases(&self, owner: &str, group_id: i64, ids: &[i64], until: i64) -> StoreResult<u64> {
+        let renewal = LeaseRenewal { owner: owner.to_owned(), group_id, ids: ids.to_vec(), until };
+        let written = self.write_inbox(&InboxWrite { renewals: vec![renewal], ..Default::default() }).await?;
+        Ok(written.renewed[0])
     }
 
     /// Events of `group_id` received in `since..=until` that were finished at ingest (never claimed: no attempt)
@@ -165,113 +297,86 @@ impl Store {
         })
     }
 
-    /// Claims up to `limit` due events for `owner` until `lease_until`, oldest first, at most one per community
-    /// (so each community's events are handled in order), skipping communities with an event in flight and
-    /// communities another instance holds the lease of. Takes (or renews) the community leases of what it claimed.
-    pub async fn claim_inbox_batch(
+    /// Claims, for `owner` until `lease_until`, runs of consecutive due events of up to `communities`
+    /// communities, at most `run` events each, oldest community first: each run holds its community's oldest
+    /// unfinished events in order, up to the first that is not due or is held (so each community's events are
+    /// handled in order). Skips communities with an event in flight and communities another instance holds the
+    /// lease of, and takes (or renews) the community leases of what it claimed. Each run is in id order.
+    pub async fn claim_inbox_runs(
         &self,
         owner: &str,
         now: i64,
         lease_until: i64,
-        limit: i64,
-    ) -> StoreResult<Vec<InboxRow>> {
+        communities: i64,
+        run: i64,
+    ) -> StoreResult<Vec<Vec<InboxRow>>> {
         // Each community's next event (its oldest unfinished one), found by walking the partial index
         // `inbox_open` community by community: the cost grows with the number of communities that have work, not
         // with the backlog. Of those, the ones that are due, not held, and whose community no other instance holds.
-        let pick = "WITH RECURSIVE heads(group_id) AS ( \
-                SELECT MIN(group_id) FROM inbox_events WHERE status IN ('pending', 'processing') \
+        let heads = format!(
+            "WITH RECURSIVE heads(group_id) AS ( \
+                SELECT MIN(group_id) FROM inbox_events WHERE {OPEN} \
                 UNION ALL \
-                SELECT (SELECT MIN(i.group_id) FROM inbox_events i \
-                        WHERE i.status IN ('pending', 'processing') AND i.group_id > h.group_id) \
+                SELECT (SELECT MIN(i.group_id) FROM inbox_events i WHERE i.{OPEN} AND i.group_id > h.group_id) \
                 FROM heads h WHERE h.group_id IS NOT NULL) \
-            SELECT e.id FROM inbox_events e \
-            WHERE e.id IN (SELECT (SELECT i.id FROM inbox_events i \
-                                   WHERE i.group_id = h.group_id AND i.status IN ('pending', 'processing') \
+            SELECT e.id, e.group_id FROM inbox_events e \
+            WHERE e.id IN (SELECT (SELECT i.id FROM inbox_events i WHERE i.group_id = h.group_id AND i.{OPEN} \
                                    ORDER BY i.id LIMIT 1) \
                            FROM heads h WHERE h.group_id IS NOT NULL) \
-              AND e.status IN ('pending', 'processing') AND e.next_attempt_at <= $1 \
-              AND (e.lease_until IS NULL OR e.lease_until < $1) \
+              AND e.{OPEN} AND e.next_attempt_at <= $1 AND (e.lease_until IS NULL OR e.lease_until < $1) \
               AND NOT EXISTS (SELECT 1 FROM community_leases l WHERE l.group_id = e.group_id \
                               AND l.owner <> $3 AND l.until >= $1) \
-            ORDER BY e.id LIMIT $2";
-        let lock = match self.backend {
-            Backend::Postgres(_) => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite(_) => "",
-        };
+            ORDER BY e.id LIMIT $2{lock}",
+            // Two instances never claim the same head; the rest of a run follows its head.
+            lock = match self.backend {
+                Backend::Postgres(_) => " FOR UPDATE SKIP LOCKED",
+                Backend::Sqlite(_) => "",
+            }
+        );
+        // The community's open events from its head on, one step of `inbox_open` each.
+        let next = format!(
+            "SELECT id, next_attempt_at, lease_until FROM inbox_events \
+             WHERE group_id = $1 AND {OPEN} AND id >= $2 ORDER BY id LIMIT $3"
+        );
         let claim = format!(
             "UPDATE inbox_events SET status = 'processing', lease_owner = $3, lease_until = $4, attempts = attempts + 1 \
-             WHERE id IN ({pick}{lock}) RETURNING {INBOX_COLUMNS}"
+             WHERE group_id = $1 AND id >= $2 AND id <= $5 AND {OPEN} RETURNING {INBOX_COLUMNS}"
         );
         let take = "INSERT INTO community_leases (group_id, owner, until) VALUES ($1, $2, $3) \
                     ON CONFLICT (group_id) DO UPDATE SET owner = excluded.owner, until = excluded.until \
                     WHERE community_leases.owner = excluded.owner OR community_leases.until < $4";
-        let rows = on_pool!(self, pool => {
+        let runs = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            let rows = sqlx::query_as::<_, InboxRow>(&claim)
-                .bind(now).bind(limit).bind(owner).bind(lease_until)
+            let heads = sqlx::query_as::<_, (i64, i64)>(&heads)
+                .bind(now).bind(communities).bind(owner)
                 .fetch_all(&mut *tx).await?;
-            for row in &rows {
-                sqlx::query(take).bind(row.group_id).bind(owner).bind(lease_until).bind(now).execute(&mut *tx).await?;
+            let mut runs = Vec::with_capacity(heads.len());
+            for (head, group_id) in heads {
+                let open = sqlx::query_as::<_, (i64, i64, Option<i64>)>(&next)
+                    .bind(group_id).bind(head).bind(run.max(1))
+                    .fetch_all(&mut *tx).await?;
+                let last = open
+                    .iter()
+                    .take_while(|(_, due, lease)| *due <= now && lease.is_none_or(|l| l < now))
+                    .last()
+                    .map_or(head, |(id, _, _)| *id);
+                let mut rows = sqlx::query_as::<_, InboxRow>(&claim)
+                    .bind(group_id).bind(head).bind(owner).bind(lease_until).bind(last)
+                    .fetch_all(&mut *tx).await?;
+                sqlx::query(take).bind(group_id).bind(owner).bind(lease_until).bind(now).execute(&mut *tx).await?;
+                rows.sort_by_key(|r| r.id);
+                runs.push(rows);
             }
             tx.commit().await?;
-            rows
+            runs
         });
-        Ok(rows)
-    }
-
-    /// Extends the lease on an event `owner` still holds, and on its community, until `until`. False when the
-    /// event is no longer `owner`'s (its lease ran out and another worker took it).
-    pub async fn renew_inbox_lease(&self, id: i64, group_id: i64, owner: &str, until: i64) -> StoreResult<bool> {
-        let event =
-            "UPDATE inbox_events SET lease_until = $3 WHERE id = $1 AND lease_owner = $2 AND status = 'processing'";
-        let community = "UPDATE community_leases SET until = $3 WHERE group_id = $1 AND owner = $2";
-        let renewed = on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let n = sqlx::query(event).bind(id).bind(owner).bind(until).execute(&mut *tx).await?.rows_affected();
-            if n == 1 {
-                sqlx::query(community).bind(group_id).bind(owner).bind(until).execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-            n == 1
-        });
-        Ok(renewed)
+        Ok(runs)
     }
 
     /// Gives up this instance's community leases (it is stopping): others take over at once.
     pub async fn release_community_leases(&self, owner: &str) -> StoreResult<u64> {
         let q = "DELETE FROM community_leases WHERE owner = $1";
         Ok(on_pool!(self, pool => sqlx::query(q).bind(owner).execute(pool).await?.rows_affected()))
-    }
-
-    /// Finishes an event the worker still holds: `done`, `failed`, `dead` or `ignored`, with what happened.
-    pub async fn finish_inbox_event(
-        &self,
-        id: i64,
-        owner: &str,
-        status: EventStatus,
-        result: &str,
-        error: Option<&str>,
-    ) -> StoreResult<bool> {
-        let q = "UPDATE inbox_events SET status = $3, result = $4, last_error = $5, processed_at = $6, \
-                 lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2";
-        let n = on_pool!(self, pool => sqlx::query(q).bind(id).bind(owner).bind(status).bind(result).bind(error).bind(now_ms())
-            .execute(pool).await?.rows_affected());
-        Ok(n == 1)
-    }
-
-    /// Puts an event back for a later attempt.
-    pub async fn retry_inbox_event(
-        &self,
-        id: i64,
-        owner: &str,
-        next_attempt_at: i64,
-        error: &str,
-    ) -> StoreResult<bool> {
-        let q = "UPDATE inbox_events SET status = 'pending', next_attempt_at = $3, last_error = $4, \
-                 lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2";
-        let n = on_pool!(self, pool => sqlx::query(q).bind(id).bind(owner).bind(next_attempt_at).bind(error)
-            .execute(pool).await?.rows_affected());
-        Ok(n == 1)
     }
 
     /// «Повторить»: a failed or dead event runs again (the bot's dedup keys make a sent reply a no-op at VK).
@@ -339,3 +444,4 @@ impl Store {
         Ok(on_pool!(self, pool => sqlx::query_as::<_, (String, i64)>(q).bind(group_id).fetch_optional(pool).await?))
     }
 }
+

@@ -3,6 +3,7 @@
 use vk_sandbox::Fault;
 use vkhook::hooks::CrashPoint;
 use vkhook::model::{EventStatus, SetupState};
+use vkhook::store::Settle;
 
 use crate::helpers::*;
 
@@ -195,12 +196,16 @@ async fn replaying_an_event_whose_reply_was_sent_sends_nothing_new() {
     eventually(10, "the reply", || async { app.bot_comments(1001).into_iter().next() }).await;
     app.state
         .store
-        .finish_inbox_event(
-            app.events(1001, Some("processing"), None).await[0].id,
+        .settle_inbox_events(
             &app.state.instance_id,
-            EventStatus::Dead,
-            "{\"action\":\"none\",\"reason\":\"gave_up\"}",
-            Some("lost"),
+            &[(
+                app.events(1001, Some("processing"), None).await[0].id,
+                Settle::Finish {
+                    status: EventStatus::Dead,
+                    result: "{\"action\":\"none\",\"reason\":\"gave_up\"}".into(),
+                    error: Some("lost".into()),
+                },
+            )],
         )
         .await
         .unwrap();

@@ -58,6 +58,7 @@ contract! {
     setup_runs_hold_a_lease => setup_runs_hold_a_lease;
     inbox_batches_store_each_event_once => inbox_batches_store_each_event_once;
     claims_take_one_event_per_community_in_order => claims_take_one_event_per_community_in_order;
+    claims_take_runs_up_to_the_first_event_held_back => claims_take_runs_up_to_the_first_event_held_back;
     held_events_are_woken_and_failed_ones_replayed => held_events_are_woken_and_failed_ones_replayed;
     rules_are_added_moved_and_deleted => rules_are_added_moved_and_deleted;
     replies_are_counted_and_recognised_as_own => replies_are_counted_and_recognised_as_own;
@@ -354,37 +355,99 @@ async fn inbox_batches_store_each_event_once(store: &Store) {
     assert_eq!(store.inbox_event(1002, row.id).await.unwrap(), None, "another community's event is not found");
 }
 
+/// Claims runs of at most `run` events of at most `communities` communities, flattened in claim order.
+async fn claim(store: &Store, owner: &str, now: i64, lease_until: i64, communities: i64, run: i64) -> Vec<InboxRow> {
+    store.claim_inbox_runs(owner, now, lease_until, communities, run).await.unwrap().into_iter().flatten().collect()
+}
+
+async fn finish(store: &Store, owner: &str, id: i64, status: EventStatus, error: Option<&str>) -> bool {
+    let settle = Settle::Finish { status, result: "{}".into(), error: error.map(str::to_owned) };
+    store.settle_inbox_events(owner, &[(id, settle)]).await.unwrap()[0]
+}
+
+async fn retry(store: &Store, owner: &str, id: i64, next_attempt_at: i64, error: &str) -> bool {
+    let settle = Settle::Retry { next_attempt_at, error: error.into() };
+    store.settle_inbox_events(owner, &[(id, settle)]).await.unwrap()[0]
+}
+
 async fn claims_take_one_event_per_community_in_order(store: &Store) {
     store.upsert_community(&zerno()).await.unwrap();
     store.upsert_community(&club()).await.unwrap();
     store.insert_inbox_batch(&[event(1001, 1), event(1001, 2), event(1002, 3)]).await.unwrap();
     let now = now_ms();
-    let claimed = store.claim_inbox_batch("a", now, now + 60_000, 10).await.unwrap();
+    let claimed = claim(store, "a", now, now + 60_000, 10, 1).await;
     assert_eq!(
         claimed.iter().map(|r| r.event_id.clone()).collect::<Vec<_>>(),
         vec![format!("{:040x}", 1), format!("{:040x}", 3)]
     );
     assert!(claimed.iter().all(|r| r.status == EventStatus::Processing && r.attempts == 1));
-    assert!(store.claim_inbox_batch("b", now, now + 60_000, 10).await.unwrap().is_empty(), "held by a");
+    assert!(claim(store, "b", now, now + 60_000, 10, 1).await.is_empty(), "held by a");
     let first = &claimed[0];
-    assert!(store.finish_inbox_event(first.id, "a", EventStatus::Done, "{}", None).await.unwrap());
-    assert!(!store.finish_inbox_event(first.id, "b", EventStatus::Done, "{}", None).await.unwrap(), "not b's");
-    assert!(store.claim_inbox_batch("b", now, now + 60_000, 10).await.unwrap().is_empty(), "1001's lease is a's");
-    let next = store.claim_inbox_batch("a", now, now + 60_000, 10).await.unwrap();
+    assert!(finish(store, "a", first.id, EventStatus::Done, None).await);
+    assert!(!finish(store, "b", first.id, EventStatus::Done, None).await, "not b's");
+    assert!(claim(store, "b", now, now + 60_000, 10, 1).await.is_empty(), "1001's lease is a's");
+    let next = claim(store, "a", now, now + 60_000, 10, 1).await;
     assert_eq!(next.iter().map(|r| r.event_id.clone()).collect::<Vec<_>>(), vec![format!("{:040x}", 2)]);
     assert_eq!(store.release_community_leases("a").await.unwrap(), 2);
+}
+
+/// A run is a community's oldest open events in order, up to the first held back; released events come back
+/// with their claim undone.
+async fn claims_take_runs_up_to_the_first_event_held_back(store: &Store) {
+    store.upsert_community(&zerno()).await.unwrap();
+    store.upsert_community(&club()).await.unwrap();
+    let batch: Vec<_> = (1..=5).map(|n| event(1001, n)).chain([event(1002, 6)]).collect();
+    store.insert_inbox_batch(&batch).await.unwrap();
+    let now = now_ms();
+    let runs = store.claim_inbox_runs("a", now, now + 60_000, 10, 3).await.unwrap();
+    let ids = |run: &[InboxRow]| run.iter().map(|r| r.event_id.clone()).collect::<Vec<_>>();
+    let names = |ns: std::ops::RangeInclusive<u32>| ns.map(|n| format!("{n:040x}")).collect::<Vec<_>>();
+    assert_eq!(runs.len(), 2, "one run per community");
+    assert_eq!(ids(&runs[0]), names(1..=3));
+    assert_eq!(ids(&runs[1]), names(6..=6));
+    assert!(runs[0].iter().all(|r| r.status == EventStatus::Processing && r.attempts == 1));
+    assert!(store.claim_inbox_runs("a", now, now + 60_000, 10, 3).await.unwrap().is_empty(), "heads in flight");
+    // The first is done, the second waits for a retry in an hour, the third is released unhandled.
+    let done = Settle::Finish { status: EventStatus::Done, result: "{}".into(), error: None };
+    let later = Settle::Retry { next_attempt_at: now + 3_600_000, error: "VK error 6".into() };
+    let settle = [(runs[0][0].id, done), (runs[0][1].id, later), (runs[0][2].id, Settle::Release)];
+    assert_eq!(store.settle_inbox_events("b", &settle[2..]).await.unwrap(), vec![false], "not b's");
+    assert_eq!(store.settle_inbox_events("a", &settle).await.unwrap(), vec![true, true, true]);
+    let third = store.inbox_event(1001, runs[0][2].id).await.unwrap().unwrap();
+    assert_eq!((third.status, third.attempts), (EventStatus::Pending, 0), "as if never claimed");
+    // 1001 waits for its second event: nothing of it is claimed before that one is due, then all of it in order.
+    assert!(claim(store, "a", now, now + 60_000, 10, 3).await.is_empty());
+    let due = now + 3_600_001;
+    let run = claim(store, "a", due, due + 60_000, 1, 10).await;
+    assert_eq!(ids(&run), names(2..=5));
+    let held: Vec<i64> = run.iter().map(|r| r.id).collect();
+    assert_eq!(store.renew_inbox_leases("a", 1001, &held, due + 90_000).await.unwrap(), 4);
+    // One commit takes new events, results and renewals together (the group-commit writer's way).
+    let write = InboxWrite {
+        events: vec![event(1001, 7), event(1001, 2)],
+        settlements: vec![Settlement {
+            id: held[0],
+            owner: "a".into(),
+            settle: Settle::Finish { status: EventStatus::Done, result: "{}".into(), error: None },
+        }],
+        renewals: vec![LeaseRenewal { owner: "a".into(), group_id: 1001, ids: held[1..].to_vec(), until: due + 99_000 }],
+    };
+    let written = store.write_inbox(&write).await.unwrap();
+    let expected = InboxWritten { inserted: vec![Inserted::New, Inserted::Duplicate], settled: vec![true], renewed: vec![3] };
+    assert_eq!(written, expected);
+    assert_eq!(store.inbox_depth(Some(1001)).await.unwrap(), 4, "three held and the new one");
 }
 
 async fn held_events_are_woken_and_failed_ones_replayed(store: &Store) {
     store.upsert_community(&zerno()).await.unwrap();
     store.insert_inbox_batch(&[event(1001, 1)]).await.unwrap();
     let now = now_ms();
-    let row = store.claim_inbox_batch("a", now, now + 60_000, 1).await.unwrap().remove(0);
-    assert!(store.retry_inbox_event(row.id, "a", now + 3_600_000, "paused").await.unwrap());
-    assert!(store.claim_inbox_batch("a", now, now + 60_000, 1).await.unwrap().is_empty(), "held for an hour");
+    let row = claim(store, "a", now, now + 60_000, 1, 1).await.remove(0);
+    assert!(retry(store, "a", row.id, now + 3_600_000, "paused").await);
+    assert!(claim(store, "a", now, now + 60_000, 1, 1).await.is_empty(), "held for an hour");
     assert_eq!(store.wake_community_events(1001).await.unwrap(), 1);
-    let row = store.claim_inbox_batch("a", now_ms(), now_ms() + 60_000, 1).await.unwrap().remove(0);
-    assert!(store.finish_inbox_event(row.id, "a", EventStatus::Failed, "{}", Some("VK error 901")).await.unwrap());
+    let row = claim(store, "a", now_ms(), now_ms() + 60_000, 1, 1).await.remove(0);
+    assert!(finish(store, "a", row.id, EventStatus::Failed, Some("VK error 901")).await);
     assert_eq!(store.last_inbox_error(1001).await.unwrap().map(|e| e.0), Some("VK error 901".into()));
     let failed = LogFilter { status: Some(EventStatus::Failed), limit: 10, ..Default::default() };
     assert_eq!(store.inbox_log(1001, &failed).await.unwrap().len(), 1);
@@ -453,8 +516,9 @@ async fn the_community_log_keeps_typed_entries(store: &Store) {
     );
 }
 
-/// A property over random interleavings: events of three communities arrive mixed, workers claim batches of
-/// random size and finish or retry what they got; each community's events are finished in the order they arrived.
+/// A property over random interleavings: events of three communities arrive mixed, workers claim runs of random
+/// size for a random number of communities and finish or retry what they got (releasing the rest of a run after a
+/// retry); each community's events are finished in the order they arrived.
 async fn claims_keep_each_communitys_order_whatever_the_interleaving(store: &Store) {
     use rand::{Rng, SeedableRng};
     for (id, name) in [(1001, "a"), (1002, "b"), (1003, "c")] {
@@ -475,18 +539,29 @@ async fn claims_keep_each_communitys_order_whatever_the_interleaving(store: &Sto
         for _ in 0..1000 {
             let now = now_ms();
             let owner = owners[rng.gen_range(0..2)];
-            let claimed = store.claim_inbox_batch(owner, now, now + 60_000, rng.gen_range(1..4)).await.unwrap();
-            if claimed.is_empty() && store.inbox_depth(None).await.unwrap() == 0 {
+            let runs = store.claim_inbox_runs(owner, now, now + 60_000, rng.gen_range(1..4), rng.gen_range(1..5));
+            let runs = runs.await.unwrap();
+            if runs.is_empty() && store.inbox_depth(None).await.unwrap() == 0 {
                 break;
             }
-            for row in claimed {
-                if rng.gen_bool(0.2) {
-                    // Retried: goes back, due now, and must still come before the community's later events.
-                    assert!(store.retry_inbox_event(row.id, owner, now, "again").await.unwrap());
-                } else {
-                    assert!(store.finish_inbox_event(row.id, owner, EventStatus::Done, "{}", None).await.unwrap());
-                    finished.entry(row.group_id).or_default().push(row.event_id);
+            for run in runs {
+                // As the bot does: in order; after a retry the rest of the run is released unhandled.
+                let mut settle = Vec::new();
+                let mut waiting = false;
+                for row in run {
+                    if waiting {
+                        settle.push((row.id, Settle::Release));
+                    } else if rng.gen_bool(0.2) {
+                        // Retried: goes back, due now, and must still come before the community's later events.
+                        settle.push((row.id, Settle::Retry { next_attempt_at: now, error: "again".into() }));
+                        waiting = true;
+                    } else {
+                        let done = Settle::Finish { status: EventStatus::Done, result: "{}".into(), error: None };
+                        settle.push((row.id, done));
+                        finished.entry(row.group_id).or_default().push(row.event_id);
+                    }
                 }
+                assert!(store.settle_inbox_events(owner, &settle).await.unwrap().into_iter().all(|ok| ok));
             }
             store.release_community_leases(owner).await.unwrap();
         }
@@ -498,14 +573,14 @@ async fn a_worker_renews_only_the_leases_it_holds(store: &Store) {
     store.upsert_community(&zerno()).await.unwrap();
     store.insert_inbox_batch(&[event(1001, 1), event(1001, 2)]).await.unwrap();
     let now = now_ms();
-    let row = store.claim_inbox_batch("a", now, now + 1_000, 1).await.unwrap().remove(0);
-    assert!(store.renew_inbox_lease(row.id, 1001, "a", now + 60_000).await.unwrap());
-    assert!(!store.renew_inbox_lease(row.id, 1001, "b", now + 60_000).await.unwrap(), "not b's");
+    let row = claim(store, "a", now, now + 1_000, 1, 1).await.remove(0);
+    assert_eq!(store.renew_inbox_leases("a", 1001, &[row.id], now + 60_000).await.unwrap(), 1);
+    assert_eq!(store.renew_inbox_leases("b", 1001, &[row.id], now + 60_000).await.unwrap(), 0, "not b's");
     // Renewed past the first lease's end: nobody can take the event or the community at that time.
     let later = now + 5_000;
-    assert!(store.claim_inbox_batch("b", later, later + 1_000, 5).await.unwrap().is_empty());
-    assert!(store.finish_inbox_event(row.id, "a", EventStatus::Done, "{}", None).await.unwrap());
-    assert!(!store.renew_inbox_lease(row.id, 1001, "a", now + 90_000).await.unwrap(), "a finished event is not held");
+    assert!(claim(store, "b", later, later + 1_000, 5, 1).await.is_empty());
+    assert!(finish(store, "a", row.id, EventStatus::Done, None).await);
+    assert_eq!(store.renew_inbox_leases("a", 1001, &[row.id], now + 90_000).await.unwrap(), 0, "a finished event is not held");
 }
 
 async fn a_confirmation_request_is_recorded(store: &Store) {
