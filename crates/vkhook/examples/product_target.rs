@@ -3,7 +3,13 @@
 //! connected through the real flow — VK ID sign-in as «Анна Админова», «Подключить Callback API» with «Сразу
 //! включить бота» ticked and a default reply, the community consent, VK's confirmation.
 //!
-//!   product_target --bot on|off [--database-url URL]
+//!   product_target --bot on|off [--database-url URL] [--burst N]
+//!
+//! `--burst N` then stores N `like_add` events of 1001 as `pending`, as fast as the store takes them, and waits
+//! until the workers have finished them all (they need no VK call). That is the work an instance leaves when it
+//! could not decide at ingest (its switches cache was cold, a switch was turned on and the last moments revived).
+//! Prints `BURST {"events":N,"stored_ms":…,"finished_ms":…}`: how long storing took, and how long after the burst's
+//! end the last one was finished.
 //!
 //! `--bot off` then unticks both switches on the community page, as an admin would. Prints one line
 //! `READY {"port":…,"secret":…,"pid":…,"sandbox_pid":…}` (pid: the `vkhook serve` process) and waits until killed;
@@ -130,6 +136,9 @@ async fn main() -> anyhow::Result<()> {
     let vault = vkhook::vault::Vault::from_spec(&keys)?;
     let slot = vkhook::vault::Slot::new(vkhook::vault::Sealed::CallbackSecret, "1001");
     let secret: SecretString = vault.open(&slot, &sealed)?;
+    if let Some(n) = arg("--burst").and_then(|n| n.parse::<usize>().ok()) {
+        burst(&store, n).await?;
+    }
     store.close().await;
     println!(
         "READY {{\"port\":{port},\"secret\":\"{}\",\"pid\":{serve_pid},\"sandbox_pid\":{}}}",
@@ -138,5 +147,41 @@ async fn main() -> anyhow::Result<()> {
     );
     // SIGTERM or Ctrl-C; the children go with `children`'s drop.
     vkhook::cli::shutdown_signal().await;
+    Ok(())
+}
+
+/// Stores `n` pending `like_add` events of 1001 in batches of 500 and waits until the workers have finished them.
+async fn burst(store: &vkhook::store::Store, n: usize) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let now = vkhook::store::now_ms();
+    let mut stored = 0;
+    while stored < n {
+        let batch: Vec<_> = (stored..(stored + 500).min(n))
+            .map(|i| vkhook::store::NewInboxEvent {
+                group_id: 1001,
+                event_id: format!("b{i:039x}"),
+                event_type: "like_add".into(),
+                payload: format!(
+                    r#"{{"type":"like_add","object":{{"liker_id":{},"object_type":"post","object_owner_id":-1001,"object_id":1,"thread_reply_id":0,"post_id":0}},"group_id":1001,"event_id":"b{i:039x}","v":"5.199"}}"#,
+                    2 + i % 1000
+                ),
+                received_at: now,
+                done_at_ingest: None,
+            })
+            .collect();
+        stored += batch.len();
+        store.insert_inbox_batch(&batch).await?;
+    }
+    let stored_at = Instant::now();
+    let deadline = stored_at + Duration::from_secs(120);
+    while store.inbox_depth(Some(1001)).await? > 0 {
+        anyhow::ensure!(Instant::now() < deadline, "the burst was not finished in 120 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "BURST {{\"events\":{n},\"stored_ms\":{},\"finished_ms\":{}}}",
+        stored_at.duration_since(started).as_millis(),
+        stored_at.elapsed().as_millis()
+    );
     Ok(())
 }

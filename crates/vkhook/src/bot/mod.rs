@@ -178,6 +178,28 @@ impl Renewal {
     }
 }
 
+/// How long a run reuses the community's switches it read: a run of events that need no VK call is decided at
+/// the store's pace, not at one read per event, and a switch turned on is missed by at most this much longer than
+/// with a read per event.
+const SWITCHES_FRESH: Duration = Duration::from_millis(50);
+
+/// The switches a run read last, and when.
+#[derive(Default)]
+struct Switches(Option<(Option<BotSettings>, Instant)>);
+
+impl Switches {
+    async fn read(&mut self, store: &Store, group_id: i64) -> crate::store::StoreResult<Option<BotSettings>> {
+        if let Some((settings, at)) = &self.0 {
+            if at.elapsed() < SWITCHES_FRESH {
+                return Ok(settings.clone());
+            }
+        }
+        let settings = store.bot_settings(group_id).await?;
+        self.0 = Some((settings.clone(), Instant::now()));
+        Ok(settings)
+    }
+}
+
 /// What a VK error means for one event.
 enum Judged {
     Retry,
@@ -245,11 +267,12 @@ impl Bot {
         let renewing = self.keep_leases(owner, group_id, run.iter().map(|r| r.id).collect());
         let mut settlements = Vec::with_capacity(run.len());
         let mut waiting = false;
+        let mut switches = Switches::default();
         for row in &run {
             let settle = if waiting {
                 Settle::Release
             } else {
-                let outcome = match self.handle(row).await {
+                let outcome = match self.handle(row, &mut switches).await {
                     Ok(o) => o,
                     Err(e) => Outcome::Retry(format!("internal: {e}")),
                 };
@@ -319,12 +342,12 @@ impl Bot {
         })
     }
 
-    async fn handle(&self, row: &InboxRow) -> anyhow::Result<Outcome> {
+    async fn handle(&self, row: &InboxRow, switches: &mut Switches) -> anyhow::Result<Outcome> {
         let gid = row.group_id;
         let Some(event) = vk::parse(row.payload.as_bytes()).ok().and_then(|e| e.event().ok()) else {
             return Ok(Outcome::Ignored(Reason::Unreadable));
         };
-        let Some(bot) = self.store.bot_settings(gid).await? else {
+        let Some(bot) = switches.read(&self.store, gid).await? else {
             return Ok(Outcome::Ignored(Reason::UnknownCommunity));
         };
         let job = match job_for(&event, gid, &bot) {

@@ -54,6 +54,57 @@ pub struct InboxRow {
 const INBOX_COLUMNS: &str = "id, group_id, event_id, event_type, payload, received_at, status, attempts, \
     next_attempt_at, result, last_error, processed_at";
 
+/// The claim's three statements (see [`Store::claim_inbox_runs`]).
+struct ClaimSql {
+    /// Each community's head: `$1` now, `$2` how many communities, `$3` the owner.
+    heads: String,
+    /// A community's open events from its head on: `$1` group, `$2` head, `$3` how many.
+    next: String,
+    /// Takes a run: `$1` group, `$2` first id, `$3` owner, `$4` lease end, `$5` last id.
+    claim: String,
+}
+
+impl Store {
+    fn claim_sql(&self) -> ClaimSql {
+        // Each community's next event (its oldest unfinished one), found by walking the partial index
+        // `inbox_open` community by community: the cost grows with the number of communities that have work, not
+        // with the backlog. Of those, the ones that are due, not held, and whose community no other instance holds.
+        let heads = format!(
+            "WITH RECURSIVE heads(group_id) AS ( \
+                SELECT MIN(group_id) FROM inbox_events WHERE {OPEN} \
+                UNION ALL \
+                SELECT (SELECT MIN(i.group_id) FROM inbox_events i WHERE i.{OPEN} AND i.group_id > h.group_id) \
+                FROM heads h WHERE h.group_id IS NOT NULL) \
+            SELECT e.id, e.group_id FROM inbox_events e \
+            WHERE e.id IN (SELECT (SELECT i.id FROM inbox_events i{by_group} WHERE i.group_id = h.group_id AND i.{OPEN} \
+                                   ORDER BY i.id LIMIT 1) \
+                           FROM heads h WHERE h.group_id IS NOT NULL) \
+              AND e.{OPEN} AND e.next_attempt_at <= $1 AND (e.lease_until IS NULL OR e.lease_until < $1) \
+              AND NOT EXISTS (SELECT 1 FROM community_leases l WHERE l.group_id = e.group_id \
+                              AND l.owner <> $3 AND l.until >= $1) \
+            ORDER BY e.id LIMIT $2{lock}",
+            by_group = self.open_by_group(),
+            // Two instances never claim the same head; the rest of a run follows its head.
+            lock = match self.backend {
+                Backend::Postgres(_) => " FOR UPDATE SKIP LOCKED",
+                Backend::Sqlite(_) => "",
+            }
+        );
+        // The community's open events from its head on, one step of `inbox_open` each.
+        let next = format!(
+            "SELECT id, next_attempt_at, lease_until FROM inbox_events{by_group} \
+             WHERE group_id = $1 AND {OPEN} AND id >= $2 ORDER BY id LIMIT $3",
+            by_group = self.open_by_group()
+        );
+        let claim = format!(
+            "UPDATE inbox_events{by_group} SET status = 'processing', lease_owner = $3, lease_until = $4, \
+             attempts = attempts + 1 WHERE group_id = $1 AND id >= $2 AND id <= $5 AND {OPEN} RETURNING {INBOX_COLUMNS}",
+            by_group = self.open_by_group()
+        );
+        ClaimSql { heads, next, claim }
+    }
+}
+
 /// A page of the delivery log.
 #[derive(Debug, Clone, Default)]
 pub struct LogFilter {
@@ -121,6 +172,19 @@ pub struct InboxWritten {
 const OPEN: &str = "status IN ('pending', 'processing')";
 
 impl Store {
+    /// Where a query looks for one community's open events, it must walk the partial index `inbox_open`: the
+    /// plain `inbox_group` has the same leading columns, and SQLite (without statistics) would take it and step
+    /// through every finished event of the community first — a claim then costs as much as the community's whole
+    /// history (1.3 s was seen). PostgreSQL's planner has statistics and picks the partial index itself.
+    fn open_by_group(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => " INDEXED BY inbox_open",
+            Backend::Postgres(_) => "",
+        }
+    }
+}
+
+impl Store {
     /// Writes new events, results and lease renewals in one transaction (one commit, one fsync). New events go
     /// in with one statement: PostgreSQL takes them as arrays (one prepared statement whatever the batch size),
     /// SQLite as a multi-row `VALUES`. VK's retries of stored events change nothing.
@@ -165,7 +229,13 @@ impl Store {
                     for id in &r.ids {
                         let q = "UPDATE inbox_events SET lease_until = $3 \
                                  WHERE id = $1 AND lease_owner = $2 AND status = 'processing'";
-                        n += sqlx::query(q).bind(id).bind(&r.owner).bind(r.until).execute(&mut *$tx).await?.rows_affected();
+                        n += sqlx::query(q)
+                            .bind(id)
+                            .bind(&r.owner)
+                            .bind(r.until)
+                            .execute(&mut *$tx)
+                            .await?
+                            .rows_affected();
                     }
                     if n > 0 {
                         let q = "UPDATE community_leases SET until = $3 WHERE group_id = $1 AND owner = $2";
@@ -283,11 +353,12 @@ impl Store {
     /// When the oldest unfinished event was received (Unix ms), of one community or of all: the backlog's age.
     /// One step of a partial index either way (`inbox_open`, `inbox_open_by_id`).
     pub async fn oldest_open_event_at(&self, group_id: Option<i64>) -> StoreResult<Option<i64>> {
-        let open = "status IN ('pending', 'processing')";
+        let (open, by_group) = (OPEN, self.open_by_group());
         Ok(match group_id {
             Some(g) => {
-                let q =
-                    format!("SELECT received_at FROM inbox_events WHERE group_id = $1 AND {open} ORDER BY id LIMIT 1");
+                let q = format!(
+                    "SELECT received_at FROM inbox_events{by_group} WHERE group_id = $1 AND {open} ORDER BY id LIMIT 1"
+                );
                 on_pool!(self, pool => sqlx::query_scalar::<_, i64>(&q).bind(g).fetch_optional(pool).await?)
             }
             None => {
@@ -310,38 +381,7 @@ impl Store {
         communities: i64,
         run: i64,
     ) -> StoreResult<Vec<Vec<InboxRow>>> {
-        // Each community's next event (its oldest unfinished one), found by walking the partial index
-        // `inbox_open` community by community: the cost grows with the number of communities that have work, not
-        // with the backlog. Of those, the ones that are due, not held, and whose community no other instance holds.
-        let heads = format!(
-            "WITH RECURSIVE heads(group_id) AS ( \
-                SELECT MIN(group_id) FROM inbox_events WHERE {OPEN} \
-                UNION ALL \
-                SELECT (SELECT MIN(i.group_id) FROM inbox_events i WHERE i.{OPEN} AND i.group_id > h.group_id) \
-                FROM heads h WHERE h.group_id IS NOT NULL) \
-            SELECT e.id, e.group_id FROM inbox_events e \
-            WHERE e.id IN (SELECT (SELECT i.id FROM inbox_events i WHERE i.group_id = h.group_id AND i.{OPEN} \
-                                   ORDER BY i.id LIMIT 1) \
-                           FROM heads h WHERE h.group_id IS NOT NULL) \
-              AND e.{OPEN} AND e.next_attempt_at <= $1 AND (e.lease_until IS NULL OR e.lease_until < $1) \
-              AND NOT EXISTS (SELECT 1 FROM community_leases l WHERE l.group_id = e.group_id \
-                              AND l.owner <> $3 AND l.until >= $1) \
-            ORDER BY e.id LIMIT $2{lock}",
-            // Two instances never claim the same head; the rest of a run follows its head.
-            lock = match self.backend {
-                Backend::Postgres(_) => " FOR UPDATE SKIP LOCKED",
-                Backend::Sqlite(_) => "",
-            }
-        );
-        // The community's open events from its head on, one step of `inbox_open` each.
-        let next = format!(
-            "SELECT id, next_attempt_at, lease_until FROM inbox_events \
-             WHERE group_id = $1 AND {OPEN} AND id >= $2 ORDER BY id LIMIT $3"
-        );
-        let claim = format!(
-            "UPDATE inbox_events SET status = 'processing', lease_owner = $3, lease_until = $4, attempts = attempts + 1 \
-             WHERE group_id = $1 AND id >= $2 AND id <= $5 AND {OPEN} RETURNING {INBOX_COLUMNS}"
-        );
+        let ClaimSql { heads, next, claim } = self.claim_sql();
         let take = "INSERT INTO community_leases (group_id, owner, until) VALUES ($1, $2, $3) \
                     ON CONFLICT (group_id) DO UPDATE SET owner = excluded.owner, until = excluded.until \
                     WHERE community_leases.owner = excluded.owner OR community_leases.until < $4";
@@ -419,10 +459,20 @@ impl Store {
             .fetch_all(pool).await?))
     }
 
-    /// Events not finished yet (all communities, or one).
+    /// Events not finished yet (all communities, or one). Counted in a partial index (`inbox_open_by_id`,
+    /// `inbox_open`) without touching the table: a deep backlog is counted fast, and is polled while it drains.
     pub async fn inbox_depth(&self, group_id: Option<i64>) -> StoreResult<i64> {
-        let q = "SELECT COUNT(*) FROM inbox_events WHERE status IN ('pending', 'processing') AND ($1 IS NULL OR group_id = $1)";
-        Ok(on_pool!(self, pool => sqlx::query_scalar(q).bind(group_id).fetch_one(pool).await?))
+        Ok(match group_id {
+            Some(g) => {
+                let by_group = self.open_by_group();
+                let q = format!("SELECT COUNT(*) FROM inbox_events{by_group} WHERE group_id = $1 AND {OPEN}");
+                on_pool!(self, pool => sqlx::query_scalar(&q).bind(g).fetch_one(pool).await?)
+            }
+            None => {
+                let q = format!("SELECT COUNT(*) FROM inbox_events WHERE {OPEN}");
+                on_pool!(self, pool => sqlx::query_scalar(&q).fetch_one(pool).await?)
+            }
+        })
     }
 
     /// Events received since `since`, by type.
@@ -445,3 +495,28 @@ impl Store {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::ScratchDir;
+
+    /// The claim never walks a community's finished events: on SQLite each of its statements looks for open
+    /// events in the partial index `inbox_open`, never in the plain `inbox_group` (which SQLite, without
+    /// statistics, would otherwise choose). `benches/claim.rs` measures the cost behind a long history.
+    #[tokio::test]
+    async fn the_claim_walks_only_open_events_on_sqlite() {
+        let scratch = ScratchDir::new();
+        let store = Store::connect(&format!("sqlite://{}/plan.db", scratch.0.display())).await.unwrap();
+        store.migrate().await.unwrap();
+        let Backend::Sqlite(pool) = &store.backend else { unreachable!("a sqlite:// URL") };
+        let ClaimSql { heads, next, claim } = store.claim_sql();
+        for (name, sql) in [("heads", heads), ("next", next), ("claim", claim)] {
+            let plan: Vec<(i64, i64, i64, String)> =
+                sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}")).fetch_all(pool).await.unwrap();
+            let plan: Vec<String> = plan.into_iter().map(|(_, _, _, detail)| detail).collect();
+            assert!(plan.iter().any(|d| d.contains("inbox_open ")), "{name}: {plan:#?}");
+            assert!(!plan.iter().any(|d| d.contains("inbox_group")), "{name}: {plan:#?}");
+        }
+        store.close().await;
+    }
+}

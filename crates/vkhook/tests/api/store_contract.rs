@@ -430,10 +430,16 @@ async fn claims_take_runs_up_to_the_first_event_held_back(store: &Store) {
             owner: "a".into(),
             settle: Settle::Finish { status: EventStatus::Done, result: "{}".into(), error: None },
         }],
-        renewals: vec![LeaseRenewal { owner: "a".into(), group_id: 1001, ids: held[1..].to_vec(), until: due + 99_000 }],
+        renewals: vec![LeaseRenewal {
+            owner: "a".into(),
+            group_id: 1001,
+            ids: held[1..].to_vec(),
+            until: due + 99_000,
+        }],
     };
     let written = store.write_inbox(&write).await.unwrap();
-    let expected = InboxWritten { inserted: vec![Inserted::New, Inserted::Duplicate], settled: vec![true], renewed: vec![3] };
+    let expected =
+        InboxWritten { inserted: vec![Inserted::New, Inserted::Duplicate], settled: vec![true], renewed: vec![3] };
     assert_eq!(written, expected);
     assert_eq!(store.inbox_depth(Some(1001)).await.unwrap(), 4, "three held and the new one");
 }
@@ -580,7 +586,11 @@ async fn a_worker_renews_only_the_leases_it_holds(store: &Store) {
     let later = now + 5_000;
     assert!(claim(store, "b", later, later + 1_000, 5, 1).await.is_empty());
     assert!(finish(store, "a", row.id, EventStatus::Done, None).await);
-    assert_eq!(store.renew_inbox_leases("a", 1001, &[row.id], now + 90_000).await.unwrap(), 0, "a finished event is not held");
+    assert_eq!(
+        store.renew_inbox_leases("a", 1001, &[row.id], now + 90_000).await.unwrap(),
+        0,
+        "a finished event is not held"
+    );
 }
 
 async fn a_confirmation_request_is_recorded(store: &Store) {
