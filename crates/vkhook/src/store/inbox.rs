@@ -275,28 +275,21 @@ impl Store {
                 (inserted, settled, renewed)
             }
             Backend::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
-                let mut inserted = Vec::with_capacity(events.len());
-                // Statements stay well under SQLite's 32766 bound variables.
-                for chunk in events.chunks(1000) {
-                    let mut q = sqlx::QueryBuilder::new(columns);
-                    q.push_values(chunk, |mut row, e| {
-                        row.push_bind(e.group_id)
-                            .push_bind(&e.event_id)
-                            .push_bind(&e.event_type)
-                            .push_bind(&e.payload)
-                            .push_bind(e.received_at)
-                            .push_bind(e.received_at)
-                            .push_bind(e.initial_status())
-                            .push_bind(&e.done_at_ingest)
-                            .push_bind(e.done_at_ingest.as_ref().map(|_| e.received_at));
-                    });
-                    q.push(" ON CONFLICT (group_id, event_id) DO NOTHING RETURNING group_id, event_id");
-                    inserted.extend(q.build_query_as::<(i64, String)>().fetch_all(&mut *tx).await?);
+                let insert = |chunk| sqlite_insert(columns, chunk);
+                if write.settlements.is_empty() && write.renewals.is_empty() && events.len() <= 1000 {
+                    // A single statement commits by itself: no BEGIN and COMMIT round trips to SQLite's thread.
+                    let inserted = insert(events).build_query_as::<(i64, String)>().fetch_all(pool).await?;
+                    (inserted, Vec::new(), Vec::new())
+                } else {
+                    let mut tx = pool.begin().await?;
+                    let mut inserted = Vec::with_capacity(events.len());
+                    for chunk in events.chunks(1000) {
+                        inserted.extend(insert(chunk).build_query_as::<(i64, String)>().fetch_all(&mut *tx).await?);
+                    }
+                    let (settled, renewed) = settle_and_renew!(tx);
+                    tx.commit().await?;
+                    (inserted, settled, renewed)
                 }
-                let (settled, renewed) = settle_and_renew!(tx);
-                tx.commit().await?;
-                (inserted, settled, renewed)
             }
         };
         let mut new: std::collections::HashSet<(i64, &str)> = inserted.iter().map(|(g, e)| (*g, e.as_str())).collect();
@@ -493,6 +486,25 @@ impl Store {
                  WHERE group_id = $1 AND last_error IS NOT NULL ORDER BY COALESCE(processed_at, received_at) DESC LIMIT 1";
         Ok(on_pool!(self, pool => sqlx::query_as::<_, (String, i64)>(q).bind(group_id).fetch_optional(pool).await?))
     }
+}
+
+/// One multi-row INSERT of new events on SQLite; up to 1 000 events keep it well under SQLite's 32 766 bound
+/// variables.
+fn sqlite_insert<'a>(columns: &str, events: &'a [NewInboxEvent]) -> sqlx::QueryBuilder<'a, sqlx::Sqlite> {
+    let mut q = sqlx::QueryBuilder::new(columns);
+    q.push_values(events, |mut row, e| {
+        row.push_bind(e.group_id)
+            .push_bind(&e.event_id)
+            .push_bind(&e.event_type)
+            .push_bind(&e.payload)
+            .push_bind(e.received_at)
+            .push_bind(e.received_at)
+            .push_bind(e.initial_status())
+            .push_bind(&e.done_at_ingest)
+            .push_bind(e.done_at_ingest.as_ref().map(|_| e.received_at));
+    });
+    q.push(" ON CONFLICT (group_id, event_id) DO NOTHING RETURNING group_id, event_id");
+    q
 }
 
 #[cfg(test)]
