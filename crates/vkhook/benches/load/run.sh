@@ -2,15 +2,17 @@
 # The load benchmark: wrk (Debian package) against a bare hyper handler and against vkhook as users run it, in the
 # same run, on the same machine. Release build, 64 connections, 2 threads, 10 s each.
 #
-#   crates/vkhook/benches/load/run.sh [bot-on] [bot-off] [likes] [stripped] [pg-bot-on] [pg-bot-off] [pg-likes]
-#                                     [postgres] [postgres2]
-#   (default: bot-on bot-off likes stripped)
+#   crates/vkhook/benches/load/run.sh [bot-on] [bot-off] [likes] [burst] [stripped] [pg-bot-on] [pg-bot-off]
+#                                     [pg-likes] [pg-burst] [postgres] [postgres2]
+#   (default: bot-on bot-off likes burst stripped)
 #
 # bot-on, bot-off, likes: the product (examples/product_target.rs): `vkhook sandbox` in its own process,
 #   `vkhook serve --role all` against it, community 1001 connected through the real flow (VK ID sign-in, the
 #   button, the community consent, VK's confirmation) with the bot on as connected; bot-off then unticks both
 #   switches; likes sends 80 % like_add. Each line also gives the server's CPU per request, the backlog when the
 #   load stops and how long it takes to drain (up to DRAIN_MAX seconds; the bot replies at VK's 20 calls/s).
+# burst: the same product; 100 000 pending like_add events of 1001 stored at once (as an instance leaves them when it
+#   could not decide at ingest), timed until the workers have finished them all — events that need no VK call.
 # stripped: the receiver alone (examples/load_target.rs, --role web: no workers) — a ceiling, not the product.
 # pg-* modes: the same product cases on PostgreSQL; they and the postgres modes (stripped target) need
 # VKHOOK_LOAD_PG=postgres://user@host/db, a scratch database (pg-* drop and create it).
@@ -21,7 +23,8 @@ CONNECTIONS="${CONNECTIONS:-64}"
 THREADS="${THREADS:-2}"
 DRAIN_MAX="${DRAIN_MAX:-30}"
 MODES=("$@")
-[ ${#MODES[@]} -eq 0 ] && MODES=(bot-on bot-off likes stripped)
+[ ${#MODES[@]} -eq 0 ] && MODES=(bot-on bot-off likes burst stripped)
+BURST="${BURST:-100000}"
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 1; }
 
 cargo build --release -q -p vkhook --bin vkhook --example load_target --example product_target
@@ -117,6 +120,25 @@ product() { # label bot mix [database-url]
   kill "$LAUNCHER"; wait "$LAUNCHER" 2>/dev/null || true
 }
 
+burst() { # label [database-url]
+  local db=()
+  [ -n "${2:-}" ] && db=(--database-url "$2")
+  "$PRODUCT" --bot on --burst "$BURST" "${db[@]}" > "$OUT/burst.out" 2> "$OUT/burst.err" &
+  local launcher=$!
+  for _ in $(seq 1 1200); do
+    if grep -q '^READY' "$OUT/burst.out" 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  python3 - "$1" "$(grep '^BURST' "$OUT/burst.out" | sed 's/^BURST //')" <<'PY'
+import json, sys
+b = json.loads(sys.argv[2])
+rate = b["events"] / ((b["stored_ms"] + b["finished_ms"]) / 1000)
+print(f"{sys.argv[1]:<30} {b['events']} pending events stored in {b['stored_ms']} ms, all finished "
+      f"{b['finished_ms'] / 1000:.1f} s after the burst's end ({rate:.0f} events/s through the workers)")
+PY
+  kill "$launcher"; wait "$launcher" 2>/dev/null || true
+}
+
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, ~1 KB message_new/wall_reply_new bodies, unique event_ids"
 echo
@@ -134,7 +156,8 @@ for mode in "${MODES[@]}"; do
     bot-on) product "vkhook, bot on (as connected)" on "" ;;
     bot-off) product "vkhook, bot off" off "" ;;
     likes) product "vkhook, 80 % like_add, bot on" on likes ;;
-    pg-bot-on|pg-bot-off|pg-likes)
+    burst) burst "vkhook, burst, no VK call" ;;
+    pg-bot-on|pg-bot-off|pg-likes|pg-burst)
       : "${VKHOOK_LOAD_PG:?set VKHOOK_LOAD_PG to a scratch PostgreSQL database URL}"
       # A fresh database each time: the scratch one is dropped and created again.
       python3 - "$VKHOOK_LOAD_PG" <<'PY'
@@ -148,6 +171,7 @@ PY
         pg-bot-on) product "PostgreSQL, bot on" on "" "$VKHOOK_LOAD_PG" ;;
         pg-bot-off) product "PostgreSQL, bot off" off "" "$VKHOOK_LOAD_PG" ;;
         pg-likes) product "PostgreSQL, 80 % like_add" on likes "$VKHOOK_LOAD_PG" ;;
+        pg-burst) burst "PostgreSQL, burst, no VK call" "$VKHOOK_LOAD_PG" ;;
       esac
       ;;
     stripped|sqlite)

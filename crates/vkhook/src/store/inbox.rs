@@ -250,16 +250,14 @@ impl Store {
                        next_attempt_at, status, result, processed_at) ";
         let (inserted, settled, renewed) = match &self.backend {
             Backend::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                let mut inserted = Vec::new();
-                if !events.is_empty() {
-                    let q = format!(
-                        "{columns} SELECT g, e, t, p, r, r, s, res, CASE WHEN res IS NULL THEN NULL ELSE r END \
-                         FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], \
-                         $7::text[]) AS batch(g, e, t, p, r, s, res) \
-                         ON CONFLICT (group_id, event_id) DO NOTHING RETURNING group_id, event_id"
-                    );
-                    inserted = sqlx::query_as::<_, (i64, String)>(&q)
+                let q = format!(
+                    "{columns} SELECT g, e, t, p, r, r, s, res, CASE WHEN res IS NULL THEN NULL ELSE r END \
+                     FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], \
+                     $7::text[]) AS batch(g, e, t, p, r, s, res) \
+                     ON CONFLICT (group_id, event_id) DO NOTHING RETURNING group_id, event_id"
+                );
+                let insert = || {
+                    sqlx::query_as::<_, (i64, String)>(&q)
                         .bind(events.iter().map(|e| e.group_id).collect::<Vec<_>>())
                         .bind(events.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>())
                         .bind(events.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
@@ -267,12 +265,17 @@ impl Store {
                         .bind(events.iter().map(|e| e.received_at).collect::<Vec<_>>())
                         .bind(events.iter().map(|e| e.initial_status().as_str()).collect::<Vec<_>>())
                         .bind(events.iter().map(|e| e.done_at_ingest.as_deref()).collect::<Vec<_>>())
-                        .fetch_all(&mut *tx)
-                        .await?;
+                };
+                if write.settlements.is_empty() && write.renewals.is_empty() {
+                    // A single statement commits by itself: no BEGIN and COMMIT round trips.
+                    (insert().fetch_all(pool).await?, Vec::new(), Vec::new())
+                } else {
+                    let mut tx = pool.begin().await?;
+                    let inserted = if events.is_empty() { Vec::new() } else { insert().fetch_all(&mut *tx).await? };
+                    let (settled, renewed) = settle_and_renew!(tx);
+                    tx.commit().await?;
+                    (inserted, settled, renewed)
                 }
-                let (settled, renewed) = settle_and_renew!(tx);
-                tx.commit().await?;
-                (inserted, settled, renewed)
             }
             Backend::Sqlite(pool) => {
                 let insert = |chunk| sqlite_insert(columns, chunk);
