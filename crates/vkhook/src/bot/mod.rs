@@ -614,6 +614,64 @@ mod tests {
         assert_eq!(replies[0].text, "Цены в меню.");
     }
 
+    /// A run of three comments whose first reply VK refuses for now (error 6): the first waits for its retry, the
+    /// other two go back unhandled (their claim undone), and nothing overtakes the first. Then all three are
+    /// answered once, in the order they were stored.
+    #[tokio::test]
+    async fn a_run_stops_at_an_event_that_must_wait_and_keeps_the_order() {
+        let kit = Kit::new().await;
+        kit.give_key(1001).await;
+        kit.store.set_bot_settings(1001, true, true, Some("Спасибо!")).await.unwrap();
+        let ids =
+            [ivan_comments(&kit, "раз").await, ivan_comments(&kit, "два").await, ivan_comments(&kit, "три").await];
+        kit.sandbox.inject_fault(vk_sandbox::Fault {
+            method: Some("wall.createComment".into()),
+            error_code: Some(6),
+            latency_ms: None,
+            remaining: Some(1),
+        });
+        let now = now_ms();
+        let runs = kit.store.claim_inbox_runs("unit", now, now + 60_000, 10, 100).await.unwrap();
+        assert_eq!(runs.len(), 1, "one community, one run");
+        assert_eq!(runs[0].iter().map(|r| r.id).collect::<Vec<_>>(), ids);
+        kit.bot.process_run("unit", runs.into_iter().next().unwrap()).await;
+        let store = &kit.store;
+        let row = |id| async move { store.inbox_event(1001, id).await.unwrap().unwrap() };
+        let first = row(ids[0]).await;
+        assert_eq!((first.status, first.attempts), (EventStatus::Pending, 1));
+        assert!(first.last_error.unwrap().contains('6'));
+        for id in &ids[1..] {
+            let later = row(*id).await;
+            assert_eq!((later.status, later.attempts, later.last_error), (EventStatus::Pending, 0, None));
+        }
+        assert_eq!(kit.sandbox.comments(1001).into_iter().filter(|c| c.from_id == -1001).count(), 0);
+        // The retry is due within milliseconds (the kit's backoff): the workers go on until all are finished.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while kit.store.inbox_depth(Some(1001)).await.unwrap() > 0 {
+            assert!(std::time::Instant::now() < deadline, "not finished");
+            kit.run_bot_once().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let answered: Vec<_> = kit
+            .sandbox
+            .comments(1001)
+            .into_iter()
+            .filter(|c| c.from_id == -1001)
+            .filter_map(|c| c.reply_to_comment)
+            .collect();
+        let commented: Vec<_> = {
+            let mut v = Vec::new();
+            for id in ids {
+                let payload = row(id).await.payload;
+                let event = vk::parse(payload.as_bytes()).unwrap().event().unwrap();
+                let Event::WallReplyNew(c) = event else { panic!("a comment") };
+                v.push(c.id);
+            }
+            v
+        };
+        assert_eq!(answered, commented, "each answered once, in order");
+    }
+
     #[tokio::test]
     async fn a_dead_key_pauses_the_community_and_holds_the_event() {
         let kit = Kit::new().await;

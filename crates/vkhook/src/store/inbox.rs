@@ -190,8 +190,8 @@ impl Store {
     /// SQLite as a multi-row `VALUES`. VK's retries of stored events change nothing.
     pub async fn write_inbox(&self, write: &InboxWrite) -> StoreResult<InboxWritten> {
         let events = &write.events;
-        // The same statements on either backend's transaction; only the insert differs.
-        macro_rules! settle_and_renew {
+        // SQLite settles row by row (in-process, cheap); PostgreSQL in one statement (`settle_postgres`).
+        macro_rules! settle_each {
             ($tx:ident) => {{
                 let mut settled = Vec::with_capacity(write.settlements.len());
                 for s in &write.settlements {
@@ -223,6 +223,12 @@ impl Store {
                     };
                     settled.push(q.execute(&mut *$tx).await?.rows_affected() == 1);
                 }
+                settled
+            }};
+        }
+        // The same statements on either backend's transaction.
+        macro_rules! renew {
+            ($tx:ident) => {{
                 let mut renewed = Vec::with_capacity(write.renewals.len());
                 for r in &write.renewals {
                     let mut n = 0;
@@ -243,7 +249,7 @@ impl Store {
                     }
                     renewed.push(n);
                 }
-                (settled, renewed)
+                renewed
             }};
         }
         let columns = "INSERT INTO inbox_events (group_id, event_id, event_type, payload, received_at, \
@@ -272,7 +278,8 @@ impl Store {
                 } else {
                     let mut tx = pool.begin().await?;
                     let inserted = if events.is_empty() { Vec::new() } else { insert().fetch_all(&mut *tx).await? };
-                    let (settled, renewed) = settle_and_renew!(tx);
+                    let settled = settle_postgres(&mut tx, &write.settlements).await?;
+                    let renewed = renew!(tx);
                     tx.commit().await?;
                     (inserted, settled, renewed)
                 }
@@ -289,7 +296,8 @@ impl Store {
                     for chunk in events.chunks(1000) {
                         inserted.extend(insert(chunk).build_query_as::<(i64, String)>().fetch_all(&mut *tx).await?);
                     }
-                    let (settled, renewed) = settle_and_renew!(tx);
+                    let settled = settle_each!(tx);
+                    let renewed = renew!(tx);
                     tx.commit().await?;
                     (inserted, settled, renewed)
                 }
@@ -489,6 +497,58 @@ impl Store {
                  WHERE group_id = $1 AND last_error IS NOT NULL ORDER BY COALESCE(processed_at, received_at) DESC LIMIT 1";
         Ok(on_pool!(self, pool => sqlx::query_as::<_, (String, i64)>(q).bind(group_id).fetch_optional(pool).await?))
     }
+}
+
+/// Settles a batch on PostgreSQL in one statement (one round trip, however long the run), with the same effect as
+/// SQLite's statement per settlement: `Finish` sets the status, result, error and time; `Retry` puts the event back
+/// with its error and next attempt; `Release` puts it back with the claim's attempt undone. Only events still held
+/// by the settling owner change.
+async fn settle_postgres(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    settlements: &[Settlement],
+) -> StoreResult<Vec<bool>> {
+    if settlements.is_empty() {
+        return Ok(Vec::new());
+    }
+    let q = "UPDATE inbox_events AS e SET \
+             status = b.status, \
+             result = CASE WHEN b.kind = 'finish' THEN b.result ELSE e.result END, \
+             last_error = CASE WHEN b.kind = 'release' THEN e.last_error ELSE b.error END, \
+             processed_at = CASE WHEN b.kind = 'finish' THEN $8 ELSE e.processed_at END, \
+             next_attempt_at = CASE WHEN b.kind = 'retry' THEN b.next ELSE e.next_attempt_at END, \
+             attempts = CASE WHEN b.kind = 'release' THEN e.attempts - 1 ELSE e.attempts END, \
+             lease_owner = NULL, lease_until = NULL \
+             FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[]) \
+             AS b(id, owner, kind, status, result, error, next) \
+             WHERE e.id = b.id AND e.lease_owner = b.owner RETURNING e.id";
+    let (mut kind, mut status, mut result, mut error, mut next) = (vec![], vec![], vec![], vec![], vec![]);
+    for s in settlements {
+        let (k, st, r, e, n) = match &s.settle {
+            Settle::Finish { status, result, error } => ("finish", *status, Some(result), error.as_ref(), None),
+            Settle::Retry { next_attempt_at, error } => {
+                ("retry", EventStatus::Pending, None, Some(error), Some(*next_attempt_at))
+            }
+            Settle::Release => ("release", EventStatus::Pending, None, None, None),
+        };
+        kind.push(k);
+        status.push(st.as_str());
+        result.push(r.map(String::as_str));
+        error.push(e.map(String::as_str));
+        next.push(n);
+    }
+    let changed: Vec<i64> = sqlx::query_scalar(q)
+        .bind(settlements.iter().map(|s| s.id).collect::<Vec<_>>())
+        .bind(settlements.iter().map(|s| s.owner.as_str()).collect::<Vec<_>>())
+        .bind(kind)
+        .bind(status)
+        .bind(result)
+        .bind(error)
+        .bind(next)
+        .bind(now_ms())
+        .fetch_all(&mut **tx)
+        .await?;
+    let changed: std::collections::HashSet<i64> = changed.into_iter().collect();
+    Ok(settlements.iter().map(|s| changed.contains(&s.id)).collect())
 }
 
 /// One multi-row INSERT of new events on SQLite; up to 1 000 events keep it well under SQLite's 32 766 bound
