@@ -8,6 +8,7 @@ pub mod config;
 pub mod connect;
 pub mod credentials;
 pub mod error;
+pub mod forward;
 pub mod health;
 pub mod hooks;
 pub mod http;
