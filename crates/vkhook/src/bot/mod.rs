@@ -76,11 +76,11 @@ impl Names {
 #[derive(Debug)]
 enum Outcome {
     /// A reply went out (result JSON).
-    Replied(serde_json::Value),
+    Replied(serde_json::Value, ReplyRow),
     /// Nothing to do, and why.
     Ignored(Reason),
     /// The reply cannot be sent, and why (result JSON, error text).
-    Failed(serde_json::Value, String),
+    Failed(serde_json::Value, String, ReplyRow),
     /// Try again later (error text).
     Retry(String),
     /// The community is paused: wait until it is reconnected.
@@ -269,22 +269,22 @@ impl Bot {
         let mut waiting = false;
         let mut switches = Switches::default();
         for row in &run {
-            let settle = if waiting {
-                Settle::Release
+            let (settle, reply) = if waiting {
+                (Settle::Release, None)
             } else {
                 let outcome = match self.handle(row, &mut switches).await {
                     Ok(o) => o,
                     Err(e) => Outcome::Retry(format!("internal: {e}")),
                 };
-                let Some(settle) = self.settle(row, outcome) else {
+                let Some((settle, reply)) = self.settle(row, outcome) else {
                     // A test crash point: the process "dies" here, nothing of the run is recorded.
                     renewing.stop().await;
                     return;
                 };
                 waiting = matches!(settle, Settle::Retry { .. });
-                settle
+                (settle, reply)
             };
-            settlements.push(Settlement { id: row.id, owner: owner.to_owned(), settle });
+            settlements.push(Settlement { id: row.id, owner: owner.to_owned(), settle, reply });
         }
         renewing.stop().await;
         match self.writer.settle(settlements).await {
@@ -321,13 +321,18 @@ impl Bot {
         Renewal { stop, task }
     }
 
-    /// How an outcome leaves the event; `None` for a test crash (nothing is recorded).
-    fn settle(&self, row: &InboxRow, outcome: Outcome) -> Option<Settle> {
+    /// How an outcome leaves the event, and the reply to record with it; `None` for a test crash (nothing is
+    /// recorded).
+    fn settle(&self, row: &InboxRow, outcome: Outcome) -> Option<(Settle, Option<ReplyRow>)> {
         let finish = |status, result: String, error: Option<String>| Settle::Finish { status, result, error };
-        Some(match outcome {
-            Outcome::Replied(result) => finish(EventStatus::Done, result.to_string(), None),
+        let settle = match outcome {
+            Outcome::Replied(result, reply) => {
+                return Some((finish(EventStatus::Done, result.to_string(), None), Some(reply)))
+            }
+            Outcome::Failed(result, error, reply) => {
+                return Some((finish(EventStatus::Failed, result.to_string(), Some(error)), Some(reply)))
+            }
             Outcome::Ignored(reason) => finish(EventStatus::Ignored, why(reason).to_string(), None),
-            Outcome::Failed(result, error) => finish(EventStatus::Failed, result.to_string(), Some(error)),
             Outcome::Retry(error) if row.attempts >= self.config.max_attempts => {
                 tracing::warn!(group_id = row.group_id, event_id = %Untrusted(&row.event_id), %error, "event given up after its last attempt");
                 finish(EventStatus::Dead, why(Reason::GaveUp).to_string(), Some(error))
@@ -339,7 +344,8 @@ impl Bot {
             }
             Outcome::Park(error) => Settle::Retry { next_attempt_at: now_ms() + PARK_MS, error },
             Outcome::Crashed => return None,
-        })
+        };
+        Some((settle, None))
     }
 
     async fn handle(&self, row: &InboxRow, switches: &mut Switches) -> anyhow::Result<Outcome> {
@@ -396,7 +402,8 @@ impl Bot {
         self.record_reply(row, &job, &reply, text, sent).await
     }
 
-    /// Records what VK said to a reply: sent, to be retried, held (dead key), or refused for good.
+    /// What VK said to a reply: sent, to be retried, held (dead key), or refused for good; a sent or refused reply
+    /// is recorded with its event's result, in the run's commit.
     async fn record_reply(
         &self,
         row: &InboxRow,
@@ -425,10 +432,9 @@ impl Bot {
             Ok(vk_id) => {
                 result["vk_id"] = json!(vk_id);
                 record.vk_id = Some(vk_id);
-                self.store.insert_reply(&record).await?;
                 self.metrics.observe_reply(kind.as_str(), "sent");
                 tracing::info!(group_id = gid, event_id = %Untrusted(&row.event_id), kind = kind.as_str(), vk_id, "bot replied");
-                return Ok(Outcome::Replied(result));
+                return Ok(Outcome::Replied(result, record));
             }
             Err(e) => e,
         };
@@ -442,12 +448,11 @@ impl Bot {
                 let reason = Reason::from_final_vk_error(&e);
                 record.status = ReplyStatus::Failed;
                 record.error = Some(e.to_string());
-                self.store.insert_reply(&record).await?;
                 self.metrics.observe_reply(kind.as_str(), reason.as_str());
                 result["action"] = json!("failed");
                 result["reason"] = json!(reason.as_str());
                 result["error_code"] = json!(e.code());
-                Ok(Outcome::Failed(result, e.to_string()))
+                Ok(Outcome::Failed(result, e.to_string(), record))
             }
         }
     }

@@ -118,17 +118,8 @@ impl LogRow {
 }
 
 impl Store {
-    pub async fn insert_reply(&self, r: &ReplyRow) -> StoreResult<()> {
-        let q = "INSERT INTO replies (group_id, inbox_id, kind, rule_id, text, vk_id, status, error, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
-        on_pool!(self, pool => sqlx::query(q)
-            .bind(r.group_id).bind(r.inbox_id).bind(r.kind).bind(r.rule_id).bind(&r.text).bind(r.vk_id).bind(r.status)
-            .bind(&r.error).bind(r.created_at)
-            .execute(pool).await?.rows_affected());
-        Ok(())
-    }
-
-    /// Replies since `since`: (sent, failed).
+    /// Replies since `since`: (sent, failed). (A reply is recorded with its event's settlement:
+    /// [`Store::write_inbox`].)
     pub async fn reply_counts(&self, group_id: i64, since: i64) -> StoreResult<(i64, i64)> {
         let q = "SELECT COALESCE(SUM(CASE WHEN status = 'sent' THEN 1 ELSE 0 END), 0), \
                  COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0) \

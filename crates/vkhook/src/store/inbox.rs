@@ -133,12 +133,14 @@ pub enum Settle {
     Release,
 }
 
-/// One event's [`Settle`], by the worker that holds it.
+/// One event's [`Settle`], by the worker that holds it, and the reply the bot sent (or VK refused) for it: recorded
+/// in the same commit, and only if the event was still the worker's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settlement {
     pub id: i64,
     pub owner: String,
     pub settle: Settle,
+    pub reply: Option<super::ReplyRow>,
 }
 
 /// Extends the leases on the events of one run (and on their community) that `owner` still holds.
@@ -226,6 +228,29 @@ impl Store {
                 settled
             }};
         }
+        // The replies of the settlements that went through.
+        macro_rules! insert_replies {
+            ($tx:ident, $settled:expr) => {{
+                for (s, _) in write.settlements.iter().zip($settled).filter(|(_, ok)| **ok) {
+                    if let Some(r) = &s.reply {
+                        let q = "INSERT INTO replies (group_id, inbox_id, kind, rule_id, text, vk_id, status, error, \
+                                 created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+                        sqlx::query(q)
+                            .bind(r.group_id)
+                            .bind(r.inbox_id)
+                            .bind(r.kind)
+                            .bind(r.rule_id)
+                            .bind(&r.text)
+                            .bind(r.vk_id)
+                            .bind(r.status)
+                            .bind(&r.error)
+                            .bind(r.created_at)
+                            .execute(&mut *$tx)
+                            .await?;
+                    }
+                }
+            }};
+        }
         // The same statements on either backend's transaction.
         macro_rules! renew {
             ($tx:ident) => {{
@@ -279,6 +304,7 @@ impl Store {
                     let mut tx = pool.begin().await?;
                     let inserted = if events.is_empty() { Vec::new() } else { insert().fetch_all(&mut *tx).await? };
                     let settled = settle_postgres(&mut tx, &write.settlements).await?;
+                    insert_replies!(tx, &settled);
                     let renewed = renew!(tx);
                     tx.commit().await?;
                     (inserted, settled, renewed)
@@ -297,6 +323,7 @@ impl Store {
                         inserted.extend(insert(chunk).build_query_as::<(i64, String)>().fetch_all(&mut *tx).await?);
                     }
                     let settled = settle_each!(tx);
+                    insert_replies!(tx, &settled);
                     let renewed = renew!(tx);
                     tx.commit().await?;
                     (inserted, settled, renewed)
@@ -320,8 +347,10 @@ impl Store {
 
     /// Settles events `owner` holds, in one commit; false where an event was no longer `owner`'s.
     pub async fn settle_inbox_events(&self, owner: &str, settle: &[(i64, Settle)]) -> StoreResult<Vec<bool>> {
-        let settlements =
-            settle.iter().map(|(id, s)| Settlement { id: *id, owner: owner.to_owned(), settle: s.clone() }).collect();
+        let settlements = settle
+            .iter()
+            .map(|(id, s)| Settlement { id: *id, owner: owner.to_owned(), settle: s.clone(), reply: None })
+            .collect();
         Ok(self.write_inbox(&InboxWrite { settlements, ..Default::default() }).await?.settled)
     }
 
@@ -520,7 +549,7 @@ async fn settle_postgres(
              lease_owner = NULL, lease_until = NULL \
              FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[]) \
              AS b(id, owner, kind, status, result, error, next) \
-             WHERE e.id = b.id AND e.lease_owner = b.owner RETURNING e.id";
+             WHERE e.id = b.id AND e.lease_owner = b.owner RETURNING e.id, b.owner";
     let (mut kind, mut status, mut result, mut error, mut next) = (vec![], vec![], vec![], vec![], vec![]);
     for s in settlements {
         let (k, st, r, e, n) = match &s.settle {
@@ -536,7 +565,7 @@ async fn settle_postgres(
         error.push(e.map(String::as_str));
         next.push(n);
     }
-    let changed: Vec<i64> = sqlx::query_scalar(q)
+    let changed: Vec<(i64, String)> = sqlx::query_as(q)
         .bind(settlements.iter().map(|s| s.id).collect::<Vec<_>>())
         .bind(settlements.iter().map(|s| s.owner.as_str()).collect::<Vec<_>>())
         .bind(kind)
@@ -547,8 +576,8 @@ async fn settle_postgres(
         .bind(now_ms())
         .fetch_all(&mut **tx)
         .await?;
-    let changed: std::collections::HashSet<i64> = changed.into_iter().collect();
-    Ok(settlements.iter().map(|s| changed.contains(&s.id)).collect())
+    let mut changed: std::collections::HashSet<(i64, String)> = changed.into_iter().collect();
+    Ok(settlements.iter().map(|s| changed.remove(&(s.id, s.owner.clone()))).collect())
 }
 
 /// One multi-row INSERT of new events on SQLite; up to 1 000 events keep it well under SQLite's 32 766 bound

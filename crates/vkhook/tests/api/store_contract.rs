@@ -2,8 +2,8 @@
 //! set (`contract!` makes both), each in a fresh database.
 
 use vkhook::model::{
-    CommunityStatus, ErrorKind, EventStatus, LogEntry, OAuthPurpose, PauseReason, Role, SetupMode, SetupState,
-    StepState,
+    CommunityStatus, ErrorKind, EventStatus, LogEntry, OAuthPurpose, PauseReason, ReplyStatus, Role, SetupMode,
+    SetupState, StepState,
 };
 use vkhook::store::*;
 use vkhook::vault::Sealed;
@@ -429,6 +429,7 @@ async fn claims_take_runs_up_to_the_first_event_held_back(store: &Store) {
             id: held[0],
             owner: "a".into(),
             settle: Settle::Finish { status: EventStatus::Done, result: "{}".into(), error: None },
+            reply: None,
         }],
         renewals: vec![LeaseRenewal {
             owner: "a".into(),
@@ -479,27 +480,44 @@ async fn rules_are_added_moved_and_deleted(store: &Store) {
     assert_eq!(store.rules(1001).await.unwrap().len(), 1);
 }
 
+/// Replies are recorded with their event's settlement, in the same commit, and only while the worker still holds
+/// the event.
 async fn replies_are_counted_and_recognised_as_own(store: &Store) {
     store.upsert_community(&zerno()).await.unwrap();
-    store.insert_inbox_batch(&[event(1001, 1)]).await.unwrap();
-    let inbox_id = store.inbox_event_by_event_id(1001, &format!("{:040x}", 1)).await.unwrap().unwrap().id;
-    let reply = ReplyRow {
+    store.insert_inbox_batch(&[event(1001, 1), event(1001, 2)]).await.unwrap();
+    let now = now_ms();
+    let run = claim(store, "a", now, now + 60_000, 1, 10).await;
+    let reply = |inbox_id, vk_id, status| ReplyRow {
         id: 0,
         group_id: 1001,
         inbox_id,
         kind: vkhook::model::ReplyKind::Comment,
         rule_id: None,
         text: "hi".into(),
-        vk_id: Some(77),
-        status: vkhook::model::ReplyStatus::Sent,
+        vk_id,
+        status,
         error: None,
         created_at: now_ms(),
     };
-    store.insert_reply(&reply).await.unwrap();
-    let failed = ReplyRow { vk_id: None, status: vkhook::model::ReplyStatus::Failed, ..reply.clone() };
-    store.insert_reply(&failed).await.unwrap();
+    let settle = |id, status, reply, owner: &str| Settlement {
+        id,
+        owner: owner.into(),
+        settle: Settle::Finish { status, result: "{}".into(), error: None },
+        reply: Some(reply),
+    };
+    let write = InboxWrite {
+        settlements: vec![
+            settle(run[0].id, EventStatus::Done, reply(run[0].id, Some(77), ReplyStatus::Sent), "a"),
+            settle(run[1].id, EventStatus::Failed, reply(run[1].id, None, ReplyStatus::Failed), "a"),
+            // Not b's: neither settled nor its reply recorded.
+            settle(run[0].id, EventStatus::Done, reply(run[0].id, Some(78), ReplyStatus::Sent), "b"),
+        ],
+        ..Default::default()
+    };
+    assert_eq!(store.write_inbox(&write).await.unwrap().settled, vec![true, true, false]);
     assert_eq!(store.reply_counts(1001, 0).await.unwrap(), (1, 1));
     assert!(store.is_own_reply(1001, vkhook::model::ReplyKind::Comment, 77).await.unwrap());
+    assert!(!store.is_own_reply(1001, vkhook::model::ReplyKind::Comment, 78).await.unwrap());
     assert!(!store.is_own_reply(1001, vkhook::model::ReplyKind::Message, 77).await.unwrap());
 }
 
