@@ -16,16 +16,20 @@ use crate::store::{now_ms, BotSettings, RuleRow, Store, StoreResult};
 /// it within this; events it finished at ingest meanwhile under the old ones are revived (see [`BotControl::revive`]).
 pub const SWITCHES_TTL: Duration = Duration::from_secs(2);
 
-/// What the receiver decides with: a community's switches (none: unknown here) and rules, and when they were read.
-type Decisive = (Option<BotSettings>, Vec<RuleRow>, Instant);
+/// What the bot decides with: a community's switches (none: unknown here) and rules, as read at `at`.
+pub struct Decisive {
+    pub settings: Option<BotSettings>,
+    pub rules: Vec<RuleRow>,
+    at: Instant,
+}
 
 #[derive(Clone)]
 pub struct BotControl {
     store: Store,
     /// Wakes the bot workers.
     wakeup: Arc<Notify>,
-    /// The bot's switches and rules per community, for the receiver's decision at ingest.
-    decisive: Arc<RwLock<HashMap<i64, Decisive>>>,
+    /// The bot's switches and rules per community, for the receiver's decision at ingest and the workers' runs.
+    decisive: Arc<RwLock<HashMap<i64, Arc<Decisive>>>>,
 }
 
 impl BotControl {
@@ -33,37 +37,40 @@ impl BotControl {
         BotControl { store, wakeup, decisive: Arc::default() }
     }
 
+    /// The community's switches and rules, read at most `max_age` ago: the receiver trusts them for
+    /// [`SWITCHES_TTL`], a worker's run for much less. A change made on this instance is seen at once (`forget`).
+    pub async fn decisive(&self, group_id: i64, max_age: Duration) -> StoreResult<Arc<Decisive>> {
+        let cached = self.decisive.read().unwrap_or_else(|e| e.into_inner()).get(&group_id).cloned();
+        if let Some(fresh) = cached.filter(|d| d.at.elapsed() < max_age) {
+            return Ok(fresh);
+        }
+        let at = Instant::now();
+        let read = Arc::new(Decisive {
+            settings: self.store.bot_settings(group_id).await?,
+            rules: self.store.rules(group_id).await?,
+            at,
+        });
+        let mut cache = self.decisive.write().unwrap_or_else(|e| e.into_inner());
+        if cache.len() > 100_000 {
+            cache.clear();
+        }
+        cache.insert(group_id, read.clone());
+        Ok(read)
+    }
+
     /// Why the bot will do nothing with this event, if its type, the community's switches and its rules already say
     /// so: the receiver then stores it finished. `None` (a worker decides) whenever in doubt: an unparsable object,
     /// an unknown community, a store that does not answer.
     pub async fn nothing_to_do(&self, group_id: i64, envelope: &vk::Envelope) -> Option<Reason> {
         let event = envelope.event().ok()?;
-        let cached = self.decisive.read().unwrap_or_else(|e| e.into_inner()).get(&group_id).cloned();
-        let (settings, rules) = match cached.filter(|(_, _, at)| at.elapsed() < SWITCHES_TTL) {
-            Some((settings, rules, _)) => (settings, rules),
-            None => {
-                let read = async {
-                    Ok::<_, crate::store::StoreError>((
-                        self.store.bot_settings(group_id).await?,
-                        self.store.rules(group_id).await?,
-                    ))
-                };
-                let (settings, rules) = match read.await {
-                    Ok(read) => read,
-                    Err(e) => {
-                        tracing::warn!(group_id, error = %e, "switches unreadable at ingest: a worker decides");
-                        return None;
-                    }
-                };
-                let mut cache = self.decisive.write().unwrap_or_else(|e| e.into_inner());
-                if cache.len() > 100_000 {
-                    cache.clear();
-                }
-                cache.insert(group_id, (settings.clone(), rules.clone(), Instant::now()));
-                (settings, rules)
+        let decisive = match self.decisive(group_id, SWITCHES_TTL).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(group_id, error = %e, "switches unreadable at ingest: a worker decides");
+                return None;
             }
         };
-        super::nothing_to_do(&event, group_id, &settings?, &rules)
+        super::nothing_to_do(&event, group_id, decisive.settings.as_ref()?, &decisive.rules)
     }
 
     /// The admin's switches and default reply. A switch turned on (or a default reply given) revives the events of
@@ -117,7 +124,7 @@ impl BotControl {
         if reasons.is_empty() {
             return Ok(());
         }
-        let results: Vec<String> = reasons.into_iter().map(|r| super::why(r).to_string()).collect();
+        let results: Vec<String> = reasons.into_iter().map(super::why).collect();
         let now = now_ms();
         let since = now - 2 * SWITCHES_TTL.as_millis() as i64;
         if self.store.revive_ingest_decisions(group_id, &results, since, now).await? > 0 {
@@ -161,6 +168,7 @@ impl BotControl {
         debug_assert!(error.needs_reauth(), "only a dead key pauses the bot: {error}");
         let already = self.store.bot_settings(group_id).await?.is_some_and(|b| b.paused_reason.is_some());
         self.store.drop_key_and_pause(group_id, PauseReason::Reauth).await?;
+        self.forget(group_id);
         if !already {
             tracing::warn!(group_id, %error, "VK refused the community key: bot paused until reconnected");
             self.store.log_community(group_id, &LogEntry::Paused(PauseReason::Reauth)).await?;
@@ -172,6 +180,7 @@ impl BotControl {
     pub async fn resume(&self, group_id: i64) -> StoreResult<()> {
         let was_paused = self.store.bot_settings(group_id).await?.is_some_and(|b| b.paused_reason.is_some());
         self.store.set_bot_paused(group_id, None).await?;
+        self.forget(group_id);
         if was_paused {
             self.store.log_community(group_id, &LogEntry::Resumed).await?;
         }

@@ -89,9 +89,10 @@ enum Outcome {
     Crashed,
 }
 
-/// The result recorded for an event the bot does nothing with (also by ingest: the same JSON either way).
-pub fn why(reason: Reason) -> serde_json::Value {
-    json!({"action": "none", "reason": reason.as_str()})
+/// The result (JSON) recorded for an event the bot does nothing with — also by ingest, once per event, so it is
+/// written directly (a reason's text is a plain identifier, nothing to escape).
+pub fn why(reason: Reason) -> String {
+    format!(r#"{{"action":"none","reason":"{}"}}"#, reason.as_str())
 }
 
 /// Where a reply goes, what it answers and who wrote it.
@@ -178,25 +179,19 @@ impl Renewal {
     }
 }
 
-/// How long a run reuses the community's switches it read: a run of events that need no VK call is decided at
-/// the store's pace, not at one read per event, and a switch turned on is missed by at most this much longer than
-/// with a read per event.
+/// How old the switches a worker decides with may be (`BotControl::decisive`): a run of events that need no VK call
+/// is decided at the store's pace, not at one read per event, and a switch turned on on another instance is missed
+/// by at most this much longer than with a read per event.
 const SWITCHES_FRESH: Duration = Duration::from_millis(50);
 
-/// The switches a run read last, and when.
-#[derive(Default)]
-struct Switches(Option<(Option<BotSettings>, Instant)>);
-
-impl Switches {
-    async fn read(&mut self, store: &Store, group_id: i64) -> crate::store::StoreResult<Option<BotSettings>> {
-        if let Some((settings, at)) = &self.0 {
-            if at.elapsed() < SWITCHES_FRESH {
-                return Ok(settings.clone());
-            }
+/// The first rule whose keyword is in the text, else the default reply; `None` when nothing answers it.
+fn choose_reply(job: &Job, rules: &[RuleRow], default: Option<&str>) -> Option<Reply> {
+    match rules::decide(&job.text, rules, default) {
+        rules::Decision::Rule(r) => {
+            Some(Reply { rule_id: Some(r.id), rule_keywords: Some(r.keywords.clone()), template: r.reply.clone() })
         }
-        let settings = store.bot_settings(group_id).await?;
-        self.0 = Some((settings.clone(), Instant::now()));
-        Ok(settings)
+        rules::Decision::Default(d) => Some(Reply { rule_id: None, rule_keywords: None, template: d.to_owned() }),
+        rules::Decision::Nothing => None,
     }
 }
 
@@ -267,12 +262,11 @@ impl Bot {
         let renewing = self.keep_leases(owner, group_id, run.iter().map(|r| r.id).collect());
         let mut settlements = Vec::with_capacity(run.len());
         let mut waiting = false;
-        let mut switches = Switches::default();
         for row in &run {
             let (settle, reply) = if waiting {
                 (Settle::Release, None)
             } else {
-                let outcome = match self.handle(row, &mut switches).await {
+                let outcome = match self.handle(row).await {
                     Ok(o) => o,
                     Err(e) => Outcome::Retry(format!("internal: {e}")),
                 };
@@ -325,35 +319,33 @@ impl Bot {
     /// recorded).
     fn settle(&self, row: &InboxRow, outcome: Outcome) -> Option<(Settle, Option<ReplyRow>)> {
         let finish = |status, result: String, error: Option<String>| Settle::Finish { status, result, error };
-        let settle = match outcome {
-            Outcome::Replied(result, reply) => {
-                return Some((finish(EventStatus::Done, result.to_string(), None), Some(reply)))
-            }
+        Some(match outcome {
+            Outcome::Replied(result, reply) => (finish(EventStatus::Done, result.to_string(), None), Some(reply)),
             Outcome::Failed(result, error, reply) => {
-                return Some((finish(EventStatus::Failed, result.to_string(), Some(error)), Some(reply)))
+                (finish(EventStatus::Failed, result.to_string(), Some(error)), Some(reply))
             }
-            Outcome::Ignored(reason) => finish(EventStatus::Ignored, why(reason).to_string(), None),
+            Outcome::Ignored(reason) => (finish(EventStatus::Ignored, why(reason), None), None),
             Outcome::Retry(error) if row.attempts >= self.config.max_attempts => {
                 tracing::warn!(group_id = row.group_id, event_id = %Untrusted(&row.event_id), %error, "event given up after its last attempt");
-                finish(EventStatus::Dead, why(Reason::GaveUp).to_string(), Some(error))
+                (finish(EventStatus::Dead, why(Reason::GaveUp), Some(error)), None)
             }
             Outcome::Retry(error) => {
                 let delay = self.config.retry.delay(row.attempts.max(1) as u32 - 1);
                 tracing::info!(group_id = row.group_id, event_id = %Untrusted(&row.event_id), %error, delay_ms = delay.as_millis() as u64, "reply postponed");
-                Settle::Retry { next_attempt_at: now_ms() + delay.as_millis() as i64, error }
+                (Settle::Retry { next_attempt_at: now_ms() + delay.as_millis() as i64, error }, None)
             }
-            Outcome::Park(error) => Settle::Retry { next_attempt_at: now_ms() + PARK_MS, error },
+            Outcome::Park(error) => (Settle::Retry { next_attempt_at: now_ms() + PARK_MS, error }, None),
             Outcome::Crashed => return None,
-        };
-        Some((settle, None))
+        })
     }
 
-    async fn handle(&self, row: &InboxRow, switches: &mut Switches) -> anyhow::Result<Outcome> {
+    async fn handle(&self, row: &InboxRow) -> anyhow::Result<Outcome> {
         let gid = row.group_id;
         let Some(event) = vk::parse(row.payload.as_bytes()).ok().and_then(|e| e.event().ok()) else {
             return Ok(Outcome::Ignored(Reason::Unreadable));
         };
-        let Some(bot) = switches.read(&self.store, gid).await? else {
+        let decisive = self.control.decisive(gid, SWITCHES_FRESH).await?;
+        let Some(bot) = decisive.settings.clone() else {
             return Ok(Outcome::Ignored(Reason::UnknownCommunity));
         };
         let job = match job_for(&event, gid, &bot) {
@@ -368,7 +360,7 @@ impl Bot {
         if bot.paused_reason.is_some() {
             return Ok(Outcome::Park("the community is paused until it is reconnected".into()));
         }
-        let Some(reply) = self.choose_reply(gid, &job, bot.default_reply.as_deref()).await? else {
+        let Some(reply) = choose_reply(&job, &decisive.rules, bot.default_reply.as_deref()) else {
             return Ok(Outcome::Ignored(Reason::NoRule));
         };
         let Some(key) = self.credentials.community_key(gid).await? else {
@@ -455,18 +447,6 @@ impl Bot {
                 Ok(Outcome::Failed(result, e.to_string(), record))
             }
         }
-    }
-
-    /// The first rule whose keyword is in the text, else the default reply; `None` when nothing answers it.
-    async fn choose_reply(&self, group_id: i64, job: &Job, default: Option<&str>) -> anyhow::Result<Option<Reply>> {
-        let rules = self.store.rules(group_id).await?;
-        Ok(match rules::decide(&job.text, &rules, default) {
-            rules::Decision::Rule(r) => {
-                Some(Reply { rule_id: Some(r.id), rule_keywords: Some(r.keywords.clone()), template: r.reply.clone() })
-            }
-            rules::Decision::Default(d) => Some(Reply { rule_id: None, rule_keywords: None, template: d.to_owned() }),
-            rules::Decision::Nothing => None,
-        })
     }
 
     async fn send(
@@ -566,6 +546,16 @@ mod tests {
         event(&format!(
             r#"{{"type":"message_new","group_id":1001,"object":{{"message":{{"id":3,"peer_id":{peer_id},"from_id":{from_id},"text":"hi","out":{out}}}}}}}"#
         ))
+    }
+
+    /// `why` writes its JSON by hand: it must be what serde_json writes for the same object (stored results are
+    /// compared as text when events are revived).
+    #[test]
+    fn why_is_the_json_serde_would_write() {
+        for reason in Reason::ALL {
+            let expected = json!({"action": "none", "reason": reason.as_str()}).to_string();
+            assert_eq!(why(*reason), expected);
+        }
     }
 
     #[test]

@@ -223,7 +223,7 @@ impl Receiver {
             payload: envelope.to_json_without_secret(),
             event_id,
             received_at: now_ms(),
-            done_at_ingest: done_at_ingest.map(|reason| crate::bot::why(reason).to_string()),
+            done_at_ingest: done_at_ingest.map(crate::bot::why),
         };
         match self.writer.store(event).await {
             Ok(inserted) => {
@@ -469,8 +469,9 @@ mod tests {
         kit.give_key(1001).await;
         kit.store.set_bot_settings(1001, false, true, None).await.unwrap();
         kit.store.add_rule(1001, "цена", "Цены в меню.").await.unwrap();
-        kit.sandbox.message(1001, 2, "Привет").unwrap(); // writing first allows the community's answer
-                                                         // «Привет» matches no rule and there is no default reply: nothing for a worker.
+        // Иван writes first (that allows the community's answer). «Привет» matches no rule and there is no default
+        // reply: nothing for a worker.
+        kit.sandbox.message(1001, 2, "Привет").unwrap();
         kit.receiver.accept(&message(&"b".repeat(40), &secret)).await;
         let row = kit.store.inbox_event_by_event_id(1001, &"b".repeat(40)).await.unwrap().unwrap();
         assert_eq!((row.status, row.attempts), (crate::model::EventStatus::Ignored, 0));

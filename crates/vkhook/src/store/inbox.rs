@@ -192,42 +192,6 @@ impl Store {
     /// SQLite as a multi-row `VALUES`. VK's retries of stored events change nothing.
     pub async fn write_inbox(&self, write: &InboxWrite) -> StoreResult<InboxWritten> {
         let events = &write.events;
-        // SQLite settles row by row (in-process, cheap); PostgreSQL in one statement (`settle_postgres`).
-        macro_rules! settle_each {
-            ($tx:ident) => {{
-                let mut settled = Vec::with_capacity(write.settlements.len());
-                for s in &write.settlements {
-                    let q = match &s.settle {
-                        Settle::Finish { status, result, error } => sqlx::query(
-                            "UPDATE inbox_events SET status = $3, result = $4, last_error = $5, processed_at = $6, \
-                             lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2",
-                        )
-                        .bind(s.id)
-                        .bind(&s.owner)
-                        .bind(*status)
-                        .bind(result)
-                        .bind(error)
-                        .bind(now_ms()),
-                        Settle::Retry { next_attempt_at, error } => sqlx::query(
-                            "UPDATE inbox_events SET status = 'pending', next_attempt_at = $3, last_error = $4, \
-                             lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2",
-                        )
-                        .bind(s.id)
-                        .bind(&s.owner)
-                        .bind(*next_attempt_at)
-                        .bind(error),
-                        Settle::Release => sqlx::query(
-                            "UPDATE inbox_events SET status = 'pending', attempts = attempts - 1, \
-                             lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2",
-                        )
-                        .bind(s.id)
-                        .bind(&s.owner),
-                    };
-                    settled.push(q.execute(&mut *$tx).await?.rows_affected() == 1);
-                }
-                settled
-            }};
-        }
         // The replies of the settlements that went through.
         macro_rules! insert_replies {
             ($tx:ident, $settled:expr) => {{
@@ -322,7 +286,7 @@ impl Store {
                     for chunk in events.chunks(1000) {
                         inserted.extend(insert(chunk).build_query_as::<(i64, String)>().fetch_all(&mut *tx).await?);
                     }
-                    let settled = settle_each!(tx);
+                    let settled = settle_sqlite(&mut tx, &write.settlements).await?;
                     insert_replies!(tx, &settled);
                     let renewed = renew!(tx);
                     tx.commit().await?;
@@ -343,23 +307,6 @@ impl Store {
     pub async fn insert_inbox_batch(&self, events: &[NewInboxEvent]) -> StoreResult<Vec<Inserted>> {
         let write = InboxWrite { events: events.to_vec(), ..Default::default() };
         Ok(self.write_inbox(&write).await?.inserted)
-    }
-
-    /// Settles events `owner` holds, in one commit; false where an event was no longer `owner`'s.
-    pub async fn settle_inbox_events(&self, owner: &str, settle: &[(i64, Settle)]) -> StoreResult<Vec<bool>> {
-        let settlements = settle
-            .iter()
-            .map(|(id, s)| Settlement { id: *id, owner: owner.to_owned(), settle: s.clone(), reply: None })
-            .collect();
-        Ok(self.write_inbox(&InboxWrite { settlements, ..Default::default() }).await?.settled)
-    }
-
-    /// Extends the leases on the events of `ids` `owner` still holds, and on their community, until `until`:
-    /// how many were still held.
-    pub async fn renew_inbox_leases(&self, owner: &str, group_id: i64, ids: &[i64], until: i64) -> StoreResult<u64> {
-        let renewal = LeaseRenewal { owner: owner.to_owned(), group_id, ids: ids.to_vec(), until };
-        let written = self.write_inbox(&InboxWrite { renewals: vec![renewal], ..Default::default() }).await?;
-        Ok(written.renewed[0])
     }
 
     /// Events of `group_id` received in `since..=until` that were finished at ingest (never claimed: no attempt)
@@ -528,8 +475,47 @@ impl Store {
     }
 }
 
+/// Settles a batch on SQLite, a statement per settlement (in-process, cheap); [`settle_postgres`] does the same in
+/// one statement. Only events still held by the settling owner change.
+async fn settle_sqlite(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    settlements: &[Settlement],
+) -> StoreResult<Vec<bool>> {
+    let mut settled = Vec::with_capacity(settlements.len());
+    for s in settlements {
+        let q = match &s.settle {
+            Settle::Finish { status, result, error } => sqlx::query(
+                "UPDATE inbox_events SET status = $3, result = $4, last_error = $5, processed_at = $6, \
+                 lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2",
+            )
+            .bind(s.id)
+            .bind(&s.owner)
+            .bind(*status)
+            .bind(result)
+            .bind(error)
+            .bind(now_ms()),
+            Settle::Retry { next_attempt_at, error } => sqlx::query(
+                "UPDATE inbox_events SET status = 'pending', next_attempt_at = $3, last_error = $4, \
+                 lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2",
+            )
+            .bind(s.id)
+            .bind(&s.owner)
+            .bind(*next_attempt_at)
+            .bind(error),
+            Settle::Release => sqlx::query(
+                "UPDATE inbox_events SET status = 'pending', attempts = attempts - 1, \
+                 lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2",
+            )
+            .bind(s.id)
+            .bind(&s.owner),
+        };
+        settled.push(q.execute(&mut **tx).await?.rows_affected() == 1);
+    }
+    Ok(settled)
+}
+
 /// Settles a batch on PostgreSQL in one statement (one round trip, however long the run), with the same effect as
-/// SQLite's statement per settlement: `Finish` sets the status, result, error and time; `Retry` puts the event back
+/// [`settle_sqlite`]: `Finish` sets the status, result, error and time; `Retry` puts the event back
 /// with its error and next attempt; `Release` puts it back with the claim's attempt undone. Only events still held
 /// by the settling owner change.
 async fn settle_postgres(

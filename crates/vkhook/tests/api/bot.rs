@@ -3,7 +3,7 @@
 use vk_sandbox::Fault;
 use vkhook::hooks::CrashPoint;
 use vkhook::model::{EventStatus, SetupState};
-use vkhook::store::Settle;
+use vkhook::store::{InboxWrite, Settle, Settlement};
 
 use crate::helpers::*;
 
@@ -194,21 +194,17 @@ async fn replaying_an_event_whose_reply_was_sent_sends_nothing_new() {
     app.state.hooks.arm(CrashPoint::BotAfterSend);
     app.sandbox.comment(1001, 2, "привет").unwrap();
     eventually(10, "the reply", || async { app.bot_comments(1001).into_iter().next() }).await;
-    app.state
-        .store
-        .settle_inbox_events(
-            &app.state.instance_id,
-            &[(
-                app.events(1001, Some("processing"), None).await[0].id,
-                Settle::Finish {
-                    status: EventStatus::Dead,
-                    result: "{\"action\":\"none\",\"reason\":\"gave_up\"}".into(),
-                    error: Some("lost".into()),
-                },
-            )],
-        )
-        .await
-        .unwrap();
+    let settlement = Settlement {
+        id: app.events(1001, Some("processing"), None).await[0].id,
+        owner: app.state.instance_id.clone(),
+        settle: Settle::Finish {
+            status: EventStatus::Dead,
+            result: "{\"action\":\"none\",\"reason\":\"gave_up\"}".into(),
+            error: Some("lost".into()),
+        },
+        reply: None,
+    };
+    app.state.store.write_inbox(&InboxWrite { settlements: vec![settlement], ..Default::default() }).await.unwrap();
     let dead = app.events(1001, Some("dead"), None).await;
     let r = app
         .post_with_csrf("/communities/1001/events", &format!("/communities/1001/events/{}/replay", dead[0].id), &[])

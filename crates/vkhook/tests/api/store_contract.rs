@@ -355,6 +355,21 @@ async fn inbox_batches_store_each_event_once(store: &Store) {
     assert_eq!(store.inbox_event(1002, row.id).await.unwrap(), None, "another community's event is not found");
 }
 
+/// Settles events `owner` holds in one commit ([`Store::write_inbox`] with settlements only).
+async fn settle_events(store: &Store, owner: &str, settle: &[(i64, Settle)]) -> StoreResult<Vec<bool>> {
+    let settlements = settle
+        .iter()
+        .map(|(id, s)| Settlement { id: *id, owner: owner.to_owned(), settle: s.clone(), reply: None })
+        .collect();
+    Ok(store.write_inbox(&InboxWrite { settlements, ..Default::default() }).await?.settled)
+}
+
+/// Renews `owner`'s leases on `ids` of `group_id` ([`Store::write_inbox`] with one renewal): how many were held.
+async fn renew(store: &Store, owner: &str, group_id: i64, ids: &[i64], until: i64) -> StoreResult<u64> {
+    let renewal = LeaseRenewal { owner: owner.to_owned(), group_id, ids: ids.to_vec(), until };
+    Ok(store.write_inbox(&InboxWrite { renewals: vec![renewal], ..Default::default() }).await?.renewed[0])
+}
+
 /// Claims runs of at most `run` events of at most `communities` communities, flattened in claim order.
 async fn claim(store: &Store, owner: &str, now: i64, lease_until: i64, communities: i64, run: i64) -> Vec<InboxRow> {
     store.claim_inbox_runs(owner, now, lease_until, communities, run).await.unwrap().into_iter().flatten().collect()
@@ -362,12 +377,12 @@ async fn claim(store: &Store, owner: &str, now: i64, lease_until: i64, communiti
 
 async fn finish(store: &Store, owner: &str, id: i64, status: EventStatus, error: Option<&str>) -> bool {
     let settle = Settle::Finish { status, result: "{}".into(), error: error.map(str::to_owned) };
-    store.settle_inbox_events(owner, &[(id, settle)]).await.unwrap()[0]
+    settle_events(store, owner, &[(id, settle)]).await.unwrap()[0]
 }
 
 async fn retry(store: &Store, owner: &str, id: i64, next_attempt_at: i64, error: &str) -> bool {
     let settle = Settle::Retry { next_attempt_at, error: error.into() };
-    store.settle_inbox_events(owner, &[(id, settle)]).await.unwrap()[0]
+    settle_events(store, owner, &[(id, settle)]).await.unwrap()[0]
 }
 
 async fn claims_take_one_event_per_community_in_order(store: &Store) {
@@ -411,8 +426,8 @@ async fn claims_take_runs_up_to_the_first_event_held_back(store: &Store) {
     let done = Settle::Finish { status: EventStatus::Done, result: "{}".into(), error: None };
     let later = Settle::Retry { next_attempt_at: now + 3_600_000, error: "VK error 6".into() };
     let settle = [(runs[0][0].id, done), (runs[0][1].id, later), (runs[0][2].id, Settle::Release)];
-    assert_eq!(store.settle_inbox_events("b", &settle[2..]).await.unwrap(), vec![false], "not b's");
-    assert_eq!(store.settle_inbox_events("a", &settle).await.unwrap(), vec![true, true, true]);
+    assert_eq!(settle_events(store, "b", &settle[2..]).await.unwrap(), vec![false], "not b's");
+    assert_eq!(settle_events(store, "a", &settle).await.unwrap(), vec![true, true, true]);
     let third = store.inbox_event(1001, runs[0][2].id).await.unwrap().unwrap();
     assert_eq!((third.status, third.attempts), (EventStatus::Pending, 0), "as if never claimed");
     // 1001 waits for its second event: nothing of it is claimed before that one is due, then all of it in order.
@@ -421,7 +436,7 @@ async fn claims_take_runs_up_to_the_first_event_held_back(store: &Store) {
     let run = claim(store, "a", due, due + 60_000, 1, 10).await;
     assert_eq!(ids(&run), names(2..=5));
     let held: Vec<i64> = run.iter().map(|r| r.id).collect();
-    assert_eq!(store.renew_inbox_leases("a", 1001, &held, due + 90_000).await.unwrap(), 4);
+    assert_eq!(renew(store, "a", 1001, &held, due + 90_000).await.unwrap(), 4);
     // One commit takes new events, results and renewals together (the group-commit writer's way).
     let write = InboxWrite {
         events: vec![event(1001, 7), event(1001, 2)],
@@ -585,7 +600,7 @@ async fn claims_keep_each_communitys_order_whatever_the_interleaving(store: &Sto
                         finished.entry(row.group_id).or_default().push(row.event_id);
                     }
                 }
-                assert!(store.settle_inbox_events(owner, &settle).await.unwrap().into_iter().all(|ok| ok));
+                assert!(settle_events(store, owner, &settle).await.unwrap().into_iter().all(|ok| ok));
             }
             store.release_community_leases(owner).await.unwrap();
         }
@@ -598,17 +613,13 @@ async fn a_worker_renews_only_the_leases_it_holds(store: &Store) {
     store.insert_inbox_batch(&[event(1001, 1), event(1001, 2)]).await.unwrap();
     let now = now_ms();
     let row = claim(store, "a", now, now + 1_000, 1, 1).await.remove(0);
-    assert_eq!(store.renew_inbox_leases("a", 1001, &[row.id], now + 60_000).await.unwrap(), 1);
-    assert_eq!(store.renew_inbox_leases("b", 1001, &[row.id], now + 60_000).await.unwrap(), 0, "not b's");
+    assert_eq!(renew(store, "a", 1001, &[row.id], now + 60_000).await.unwrap(), 1);
+    assert_eq!(renew(store, "b", 1001, &[row.id], now + 60_000).await.unwrap(), 0, "not b's");
     // Renewed past the first lease's end: nobody can take the event or the community at that time.
     let later = now + 5_000;
     assert!(claim(store, "b", later, later + 1_000, 5, 1).await.is_empty());
     assert!(finish(store, "a", row.id, EventStatus::Done, None).await);
-    assert_eq!(
-        store.renew_inbox_leases("a", 1001, &[row.id], now + 90_000).await.unwrap(),
-        0,
-        "a finished event is not held"
-    );
+    assert_eq!(renew(store, "a", 1001, &[row.id], now + 90_000).await.unwrap(), 0, "a finished event is not held");
 }
 
 async fn a_confirmation_request_is_recorded(store: &Store) {
