@@ -74,6 +74,7 @@ async fn vkhook(port: u16, database_url: Option<String>, role: Option<String>) -
         token_keys: vkhook::vault::Vault::generate_spec("load"),
         timing: vkhook::config::Timing::default(),
         metrics: Default::default(),
+        forward: Default::default(),
     };
     let app = vkhook::App::build(settings).await?;
     let state = app.state().clone();

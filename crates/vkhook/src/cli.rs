@@ -10,7 +10,8 @@ use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
 
 use crate::config::{
-    check_database_url, is_loopback, parse_url, ConfigError, MetricsAccess, Role, Settings, Timing, VkSettings,
+    check_database_url, is_loopback, parse_url, ConfigError, ForwardSettings, MetricsAccess, Role, Settings, Timing,
+    VkSettings,
 };
 use crate::store::Store;
 use crate::vault::{Sealed, Slot, Vault};
@@ -122,6 +123,37 @@ pub struct ServeArgs {
     /// Require `Authorization: Bearer <this>` for /metrics.
     #[arg(long, env = "VKHOOK_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+    /// Let forwarding endpoints be plain http on a loopback address (a receiver on this machine). Off: https and a
+    /// public address only.
+    #[arg(long, env = "VKHOOK_FORWARD_ALLOW_LOOPBACK_HTTP")]
+    pub forward_allow_loopback_http: bool,
+    /// The waits between a forwarded event's attempts, e.g. `5s,5m,30m,2h,5h,10h,10h` (the default).
+    #[arg(long, env = "VKHOOK_FORWARD_RETRY_SCHEDULE", default_value = "5s,5m,30m,2h,5h,10h,10h")]
+    pub forward_retry_schedule: String,
+    /// An endpoint failing without a success this many hours is disabled.
+    #[arg(long, env = "VKHOOK_FORWARD_DISABLE_AFTER_HOURS", default_value_t = 120)]
+    pub forward_disable_after_hours: u64,
+}
+
+/// `5s,5m,30m,2h` as waits (`s`, `m`, `h` or `d` after each number).
+pub fn parse_schedule(text: &str) -> Result<Vec<Duration>, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid { env: "VKHOOK_FORWARD_RETRY_SCHEDULE", reason };
+    text.split(',')
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let (n, unit) = w.split_at(w.len() - w.chars().last().map_or(0, char::len_utf8));
+            let n: u64 = n.parse().map_err(|_| invalid(format!("{w:?} is not a number and s, m, h or d")))?;
+            let secs = match unit {
+                "s" => n,
+                "m" => n * 60,
+                "h" => n * 3600,
+                "d" => n * 86400,
+                _ => return Err(invalid(format!("{w:?} does not end in s, m, h or d"))),
+            };
+            Ok(Duration::from_secs(secs))
+        })
+        .collect()
 }
 
 #[cfg(feature = "demo")]
@@ -222,6 +254,12 @@ impl ServeArgs {
                 ..Timing::default()
             },
             metrics: MetricsAccess { bind: metrics_bind, token: metrics_token.map(SecretString::from) },
+            forward: ForwardSettings {
+                policy: crate::forward::target::Policy { allow_loopback_http: self.forward_allow_loopback_http },
+                schedule: crate::forward::attempt::Schedule::new(parse_schedule(&self.forward_retry_schedule)?),
+                disable_after: Duration::from_secs(self.forward_disable_after_hours.max(1) * 3600),
+                ..ForwardSettings::default()
+            },
         })
     }
 }
@@ -403,6 +441,30 @@ mod tests {
             reconcile_secs: 300,
             metrics_bind: None,
             metrics_token: None,
+            forward_allow_loopback_http: false,
+            forward_retry_schedule: "5s,5m,30m,2h,5h,10h,10h".into(),
+            forward_disable_after_hours: 120,
+        }
+    }
+
+    #[test]
+    fn forwarding_is_https_to_public_addresses_unless_told_and_its_schedule_is_read() {
+        let s = args().settings().unwrap();
+        assert!(!s.forward.policy.allow_loopback_http, "serve refuses loopback http by default");
+        assert_eq!(s.forward.schedule, crate::forward::attempt::Schedule::default());
+        assert_eq!(s.forward.disable_after, Duration::from_secs(5 * 24 * 3600));
+        let mut a = args();
+        a.forward_allow_loopback_http = true;
+        a.forward_retry_schedule = "1s, 2m,3h,1d".into();
+        let s = a.settings().unwrap();
+        assert!(s.forward.policy.allow_loopback_http);
+        let waits = [1, 120, 3 * 3600, 86400].map(Duration::from_secs).to_vec();
+        assert_eq!(s.forward.schedule, crate::forward::attempt::Schedule::new(waits));
+        for bad in ["5", "5x", "s", "1s,,x", "5м"] {
+            let mut a = args();
+            a.forward_retry_schedule = bad.into();
+            let err = a.settings().unwrap_err();
+            assert!(err.to_string().contains("VKHOOK_FORWARD_RETRY_SCHEDULE"), "{bad}: {err}");
         }
     }
 

@@ -45,6 +45,50 @@ pub struct Settings {
     pub token_keys: SecretString,
     pub timing: Timing,
     pub metrics: MetricsAccess,
+    pub forward: ForwardSettings,
+}
+
+/// How events are forwarded to the admins' endpoints (docs/forwarding.md).
+#[derive(Debug, Clone)]
+pub struct ForwardSettings {
+    /// Where deliveries may go: `serve` refuses loopback and private addresses and plain http, unless
+    /// `VKHOOK_FORWARD_ALLOW_LOOPBACK_HTTP` says otherwise; the demo and tests allow loopback http.
+    pub policy: crate::forward::target::Policy,
+    /// The waits between attempts.
+    pub schedule: crate::forward::attempt::Schedule,
+    /// How long one attempt may take.
+    pub attempt_timeout: Duration,
+    /// Requests in flight to one endpoint at most (across instances: one instance sends to an endpoint at a time).
+    pub concurrency: usize,
+    /// Most deliveries one claim takes for an endpoint.
+    pub batch: i64,
+    /// An instance holds an endpoint and its claimed deliveries this long; if it dies, others send them after.
+    pub lease: Duration,
+    /// Endpoints sent to at once by one instance.
+    pub endpoints_at_once: usize,
+    /// How often an idle sender looks for due deliveries (new events wake it at once).
+    pub poll: Duration,
+    /// An endpoint failing without a success this long is disabled.
+    pub disable_after: Duration,
+    /// After «Сменить секрет», the old secret signs too for this long.
+    pub previous_secret_window: Duration,
+}
+
+impl Default for ForwardSettings {
+    fn default() -> Self {
+        Self {
+            policy: crate::forward::target::Policy::default(),
+            schedule: crate::forward::attempt::Schedule::default(),
+            attempt_timeout: crate::forward::attempt::ATTEMPT_TIMEOUT,
+            concurrency: 4,
+            batch: 100,
+            lease: Duration::from_secs(60),
+            endpoints_at_once: 32,
+            poll: Duration::from_millis(500),
+            disable_after: Duration::from_secs(5 * 24 * 3600),
+            previous_secret_window: Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
 /// Who may read `/metrics`. It says how many events each type brought and how the bot fares, so an operator can
@@ -175,6 +219,11 @@ impl Settings {
             token_keys,
             timing: Timing::default(),
             metrics: MetricsAccess::default(),
+            // The demo's and tests' endpoints are on this machine.
+            forward: ForwardSettings {
+                policy: crate::forward::target::Policy { allow_loopback_http: true },
+                ..ForwardSettings::default()
+            },
         }
     }
 }

@@ -236,6 +236,32 @@ impl EventStatus {
 }
 
 text_enum! {
+    /// A forwarded event's state at one endpoint.
+    pub enum DeliveryStatus {
+        /// Waiting for its next attempt.
+        Pending = "pending",
+        /// An instance is sending it now (under a lease).
+        Sending = "sending",
+        /// The endpoint answered 2xx.
+        Delivered = "delivered",
+        /// Given up: the schedule is used up, or the endpoint was disabled for it.
+        Failed = "failed",
+    }
+}
+
+text_enum! {
+    /// Why an endpoint does not get deliveries.
+    pub enum DisabledReason {
+        /// «Отключить».
+        Admin = "admin",
+        /// It answered 410 Gone.
+        Gone = "gone",
+        /// It failed without a success for the configured time (5 days by default).
+        Failing = "failing",
+    }
+}
+
+text_enum! {
     /// Why the bot did not reply to an event (stored in the event's result and shown in the delivery log).
     pub enum Reason {
         CommentsOff = "comments_off",

@@ -119,6 +119,10 @@ impl Kit {
                 max_attempts: 3,
                 lease: Duration::from_secs(60),
             },
+            forward: crate::config::ForwardSettings {
+                policy: crate::forward::target::Policy { allow_loopback_http: true },
+                ..Default::default()
+            },
         };
         let Services { credentials, control, receiver, connector, bot, reconciler, .. } = Services::wire(&parts);
         serve_callback(listener, receiver.clone());

@@ -41,16 +41,22 @@ pub enum Sealed {
     CallbackSecret,
     PreviousCallbackSecret,
     CommunityToken,
+    /// A forwarding endpoint's signing secret (`whsec_…`).
+    EndpointSecret,
+    /// The one it replaced, signing too for a day after «Сменить секрет».
+    PreviousEndpointSecret,
 }
 
 impl Sealed {
-    pub const ALL: [Sealed; 6] = [
+    pub const ALL: [Sealed; 8] = [
         Sealed::UserAccessToken,
         Sealed::UserRefreshToken,
         Sealed::OAuthVerifier,
         Sealed::CallbackSecret,
         Sealed::PreviousCallbackSecret,
         Sealed::CommunityToken,
+        Sealed::EndpointSecret,
+        Sealed::PreviousEndpointSecret,
     ];
 
     /// (table, row key column, value column).
@@ -62,6 +68,8 @@ impl Sealed {
             Sealed::CallbackSecret => ("community_settings", "group_id", "secret"),
             Sealed::PreviousCallbackSecret => ("community_settings", "group_id", "previous_secret"),
             Sealed::CommunityToken => ("community_settings", "group_id", "community_token"),
+            Sealed::EndpointSecret => ("endpoints", "id", "secret"),
+            Sealed::PreviousEndpointSecret => ("endpoints", "id", "previous_secret"),
         }
     }
 }

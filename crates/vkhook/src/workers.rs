@@ -1,5 +1,5 @@
-//! The background loops: the bot workers (claim events, let [`crate::bot::Bot`] handle them) and the periodic
-//! reconcile pass; at start, setups a previous process left half-done are resumed.
+//! The background loops: the bot workers (claim events, let [`crate::bot::Bot`] handle them), the forwarding sender
+//! (claim deliveries, let [`crate::forward::Forwarding`] send them) and the periodic reconcile pass; at start, setups a previous process left half-done are resumed.
 
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
@@ -10,6 +10,8 @@ use crate::store::now_ms;
 /// After a wake-up for a stored event that found nothing to claim, how long the bot loop waits before claiming
 /// again: new events are claimed at most this often, however fast they arrive.
 const CLAIM_COALESCE: std::time::Duration = std::time::Duration::from_millis(10);
+/// The same for forwarding, shorter: a forwarded event's latency is the product.
+const FORWARD_COALESCE: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// The running loops; [`Workers::stop`] ends them and waits.
 pub struct Workers {
@@ -30,6 +32,7 @@ pub fn start(app: AppState) -> Workers {
     tasks.push(tokio::spawn(run_housekeeping(app.clone(), stopped.clone())));
     if app.settings.role.runs_workers() {
         tasks.push(tokio::spawn(run_bot(app.clone(), stopped.clone())));
+        tasks.push(tokio::spawn(run_forwarder(app.clone(), stopped.clone())));
         tasks.push(tokio::spawn(run_reconciler(app, stopped)));
     }
     Workers { stop, tasks }
@@ -92,6 +95,53 @@ async fn run_bot(app: AppState, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// Claims batches of due deliveries (one batch per endpoint, under the endpoint's lease) while there is room, and
+/// sends each on a task of its own; sleeps until woken by a stored event, a batch ends, or the poll interval passes.
+/// On stop, finishes its batches (recording them gives their endpoints back) and releases what it still holds.
+async fn run_forwarder(app: AppState, mut stop: watch::Receiver<bool>) {
+    let owner = app.instance_id.clone();
+    let settings = app.forwarding.settings().clone();
+    let mut inflight: JoinSet<()> = JoinSet::new();
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let room = settings.endpoints_at_once.saturating_sub(inflight.len());
+        let mut claimed = 0;
+        if room > 0 {
+            let now = now_ms();
+            let lease_until = now + settings.lease.as_millis() as i64;
+            match app.store.claim_deliveries(&owner, now, lease_until, room as i64, settings.batch).await {
+                Ok(batches) => {
+                    claimed = batches.len();
+                    for batch in batches {
+                        let (forwarding, owner) = (app.forwarding.clone(), owner.clone());
+                        inflight.spawn(async move { forwarding.deliver_batch(&owner, batch).await });
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "forwarding: could not claim deliveries"),
+            }
+        }
+        if claimed > 0 && inflight.len() < settings.endpoints_at_once {
+            continue;
+        }
+        let stored_event = tokio::select! {
+            _ = app.forwarding.wakeup().notified() => true,
+            Some(_) = inflight.join_next(), if !inflight.is_empty() => false,
+            _ = tokio::time::sleep(settings.poll) => false,
+            _ = stop.changed() => false,
+        };
+        if stored_event && claimed == 0 {
+            // As for the bot: let a burst gather instead of a claim per event.
+            tokio::time::sleep(FORWARD_COALESCE).await;
+        }
+    }
+    while inflight.join_next().await.is_some() {}
+    if let Err(e) = app.store.release_endpoint_leases(&owner).await {
+        tracing::warn!(error = %e, "could not release endpoint leases");
+    }
+}
+
 /// Waits `every`; false when the loops are told to stop (then at once).
 async fn tick(every: std::time::Duration, stop: &mut watch::Receiver<bool>) -> bool {
     tokio::select! {
@@ -125,6 +175,9 @@ async fn run_housekeeping(app: AppState, mut stop: watch::Receiver<bool>) {
         }
         if let Err(e) = app.credentials.retire_expired_previous_secrets().await {
             tracing::warn!(error = %e, "could not drop expired previous secrets");
+        }
+        if let Err(e) = app.store.retire_endpoint_secrets(now).await {
+            tracing::warn!(error = %e, "could not drop expired previous signing secrets");
         }
     }
 }

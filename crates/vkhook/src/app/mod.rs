@@ -19,6 +19,7 @@ use crate::bot::{Bot, BotConfig, BotControl};
 use crate::config::{PublicUrl, Settings};
 use crate::connect::{ConnectConfig, Connector};
 use crate::credentials::Credentials;
+use crate::forward::Forwarding;
 use crate::health::Reconciler;
 use crate::hooks::Hooks;
 use crate::http::limits::RateLimiter;
@@ -49,6 +50,7 @@ pub struct Inner {
     pub connector: Connector,
     pub bot: Bot,
     pub reconciler: Reconciler,
+    pub forwarding: Forwarding,
     /// Who holds leases: this process.
     pub instance_id: String,
     /// Anonymous sign-in starts per client address.
@@ -99,6 +101,7 @@ pub struct Parts {
     pub vkid_scopes: Vec<String>,
     pub connect: ConnectConfig,
     pub bot: BotConfig,
+    pub forward: crate::config::ForwardSettings,
 }
 
 /// The domain services, each given the parts it uses: one recipe, for the app and for the modules' unit tests.
@@ -110,6 +113,7 @@ pub struct Services {
     pub connector: Connector,
     pub bot: Bot,
     pub reconciler: Reconciler,
+    pub forwarding: Forwarding,
 }
 
 impl Services {
@@ -119,7 +123,11 @@ impl Services {
         let wakeup = Arc::new(Notify::new());
         let control = BotControl::new(p.store.clone(), wakeup.clone());
         let writer = Writer::start(p.store.clone(), p.writers, p.metrics.clone());
-        let receiver = Receiver::new(credentials.clone(), writer.clone(), control.clone(), p.hooks.clone());
+        let forward_wakeup = Arc::new(Notify::new());
+        let receiver = Receiver::new(credentials.clone(), writer.clone(), control.clone(), p.hooks.clone())
+            .with_forward_wakeup(forward_wakeup.clone());
+        let forwarding =
+            Forwarding::new(p.store.clone(), p.vault.clone(), writer.clone(), p.forward.clone(), forward_wakeup);
         let accounts = Accounts::new(
             p.store.clone(),
             p.vault.clone(),
@@ -149,7 +157,7 @@ impl Services {
         );
         let reconciler =
             Reconciler::new(p.store.clone(), credentials.clone(), p.vk.clone(), connector.clone(), control.clone());
-        Services { credentials, control, receiver, accounts, connector, bot, reconciler }
+        Services { credentials, control, receiver, accounts, connector, bot, reconciler, forwarding }
     }
 }
 
@@ -186,6 +194,7 @@ impl AppState {
                 failed_grace: timing.failed_server_grace,
             },
             bot: BotConfig { retry: timing.bot_retry, max_attempts: timing.bot_max_attempts, lease: timing.bot_lease },
+            forward: settings.forward.clone(),
         };
         let services = Services::wire(&parts);
         let Parts { store, vault, vk, hooks, metrics, public_url, .. } = parts;
@@ -204,6 +213,7 @@ impl AppState {
             connector: services.connector,
             bot: services.bot,
             reconciler: services.reconciler,
+            forwarding: services.forwarding,
             instance_id: format!("{}-{}", std::process::id(), vk::oauth::random_urlsafe(6)),
             login_limit,
             check_limit,

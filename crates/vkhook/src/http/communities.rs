@@ -248,6 +248,9 @@ struct CommunityDetailPage {
     default_reply: &'static str,
     bot: super::rules::BotView,
     health: Option<super::health::HealthView>,
+    /// The «Пересылка событий» card (administrators only).
+    endpoints: Vec<super::endpoints::EndpointView>,
+    event_types: &'static [&'static str],
 }
 
 #[derive(Deserialize)]
@@ -257,7 +260,7 @@ pub struct DetailQuery {
 }
 
 /// The notices the community page shows.
-const DETAIL_NOTICES: [Notice; 8] = [
+const DETAIL_NOTICES: [Notice; 9] = [
     Notice::EventsSaved,
     Notice::EventsFailed,
     Notice::Disconnected,
@@ -266,6 +269,7 @@ const DETAIL_NOTICES: [Notice; 8] = [
     Notice::CheckedInOrder,
     Notice::CheckedRepaired,
     Notice::CheckedUnavailable,
+    Notice::EndpointDeleted,
 ];
 
 pub async fn show_community(
@@ -309,6 +313,7 @@ pub async fn show_community(
     } else {
         None
     };
+    let endpoints = if is_admin { super::endpoints::forwarding_card(&app, t, id).await? } else { Vec::new() };
     let (status_label, status_class) = status_label(t, community.status);
     let role = role_label(t, community.role);
     render(CommunityDetailPage {
@@ -329,6 +334,8 @@ pub async fn show_community(
         default_reply: t.bot_default_reply,
         bot,
         health,
+        endpoints,
+        event_types: &vk::DEFAULT_SUBSCRIPTION,
         community,
     })
 }

@@ -16,6 +16,7 @@ pub mod auth;
 pub mod callback;
 pub mod communities;
 pub mod connect;
+pub mod endpoints;
 pub mod events;
 pub mod forms;
 pub mod health;
@@ -51,6 +52,14 @@ pub fn router(state: AppState) -> Router {
         .route("/communities/{id}/events", get(events::show_events))
         .route("/communities/{id}/events/{event}", get(events::show_raw_event))
         .route("/communities/{id}/events/{event}/replay", post(events::replay_event))
+        .route("/communities/{id}/endpoints", post(endpoints::add_endpoint))
+        .route("/communities/{id}/endpoints/{endpoint}", get(endpoints::show_endpoint))
+        .route("/communities/{id}/endpoints/{endpoint}/test", post(endpoints::send_test))
+        .route("/communities/{id}/endpoints/{endpoint}/rotate", post(endpoints::rotate_secret))
+        .route("/communities/{id}/endpoints/{endpoint}/replay", post(endpoints::replay))
+        .route("/communities/{id}/endpoints/{endpoint}/disable", post(endpoints::disable))
+        .route("/communities/{id}/endpoints/{endpoint}/enable", post(endpoints::enable))
+        .route("/communities/{id}/endpoints/{endpoint}/delete", post(endpoints::delete))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), session::ui_layer));
     let callback = Router::new()

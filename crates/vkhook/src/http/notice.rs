@@ -19,6 +19,13 @@ text_enum! {
         ManualSaved = "saved",
         SigninAgain = "signin_again",
         SignedOut = "signed_out",
+        EndpointAdded = "endpoint_added",
+        EndpointTestSent = "test_sent",
+        EndpointRotated = "rotated",
+        EndpointReplayQueued = "replay_queued",
+        EndpointDisabled = "endpoint_disabled",
+        EndpointEnabled = "endpoint_enabled",
+        EndpointDeleted = "endpoint_deleted",
     }
 }
 
@@ -42,6 +49,13 @@ impl Notice {
             Notice::ManualSaved => t.manual_saved,
             Notice::SigninAgain => t.signin_again,
             Notice::SignedOut => t.signed_out,
+            Notice::EndpointAdded => t.endpoint_added,
+            Notice::EndpointTestSent => t.endpoint_test_sent,
+            Notice::EndpointRotated => t.endpoint_rotated,
+            Notice::EndpointReplayQueued => t.endpoint_replay_queued,
+            Notice::EndpointDisabled => t.endpoint_disabled_notice,
+            Notice::EndpointEnabled => t.endpoint_enabled_notice,
+            Notice::EndpointDeleted => t.endpoint_deleted,
         }
     }
 

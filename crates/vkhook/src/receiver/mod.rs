@@ -78,6 +78,8 @@ pub struct Receiver {
     /// Decides at ingest what the bot will not touch, and wakes the workers for the rest.
     control: BotControl,
     hooks: Arc<Hooks>,
+    /// Wakes the forwarding sender: a new event may have made deliveries (the database decides which).
+    forward_wakeup: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +111,13 @@ fn check_secret(entry: &CallbackSecrets, supplied: Option<&[u8]>) -> SecretCheck
 
 impl Receiver {
     pub fn new(credentials: Credentials, writer: Writer, control: BotControl, hooks: Arc<Hooks>) -> Receiver {
-        Receiver { credentials, writer, control, hooks }
+        Receiver { credentials, writer, control, hooks, forward_wakeup: Arc::new(tokio::sync::Notify::new()) }
+    }
+
+    /// New events wake this forwarding sender.
+    pub fn with_forward_wakeup(mut self, wakeup: Arc<tokio::sync::Notify>) -> Receiver {
+        self.forward_wakeup = wakeup;
+        self
     }
 
     /// The verdict on one request body, and the event type as a metric label.
@@ -227,8 +235,11 @@ impl Receiver {
         };
         match self.writer.store(event).await {
             Ok(inserted) => {
-                if inserted == Inserted::New && done_at_ingest.is_none() {
-                    self.control.wake();
+                if inserted == Inserted::New {
+                    if done_at_ingest.is_none() {
+                        self.control.wake();
+                    }
+                    self.forward_wakeup.notify_one();
                 }
                 if secrets.manual_waiting {
                     self.first_manual_event(group_id);

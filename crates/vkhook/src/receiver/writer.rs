@@ -1,5 +1,5 @@
 //! The group-commit writer: one writer, many producers. A writer task takes everything waiting (new events from
-//! callbacks, results and lease renewals from the bot's workers; up to [`MAX_BATCH`] items) and writes it in one
+//! callbacks, results and lease renewals from the bot's workers, forwarding results; up to [`MAX_BATCH`] items) and writes it in one
 //! transaction (one fsync), then answers every producer. On SQLite's single writer a busy bot thus adds rows to
 //! commits that happen anyway instead of adding commits of its own.
 
@@ -8,7 +8,9 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::metrics::Metrics;
-use crate::store::{InboxWrite, Inserted, LeaseRenewal, NewInboxEvent, Settlement, Store, StoreError};
+use crate::store::{
+    DeliveriesSettled, DeliveryResults, InboxWrite, Inserted, LeaseRenewal, NewInboxEvent, Settlement, Store, StoreError,
+};
 
 /// Most items (events, settlements, renewals) one commit takes.
 const MAX_BATCH: usize = 512;
@@ -19,6 +21,7 @@ enum Job {
     Event(NewInboxEvent, Answer<Inserted>),
     Settle(Vec<Settlement>, Answer<Vec<bool>>),
     Renew(LeaseRenewal, Answer<u64>),
+    Deliveries(DeliveryResults, Answer<DeliveriesSettled>),
 }
 
 #[derive(Clone)]
@@ -51,6 +54,11 @@ impl Writer {
         self.send(|done| Job::Settle(settlements, done)).await
     }
 
+    /// Records a forwarding batch's results (and gives its endpoint back) in the next group commit.
+    pub async fn deliveries(&self, results: DeliveryResults) -> Result<DeliveriesSettled, Arc<StoreError>> {
+        self.send(|done| Job::Deliveries(results, done)).await
+    }
+
     /// Extends a run's leases in the next group commit: how many of its events were still held.
     pub async fn renew(&self, renewal: LeaseRenewal) -> Result<u64, Arc<StoreError>> {
         self.send(|done| Job::Renew(renewal, done)).await
@@ -71,6 +79,7 @@ struct Waiting {
     /// Each settle job's answer and how many settlements it gave.
     settles: Vec<(Answer<Vec<bool>>, usize)>,
     renewals: Vec<Answer<u64>>,
+    deliveries: Vec<Answer<DeliveriesSettled>>,
 }
 
 impl Waiting {
@@ -92,6 +101,12 @@ impl Waiting {
                 self.renewals.push(done);
                 1
             }
+            Job::Deliveries(results, done) => {
+                let n = results.outcomes.len().max(1);
+                write.deliveries.push(results);
+                self.deliveries.push(done);
+                n
+            }
         }
     }
 
@@ -100,6 +115,7 @@ impl Waiting {
         self.events.drain(..).for_each(|done| drop(done.send(Err(e.clone()))));
         self.settles.drain(..).for_each(|(done, _)| drop(done.send(Err(e.clone()))));
         self.renewals.drain(..).for_each(|done| drop(done.send(Err(e.clone()))));
+        self.deliveries.drain(..).for_each(|done| drop(done.send(Err(e.clone()))));
     }
 }
 
@@ -133,6 +149,9 @@ async fn write_batches(store: Store, rx: Arc<Mutex<mpsc::Receiver<Job>>>, metric
                 for (done, n) in waiting.renewals.drain(..).zip(written.renewed) {
                     let _ = done.send(Ok(n));
                 }
+                for (done, d) in waiting.deliveries.drain(..).zip(written.deliveries) {
+                    let _ = done.send(Ok(d));
+                }
             }
             Err(e) => {
                 if !write.events.is_empty() {
@@ -146,5 +165,6 @@ async fn write_batches(store: Store, rx: Arc<Mutex<mpsc::Receiver<Job>>>, metric
         write.events.clear();
         write.settlements.clear();
         write.renewals.clear();
+        write.deliveries.clear();
     }
 }

@@ -159,6 +159,8 @@ pub struct InboxWrite {
     pub events: Vec<NewInboxEvent>,
     pub settlements: Vec<Settlement>,
     pub renewals: Vec<LeaseRenewal>,
+    /// Forwarding senders' batch results.
+    pub deliveries: Vec<super::DeliveryResults>,
 }
 
 /// What an [`InboxWrite`] did, item by item.
@@ -169,6 +171,14 @@ pub struct InboxWritten {
     pub settled: Vec<bool>,
     /// How many of each renewal's events were still held.
     pub renewed: Vec<u64>,
+    pub deliveries: Vec<super::DeliveriesSettled>,
+}
+
+impl InboxWrite {
+    /// New events and nothing else: one statement, no transaction.
+    fn only_events(&self) -> bool {
+        self.settlements.is_empty() && self.renewals.is_empty() && self.deliveries.is_empty()
+    }
 }
 
 const OPEN: &str = "status IN ('pending', 'processing')";
@@ -243,7 +253,7 @@ impl Store {
         }
         let columns = "INSERT INTO inbox_events (group_id, event_id, event_type, payload, received_at, \
                        next_attempt_at, status, result, processed_at) ";
-        let (inserted, settled, renewed) = match &self.backend {
+        let (inserted, settled, renewed, deliveries) = match &self.backend {
             Backend::Postgres(pool) => {
                 let q = format!(
                     "{columns} SELECT g, e, t, p, r, r, s, res, CASE WHEN res IS NULL THEN NULL ELSE r END \
@@ -261,25 +271,29 @@ impl Store {
                         .bind(events.iter().map(|e| e.initial_status().as_str()).collect::<Vec<_>>())
                         .bind(events.iter().map(|e| e.done_at_ingest.as_deref()).collect::<Vec<_>>())
                 };
-                if write.settlements.is_empty() && write.renewals.is_empty() {
+                if write.only_events() {
                     // A single statement commits by itself: no BEGIN and COMMIT round trips.
-                    (insert().fetch_all(pool).await?, Vec::new(), Vec::new())
+                    (insert().fetch_all(pool).await?, Vec::new(), Vec::new(), Vec::new())
                 } else {
                     let mut tx = pool.begin().await?;
                     let inserted = if events.is_empty() { Vec::new() } else { insert().fetch_all(&mut *tx).await? };
                     let settled = settle_postgres(&mut tx, &write.settlements).await?;
                     insert_replies!(tx, &settled);
                     let renewed = renew!(tx);
+                    let mut delivered = Vec::with_capacity(write.deliveries.len());
+                    for r in &write.deliveries {
+                        delivered.push(super::settle_deliveries!(tx, r));
+                    }
                     tx.commit().await?;
-                    (inserted, settled, renewed)
+                    (inserted, settled, renewed, delivered)
                 }
             }
             Backend::Sqlite(pool) => {
                 let insert = |chunk| sqlite_insert(columns, chunk);
-                if write.settlements.is_empty() && write.renewals.is_empty() && events.len() <= 1000 {
+                if write.only_events() && events.len() <= 1000 {
                     // A single statement commits by itself: no BEGIN and COMMIT round trips to SQLite's thread.
                     let inserted = insert(events).build_query_as::<(i64, String)>().fetch_all(pool).await?;
-                    (inserted, Vec::new(), Vec::new())
+                    (inserted, Vec::new(), Vec::new(), Vec::new())
                 } else {
                     let mut tx = pool.begin().await?;
                     let mut inserted = Vec::with_capacity(events.len());
@@ -289,8 +303,12 @@ impl Store {
                     let settled = settle_sqlite(&mut tx, &write.settlements).await?;
                     insert_replies!(tx, &settled);
                     let renewed = renew!(tx);
+                    let mut delivered = Vec::with_capacity(write.deliveries.len());
+                    for r in &write.deliveries {
+                        delivered.push(super::settle_deliveries!(tx, r));
+                    }
                     tx.commit().await?;
-                    (inserted, settled, renewed)
+                    (inserted, settled, renewed, delivered)
                 }
             }
         };
@@ -300,7 +318,7 @@ impl Store {
             .iter()
             .map(|e| if new.remove(&(e.group_id, e.event_id.as_str())) { Inserted::New } else { Inserted::Duplicate })
             .collect();
-        Ok(InboxWritten { inserted, settled, renewed })
+        Ok(InboxWritten { inserted, settled, renewed, deliveries })
     }
 
     /// Inserts a batch of new events in one commit ([`Store::write_inbox`] with nothing else).

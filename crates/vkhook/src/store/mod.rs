@@ -15,6 +15,7 @@ use crate::vault::Sealed;
 
 mod bot;
 mod communities;
+mod forward;
 mod inbox;
 mod sessions;
 mod setups;
@@ -22,6 +23,7 @@ mod users;
 
 pub use bot::*;
 pub use communities::*;
+pub use forward::*;
 pub use inbox::*;
 pub use sessions::*;
 pub use setups::*;
@@ -129,6 +131,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "inbox_open_by_id",
         sqlite: include_str!("migrations/sqlite/0003_inbox_open_by_id.sql"),
         postgres: include_str!("migrations/postgres/0003_inbox_open_by_id.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "forwarding",
+        sqlite: include_str!("migrations/sqlite/0004_forwarding.sql"),
+        postgres: include_str!("migrations/postgres/0004_forwarding.sql"),
     },
 ];
 

@@ -55,6 +55,20 @@ pub struct Options {
     pub token_keys: SecretString,
     pub timing: Timing,
     pub metrics: vkhook::config::MetricsAccess,
+    pub forward: vkhook::config::ForwardSettings,
+}
+
+/// Forwarding as the tests run it: loopback http allowed (the test endpoints are on this machine), the retry
+/// schedule a thousand times shorter (5 ms, 300 ms, 1.8 s, …), short polls and leases.
+pub fn test_forwarding() -> vkhook::config::ForwardSettings {
+    vkhook::config::ForwardSettings {
+        policy: vkhook::forward::target::Policy { allow_loopback_http: true },
+        schedule: vkhook::forward::attempt::Schedule::default().scaled_down(1000),
+        attempt_timeout: Duration::from_secs(3),
+        poll: Duration::from_millis(20),
+        lease: Duration::from_secs(5),
+        ..Default::default()
+    }
 }
 
 impl Default for Options {
@@ -77,6 +91,7 @@ impl Default for Options {
                 ..Timing::default()
             },
             metrics: Default::default(),
+            forward: test_forwarding(),
         }
     }
 }
@@ -186,6 +201,7 @@ impl TestApp {
         };
         settings.timing = options.timing;
         settings.metrics = options.metrics;
+        settings.forward = options.forward;
         let app = App::build(settings).await.unwrap();
         let url = format!("http://{}", app.addr());
         let metrics_url = app.metrics_addr().map(|a| format!("http://{a}/metrics"));
@@ -728,5 +744,110 @@ impl TcpGate {
 
     pub fn restore(&self) {
         self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+/// One request a [`Hook`] received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// What the hook answered.
+    pub status: u16,
+}
+
+impl Received {
+    pub fn webhook_id(&self) -> &str {
+        self.headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or_default()
+    }
+
+    pub fn signature(&self) -> &str {
+        self.headers.get("webhook-signature").and_then(|v| v.to_str().ok()).unwrap_or_default()
+    }
+
+    pub fn event(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+
+    /// The Standard Webhooks reference library accepts the request under `secret`.
+    pub fn verifies_with(&self, secret: &str) -> bool {
+        standardwebhooks::Webhook::new(secret).unwrap().verify(&self.body, &self.headers).is_ok()
+    }
+}
+
+#[derive(Default)]
+struct HookState {
+    received: Mutex<Vec<Received>>,
+    /// Answers for the next requests, in order; 200 once they are used up.
+    script: Mutex<std::collections::VecDeque<u16>>,
+    /// How long each answer takes.
+    delay_ms: std::sync::atomic::AtomicU64,
+    inflight: AtomicUsize,
+    max_inflight: AtomicUsize,
+    /// webhook-ids being answered right now; set when one arrives while it is.
+    active: Mutex<std::collections::HashSet<String>>,
+    same_id_at_once: AtomicBool,
+}
+
+/// A developer's endpoint for forwarded events, on loopback: records every request, answers as scripted.
+pub struct Hook {
+    pub url: String,
+    state: Arc<HookState>,
+}
+
+async fn hook_answer(State(s): State<Arc<HookState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    if !s.active.lock().unwrap().insert(id.clone()) {
+        s.same_id_at_once.store(true, Ordering::SeqCst);
+    }
+    let now = s.inflight.fetch_add(1, Ordering::SeqCst) + 1;
+    s.max_inflight.fetch_max(now, Ordering::SeqCst);
+    let delay = s.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let status = s.script.lock().unwrap().pop_front().unwrap_or(200);
+    s.received.lock().unwrap().push(Received { headers, body, status });
+    s.inflight.fetch_sub(1, Ordering::SeqCst);
+    s.active.lock().unwrap().remove(&id);
+    (StatusCode::from_u16(status).unwrap(), "thanks").into_response()
+}
+
+impl Hook {
+    pub async fn start() -> Hook {
+        let state = Arc::new(HookState::default());
+        let app = axum::Router::new().fallback(hook_answer).with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Hook { url, state }
+    }
+
+    /// The next requests get these statuses.
+    pub fn answer_next(&self, statuses: &[u16]) {
+        self.state.script.lock().unwrap().extend(statuses);
+    }
+
+    pub fn set_delay(&self, d: Duration) {
+        self.state.delay_ms.store(d.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.received.lock().unwrap().clone()
+    }
+
+    /// Requests for the event with VK's `event_id`.
+    pub fn of_event(&self, event_id: &str) -> Vec<Received> {
+        self.received().into_iter().filter(|r| r.event()["event_id"] == event_id).collect()
+    }
+
+    /// Most requests it was answering at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.state.max_inflight.load(Ordering::SeqCst)
+    }
+
+    /// One event was being answered twice at the same time.
+    pub fn saw_the_same_event_at_once(&self) -> bool {
+        self.state.same_id_at_once.load(Ordering::SeqCst)
     }
 }

@@ -9,6 +9,7 @@ mod cluster;
 mod communities;
 mod connect;
 mod e2e;
+mod forwarding;
 mod process;
 mod reauth;
 mod receiver;

@@ -452,10 +452,11 @@ async fn claims_take_runs_up_to_the_first_event_held_back(store: &Store) {
             ids: held[1..].to_vec(),
             until: due + 99_000,
         }],
+        deliveries: vec![],
     };
     let written = store.write_inbox(&write).await.unwrap();
     let expected =
-        InboxWritten { inserted: vec![Inserted::New, Inserted::Duplicate], settled: vec![true], renewed: vec![3] };
+        InboxWritten { inserted: vec![Inserted::New, Inserted::Duplicate], settled: vec![true], renewed: vec![3], deliveries: vec![] };
     assert_eq!(written, expected);
     assert_eq!(store.inbox_depth(Some(1001)).await.unwrap(), 4, "three held and the new one");
 }

@@ -1,0 +1,197 @@
+//! Sending one claimed batch: the endpoint's deliveries, at most [`ForwardSettings::concurrency`] at once, each
+//! signed and judged; then the batch's results in one group commit, which also gives the endpoint back.
+//!
+//! - A delivery that fails waits for its next attempt by the schedule (or the endpoint's `Retry-After`); after the
+//!   last one it is given up.
+//! - When the endpoint itself fails (no connection, a timeout, 429 or 5xx), the rest of the batch is not tried now:
+//!   it goes back, untried, to wait as long as the failed one does. A 4xx for one event does not hold the others.
+//! - 410 disables the endpoint at once; failing without a success for `disable_after` disables it too.
+//! - A batch stops taking new deliveries after half its lease, so the lease never runs out while it sends.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::http::{header, StatusCode};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::attempt::{self, Judgement, Next};
+use super::signing::{signature_header, webhook_id, SigningKey};
+use super::{describe, Forwarding};
+use crate::model::DisabledReason;
+use crate::store::{
+    now_ms, AttemptRecord, ClaimedBatch, ClaimedDelivery, DeliveryNext, DeliveryOutcome, DeliveryResults,
+    EndpointHealth,
+};
+
+/// How much of an answer is read (the rest is dropped with the connection) and how much of it is kept.
+const READ_LIMIT: usize = 64 * 1024;
+const KEEP: usize = 300;
+
+/// One attempt's result, before the batch decides what it means for the rest.
+struct Tried {
+    delivery: i64,
+    record: AttemptRecord,
+    judgement: Judgement,
+    /// The endpoint itself failed (not this event): hold the rest of the batch.
+    endpoint_down: bool,
+}
+
+impl Forwarding {
+    /// Sends a claimed batch and records its results (then the endpoint is free to be claimed again).
+    pub async fn deliver_batch(&self, owner: &str, batch: ClaimedBatch) {
+        let ClaimedBatch { endpoint, deliveries } = batch;
+        let started = Instant::now();
+        let keys = match self.signing_keys(&endpoint, now_ms()) {
+            Ok(keys) => Arc::new(keys),
+            Err(e) => {
+                // Never sent unsigned: the batch waits until an operator gives the key back.
+                tracing::error!(endpoint = %endpoint.id, error = %e, "endpoint secret does not open: deliveries wait");
+                let later = now_ms() + self.settings.lease.as_millis() as i64;
+                let outcomes = deliveries.iter().map(|d| release(d.id, later)).collect();
+                self.record(owner, &endpoint.id, outcomes, None).await;
+                return;
+            }
+        };
+        let url = Arc::new(endpoint.url.clone());
+        let gate = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
+        // Set when the endpoint fails: (until when the rest waits).
+        let held = Arc::new(std::sync::Mutex::new(None::<i64>));
+        let budget = self.settings.lease / 2;
+        let mut tasks = JoinSet::new();
+        let mut outcomes = Vec::with_capacity(deliveries.len());
+        for d in deliveries {
+            let permit = gate.clone().acquire_owned().await.expect("the gate is never closed");
+            let hold = *held.lock().expect("not poisoned");
+            if hold.is_some() || started.elapsed() > budget {
+                outcomes.push(release(d.id, hold.unwrap_or(0)));
+                continue;
+            }
+            let (this, keys, url, held) = (self.clone(), keys.clone(), url.clone(), held.clone());
+            tasks.spawn(async move {
+                let tried = this.attempt(&url, &keys, &d).await;
+                if tried.endpoint_down {
+                    let next = this.next_after(&d, &tried.judgement);
+                    if let DeliveryNext::RetryAt(at) = next {
+                        held.lock().expect("not poisoned").get_or_insert(at);
+                    }
+                }
+                drop(permit);
+                (d, tried)
+            });
+            // Collect what finished, so the outcomes of a long batch do not wait in the tasks.
+            while let Some(done) = tasks.try_join_next() {
+                outcomes.push(self.outcome(done));
+            }
+        }
+        while let Some(done) = tasks.join_next().await {
+            outcomes.push(self.outcome(done));
+        }
+        let health = health_of(&outcomes);
+        self.record(owner, &endpoint.id, outcomes, health).await;
+    }
+
+    fn outcome(&self, done: Result<(ClaimedDelivery, Tried), tokio::task::JoinError>) -> DeliveryOutcome {
+        let (d, tried) = done.expect("an attempt does not panic");
+        DeliveryOutcome { delivery_id: tried.delivery, next: self.next_after(&d, &tried.judgement), attempt: Some(tried.record) }
+    }
+
+    fn next_after(&self, d: &ClaimedDelivery, judgement: &Judgement) -> DeliveryNext {
+        match attempt::next(&self.settings.schedule, d.attempts.max(1) as u32, judgement) {
+            Next::Done => DeliveryNext::Delivered,
+            Next::RetryIn(wait) => DeliveryNext::RetryAt(now_ms() + wait.as_millis() as i64),
+            Next::GiveUp | Next::DisableEndpoint => DeliveryNext::Failed,
+        }
+    }
+
+    async fn record(&self, owner: &str, endpoint_id: &str, outcomes: Vec<DeliveryOutcome>, health: Option<EndpointHealth>) {
+        let results = DeliveryResults {
+            endpoint_id: endpoint_id.to_owned(),
+            owner: owner.to_owned(),
+            outcomes,
+            health,
+            failing_cutoff: now_ms() - self.settings.disable_after.as_millis() as i64,
+        };
+        match self.writer.deliveries(results).await {
+            Ok(settled) => {
+                let lost = settled.settled.iter().filter(|s| !**s).count();
+                if lost > 0 {
+                    tracing::warn!(endpoint = %endpoint_id, lost, "deliveries were taken over before their results");
+                }
+                match settled.disabled {
+                    Some(DisabledReason::Gone) => {
+                        tracing::warn!(endpoint = %endpoint_id, "endpoint answered 410 Gone: disabled")
+                    }
+                    Some(reason) => tracing::warn!(endpoint = %endpoint_id, %reason, "endpoint disabled"),
+                    None => {}
+                }
+            }
+            // Its deliveries are sent again once their lease runs out: at least once.
+            Err(e) => tracing::warn!(endpoint = %endpoint_id, error = %e, "could not record deliveries"),
+        }
+    }
+
+    /// One signed POST, judged.
+    async fn attempt(&self, url: &str, keys: &[SigningKey], d: &ClaimedDelivery) -> Tried {
+        let id = webhook_id(d.group_id, &d.event_id);
+        let timestamp = (now_ms() / 1000).to_string();
+        let refs: Vec<&SigningKey> = keys.iter().collect();
+        let signature = signature_header(&refs, &id, timestamp.parse().unwrap_or_default(), d.payload.as_bytes());
+        let at = now_ms();
+        let started = Instant::now();
+        let sent = self
+            .client
+            .post(url)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::USER_AGENT, concat!("vkhook/", env!("CARGO_PKG_VERSION")))
+            .header("webhook-id", &id)
+            .header("webhook-timestamp", &timestamp)
+            .header("webhook-signature", signature)
+            .body(d.payload.clone())
+            .send()
+            .await;
+        let (status_code, error, response, judgement, endpoint_down) = match sent {
+            Ok(mut answer) => {
+                let status = answer.status();
+                let judgement = attempt::judge(status, answer.headers(), SystemTime::now());
+                let mut body = Vec::new();
+                let mut read_error = None;
+                while body.len() < READ_LIMIT {
+                    match answer.chunk().await {
+                        Ok(Some(chunk)) => body.extend_from_slice(&chunk[..chunk.len().min(READ_LIMIT - body.len())]),
+                        Ok(None) => break,
+                        Err(e) => {
+                            read_error = Some(describe(&e));
+                            break;
+                        }
+                    }
+                }
+                let text: String = String::from_utf8_lossy(&body).chars().take(KEEP).collect();
+                let down = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
+                let error = read_error.or_else(|| (!status.is_success()).then(|| format!("HTTP {}", status.as_u16())));
+                (Some(status.as_u16() as i64), error, Some(text), judgement, down)
+            }
+            Err(e) => (None, Some(describe(&e)), None, Judgement::Failed { at_least: None }, true),
+        };
+        let duration_ms = started.elapsed().min(Duration::from_secs(3600)).as_millis() as i64;
+        let record = AttemptRecord { attempt: d.attempts, at, status_code, error, duration_ms, response };
+        Tried { delivery: d.id, record, judgement, endpoint_down }
+    }
+}
+
+fn release(delivery_id: i64, not_before: i64) -> DeliveryOutcome {
+    DeliveryOutcome { delivery_id, attempt: None, next: DeliveryNext::Release { not_before } }
+}
+
+/// The endpoint's state after a batch: gone if it said 410; healthy if anything got through; failing since the first
+/// failure otherwise; unknown if nothing was tried.
+fn health_of(outcomes: &[DeliveryOutcome]) -> Option<EndpointHealth> {
+    let tried = || outcomes.iter().filter_map(|o| o.attempt.as_ref().map(|a| (a, &o.next)));
+    if tried().any(|(a, _)| a.status_code == Some(410)) {
+        return Some(EndpointHealth::Gone);
+    }
+    if tried().any(|(_, next)| *next == DeliveryNext::Delivered) {
+        return Some(EndpointHealth::Succeeded);
+    }
+    tried().map(|(a, _)| a.at).min().map(|at| EndpointHealth::Failed { at })
+}

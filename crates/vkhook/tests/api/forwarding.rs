@@ -1,0 +1,241 @@
+//! Forwarding: every event reaches the admin's endpoints signed (Standard Webhooks), at least once, under one
+//! `webhook-id`, retried and replayable; URLs into internal networks are refused.
+
+use vkhook::model::DeliveryStatus;
+
+use crate::helpers::*;
+
+/// Adds an endpoint through the card's form; its id.
+pub async fn add_endpoint(app: &TestApp, group_id: i64, url: &str, types: &[&str]) -> String {
+    let mut form = vec![("url", url), ("name", "CRM")];
+    form.extend(types.iter().map(|t| ("type", *t)));
+    let page = format!("/communities/{group_id}");
+    let r = app.post_with_csrf(&page, &format!("/communities/{group_id}/endpoints"), &form).await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    let to = r.headers()["location"].to_str().unwrap().to_owned();
+    let id = to.split("/endpoints/").nth(1).unwrap().split('?').next().unwrap().to_owned();
+    assert!(to.contains("reveal=1"), "the new endpoint's page shows its secret: {to}");
+    id
+}
+
+/// The endpoint's signing secret, as its page shows it on request.
+pub async fn endpoint_secret(app: &TestApp, group_id: i64, endpoint: &str) -> String {
+    let r = app.get(&format!("/communities/{group_id}/endpoints/{endpoint}?reveal=1")).await;
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let html = r.text().await.unwrap();
+    let start = html.find("id=\"endpoint-secret\">").expect("the secret is shown") + "id=\"endpoint-secret\">".len();
+    html[start..].split('<').next().unwrap().to_owned()
+}
+
+async fn press(app: &TestApp, group_id: i64, endpoint: &str, action: &str, form: &[(&str, &str)]) {
+    let page = format!("/communities/{group_id}/endpoints/{endpoint}");
+    let r = app.post_with_csrf(&page, &format!("{page}/{action}"), form).await;
+    assert_eq!(r.status(), 303, "{action}: {}", r.text().await.unwrap());
+}
+
+/// The issue's journey, over HTTP: a comment arrives signed; a 503 is retried under the same id; a test event; a
+/// rotated secret signs twice; «Повторить» re-sends under the same id; the attempts list shows all of it.
+#[tokio::test]
+async fn an_event_reaches_the_endpoint_signed_retried_tested_rotated_and_replayed() {
+    let app = TestApp::spawn().await;
+    app.connected_with_rules(1001, &[]).await;
+    let hook = Hook::start().await;
+    let endpoint = add_endpoint(&app, 1001, &hook.url, &[]).await;
+    let secret = endpoint_secret(&app, 1001, &endpoint).await;
+    assert!(secret.starts_with("whsec_"), "{secret}");
+
+    // Иван comments; the endpoint says 503 once, then takes it.
+    hook.answer_next(&[503]);
+    app.sandbox.comment(1001, 2, "Когда откроетесь?").unwrap();
+    let got = eventually(10, "the comment delivered after one 503", || async {
+        let got: Vec<Received> = hook.received().into_iter().filter(|r| r.event()["type"] == "wall_reply_new").collect();
+        (got.len() == 2).then_some(got)
+    })
+    .await;
+    let event_id = got[0].event()["event_id"].as_str().unwrap().to_owned();
+    assert_eq!((got[0].status, got[1].status), (503, 200));
+    assert_eq!(got[0].webhook_id(), got[1].webhook_id(), "the retry carries the same webhook-id");
+    assert!(got[0].webhook_id().starts_with("evt_"));
+    for r in &got {
+        assert!(r.verifies_with(&secret), "the signature verifies");
+        assert_eq!(r.headers["content-type"], "application/json");
+    }
+    // The body is VK's event as stored, without `secret`.
+    let stored = app.store().inbox_event_by_event_id(1001, &event_id).await.unwrap().unwrap();
+    assert_eq!(got[1].body, stored.payload.as_bytes());
+    let body = got[1].event();
+    assert!(body.get("secret").is_none());
+    assert_eq!(body["object"]["text"], "Когда откроетесь?");
+    assert_eq!((body["group_id"].as_i64(), body["v"].as_str()), (Some(1001), Some("5.199")));
+    eventually(5, "the delivery recorded as delivered", || async {
+        let s = app.store().delivery_status(&endpoint, &event_id).await.unwrap();
+        (s == Some(DeliveryStatus::Delivered)).then_some(())
+    })
+    .await;
+
+    // «Отправить тестовое событие»: VK's shape, a realistic object, an event_id beginning with test-.
+    press(&app, 1001, &endpoint, "test", &[("type", "wall_reply_new")]).await;
+    let test = eventually(10, "the test event", || async {
+        hook.received().into_iter().find(|r| r.event()["event_id"].as_str().unwrap().starts_with("test-"))
+    })
+    .await;
+    let t = test.event();
+    assert_eq!((t["type"].as_str(), t["group_id"].as_i64()), (Some("wall_reply_new"), Some(1001)));
+    assert!(t["object"]["text"].is_string() && t["object"]["post_id"].is_i64(), "{t}");
+    assert!(test.verifies_with(&secret));
+
+    // «Сменить секрет»: for a day both secrets sign, as two signatures.
+    press(&app, 1001, &endpoint, "rotate", &[]).await;
+    let new_secret = endpoint_secret(&app, 1001, &endpoint).await;
+    assert_ne!(new_secret, secret);
+    let before = hook.received().len();
+    press(&app, 1001, &endpoint, "test", &[("type", "message_new")]).await;
+    let rotated = eventually(10, "a test event after the rotation", || async {
+        hook.received().into_iter().skip(before).next()
+    })
+    .await;
+    assert_eq!(rotated.signature().split(' ').count(), 2, "{}", rotated.signature());
+    assert!(rotated.verifies_with(&new_secret) && rotated.verifies_with(&secret));
+    assert_eq!(rotated.event()["object"]["message"]["text"].as_str().map(|t| !t.is_empty()), Some(true));
+
+    // «Повторить» on the comment's delivery: the same webhook-id once more.
+    let page = app.get(&format!("/communities/1001/endpoints/{endpoint}")).await.text().await.unwrap();
+    let marker = format!("data-event-id=\"{event_id}\" data-delivery-id=\"");
+    let at = page.find(&marker).expect("the comment is in the attempts list") + marker.len();
+    let delivery = page[at..].split('"').next().unwrap().to_owned();
+    press(&app, 1001, &endpoint, "replay", &[("delivery", &delivery)]).await;
+    let again = eventually(10, "the replay", || async {
+        let got = hook.of_event(&event_id);
+        (got.len() == 3).then_some(got)
+    })
+    .await;
+    assert_eq!(again[2].webhook_id(), got[0].webhook_id(), "a replay keeps the webhook-id");
+    assert!(again[2].verifies_with(&new_secret));
+
+    // The attempts list: newest first, every attempt with its status.
+    let page = eventually(5, "the replay's attempt listed", || async {
+        let page = app.get(&format!("/communities/1001/endpoints/{endpoint}")).await.text().await.unwrap();
+        (page.matches(&format!("data-event-id=\"{event_id}\"")).count() == 3).then_some(page)
+    })
+    .await;
+    assert!(page.contains("HTTP 503") && page.contains("HTTP 200"), "{page}");
+    assert_eq!(page.matches("data-event-id=\"test-").count(), 2);
+    assert!(!page.contains(&new_secret) && !page.contains(&secret), "the secret only when asked for");
+}
+
+/// What an endpoint's deliveries go through is decided when the event is stored: types it does not want make no
+/// delivery, a disabled endpoint gets nothing new, and «Включить» sends what waited.
+#[tokio::test]
+async fn an_endpoint_gets_only_the_types_it_asked_for_and_nothing_while_disabled() {
+    let app = TestApp::spawn().await;
+    app.connected_with_rules(1001, &[]).await;
+    let hook = Hook::start().await;
+    let endpoint = add_endpoint(&app, 1001, &hook.url, &["message_new"]).await;
+    app.sandbox.comment(1001, 2, "комментарий").unwrap();
+    app.sandbox.message(1001, 2, "сообщение").unwrap();
+    let got = eventually(10, "the message", || async { hook.received().into_iter().next() }).await;
+    assert_eq!(got.event()["type"], "message_new");
+    app.wait_until_idle().await;
+    let comment = app.events(1001, None, Some("wall_reply_new")).await;
+    assert_eq!(comment.len(), 1, "the comment is stored");
+    assert_eq!(hook.received().len(), 1, "but not forwarded");
+
+    press(&app, 1001, &endpoint, "disable", &[]).await;
+    app.sandbox.message(1001, 2, "пока отключён").unwrap();
+    eventually(10, "the message stored", || async {
+        (app.events(1001, None, Some("message_new")).await.len() == 2).then_some(())
+    })
+    .await;
+    let page = app.get(&format!("/communities/1001/endpoints/{endpoint}")).await.text().await.unwrap();
+    assert!(page.contains("id=\"enable\""), "the page offers «Включить»");
+    press(&app, 1001, &endpoint, "enable", &[]).await;
+    press(&app, 1001, &endpoint, "test", &[]).await;
+    eventually(10, "the test event after «Включить»", || async { (hook.received().len() == 2).then_some(()) }).await;
+    assert!(hook.received().iter().all(|r| r.event()["object"]["message"]["text"] != "пока отключён"));
+
+    // «Удалить»: gone from the card, and nothing more arrives.
+    let r = app
+        .post_with_csrf(
+            &format!("/communities/1001/endpoints/{endpoint}"),
+            &format!("/communities/1001/endpoints/{endpoint}/delete"),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let card = app.get("/communities/1001").await.text().await.unwrap();
+    assert!(!card.contains(&endpoint));
+    assert_eq!(app.get(&format!("/communities/1001/endpoints/{endpoint}")).await.status(), 404);
+}
+
+/// 410 disables the endpoint at once; the card says why.
+#[tokio::test]
+async fn an_endpoint_that_answers_410_is_disabled() {
+    let app = TestApp::spawn().await;
+    app.connected_with_rules(1001, &[]).await;
+    let hook = Hook::start().await;
+    let endpoint = add_endpoint(&app, 1001, &hook.url, &[]).await;
+    hook.answer_next(&[410]);
+    press(&app, 1001, &endpoint, "test", &[]).await;
+    eventually(10, "the endpoint disabled", || async {
+        let e = app.store().endpoint(1001, &endpoint).await.unwrap().unwrap();
+        (!e.enabled).then_some(())
+    })
+    .await;
+    let card = app.get("/communities/1001").await.text().await.unwrap();
+    assert!(card.contains("410 Gone"), "the card says why");
+    assert_eq!(hook.received().len(), 1, "no retries after 410");
+}
+
+/// Under `serve` settings an endpoint may not point into an internal network: loopback, private, link-local (the
+/// cloud metadata address), IPv6 loopback, or a name that resolves to loopback — nor plain http. Each is refused
+/// with words, and nothing is stored.
+#[tokio::test]
+async fn serve_refuses_endpoints_inside_the_network() {
+    let app = TestApp::spawn_with(Options {
+        forward: vkhook::config::ForwardSettings::default(), // what `vkhook serve` runs with
+        ..Options::default()
+    })
+    .await;
+    app.connected_with_rules(1001, &[]).await;
+    for (url, words) in [
+        ("http://127.0.0.1:9/hook", "https://"),
+        ("https://127.0.0.1/hook", "внутреннюю сеть"),
+        ("https://10.1.2.3/hook", "внутреннюю сеть"),
+        ("https://169.254.169.254/latest/meta-data/", "внутреннюю сеть"),
+        ("https://[::1]/hook", "внутреннюю сеть"),
+        ("https://localhost/hook", "внутреннюю сеть"),
+        ("not a url", "Это не адрес"),
+    ] {
+        let r = app
+            .post_with_csrf("/communities/1001", "/communities/1001/endpoints", &[("url", url), ("name", "x")])
+            .await;
+        assert_eq!(r.status(), 422, "{url}");
+        let page = r.text().await.unwrap();
+        assert!(page.contains(words), "{url}: {page}");
+    }
+    assert!(app.store().endpoints(1001).await.unwrap().is_empty(), "nothing stored");
+}
+
+/// Only administrators see the card and use the routes; a form without the CSRF token is refused.
+#[tokio::test]
+async fn forwarding_is_for_administrators_and_csrf_protected() {
+    let app = TestApp::spawn().await;
+    app.connected_with_rules(1001, &[]).await;
+    let hook = Hook::start().await;
+    let endpoint = add_endpoint(&app, 1001, &hook.url, &[]).await;
+    let r = app.post_form("/communities/1001/endpoints", &[("url", hook.url.as_str())]).await;
+    assert_eq!(r.status(), 403, "no CSRF token");
+    let r = app.post_form(&format!("/communities/1001/endpoints/{endpoint}/rotate"), &[]).await;
+    assert_eq!(r.status(), 403, "no CSRF token");
+    // User 1 is only an editor of 1003: no card there, and its routes refuse.
+    let card = app.get("/communities/1003").await.text().await.unwrap();
+    assert!(card.contains("Городские новости") && !card.contains("id=\"forwarding\""));
+    let r = app.post_with_csrf("/communities/1003", "/communities/1003/endpoints", &[("url", &hook.url)]).await;
+    assert_eq!(r.status(), 403);
+    assert!(app.store().endpoints(1003).await.unwrap().is_empty());
+    // Another user's endpoint does not exist for them.
+    let other = TestApp::sign_in_elsewhere(&app, 3).await;
+    let page = other.get(format!("{}/communities/1001/endpoints/{endpoint}?reveal=1", app.url)).send().await.unwrap();
+    assert_eq!(page.status(), 404);
+    assert_eq!(app.store().endpoints(1001).await.unwrap().len(), 1);
+}
