@@ -130,6 +130,9 @@ pub struct ServeArgs {
     /// The waits between a forwarded event's attempts, e.g. `5s,5m,30m,2h,5h,10h,10h` (the default).
     #[arg(long, env = "VKHOOK_FORWARD_RETRY_SCHEDULE", default_value = "5s,5m,30m,2h,5h,10h,10h")]
     pub forward_retry_schedule: String,
+    /// An instance holds an endpoint's claimed deliveries this long; if it dies, another sends them after.
+    #[arg(long, env = "VKHOOK_FORWARD_LEASE_SECS", default_value_t = 60)]
+    pub forward_lease_secs: u64,
     /// An endpoint failing without a success this many hours is disabled.
     #[arg(long, env = "VKHOOK_FORWARD_DISABLE_AFTER_HOURS", default_value_t = 120)]
     pub forward_disable_after_hours: u64,
@@ -258,6 +261,7 @@ impl ServeArgs {
                 policy: crate::forward::target::Policy { allow_loopback_http: self.forward_allow_loopback_http },
                 schedule: crate::forward::attempt::Schedule::new(parse_schedule(&self.forward_retry_schedule)?),
                 disable_after: Duration::from_secs(self.forward_disable_after_hours.max(1) * 3600),
+                lease: Duration::from_secs(self.forward_lease_secs.max(1)),
                 ..ForwardSettings::default()
             },
         })
@@ -444,6 +448,7 @@ mod tests {
             forward_allow_loopback_http: false,
             forward_retry_schedule: "5s,5m,30m,2h,5h,10h,10h".into(),
             forward_disable_after_hours: 120,
+            forward_lease_secs: 60,
         }
     }
 

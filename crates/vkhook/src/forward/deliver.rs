@@ -93,7 +93,11 @@ impl Forwarding {
 
     fn outcome(&self, done: Result<(ClaimedDelivery, Tried), tokio::task::JoinError>) -> DeliveryOutcome {
         let (d, tried) = done.expect("an attempt does not panic");
-        DeliveryOutcome { delivery_id: tried.delivery, next: self.next_after(&d, &tried.judgement), attempt: Some(tried.record) }
+        DeliveryOutcome {
+            delivery_id: tried.delivery,
+            next: self.next_after(&d, &tried.judgement),
+            attempt: Some(tried.record),
+        }
     }
 
     fn next_after(&self, d: &ClaimedDelivery, judgement: &Judgement) -> DeliveryNext {
@@ -104,7 +108,13 @@ impl Forwarding {
         }
     }
 
-    async fn record(&self, owner: &str, endpoint_id: &str, outcomes: Vec<DeliveryOutcome>, health: Option<EndpointHealth>) {
+    async fn record(
+        &self,
+        owner: &str,
+        endpoint_id: &str,
+        outcomes: Vec<DeliveryOutcome>,
+        health: Option<EndpointHealth>,
+    ) {
         let results = DeliveryResults {
             endpoint_id: endpoint_id.to_owned(),
             owner: owner.to_owned(),

@@ -9,7 +9,8 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::metrics::Metrics;
 use crate::store::{
-    DeliveriesSettled, DeliveryResults, InboxWrite, Inserted, LeaseRenewal, NewInboxEvent, Settlement, Store, StoreError,
+    DeliveriesSettled, DeliveryResults, InboxWrite, Inserted, LeaseRenewal, NewInboxEvent, Settlement, Store,
+    StoreError,
 };
 
 /// Most items (events, settlements, renewals) one commit takes.

@@ -91,7 +91,9 @@ pub enum DeliveryNext {
     Failed,
     /// Not attempted (the endpoint failed earlier in the batch, or time ran out): back to `pending` as it was, the
     /// claim's attempt undone, not before this time.
-    Release { not_before: i64 },
+    Release {
+        not_before: i64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,7 +109,9 @@ pub struct DeliveryOutcome {
 pub enum EndpointHealth {
     Succeeded,
     /// Failed at this time (kept as `failing_since` if it was not failing yet).
-    Failed { at: i64 },
+    Failed {
+        at: i64,
+    },
     /// It answered 410: disabled at once.
     Gone,
 }

@@ -102,6 +102,10 @@ impl Cluster {
         let mut env = serve_env(&sandbox, &proxy.url, &db_url, &keys);
         env.push(("VKHOOK_BOT_LEASE_SECS".into(), "2".into()));
         env.push(("VKHOOK_VK_COMMUNITY_RPS".into(), rps.to_string()));
+        // Forwarding to the tests' endpoints on loopback, with short leases and retries.
+        env.push(("VKHOOK_FORWARD_ALLOW_LOOPBACK_HTTP".into(), "true".into()));
+        env.push(("VKHOOK_FORWARD_LEASE_SECS".into(), "2".into()));
+        env.push(("VKHOOK_FORWARD_RETRY_SCHEDULE".into(), "1s,1s,1s,1s,1s,1s,1s".into()));
         let mut instances = Vec::new();
         for i in 0..n {
             let instance = Instance::spawn(env.clone(), "warn").await;
@@ -279,6 +283,71 @@ async fn sigkill_under_load(mut cluster: Cluster, victim: usize) {
     cluster.wait_until_idle(120).await;
     cluster.assert_acknowledged_events_stored_once(1001).await;
     assert_eq!(cluster.assert_one_reply_per_comment(1001), 400);
+}
+
+/// Comments arrive continuously while an endpoint takes each forwarded event slowly (20 ms), and instance `victim`
+/// is killed with SIGKILL mid-forwarding and restarted: every stored event reaches the endpoint at least once, under
+/// its one `webhook-id`; no event is ever sent by two instances at once; the endpoint never has more than 4 requests
+/// in flight.
+async fn forwarding_under_sigkill(mut cluster: Cluster, victim: usize) {
+    cluster.connect_with_rules(1001, &[]).await;
+    let hook = Hook::start().await;
+    hook.set_delay(Duration::from_millis(20));
+    let form = [("url", hook.url.as_str()), ("name", "CRM")];
+    let r = cluster.driver.post_with_csrf("/communities/1001", "/communities/1001/endpoints", &form).await;
+    assert_eq!(r.status(), 303);
+    let sandbox = cluster.sandbox.shared().clone();
+    let delivering = tokio::spawn(async move {
+        for i in 0..300 {
+            let comment = vk_sandbox::control::NewComment {
+                group_id: 1001,
+                from_id: 2,
+                text: format!("вопрос {i}"),
+                post_id: Some(1),
+                reply_to_comment: None,
+            };
+            vk_sandbox::control::add_comment(&sandbox, &comment).unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    eventually(30, "forwarding under way", || async { (hook.received().len() >= 20).then_some(()) }).await;
+    cluster.instances[victim].kill9();
+    eventually(30, "a delivery refused while it is down", || async {
+        cluster.sandbox.deliveries(1001).iter().any(|d| d.http_status == Some(502)).then_some(())
+    })
+    .await;
+    cluster.instances[victim].restart().await;
+    cluster.proxy.set_backend(victim, cluster.instances[victim].url());
+    delivering.await.unwrap();
+    cluster.wait_deliveries_settled(1001, 300, 120).await;
+    cluster.assert_acknowledged_events_stored_once(1001).await;
+    // Every stored event (the comments, and the rest VK sent) reached the endpoint under its webhook-id.
+    let stored: Vec<String> = cluster.driver.events(1001, None, None).await.into_iter().map(|r| r.event_id).collect();
+    assert!(stored.len() >= 300, "{} events stored", stored.len());
+    let expected: HashSet<String> = stored.iter().map(|e| vkhook::forward::signing::webhook_id(1001, e)).collect();
+    let received = eventually(120, "every stored event forwarded", || async {
+        let got: HashSet<String> = hook.received().iter().map(|r| r.webhook_id().to_owned()).collect();
+        expected.is_subset(&got).then_some(got)
+    })
+    .await;
+    assert_eq!(received.len(), expected.len(), "nothing but the stored events");
+    for r in hook.received() {
+        let event_id = r.event()["event_id"].as_str().unwrap().to_owned();
+        assert_eq!(r.webhook_id(), vkhook::forward::signing::webhook_id(1001, &event_id));
+    }
+    assert!(!hook.saw_the_same_event_at_once(), "one event sent by two senders at once");
+    assert!(hook.max_in_flight() <= 4, "{} requests at once", hook.max_in_flight());
+}
+
+#[tokio::test]
+async fn forwarding_under_sigkill_loses_nothing_and_two_instances_never_send_one_event_at_once() {
+    let Some(cluster) = Cluster::start("forwarding under SIGKILL", 2, 0, false).await else { return };
+    forwarding_under_sigkill(cluster, 1).await;
+}
+
+#[tokio::test]
+async fn forwarding_under_sigkill_on_sqlite_loses_nothing() {
+    forwarding_under_sigkill(Cluster::start_sqlite().await, 0).await;
 }
 
 #[tokio::test]

@@ -48,7 +48,8 @@ async fn an_event_reaches_the_endpoint_signed_retried_tested_rotated_and_replaye
     hook.answer_next(&[503]);
     app.sandbox.comment(1001, 2, "Когда откроетесь?").unwrap();
     let got = eventually(10, "the comment delivered after one 503", || async {
-        let got: Vec<Received> = hook.received().into_iter().filter(|r| r.event()["type"] == "wall_reply_new").collect();
+        let got: Vec<Received> =
+            hook.received().into_iter().filter(|r| r.event()["type"] == "wall_reply_new").collect();
         (got.len() == 2).then_some(got)
     })
     .await;
@@ -90,10 +91,8 @@ async fn an_event_reaches_the_endpoint_signed_retried_tested_rotated_and_replaye
     assert_ne!(new_secret, secret);
     let before = hook.received().len();
     press(&app, 1001, &endpoint, "test", &[("type", "message_new")]).await;
-    let rotated = eventually(10, "a test event after the rotation", || async {
-        hook.received().into_iter().skip(before).next()
-    })
-    .await;
+    let rotated =
+        eventually(10, "a test event after the rotation", || async { hook.received().into_iter().nth(before) }).await;
     assert_eq!(rotated.signature().split(' ').count(), 2, "{}", rotated.signature());
     assert!(rotated.verifies_with(&new_secret) && rotated.verifies_with(&secret));
     assert_eq!(rotated.event()["object"]["message"]["text"].as_str().map(|t| !t.is_empty()), Some(true));
@@ -150,7 +149,10 @@ async fn an_endpoint_gets_only_the_types_it_asked_for_and_nothing_while_disabled
     assert!(page.contains("id=\"enable\""), "the page offers «Включить»");
     press(&app, 1001, &endpoint, "enable", &[]).await;
     press(&app, 1001, &endpoint, "test", &[]).await;
-    eventually(10, "the test event after «Включить»", || async { (hook.received().len() == 2).then_some(()) }).await;
+    eventually(10, "the test event after «Включить»", || async {
+        (hook.received().len() == 2).then_some(())
+    })
+    .await;
     assert!(hook.received().iter().all(|r| r.event()["object"]["message"]["text"] != "пока отключён"));
 
     // «Удалить»: gone from the card, and nothing more arrives.

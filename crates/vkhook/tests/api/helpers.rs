@@ -795,6 +795,17 @@ pub struct Hook {
     state: Arc<HookState>,
 }
 
+/// Marks one request in flight; unmarks it when the request ends, also when the sender hung up (a killed
+/// process) and the answer is dropped unfinished.
+struct InFlight(Arc<HookState>, String);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::SeqCst);
+        self.0.active.lock().unwrap().remove(&self.1);
+    }
+}
+
 async fn hook_answer(State(s): State<Arc<HookState>>, headers: HeaderMap, body: Bytes) -> Response {
     let id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     if !s.active.lock().unwrap().insert(id.clone()) {
@@ -802,14 +813,13 @@ async fn hook_answer(State(s): State<Arc<HookState>>, headers: HeaderMap, body: 
     }
     let now = s.inflight.fetch_add(1, Ordering::SeqCst) + 1;
     s.max_inflight.fetch_max(now, Ordering::SeqCst);
+    let _in_flight = InFlight(s.clone(), id);
     let delay = s.delay_ms.load(Ordering::SeqCst);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     let status = s.script.lock().unwrap().pop_front().unwrap_or(200);
     s.received.lock().unwrap().push(Received { headers, body, status });
-    s.inflight.fetch_sub(1, Ordering::SeqCst);
-    s.active.lock().unwrap().remove(&id);
     (StatusCode::from_u16(status).unwrap(), "thanks").into_response()
 }
 

@@ -2,8 +2,8 @@
 //! set (`contract!` makes both), each in a fresh database.
 
 use vkhook::model::{
-    CommunityStatus, ErrorKind, EventStatus, LogEntry, OAuthPurpose, PauseReason, ReplyStatus, Role, SetupMode,
-    SetupState, StepState,
+    CommunityStatus, DeliveryStatus, ErrorKind, EventStatus, LogEntry, OAuthPurpose, PauseReason, ReplyStatus, Role,
+    SetupMode, SetupState, StepState,
 };
 use vkhook::store::*;
 use vkhook::vault::Sealed;
@@ -21,7 +21,7 @@ macro_rules! contract {
                     let dir = super::TempDir::new("vkhook-store");
                     let url = format!("sqlite://{}/nested/dir/vkhook.db", dir.0.display());
                     let store = super::Store::connect(&url).await.unwrap();
-                    assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3]);
+                    assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3, 4]);
                     super::$body(&store).await;
                     store.close().await;
                 }
@@ -33,7 +33,7 @@ macro_rules! contract {
                 async fn $name() {
                     let Some(db) = super::PgDatabase::create(stringify!($name)).await else { return };
                     let store = super::Store::connect(&db.url).await.unwrap();
-                    assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3]);
+                    assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3, 4]);
                     super::$body(&store).await;
                     store.close().await;
                 }
@@ -66,11 +66,15 @@ contract! {
     claims_keep_each_communitys_order_whatever_the_interleaving => claims_keep_each_communitys_order_whatever_the_interleaving;
     a_worker_renews_only_the_leases_it_holds => a_worker_renews_only_the_leases_it_holds;
     a_confirmation_request_is_recorded => a_confirmation_request_is_recorded;
+    endpoints_are_added_rotated_disabled_and_deleted => endpoints_are_added_rotated_disabled_and_deleted;
+    storing_an_event_makes_its_deliveries_in_the_same_statement => storing_an_event_makes_its_deliveries_in_the_same_statement;
+    deliveries_are_claimed_per_endpoint_under_its_lease_and_settled => deliveries_are_claimed_per_endpoint_under_its_lease_and_settled;
+    an_endpoint_failing_too_long_or_gone_is_disabled => an_endpoint_failing_too_long_or_gone_is_disabled;
 }
 
 async fn migrations_apply_once(store: &Store) {
     assert_eq!(store.migrate().await.unwrap(), Vec::<i64>::new(), "already migrated by the caller");
-    assert_eq!(store.applied_migrations().await.unwrap(), vec![1, 2, 3]);
+    assert_eq!(store.applied_migrations().await.unwrap(), vec![1, 2, 3, 4]);
     store.ping().await.unwrap();
 }
 
@@ -455,8 +459,12 @@ async fn claims_take_runs_up_to_the_first_event_held_back(store: &Store) {
         deliveries: vec![],
     };
     let written = store.write_inbox(&write).await.unwrap();
-    let expected =
-        InboxWritten { inserted: vec![Inserted::New, Inserted::Duplicate], settled: vec![true], renewed: vec![3], deliveries: vec![] };
+    let expected = InboxWritten {
+        inserted: vec![Inserted::New, Inserted::Duplicate],
+        settled: vec![true],
+        renewed: vec![3],
+        deliveries: vec![],
+    };
     assert_eq!(written, expected);
     assert_eq!(store.inbox_depth(Some(1001)).await.unwrap(), 4, "three held and the new one");
 }
@@ -681,7 +689,211 @@ async fn concurrent_migrations_on_postgres_apply_once() {
     let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
     let mut applied = ra.unwrap();
     applied.extend(rb.unwrap());
-    assert_eq!(applied, vec![1, 2, 3], "exactly one instance applied each");
+    assert_eq!(applied, vec![1, 2, 3, 4], "exactly one instance applied each");
     a.close().await;
     b.close().await;
+}
+
+fn endpoint(id: &str, group_id: i64, types: &str) -> NewEndpoint {
+    NewEndpoint {
+        id: id.into(),
+        group_id,
+        name: "CRM".into(),
+        url: "https://crm.example.com/vk".into(),
+        event_types: types.into(),
+        secret: "v1.k.sealed".into(),
+        created_by: 1,
+    }
+}
+
+fn typed(group_id: i64, n: u32, event_type: &str) -> NewInboxEvent {
+    NewInboxEvent { event_type: event_type.into(), ..event(group_id, n) }
+}
+
+async fn endpoints_are_added_rotated_disabled_and_deleted(store: &Store) {
+    store.upsert_community(&zerno()).await.unwrap();
+    store.add_endpoint(&endpoint("ep_a", 1001, "")).await.unwrap();
+    store.add_endpoint(&endpoint("ep_b", 1001, "message_new,like_add")).await.unwrap();
+    let all = store.endpoints(1001).await.unwrap();
+    assert_eq!(all.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["ep_a", "ep_b"]);
+    assert!(all[0].types().is_empty() && all[0].enabled);
+    assert_eq!(all[1].types(), ["message_new", "like_add"]);
+    assert_eq!(store.endpoint(1002, "ep_a").await.unwrap(), None, "another community's endpoint");
+    // Rotation keeps the old secret for a while; housekeeping drops it after.
+    assert!(store.rotate_endpoint_secret(1001, "ep_a", "v1.k.new", "v1.k.sealed", 5_000).await.unwrap());
+    let a = store.endpoint(1001, "ep_a").await.unwrap().unwrap();
+    assert_eq!((a.secret.as_str(), a.previous_secret.as_deref()), ("v1.k.new", Some("v1.k.sealed")));
+    assert_eq!(store.retire_endpoint_secrets(4_000).await.unwrap(), 0);
+    assert_eq!(store.retire_endpoint_secrets(6_000).await.unwrap(), 1);
+    assert_eq!(store.endpoint(1001, "ep_a").await.unwrap().unwrap().previous_secret, None);
+    assert_eq!(store.sealed_values(Sealed::EndpointSecret).await.unwrap().len(), 2);
+    // «Отключить» / «Включить».
+    assert!(store.set_endpoint_disabled(1001, "ep_a", Some(vkhook::model::DisabledReason::Admin)).await.unwrap());
+    let a = store.endpoint(1001, "ep_a").await.unwrap().unwrap();
+    assert_eq!((a.enabled, a.disabled_reason), (false, Some(vkhook::model::DisabledReason::Admin)));
+    assert!(store.set_endpoint_disabled(1001, "ep_a", None).await.unwrap());
+    assert!(store.endpoint(1001, "ep_a").await.unwrap().unwrap().enabled);
+    // «Удалить» takes its deliveries along.
+    store.insert_inbox_batch(&[event(1001, 1)]).await.unwrap();
+    assert_eq!(store.endpoint_queue("ep_a").await.unwrap().open, 1);
+    assert!(!store.delete_endpoint(1002, "ep_a").await.unwrap(), "only in its community");
+    assert!(store.delete_endpoint(1001, "ep_a").await.unwrap());
+    assert_eq!(store.endpoint_queue("ep_a").await.unwrap(), EndpointQueue::default());
+    assert_eq!(store.endpoints(1001).await.unwrap().len(), 1);
+}
+
+async fn storing_an_event_makes_its_deliveries_in_the_same_statement(store: &Store) {
+    store.upsert_community(&zerno()).await.unwrap();
+    store.upsert_community(&club()).await.unwrap();
+    store.add_endpoint(&endpoint("ep_all", 1001, "")).await.unwrap();
+    store.add_endpoint(&endpoint("ep_msg", 1001, "message_new")).await.unwrap();
+    store.add_endpoint(&endpoint("ep_off", 1001, "")).await.unwrap();
+    store.add_endpoint(&endpoint("ep_other", 1002, "")).await.unwrap();
+    store.set_endpoint_disabled(1001, "ep_off", Some(vkhook::model::DisabledReason::Admin)).await.unwrap();
+    let batch = [typed(1001, 1, "message_new"), typed(1001, 2, "like_add"), typed(1001, 1, "message_new")];
+    assert_eq!(store.insert_inbox_batch(&batch).await.unwrap(), [Inserted::New, Inserted::New, Inserted::Duplicate]);
+    // VK's retry of a stored event makes nothing either.
+    store.insert_inbox_batch(&[typed(1001, 2, "like_add")]).await.unwrap();
+    let queue = |id: &'static str| async move { store.endpoint_queue(id).await.unwrap().open };
+    assert_eq!(queue("ep_all").await, 2);
+    assert_eq!(queue("ep_msg").await, 1, "only the type it wants");
+    assert_eq!(queue("ep_off").await, 0, "a disabled endpoint gets nothing new");
+    assert_eq!(queue("ep_other").await, 0, "another community's endpoint");
+    // An event finished at ingest for the bot is still forwarded.
+    let done = NewInboxEvent { done_at_ingest: Some("{}".into()), ..typed(1001, 3, "message_new") };
+    store.insert_inbox_batch(&[done]).await.unwrap();
+    assert_eq!(queue("ep_msg").await, 2);
+    assert_eq!(store.delivery_status("ep_msg", &format!("{:040x}", 3)).await.unwrap(), Some(DeliveryStatus::Pending));
+    assert_eq!(store.delivery_status("ep_msg", &format!("{:040x}", 2)).await.unwrap(), None);
+}
+
+async fn claim_endpoints(store: &Store, owner: &str, now: i64, batch: i64) -> Vec<ClaimedBatch> {
+    store.claim_deliveries(owner, now, now + 60_000, 10, batch).await.unwrap()
+}
+
+fn results(endpoint_id: &str, owner: &str, outcomes: Vec<DeliveryOutcome>) -> DeliveryResults {
+    DeliveryResults { endpoint_id: endpoint_id.into(), owner: owner.into(), outcomes, health: None, failing_cutoff: 0 }
+}
+
+fn tried(delivery_id: i64, n: i64, status: i64, next: DeliveryNext) -> DeliveryOutcome {
+    let attempt = AttemptRecord {
+        attempt: n,
+        at: now_ms(),
+        status_code: Some(status),
+        error: None,
+        duration_ms: 3,
+        response: Some("ok".into()),
+    };
+    DeliveryOutcome { delivery_id, attempt: Some(attempt), next }
+}
+
+async fn settle_deliveries(store: &Store, r: DeliveryResults) -> DeliveriesSettled {
+    let write = InboxWrite { deliveries: vec![r], ..Default::default() };
+    store.write_inbox(&write).await.unwrap().deliveries.remove(0)
+}
+
+async fn deliveries_are_claimed_per_endpoint_under_its_lease_and_settled(store: &Store) {
+    store.upsert_community(&zerno()).await.unwrap();
+    store.add_endpoint(&endpoint("ep_a", 1001, "")).await.unwrap();
+    store.insert_inbox_batch(&(1..=5).map(|n| event(1001, n)).collect::<Vec<_>>()).await.unwrap();
+    let now = now_ms();
+    let batches = claim_endpoints(store, "a", now, 3).await;
+    assert_eq!(batches.len(), 1);
+    let d = &batches[0].deliveries;
+    assert_eq!(d.len(), 3, "at most the batch");
+    assert_eq!(
+        d.iter().map(|d| d.event_id.clone()).collect::<Vec<_>>(),
+        (1..=3).map(|n| format!("{n:040x}")).collect::<Vec<_>>()
+    );
+    assert!(d.iter().all(|d| d.attempts == 1 && d.payload.contains("group_join")), "{d:?}");
+    assert_eq!(batches[0].endpoint.id, "ep_a");
+    // The endpoint is held: nobody else claims it, nor does its holder until it records.
+    assert!(claim_endpoints(store, "b", now, 3).await.is_empty());
+    assert!(claim_endpoints(store, "a", now, 3).await.is_empty());
+    // A test event goes into the same queue.
+    let test = store
+        .add_test_delivery(&batches[0].endpoint, "test-1", "message_new", "{\"type\":\"message_new\"}")
+        .await
+        .unwrap();
+    // Results: delivered, retry later, released untried; the endpoint is given back.
+    let outcomes = vec![
+        tried(d[0].id, 1, 200, DeliveryNext::Delivered),
+        tried(d[1].id, 1, 503, DeliveryNext::RetryAt(now + 10_000)),
+        DeliveryOutcome {
+            delivery_id: d[2].id,
+            attempt: None,
+            next: DeliveryNext::Release { not_before: now + 10_000 },
+        },
+    ];
+    let by_b = settle_deliveries(store, results("ep_a", "b", outcomes.clone())).await;
+    assert_eq!(by_b.settled, [false, false, false], "only the holder settles");
+    let settled = settle_deliveries(store, results("ep_a", "a", outcomes)).await;
+    assert_eq!(settled, DeliveriesSettled { settled: vec![true, true, true], disabled: None });
+    assert_eq!(store.delivery_status("ep_a", &d[0].event_id).await.unwrap(), Some(DeliveryStatus::Delivered));
+    assert_eq!(store.endpoint_queue("ep_a").await.unwrap(), EndpointQueue { open: 5, failed: 0 });
+    // Next: the two never tried and the test event; the retry and the released one wait.
+    let next = claim_endpoints(store, "a", now_ms() + 1, 10).await;
+    let ids: Vec<&str> = next[0].deliveries.iter().map(|d| d.event_id.as_str()).collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert!(ids.contains(&"test-1"));
+    let test_row = next[0].deliveries.iter().find(|d| d.id == test).unwrap();
+    assert_eq!(test_row.payload, "{\"type\":\"message_new\"}");
+    // Its holder dies: after the lease, another instance takes them over, as a second attempt.
+    let later = claim_endpoints(store, "b", now + 61_000, 10).await;
+    let taken: Vec<i64> = later[0].deliveries.iter().map(|d| d.id).collect();
+    assert_eq!(taken.len(), 5, "the three held, and the two now due");
+    let retried = later[0].deliveries.iter().find(|x| x.id == d[1].id).unwrap();
+    assert_eq!(retried.attempts, 2);
+    let released = later[0].deliveries.iter().find(|x| x.id == d[2].id).unwrap();
+    assert_eq!(released.attempts, 1, "a release undid its claim's attempt");
+    // The attempts list, newest first, and «Повторить» / «Повторить неудачные».
+    let attempts = store.endpoint_attempts("ep_a", 10).await.unwrap();
+    assert_eq!(attempts.iter().map(|a| a.status_code).collect::<Vec<_>>(), [Some(503), Some(200)]);
+    assert_eq!(attempts[1].event_id, d[0].event_id);
+    let fail = later[0].deliveries.iter().map(|x| tried(x.id, x.attempts, 500, DeliveryNext::Failed)).collect();
+    settle_deliveries(store, results("ep_a", "b", fail)).await;
+    assert_eq!(store.endpoint_queue("ep_a").await.unwrap(), EndpointQueue { open: 0, failed: 5 });
+    assert!(store.replay_delivery("ep_a", d[0].id).await.unwrap(), "a delivered one is sent again");
+    assert!(!store.replay_delivery("ep_b", d[0].id).await.unwrap(), "only its endpoint's");
+    assert_eq!(store.replay_failed_deliveries("ep_a").await.unwrap(), 5);
+    assert_eq!(store.endpoint_queue("ep_a").await.unwrap(), EndpointQueue { open: 6, failed: 0 });
+    let again = claim_endpoints(store, "b", now_ms(), 10).await;
+    assert!(again[0].deliveries.iter().all(|x| x.attempts == 1), "a replay starts a fresh schedule");
+    assert_eq!(store.release_endpoint_leases("b").await.unwrap(), 1);
+}
+
+async fn an_endpoint_failing_too_long_or_gone_is_disabled(store: &Store) {
+    store.upsert_community(&zerno()).await.unwrap();
+    store.add_endpoint(&endpoint("ep_a", 1001, "")).await.unwrap();
+    store.add_endpoint(&endpoint("ep_b", 1001, "")).await.unwrap();
+    store.insert_inbox_batch(&[event(1001, 1)]).await.unwrap();
+    let now = now_ms();
+    let fared = |endpoint: &str, cutoff: i64, health| DeliveryResults {
+        endpoint_id: endpoint.into(),
+        owner: "a".into(),
+        outcomes: vec![],
+        health: Some(health),
+        failing_cutoff: cutoff,
+    };
+    // Failing since `now`; not yet past the cutoff, then past it.
+    let r = fared("ep_a", now - 1_000, EndpointHealth::Failed { at: now });
+    assert_eq!(settle_deliveries(store, r).await.disabled, None);
+    assert_eq!(store.endpoint(1001, "ep_a").await.unwrap().unwrap().failing_since, Some(now));
+    let r = fared("ep_a", now - 1_000, EndpointHealth::Failed { at: now + 5 });
+    settle_deliveries(store, r).await;
+    assert_eq!(store.endpoint(1001, "ep_a").await.unwrap().unwrap().failing_since, Some(now), "since the first");
+    let r = fared("ep_a", now + 1, EndpointHealth::Failed { at: now + 10 });
+    assert_eq!(settle_deliveries(store, r).await.disabled, Some(vkhook::model::DisabledReason::Failing));
+    // A success in between forgets the failures.
+    let r = fared("ep_b", 0, EndpointHealth::Failed { at: now - 10 });
+    settle_deliveries(store, r).await;
+    let r = fared("ep_b", 0, EndpointHealth::Succeeded);
+    settle_deliveries(store, r).await;
+    assert_eq!(store.endpoint(1001, "ep_b").await.unwrap().unwrap().failing_since, None);
+    let r = fared("ep_b", 0, EndpointHealth::Gone);
+    assert_eq!(settle_deliveries(store, r).await.disabled, Some(vkhook::model::DisabledReason::Gone));
+    let b = store.endpoint(1001, "ep_b").await.unwrap().unwrap();
+    assert_eq!((b.enabled, b.disabled_reason), (false, Some(vkhook::model::DisabledReason::Gone)));
+    // Disabled endpoints are not claimed.
+    assert!(claim_endpoints(store, "a", now_ms(), 10).await.is_empty());
 }

@@ -64,7 +64,8 @@ BEGIN
     SELECT e.id, n.group_id, n.id, n.event_id, n.event_type, n.received_at, n.received_at
       FROM new_events n
       JOIN endpoints e ON e.group_id = n.group_id AND e.enabled
-       AND (e.event_types = '' OR position(',' || n.event_type || ',' IN ',' || e.event_types || ',') > 0);
+       AND (e.event_types = '' OR position(',' || n.event_type || ',' IN ',' || e.event_types || ',') > 0)
+     ORDER BY n.id, e.id;
     RETURN NULL;
 END $$;
 CREATE TRIGGER inbox_forward AFTER INSERT ON inbox_events
