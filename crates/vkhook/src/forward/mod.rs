@@ -7,6 +7,10 @@
 //! - [`deliver`] sends a claimed batch: signed ([`signing`], Standard Webhooks), judged ([`attempt`]), results
 //!   recorded through the group-commit writer.
 
+/// The delivery contract (`docs/forwarding.md`), here so that its Rust verification example is compiled as a doctest.
+#[doc = include_str!("../../../../docs/forwarding.md")]
+pub mod contract {}
+
 pub mod attempt;
 pub mod deliver;
 pub mod signing;
