@@ -192,3 +192,97 @@ async fn the_community_consent_asks_only_for_documented_rights_and_vk_refuses_ot
     assert!(app.sandbox.servers(1001).is_empty());
     browser.close().await;
 }
+
+/// Forwarding, as an admin does it in the browser: add an endpoint (a test HTTP server); Иван comments and one
+/// signed delivery arrives; the endpoint answers 503 once and the retry carries the same webhook-id; a test event;
+/// «Сменить секрет» gives two signatures; «Повторить» re-sends under the same id; the attempts list shows it all.
+#[tokio::test]
+async fn forward_events_to_an_endpoint_from_the_browser() {
+    let Some(browser) = Browser::start("the forwarding journey").await else { return };
+    let app = TestApp::spawn().await;
+    let hook = crate::helpers::Hook::start().await;
+    sign_in_as_anna(&browser, &app).await;
+    connect_1001(&browser, &app).await;
+
+    // 1. «Добавить адрес» on the card.
+    browser.goto(&format!("{}/communities/1001#forwarding", app.url)).await;
+    browser.type_into("#forwarding input[name=url]", &hook.url).await;
+    browser.type_into("#forwarding input[name=name]", "Моя CRM").await;
+    browser.click("#endpoint-add").await;
+    let page = browser.wait_for_text("Адрес добавлен", 10).await;
+    browser.screenshot("20-endpoint-added").await;
+    assert!(page.contains("Моя CRM"));
+    let secret = browser.element_text("#endpoint-secret").await;
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    let endpoint_page = browser.url().await.split('?').next().unwrap().to_owned();
+
+    // 2–3. Иван comments; the endpoint says 503 once, then takes the retry: the same webhook-id, signed. (The
+    // bot, switched on while connecting, answers him, and VK delivers that comment too: look at Иван's.)
+    hook.answer_next(&[503]);
+    app.sandbox.comment(1001, 2, "Есть ли у вас овсяное молоко?").unwrap();
+    let got = crate::helpers::eventually(15, "the comment, after one 503", || async {
+        let ivans =
+            |r: &crate::helpers::Received| r.event()["type"] == "wall_reply_new" && r.event()["object"]["from_id"] == 2;
+        let got: Vec<_> = hook.received().into_iter().filter(ivans).collect();
+        (got.len() == 2).then_some(got)
+    })
+    .await;
+    assert_eq!((got[0].status, got[1].status), (503, 200));
+    assert_eq!(got[0].webhook_id(), got[1].webhook_id());
+    assert!(got.iter().all(|r| r.verifies_with(&secret)), "the signature verifies");
+    assert_eq!(got[1].event()["object"]["text"], "Есть ли у вас овсяное молоко?");
+    let event_id = got[1].event()["event_id"].as_str().unwrap().to_owned();
+
+    // 4. «Отправить тестовое событие».
+    browser.goto(&endpoint_page).await;
+    browser.click("#send-test").await;
+    browser.wait_for_text("Тестовое событие отправлено", 10).await;
+    let test = crate::helpers::eventually(10, "the test event", || async {
+        hook.received().into_iter().find(|r| r.event()["event_id"].as_str().is_some_and(|e| e.starts_with("test-")))
+    })
+    .await;
+    assert!(test.verifies_with(&secret));
+
+    // 5. «Сменить секрет»: the next delivery carries two signatures, one per secret.
+    browser.click("#rotate").await;
+    browser.wait_for_text("Секрет сменён", 10).await;
+    let new_secret = browser.element_text("#endpoint-secret").await;
+    assert_ne!(new_secret, secret);
+    let before = hook.received().len();
+    browser.click("#send-test").await;
+    let rotated = crate::helpers::eventually(10, "a delivery after the rotation", || async {
+        hook.received().into_iter().nth(before)
+    })
+    .await;
+    assert_eq!(rotated.signature().split(' ').count(), 2);
+    assert!(rotated.verifies_with(&new_secret) && rotated.verifies_with(&secret));
+
+    // 6. «Повторить» on the comment: the same webhook-id once more.
+    browser.goto(&endpoint_page).await;
+    let row = format!("tr.attempt[data-event-id='{event_id}'] button.replay");
+    browser.click(&row).await;
+    browser.wait_for_text("Отправим ещё раз", 10).await;
+    let again = crate::helpers::eventually(10, "the replay", || async {
+        let got = hook.of_event(&event_id);
+        (got.len() == 3).then_some(got)
+    })
+    .await;
+    assert_eq!(again[2].webhook_id(), got[0].webhook_id());
+
+    // 7. The attempts list shows all of it: the 503, the successes, both test events and the replay.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let text = loop {
+        browser.goto(&endpoint_page).await;
+        let text = browser.text_when("#attempts").await;
+        if text.matches(&event_id).count() == 3 {
+            break text;
+        }
+        assert!(std::time::Instant::now() < deadline, "the attempts list:\n{text}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    browser.screenshot("21-endpoint-attempts").await;
+    assert!(text.contains("HTTP 503") && text.contains("HTTP 200"));
+    assert_eq!(text.matches("test-").count(), 2, "{text}");
+    assert!(!text.contains(&new_secret), "the secret only when asked for");
+    browser.close().await;
+}
