@@ -75,6 +75,7 @@ async fn vkhook(port: u16, database_url: Option<String>, role: Option<String>) -
         timing: vkhook::config::Timing::default(),
         metrics: Default::default(),
         forward: Default::default(),
+        alerts: Default::default(),
     };
     let app = vkhook::App::build(settings).await?;
     let state = app.state().clone();

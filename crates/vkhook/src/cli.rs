@@ -130,6 +130,12 @@ pub struct ServeArgs {
     /// The waits between a forwarded event's attempts, e.g. `5s,5m,30m,2h,5h,10h,10h` (the default).
     #[arg(long, env = "VKHOOK_FORWARD_RETRY_SCHEDULE", default_value = "5s,5m,30m,2h,5h,10h,10h")]
     pub forward_retry_schedule: String,
+    /// Where alert e-mails go out: `smtp://host:25`, `smtps://user:password@host`, `smtp://host:587?tls=required`.
+    #[arg(long, env = "VKHOOK_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// The From of alert e-mails.
+    #[arg(long, env = "VKHOOK_SMTP_FROM", default_value = "vkhook <vkhook@localhost>")]
+    pub smtp_from: String,
     /// An instance holds an endpoint's claimed deliveries this long; if it dies, another sends them after.
     #[arg(long, env = "VKHOOK_FORWARD_LEASE_SECS", default_value_t = 60)]
     pub forward_lease_secs: u64,
@@ -232,6 +238,10 @@ impl ServeArgs {
             })?),
         };
         let metrics_token = self.metrics_token.as_deref().map(str::trim).filter(|s| !s.is_empty());
+        let smtp_url = self.smtp_url.as_deref().map(str::trim).filter(|u| !u.is_empty()).map(SecretString::from);
+        if let Some(url) = &smtp_url {
+            crate::alerts::mailer(url).map_err(|reason| ConfigError::Invalid { env: "VKHOOK_SMTP_URL", reason })?;
+        }
         Ok(Settings {
             role: self.role,
             bind,
@@ -264,6 +274,7 @@ impl ServeArgs {
                 lease: Duration::from_secs(self.forward_lease_secs.max(1)),
                 ..ForwardSettings::default()
             },
+            alerts: crate::alerts::AlertSettings { smtp_url, smtp_from: self.smtp_from.clone(), ..Default::default() },
         })
     }
 }
@@ -449,6 +460,8 @@ mod tests {
             forward_retry_schedule: "5s,5m,30m,2h,5h,10h,10h".into(),
             forward_disable_after_hours: 120,
             forward_lease_secs: 60,
+            smtp_url: None,
+            smtp_from: "vkhook <vkhook@localhost>".into(),
         }
     }
 

@@ -46,6 +46,7 @@ pub struct Settings {
     pub timing: Timing,
     pub metrics: MetricsAccess,
     pub forward: ForwardSettings,
+    pub alerts: crate::alerts::AlertSettings,
 }
 
 /// How events are forwarded to the admins' endpoints (docs/forwarding.md).
@@ -224,6 +225,7 @@ impl Settings {
                 policy: crate::forward::target::Policy { allow_loopback_http: true },
                 ..ForwardSettings::default()
             },
+            alerts: crate::alerts::AlertSettings::default(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! vkhook: connects VK communities to a bot in one click. The crate's map is in its README.
 
 pub mod accounts;
+pub mod alerts;
 pub mod app;
 pub mod bot;
 pub mod cli;

@@ -262,6 +262,34 @@ text_enum! {
 }
 
 text_enum! {
+    /// What the admin who connected a community is told about.
+    pub enum AlertKind {
+        /// VK refused the community key: the bot is paused.
+        BotPaused = "bot_paused",
+        /// A forwarding endpoint was disabled (410, or failing too long).
+        EndpointDisabled = "endpoint_disabled",
+        /// VK says it cannot deliver to our server (`failed`).
+        VkFailed = "vk_failed",
+    }
+}
+
+text_enum! {
+    /// How one way of telling the admin went.
+    pub enum AlertOutcome {
+        Sent = "sent",
+        /// VK: the admin has not allowed messages from the community (901/902).
+        NotAllowed = "not_allowed",
+        /// VK: no community key to send with (it was refused: VK-FACTS.md, error 5).
+        NoKey = "no_key",
+        Failed = "failed",
+        /// E-mail: `VKHOOK_SMTP_URL` is not set.
+        NotConfigured = "not_configured",
+        /// E-mail: no address given on the card.
+        NoAddress = "no_address",
+    }
+}
+
+text_enum! {
     /// Why the bot did not reply to an event (stored in the event's result and shown in the delivery log).
     pub enum Reason {
         CommentsOff = "comments_off",

@@ -123,6 +123,7 @@ impl Kit {
                 policy: crate::forward::target::Policy { allow_loopback_http: true },
                 ..Default::default()
             },
+            alerts: Default::default(),
         };
         let Services { credentials, control, receiver, connector, bot, reconciler, .. } = Services::wire(&parts);
         serve_callback(listener, receiver.clone());

@@ -179,6 +179,9 @@ async fn run_housekeeping(app: AppState, mut stop: watch::Receiver<bool>) {
         if let Err(e) = app.store.retire_endpoint_secrets(now).await {
             tracing::warn!(error = %e, "could not drop expired previous signing secrets");
         }
+        if let Err(e) = app.alerts.remind().await {
+            tracing::warn!(error = %e, "could not send alert reminders");
+        }
     }
 }
 

@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use url::Url;
 
 use crate::accounts::Accounts;
+use crate::alerts::Alerts;
 use crate::bot::{Bot, BotConfig, BotControl};
 use crate::config::{PublicUrl, Settings};
 use crate::connect::{ConnectConfig, Connector};
@@ -51,6 +52,7 @@ pub struct Inner {
     pub bot: Bot,
     pub reconciler: Reconciler,
     pub forwarding: Forwarding,
+    pub alerts: Alerts,
     /// Who holds leases: this process.
     pub instance_id: String,
     /// Anonymous sign-in starts per client address.
@@ -102,6 +104,7 @@ pub struct Parts {
     pub connect: ConnectConfig,
     pub bot: BotConfig,
     pub forward: crate::config::ForwardSettings,
+    pub alerts: crate::alerts::AlertSettings,
 }
 
 /// The domain services, each given the parts it uses: one recipe, for the app and for the modules' unit tests.
@@ -114,20 +117,24 @@ pub struct Services {
     pub bot: Bot,
     pub reconciler: Reconciler,
     pub forwarding: Forwarding,
+    pub alerts: Alerts,
 }
 
 impl Services {
     pub fn wire(p: &Parts) -> Services {
         let credentials =
             Credentials::new(p.store.clone(), p.vault.clone()).with_previous_window(p.connect.previous_secret_window);
+        let alerts =
+            Alerts::new(p.store.clone(), credentials.clone(), p.vk.clone(), p.public_url.clone(), p.alerts.clone());
         let wakeup = Arc::new(Notify::new());
-        let control = BotControl::new(p.store.clone(), wakeup.clone());
+        let control = BotControl::new(p.store.clone(), wakeup.clone()).with_alerts(alerts.clone());
         let writer = Writer::start(p.store.clone(), p.writers, p.metrics.clone());
         let forward_wakeup = Arc::new(Notify::new());
         let receiver = Receiver::new(credentials.clone(), writer.clone(), control.clone(), p.hooks.clone())
             .with_forward_wakeup(forward_wakeup.clone());
         let forwarding =
-            Forwarding::new(p.store.clone(), p.vault.clone(), writer.clone(), p.forward.clone(), forward_wakeup);
+            Forwarding::new(p.store.clone(), p.vault.clone(), writer.clone(), p.forward.clone(), forward_wakeup)
+                .with_alerts(alerts.clone());
         let accounts = Accounts::new(
             p.store.clone(),
             p.vault.clone(),
@@ -156,8 +163,9 @@ impl Services {
             p.bot.clone(),
         );
         let reconciler =
-            Reconciler::new(p.store.clone(), credentials.clone(), p.vk.clone(), connector.clone(), control.clone());
-        Services { credentials, control, receiver, accounts, connector, bot, reconciler, forwarding }
+            Reconciler::new(p.store.clone(), credentials.clone(), p.vk.clone(), connector.clone(), control.clone())
+                .with_alerts(alerts.clone());
+        Services { credentials, control, receiver, accounts, connector, bot, reconciler, forwarding, alerts }
     }
 }
 
@@ -195,6 +203,7 @@ impl AppState {
             },
             bot: BotConfig { retry: timing.bot_retry, max_attempts: timing.bot_max_attempts, lease: timing.bot_lease },
             forward: settings.forward.clone(),
+            alerts: settings.alerts.clone(),
         };
         let services = Services::wire(&parts);
         let Parts { store, vault, vk, hooks, metrics, public_url, .. } = parts;
@@ -214,6 +223,7 @@ impl AppState {
             bot: services.bot,
             reconciler: services.reconciler,
             forwarding: services.forwarding,
+            alerts: services.alerts,
             instance_id: format!("{}-{}", std::process::id(), vk::oauth::random_urlsafe(6)),
             login_limit,
             check_limit,

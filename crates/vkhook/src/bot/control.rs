@@ -30,11 +30,19 @@ pub struct BotControl {
     wakeup: Arc<Notify>,
     /// The bot's switches and rules per community, for the receiver's decision at ingest and the workers' runs.
     decisive: Arc<RwLock<HashMap<i64, Arc<Decisive>>>>,
+    /// Tells the admin when the bot pauses on a dead key.
+    alerts: Option<crate::alerts::Alerts>,
 }
 
 impl BotControl {
     pub fn new(store: Store, wakeup: Arc<Notify>) -> BotControl {
-        BotControl { store, wakeup, decisive: Arc::default() }
+        BotControl { store, wakeup, decisive: Arc::default(), alerts: None }
+    }
+
+    /// A pause for a dead key tells the admin; reconnecting closes that alert.
+    pub fn with_alerts(mut self, alerts: crate::alerts::Alerts) -> BotControl {
+        self.alerts = Some(alerts);
+        self
     }
 
     /// The community's switches and rules, read at most `max_age` ago: the receiver trusts them for
@@ -172,6 +180,9 @@ impl BotControl {
         if !already {
             tracing::warn!(group_id, %error, "VK refused the community key: bot paused until reconnected");
             self.store.log_community(group_id, &LogEntry::Paused(PauseReason::Reauth)).await?;
+            if let Some(alerts) = &self.alerts {
+                alerts.raise(group_id, crate::model::AlertKind::BotPaused, "", "");
+            }
         }
         Ok(())
     }
@@ -183,6 +194,9 @@ impl BotControl {
         self.forget(group_id);
         if was_paused {
             self.store.log_community(group_id, &LogEntry::Resumed).await?;
+        }
+        if let Some(alerts) = &self.alerts {
+            alerts.resolve(group_id, crate::model::AlertKind::BotPaused, None).await?;
         }
         self.store.wake_community_events(group_id).await?;
         self.wake();

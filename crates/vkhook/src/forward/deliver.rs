@@ -49,7 +49,7 @@ impl Forwarding {
                 tracing::error!(endpoint = %endpoint.id, error = %e, "endpoint secret does not open: deliveries wait");
                 let later = now_ms() + self.settings.lease.as_millis() as i64;
                 let outcomes = deliveries.iter().map(|d| release(d.id, later)).collect();
-                self.record(owner, &endpoint.id, outcomes, None).await;
+                self.record(owner, &endpoint, outcomes, None).await;
                 return;
             }
         };
@@ -88,7 +88,7 @@ impl Forwarding {
             outcomes.push(self.outcome(done));
         }
         let health = health_of(&outcomes);
-        self.record(owner, &endpoint.id, outcomes, health).await;
+        self.record(owner, &endpoint, outcomes, health).await;
     }
 
     fn outcome(&self, done: Result<(ClaimedDelivery, Tried), tokio::task::JoinError>) -> DeliveryOutcome {
@@ -111,10 +111,11 @@ impl Forwarding {
     async fn record(
         &self,
         owner: &str,
-        endpoint_id: &str,
+        endpoint: &crate::store::EndpointRow,
         outcomes: Vec<DeliveryOutcome>,
         health: Option<EndpointHealth>,
     ) {
+        let endpoint_id = endpoint.id.as_str();
         let results = DeliveryResults {
             endpoint_id: endpoint_id.to_owned(),
             owner: owner.to_owned(),
@@ -128,12 +129,14 @@ impl Forwarding {
                 if lost > 0 {
                     tracing::warn!(endpoint = %endpoint_id, lost, "deliveries were taken over before their results");
                 }
-                match settled.disabled {
-                    Some(DisabledReason::Gone) => {
-                        tracing::warn!(endpoint = %endpoint_id, "endpoint answered 410 Gone: disabled")
+                if let Some(reason) = settled.disabled {
+                    match reason {
+                        DisabledReason::Gone => {
+                            tracing::warn!(endpoint = %endpoint_id, "endpoint answered 410 Gone: disabled")
+                        }
+                        _ => tracing::warn!(endpoint = %endpoint_id, %reason, "endpoint disabled"),
                     }
-                    Some(reason) => tracing::warn!(endpoint = %endpoint_id, %reason, "endpoint disabled"),
-                    None => {}
+                    self.disabled(endpoint, reason);
                 }
             }
             // Its deliveries are sent again once their lease runs out: at least once.

@@ -57,6 +57,8 @@ pub struct Forwarding {
     client: reqwest::Client,
     settings: Arc<ForwardSettings>,
     wakeup: Arc<Notify>,
+    /// Tells the admin when an endpoint is disabled on its own.
+    alerts: Option<crate::alerts::Alerts>,
 }
 
 impl Forwarding {
@@ -70,7 +72,36 @@ impl Forwarding {
     ) -> Forwarding {
         let client = target::delivery_client(settings.policy, settings.attempt_timeout)
             .expect("a reqwest client with rustls builds");
-        Forwarding { store, vault, writer, client, settings: Arc::new(settings), wakeup }
+        Forwarding { store, vault, writer, client, settings: Arc::new(settings), wakeup, alerts: None }
+    }
+
+    pub fn with_alerts(mut self, alerts: crate::alerts::Alerts) -> Forwarding {
+        self.alerts = Some(alerts);
+        self
+    }
+
+    /// An endpoint was disabled by what it answered: its admin is told.
+    pub(crate) fn disabled(&self, endpoint: &EndpointRow, reason: crate::model::DisabledReason) {
+        if let Some(alerts) = &self.alerts {
+            let detail = format!("{}\n{reason}", endpoint.name);
+            alerts.raise(endpoint.group_id, crate::model::AlertKind::EndpointDisabled, &endpoint.id, &detail);
+        }
+    }
+
+    /// «Удалить»: the endpoint, its queue and its attempts; an alert about it is over.
+    pub async fn delete(&self, endpoint: &EndpointRow) -> StoreResult<bool> {
+        let deleted = self.store.delete_endpoint(endpoint.group_id, &endpoint.id).await?;
+        self.resolve(endpoint).await?;
+        Ok(deleted)
+    }
+
+    async fn resolve(&self, endpoint: &EndpointRow) -> StoreResult<()> {
+        match &self.alerts {
+            Some(alerts) => {
+                alerts.resolve(endpoint.group_id, crate::model::AlertKind::EndpointDisabled, Some(&endpoint.id)).await
+            }
+            None => Ok(()),
+        }
     }
 
     pub fn settings(&self) -> &ForwardSettings {
@@ -186,6 +217,9 @@ impl Forwarding {
     pub async fn set_enabled(&self, endpoint: &EndpointRow, enabled: bool) -> StoreResult<bool> {
         let disabled = (!enabled).then_some(crate::model::DisabledReason::Admin);
         let changed = self.store.set_endpoint_disabled(endpoint.group_id, &endpoint.id, disabled).await?;
+        if enabled {
+            self.resolve(endpoint).await?;
+        }
         self.wake();
         Ok(changed)
     }

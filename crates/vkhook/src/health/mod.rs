@@ -89,6 +89,7 @@ pub struct Reconciler {
     vk: vk::Client,
     connector: Connector,
     bot: BotControl,
+    alerts: Option<crate::alerts::Alerts>,
 }
 
 impl Reconciler {
@@ -99,7 +100,13 @@ impl Reconciler {
         connector: Connector,
         bot: BotControl,
     ) -> Reconciler {
-        Reconciler { store, credentials, vk, connector, bot }
+        Reconciler { store, credentials, vk, connector, bot, alerts: None }
+    }
+
+    /// VK's status `failed` for our server tells the admin.
+    pub fn with_alerts(mut self, alerts: crate::alerts::Alerts) -> Reconciler {
+        self.alerts = Some(alerts);
+        self
     }
 
     /// Compares VK's view of our server with ours and repairs drift. Records what it did in the community's log.
@@ -124,6 +131,13 @@ impl Reconciler {
             return self.start_repair(group_id, LogEntry::ServerMissing).await;
         };
         self.store.set_vk_server_status(group_id, Some(server.status.as_str())).await?;
+        if let Some(alerts) = &self.alerts {
+            match server.status {
+                ServerStatus::Failed => alerts.raise(group_id, crate::model::AlertKind::VkFailed, "", ""),
+                ServerStatus::Ok => alerts.resolve(group_id, crate::model::AlertKind::VkFailed, None).await?,
+                _ => {}
+            }
+        }
         if server.status == ServerStatus::Failed {
             return self.start_repair(group_id, LogEntry::ServerFailed).await;
         }

@@ -251,6 +251,8 @@ struct CommunityDetailPage {
     /// The «Пересылка событий» card (administrators only).
     endpoints: Vec<super::endpoints::EndpointView>,
     event_types: &'static [&'static str],
+    /// The «Уведомления» card (administrators only).
+    alerts: Option<super::alerts::AlertsCard>,
 }
 
 #[derive(Deserialize)]
@@ -260,7 +262,7 @@ pub struct DetailQuery {
 }
 
 /// The notices the community page shows.
-const DETAIL_NOTICES: [Notice; 9] = [
+const DETAIL_NOTICES: [Notice; 10] = [
     Notice::EventsSaved,
     Notice::EventsFailed,
     Notice::Disconnected,
@@ -270,6 +272,7 @@ const DETAIL_NOTICES: [Notice; 9] = [
     Notice::CheckedRepaired,
     Notice::CheckedUnavailable,
     Notice::EndpointDeleted,
+    Notice::AlertsSaved,
 ];
 
 pub async fn show_community(
@@ -314,6 +317,7 @@ pub async fn show_community(
         None
     };
     let endpoints = if is_admin { super::endpoints::forwarding_card(&app, t, id).await? } else { Vec::new() };
+    let alerts = if is_admin { Some(super::alerts::alerts_card(&app, t, id).await?) } else { None };
     let (status_label, status_class) = status_label(t, community.status);
     let role = role_label(t, community.role);
     render(CommunityDetailPage {
@@ -336,6 +340,7 @@ pub async fn show_community(
         health,
         endpoints,
         event_types: &vk::DEFAULT_SUBSCRIPTION,
+        alerts,
         community,
     })
 }

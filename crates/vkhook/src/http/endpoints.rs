@@ -298,7 +298,7 @@ pub async fn delete(
     Path((_, endpoint)): Path<(String, String)>,
 ) -> AppResult<Response> {
     let row = find(&app, &community, &endpoint).await?;
-    app.store.delete_endpoint(community.id, &row.id).await?;
+    app.forwarding.delete(&row).await?;
     tracing::info!(group_id = community.id, endpoint = %row.id, "forwarding endpoint deleted");
     Ok(Notice::EndpointDeleted.redirect(community.id, "#forwarding"))
 }

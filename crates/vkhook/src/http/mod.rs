@@ -12,6 +12,7 @@ use axum::Router;
 use crate::app::AppState;
 
 pub mod access;
+pub mod alerts;
 pub mod auth;
 pub mod callback;
 pub mod communities;
@@ -52,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/communities/{id}/events", get(events::show_events))
         .route("/communities/{id}/events/{event}", get(events::show_raw_event))
         .route("/communities/{id}/events/{event}/replay", post(events::replay_event))
+        .route("/communities/{id}/alerts", post(alerts::save_email))
         .route("/communities/{id}/endpoints", post(endpoints::add_endpoint))
         .route("/communities/{id}/endpoints/{endpoint}", get(endpoints::show_endpoint))
         .route("/communities/{id}/endpoints/{endpoint}/test", post(endpoints::send_test))

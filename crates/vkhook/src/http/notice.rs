@@ -26,6 +26,7 @@ text_enum! {
         EndpointDisabled = "endpoint_disabled",
         EndpointEnabled = "endpoint_enabled",
         EndpointDeleted = "endpoint_deleted",
+        AlertsSaved = "alerts_saved",
     }
 }
 
@@ -56,6 +57,7 @@ impl Notice {
             Notice::EndpointDisabled => t.endpoint_disabled_notice,
             Notice::EndpointEnabled => t.endpoint_enabled_notice,
             Notice::EndpointDeleted => t.endpoint_deleted,
+            Notice::AlertsSaved => t.alerts_saved,
         }
     }
 

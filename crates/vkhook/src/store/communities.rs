@@ -50,6 +50,12 @@ impl Store {
         Ok(())
     }
 
+    /// The community's name, as VK last told us.
+    pub async fn community_name(&self, group_id: i64) -> StoreResult<Option<String>> {
+        let q = "SELECT name FROM communities WHERE id = $1";
+        Ok(on_pool!(self, pool => sqlx::query_scalar(q).bind(group_id).fetch_optional(pool).await?))
+    }
+
     /// Records that `user_id` manages `community` with `role`.
     pub async fn add_user_community(&self, user_id: i64, community: &CommunityRow, role: Role) -> StoreResult<()> {
         self.upsert_community(community).await?;

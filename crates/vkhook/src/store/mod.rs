@@ -13,6 +13,7 @@ use sqlx::{PgPool, SqlitePool};
 
 use crate::vault::Sealed;
 
+mod alerts;
 mod bot;
 mod communities;
 mod forward;
@@ -21,6 +22,7 @@ mod sessions;
 mod setups;
 mod users;
 
+pub use alerts::*;
 pub use bot::*;
 pub use communities::*;
 pub use forward::*;

@@ -56,6 +56,7 @@ pub struct Options {
     pub timing: Timing,
     pub metrics: vkhook::config::MetricsAccess,
     pub forward: vkhook::config::ForwardSettings,
+    pub alerts: vkhook::alerts::AlertSettings,
 }
 
 /// Forwarding as the tests run it: loopback http allowed (the test endpoints are on this machine), the retry
@@ -92,6 +93,7 @@ impl Default for Options {
             },
             metrics: Default::default(),
             forward: test_forwarding(),
+            alerts: Default::default(),
         }
     }
 }
@@ -202,6 +204,7 @@ impl TestApp {
         settings.timing = options.timing;
         settings.metrics = options.metrics;
         settings.forward = options.forward;
+        settings.alerts = options.alerts;
         let app = App::build(settings).await.unwrap();
         let url = format!("http://{}", app.addr());
         let metrics_url = app.metrics_addr().map(|a| format!("http://{a}/metrics"));
@@ -859,5 +862,108 @@ impl Hook {
     /// One event was being answered twice at the same time.
     pub fn saw_the_same_event_at_once(&self) -> bool {
         self.state.same_id_at_once.load(Ordering::SeqCst)
+    }
+}
+
+/// An SMTP server for the tests (plain SMTP on loopback, no TLS): takes every message and keeps it.
+pub struct SmtpSink {
+    pub url: String,
+    mails: Arc<Mutex<Vec<Mail>>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub to: Vec<String>,
+    /// The message as sent (headers and body).
+    pub data: String,
+}
+
+impl Mail {
+    /// The body, decoded (lettre sends non-ASCII text as quoted-printable or base64).
+    pub fn text(&self) -> String {
+        let (headers, body) = self.data.split_once("\r\n\r\n").unwrap_or(("", &self.data));
+        let lower = headers.to_ascii_lowercase();
+        if lower.contains("content-transfer-encoding: base64") {
+            use base64::Engine;
+            let clean: String = body.split_whitespace().collect();
+            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(clean).unwrap()).unwrap()
+        } else if lower.contains("content-transfer-encoding: quoted-printable") {
+            let joined = body.replace("=\r\n", "");
+            let mut bytes = Vec::new();
+            let mut it = joined.bytes();
+            while let Some(b) = it.next() {
+                if b == b'=' {
+                    let hex: Vec<u8> = it.by_ref().take(2).collect();
+                    bytes.push(u8::from_str_radix(std::str::from_utf8(&hex).unwrap(), 16).unwrap());
+                } else {
+                    bytes.push(b);
+                }
+            }
+            String::from_utf8(bytes).unwrap()
+        } else {
+            body.to_owned()
+        }
+    }
+}
+
+impl SmtpSink {
+    pub async fn start() -> SmtpSink {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("smtp://{}", listener.local_addr().unwrap());
+        let mails: Arc<Mutex<Vec<Mail>>> = Arc::default();
+        let kept = mails.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let kept = kept.clone();
+                tokio::spawn(async move {
+                    let (read, mut write) = stream.into_split();
+                    let mut lines = BufReader::new(read).lines();
+                    write.write_all(b"220 sink ESMTP\r\n").await?;
+                    let (mut to, mut data, mut in_data) = (Vec::new(), String::new(), false);
+                    while let Some(line) = lines.next_line().await? {
+                        if in_data {
+                            if line == "." {
+                                in_data = false;
+                                kept.lock()
+                                    .unwrap()
+                                    .push(Mail { to: std::mem::take(&mut to), data: std::mem::take(&mut data) });
+                                write.write_all(b"250 kept\r\n").await?;
+                            } else {
+                                data.push_str(
+                                    line.strip_prefix('.').filter(|_| line.starts_with("..")).unwrap_or(&line),
+                                );
+                                data.push_str("\r\n");
+                            }
+                            continue;
+                        }
+                        let verb = line.split_whitespace().next().unwrap_or_default().to_ascii_uppercase();
+                        let answer: &[u8] = match verb.as_str() {
+                            "EHLO" | "HELO" => b"250 sink\r\n",
+                            "RCPT" => {
+                                to.push(line.split(['<', '>']).nth(1).unwrap_or_default().to_owned());
+                                b"250 ok\r\n"
+                            }
+                            "DATA" => {
+                                in_data = true;
+                                b"354 go on\r\n"
+                            }
+                            "QUIT" => {
+                                write.write_all(b"221 bye\r\n").await?;
+                                break;
+                            }
+                            _ => b"250 ok\r\n",
+                        };
+                        write.write_all(answer).await?;
+                    }
+                    std::io::Result::Ok(())
+                });
+            }
+        });
+        SmtpSink { url, mails }
+    }
+
+    pub fn mails(&self) -> Vec<Mail> {
+        self.mails.lock().unwrap().clone()
     }
 }

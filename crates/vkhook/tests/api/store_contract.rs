@@ -70,6 +70,7 @@ contract! {
     storing_an_event_makes_its_deliveries_in_the_same_statement => storing_an_event_makes_its_deliveries_in_the_same_statement;
     deliveries_are_claimed_per_endpoint_under_its_lease_and_settled => deliveries_are_claimed_per_endpoint_under_its_lease_and_settled;
     an_endpoint_failing_too_long_or_gone_is_disabled => an_endpoint_failing_too_long_or_gone_is_disabled;
+    an_alert_is_told_once_and_reminded_after_its_period => an_alert_is_told_once_and_reminded_after_its_period;
 }
 
 async fn migrations_apply_once(store: &Store) {
@@ -896,4 +897,39 @@ async fn an_endpoint_failing_too_long_or_gone_is_disabled(store: &Store) {
     assert_eq!((b.enabled, b.disabled_reason), (false, Some(vkhook::model::DisabledReason::Gone)));
     // Disabled endpoints are not claimed.
     assert!(claim_endpoints(store, "a", now_ms(), 10).await.is_empty());
+}
+
+async fn an_alert_is_told_once_and_reminded_after_its_period(store: &Store) {
+    use vkhook::model::{AlertKind, AlertOutcome};
+    store.upsert_community(&zerno()).await.unwrap();
+    assert_eq!(store.community_name(1001).await.unwrap().as_deref(), Some("Кофейня «Зерно»"));
+    assert_eq!(store.community_name(1002).await.unwrap(), None);
+    assert_eq!(store.alert_email(1001).await.unwrap(), None);
+    assert!(store.set_alert_email(1001, Some("anna@example.com")).await.unwrap());
+    assert_eq!(store.alert_email(1001).await.unwrap().as_deref(), Some("anna@example.com"));
+    // Two instances see the same trouble: one opens the alert, one gets to tell.
+    let id = store.open_alert(1001, AlertKind::EndpointDisabled, "ep_a", "CRM\ngone", 1_000).await.unwrap().unwrap();
+    assert_eq!(store.open_alert(1001, AlertKind::EndpointDisabled, "ep_a", "CRM\ngone", 1_001).await.unwrap(), None);
+    let other = store.open_alert(1001, AlertKind::EndpointDisabled, "ep_b", "", 1_002).await.unwrap();
+    assert!(other.is_some(), "another endpoint is another alert");
+    let told = store.claim_alert_send(id, 1_010, 0).await.unwrap().unwrap();
+    assert_eq!((told.sends, told.last_sent_at, told.detail.as_str()), (1, 1_010, "CRM\ngone"));
+    assert_eq!(store.claim_alert_send(id, 1_011, 0).await.unwrap(), None, "told already");
+    store.record_alert_results(id, Some(AlertOutcome::Sent), Some(AlertOutcome::NoAddress)).await.unwrap();
+    // A reminder once the last telling is older than the period.
+    assert!(store.alerts_to_remind(1_010).await.unwrap().is_empty());
+    assert_eq!(store.alerts_to_remind(2_000).await.unwrap(), [id]);
+    assert_eq!(store.claim_alert_send(id, 2_000, 1_500).await.unwrap().unwrap().sends, 2);
+    // Resolved: closed; the same trouble later is a new alert.
+    assert_eq!(store.resolve_alerts(1001, AlertKind::EndpointDisabled, Some("ep_a"), 3_000).await.unwrap(), 1);
+    assert_eq!(store.claim_alert_send(id, 9_000, 9_000).await.unwrap(), None);
+    assert!(store.open_alert(1001, AlertKind::EndpointDisabled, "ep_a", "", 4_000).await.unwrap().is_some());
+    let all = store.alerts(1001, 10).await.unwrap();
+    assert_eq!(all.len(), 3);
+    let first = all.iter().find(|a| a.id == id).unwrap();
+    assert_eq!(
+        (first.resolved_at, first.vk_result, first.email_result),
+        (Some(3_000), Some(AlertOutcome::Sent), Some(AlertOutcome::NoAddress))
+    );
+    assert_eq!(store.resolve_alerts(1001, AlertKind::EndpointDisabled, None, 5_000).await.unwrap(), 2, "every subject");
 }

@@ -68,3 +68,22 @@ BEGIN
 END;
 -- Given-up deliveries of an endpoint: «Повторить неудачные» and the card's count (few rows, so a small index).
 CREATE INDEX deliveries_failed ON deliveries(endpoint_id) WHERE status = 'failed';
+
+-- Alerts: what the admin who connected a community is told (a dead key, an endpoint disabled, VK's status failed),
+-- once when it starts and at most daily while it lasts. One open alert per (community, kind, subject).
+ALTER TABLE community_settings ADD COLUMN alert_email TEXT;  -- where alert e-mails go (the admin's choice)
+CREATE TABLE alerts (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    group_id      INTEGER NOT NULL REFERENCES communities(id) ON DELETE CASCADE,
+    kind          TEXT NOT NULL,                    -- bot_paused | endpoint_disabled | vk_failed
+    subject       TEXT NOT NULL DEFAULT '',         -- the endpoint's id, for endpoint_disabled
+    detail        TEXT NOT NULL DEFAULT '',         -- words for the message (an endpoint's name and why)
+    started_at    INTEGER NOT NULL,
+    resolved_at   INTEGER,
+    sends         INTEGER NOT NULL DEFAULT 0,          -- how many times the admin was told
+    last_sent_at  INTEGER NOT NULL DEFAULT 0,
+    vk_result     TEXT,                             -- sent | not_allowed | no_key | failed
+    email_result  TEXT                              -- sent | failed | not_configured | no_address
+);
+CREATE UNIQUE INDEX alerts_open ON alerts(group_id, kind, subject) WHERE resolved_at IS NULL;
+CREATE INDEX alerts_group ON alerts(group_id, id);

@@ -1,0 +1,102 @@
+//! Alerts: one open alert per (community, kind, subject); who tells the admin, and when, is decided here with
+//! conditional writes, so two instances that see the same trouble tell the admin once.
+
+use super::{on_pool, Store, StoreResult};
+use crate::model::{AlertKind, AlertOutcome};
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AlertRow {
+    pub id: i64,
+    pub group_id: i64,
+    pub kind: AlertKind,
+    pub subject: String,
+    pub detail: String,
+    pub started_at: i64,
+    pub resolved_at: Option<i64>,
+    pub sends: i64,
+    pub last_sent_at: i64,
+    pub vk_result: Option<AlertOutcome>,
+    pub email_result: Option<AlertOutcome>,
+}
+
+const ALERT_COLUMNS: &str =
+    "id, group_id, kind, subject, detail, started_at, resolved_at, sends, last_sent_at, vk_result, email_result";
+
+impl Store {
+    /// Opens an alert unless one of the same kind and subject is open: its id when this call opened it.
+    pub async fn open_alert(
+        &self,
+        group_id: i64,
+        kind: AlertKind,
+        subject: &str,
+        detail: &str,
+        now: i64,
+    ) -> StoreResult<Option<i64>> {
+        let q = "INSERT INTO alerts (group_id, kind, subject, detail, started_at) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (group_id, kind, subject) WHERE resolved_at IS NULL DO NOTHING RETURNING id";
+        Ok(on_pool!(self, pool => sqlx::query_scalar(q).bind(group_id).bind(kind).bind(subject).bind(detail).bind(now)
+            .fetch_optional(pool).await?))
+    }
+
+    /// Takes the right to tell the admin about an open alert now: the first time, or again when the last time was
+    /// before `remind_before`. Only one caller gets it.
+    pub async fn claim_alert_send(&self, id: i64, now: i64, remind_before: i64) -> StoreResult<Option<AlertRow>> {
+        let q = format!(
+            "UPDATE alerts SET sends = sends + 1, last_sent_at = $2 WHERE id = $1 AND resolved_at IS NULL \
+             AND (sends = 0 OR last_sent_at < $3) RETURNING {ALERT_COLUMNS}"
+        );
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, AlertRow>(&q).bind(id).bind(now).bind(remind_before)
+            .fetch_optional(pool).await?))
+    }
+
+    /// Open alerts whose last telling was before `remind_before`.
+    pub async fn alerts_to_remind(&self, remind_before: i64) -> StoreResult<Vec<i64>> {
+        let q = "SELECT id FROM alerts WHERE resolved_at IS NULL AND sends > 0 AND last_sent_at < $1 ORDER BY id";
+        Ok(on_pool!(self, pool => sqlx::query_scalar(q).bind(remind_before).fetch_all(pool).await?))
+    }
+
+    /// How the last telling went.
+    pub async fn record_alert_results(
+        &self,
+        id: i64,
+        vk: Option<AlertOutcome>,
+        email: Option<AlertOutcome>,
+    ) -> StoreResult<()> {
+        let q = "UPDATE alerts SET vk_result = $2, email_result = $3 WHERE id = $1";
+        on_pool!(self, pool => sqlx::query(q).bind(id).bind(vk).bind(email).execute(pool).await?.rows_affected());
+        Ok(())
+    }
+
+    /// The trouble is over: closes the open alerts of this kind (and subject, if given).
+    pub async fn resolve_alerts(
+        &self,
+        group_id: i64,
+        kind: AlertKind,
+        subject: Option<&str>,
+        now: i64,
+    ) -> StoreResult<u64> {
+        let q = "UPDATE alerts SET resolved_at = $4 WHERE group_id = $1 AND kind = $2 AND resolved_at IS NULL \
+                 AND ($3 IS NULL OR subject = $3)";
+        Ok(on_pool!(self, pool => sqlx::query(q).bind(group_id).bind(kind).bind(subject).bind(now)
+            .execute(pool).await?.rows_affected()))
+    }
+
+    /// A community's alerts, newest first (the «Уведомления» card).
+    pub async fn alerts(&self, group_id: i64, limit: i64) -> StoreResult<Vec<AlertRow>> {
+        let q = format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE group_id = $1 ORDER BY id DESC LIMIT $2");
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, AlertRow>(&q).bind(group_id).bind(limit).fetch_all(pool).await?))
+    }
+
+    pub async fn set_alert_email(&self, group_id: i64, email: Option<&str>) -> StoreResult<bool> {
+        let q = "UPDATE community_settings SET alert_email = $2 WHERE group_id = $1";
+        let n = on_pool!(self, pool => sqlx::query(q).bind(group_id).bind(email).execute(pool).await?.rows_affected());
+        Ok(n == 1)
+    }
+
+    pub async fn alert_email(&self, group_id: i64) -> StoreResult<Option<String>> {
+        let q = "SELECT alert_email FROM community_settings WHERE group_id = $1";
+        let found: Option<Option<String>> =
+            on_pool!(self, pool => sqlx::query_scalar(q).bind(group_id).fetch_optional(pool).await?);
+        Ok(found.flatten())
+    }
+}

@@ -1,0 +1,89 @@
+//! The admin who connected a community is told when something needs them — by a message from the community in VK
+//! and by e-mail — once, not again within the reminder period.
+
+use vkhook::model::{AlertKind, AlertOutcome};
+
+use crate::forwarding::add_endpoint;
+use crate::helpers::*;
+
+async fn with_mail() -> (TestApp, SmtpSink) {
+    let smtp = SmtpSink::start().await;
+    let alerts = vkhook::alerts::AlertSettings {
+        smtp_url: Some(smtp.url.clone().into()),
+        smtp_from: "vkhook <alerts@hook.example.com>".into(),
+        ..Default::default()
+    };
+    let app = TestApp::spawn_with(Options { alerts, ..Options::default() }).await;
+    (app, smtp)
+}
+
+/// Messages the community wrote to user 1 (its admin) at the sandbox.
+fn to_anna(app: &TestApp) -> Vec<vk_sandbox::Message> {
+    app.sandbox.messages(1001).into_iter().filter(|m| m.from_id == -1001 && m.peer_id == 1).collect()
+}
+
+#[tokio::test]
+async fn a_disabled_endpoint_and_a_dead_key_are_told_once_by_vk_message_and_by_email() {
+    let (app, smtp) = with_mail().await;
+    app.connected_with_rules(1001, &[("ау", "Мы здесь!")]).await;
+    // Анна allows the community's messages (writing first counts), and gives an address on the card.
+    app.sandbox.message(1001, 1, "Привет!").unwrap();
+    let page = app.get("/communities/1001").await.text().await.unwrap();
+    assert!(page.contains("id=\"alerts\"") && page.contains("Разрешить сообщения"), "the card says how");
+    let r = app.post_with_csrf("/communities/1001", "/communities/1001/alerts", &[("email", "anna@example.com")]).await;
+    assert_eq!(r.status(), 303);
+    let r = app.post_with_csrf("/communities/1001", "/communities/1001/alerts", &[("email", "not an address")]).await;
+    assert_eq!(r.status(), 422);
+    assert_eq!(app.store().alert_email(1001).await.unwrap().as_deref(), Some("anna@example.com"));
+
+    // An endpoint answers 410: disabled, and Анна is told once, both ways.
+    let hook = Hook::start().await;
+    let endpoint = add_endpoint(&app, 1001, &hook.url, &[]).await;
+    hook.answer_next(&[410]);
+    let page = format!("/communities/1001/endpoints/{endpoint}");
+    app.post_with_csrf(&page, &format!("{page}/test"), &[]).await;
+    let message = eventually(10, "the VK message", || async { to_anna(&app).into_iter().next() }).await;
+    assert!(message.text.contains("отключена") && message.text.contains("410"), "{}", message.text);
+    let mail = eventually(10, "the e-mail", || async { smtp.mails().into_iter().next() }).await;
+    assert_eq!(mail.to, ["anna@example.com"]);
+    assert!(mail.text().contains("отключена"), "{}", mail.text());
+    // Seen again, and the reminder pass: nothing more within the reminder period (a day).
+    app.state.alerts.raise(1001, AlertKind::EndpointDisabled, &endpoint, "CRM\ngone");
+    app.state.alerts.remind().await.unwrap();
+    let alerts = eventually(10, "the alert recorded", || async {
+        let a = app.store().alerts(1001, 10).await.unwrap();
+        a.first().is_some_and(|a| a.email_result.is_some()).then_some(a)
+    })
+    .await;
+    assert_eq!(alerts.len(), 1);
+    assert_eq!((alerts[0].vk_result, alerts[0].email_result), (Some(AlertOutcome::Sent), Some(AlertOutcome::Sent)));
+    assert_eq!(alerts[0].sends, 1);
+
+    // The key dies: the bot pauses, and Анна is told by e-mail. There is no key to send a VK message with (VK
+    // refused it: error 5), which the card says.
+    let revoked = app.sandbox_control("/_sandbox/tokens/revoke", serde_json::json!({"group_id": 1001})).await;
+    assert!(revoked["revoked"].as_i64().unwrap() >= 1);
+    app.sandbox.comment(1001, 2, "Ау?").unwrap();
+    let mail = eventually(10, "the dead-key e-mail", || async {
+        smtp.mails().into_iter().find(|m| m.text().contains("Бот сообщества"))
+    })
+    .await;
+    assert!(mail.text().contains("Подключите сообщество заново"), "{}", mail.text());
+    let card = eventually(10, "the card lists both", || async {
+        let page = app.get("/communities/1001").await.text().await.unwrap();
+        page.contains("нет ключа сообщества").then_some(page)
+    })
+    .await;
+    assert!(card.contains("Бот остановлен") && card.contains("Адрес пересылки отключён"), "{card}");
+    // Both told once: one VK message, two e-mails in all, even after another reminder pass. (The paused bot holds
+    // the comment until the community is reconnected.)
+    app.state.alerts.remind().await.unwrap();
+    let alerts = app.store().alerts(1001, 10).await.unwrap();
+    assert_eq!(
+        alerts.iter().map(|a| (a.kind, a.sends)).collect::<Vec<_>>(),
+        [(AlertKind::BotPaused, 1), (AlertKind::EndpointDisabled, 1)]
+    );
+    assert_eq!(alerts[0].vk_result, Some(AlertOutcome::NoKey));
+    assert_eq!(to_anna(&app).len(), 1);
+    assert_eq!(smtp.mails().len(), 2);
+}
