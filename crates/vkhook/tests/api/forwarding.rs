@@ -241,3 +241,38 @@ async fn forwarding_is_for_administrators_and_csrf_protected() {
     assert_eq!(page.status(), 404);
     assert_eq!(app.store().endpoints(1001).await.unwrap().len(), 1);
 }
+
+/// `Retry-After` on 503 is honoured over the (test-scaled, 5 ms) schedule; an endpoint failing without a success
+/// for longer than `disable_after` is disabled, and the card says why.
+#[tokio::test]
+async fn retry_after_is_honoured_and_an_endpoint_failing_too_long_is_disabled() {
+    let forward =
+        vkhook::config::ForwardSettings { disable_after: std::time::Duration::from_millis(500), ..test_forwarding() };
+    let app = TestApp::spawn_with(Options { forward, ..Options::default() }).await;
+    app.connected_with_rules(1001, &[]).await;
+    let hook = Hook::start().await;
+    let endpoint = add_endpoint(&app, 1001, &hook.url, &[]).await;
+    hook.answer_next_retry_after(503, 1);
+    press(&app, 1001, &endpoint, "test", &[]).await;
+    let got = eventually(10, "the retry", || async {
+        let got = hook.received();
+        (got.len() == 2).then_some(got)
+    })
+    .await;
+    let at = |r: &Received| r.headers["webhook-timestamp"].to_str().unwrap().parse::<i64>().unwrap();
+    assert!(at(&got[1]) - at(&got[0]) >= 1, "waited the second the endpoint asked for");
+    assert_eq!(got[0].webhook_id(), got[1].webhook_id());
+
+    // From now on it answers 500: after 500 ms of nothing but failures, it is disabled.
+    hook.answer_always(500);
+    press(&app, 1001, &endpoint, "test", &[]).await;
+    eventually(15, "the endpoint disabled", || async {
+        let e = app.store().endpoint(1001, &endpoint).await.unwrap().unwrap();
+        (!e.enabled).then_some(())
+    })
+    .await;
+    let card = app.get("/communities/1001").await.text().await.unwrap();
+    assert!(card.contains("не принимал события слишком долго"), "the card says why");
+    let attempts = hook.received().len();
+    assert!(attempts >= 3, "{attempts}");
+}

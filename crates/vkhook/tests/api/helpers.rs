@@ -781,8 +781,10 @@ impl Received {
 #[derive(Default)]
 struct HookState {
     received: Mutex<Vec<Received>>,
-    /// Answers for the next requests, in order; 200 once they are used up.
-    script: Mutex<std::collections::VecDeque<u16>>,
+    /// Answers for the next requests, in order (a status and a `Retry-After`); 200 once they are used up.
+    script: Mutex<std::collections::VecDeque<(u16, Option<u64>)>>,
+    /// The answer once the script is used up.
+    otherwise: std::sync::atomic::AtomicU16,
     /// How long each answer takes.
     delay_ms: std::sync::atomic::AtomicU64,
     inflight: AtomicUsize,
@@ -821,9 +823,17 @@ async fn hook_answer(State(s): State<Arc<HookState>>, headers: HeaderMap, body: 
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
-    let status = s.script.lock().unwrap().pop_front().unwrap_or(200);
+    let otherwise = match s.otherwise.load(Ordering::SeqCst) {
+        0 => 200,
+        status => status,
+    };
+    let (status, retry_after) = s.script.lock().unwrap().pop_front().unwrap_or((otherwise, None));
     s.received.lock().unwrap().push(Received { headers, body, status });
-    (StatusCode::from_u16(status).unwrap(), "thanks").into_response()
+    let mut answer = (StatusCode::from_u16(status).unwrap(), "thanks").into_response();
+    if let Some(secs) = retry_after {
+        answer.headers_mut().insert("retry-after", secs.to_string().parse().unwrap());
+    }
+    answer
 }
 
 impl Hook {
@@ -838,7 +848,17 @@ impl Hook {
 
     /// The next requests get these statuses.
     pub fn answer_next(&self, statuses: &[u16]) {
-        self.state.script.lock().unwrap().extend(statuses);
+        self.state.script.lock().unwrap().extend(statuses.iter().map(|s| (*s, None)));
+    }
+
+    /// The next request gets `status` with `Retry-After: secs`.
+    pub fn answer_next_retry_after(&self, status: u16, secs: u64) {
+        self.state.script.lock().unwrap().push_back((status, Some(secs)));
+    }
+
+    /// Every request after the script gets `status`.
+    pub fn answer_always(&self, status: u16) {
+        self.state.otherwise.store(status, Ordering::SeqCst);
     }
 
     pub fn set_delay(&self, d: Duration) {
