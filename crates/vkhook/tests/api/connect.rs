@@ -558,6 +558,22 @@ async fn a_failed_server_is_repaired_by_an_edit_when_vk_confirms_it_again() {
     assert_eq!((ours[0].id, &ours[0].status), (before.id, &ServerStatus::Ok), "the same server, edited");
     let now = app.sandbox.servers(1001).into_iter().find(|s| s.id == theirs.id).expect("theirs is still there");
     assert_eq!((now.url, now.title, now.secret_key), (theirs.url, theirs.title, theirs.secret_key), "untouched");
+    // VK's `failed` told the admin (Анна has not allowed the community's messages; no e-mail is set up), and the
+    // next check, finding our server `ok`, closes that alert.
+    let alert = eventually(10, "the alert told", || async {
+        let alerts = app.store().alerts(1001, 10).await.unwrap();
+        alerts.into_iter().find(|a| a.kind == vkhook::model::AlertKind::VkFailed && a.vk_result.is_some())
+    })
+    .await;
+    assert_eq!(alert.vk_result, Some(vkhook::model::AlertOutcome::NotAllowed));
+    assert_eq!(alert.email_result, Some(vkhook::model::AlertOutcome::NotConfigured));
+    let r = app.post_with_csrf("/communities/1001", "/communities/1001/check", &[]).await;
+    assert_eq!(r.status(), 303);
+    eventually(10, "the alert closed", || async {
+        let alerts = app.store().alerts(1001, 10).await.unwrap();
+        alerts.iter().all(|a| a.resolved_at.is_some()).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
