@@ -17,6 +17,9 @@
 //! once (as ingest stores them, deliveries made by the same statement), the time until the endpoint has them all.
 //! Prints `FORWARD {…}` and exits.
 //!
+//! `--endpoint` adds such an endpoint (the receiver lives in this process) and goes on to `READY`: the load benchmark's
+//! `forward` case measures ingest while every event is forwarded.
+//!
 //! `--bot off` then unticks both switches on the community page, as an admin would. Prints one line
 //! `READY {"port":…,"secret":…,"pid":…,"sandbox_pid":…}` (pid: the `vkhook serve` process) and waits until killed;
 //! both child processes die with it.
@@ -147,14 +150,20 @@ async fn main() -> anyhow::Result<()> {
     if let Some(n) = arg("--burst").and_then(|n| n.parse::<usize>().ok()) {
         burst(&store, n).await?;
     }
-    if let Some(n) = arg("--forward").and_then(|n| n.parse::<usize>().ok()) {
+    let forward = arg("--forward").and_then(|n| n.parse::<usize>().ok());
+    let endpoint = if forward.is_some() || args.iter().any(|a| a == "--endpoint") {
         let endpoint = Endpoint::start().await?;
         let page = http.get(format!("{app}/communities/1001")).send().await?.text().await?;
         let form = [("csrf", csrf(&page)?), ("url", endpoint.url.clone()), ("name", "bench".into())];
         let added = http.post(format!("{app}/communities/1001/endpoints")).form(&form).send().await?;
         anyhow::ensure!(added.status() == 303, "adding the endpoint: {}", added.status());
-        let latency = forward_latency(&app, secret.expose_secret(), &endpoint).await?;
-        let throughput = forward_throughput(&store, n, &endpoint).await?;
+        Some(endpoint)
+    } else {
+        None
+    };
+    if let (Some(n), Some(endpoint)) = (forward, &endpoint) {
+        let latency = forward_latency(&app, secret.expose_secret(), endpoint).await?;
+        let throughput = forward_throughput(&store, n, endpoint).await?;
         println!("FORWARD {{{latency},{throughput}}}");
         store.close().await;
         return Ok(());

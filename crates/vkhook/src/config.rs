@@ -82,7 +82,7 @@ impl Default for ForwardSettings {
             schedule: crate::forward::attempt::Schedule::default(),
             attempt_timeout: crate::forward::attempt::ATTEMPT_TIMEOUT,
             concurrency: 4,
-            batch: 100,
+            batch: 500,
             lease: Duration::from_secs(60),
             endpoints_at_once: 32,
             poll: Duration::from_millis(500),

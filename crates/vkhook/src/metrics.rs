@@ -96,7 +96,8 @@ impl Metrics {
     }
 
     /// `backlog`: the events waiting, and the age in seconds of the oldest (when the store answered).
-    pub fn render(&self, backlog: Option<(i64, f64)>) -> String {
+    /// `backlog`: the inbox's depth, its oldest event's age (s), and the forwarding deliveries not made yet.
+    pub fn render(&self, backlog: Option<(i64, f64, i64)>) -> String {
         let mut out = String::with_capacity(4096);
         out.push_str(
             "# HELP vkhook_callback_requests_total Requests to /vk/callback by event type, HTTP status and result \
@@ -119,7 +120,12 @@ impl Metrics {
             "vkhook_inbox_commit_batch_size",
             "Events stored per commit (group commit).",
         );
-        if let Some((depth, oldest_age)) = backlog {
+        if let Some((depth, oldest_age, forwarding)) = backlog {
+            let _ = writeln!(
+                out,
+                "# HELP vkhook_forward_depth Forwarded events not delivered yet (waiting, being sent, or retrying).\n\
+                 # TYPE vkhook_forward_depth gauge\nvkhook_forward_depth {forwarding}"
+            );
             let _ = writeln!(
                 out,
                 "# HELP vkhook_inbox_depth Events stored but not handled yet.\n# TYPE vkhook_inbox_depth gauge"
@@ -174,7 +180,7 @@ mod tests {
         m.observe_callback("message_new", 200, "stored", Duration::from_millis(3));
         m.observe_callback("other", 403, "wrong_secret", Duration::from_micros(100));
         m.observe_reply("comment", "sent");
-        let text = m.render(Some((5, 1.5)));
+        let text = m.render(Some((5, 1.5, 7)));
         assert!(
             text.contains("vkhook_callback_requests_total{type=\"message_new\",status=\"200\",result=\"stored\"} 2")
         );

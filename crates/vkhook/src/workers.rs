@@ -11,7 +11,11 @@ use crate::store::now_ms;
 /// again: new events are claimed at most this often, however fast they arrive.
 const CLAIM_COALESCE: std::time::Duration = std::time::Duration::from_millis(10);
 /// The same for forwarding, shorter: a forwarded event's latency is the product.
-const FORWARD_COALESCE: std::time::Duration = std::time::Duration::from_millis(2);
+const FORWARD_COALESCE: std::time::Duration = std::time::Duration::from_millis(5);
+/// While ingest is busy, a forwarding claim takes at most this many deliveries of an endpoint.
+const BATCH_UNDER_LOAD: i64 = 100;
+/// While ingest is busy, forwarding claims at most this often.
+const FORWARD_UNDER_LOAD: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The running loops; [`Workers::stop`] ends them and waits.
 pub struct Workers {
@@ -102,16 +106,24 @@ async fn run_forwarder(app: AppState, mut stop: watch::Receiver<bool>) {
     let owner = app.instance_id.clone();
     let settings = app.forwarding.settings().clone();
     let mut inflight: JoinSet<()> = JoinSet::new();
+    let mut last_claim = std::time::Instant::now();
     loop {
         if *stop.borrow() {
             break;
         }
         let room = settings.endpoints_at_once.saturating_sub(inflight.len());
         let mut claimed = 0;
-        if room > 0 {
+        // While VK sends as fast as we store, ingest comes first: claims (and the sending they start) are spaced
+        // out, so a burst is stored at full speed and forwarded right after (its queue is durable).
+        let yielding = app.forwarding.ingest_busy() && last_claim.elapsed() < FORWARD_UNDER_LOAD;
+        if room > 0 && !yielding {
+            last_claim = std::time::Instant::now();
             let now = now_ms();
             let lease_until = now + settings.lease.as_millis() as i64;
-            match app.store.claim_deliveries(&owner, now, lease_until, room as i64, settings.batch).await {
+            // Under load, smaller claims: each is a write transaction beside ingest's commits.
+            let batch =
+                if app.forwarding.ingest_busy() { settings.batch.min(BATCH_UNDER_LOAD) } else { settings.batch };
+            match app.store.claim_deliveries(&owner, now, lease_until, room as i64, batch).await {
                 Ok(batches) => {
                     claimed = batches.len();
                     for batch in batches {

@@ -3,7 +3,7 @@
 # same run, on the same machine. Release build, 64 connections, 2 threads, 10 s each.
 #
 #   crates/vkhook/benches/load/run.sh [bot-on] [bot-off] [likes] [burst] [stripped] [pg-bot-on] [pg-bot-off]
-#                                     [pg-likes] [pg-burst] [postgres] [postgres2]
+#                                     [pg-likes] [pg-burst] [postgres] [postgres2] [forward] [forward-bench]
 #   (default: bot-on bot-off likes burst stripped)
 #
 # bot-on, bot-off, likes: the product (examples/product_target.rs): `vkhook sandbox` in its own process,
@@ -13,6 +13,10 @@
 #   load stops and how long it takes to drain (up to DRAIN_MAX seconds; the bot replies at VK's 20 calls/s).
 # burst: the same product; 100 000 pending like_add events of 1001 stored at once (as an instance leaves them when it
 #   could not decide at ingest), timed until the workers have finished them all — events that need no VK call.
+# forward: bot off, and an endpoint (a local receiver answering 204 at once, added through the card's form) gets every
+#   event: ingest while forwarding runs; the line also gives the forwarding backlog at the end and its drain.
+# forward-bench: forwarding itself (product_target --forward): the time from `ok` to the endpoint having the event at
+#   500 events/s, and the rate at which a stored burst of FORWARD_BURST events reaches the endpoint.
 # stripped: the receiver alone (examples/load_target.rs, --role web: no workers) — a ceiling, not the product.
 # pg-* modes: the same product cases on PostgreSQL; they and the postgres modes (stripped target) need
 # VKHOOK_LOAD_PG=postgres://user@host/db, a scratch database (pg-* drop and create it).
@@ -25,6 +29,7 @@ DRAIN_MAX="${DRAIN_MAX:-30}"
 MODES=("$@")
 [ ${#MODES[@]} -eq 0 ] && MODES=(bot-on bot-off likes burst stripped)
 BURST="${BURST:-100000}"
+FORWARD_BURST="${FORWARD_BURST:-50000}"
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 1; }
 
 cargo build --release -q -p vkhook --bin vkhook --example load_target --example product_target
@@ -96,23 +101,24 @@ print(f"{label:<30} {rps:>8.0f} req/s{times}   p50 {max(p50s):6.2f} ms   p99 {ma
 PY
 }
 
-product() { # label bot mix [database-url]
+product() { # label bot mix [database-url] [depth metric] [extra product_target flags...]
   local db=()
   [ -n "${4:-}" ] && db=(--database-url "$4")
-  start "$1" "$PRODUCT" --bot "$2" "${db[@]}"
+  local gauge="${5:-vkhook_inbox_depth}"
+  start "$1" "$PRODUCT" --bot "$2" "${db[@]}" "${@:6}"
   local cpu0 cpu1 total depth start_ns drained
   cpu0=$(cpu_ticks "$PID")
   load "$1" "$PORT" "$SECRET" "$3"
   cpu1=$(cpu_ticks "$PID")
-  depth=$(metric "$PORT" vkhook_inbox_depth)
+  depth=$(metric "$PORT" "$gauge")
   start_ns=$(date +%s%N); drained="not drained in ${DRAIN_MAX} s"
   while [ "$(( ($(date +%s%N) - start_ns) / 1000000000 ))" -lt "$DRAIN_MAX" ]; do
-    if [ "$(metric "$PORT" vkhook_inbox_depth)" = "0" ]; then
+    if [ "$(metric "$PORT" "$gauge")" = "0" ]; then
       drained="drained in $(( ($(date +%s%N) - start_ns) / 1000000 )) ms"; break
     fi
     sleep 0.2
   done
-  local left; left=$(metric "$PORT" vkhook_inbox_depth)
+  local left; left=$(metric "$PORT" "$gauge")
   total=$(grep -oE '[0-9]+ requests in' "$OUT/$1.wrk" | awk '{print $1}')
   local hz; hz=$(getconf CLK_TCK)
   EXTRA="   CPU $(( (cpu1 - cpu0) * 1000000 / hz / (total > 0 ? total : 1) )) us/req   backlog at end ${depth}, ${drained} (left ${left})" \
@@ -155,6 +161,18 @@ for mode in "${MODES[@]}"; do
   case "$mode" in
     bot-on) product "vkhook, bot on (as connected)" on "" ;;
     bot-off) product "vkhook, bot off" off "" ;;
+    forward) product "vkhook, bot off, forwarding" off "" "" vkhook_forward_depth --endpoint ;;
+    forward-bench)
+      "$PRODUCT" --bot off --forward "$FORWARD_BURST" > "$OUT/forward.out" 2> "$OUT/forward.err"
+      python3 - "$(grep '^FORWARD' "$OUT/forward.out" | sed 's/^FORWARD //')" <<'PY'
+import json, sys
+f = json.loads(sys.argv[1])
+print(f"{'forwarding latency':<30} {f['latency_events']} events at {f['rate']}/s: ok → endpoint p50 {f['p50_ms']} ms, "
+      f"p99 {f['p99_ms']} ms, max {f['max_ms']} ms")
+print(f"{'forwarding throughput':<30} {f['burst_events']} stored events reached the endpoint in "
+      f"{f['forwarded_ms'] / 1000:.1f} s: {f['events_per_s']} events/s")
+PY
+      ;;
     likes) product "vkhook, 80 % like_add, bot on" on likes ;;
     burst) burst "vkhook, burst, no VK call" ;;
     pg-bot-on|pg-bot-off|pg-likes|pg-burst)

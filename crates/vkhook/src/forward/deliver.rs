@@ -27,6 +27,8 @@ use crate::store::{
 /// How much of an answer is read (the rest is dropped with the connection) and how much of it is kept.
 const READ_LIMIT: usize = 64 * 1024;
 const KEEP: usize = 300;
+/// A batch records its results every this many deliveries.
+const RECORD_EVERY: usize = 64;
 
 /// One attempt's result, before the batch decides what it means for the rest.
 struct Tried {
@@ -49,7 +51,7 @@ impl Forwarding {
                 tracing::error!(endpoint = %endpoint.id, error = %e, "endpoint secret does not open: deliveries wait");
                 let later = now_ms() + self.settings.lease.as_millis() as i64;
                 let outcomes = deliveries.iter().map(|d| release(d.id, later)).collect();
-                self.record(owner, &endpoint, outcomes, None).await;
+                self.record(owner, &endpoint, outcomes, None, true).await;
                 return;
             }
         };
@@ -59,7 +61,8 @@ impl Forwarding {
         let held = Arc::new(std::sync::Mutex::new(None::<i64>));
         let budget = self.settings.lease / 2;
         let mut tasks = JoinSet::new();
-        let mut outcomes = Vec::with_capacity(deliveries.len());
+        let mut outcomes = Vec::with_capacity(RECORD_EVERY);
+        let mut fared = Fared::default();
         for d in deliveries {
             let permit = gate.clone().acquire_owned().await.expect("the gate is never closed");
             let hold = *held.lock().expect("not poisoned");
@@ -79,16 +82,21 @@ impl Forwarding {
                 drop(permit);
                 (d, tried)
             });
-            // Collect what finished, so the outcomes of a long batch do not wait in the tasks.
+            // Collect what finished; a long batch records its results in parts, so each commit stays small (ingest
+            // shares it) and a crash re-sends less.
             while let Some(done) = tasks.try_join_next() {
                 outcomes.push(self.outcome(done));
+            }
+            if outcomes.len() >= RECORD_EVERY {
+                fared.add(&outcomes);
+                self.record(owner, &endpoint, std::mem::take(&mut outcomes), None, false).await;
             }
         }
         while let Some(done) = tasks.join_next().await {
             outcomes.push(self.outcome(done));
         }
-        let health = health_of(&outcomes);
-        self.record(owner, &endpoint, outcomes, health).await;
+        fared.add(&outcomes);
+        self.record(owner, &endpoint, outcomes, fared.health(), true).await;
     }
 
     fn outcome(&self, done: Result<(ClaimedDelivery, Tried), tokio::task::JoinError>) -> DeliveryOutcome {
@@ -114,6 +122,7 @@ impl Forwarding {
         endpoint: &crate::store::EndpointRow,
         outcomes: Vec<DeliveryOutcome>,
         health: Option<EndpointHealth>,
+        release: bool,
     ) {
         let endpoint_id = endpoint.id.as_str();
         let results = DeliveryResults {
@@ -122,6 +131,7 @@ impl Forwarding {
             outcomes,
             health,
             failing_cutoff: now_ms() - self.settings.disable_after.as_millis() as i64,
+            release,
         };
         match self.writer.deliveries(results).await {
             Ok(settled) => {
@@ -196,15 +206,35 @@ fn release(delivery_id: i64, not_before: i64) -> DeliveryOutcome {
     DeliveryOutcome { delivery_id, attempt: None, next: DeliveryNext::Release { not_before } }
 }
 
-/// The endpoint's state after a batch: gone if it said 410; healthy if anything got through; failing since the first
-/// failure otherwise; unknown if nothing was tried.
-fn health_of(outcomes: &[DeliveryOutcome]) -> Option<EndpointHealth> {
-    let tried = || outcomes.iter().filter_map(|o| o.attempt.as_ref().map(|a| (a, &o.next)));
-    if tried().any(|(a, _)| a.status_code == Some(410)) {
-        return Some(EndpointHealth::Gone);
+/// How the endpoint fared over a batch: gone if it said 410; healthy if anything got through; failing since the
+/// first failure otherwise; unknown if nothing was tried.
+#[derive(Default)]
+struct Fared {
+    gone: bool,
+    succeeded: bool,
+    first_failure: Option<i64>,
+}
+
+impl Fared {
+    fn add(&mut self, outcomes: &[DeliveryOutcome]) {
+        for o in outcomes {
+            let Some(a) = &o.attempt else { continue };
+            self.gone |= a.status_code == Some(410);
+            if o.next == DeliveryNext::Delivered {
+                self.succeeded = true;
+            } else {
+                self.first_failure = Some(self.first_failure.map_or(a.at, |f| f.min(a.at)));
+            }
+        }
     }
-    if tried().any(|(_, next)| *next == DeliveryNext::Delivered) {
-        return Some(EndpointHealth::Succeeded);
+
+    fn health(&self) -> Option<EndpointHealth> {
+        if self.gone {
+            Some(EndpointHealth::Gone)
+        } else if self.succeeded {
+            Some(EndpointHealth::Succeeded)
+        } else {
+            self.first_failure.map(|at| EndpointHealth::Failed { at })
+        }
     }
-    tried().map(|(a, _)| a.at).min().map(|at| EndpointHealth::Failed { at })
 }

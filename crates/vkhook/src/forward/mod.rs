@@ -117,6 +117,12 @@ impl Forwarding {
         &self.wakeup
     }
 
+    /// VK is sending as fast as vkhook stores: forwarding, which can wait (its queue is durable), claims less often
+    /// so that ingest keeps its pace.
+    pub fn ingest_busy(&self) -> bool {
+        self.writer.ingest_busy()
+    }
+
     /// «Добавить адрес»: checks the URL (scheme, and every address its host resolves to), makes the signing secret.
     /// `types` empty: every type.
     pub async fn add(

@@ -145,7 +145,8 @@ async fn metrics(State(app): State<AppState>, headers: header::HeaderMap) -> Res
         let depth = app.store.inbox_depth(None).await?;
         let oldest = app.store.oldest_open_event_at(None).await?;
         let age = oldest.map_or(0.0, |at| (crate::store::now_ms() - at).max(0) as f64 / 1000.0);
-        crate::store::StoreResult::Ok((depth, age))
+        let forwarding = app.store.forward_depth().await?;
+        crate::store::StoreResult::Ok((depth, age, forwarding))
     };
     let backlog = backlog.await.ok();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], app.metrics.render(backlog)).into_response()

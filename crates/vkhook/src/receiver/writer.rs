@@ -25,9 +25,16 @@ enum Job {
     Deliveries(DeliveryResults, Answer<DeliveriesSettled>),
 }
 
+/// A commit of at least this many new events means VK is sending as fast as we store.
+const BUSY_BATCH: usize = 32;
+/// How long such a commit counts as "ingest is busy".
+const BUSY_FOR_MS: i64 = 50;
+
 #[derive(Clone)]
 pub struct Writer {
     queue: mpsc::Sender<Job>,
+    /// Until when (Unix ms) ingest counts as busy.
+    busy_until: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl Writer {
@@ -35,10 +42,17 @@ impl Writer {
     pub fn start(store: Store, writers: usize, metrics: Arc<Metrics>) -> Writer {
         let (queue, rx) = mpsc::channel::<Job>(8192);
         let rx = Arc::new(Mutex::new(rx));
+        let busy_until = Arc::new(std::sync::atomic::AtomicI64::new(0));
         for _ in 0..writers.max(1) {
-            tokio::spawn(write_batches(store.clone(), rx.clone(), metrics.clone()));
+            tokio::spawn(write_batches(store.clone(), rx.clone(), metrics.clone(), busy_until.clone()));
         }
-        Writer { queue }
+        Writer { queue, busy_until }
+    }
+
+    /// VK is sending as fast as we store (a recent commit took many new events): work that can wait (forwarding)
+    /// leaves the CPU and the single SQLite writer to ingest.
+    pub fn ingest_busy(&self) -> bool {
+        crate::store::now_ms() < self.busy_until.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Queues an event for the next group commit and waits until it is durable.
@@ -120,7 +134,12 @@ impl Waiting {
     }
 }
 
-async fn write_batches(store: Store, rx: Arc<Mutex<mpsc::Receiver<Job>>>, metrics: Arc<Metrics>) {
+async fn write_batches(
+    store: Store,
+    rx: Arc<Mutex<mpsc::Receiver<Job>>>,
+    metrics: Arc<Metrics>,
+    busy_until: Arc<std::sync::atomic::AtomicI64>,
+) {
     let mut write = InboxWrite::default();
     let mut waiting = Waiting::default();
     loop {
@@ -137,6 +156,10 @@ async fn write_batches(store: Store, rx: Arc<Mutex<mpsc::Receiver<Job>>>, metric
         }
         if !write.events.is_empty() {
             metrics.observe_batch(write.events.len());
+        }
+        if write.events.len() >= BUSY_BATCH {
+            let until = crate::store::now_ms() + BUSY_FOR_MS;
+            busy_until.store(until, std::sync::atomic::Ordering::Relaxed);
         }
         match store.write_inbox(&write).await {
             Ok(written) => {

@@ -50,7 +50,7 @@ impl EndpointRow {
 }
 
 /// One claimed delivery, with the body to send.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimedDelivery {
     pub id: i64,
     pub group_id: i64,
@@ -125,6 +125,8 @@ pub struct DeliveryResults {
     pub health: Option<EndpointHealth>,
     /// An endpoint failing since before this time (Unix ms) is disabled.
     pub failing_cutoff: i64,
+    /// The batch is over: the endpoint is given back (a long batch records its results in parts before).
+    pub release: bool,
 }
 
 /// What recording [`DeliveryResults`] did.
@@ -163,34 +165,42 @@ pub struct EndpointQueue {
 
 /// Records a batch's results on either backend's transaction (the same statements on both).
 macro_rules! settle_deliveries {
-    ($tx:expr, $r:expr) => {{
+    ($tx:expr, $r:expr, $db:ty) => {{
         let r: &$crate::store::DeliveryResults = $r;
         let now = $crate::store::now_ms();
-        let mut settled = Vec::with_capacity(r.outcomes.len());
-        for o in &r.outcomes {
+        use $crate::store::DeliveryNext;
+        // The common case, delivered, in one statement; the rest (retries, give-ups, releases) one by one.
+        let delivered: Vec<i64> =
+            r.outcomes.iter().filter(|o| o.next == DeliveryNext::Delivered).map(|o| o.delivery_id).collect();
+        let mut done = std::collections::HashSet::new();
+        for chunk in delivered.chunks(500) {
+            let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE deliveries SET status = 'delivered', finished_at = ");
+            q.push_bind(now).push(", lease_owner = NULL, lease_until = NULL WHERE lease_owner = ");
+            q.push_bind(&r.owner).push(" AND status = 'sending' AND id IN (");
+            let mut ids = q.separated(", ");
+            for id in chunk {
+                ids.push_bind(*id);
+            }
+            q.push(") RETURNING id");
+            done.extend(q.build_query_scalar::<i64>().fetch_all(&mut *$tx).await?);
+        }
+        for o in r.outcomes.iter().filter(|o| o.next != DeliveryNext::Delivered) {
             let q = match &o.next {
-                $crate::store::DeliveryNext::Delivered => sqlx::query(
-                    "UPDATE deliveries SET status = 'delivered', finished_at = $3, lease_owner = NULL, \
-                     lease_until = NULL WHERE id = $1 AND lease_owner = $2 AND status = 'sending'",
-                )
-                .bind(o.delivery_id)
-                .bind(&r.owner)
-                .bind(now),
-                $crate::store::DeliveryNext::RetryAt(at) => sqlx::query(
+                DeliveryNext::RetryAt(at) => sqlx::query(
                     "UPDATE deliveries SET status = 'pending', next_attempt_at = $3, lease_owner = NULL, \
                      lease_until = NULL WHERE id = $1 AND lease_owner = $2 AND status = 'sending'",
                 )
                 .bind(o.delivery_id)
                 .bind(&r.owner)
                 .bind(*at),
-                $crate::store::DeliveryNext::Failed => sqlx::query(
+                DeliveryNext::Failed => sqlx::query(
                     "UPDATE deliveries SET status = 'failed', finished_at = $3, lease_owner = NULL, \
                      lease_until = NULL WHERE id = $1 AND lease_owner = $2 AND status = 'sending'",
                 )
                 .bind(o.delivery_id)
                 .bind(&r.owner)
                 .bind(now),
-                $crate::store::DeliveryNext::Release { not_before } => sqlx::query(
+                DeliveryNext::Release { not_before } => sqlx::query(
                     "UPDATE deliveries SET status = 'pending', attempts = attempts - 1, \
                      next_attempt_at = CASE WHEN next_attempt_at < $3 THEN $3 ELSE next_attempt_at END, \
                      lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2 AND status = 'sending'",
@@ -198,25 +208,36 @@ macro_rules! settle_deliveries {
                 .bind(o.delivery_id)
                 .bind(&r.owner)
                 .bind(*not_before),
+                DeliveryNext::Delivered => unreachable!("filtered out above"),
             };
-            let ok = q.execute(&mut *$tx).await?.rows_affected() == 1;
-            if let (true, Some(a)) = (ok, &o.attempt) {
-                sqlx::query(
-                    "INSERT INTO delivery_attempts (delivery_id, endpoint_id, attempt, at, status_code, error, \
-                     duration_ms, response) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(o.delivery_id)
-                .bind(&r.endpoint_id)
-                .bind(a.attempt)
-                .bind(a.at)
-                .bind(a.status_code)
-                .bind(&a.error)
-                .bind(a.duration_ms)
-                .bind(&a.response)
-                .execute(&mut *$tx)
-                .await?;
+            if q.execute(&mut *$tx).await?.rows_affected() == 1 {
+                done.insert(o.delivery_id);
             }
-            settled.push(ok);
+        }
+        let settled: Vec<bool> = r.outcomes.iter().map(|o| done.contains(&o.delivery_id)).collect();
+        // The attempts of what was settled, in one statement per 500.
+        let attempts: Vec<(i64, &$crate::store::AttemptRecord)> = r
+            .outcomes
+            .iter()
+            .filter(|o| done.contains(&o.delivery_id))
+            .filter_map(|o| o.attempt.as_ref().map(|a| (o.delivery_id, a)))
+            .collect();
+        for chunk in attempts.chunks(500) {
+            let mut q = sqlx::QueryBuilder::<$db>::new(
+                "INSERT INTO delivery_attempts (delivery_id, endpoint_id, attempt, at, status_code, error, \
+                 duration_ms, response) ",
+            );
+            q.push_values(chunk, |mut row, (id, a)| {
+                row.push_bind(*id)
+                    .push_bind(&r.endpoint_id)
+                    .push_bind(a.attempt)
+                    .push_bind(a.at)
+                    .push_bind(a.status_code)
+                    .push_bind(&a.error)
+                    .push_bind(a.duration_ms)
+                    .push_bind(&a.response);
+            });
+            q.build().execute(&mut *$tx).await?;
         }
         let mut disabled = None;
         match r.health {
@@ -260,11 +281,13 @@ macro_rules! settle_deliveries {
             }
             None => {}
         }
-        sqlx::query("UPDATE endpoints SET lease_owner = NULL, lease_until = 0 WHERE id = $1 AND lease_owner = $2")
-            .bind(&r.endpoint_id)
-            .bind(&r.owner)
-            .execute(&mut *$tx)
-            .await?;
+        if r.release {
+            sqlx::query("UPDATE endpoints SET lease_owner = NULL, lease_until = 0 WHERE id = $1 AND lease_owner = $2")
+                .bind(&r.endpoint_id)
+                .bind(&r.owner)
+                .execute(&mut *$tx)
+                .await?;
+        }
         $crate::store::DeliveriesSettled { settled, disabled }
     }};
 }
@@ -388,6 +411,12 @@ impl Store {
         Ok(EndpointQueue { open, failed })
     }
 
+    /// Deliveries not made yet, over all endpoints (counted in the partial index `deliveries_open`).
+    pub async fn forward_depth(&self) -> StoreResult<i64> {
+        let q = "SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'sending')";
+        Ok(on_pool!(self, pool => sqlx::query_scalar(q).fetch_one(pool).await?))
+    }
+
     /// An event's delivery to one endpoint, by VK's `event_id` (or a test event's).
     pub async fn delivery_status(&self, endpoint_id: &str, event_id: &str) -> StoreResult<Option<DeliveryStatus>> {
         let q = "SELECT status FROM deliveries WHERE endpoint_id = $1 AND event_id = $2 ORDER BY id DESC LIMIT 1";
@@ -423,14 +452,11 @@ impl Store {
         let take_deliveries = format!(
             "UPDATE deliveries SET status = 'sending', lease_owner = $2, lease_until = $3, attempts = attempts + 1 \
              WHERE id IN (SELECT id FROM deliveries WHERE endpoint_id = $4 AND {DUE} \
-                          ORDER BY next_attempt_at, id LIMIT $5)"
+                          ORDER BY next_attempt_at, id LIMIT $5) \
+             RETURNING id, group_id, event_id, event_type, attempts, inbox_id, payload"
         );
         let endpoint = format!("SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE id = $1");
-        let held = "SELECT d.id, d.group_id, d.event_id, d.event_type, d.attempts, \
-                    COALESCE(d.payload, i.payload, '') AS payload \
-                    FROM deliveries d LEFT JOIN inbox_events i ON i.id = d.inbox_id \
-                    WHERE d.endpoint_id = $1 AND d.status IN ('pending', 'sending') AND d.lease_owner = $2 \
-                    ORDER BY d.id";
+        type Taken = (i64, i64, String, String, i64, Option<i64>, Option<String>);
         let batches = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let mut batches = Vec::new();
@@ -440,11 +466,30 @@ impl Store {
                 if took == 0 {
                     continue; // another instance took it meanwhile
                 }
-                sqlx::query(&take_deliveries).bind(now).bind(owner).bind(lease_until).bind(id).bind(batch)
-                    .execute(&mut *tx).await?;
-                let endpoint = sqlx::query_as::<_, EndpointRow>(&endpoint).bind(id).fetch_one(&mut *tx).await?;
-                let deliveries = sqlx::query_as::<_, ClaimedDelivery>(held).bind(id).bind(owner)
+                let mut taken: Vec<Taken> = sqlx::query_as(&take_deliveries)
+                    .bind(now).bind(owner).bind(lease_until).bind(id).bind(batch)
                     .fetch_all(&mut *tx).await?;
+                taken.sort_by_key(|t| t.0);
+                // The bodies of VK's events, by primary key (only integers go into the list).
+                let inbox: Vec<String> = taken.iter().filter_map(|t| t.5).map(|i| i.to_string()).collect();
+                let mut bodies: std::collections::HashMap<i64, String> = if inbox.is_empty() {
+                    Default::default()
+                } else {
+                    let q = format!("SELECT id, payload FROM inbox_events WHERE id IN ({})", inbox.join(","));
+                    sqlx::query_as::<_, (i64, String)>(&q).fetch_all(&mut *tx).await?.into_iter().collect()
+                };
+                let endpoint = sqlx::query_as::<_, EndpointRow>(&endpoint).bind(id).fetch_one(&mut *tx).await?;
+                let deliveries = taken
+                    .into_iter()
+                    .map(|(id, group_id, event_id, event_type, attempts, inbox_id, payload)| ClaimedDelivery {
+                        payload: payload.or_else(|| inbox_id.and_then(|i| bodies.remove(&i))).unwrap_or_default(),
+                        id,
+                        group_id,
+                        event_id,
+                        event_type,
+                        attempts,
+                    })
+                    .collect();
                 batches.push(ClaimedBatch { endpoint, deliveries });
             }
             tx.commit().await?;

@@ -282,7 +282,7 @@ impl Store {
                     let renewed = renew!(tx);
                     let mut delivered = Vec::with_capacity(write.deliveries.len());
                     for r in &write.deliveries {
-                        delivered.push(super::settle_deliveries!(tx, r));
+                        delivered.push(super::settle_deliveries!(tx, r, sqlx::Postgres));
                     }
                     tx.commit().await?;
                     (inserted, settled, renewed, delivered)
@@ -305,7 +305,7 @@ impl Store {
                     let renewed = renew!(tx);
                     let mut delivered = Vec::with_capacity(write.deliveries.len());
                     for r in &write.deliveries {
-                        delivered.push(super::settle_deliveries!(tx, r));
+                        delivered.push(super::settle_deliveries!(tx, r, sqlx::Sqlite));
                     }
                     tx.commit().await?;
                     (inserted, settled, renewed, delivered)

@@ -758,6 +758,7 @@ async fn storing_an_event_makes_its_deliveries_in_the_same_statement(store: &Sto
     let queue = |id: &'static str| async move { store.endpoint_queue(id).await.unwrap().open };
     assert_eq!(queue("ep_all").await, 2);
     assert_eq!(queue("ep_msg").await, 1, "only the type it wants");
+    assert_eq!(store.forward_depth().await.unwrap(), 3);
     assert_eq!(queue("ep_off").await, 0, "a disabled endpoint gets nothing new");
     assert_eq!(queue("ep_other").await, 0, "another community's endpoint");
     // An event finished at ingest for the bot is still forwarded.
@@ -773,7 +774,14 @@ async fn claim_endpoints(store: &Store, owner: &str, now: i64, batch: i64) -> Ve
 }
 
 fn results(endpoint_id: &str, owner: &str, outcomes: Vec<DeliveryOutcome>) -> DeliveryResults {
-    DeliveryResults { endpoint_id: endpoint_id.into(), owner: owner.into(), outcomes, health: None, failing_cutoff: 0 }
+    DeliveryResults {
+        endpoint_id: endpoint_id.into(),
+        owner: owner.into(),
+        outcomes,
+        health: None,
+        failing_cutoff: 0,
+        release: true,
+    }
 }
 
 fn tried(delivery_id: i64, n: i64, status: i64, next: DeliveryNext) -> DeliveryOutcome {
@@ -875,6 +883,7 @@ async fn an_endpoint_failing_too_long_or_gone_is_disabled(store: &Store) {
         outcomes: vec![],
         health: Some(health),
         failing_cutoff: cutoff,
+        release: true,
     };
     // Failing since `now`; not yet past the cutoff, then past it.
     let r = fared("ep_a", now - 1_000, EndpointHealth::Failed { at: now });
