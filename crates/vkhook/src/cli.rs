@@ -38,6 +38,9 @@ pub enum Command {
     Sandbox {
         #[arg(long, default_value_t = 8081)]
         port: u16,
+        /// Also communities 2001…2000+N, administered by «Анна Админова» (user 1): an admin of many communities.
+        #[arg(long, default_value_t = 0)]
+        extra_communities: usize,
     },
     /// Manage the keys that encrypt tokens at rest.
     Keys {
@@ -174,6 +177,9 @@ pub struct DemoArgs {
     pub sandbox_port: u16,
     #[arg(long, default_value = "data/demo")]
     pub data_dir: PathBuf,
+    /// Also communities 2001…2000+N, administered by «Анна Админова» (user 1): an admin of many communities.
+    #[arg(long, default_value_t = 0)]
+    pub extra_communities: usize,
 }
 
 /// A setting that stops start-up, in one line.
@@ -355,7 +361,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         #[cfg(feature = "demo")]
         Command::Demo(args) => demo(&args).await,
         #[cfg(feature = "demo")]
-        Command::Sandbox { port } => sandbox(port).await,
+        Command::Sandbox { port, extra_communities } => sandbox(port, extra_communities).await,
         Command::Keys { action: KeysCommand::Rotate(args) } => keys_rotate(&args).await,
         Command::Keys { action: KeysCommand::Generate { id } } => {
             println!("{}", secrecy::ExposeSecret::expose_secret(&Vault::generate_spec(&id)));
@@ -373,6 +379,7 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     let sandbox = vk_sandbox::Sandbox::start(vk_sandbox::SandboxConfig {
         bind: ([127, 0, 0, 1], args.sandbox_port).into(),
         time_factor: DEMO_TIME_FACTOR,
+        extra_communities: args.extra_communities,
         ..Default::default()
     })
     .await
@@ -389,6 +396,9 @@ pub async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     println!("  1. Open {app_url} and press «Войти через VK ID»; pick «Анна Админова» on the sandbox page.");
     println!("  2. Open «Кофейня «Зерно»» and press «Подключить Callback API».");
     println!("  3. Comment as «Иван Читатель» on {} and watch the bot answer.", sandbox.url());
+    if let Some(more) = extra_communities_line(args.extra_communities) {
+        println!("  {more}");
+    }
     println!();
     println!("  Data: {} (fresh for every demo run; the key file is kept). Ctrl-C stops.", args.data_dir.display());
     app.run_until_stopped(shutdown_signal()).await
@@ -419,15 +429,33 @@ fn remove_if_present(path: &Path) -> anyhow::Result<()> {
     }
 }
 
+/// The banner's line about `--extra-communities`.
 #[cfg(feature = "demo")]
-pub async fn sandbox(port: u16) -> anyhow::Result<()> {
+fn extra_communities_line(n: usize) -> Option<String> {
+    match n {
+        0 => None,
+        1 => Some("Also: «Сообщество 2001» (2001), administered by «Анна Админова».".into()),
+        n => Some(format!(
+            "Also: {n} more communities, «Сообщество 2001» … «Сообщество {}» (2001…{}), administered by «Анна Админова».",
+            2000 + n,
+            2000 + n
+        )),
+    }
+}
+
+#[cfg(feature = "demo")]
+pub async fn sandbox(port: u16, extra_communities: usize) -> anyhow::Result<()> {
     let sandbox = vk_sandbox::Sandbox::start(vk_sandbox::SandboxConfig {
         bind: ([127, 0, 0, 1], port).into(),
+        extra_communities,
         ..Default::default()
     })
     .await
     .with_context(|| format!("starting the VK sandbox on port {port}"))?;
     println!("VK sandbox: {}", sandbox.url());
+    if let Some(more) = extra_communities_line(extra_communities) {
+        println!("{more}");
+    }
     shutdown_signal().await;
     Ok(())
 }

@@ -244,7 +244,7 @@ async fn the_demo_serves_the_app_and_its_sandbox_on_the_ports_it_prints() {
     let dir = TempDir::new("vkhook-demo");
     // Port 0 for both: the OS picks free ports, and the banner says which.
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vkhook"))
-        .args(["demo", "--port", "0", "--sandbox-port", "0", "--data-dir"])
+        .args(["demo", "--port", "0", "--sandbox-port", "0", "--extra-communities", "3", "--data-dir"])
         .arg(&dir.0)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -273,4 +273,42 @@ async fn the_demo_serves_the_app_and_its_sandbox_on_the_ports_it_prints() {
     let world = reqwest::get(&sandbox).await.unwrap().text().await.unwrap();
     assert!(world.contains("Кофейня «Зерно»"), "the sandbox's demo world");
     assert!(std::fs::metadata(dir.0.join("token.keys")).is_ok(), "the demo's key file");
+    // `--extra-communities 3`: 2001…2003 in the sandbox's world, administered by user 1, and the banner says so.
+    for id in 2001..=2003 {
+        assert!(world.contains(&format!("Сообщество {id}")), "{id}");
+    }
+    assert!(!world.contains("Сообщество 2004"));
+    assert!(banner.lock().unwrap().contains("«Сообщество 2001» … «Сообщество 2003» (2001…2003)"));
+}
+
+#[tokio::test]
+async fn the_sandbox_alone_adds_extra_communities_when_asked() {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vkhook"))
+        .args(["sandbox", "--port", "0", "--extra-communities", "2"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _sandbox = KillOnDrop(Some(child));
+    let banner = Arc::new(Mutex::new(String::new()));
+    let lines = banner.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            lines.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    let url = eventually(30, "the sandbox's banner", || async {
+        let text = banner.lock().unwrap().clone();
+        text.lines().find_map(|l| l.strip_prefix("VK sandbox:").map(|u| u.trim().to_owned()))
+    })
+    .await;
+    let world = reqwest::get(&url).await.unwrap().text().await.unwrap();
+    assert!(
+        world.contains("Сообщество 2001") && world.contains("Сообщество 2002") && !world.contains("Сообщество 2003")
+    );
+    assert!(banner.lock().unwrap().contains("2001…2002"));
 }
