@@ -535,7 +535,9 @@ async fn two_instances_together_stay_within_vks_20_calls_a_second_per_community(
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .sum::<u64>();
     }
-    // Both instances sending at once would go over by dozens (40 calls a second against 20); the lease keeps it to
-    // one sender, and at most a few refusals come from timing on a busy machine (each is retried, nothing lost).
-    assert!(refused <= 3, "VK refused {refused} calls for going over 20 a second: two instances sent at once");
+    // Both instances sending at once would go over by dozens (40 calls a second against 20 for the 3 s this takes:
+    // ~20+ refusals); the lease keeps it to one sender. A few refusals come from timing on a busy machine — one
+    // instance's paced calls bunched up on their way to the sandbox (4 were seen while the CI's other tests ran;
+    // each is retried, nothing lost) — so the bound sits well between the two.
+    assert!(refused <= 8, "VK refused {refused} calls for going over 20 a second: two instances sent at once");
 }
