@@ -219,7 +219,9 @@ async fn forward_events_to_an_endpoint_from_the_browser() {
     // 2–3. Иван comments; the endpoint says 503 once, then takes the retry: the same webhook-id, signed. (The
     // bot, switched on while connecting, answers him, and VK delivers that comment too: look at Иван's.)
     hook.answer_next(&[503]);
-    app.sandbox.comment(1001, 2, "Есть ли у вас овсяное молоко?").unwrap();
+    browser.goto(app.sandbox.url()).await;
+    browser.type_into("#club1001 input[name=text]", "Есть ли у вас овсяное молоко?").await;
+    browser.click("#club1001 form[action$='/_sandbox/ui/comment'] button").await;
     let got = crate::helpers::eventually(15, "the comment, after one 503", || async {
         let ivans =
             |r: &crate::helpers::Received| r.event()["type"] == "wall_reply_new" && r.event()["object"]["from_id"] == 2;
