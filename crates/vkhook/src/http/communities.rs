@@ -44,6 +44,15 @@ pub struct CommunityItem {
     pub role_label: &'static str,
     pub status_label: &'static str,
     pub status_class: &'static str,
+    pub vk_status: String,
+    pub last_event: String,
+    pub events_24h: i64,
+    pub backlog: i64,
+    pub bot: &'static str,
+    pub forwarding: String,
+    pub last_error: String,
+    /// Why it needs the admin (empty: it does not).
+    pub attention: Vec<String>,
 }
 
 #[derive(Template)]
@@ -52,9 +61,17 @@ struct CommunityListPage {
     layout: Layout,
     csrf: String,
     communities: Vec<CommunityItem>,
+    /// Only those that need attention are listed.
+    only_attention: bool,
+    needing_attention: usize,
     notice: Option<&'static str>,
     add_open: bool,
     add_error: Option<&'static str>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct ListQuery {
+    attention: Option<String>,
 }
 
 /// Why the list could not come from VK.
@@ -101,9 +118,14 @@ async fn refresh_from_vk(app: &AppState, user_id: i64) -> AppResult<Option<ListP
     }
 }
 
-pub async fn list_communities(State(app): State<AppState>, user: SignedIn, viewer: Viewer) -> AppResult<Response> {
+pub async fn list_communities(
+    State(app): State<AppState>,
+    user: SignedIn,
+    viewer: Viewer,
+    Query(q): Query<ListQuery>,
+) -> AppResult<Response> {
     let problem = refresh_from_vk(&app, user.user_id).await?;
-    list_page(&app, &user, &viewer, problem, None).await
+    list_page(&app, &user, &viewer, problem, None, q.attention.as_deref() == Some("1")).await
 }
 
 async fn list_page(
@@ -112,10 +134,18 @@ async fn list_page(
     viewer: &Viewer,
     problem: Option<ListProblem>,
     add_error: Option<&'static str>,
+    only_attention: bool,
 ) -> AppResult<Response> {
     let t = user.lang.msg();
-    let communities: Vec<CommunityItem> =
-        app.store.user_communities(user.user_id).await?.into_iter().map(|c| item(t, c)).collect();
+    let now = crate::store::now_ms();
+    let rows = app.store.community_overview(user.user_id, now - 24 * 3600 * 1000).await?;
+    let mut communities: Vec<CommunityItem> = rows.iter().map(|r| item(t, r, now)).collect();
+    // Those that need the admin first (the rest keep the store's order, by name).
+    communities.sort_by_key(|c| c.attention.is_empty());
+    let needing_attention = communities.iter().filter(|c| !c.attention.is_empty()).count();
+    if only_attention {
+        communities.retain(|c| !c.attention.is_empty());
+    }
     let notice = problem.map(|p| match p {
         ListProblem::NoGroupsScope => t.no_groups_scope,
         ListProblem::Hidden => t.groups_hidden,
@@ -126,6 +156,8 @@ async fn list_page(
         layout: Layout::new(viewer, user_name(app, viewer).await?, "/communities"),
         csrf: user.session.csrf.clone(),
         communities,
+        only_attention,
+        needing_attention,
         notice,
         add_open,
         add_error,
@@ -136,15 +168,65 @@ async fn list_page(
     Ok(response)
 }
 
-fn item(t: &'static Msg, c: UserCommunity) -> CommunityItem {
-    let (status_label, status_class) = status_label(t, c.status);
+/// "5 мин назад".
+fn age(t: &'static Msg, ms: i64) -> String {
+    let s = (ms / 1000).max(0);
+    let (text, n) = match s {
+        0..60 => (t.age_seconds, s),
+        60..3600 => (t.age_minutes, s / 60),
+        3600..86400 => (t.age_hours, s / 3600),
+        _ => (t.age_days, s / 86400),
+    };
+    crate::i18n::fill(text, &[("n", &n.to_string())])
+}
+
+fn item(t: &'static Msg, r: &crate::store::OverviewRow, now: i64) -> CommunityItem {
+    use crate::i18n::fill;
+    let (status_label, status_class) = status_label(t, r.status);
+    let mut attention = Vec::new();
+    match r.status {
+        CommunityStatus::NeedsReauth => attention.push(t.attention_reauth.to_owned()),
+        CommunityStatus::Failed => attention.push(t.attention_failed.to_owned()),
+        CommunityStatus::Connected => {
+            if let Some(vk) = r.vk_server_status.as_deref().filter(|s| *s != "ok") {
+                attention.push(fill(t.attention_vk, &[("status", vk)]));
+            }
+        }
+        _ => {}
+    }
+    if r.paused && r.status != CommunityStatus::NeedsReauth {
+        attention.push(t.attention_paused.to_owned());
+    }
+    if r.endpoints_in_trouble > 0 {
+        attention.push(t.attention_forwarding.to_owned());
+    }
+    let bot = match (r.paused, r.bot_comments, r.bot_messages) {
+        (true, _, _) => t.overview_bot_paused,
+        (false, true, true) => t.overview_bot_both,
+        (false, true, false) => t.overview_bot_comments,
+        (false, false, true) => t.overview_bot_messages,
+        (false, false, false) => t.overview_bot_off,
+    };
+    let forwarding = match (r.endpoints, r.endpoints_in_trouble) {
+        (0, _) => t.overview_forwarding_none.to_owned(),
+        (_, 0) => fill(t.overview_forwarding_ok, &[("n", &r.endpoints.to_string())]),
+        _ => t.overview_forwarding_trouble.to_owned(),
+    };
     CommunityItem {
-        id: c.id,
-        name: c.name,
-        photo: c.photo,
-        role_label: role_label(t, c.role),
+        id: r.id,
+        name: r.name.clone(),
+        photo: r.photo.clone(),
+        role_label: role_label(t, r.role),
         status_label,
         status_class,
+        vk_status: r.vk_server_status.clone().unwrap_or_default(),
+        last_event: r.last_event_at.map_or_else(|| t.overview_never.to_owned(), |at| age(t, now - at)),
+        events_24h: r.events_24h,
+        backlog: r.backlog + r.forward_backlog,
+        bot,
+        forwarding,
+        last_error: r.last_error.clone().unwrap_or_default(),
+        attention,
     }
 }
 
@@ -183,7 +265,7 @@ pub async fn add_community(
 ) -> AppResult<Response> {
     let t = user.lang.msg();
     let Some(key) = parse_community_link(&form.link) else {
-        return list_page(&app, &user, &viewer, None, Some(t.add_community_bad_input)).await;
+        return list_page(&app, &user, &viewer, None, Some(t.add_community_bad_input), false).await;
     };
     let result = app
         .accounts
@@ -199,10 +281,10 @@ pub async fn add_community(
         Err(e) => return Err(e.into()),
     };
     let Some(group) = group else {
-        return list_page(&app, &user, &viewer, None, Some(t.add_community_not_found)).await;
+        return list_page(&app, &user, &viewer, None, Some(t.add_community_not_found), false).await;
     };
     let Some(level) = group.admin_level else {
-        return list_page(&app, &user, &viewer, None, Some(t.add_community_not_managed)).await;
+        return list_page(&app, &user, &viewer, None, Some(t.add_community_not_managed), false).await;
     };
     app.store.add_user_community(user.user_id, &CommunityRow::from_vk(&group), Role::from_admin_level(level)).await?;
     tracing::info!(user_id = user.user_id, group_id = group.id.0, "community added by link");

@@ -35,18 +35,77 @@ pub struct UserCommunity {
     pub status: CommunityStatus,
 }
 
+const UPSERT_COMMUNITY: &str = "INSERT INTO communities (id, name, screen_name, photo, updated_at) \
+    VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET name = excluded.name, \
+    screen_name = excluded.screen_name, photo = excluded.photo, updated_at = excluded.updated_at";
+const INSERT_SETTINGS: &str =
+    "INSERT INTO community_settings (group_id, updated_at) VALUES ($1, $2) ON CONFLICT (group_id) DO NOTHING";
+const UPSERT_ADMIN: &str =
+    "INSERT INTO community_admins (user_id, group_id, role, updated_at) VALUES ($1, $2, $3, $4) \
+    ON CONFLICT (user_id, group_id) DO UPDATE SET role = excluded.role, updated_at = excluded.updated_at";
+
+/// A community on the overview (`/communities`): everything one row shows, from one query for the whole page.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct OverviewRow {
+    pub id: i64,
+    pub name: String,
+    pub screen_name: String,
+    pub photo: Option<String>,
+    pub role: Role,
+    pub callback_configured: bool,
+    pub status: CommunityStatus,
+    /// VK's status for our server, as the last reconcile or check stored it.
+    pub vk_server_status: Option<String>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<i64>,
+    pub bot_comments: bool,
+    pub bot_messages: bool,
+    pub paused: bool,
+    pub last_event_at: Option<i64>,
+    pub events_24h: i64,
+    /// Events not handled yet.
+    pub backlog: i64,
+    pub endpoints: i64,
+    /// Endpoints disabled or failing.
+    pub endpoints_in_trouble: i64,
+    /// Forwarded events not delivered yet.
+    pub forward_backlog: i64,
+}
+
 impl Store {
+    /// The overview of every community `user_id` manages, in one query (VK's status is the stored one, never a VK
+    /// call per row). `since`: the start of "the last 24 hours".
+    pub async fn community_overview(&self, user_id: i64, since: i64) -> StoreResult<Vec<OverviewRow>> {
+        let by_group = self.open_by_group();
+        let q = format!(
+            "SELECT c.id, c.name, c.screen_name, c.photo, a.role, s.callback_configured, s.status, \
+                    s.vk_server_status, s.last_error, s.last_error_at, s.bot_comments, s.bot_messages, \
+                    s.paused_reason IS NOT NULL AS paused, \
+                    (SELECT i.received_at FROM inbox_events i WHERE i.group_id = c.id ORDER BY i.id DESC LIMIT 1) \
+                        AS last_event_at, \
+                    (SELECT COUNT(*) FROM inbox_events i WHERE i.group_id = c.id AND i.received_at >= $2) AS events_24h, \
+                    (SELECT COUNT(*) FROM inbox_events i{by_group} WHERE i.group_id = c.id \
+                        AND i.status IN ('pending', 'processing')) AS backlog, \
+                    (SELECT COUNT(*) FROM endpoints e WHERE e.group_id = c.id) AS endpoints, \
+                    (SELECT COUNT(*) FROM endpoints e WHERE e.group_id = c.id \
+                        AND (NOT e.enabled OR e.failing_since IS NOT NULL)) AS endpoints_in_trouble, \
+                    (SELECT COUNT(*) FROM endpoints e JOIN deliveries d ON d.endpoint_id = e.id \
+                        WHERE e.group_id = c.id AND d.status IN ('pending', 'sending')) AS forward_backlog \
+             FROM community_admins a JOIN communities c ON c.id = a.group_id \
+             JOIN community_settings s ON s.group_id = c.id \
+             WHERE a.user_id = $1 ORDER BY c.name, c.id"
+        );
+        Ok(
+            on_pool!(self, pool => sqlx::query_as::<_, OverviewRow>(&q).bind(user_id).bind(since).fetch_all(pool).await?),
+        )
+    }
+
     pub async fn upsert_community(&self, c: &CommunityRow) -> StoreResult<()> {
         let now = now_ms();
-        let q = "INSERT INTO communities (id, name, screen_name, photo, updated_at) VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, screen_name = excluded.screen_name, \
-                 photo = excluded.photo, updated_at = excluded.updated_at";
-        on_pool!(self, pool => sqlx::query(q)
+        on_pool!(self, pool => sqlx::query(UPSERT_COMMUNITY)
             .bind(c.id).bind(&c.name).bind(&c.screen_name).bind(&c.photo).bind(now)
             .execute(pool).await?.rows_affected());
-        let q =
-            "INSERT INTO community_settings (group_id, updated_at) VALUES ($1, $2) ON CONFLICT (group_id) DO NOTHING";
-        on_pool!(self, pool => sqlx::query(q).bind(c.id).bind(now).execute(pool).await?.rows_affected());
+        on_pool!(self, pool => sqlx::query(INSERT_SETTINGS).bind(c.id).bind(now).execute(pool).await?.rows_affected());
         Ok(())
     }
 
@@ -59,26 +118,46 @@ impl Store {
     /// Records that `user_id` manages `community` with `role`.
     pub async fn add_user_community(&self, user_id: i64, community: &CommunityRow, role: Role) -> StoreResult<()> {
         self.upsert_community(community).await?;
-        let q = "INSERT INTO community_admins (user_id, group_id, role, updated_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (user_id, group_id) DO UPDATE SET role = excluded.role, updated_at = excluded.updated_at";
-        on_pool!(self, pool => sqlx::query(q).bind(user_id).bind(community.id).bind(role).bind(now_ms())
+        on_pool!(self, pool => sqlx::query(UPSERT_ADMIN).bind(user_id).bind(community.id).bind(role).bind(now_ms())
             .execute(pool).await?.rows_affected());
         Ok(())
     }
 
-    /// Replaces the set of communities `user_id` manages with what VK just listed.
+    /// Replaces the set of communities `user_id` manages with what VK just listed. Writes only what changed, in one
+    /// transaction: the list is refreshed on every visit of `/communities`, and an admin of 200 communities must not
+    /// pay 600 commits for a list that is the same as before.
     pub async fn set_user_communities(&self, user_id: i64, list: &[(CommunityRow, Role)]) -> StoreResult<()> {
-        for (community, role) in list {
-            self.add_user_community(user_id, community, *role).await?;
+        type Stored = (i64, String, String, Option<String>, Role);
+        let q = "SELECT c.id, c.name, c.screen_name, c.photo, a.role FROM community_admins a \
+                 JOIN communities c ON c.id = a.group_id WHERE a.user_id = $1";
+        let current: Vec<Stored> = on_pool!(self, pool => sqlx::query_as(q).bind(user_id).fetch_all(pool).await?);
+        let changed: Vec<&(CommunityRow, Role)> = list
+            .iter()
+            .filter(|(c, role)| {
+                !current.iter().any(|(id, name, screen, photo, r)| {
+                    *id == c.id && *name == c.name && *screen == c.screen_name && *photo == c.photo && r == role
+                })
+            })
+            .collect();
+        let gone: Vec<i64> = current.iter().map(|s| s.0).filter(|id| !list.iter().any(|(c, _)| c.id == *id)).collect();
+        if changed.is_empty() && gone.is_empty() {
+            return Ok(());
         }
-        let ids: Vec<i64> = list.iter().map(|(c, _)| c.id).collect();
-        let current: Vec<i64> = {
-            let q = "SELECT group_id FROM community_admins WHERE user_id = $1";
-            on_pool!(self, pool => sqlx::query_scalar(q).bind(user_id).fetch_all(pool).await?)
-        };
-        for gone in current.into_iter().filter(|id| !ids.contains(id)) {
-            self.remove_user_community(user_id, gone).await?;
-        }
+        let now = now_ms();
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for (c, role) in &changed {
+                sqlx::query(UPSERT_COMMUNITY).bind(c.id).bind(&c.name).bind(&c.screen_name).bind(&c.photo).bind(now)
+                    .execute(&mut *tx).await?;
+                sqlx::query(INSERT_SETTINGS).bind(c.id).bind(now).execute(&mut *tx).await?;
+                sqlx::query(UPSERT_ADMIN).bind(user_id).bind(c.id).bind(*role).bind(now).execute(&mut *tx).await?;
+            }
+            for id in &gone {
+                sqlx::query("DELETE FROM community_admins WHERE user_id = $1 AND group_id = $2")
+                    .bind(user_id).bind(id).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
         Ok(())
     }
 

@@ -188,7 +188,7 @@ impl Store {
     /// plain `inbox_group` has the same leading columns, and SQLite (without statistics) would take it and step
     /// through every finished event of the community first — a claim then costs as much as the community's whole
     /// history (1.3 s was seen). PostgreSQL's planner has statistics and picks the partial index itself.
-    fn open_by_group(&self) -> &'static str {
+    pub(crate) fn open_by_group(&self) -> &'static str {
         match self.backend {
             Backend::Sqlite(_) => " INDEXED BY inbox_open",
             Backend::Postgres(_) => "",

@@ -90,3 +90,46 @@ async fn every_asset_a_page_uses_is_served_by_vkhook() {
     }
     assert!(!html.lines().any(|l| l.contains("<link") && l.contains("://")), "no external stylesheet or font");
 }
+
+/// The overview: per community its status, VK's stored status, the last event, the day's events, the backlog, the bot
+/// and forwarding; the one whose key was revoked comes first as needing attention, and the filter shows only it.
+#[tokio::test]
+async fn the_overview_shows_each_community_and_puts_the_one_needing_attention_first() {
+    let app = TestApp::spawn().await;
+    app.connected_with_rules(1001, &[("вопрос", "Ответ.")]).await;
+    app.connect(1002).await;
+    app.store().set_bot_settings(1002, true, false, None).await.unwrap();
+    app.store().add_rule(1002, "вопрос", "Ответ.").await.unwrap();
+    app.sandbox.comment(1001, 2, "вопрос").unwrap();
+    eventually(10, "the reply", || async { app.bot_comments(1001).into_iter().next() }).await;
+    app.wait_until_idle().await;
+    // 1002's key dies; the bot meets it on the next comment and pauses.
+    let revoked = app.sandbox_control("/_sandbox/tokens/revoke", serde_json::json!({"group_id": 1002})).await;
+    assert!(revoked["revoked"].as_i64().unwrap() >= 1);
+    app.sandbox.comment(1002, 2, "вопрос").unwrap();
+    eventually(10, "1002 paused", || async {
+        let s = app.store().bot_settings(1002).await.unwrap()?;
+        s.paused_reason.map(|_| ())
+    })
+    .await;
+
+    let page = app.get("/communities").await.text().await.unwrap();
+    let at = |id: i64| page.find(&format!("data-group-id=\"{id}\"")).unwrap_or_else(|| panic!("{id} listed"));
+    assert!(at(1002) < at(1001) && at(1002) < at(1003), "the one needing attention first");
+    let row = |id: i64| {
+        let start = at(id);
+        let end = page[start..].find("</li>").map_or(page.len(), |e| start + e);
+        page[start..end].to_owned()
+    };
+    let zerno = row(1001);
+    assert!(zerno.contains("ok") && !zerno.contains("Требует внимания"), "{zerno}");
+    assert!(zerno.contains("назад"), "the last event's age: {zerno}");
+    assert!(zerno.contains("class=\"events-24h\">2<"), "Иван's comment and the bot's own: {zerno}");
+    assert!(zerno.contains("class=\"backlog\">0<") && zerno.contains("комментарии и сообщения"), "{zerno}");
+    let club = row(1002);
+    assert!(club.contains("Требует внимания") && club.contains("ключ сообщества отозван"), "{club}");
+    assert!(club.contains("class=\"backlog\">1<"), "the held comment: {club}");
+    assert!(page.contains("Только требующие внимания (1)"));
+    let only = app.get("/communities?attention=1").await.text().await.unwrap();
+    assert!(only.contains("data-group-id=\"1002\"") && !only.contains("data-group-id=\"1001\""));
+}

@@ -71,6 +71,7 @@ contract! {
     deliveries_are_claimed_per_endpoint_under_its_lease_and_settled => deliveries_are_claimed_per_endpoint_under_its_lease_and_settled;
     an_endpoint_failing_too_long_or_gone_is_disabled => an_endpoint_failing_too_long_or_gone_is_disabled;
     an_alert_is_told_once_and_reminded_after_its_period => an_alert_is_told_once_and_reminded_after_its_period;
+    the_overview_counts_each_community_in_one_query => the_overview_counts_each_community_in_one_query;
 }
 
 async fn migrations_apply_once(store: &Store) {
@@ -174,6 +175,13 @@ async fn user_communities_follow_vk(store: &Store) {
         "ordered by name"
     );
     assert_eq!(list[0].status, CommunityStatus::NotConnected);
+    // The same list again changes nothing; a new name or role is taken.
+    store.set_user_communities(1, &[(zerno(), Role::Administrator), (club(), Role::Editor)]).await.unwrap();
+    assert_eq!(store.user_communities(1).await.unwrap(), list);
+    let renamed = CommunityRow { name: "Зерно".into(), ..zerno() };
+    store.set_user_communities(1, &[(renamed, Role::Editor), (club(), Role::Editor)]).await.unwrap();
+    let z = store.community_for_user(1, 1001).await.unwrap().unwrap();
+    assert_eq!((z.name.as_str(), z.role), ("Зерно", Role::Editor));
     store.set_user_communities(1, &[(zerno(), Role::Administrator)]).await.unwrap();
     assert_eq!(store.user_communities(1).await.unwrap().len(), 1);
     assert!(store.community_for_user(1, 1002).await.unwrap().is_none());
@@ -941,4 +949,25 @@ async fn an_alert_is_told_once_and_reminded_after_its_period(store: &Store) {
         (Some(3_000), Some(AlertOutcome::Sent), Some(AlertOutcome::NoAddress))
     );
     assert_eq!(store.resolve_alerts(1001, AlertKind::EndpointDisabled, None, 5_000).await.unwrap(), 2, "every subject");
+}
+
+async fn the_overview_counts_each_community_in_one_query(store: &Store) {
+    store.upsert_user(&anna()).await.unwrap();
+    store.set_user_communities(1, &[(zerno(), Role::Administrator), (club(), Role::Editor)]).await.unwrap();
+    store.add_endpoint(&endpoint("ep_a", 1001, "")).await.unwrap();
+    store.add_endpoint(&endpoint("ep_b", 1001, "")).await.unwrap();
+    store.set_endpoint_disabled(1001, "ep_b", Some(vkhook::model::DisabledReason::Gone)).await.unwrap();
+    let old = NewInboxEvent { received_at: now_ms() - 2 * 86_400_000, ..event(1001, 1) };
+    let done = NewInboxEvent { done_at_ingest: Some("{}".into()), ..event(1001, 2) };
+    store.insert_inbox_batch(&[old, done, event(1001, 3)]).await.unwrap();
+    let rows = store.community_overview(1, now_ms() - 86_400_000).await.unwrap();
+    assert_eq!(rows.iter().map(|r| r.id).collect::<Vec<_>>(), [1002, 1001], "by name");
+    let z = &rows[1];
+    assert_eq!((z.role, z.status, z.paused), (Role::Administrator, CommunityStatus::NotConnected, false));
+    assert_eq!((z.events_24h, z.backlog), (2, 2), "two in the last day; the old one and the third are open");
+    assert_eq!((z.endpoints, z.endpoints_in_trouble, z.forward_backlog), (2, 1, 3), "ep_a has all three");
+    assert!(z.last_event_at.is_some());
+    let c = &rows[0];
+    assert_eq!((c.events_24h, c.backlog, c.last_event_at, c.endpoints), (0, 0, None, 0));
+    assert_eq!(store.community_overview(2, 0).await.unwrap(), vec![], "another user's communities");
 }
