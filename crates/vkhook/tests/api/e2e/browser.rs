@@ -70,15 +70,13 @@ impl Browser {
         self.client.goto(url).await.unwrap();
     }
 
+    /// Clicks `css` once it is on the page, scrolled to the middle of the window first: a page opened at an anchor
+    /// (`#attempts`) can leave a button under the sticky top bar, where a click would land on the bar.
     pub async fn click(&self, css: &str) {
-        self.client
-            .wait()
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("{css}: {e}"))
-            .click()
-            .await
-            .unwrap();
+        let element = self.client.wait().for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
+        let arg = serde_json::to_value(&element).unwrap();
+        self.client.execute("arguments[0].scrollIntoView({block: 'center'});", vec![arg]).await.unwrap();
+        element.click().await.unwrap();
     }
 
     /// Types `text` into the field `css`, once it is on the page.
