@@ -389,6 +389,16 @@ pub struct Msg {
     pub age_minutes: &'static str,
     pub age_hours: &'static str,
     pub age_days: &'static str,
+    pub path_check_button: &'static str,
+    pub path_check_title: &'static str,
+    pub path_check_hint: &'static str,
+    pub path_arrived: &'static str,
+    pub path_unreachable: &'static str,
+    pub path_tls: &'static str,
+    pub path_redirect: &'static str,
+    pub path_answered: &'static str,
+    pub path_timeout: &'static str,
+    pub path_not_connected: &'static str,
 }
 
 pub static RU: Msg = Msg {
@@ -716,6 +726,16 @@ pub static RU: Msg = Msg {
     age_minutes: "{n} мин назад",
     age_hours: "{n} ч назад",
     age_days: "{n} дн назад",
+    path_check_button: "Проверить путь",
+    path_check_title: "Путь от ВКонтакте",
+    path_check_hint: "vkhook отправит проверочное событие на свой публичный адрес — через ваш прокси и TLS, как это делает ВКонтакте. Бот и пересылка его не видят.",
+    path_arrived: "дошло за {ms} мс",
+    path_unreachable: "не удалось подключиться к {url}: {detail}. Проверьте, что прокси и vkhook запущены, а порт открыт.",
+    path_tls: "ошибка TLS при подключении к {url}: {detail}. Проверьте сертификат прокси.",
+    path_redirect: "прокси ответил переадресацией ({detail}). ВКонтакте не следует переадресациям: укажите в VKHOOK_PUBLIC_URL конечный адрес.",
+    path_answered: "вместо «ok» пришло: {detail}. Так ВКонтакте сочтёт доставку неудачной — проверьте настройку прокси.",
+    path_timeout: "нет ответа за {detail}.",
+    path_not_connected: "Сначала подключите сообщество: проверочное событие подписывается его секретом.",
 };
 
 pub static EN: Msg = Msg {
@@ -1043,6 +1063,16 @@ pub static EN: Msg = Msg {
     age_minutes: "{n} min ago",
     age_hours: "{n} h ago",
     age_days: "{n} d ago",
+    path_check_button: "Prove the path",
+    path_check_title: "The path from VK",
+    path_check_hint: "vkhook sends a test event to its public address — through your proxy and TLS, the way VK does. The bot and forwarding do not see it.",
+    path_arrived: "arrived in {ms} ms",
+    path_unreachable: "could not connect to {url}: {detail}. Check that the proxy and vkhook run and the port is open.",
+    path_tls: "a TLS error connecting to {url}: {detail}. Check the proxy's certificate.",
+    path_redirect: "the proxy answered with a redirect ({detail}). VK does not follow redirects: put the final address in VKHOOK_PUBLIC_URL.",
+    path_answered: "instead of «ok» came: {detail}. VK would count that as a failed delivery — check the proxy's configuration.",
+    path_timeout: "no answer within {detail}.",
+    path_not_connected: "Connect the community first: the test event is signed with its secret.",
 };
 
 #[cfg(test)]

@@ -290,6 +290,23 @@ text_enum! {
 }
 
 text_enum! {
+    /// What «Проверить путь» found: the synthetic event sent through the public URL, as VK would send it.
+    pub enum PathOutcome {
+        /// vkhook answered `ok` (the detail: milliseconds).
+        Arrived = "arrived",
+        /// No connection (nothing listens, refused, DNS).
+        Unreachable = "unreachable",
+        /// The TLS handshake failed (certificate, protocol).
+        Tls = "tls",
+        /// A redirect (VK does not follow them).
+        Redirect = "redirect",
+        /// An answer other than `ok` (the detail: status and body).
+        Answered = "answered",
+        Timeout = "timeout",
+    }
+}
+
+text_enum! {
     /// Why the bot did not reply to an event (stored in the event's result and shown in the delivery log).
     pub enum Reason {
         CommentsOff = "comments_off",

@@ -266,8 +266,8 @@ pub fn test_event(group_id: i64, event_type: &str, event_id: &str) -> String {
     .to_string()
 }
 
-/// Logs a secret-free description of `e` (never the URL: it may carry a token in its query).
-pub(crate) fn describe(e: &reqwest::Error) -> String {
+/// A secret-free description of `e` (never the URL: it may carry a token in its query).
+pub fn describe(e: &reqwest::Error) -> String {
     let mut text = if e.is_timeout() {
         "timed out".to_owned()
     } else if e.is_connect() {

@@ -3,6 +3,8 @@
 //! off, version changed, status `failed`), recording what it did. A refused key goes to the bot's control; a
 //! missing or failed server starts a setup run through `connect`.
 
+mod path;
+
 use vk::{GroupId, ServerStatus};
 
 use crate::bot::BotControl;

@@ -24,7 +24,7 @@ fn text(status: StatusCode, body: impl Into<Body>) -> Response {
 /// The answer for a verdict.
 pub fn respond(verdict: Verdict) -> Response {
     match verdict {
-        Verdict::Stored(_) => text(StatusCode::OK, "ok"),
+        Verdict::Stored(_) | Verdict::PathChecked => text(StatusCode::OK, "ok"),
         Verdict::Confirmation(code) => text(StatusCode::OK, code),
         Verdict::Remove => text(StatusCode::OK, "remove"),
         Verdict::Malformed(why) => text(StatusCode::BAD_REQUEST, why),

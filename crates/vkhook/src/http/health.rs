@@ -18,13 +18,7 @@ pub async fn check_now(
     State(app): State<AppState>,
     Administered { community, .. }: Administered,
 ) -> AppResult<Response> {
-    if let Err(wait) = app.check_limit.hit(community.id) {
-        return Err(crate::error::AppError::shown_with_back(
-            crate::error::Problem::TooMany { retry_after_secs: wait.as_secs().max(1) },
-            |t| t.error_too_many,
-            format!("/communities/{}#health", community.id),
-        ));
-    }
+    within_check_limit(&app, community.id)?;
     let notice = match app.reconciler.reconcile(community.id).await? {
         Repair::InOrder | Repair::Skipped => Notice::CheckedInOrder,
         Repair::SetupStarted(_) | Repair::SettingsRestored | Repair::NeedsReauth => Notice::CheckedRepaired,
@@ -44,6 +38,50 @@ pub struct HealthView {
     pub queue_depth: String,
     pub last_error: String,
     pub log: Vec<(String, String)>,
+    /// The last «Проверить путь»: (worked, when, in words).
+    pub path: Option<(bool, String, String)>,
+}
+
+/// «Проверить» and «Проверить путь» share a per-community limit (each costs VK calls or a request through the
+/// admin's proxy).
+fn within_check_limit(app: &AppState, group_id: i64) -> AppResult<()> {
+    app.check_limit.hit(group_id).map_err(|wait| {
+        crate::error::AppError::shown_with_back(
+            crate::error::Problem::TooMany { retry_after_secs: wait.as_secs().max(1) },
+            |t| t.error_too_many,
+            format!("/communities/{group_id}#health"),
+        )
+    })
+}
+
+/// «Проверить путь»: the synthetic event through the public URL; the result shows on the health card.
+pub async fn prove_path(
+    State(app): State<AppState>,
+    Administered { community, .. }: Administered,
+) -> AppResult<Response> {
+    within_check_limit(&app, community.id)?;
+    let back = format!("/communities/{}#health", community.id);
+    match app.reconciler.prove_path(community.id).await? {
+        Some(_) => Ok(Redirect::to(&back).into_response()),
+        None => Err(crate::error::AppError::shown_with_back(
+            crate::error::Problem::Conflict,
+            |t| t.path_not_connected,
+            back,
+        )),
+    }
+}
+
+fn path_words(t: &'static Msg, outcome: crate::model::PathOutcome, detail: &str, url: &str) -> String {
+    use crate::model::PathOutcome;
+    let text = match outcome {
+        PathOutcome::Arrived => return fill(t.path_arrived, &[("ms", detail)]),
+        PathOutcome::Unreachable => t.path_unreachable,
+        PathOutcome::Tls => t.path_tls,
+        PathOutcome::Redirect => t.path_redirect,
+        PathOutcome::Answered => t.path_answered,
+        PathOutcome::Timeout => t.path_timeout,
+    };
+    fill(text, &[("url", url), ("detail", detail)])
 }
 
 pub async fn health_view(app: &AppState, t: &'static Msg, group_id: i64) -> AppResult<HealthView> {
@@ -77,6 +115,10 @@ pub async fn health_view(app: &AppState, t: &'static Msg, group_id: i64) -> AppR
             .into_iter()
             .map(|l| (format_time(l.at), l.entry().map(|e| log_words(t, &e)).unwrap_or(l.message)))
             .collect(),
+        path: app.store.path_check(group_id).await?.map(|(at, outcome, detail)| {
+            let words = path_words(t, outcome, &detail, &app.connector.callback_url());
+            (outcome == crate::model::PathOutcome::Arrived, format_time(at), words)
+        }),
     })
 }
 

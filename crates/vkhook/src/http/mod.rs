@@ -50,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .route("/communities/{id}/rules/{rule}/delete", post(rules::delete_rule))
         .route("/communities/{id}/rules/{rule}/move", post(rules::move_rule))
         .route("/communities/{id}/check", post(health::check_now))
+        .route("/communities/{id}/check-path", post(health::prove_path))
         .route("/communities/{id}/events", get(events::show_events))
         .route("/communities/{id}/events/{event}", get(events::show_raw_event))
         .route("/communities/{id}/events/{event}/replay", post(events::replay_event))

@@ -51,7 +51,13 @@ pub enum Verdict {
     WrongSecret,
     /// The store cannot commit, or a stored secret does not open: VK should retry later.
     Unavailable,
+    /// «Проверить путь»'s synthetic event, with the right secret: answered `ok`, never stored, so neither the bot
+    /// nor forwarding sees it and it is not counted as a VK event.
+    PathChecked,
 }
+
+/// The `type` of «Проверить путь»'s synthetic event (not one of VK's).
+pub const PATH_CHECK_TYPE: &str = "vkhook_path_check";
 
 impl Verdict {
     /// The `result` label in `/metrics`: `stored` means a new event was written, so "ok" is never ambiguous.
@@ -66,6 +72,7 @@ impl Verdict {
             Verdict::NoCode => "no_code",
             Verdict::WrongSecret => "wrong_secret",
             Verdict::Unavailable => "unavailable",
+            Verdict::PathChecked => "path_check",
         }
     }
 }
@@ -159,6 +166,9 @@ impl Receiver {
         }
         if envelope.is_confirmation() {
             return self.confirm(group_id).await;
+        }
+        if envelope.event_type == PATH_CHECK_TYPE {
+            return Verdict::PathChecked;
         }
         let event_id = match envelope.event_id.as_deref() {
             Some(id) if !id.is_empty() && id.len() <= MAX_EVENT_ID => id.to_owned(),

@@ -109,6 +109,30 @@ impl Store {
         Ok(())
     }
 
+    /// Records what «Проверить путь» found.
+    pub async fn record_path_check(
+        &self,
+        group_id: i64,
+        at: i64,
+        outcome: crate::model::PathOutcome,
+        detail: &str,
+    ) -> StoreResult<()> {
+        let q = "UPDATE community_settings SET path_check_at = $2, path_check_outcome = $3, path_check_detail = $4 \
+                 WHERE group_id = $1";
+        on_pool!(self, pool => sqlx::query(q).bind(group_id).bind(at).bind(outcome).bind(detail)
+            .execute(pool).await?.rows_affected());
+        Ok(())
+    }
+
+    /// The last «Проверить путь»: when, what, and the detail.
+    pub async fn path_check(&self, group_id: i64) -> StoreResult<Option<(i64, crate::model::PathOutcome, String)>> {
+        let q = "SELECT path_check_at, path_check_outcome, path_check_detail FROM community_settings \
+                 WHERE group_id = $1 AND path_check_at IS NOT NULL";
+        type Row = (i64, crate::model::PathOutcome, Option<String>);
+        let row: Option<Row> = on_pool!(self, pool => sqlx::query_as(q).bind(group_id).fetch_optional(pool).await?);
+        Ok(row.map(|(at, outcome, detail)| (at, outcome, detail.unwrap_or_default())))
+    }
+
     /// The community's name, as VK last told us.
     pub async fn community_name(&self, group_id: i64) -> StoreResult<Option<String>> {
         let q = "SELECT name FROM communities WHERE id = $1";

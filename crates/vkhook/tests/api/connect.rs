@@ -591,3 +591,40 @@ async fn a_failed_server_that_an_edit_leaves_failed_is_replaced_by_a_fresh_one()
     let now = app.sandbox.servers(1001).into_iter().find(|s| s.id == theirs.id).expect("theirs is still there");
     assert_eq!((now.url, now.title, now.secret_key), (theirs.url, theirs.title, theirs.secret_key), "untouched");
 }
+
+/// «Проверить путь» sends a synthetic event through the public URL (here a proxy in front of vkhook, as nginx would
+/// be): it arrives; with the proxy answering 502 it says so; with nothing listening it says that. The bot, the log
+/// and forwarding never see the synthetic event.
+#[tokio::test]
+async fn proving_the_path_through_the_public_url() {
+    let proxy = start_proxy(1, 0).await;
+    let app = TestApp::spawn_with(Options { public_url: Some(proxy.url.clone()), ..Options::default() }).await;
+    proxy.set_backend(0, app.url.clone());
+    app.connected_with_rules(1001, &[("проверка", "Ответ.")]).await;
+    let hook = Hook::start().await;
+    crate::forwarding::add_endpoint(&app, 1001, &hook.url, &[]).await;
+    let events_before = app.events(1001, None, None).await.len();
+    let prove = || async {
+        let r = app.post_with_csrf("/communities/1001", "/communities/1001/check-path", &[]).await;
+        assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+        let page = app.get("/communities/1001").await.text().await.unwrap();
+        let start = page.find("id=\"path-check\"").expect("the result on the health card");
+        page[start..].split("</td>").next().unwrap().to_owned()
+    };
+    let arrived = prove().await;
+    assert!(arrived.contains("✓") && arrived.contains("дошло за"), "{arrived}");
+    assert_eq!(app.events(1001, None, None).await.len(), events_before, "not stored, not a VK event");
+    assert!(hook.received().is_empty() && app.bot_comments(1001).is_empty(), "neither forwarded nor answered");
+
+    // The proxy's backend is down: it answers 502.
+    proxy.set_backend(0, "http://127.0.0.1:9".into());
+    let bad_gateway = prove().await;
+    assert!(bad_gateway.contains("✗") && bad_gateway.contains("502"), "{bad_gateway}");
+    assert!(bad_gateway.contains("вместо «ok»"), "{bad_gateway}");
+
+    // Nothing listens at the public URL at all.
+    proxy.stop().await;
+    let refused = prove().await;
+    assert!(refused.contains("✗") && refused.contains("не удалось подключиться"), "{refused}");
+    assert!(refused.contains(&app.state.connector.callback_url()), "names the URL it tried: {refused}");
+}

@@ -57,6 +57,8 @@ pub struct Options {
     pub metrics: vkhook::config::MetricsAccess,
     pub forward: vkhook::config::ForwardSettings,
     pub alerts: vkhook::alerts::AlertSettings,
+    /// `VKHOOK_PUBLIC_URL` (e.g. a proxy in front); none: the app's own address.
+    pub public_url: Option<String>,
 }
 
 /// Forwarding as the tests run it: loopback http allowed (the test endpoints are on this machine), the retry
@@ -94,6 +96,7 @@ impl Default for Options {
             metrics: Default::default(),
             forward: test_forwarding(),
             alerts: Default::default(),
+            public_url: None,
         }
     }
 }
@@ -205,6 +208,7 @@ impl TestApp {
         settings.metrics = options.metrics;
         settings.forward = options.forward;
         settings.alerts = options.alerts;
+        settings.public_url = options.public_url.map(|u| url::Url::parse(&u).unwrap());
         let app = App::build(settings).await.unwrap();
         let url = format!("http://{}", app.addr());
         let metrics_url = app.metrics_addr().map(|a| format!("http://{a}/metrics"));
@@ -643,6 +647,7 @@ impl Drop for Instance {
 pub struct Proxy {
     pub url: String,
     backends: Arc<RwLock<Vec<String>>>,
+    server: tokio::task::JoinHandle<()>,
 }
 
 #[derive(Clone)]
@@ -696,11 +701,17 @@ pub async fn start_proxy(n: usize, first_callback: usize) -> Proxy {
     let app = axum::Router::new().fallback(forward).with_state(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Proxy { url, backends }
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Proxy { url, backends, server }
 }
 
 impl Proxy {
+    /// Stops listening: nothing answers at its address any more.
+    pub async fn stop(self) {
+        self.server.abort();
+        let _ = self.server.await;
+    }
+
     pub fn set_backend(&self, i: usize, url: String) {
         self.backends.write().unwrap()[i] = url;
     }

@@ -87,3 +87,8 @@ CREATE TABLE alerts (
 );
 CREATE UNIQUE INDEX alerts_open ON alerts(group_id, kind, subject) WHERE resolved_at IS NULL;
 CREATE INDEX alerts_group ON alerts(group_id, id);
+
+-- «Проверить путь»: the last synthetic event sent through the public URL, and what came of it.
+ALTER TABLE community_settings ADD COLUMN path_check_at INTEGER;
+ALTER TABLE community_settings ADD COLUMN path_check_outcome TEXT;  -- arrived | unreachable | tls | redirect | answered | timeout
+ALTER TABLE community_settings ADD COLUMN path_check_detail TEXT;   -- milliseconds, or what came back instead of ok
