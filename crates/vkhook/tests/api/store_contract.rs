@@ -970,4 +970,11 @@ async fn the_overview_counts_each_community_in_one_query(store: &Store) {
     let c = &rows[0];
     assert_eq!((c.events_24h, c.backlog, c.last_event_at, c.endpoints), (0, 0, None, 0));
     assert_eq!(store.community_overview(2, 0).await.unwrap(), vec![], "another user's communities");
+    // «Проверить путь»: the last result, kept with the community.
+    use vkhook::model::PathOutcome;
+    assert_eq!(store.path_check(1001).await.unwrap(), None);
+    store.record_path_check(1001, 5_000, PathOutcome::Answered, "502: backend down").await.unwrap();
+    store.record_path_check(1001, 6_000, PathOutcome::Arrived, "12").await.unwrap();
+    assert_eq!(store.path_check(1001).await.unwrap(), Some((6_000, PathOutcome::Arrived, "12".to_owned())));
+    assert_eq!(store.path_check(1002).await.unwrap(), None);
 }
