@@ -32,7 +32,6 @@ const RECORD_EVERY: usize = 64;
 
 /// One attempt's result, before the batch decides what it means for the rest.
 struct Tried {
-    delivery: i64,
     record: AttemptRecord,
     judgement: Judgement,
     /// The endpoint itself failed (not this event): hold the rest of the batch.
@@ -101,11 +100,7 @@ impl Forwarding {
 
     fn outcome(&self, done: Result<(ClaimedDelivery, Tried), tokio::task::JoinError>) -> DeliveryOutcome {
         let (d, tried) = done.expect("an attempt does not panic");
-        DeliveryOutcome {
-            delivery_id: tried.delivery,
-            next: self.next_after(&d, &tried.judgement),
-            attempt: Some(tried.record),
-        }
+        DeliveryOutcome { delivery_id: d.id, next: self.next_after(&d, &tried.judgement), attempt: Some(tried.record) }
     }
 
     fn next_after(&self, d: &ClaimedDelivery, judgement: &Judgement) -> DeliveryNext {
@@ -198,7 +193,7 @@ impl Forwarding {
         };
         let duration_ms = started.elapsed().min(Duration::from_secs(3600)).as_millis() as i64;
         let record = AttemptRecord { attempt: d.attempts, at, status_code, error, duration_ms, response };
-        Tried { delivery: d.id, record, judgement, endpoint_down }
+        Tried { record, judgement, endpoint_down }
     }
 }
 

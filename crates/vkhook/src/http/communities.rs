@@ -182,9 +182,9 @@ fn age(t: &'static Msg, ms: i64) -> String {
 
 fn item(t: &'static Msg, r: &crate::store::OverviewRow, now: i64) -> CommunityItem {
     use crate::i18n::fill;
-    let (status_label, status_class) = status_label(t, r.status);
+    let (status_label, status_class) = status_label(t, r.community.status);
     let mut attention = Vec::new();
-    match r.status {
+    match r.community.status {
         CommunityStatus::NeedsReauth => attention.push(t.attention_reauth.to_owned()),
         CommunityStatus::Failed => attention.push(t.attention_failed.to_owned()),
         CommunityStatus::Connected => {
@@ -194,7 +194,7 @@ fn item(t: &'static Msg, r: &crate::store::OverviewRow, now: i64) -> CommunityIt
         }
         _ => {}
     }
-    if r.paused && r.status != CommunityStatus::NeedsReauth {
+    if r.paused && r.community.status != CommunityStatus::NeedsReauth {
         attention.push(t.attention_paused.to_owned());
     }
     if r.endpoints_in_trouble > 0 {
@@ -213,10 +213,10 @@ fn item(t: &'static Msg, r: &crate::store::OverviewRow, now: i64) -> CommunityIt
         _ => t.overview_forwarding_trouble.to_owned(),
     };
     CommunityItem {
-        id: r.id,
-        name: r.name.clone(),
-        photo: r.photo.clone(),
-        role_label: role_label(t, r.role),
+        id: r.community.id,
+        name: r.community.name.clone(),
+        photo: r.community.photo.clone(),
+        role_label: role_label(t, r.community.role),
         status_label,
         status_class,
         vk_status: r.vk_server_status.clone().unwrap_or_default(),

@@ -277,9 +277,7 @@ pub async fn disable(
     Administered { community, .. }: Administered,
     Path((_, endpoint)): Path<(String, String)>,
 ) -> AppResult<Response> {
-    let row = find(&app, &community, &endpoint).await?;
-    app.forwarding.set_enabled(&row, false).await?;
-    Ok(redirect(&row, Notice::EndpointDisabled, ""))
+    switch(&app, &community, &endpoint, false).await
 }
 
 pub async fn enable(
@@ -287,9 +285,15 @@ pub async fn enable(
     Administered { community, .. }: Administered,
     Path((_, endpoint)): Path<(String, String)>,
 ) -> AppResult<Response> {
-    let row = find(&app, &community, &endpoint).await?;
-    app.forwarding.set_enabled(&row, true).await?;
-    Ok(redirect(&row, Notice::EndpointEnabled, ""))
+    switch(&app, &community, &endpoint, true).await
+}
+
+/// «Включить» / «Отключить».
+async fn switch(app: &AppState, community: &UserCommunity, endpoint: &str, enabled: bool) -> AppResult<Response> {
+    let row = find(app, community, endpoint).await?;
+    app.forwarding.set_enabled(&row, enabled).await?;
+    let notice = if enabled { Notice::EndpointEnabled } else { Notice::EndpointDisabled };
+    Ok(redirect(&row, notice, ""))
 }
 
 pub async fn delete(

@@ -35,6 +35,11 @@ pub struct UserCommunity {
     pub status: CommunityStatus,
 }
 
+/// A [`UserCommunity`]'s columns, and where they come from (`a` the admin row, `c` the community, `s` its settings).
+const USER_COMMUNITY_COLUMNS: &str = "c.id, c.name, c.screen_name, c.photo, a.role, s.callback_configured, s.status";
+const USER_COMMUNITY_FROM: &str = "FROM community_admins a JOIN communities c ON c.id = a.group_id \
+    JOIN community_settings s ON s.group_id = c.id";
+
 const UPSERT_COMMUNITY: &str = "INSERT INTO communities (id, name, screen_name, photo, updated_at) \
     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET name = excluded.name, \
     screen_name = excluded.screen_name, photo = excluded.photo, updated_at = excluded.updated_at";
@@ -47,17 +52,11 @@ const UPSERT_ADMIN: &str =
 /// A community on the overview (`/communities`): everything one row shows, from one query for the whole page.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct OverviewRow {
-    pub id: i64,
-    pub name: String,
-    pub screen_name: String,
-    pub photo: Option<String>,
-    pub role: Role,
-    pub callback_configured: bool,
-    pub status: CommunityStatus,
+    #[sqlx(flatten)]
+    pub community: UserCommunity,
     /// VK's status for our server, as the last reconcile or check stored it.
     pub vk_server_status: Option<String>,
     pub last_error: Option<String>,
-    pub last_error_at: Option<i64>,
     pub bot_comments: bool,
     pub bot_messages: bool,
     pub paused: bool,
@@ -78,8 +77,7 @@ impl Store {
     pub async fn community_overview(&self, user_id: i64, since: i64) -> StoreResult<Vec<OverviewRow>> {
         let by_group = self.open_by_group();
         let q = format!(
-            "SELECT c.id, c.name, c.screen_name, c.photo, a.role, s.callback_configured, s.status, \
-                    s.vk_server_status, s.last_error, s.last_error_at, s.bot_comments, s.bot_messages, \
+            "SELECT {USER_COMMUNITY_COLUMNS}, s.vk_server_status, s.last_error, s.bot_comments, s.bot_messages, \
                     s.paused_reason IS NOT NULL AS paused, \
                     (SELECT i.received_at FROM inbox_events i WHERE i.group_id = c.id ORDER BY i.id DESC LIMIT 1) \
                         AS last_event_at, \
@@ -91,9 +89,7 @@ impl Store {
                         AND (NOT e.enabled OR e.failing_since IS NOT NULL)) AS endpoints_in_trouble, \
                     (SELECT COUNT(*) FROM endpoints e JOIN deliveries d ON d.endpoint_id = e.id \
                         WHERE e.group_id = c.id AND d.status IN ('pending', 'sending')) AS forward_backlog \
-             FROM community_admins a JOIN communities c ON c.id = a.group_id \
-             JOIN community_settings s ON s.group_id = c.id \
-             WHERE a.user_id = $1 ORDER BY c.name, c.id"
+             {USER_COMMUNITY_FROM} WHERE a.user_id = $1 ORDER BY c.name, c.id"
         );
         Ok(
             on_pool!(self, pool => sqlx::query_as::<_, OverviewRow>(&q).bind(user_id).bind(since).fetch_all(pool).await?),
@@ -192,21 +188,16 @@ impl Store {
     }
 
     pub async fn user_communities(&self, user_id: i64) -> StoreResult<Vec<UserCommunity>> {
-        let q = "SELECT c.id, c.name, c.screen_name, c.photo, a.role, s.callback_configured, s.status \
-                 FROM community_admins a JOIN communities c ON c.id = a.group_id \
-                 JOIN community_settings s ON s.group_id = c.id \
-                 WHERE a.user_id = $1 ORDER BY c.name, c.id";
-        Ok(on_pool!(self, pool => sqlx::query_as::<_, UserCommunity>(q).bind(user_id).fetch_all(pool).await?))
+        let q =
+            format!("SELECT {USER_COMMUNITY_COLUMNS} {USER_COMMUNITY_FROM} WHERE a.user_id = $1 ORDER BY c.name, c.id");
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, UserCommunity>(&q).bind(user_id).fetch_all(pool).await?))
     }
 
     /// The community, if `user_id` manages it.
     pub async fn community_for_user(&self, user_id: i64, group_id: i64) -> StoreResult<Option<UserCommunity>> {
-        let q = "SELECT c.id, c.name, c.screen_name, c.photo, a.role, s.callback_configured, s.status \
-                 FROM community_admins a JOIN communities c ON c.id = a.group_id \
-                 JOIN community_settings s ON s.group_id = c.id \
-                 WHERE a.user_id = $1 AND a.group_id = $2";
-        Ok(
-            on_pool!(self, pool => sqlx::query_as::<_, UserCommunity>(q).bind(user_id).bind(group_id).fetch_optional(pool).await?),
-        )
+        let q =
+            format!("SELECT {USER_COMMUNITY_COLUMNS} {USER_COMMUNITY_FROM} WHERE a.user_id = $1 AND a.group_id = $2");
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, UserCommunity>(&q).bind(user_id).bind(group_id)
+            .fetch_optional(pool).await?))
     }
 }

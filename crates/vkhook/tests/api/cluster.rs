@@ -245,38 +245,45 @@ async fn two_instances_handle_2000_events_once_each_and_confirmation_lands_on_th
     }
 }
 
+/// Иван writes `n` comments on 1001's post, ~200 a second (VK delivers them continuously).
+fn comment_continuously(cluster: &Cluster, n: usize) -> tokio::task::JoinHandle<()> {
+    let sandbox = cluster.sandbox.shared().clone();
+    tokio::spawn(async move {
+        for i in 0..n {
+            let comment = vk_sandbox::control::NewComment {
+                group_id: 1001,
+                from_id: 2,
+                text: format!("вопрос {i}"),
+                post_id: Some(1),
+                reply_to_comment: None,
+            };
+            vk_sandbox::control::add_comment(&sandbox, &comment).unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+}
+
+impl Cluster {
+    /// SIGKILL for instance `victim`; restarted once VK has seen it down (a delivery refused with 502).
+    async fn kill_and_restart(&mut self, victim: usize) {
+        self.instances[victim].kill9();
+        eventually(30, "a delivery refused while it is down", || async {
+            self.sandbox.deliveries(1001).iter().any(|d| d.http_status == Some(502)).then_some(())
+        })
+        .await;
+        self.instances[victim].restart().await;
+        self.proxy.set_backend(victim, self.instances[victim].url());
+    }
+}
+
 /// Comments arrive continuously (~200/s) while instance `victim` is killed with SIGKILL and restarted: every event
 /// VK was answered `ok` for is stored once, and every comment is answered exactly once.
 async fn sigkill_under_load(mut cluster: Cluster, victim: usize) {
     cluster.connect_with_rules(1001, &[("вопрос", "Ответ.")]).await;
-    let sandbox = cluster.sandbox.shared().clone();
-    let delivering = {
-        tokio::spawn(async move {
-            for i in 0..400 {
-                vk_sandbox::control::add_comment(
-                    &sandbox,
-                    &vk_sandbox::control::NewComment {
-                        group_id: 1001,
-                        from_id: 2,
-                        text: format!("вопрос {i}"),
-                        post_id: Some(1),
-                        reply_to_comment: None,
-                    },
-                )
-                .unwrap();
-                tokio::time::sleep(Duration::from_millis(5)).await; // continuous delivery, ~200 comments/s
-            }
-        })
-    };
+    let delivering = comment_continuously(&cluster, 400);
     // Kill it once replies are flowing, and restart it once VK has seen it down.
     cluster.wait_for_replies(1001, 20, 0, 30).await;
-    cluster.instances[victim].kill9();
-    eventually(30, "a delivery refused while it is down", || async {
-        cluster.sandbox.deliveries(1001).iter().any(|d| d.http_status == Some(502)).then_some(())
-    })
-    .await;
-    cluster.instances[victim].restart().await;
-    cluster.proxy.set_backend(victim, cluster.instances[victim].url());
+    cluster.kill_and_restart(victim).await;
     delivering.await.unwrap();
     cluster.wait_for_replies(1001, 400, 0, 120).await;
     cluster.wait_deliveries_settled(1001, 800, 120).await;
@@ -296,28 +303,9 @@ async fn forwarding_under_sigkill(mut cluster: Cluster, victim: usize) {
     let form = [("url", hook.url.as_str()), ("name", "CRM")];
     let r = cluster.driver.post_with_csrf("/communities/1001", "/communities/1001/endpoints", &form).await;
     assert_eq!(r.status(), 303);
-    let sandbox = cluster.sandbox.shared().clone();
-    let delivering = tokio::spawn(async move {
-        for i in 0..300 {
-            let comment = vk_sandbox::control::NewComment {
-                group_id: 1001,
-                from_id: 2,
-                text: format!("вопрос {i}"),
-                post_id: Some(1),
-                reply_to_comment: None,
-            };
-            vk_sandbox::control::add_comment(&sandbox, &comment).unwrap();
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    });
+    let delivering = comment_continuously(&cluster, 300);
     eventually(30, "forwarding under way", || async { (hook.received().len() >= 20).then_some(()) }).await;
-    cluster.instances[victim].kill9();
-    eventually(30, "a delivery refused while it is down", || async {
-        cluster.sandbox.deliveries(1001).iter().any(|d| d.http_status == Some(502)).then_some(())
-    })
-    .await;
-    cluster.instances[victim].restart().await;
-    cluster.proxy.set_backend(victim, cluster.instances[victim].url());
+    cluster.kill_and_restart(victim).await;
     delivering.await.unwrap();
     cluster.wait_deliveries_settled(1001, 300, 120).await;
     cluster.assert_acknowledged_events_stored_once(1001).await;

@@ -239,29 +239,38 @@ fn migrate_and_keys_work_from_the_command_line_with_settings_from_the_environmen
     assert!(err.contains("VKHOOK_TOKEN_KEYS"), "{err}");
 }
 
-#[tokio::test]
-async fn the_demo_serves_the_app_and_its_sandbox_on_the_ports_it_prints() {
-    let dir = TempDir::new("vkhook-demo");
-    // Port 0 for both: the OS picks free ports, and the banner says which.
+/// `vkhook <args>` with a clean environment; what it prints, as it prints it. Killed when the first value drops.
+fn spawn_reading_stdout(args: &[std::ffi::OsString]) -> (KillOnDrop, Arc<Mutex<String>>) {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vkhook"))
-        .args(["demo", "--port", "0", "--sandbox-port", "0", "--extra-communities", "3", "--data-dir"])
-        .arg(&dir.0)
+        .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let banner = Arc::new(Mutex::new(String::new()));
     let stdout = child.stdout.take().unwrap();
-    let _demo = KillOnDrop(Some(child));
-    let lines = banner.clone();
+    let printed = Arc::new(Mutex::new(String::new()));
+    let lines = printed.clone();
     std::thread::spawn(move || {
         use std::io::BufRead;
         for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
             lines.lock().unwrap().push_str(&(line + "\n"));
         }
     });
+    (KillOnDrop(Some(child)), printed)
+}
+
+#[tokio::test]
+async fn the_demo_serves_the_app_and_its_sandbox_on_the_ports_it_prints() {
+    let dir = TempDir::new("vkhook-demo");
+    // Port 0 for both: the OS picks free ports, and the banner says which.
+    let mut args: Vec<std::ffi::OsString> =
+        ["demo", "--port", "0", "--sandbox-port", "0", "--extra-communities", "3", "--data-dir"]
+            .map(Into::into)
+            .to_vec();
+    args.push(dir.0.clone().into());
+    let (_demo, banner) = spawn_reading_stdout(&args);
     let url_after = |label: &str| {
         let text = banner.lock().unwrap().clone();
         text.lines().find_map(|l| l.trim().strip_prefix(label).map(|u| u.trim().to_owned()))
@@ -283,24 +292,8 @@ async fn the_demo_serves_the_app_and_its_sandbox_on_the_ports_it_prints() {
 
 #[tokio::test]
 async fn the_sandbox_alone_adds_extra_communities_when_asked() {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vkhook"))
-        .args(["sandbox", "--port", "0", "--extra-communities", "2"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let _sandbox = KillOnDrop(Some(child));
-    let banner = Arc::new(Mutex::new(String::new()));
-    let lines = banner.clone();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            lines.lock().unwrap().push_str(&(line + "\n"));
-        }
-    });
+    let args: Vec<std::ffi::OsString> = ["sandbox", "--port", "0", "--extra-communities", "2"].map(Into::into).to_vec();
+    let (_sandbox, banner) = spawn_reading_stdout(&args);
     let url = eventually(30, "the sandbox's banner", || async {
         let text = banner.lock().unwrap().clone();
         text.lines().find_map(|l| l.strip_prefix("VK sandbox:").map(|u| u.trim().to_owned()))

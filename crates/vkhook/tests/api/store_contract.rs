@@ -961,9 +961,12 @@ async fn the_overview_counts_each_community_in_one_query(store: &Store) {
     let done = NewInboxEvent { done_at_ingest: Some("{}".into()), ..event(1001, 2) };
     store.insert_inbox_batch(&[old, done, event(1001, 3)]).await.unwrap();
     let rows = store.community_overview(1, now_ms() - 86_400_000).await.unwrap();
-    assert_eq!(rows.iter().map(|r| r.id).collect::<Vec<_>>(), [1002, 1001], "by name");
+    assert_eq!(rows.iter().map(|r| r.community.id).collect::<Vec<_>>(), [1002, 1001], "by name");
     let z = &rows[1];
-    assert_eq!((z.role, z.status, z.paused), (Role::Administrator, CommunityStatus::NotConnected, false));
+    assert_eq!(
+        (z.community.role, z.community.status, z.paused),
+        (Role::Administrator, CommunityStatus::NotConnected, false)
+    );
     assert_eq!((z.events_24h, z.backlog), (2, 2), "two in the last day; the old one and the third are open");
     assert_eq!((z.endpoints, z.endpoints_in_trouble, z.forward_backlog), (2, 1, 3), "ep_a has all three");
     assert!(z.last_event_at.is_some());
