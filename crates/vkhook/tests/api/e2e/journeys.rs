@@ -123,6 +123,9 @@ async fn the_bot_answers_a_comment_written_on_the_sandbox_page() {
         .await
         .unwrap();
     browser.click("#club1001 form[action$='/_sandbox/ui/comment'] button").await;
+    // The form posts and redirects back to the page that shows the comment. Wait for the comment itself: a refresh
+    // while the post is still under way would cancel it (seen once in CI: no comment, so no reply).
+    browser.wait_for_text("До скольки вы открыты?", 10).await;
     // The reply appears under the comment (reload the sandbox page until it does).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
