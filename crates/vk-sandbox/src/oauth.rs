@@ -396,17 +396,23 @@ pub async fn community_authorize_page(
 pub async fn community_authorize_submit(State(shared): State<Shared>, body: axum::body::Bytes) -> Response {
     // Repeated `grant` fields: read the form as pairs.
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    let f: HashMap<String, String> = pairs.iter().filter(|(k, _)| k != "grant").cloned().collect();
+    let f: HashMap<String, String> =
+        pairs.iter().filter(|(k, _)| k != "grant" && k != "community").cloned().collect();
     let granted: BTreeSet<String> = pairs.iter().filter(|(k, _)| k == "grant").map(|(_, v)| v.clone()).collect();
+    let ticked: BTreeSet<i64> =
+        pairs.iter().filter(|(k, _)| k == "community").filter_map(|(_, v)| v.parse().ok()).collect();
     let mut world = shared.world();
-    let ids = match check_community_request(&world, &f) {
+    let requested = match check_community_request(&world, &f) {
         Ok(ids) => ids,
         Err(resp) => return resp,
     };
+    // The person may untick communities: keys are issued for the ticked ones only, as on VK's page for several
+    // communities (`group_ids=a,b,c`: dev.vk.com/ru/api/access-token/authcode-flow-community).
+    let ids: Vec<i64> = requested.into_iter().filter(|id| ticked.contains(id)).collect();
     let get = |k: &str| f.get(k).map(String::as_str).unwrap_or_default();
     let redirect_uri = get("redirect_uri").to_owned();
     let state = get("state").to_owned();
-    if get("decision") != "allow" {
+    if get("decision") != "allow" || ids.is_empty() {
         return Redirect::to(&with_query(
             &redirect_uri,
             &[

@@ -10,19 +10,31 @@ pub struct Consent {
     pub allow: bool,
     /// Community consent: the scopes left ticked (`None`: all that were asked for).
     pub grant: Option<Vec<String>>,
+    /// Community consent: the communities left ticked (`None`: all that were asked for).
+    pub communities: Option<Vec<i64>>,
 }
 
 impl Consent {
+    /// Community consent with only `ids` left ticked.
+    pub fn ticking(user_id: i64, ids: &[i64]) -> Self {
+        Self { communities: Some(ids.to_vec()), ..Self::allow(user_id) }
+    }
+
     pub fn allow(user_id: i64) -> Self {
-        Self { user_id, allow: true, grant: None }
+        Self { user_id, allow: true, grant: None, communities: None }
     }
 
     pub fn deny(user_id: i64) -> Self {
-        Self { user_id, allow: false, grant: None }
+        Self { user_id, allow: false, grant: None, communities: None }
     }
 
     pub fn granting(user_id: i64, scopes: &[&str]) -> Self {
-        Self { user_id, allow: true, grant: Some(scopes.iter().map(|s| (*s).to_owned()).collect()) }
+        Self {
+            user_id,
+            allow: true,
+            grant: Some(scopes.iter().map(|s| (*s).to_owned()).collect()),
+            communities: None,
+        }
     }
 }
 
@@ -51,6 +63,17 @@ pub async fn consent(authorize_url: &str, consent: &Consent) -> Result<Url, Stri
     };
     for s in scopes {
         form.push(("grant".into(), s));
+    }
+    let communities: Vec<String> = match &consent.communities {
+        Some(ids) => ids.iter().map(i64::to_string).collect(),
+        None => url
+            .query_pairs()
+            .find(|(k, _)| k == "group_ids")
+            .map(|(_, v)| v.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect())
+            .unwrap_or_default(),
+    };
+    for id in communities {
+        form.push(("community".into(), id));
     }
     let mut action = url.clone();
     action.set_query(None);

@@ -95,3 +95,49 @@ async fn a_short_state_is_refused_with_a_redirect_error() {
     let location = r.headers().get("location").unwrap().to_str().unwrap().to_owned();
     assert!(location.contains("error=invalid_request"), "{location}");
 }
+
+#[tokio::test]
+async fn a_consent_for_several_communities_issues_keys_for_the_ticked_ones_only() {
+    let sandbox = sandbox_with(vk_sandbox::SandboxConfig {
+        time_factor: 0.001,
+        extra_communities: 3,
+        ..Default::default()
+    })
+    .await;
+    let mut url = url::Url::parse(&format!("{}/authorize", sandbox.oauth_url())).unwrap();
+    url.query_pairs_mut()
+        .append_pair("client_id", &sandbox.config().client_id)
+        .append_pair("redirect_uri", "http://127.0.0.1:9/cb")
+        .append_pair("group_ids", "1001,2001,2002,2003")
+        .append_pair("scope", "manage,messages")
+        .append_pair("response_type", "code")
+        .append_pair("v", "5.199")
+        .append_pair("state", "s");
+    let html = reqwest::get(url.as_str()).await.unwrap().text().await.unwrap();
+    for id in ["club1001", "club2001", "club2002", "club2003"] {
+        assert!(html.contains(id), "the page lists {id}");
+    }
+    assert_eq!(html.matches("name=\"community\"").count(), 4, "one tick per community");
+
+    let back = consent(url.as_str(), &Consent::ticking(1, &[1001, 2002])).await.unwrap();
+    let code = query_param(&back, "code").expect("a code");
+    let answer: serde_json::Value = reqwest::get(format!(
+        "{}/access_token?client_id={}&client_secret={}&redirect_uri=http://127.0.0.1:9/cb&code={code}",
+        sandbox.oauth_url(),
+        sandbox.config().client_id,
+        sandbox.config().client_secret
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let mut keys: Vec<&str> =
+        answer.as_object().unwrap().keys().map(String::as_str).filter(|k| k.starts_with("access_token_")).collect();
+    keys.sort();
+    assert_eq!(keys, ["access_token_1001", "access_token_2002"], "{answer}");
+
+    // Nothing ticked is a refusal, as «Отмена».
+    let back = consent(url.as_str(), &Consent::ticking(1, &[])).await.unwrap();
+    assert_eq!(query_param(&back, "error").as_deref(), Some("access_denied"));
+}
