@@ -98,6 +98,8 @@ impl Accounts {
                 verifier: Some(verifier),
                 group_id: None,
                 created_at: now_ms(),
+                group_ids: None,
+                bulk_id: None,
             })
             .await?;
         let scopes: Vec<&str> = app.scopes.iter().map(String::as_str).collect();

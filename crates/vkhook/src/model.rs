@@ -160,6 +160,8 @@ text_enum! {
         NoManage = "no_manage",
         /// VK's code brought keys for other communities only.
         OtherCommunity = "other_community",
+        /// A consent for several communities came back without this one: the admin unticked it at VK.
+        NotGranted = "not_granted",
         /// VK refused the community key (error 5).
         Reauth = "reauth",
         /// The user is not (or no longer) the community's administrator at VK (15, 203, 7).
@@ -361,6 +363,30 @@ text_enum! {
         SignIn = "vkid",
         /// A community authorization at oauth.vk.com.
         Community = "community",
+    }
+}
+
+text_enum! {
+    /// What a bulk run does to its communities.
+    pub enum BulkKind {
+        Connect = "connect",
+        Disconnect = "disconnect",
+    }
+}
+
+text_enum! {
+    /// How «Отключить выбранные» ended for one community.
+    pub enum BulkOutcome {
+        /// Our server was deleted at VK (or was already gone).
+        Removed = "removed",
+        /// VK no longer accepts our key: the server may still be there.
+        TokenDead = "token_dead",
+        /// We held no server.
+        NothingAtVk = "nothing_at_vk",
+        /// VK answered with an error; nothing was forgotten.
+        Failed = "failed",
+        /// VK says the user no longer administers the community: nothing was done.
+        NotAdmin = "not_admin",
     }
 }
 

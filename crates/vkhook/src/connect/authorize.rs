@@ -20,6 +20,8 @@ pub struct ConnectOptions {
     pub reauthorize: bool,
     pub bot_enabled: bool,
     pub bot_reply: Option<String>,
+    /// Started from a bulk run's page («Попробовать снова»): the consent, if one is needed, returns there.
+    pub bulk_id: Option<String>,
 }
 
 #[derive(Debug)]
@@ -64,6 +66,24 @@ impl From<StoreError> for AuthFailure {
     }
 }
 
+/// What [`Connector::begin`] did for one community.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Begun {
+    Running,
+    AlreadyRunning,
+    /// Recorded as waiting for a community key: the admin must consent at VK.
+    NeedsToken,
+}
+
+/// Where oauth.vk.com's redirect leads.
+#[derive(Debug)]
+pub enum Authorized {
+    /// One community: its progress page.
+    One(i64),
+    /// Several: the bulk run's page, or first the next consent when the run needs more than one.
+    Bulk { bulk_id: String, next: Option<url::Url> },
+}
+
 impl Connector {
     /// Starts connecting `group_id` for administrator `user_id` (the caller checked the role).
     pub async fn start(
@@ -73,22 +93,31 @@ impl Connector {
         session_hash: &str,
         options: ConnectOptions,
     ) -> StoreResult<Started> {
+        Ok(match self.begin(group_id, user_id, &options).await? {
+            Begun::Running => Started::Running,
+            Begun::AlreadyRunning => Started::AlreadyRunning,
+            Begun::NeedsToken => {
+                let bulk = options.bulk_id.as_deref();
+                Started::NeedsToken(self.authorize_url(&[group_id], bulk, session_hash).await?)
+            }
+        })
+    }
+
+    /// Records the run: with a stored key it starts at once, without one it waits for the admin's consent.
+    pub(super) async fn begin(&self, group_id: i64, user_id: i64, options: &ConnectOptions) -> StoreResult<Begun> {
         let has_key = !options.reauthorize
             && self.credentials.community_key(group_id).await?.is_some_and(|k| k.has(CommunityScope::Manage));
         let now = now_ms();
         if !has_key {
-            let row = new_run(group_id, user_id, SetupState::WaitingToken, &options, 0);
-            if !self.store.begin_setup(&row, now).await? {
-                return Ok(Started::AlreadyRunning);
-            }
-            return Ok(Started::NeedsToken(self.authorize_url(group_id, session_hash).await?));
+            let row = new_run(group_id, user_id, SetupState::WaitingToken, options, 0);
+            return Ok(if self.store.begin_setup(&row, now).await? { Begun::NeedsToken } else { Begun::AlreadyRunning });
         }
-        let row = new_run(group_id, user_id, SetupState::Running, &options, now + self.lease_ms());
+        let row = new_run(group_id, user_id, SetupState::Running, options, now + self.lease_ms());
         if !self.store.begin_setup(&row, now).await? {
-            return Ok(Started::AlreadyRunning);
+            return Ok(Begun::AlreadyRunning);
         }
         self.spawn_run(row.group_id, row.run_id.clone(), Some(row.lease_until));
-        Ok(Started::Running)
+        Ok(Begun::Running)
     }
 
     /// Starts a setup run on vkhook's own initiative (the reconcile pass found our server gone or failed), with the
@@ -105,33 +134,47 @@ impl Connector {
         Ok(true)
     }
 
-    /// The community authorization URL, with a `state` bound to the session and the community.
-    async fn authorize_url(&self, group_id: i64, session_hash: &str) -> StoreResult<url::Url> {
+    /// The community authorization URL for `group_ids`, with a `state` bound to the session, the communities and
+    /// the bulk run if there is one.
+    pub(super) async fn authorize_url(
+        &self,
+        group_ids: &[i64],
+        bulk_id: Option<&str>,
+        session_hash: &str,
+    ) -> StoreResult<url::Url> {
         let state = vk::oauth::random_urlsafe(32);
+        let several = bulk_id.is_some() || group_ids.len() > 1;
         self.store
             .insert_oauth_state(&OAuthStateRow {
                 state_hash: hash_hex(&state),
                 session_hash: session_hash.to_owned(),
                 kind: OAuthPurpose::Community,
                 verifier: None,
-                group_id: Some(group_id),
+                group_id: if several { None } else { group_ids.first().copied() },
                 created_at: now_ms(),
+                group_ids: several.then(|| group_ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")),
+                bulk_id: bulk_id.map(str::to_owned),
             })
             .await?;
         let scopes: Vec<&str> = self.config.community_scopes.iter().map(String::as_str).collect();
         let redirect = self.public_url.join(COMMUNITY_CALLBACK_PATH);
-        Ok(self.oauth.community_authorize_url(&redirect, &[GroupId(group_id)], &scopes, &state))
+        let groups: Vec<GroupId> = group_ids.iter().copied().map(GroupId).collect();
+        Ok(self.oauth.community_authorize_url(&redirect, &groups, &scopes, &state))
     }
 
-    /// Finishes the community authorization: exchanges the code server-side, checks the real scopes, stores the
-    /// key sealed, and continues the setup without another click. Returns the community id.
+    /// Finishes the community authorization: exchanges the code server-side, checks each key's real scopes, stores
+    /// it sealed, and continues the setup without another click.
     pub async fn finish_authorization(
         &self,
         session_hash: &str,
         user_id: i64,
         back: &CommunityRedirect,
-    ) -> Result<i64, AuthFailure> {
-        let group_id = self.take_state(session_hash, back).await?;
+    ) -> Result<Authorized, AuthFailure> {
+        let pending = self.take_state(session_hash, back).await?;
+        if let Some(bulk_id) = pending.bulk_id.clone() {
+            return self.finish_bulk_authorization(session_hash, user_id, back, bulk_id, pending.communities()).await;
+        }
+        let group_id = pending.group_id.ok_or(AuthFailure::BadState)?;
         if let Some(err) = vk::oauth::redirect_error(back.error.as_deref(), back.error_description.as_deref()) {
             tracing::info!(
                 group_id,
@@ -146,13 +189,10 @@ impl Connector {
         if manager.is_none_or(|c| c.role != Role::Administrator) {
             return Err(AuthFailure::NotAdmin(group_id));
         }
-        let code = back.code.clone().filter(|c| !c.is_empty()).ok_or(AuthFailure::BadState)?;
-        let redirect = self.public_url.join(COMMUNITY_CALLBACK_PATH);
-        let tokens = self
-            .oauth
-            .community_exchange_code(&SecretString::from(code), &redirect)
-            .await
-            .map_err(|e| AuthFailure::Vk(group_id, e))?;
+        if back.code.as_deref().is_none_or(str::is_empty) {
+            return Err(AuthFailure::BadState);
+        }
+        let tokens = self.exchange(back).await.map_err(|e| AuthFailure::Vk(group_id, e))?;
         // Keys for any other community are dropped here, never stored: the admin asked for this one.
         let granted: Vec<i64> = tokens.iter().map(|(g, _)| g.0).collect();
         let Some((_, token)) = tokens.into_iter().find(|(g, _)| g.0 == group_id) else {
@@ -160,8 +200,35 @@ impl Connector {
             self.fail_waiting_setup(group_id, ErrorKind::OtherCommunity).await?;
             return Err(AuthFailure::OtherCommunity(group_id));
         };
-        let permissions =
-            self.vk.groups_get_token_permissions(&token).await.map_err(|e| AuthFailure::Vk(group_id, e))?;
+        self.accept_key(group_id, user_id, &token).await?;
+        Ok(Authorized::One(group_id))
+    }
+
+    /// Exchanges the code on the redirect for the keys it brings (one `access_token_<id>` per community).
+    pub(super) async fn exchange(
+        &self,
+        back: &CommunityRedirect,
+    ) -> Result<Vec<(GroupId, vk::AccessToken)>, vk::Error> {
+        let code = back.code.clone().filter(|c| !c.is_empty()).unwrap_or_default();
+        let redirect = self.public_url.join(COMMUNITY_CALLBACK_PATH);
+        self.oauth.community_exchange_code(&SecretString::from(code), &redirect).await
+    }
+
+    /// Checks a community's new key at VK (`groups.getTokenPermissions`), stores it sealed and continues the setup.
+    /// A refusal is recorded on the community's setup; the error says which.
+    pub(super) async fn accept_key(
+        &self,
+        group_id: i64,
+        user_id: i64,
+        token: &vk::AccessToken,
+    ) -> Result<(), AuthFailure> {
+        let permissions = match self.vk.groups_get_token_permissions(token).await {
+            Ok(p) => p,
+            Err(e) => {
+                self.fail_waiting_setup(group_id, ErrorKind::from_vk(&e)).await?;
+                return Err(AuthFailure::Vk(group_id, e));
+            }
+        };
         if !permissions.has(CommunityScope::Manage) {
             tracing::info!(group_id, scopes = ?permissions.names(), "community key without manage: not stored");
             self.fail_waiting_setup(group_id, ErrorKind::NoManage).await?;
@@ -170,11 +237,11 @@ impl Connector {
         self.credentials.save_community_key(group_id, token.secret(), &permissions.names()).await?;
         tracing::info!(group_id, "community key stored");
         self.continue_setup(group_id, user_id).await?;
-        Ok(group_id)
+        Ok(())
     }
 
-    /// The pending authorization `back.state` names, if it is this session's, for a community, and fresh.
-    async fn take_state(&self, session_hash: &str, back: &CommunityRedirect) -> Result<i64, AuthFailure> {
+    /// The pending authorization `back.state` names, if it is this session's, for communities, and fresh.
+    async fn take_state(&self, session_hash: &str, back: &CommunityRedirect) -> Result<OAuthStateRow, AuthFailure> {
         let pending = match back.state.as_deref().filter(|s| !s.is_empty()) {
             Some(state) => self.store.take_oauth_state(&hash_hex(state)).await?,
             None => None,
@@ -184,12 +251,12 @@ impl Connector {
                 p.kind == OAuthPurpose::Community
                     && p.session_hash == session_hash
                     && now_ms() - p.created_at < OAUTH_STATE_TTL_MS
+                    && !p.communities().is_empty()
             })
-            .and_then(|p| p.group_id)
             .ok_or(AuthFailure::BadState)
     }
 
-    async fn fail_waiting_setup(&self, group_id: i64, kind: ErrorKind) -> StoreResult<()> {
+    pub(super) async fn fail_waiting_setup(&self, group_id: i64, kind: ErrorKind) -> StoreResult<()> {
         if let Some(setup) = self.store.setup(group_id).await? {
             self.store.finish_setup(group_id, &setup.run_id, SetupState::Failed, Some((kind, "")), 0).await?;
         }
@@ -204,6 +271,7 @@ impl Connector {
             reauthorize: false,
             bot_enabled: previous.as_ref().is_some_and(|p| p.bot_enabled),
             bot_reply: previous.as_ref().and_then(|p| p.bot_reply.clone()),
+            bulk_id: None,
         };
         let now = now_ms();
         let mut run = new_run(group_id, user_id, SetupState::Running, &options, now + self.lease_ms());

@@ -15,6 +15,7 @@
 //! click joins it, and a run whose runner died is resumed from the start with one server as the result.
 //!
 //! - [`authorize`]: the connect button and the community authorization (oauth.vk.com).
+//! - [`bulk`]: several communities with one consent, and «Отключить выбранные».
 //! - [`run`]: the setup run, step by step.
 //! - [`manage`]: what the status card does afterwards: VK's view, event types, disconnect.
 //! - [`manual`]: the manual setup (the admin pastes our URL and secret at VK).
@@ -23,6 +24,7 @@
 //! the bot never calls this module.
 
 pub mod authorize;
+pub mod bulk;
 pub mod manage;
 pub mod manual;
 pub mod run;
@@ -37,7 +39,8 @@ use crate::hooks::Hooks;
 use crate::model::{SetupState, StepState};
 use crate::store::{now_ms, SetupRow, Store, StoreError};
 
-pub use authorize::{AuthFailure, CommunityRedirect, ConnectOptions, Started};
+pub use authorize::{AuthFailure, Authorized, CommunityRedirect, ConnectOptions, Started};
+pub use bulk::{BulkStarted, CONSENT_MAX_COMMUNITIES};
 pub use manage::Disconnected;
 
 pub const CALLBACK_PATH: &str = "/vk/callback";
@@ -133,7 +136,7 @@ fn same_url(a: &str, b: &str) -> bool {
 }
 
 /// A new run record in `state`.
-fn new_run(group_id: i64, user_id: i64, state: SetupState, options: &ConnectOptions, lease_until: i64) -> SetupRow {
+pub(super) fn new_run(group_id: i64, user_id: i64, state: SetupState, options: &ConnectOptions, lease_until: i64) -> SetupRow {
     let now = now_ms();
     SetupRow {
         group_id,

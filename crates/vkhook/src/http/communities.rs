@@ -39,6 +39,8 @@ pub fn status_label(t: &'static Msg, status: CommunityStatus) -> (&'static str, 
 
 pub struct CommunityItem {
     pub id: i64,
+    /// Only an administrator connects or disconnects: only their communities get a tick box.
+    pub is_admin: bool,
     pub name: String,
     pub photo: Option<String>,
     pub role_label: &'static str,
@@ -64,6 +66,8 @@ struct CommunityListPage {
     /// Only those that need attention are listed.
     only_attention: bool,
     needing_attention: usize,
+    /// Some listed community is the user's to connect (the bulk buttons show).
+    any_admin: bool,
     notice: Option<&'static str>,
     add_open: bool,
     add_error: Option<&'static str>,
@@ -72,6 +76,8 @@ struct CommunityListPage {
 #[derive(Deserialize, Default)]
 pub struct ListQuery {
     attention: Option<String>,
+    /// `none`: a bulk button was pressed with nothing ticked.
+    bulk: Option<String>,
 }
 
 /// Why the list could not come from VK.
@@ -80,6 +86,8 @@ enum ListProblem {
     NoGroupsScope,
     Hidden,
     VkUnavailable,
+    /// A bulk button was pressed with no community ticked.
+    NothingTicked,
 }
 
 /// Refreshes the user's communities from VK (`groups.get filter=moder extended=1`) when the token allows it.
@@ -124,7 +132,10 @@ pub async fn list_communities(
     viewer: Viewer,
     Query(q): Query<ListQuery>,
 ) -> AppResult<Response> {
-    let problem = refresh_from_vk(&app, user.user_id).await?;
+    let mut problem = refresh_from_vk(&app, user.user_id).await?;
+    if problem.is_none() && q.bulk.as_deref() == Some("none") {
+        problem = Some(ListProblem::NothingTicked);
+    }
     list_page(&app, &user, &viewer, problem, None, q.attention.as_deref() == Some("1")).await
 }
 
@@ -143,6 +154,7 @@ async fn list_page(
     // Those that need the admin first (the rest keep the store's order, by name).
     communities.sort_by_key(|c| c.attention.is_empty());
     let needing_attention = communities.iter().filter(|c| !c.attention.is_empty()).count();
+    let any_admin = communities.iter().any(|c| c.is_admin);
     if only_attention {
         communities.retain(|c| !c.attention.is_empty());
     }
@@ -150,6 +162,7 @@ async fn list_page(
         ListProblem::NoGroupsScope => t.no_groups_scope,
         ListProblem::Hidden => t.groups_hidden,
         ListProblem::VkUnavailable => t.vk_unavailable,
+        ListProblem::NothingTicked => t.bulk_none_selected,
     });
     let add_open = add_error.is_some() || matches!(problem, Some(ListProblem::NoGroupsScope | ListProblem::Hidden));
     let mut response = render(CommunityListPage {
@@ -158,6 +171,7 @@ async fn list_page(
         communities,
         only_attention,
         needing_attention,
+        any_admin,
         notice,
         add_open,
         add_error,
@@ -214,6 +228,7 @@ fn item(t: &'static Msg, r: &crate::store::OverviewRow, now: i64) -> CommunityIt
     };
     CommunityItem {
         id: r.community.id,
+        is_admin: r.community.role == Role::Administrator,
         name: r.community.name.clone(),
         photo: r.community.photo.clone(),
         role_label: role_label(t, r.community.role),

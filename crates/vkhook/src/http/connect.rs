@@ -10,7 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::app::AppState;
-use crate::connect::{AuthFailure, CommunityRedirect, ConnectError, ConnectOptions, Disconnected, Started};
+use crate::connect::{AuthFailure, Authorized, CommunityRedirect, ConnectError, ConnectOptions, Disconnected, Started};
 use crate::error::{with_problem, AppError, AppResult, Problem};
 use crate::i18n::{fill, Msg};
 use crate::logging::Untrusted;
@@ -36,17 +36,25 @@ pub async fn connect_community(
     body: axum::body::Bytes,
 ) -> AppResult<Response> {
     let form = FormPairs::parse(&body);
+    // «Попробовать снова» on a bulk run's page: back to that page (only the user's own run).
+    let bulk_id = match form.text("bulk") {
+        Some(id) => app.store.bulk_run(id, user.user_id).await?.map(|run| run.id),
+        None => None,
+    };
+    let progress = match &bulk_id {
+        Some(id) => format!("/communities/bulk/{id}"),
+        None => format!("/communities/{}/setup", community.id),
+    };
     let options = ConnectOptions {
         replace_server_id: form.get("replace_server_id").and_then(|v| v.parse().ok()),
         reauthorize: form.get("reauth") == Some("1"),
         bot_enabled: form.has("bot_enabled"),
         bot_reply: form.text("bot_reply").map(|r| r.chars().take(4000).collect()),
+        bulk_id,
     };
     tracing::info!(group_id = community.id, user_id = user.user_id, "connect pressed");
     match app.connector.start(community.id, user.user_id, &user.session.id_hash, options).await? {
-        Started::Running | Started::AlreadyRunning => {
-            Ok(Redirect::to(&format!("/communities/{}/setup", community.id)).into_response())
-        }
+        Started::Running | Started::AlreadyRunning => Ok(Redirect::to(&progress).into_response()),
         Started::NeedsToken(url) => Ok(Redirect::to(url.as_str()).into_response()),
     }
 }
@@ -58,7 +66,11 @@ pub async fn finish_community_auth(
     Query(back): Query<CommunityRedirect>,
 ) -> AppResult<Response> {
     match app.connector.finish_authorization(&user.session.id_hash, user.user_id, &back).await {
-        Ok(group_id) => Ok(Redirect::to(&format!("/communities/{group_id}/setup")).into_response()),
+        Ok(Authorized::One(group_id)) => Ok(Redirect::to(&format!("/communities/{group_id}/setup")).into_response()),
+        Ok(Authorized::Bulk { next: Some(consent), .. }) => Ok(Redirect::to(consent.as_str()).into_response()),
+        Ok(Authorized::Bulk { bulk_id, next: None }) => {
+            Ok(Redirect::to(&format!("/communities/bulk/{bulk_id}")).into_response())
+        }
         Err(AuthFailure::BadState) => {
             Err(AppError::shown_with_back(Problem::BadRequest, |t| t.signin_state, "/communities"))
         }
@@ -125,6 +137,7 @@ pub fn error_message(t: &'static Msg, kind: ErrorKind, callback_url: &str) -> St
         ErrorKind::Denied => t.err_denied.into(),
         ErrorKind::NoManage => t.err_no_manage.into(),
         ErrorKind::OtherCommunity => t.err_other_community.into(),
+        ErrorKind::NotGranted => t.err_not_granted.into(),
         ErrorKind::Reauth => t.err_reauth.into(),
         ErrorKind::NotAdmin => t.err_not_admin.into(),
         ErrorKind::VkUnavailable => t.err_vk_unavailable.into(),

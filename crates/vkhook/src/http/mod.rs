@@ -14,6 +14,7 @@ use crate::app::AppState;
 pub mod access;
 pub mod alerts;
 pub mod auth;
+pub mod bulk;
 pub mod callback;
 pub mod communities;
 pub mod connect;
@@ -36,6 +37,9 @@ pub fn router(state: AppState) -> Router {
         .route("/lang", post(auth::switch_lang))
         .route("/communities", get(communities::list_communities))
         .route("/communities/add", post(communities::add_community))
+        .route("/communities/bulk", post(bulk::bulk_action))
+        .route("/communities/bulk/{bulk}", get(bulk::show_bulk))
+        .route("/communities/bulk/{bulk}/continue", post(bulk::continue_bulk))
         .route("/communities/{id}", get(communities::show_community))
         .route("/communities/{id}/connect", post(connect::connect_community))
         .route("/auth/vk/community-callback", get(connect::finish_community_auth))

@@ -15,6 +15,7 @@ use crate::vault::Sealed;
 
 mod alerts;
 mod bot;
+mod bulk;
 mod communities;
 mod forward;
 mod inbox;
@@ -24,6 +25,7 @@ mod users;
 
 pub use alerts::*;
 pub use bot::*;
+pub use bulk::*;
 pub use communities::*;
 pub use forward::*;
 pub use inbox::*;
@@ -139,6 +141,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "forwarding",
         sqlite: include_str!("migrations/sqlite/0004_forwarding.sql"),
         postgres: include_str!("migrations/postgres/0004_forwarding.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "bulk",
+        sqlite: include_str!("migrations/sqlite/0005_bulk.sql"),
+        postgres: include_str!("migrations/postgres/0005_bulk.sql"),
     },
 ];
 

@@ -23,6 +23,20 @@ pub struct OAuthStateRow {
     pub verifier: Option<String>,
     pub group_id: Option<i64>,
     pub created_at: i64,
+    /// A consent for several communities: all of them, comma-separated (then `group_id` is none).
+    pub group_ids: Option<String>,
+    /// The bulk run the consent belongs to.
+    pub bulk_id: Option<String>,
+}
+
+impl OAuthStateRow {
+    /// The communities this authorization asks for.
+    pub fn communities(&self) -> Vec<i64> {
+        match &self.group_ids {
+            Some(ids) => ids.split(',').filter_map(|id| id.parse().ok()).collect(),
+            None => self.group_id.into_iter().collect(),
+        }
+    }
 }
 
 impl Store {
@@ -74,10 +88,12 @@ impl Store {
     }
 
     pub async fn insert_oauth_state(&self, s: &OAuthStateRow) -> StoreResult<()> {
-        let q = "INSERT INTO oauth_states (state_hash, session_hash, kind, verifier, group_id, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)";
+        let q = "INSERT INTO oauth_states \
+                 (state_hash, session_hash, kind, verifier, group_id, created_at, group_ids, bulk_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
         on_pool!(self, pool => sqlx::query(q)
             .bind(&s.state_hash).bind(&s.session_hash).bind(s.kind).bind(&s.verifier).bind(s.group_id).bind(s.created_at)
+            .bind(&s.group_ids).bind(&s.bulk_id)
             .execute(pool).await?.rows_affected());
         Ok(())
     }
@@ -85,7 +101,7 @@ impl Store {
     /// Removes and returns a pending authorization: a `state` works once.
     pub async fn take_oauth_state(&self, state_hash: &str) -> StoreResult<Option<OAuthStateRow>> {
         let q = "DELETE FROM oauth_states WHERE state_hash = $1 \
-                 RETURNING state_hash, session_hash, kind, verifier, group_id, created_at";
+                 RETURNING state_hash, session_hash, kind, verifier, group_id, created_at, group_ids, bulk_id";
         Ok(on_pool!(self, pool => sqlx::query_as::<_, OAuthStateRow>(q).bind(state_hash).fetch_optional(pool).await?))
     }
 }

@@ -2,7 +2,7 @@
 //! set (`contract!` makes both), each in a fresh database.
 
 use vkhook::model::{
-    CommunityStatus, DeliveryStatus, ErrorKind, EventStatus, LogEntry, OAuthPurpose, PauseReason, ReplyStatus, Role,
+    BulkKind, BulkOutcome, CommunityStatus, DeliveryStatus, ErrorKind, EventStatus, LogEntry, OAuthPurpose, PauseReason, ReplyStatus, Role,
     SetupMode, SetupState, StepState,
 };
 use vkhook::store::*;
@@ -21,7 +21,7 @@ macro_rules! contract {
                     let dir = super::TempDir::new("vkhook-store");
                     let url = format!("sqlite://{}/nested/dir/vkhook.db", dir.0.display());
                     let store = super::Store::connect(&url).await.unwrap();
-                    assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3, 4]);
+                    assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3, 4, 5]);
                     super::$body(&store).await;
                     store.close().await;
                 }
@@ -33,7 +33,7 @@ macro_rules! contract {
                 async fn $name() {
                     let Some(db) = super::PgDatabase::create(stringify!($name)).await else { return };
                     let store = super::Store::connect(&db.url).await.unwrap();
-                    assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3, 4]);
+                    assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3, 4, 5]);
                     super::$body(&store).await;
                     store.close().await;
                 }
@@ -72,11 +72,12 @@ contract! {
     an_endpoint_failing_too_long_or_gone_is_disabled => an_endpoint_failing_too_long_or_gone_is_disabled;
     an_alert_is_told_once_and_reminded_after_its_period => an_alert_is_told_once_and_reminded_after_its_period;
     the_overview_counts_each_community_in_one_query => the_overview_counts_each_community_in_one_query;
+    a_bulk_run_lists_its_communities_in_order_with_their_setups => a_bulk_run_lists_its_communities_in_order_with_their_setups;
 }
 
 async fn migrations_apply_once(store: &Store) {
     assert_eq!(store.migrate().await.unwrap(), Vec::<i64>::new(), "already migrated by the caller");
-    assert_eq!(store.applied_migrations().await.unwrap(), vec![1, 2, 3, 4]);
+    assert_eq!(store.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5]);
     store.ping().await.unwrap();
 }
 
@@ -155,14 +156,25 @@ async fn oauth_states_are_single_use(store: &Store) {
         verifier: Some("v1.k.v".into()),
         group_id: None,
         created_at: 1,
+        group_ids: None,
+        bulk_id: None,
     };
     store.insert_oauth_state(&st).await.unwrap();
     let community =
         OAuthStateRow { state_hash: "c".into(), kind: OAuthPurpose::Community, group_id: Some(7), ..st.clone() };
     store.insert_oauth_state(&community).await.unwrap();
+    let several = OAuthStateRow {
+        state_hash: "b".into(),
+        kind: OAuthPurpose::Community,
+        group_ids: Some("7,8,9".into()),
+        bulk_id: Some("bulk1".into()),
+        ..st.clone()
+    };
+    store.insert_oauth_state(&several).await.unwrap();
     assert_eq!(store.take_oauth_state("s").await.unwrap(), Some(st));
     assert_eq!(store.take_oauth_state("s").await.unwrap(), None);
-    assert_eq!(store.take_oauth_state("c").await.unwrap(), Some(community));
+    assert_eq!(store.take_oauth_state("c").await.unwrap().map(|c| c.communities()), Some(vec![7]));
+    assert_eq!(store.take_oauth_state("b").await.unwrap().map(|c| c.communities()), Some(vec![7, 8, 9]));
 }
 
 async fn user_communities_follow_vk(store: &Store) {
@@ -310,6 +322,30 @@ async fn setup_runs_hold_a_lease(store: &Store) {
         store.begin_setup(&run(SetupState::Running, far + 2), now_ms()).await.unwrap(),
         "a finished run is replaced"
     );
+}
+
+async fn a_bulk_run_lists_its_communities_in_order_with_their_setups(store: &Store) {
+    store.upsert_user(&anna()).await.unwrap();
+    store.set_user_communities(1, &[(zerno(), Role::Administrator), (club(), Role::Administrator)]).await.unwrap();
+    let bulk = BulkRun { id: "b1".into(), user_id: 1, kind: BulkKind::Disconnect, created_at: now_ms() };
+    store.create_bulk(&bulk, &[1002, 1001]).await.unwrap();
+    assert_eq!(store.bulk_run("b1", 1).await.unwrap(), Some(bulk.clone()));
+    assert_eq!(store.bulk_run("b1", 2).await.unwrap(), None, "another user's run does not exist");
+    assert!(store.begin_setup(&run(SetupState::Running, now_ms() + 60_000), now_ms()).await.unwrap());
+    store.set_bulk_outcome("b1", 1002, BulkOutcome::Removed).await.unwrap();
+    let members = store.bulk_members("b1", 1).await.unwrap();
+    let order: Vec<_> = members.iter().map(|(m, s)| (m.community.id, m.outcome, s.is_some())).collect();
+    assert_eq!(order, [(1002, Some(BulkOutcome::Removed), false), (1001, None, true)], "the admin's order");
+    // A community the user no longer manages drops out of their view of the run.
+    store.set_user_communities(1, &[(club(), Role::Administrator)]).await.unwrap();
+    assert_eq!(store.bulk_members("b1", 1).await.unwrap().len(), 1);
+    assert!(store.bulk_members("b1", 2).await.unwrap().is_empty());
+    // A week later the run's record is dropped when the user starts another.
+    let old = BulkRun { id: "b0".into(), created_at: now_ms() - 8 * 24 * 3600 * 1000, ..bulk.clone() };
+    store.create_bulk(&old, &[1002]).await.unwrap();
+    store.create_bulk(&BulkRun { id: "b2".into(), ..bulk }, &[1002]).await.unwrap();
+    assert_eq!(store.bulk_run("b0", 1).await.unwrap(), None);
+    assert!(store.bulk_run("b1", 1).await.unwrap().is_some());
 }
 
 fn event(group_id: i64, n: u32) -> NewInboxEvent {
@@ -698,7 +734,7 @@ async fn concurrent_migrations_on_postgres_apply_once() {
     let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
     let mut applied = ra.unwrap();
     applied.extend(rb.unwrap());
-    assert_eq!(applied, vec![1, 2, 3, 4], "exactly one instance applied each");
+    assert_eq!(applied, vec![1, 2, 3, 4, 5], "exactly one instance applied each");
     a.close().await;
     b.close().await;
 }

@@ -1,0 +1,218 @@
+//! Several communities at once: «Подключить выбранные», «Подключить все неподключённые» and «Отключить выбранные».
+//!
+//! - **One consent.** oauth.vk.com's community authorization takes several communities in `group_ids`, and the
+//!   code exchange returns one `access_token_<id>` per community the admin left ticked
+//!   (https://dev.vk.com/ru/api/access-token/authcode-flow-community; VK-FACTS.md "Tokens"). VK documents no limit on
+//!   how many communities one consent may name; the only bound we know of is the URL's length (a proxy's request
+//!   line is commonly limited to 8 KB). A run asks for at most [`CONSENT_MAX_COMMUNITIES`] per consent (about 1 KB
+//!   of ids) and chains the next consent when the first comes back.
+//! - **Then every community's own setup run**, all at once: each uses its own key, whose calls are paced by the VK
+//!   client's per-key limit (20 requests/s, VK-FACTS.md "Rate limits"); a run makes its calls one after another.
+//! - **Resumable.** The run's record lists the communities; each one's progress is its setup record, with a lease:
+//!   a reload shows it, a second click joins the runs still going, and a crash is resumed (`resume_abandoned`).
+//!   A community left unticked at VK fails as «not granted» and has its own «Попробовать снова».
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::authorize::Begun;
+use super::{AuthFailure, Authorized, CommunityRedirect, ConnectError, ConnectOptions, Connector, Disconnected};
+use crate::logging::Untrusted;
+use crate::model::{BulkKind, BulkOutcome, ErrorKind, SetupState};
+use crate::store::{now_ms, BulkRun, StoreError, StoreResult};
+
+/// At most this many communities in one consent (see the module: VK states no limit; this keeps the URL short).
+pub const CONSENT_MAX_COMMUNITIES: usize = 100;
+
+/// How many communities' keys are checked, or servers removed, at the same time.
+const PARALLEL: usize = 16;
+
+/// Where a started bulk run goes next.
+#[derive(Debug)]
+pub struct BulkStarted {
+    pub bulk_id: String,
+    /// The consent at VK for the communities without a usable key (none: every run started already).
+    pub consent: Option<url::Url>,
+}
+
+impl Connector {
+    /// Starts connecting `group_ids` for `user_id`: communities with a stored key start at once, the rest wait for
+    /// one consent. `not_admin` are listed too, refused: VK says the user does not administer them.
+    pub async fn start_bulk(
+        &self,
+        user_id: i64,
+        session_hash: &str,
+        group_ids: &[i64],
+        not_admin: &[i64],
+        options: ConnectOptions,
+    ) -> StoreResult<BulkStarted> {
+        let bulk = self.new_bulk(user_id, BulkKind::Connect, group_ids, not_admin).await?;
+        for &group_id in not_admin {
+            let row = super::new_run(group_id, user_id, SetupState::WaitingToken, &options, 0);
+            if self.store.begin_setup(&row, now_ms()).await? {
+                self.fail_waiting_setup(group_id, ErrorKind::NotAdmin).await?;
+            }
+        }
+        let mut need_key = Vec::new();
+        for &group_id in group_ids {
+            if self.begin(group_id, user_id, &options).await? == Begun::NeedsToken {
+                need_key.push(group_id);
+            }
+        }
+        tracing::info!(user_id, communities = group_ids.len(), need_key = need_key.len(), "bulk connect started");
+        let consent = match need_key.len() {
+            0 => None,
+            n => {
+                let batch = &need_key[..n.min(CONSENT_MAX_COMMUNITIES)];
+                Some(self.authorize_url(batch, Some(&bulk.id), session_hash).await?)
+            }
+        };
+        Ok(BulkStarted { bulk_id: bulk.id, consent })
+    }
+
+    /// The consent again for communities of the run still waiting for one (at most [`CONSENT_MAX_COMMUNITIES`]).
+    pub async fn consent_for(&self, group_ids: &[i64], bulk_id: &str, session_hash: &str) -> StoreResult<url::Url> {
+        self.authorize_url(group_ids, Some(bulk_id), session_hash).await
+    }
+
+    async fn new_bulk(&self, user_id: i64, kind: BulkKind, ids: &[i64], refused: &[i64]) -> StoreResult<BulkRun> {
+        let bulk = BulkRun { id: vk::oauth::random_urlsafe(12), user_id, kind, created_at: now_ms() };
+        let all: Vec<i64> = ids.iter().chain(refused).copied().collect();
+        self.store.create_bulk(&bulk, &all).await?;
+        Ok(bulk)
+    }
+
+    /// The redirect back from a consent of a bulk run: every granted key is checked and stored and its setup goes
+    /// on; every community of the consent without a key is marked. Then the next consent, if the run needs one.
+    pub(super) async fn finish_bulk_authorization(
+        &self,
+        session_hash: &str,
+        user_id: i64,
+        back: &CommunityRedirect,
+        bulk_id: String,
+        asked: Vec<i64>,
+    ) -> Result<Authorized, AuthFailure> {
+        if let Some(err) = vk::oauth::redirect_error(back.error.as_deref(), back.error_description.as_deref()) {
+            tracing::info!(
+                communities = asked.len(),
+                error = %Untrusted(&err.error),
+                description = %Untrusted(&err.description),
+                "community authorization for several communities not granted"
+            );
+            // «Отмена» stops the run: this consent's communities and those still waiting for a later one.
+            for group_id in self.waiting(&bulk_id, user_id, &asked, true).await? {
+                self.fail_waiting_setup(group_id, ErrorKind::Denied).await?;
+            }
+            return Ok(Authorized::Bulk { bulk_id, next: None });
+        }
+        let mut tokens = match self.exchange(back).await {
+            Ok(tokens) => tokens,
+            Err(e) => {
+                tracing::warn!(error = %Untrusted(&e.to_string()), "the code of a bulk consent did not exchange");
+                for &group_id in &asked {
+                    self.fail_waiting_setup(group_id, ErrorKind::from_vk(&e)).await?;
+                }
+                return Ok(Authorized::Bulk { bulk_id, next: None });
+            }
+        };
+        let limit = Arc::new(Semaphore::new(PARALLEL));
+        let mut checks = JoinSet::new();
+        for &group_id in &asked {
+            let token = tokens.iter().position(|(g, _)| g.0 == group_id).map(|i| tokens.swap_remove(i).1);
+            let (connector, limit) = (self.clone(), limit.clone());
+            checks.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                connector.accept_bulk_key(group_id, user_id, token).await
+            });
+        }
+        // Keys for communities this consent did not ask for are dropped, never stored.
+        if !tokens.is_empty() {
+            let others: Vec<i64> = tokens.iter().map(|(g, _)| g.0).collect();
+            tracing::warn!(?others, "VK's code brought keys for communities not asked for: none kept");
+        }
+        while let Some(done) = checks.join_next().await {
+            done.map_err(|e| AuthFailure::Store(StoreError::Io(std::io::Error::other(e))))??;
+        }
+        let rest = self.waiting(&bulk_id, user_id, &asked, false).await?;
+        let next = match rest.len() {
+            0 => None,
+            n => Some(self.authorize_url(&rest[..n.min(CONSENT_MAX_COMMUNITIES)], Some(&bulk_id), session_hash).await?),
+        };
+        Ok(Authorized::Bulk { bulk_id, next })
+    }
+
+    /// One community of a bulk consent: its key checked and stored, or why not recorded on its setup. Only a
+    /// database failure is an error here: each community's refusal is its own.
+    async fn accept_bulk_key(
+        &self,
+        group_id: i64,
+        user_id: i64,
+        token: Option<vk::AccessToken>,
+    ) -> Result<(), AuthFailure> {
+        let manager = self.store.community_for_user(user_id, group_id).await?;
+        if manager.is_none_or(|c| c.role != crate::model::Role::Administrator) {
+            return Ok(self.fail_waiting_setup(group_id, ErrorKind::NotAdmin).await?);
+        }
+        let Some(token) = token else {
+            tracing::info!(group_id, "the admin did not grant this community at VK");
+            return Ok(self.fail_waiting_setup(group_id, ErrorKind::NotGranted).await?);
+        };
+        match self.accept_key(group_id, user_id, &token).await {
+            Err(AuthFailure::Store(e)) => Err(AuthFailure::Store(e)),
+            // Recorded on the community's setup by `accept_key`.
+            Ok(()) | Err(_) => Ok(()),
+        }
+    }
+
+    /// The run's communities still waiting for a consent: those of `asked` (with `including_asked`) and those after
+    /// the last of `asked` in the run's order.
+    async fn waiting(&self, bulk_id: &str, user_id: i64, asked: &[i64], including_asked: bool) -> StoreResult<Vec<i64>> {
+        let members = self.store.bulk_members(bulk_id, user_id).await?;
+        let last = members.iter().rposition(|(m, _)| asked.contains(&m.community.id));
+        Ok(members
+            .iter()
+            .enumerate()
+            .filter(|(i, (m, _))| {
+                let is_asked = asked.contains(&m.community.id);
+                (including_asked && is_asked) || (!is_asked && last.is_none_or(|last| *i > last))
+            })
+            .filter(|(_, (_, setup))| setup.as_ref().is_some_and(|s| s.state == SetupState::WaitingToken))
+            .map(|(_, (m, _))| m.community.id)
+            .collect())
+    }
+
+    /// «Отключить выбранные»: removes our server at VK for each of `group_ids` (never anyone else's: only the server
+    /// id we registered) and records each outcome. `not_admin` are listed as refused.
+    pub async fn disconnect_bulk(&self, user_id: i64, group_ids: &[i64], not_admin: &[i64]) -> StoreResult<String> {
+        let bulk = self.new_bulk(user_id, BulkKind::Disconnect, group_ids, not_admin).await?;
+        for &group_id in not_admin {
+            self.store.set_bulk_outcome(&bulk.id, group_id, BulkOutcome::NotAdmin).await?;
+        }
+        let limit = Arc::new(Semaphore::new(PARALLEL));
+        let mut runs = JoinSet::new();
+        for &group_id in group_ids {
+            let (connector, limit, bulk_id) = (self.clone(), limit.clone(), bulk.id.clone());
+            runs.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                let outcome = match connector.disconnect(group_id).await {
+                    Ok(Disconnected::Removed) => BulkOutcome::Removed,
+                    Ok(Disconnected::TokenDead) => BulkOutcome::TokenDead,
+                    Ok(Disconnected::NothingAtVk) => BulkOutcome::NothingAtVk,
+                    Err(ConnectError::Store(e)) => return Err(e),
+                    Err(e) => {
+                        tracing::warn!(group_id, error = %e, "could not disconnect at VK");
+                        BulkOutcome::Failed
+                    }
+                };
+                connector.store.set_bulk_outcome(&bulk_id, group_id, outcome).await
+            });
+        }
+        while let Some(done) = runs.join_next().await {
+            done.map_err(|e| StoreError::Io(std::io::Error::other(e)))??;
+        }
+        tracing::info!(user_id, communities = group_ids.len(), "bulk disconnect finished");
+        Ok(bulk.id)
+    }
+}

@@ -1,0 +1,182 @@
+//! Several communities at once, from `/communities`: «Подключить выбранные», «Подключить все неподключённые»,
+//! «Отключить выбранные», and the run's page (`/communities/bulk/{bulk}`), one line per community.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+
+use crate::app::AppState;
+use crate::connect::{ConnectOptions, CONSENT_MAX_COMMUNITIES};
+use crate::error::{AppError, AppResult, Problem};
+use crate::i18n::{fill, Msg};
+use crate::model::{BulkKind, BulkOutcome, CommunityStatus, ErrorKind, Role, SetupState, StepState};
+use crate::store::{BulkMember, SetupRow, Step};
+
+use super::auth::user_name;
+use super::connect::{error_message, no_store, step_views};
+use super::forms::FormPairs;
+use super::render::{render, Layout};
+use super::session::{SignedIn, Viewer};
+
+/// The form under the list: the ticked communities (`group`), which button (`action`) and «Сразу включить бота».
+pub async fn bulk_action(
+    State(app): State<AppState>,
+    user: SignedIn,
+    body: axum::body::Bytes,
+) -> AppResult<Response> {
+    let form = FormPairs::parse(&body);
+    let action = form.get("action").unwrap_or_default();
+    let ticked: Vec<i64> = form.all("group").iter().filter_map(|v| v.parse().ok()).collect();
+    let mine = app.store.user_communities(user.user_id).await?;
+    let administered = mine.iter().filter(|c| c.role == Role::Administrator);
+    let chosen: Vec<i64> = match action {
+        "connect_all" => administered.filter(|c| c.status != CommunityStatus::Connected).map(|c| c.id).collect(),
+        "connect" | "disconnect" => administered.filter(|c| ticked.contains(&c.id)).map(|c| c.id).collect(),
+        _ => return Err(AppError::shown_with_back(Problem::BadRequest, |t| t.error_bad_request, "/communities")),
+    };
+    if chosen.is_empty() {
+        return Ok(Redirect::to("/communities?bulk=none").into_response());
+    }
+    // The stored roles may be stale: VK decides, in one call for all of them.
+    let confirmed = app.roles.administered_at_vk(user.user_id, &chosen).await?;
+    let refused: Vec<i64> = chosen.iter().copied().filter(|id| !confirmed.contains(id)).collect();
+    tracing::info!(user_id = user.user_id, action, communities = chosen.len(), "bulk action");
+    if action == "disconnect" {
+        let bulk_id = app.connector.disconnect_bulk(user.user_id, &confirmed, &refused).await?;
+        return Ok(Redirect::to(&format!("/communities/bulk/{bulk_id}")).into_response());
+    }
+    let options = ConnectOptions { bot_enabled: form.has("bot_enabled"), ..ConnectOptions::default() };
+    let started =
+        app.connector.start_bulk(user.user_id, &user.session.id_hash, &confirmed, &refused, options).await?;
+    Ok(match started.consent {
+        Some(url) => Redirect::to(url.as_str()).into_response(),
+        None => Redirect::to(&format!("/communities/bulk/{}", started.bulk_id)).into_response(),
+    })
+}
+
+/// One community's line on the run's page.
+struct BulkLine {
+    id: i64,
+    name: String,
+    /// `ok`, `err`, `warn` or empty (going on).
+    class: &'static str,
+    text: String,
+    /// «Попробовать снова» (a connect that failed).
+    retry: bool,
+    /// The failed run had «Сразу включить бота»: the retry keeps it.
+    bot: bool,
+}
+
+#[derive(Template)]
+#[template(path = "communities/bulk.html")]
+struct BulkPage {
+    layout: Layout,
+    csrf: String,
+    bulk_id: String,
+    title: &'static str,
+    summary: String,
+    lines: Vec<BulkLine>,
+    /// Some setup is still running: the page refreshes itself.
+    running: bool,
+    /// Some communities still wait for a consent at VK.
+    waiting: bool,
+}
+
+pub async fn show_bulk(
+    State(app): State<AppState>,
+    user: SignedIn,
+    viewer: Viewer,
+    Path(bulk_id): Path<String>,
+) -> AppResult<Response> {
+    let run = app.store.bulk_run(&bulk_id, user.user_id).await?.ok_or(AppError::NotFound)?;
+    let members = app.store.bulk_members(&bulk_id, user.user_id).await?;
+    let t = user.lang.msg();
+    let callback_url = app.connector.callback_url();
+    let lines: Vec<BulkLine> = members
+        .iter()
+        .map(|(member, setup)| match run.kind {
+            BulkKind::Connect => {
+                // A run whose runner died (its lease ran out) is picked up again when someone looks at it.
+                if let Some(setup) = setup {
+                    app.connector.resume_if_abandoned(setup);
+                }
+                connect_line(t, member, setup.as_ref(), &callback_url)
+            }
+            BulkKind::Disconnect => disconnect_line(t, member),
+        })
+        .collect();
+    let total = lines.len().to_string();
+    let done = lines.iter().filter(|l| l.class == "ok").count().to_string();
+    let (title, summary) = match run.kind {
+        BulkKind::Connect => (t.bulk_connect_title, t.bulk_connected_of),
+        BulkKind::Disconnect => (t.bulk_disconnect_title, t.bulk_disconnected_of),
+    };
+    let state = |s: SetupState| members.iter().any(|(_, setup)| setup.as_ref().is_some_and(|x| x.state == s));
+    let page = BulkPage {
+        layout: Layout::new(&viewer, user_name(&app, &viewer).await?, &format!("/communities/bulk/{bulk_id}")),
+        csrf: user.session.csrf.clone(),
+        title,
+        summary: fill(summary, &[("done", &done), ("total", &total)]),
+        running: run.kind == BulkKind::Connect && state(SetupState::Running),
+        waiting: run.kind == BulkKind::Connect && state(SetupState::WaitingToken),
+        lines,
+        bulk_id,
+    };
+    Ok(no_store(render(page)?))
+}
+
+fn connect_line(t: &'static Msg, member: &BulkMember, setup: Option<&SetupRow>, callback_url: &str) -> BulkLine {
+    let (class, text, retry) = match setup.map(|s| s.state) {
+        Some(SetupState::Done) => ("ok", t.connected_title.to_owned(), false),
+        Some(SetupState::Failed) => {
+            let kind = setup.and_then(|s| s.error_kind).unwrap_or(ErrorKind::Internal);
+            ("err", error_message(t, kind, callback_url), true)
+        }
+        Some(SetupState::WaitingToken) => ("warn", t.bulk_waiting_token.to_owned(), false),
+        Some(SetupState::Running) => {
+            let setup = setup.expect("a running setup");
+            let views = step_views(t, setup);
+            let at = Step::ALL.iter().position(|s| setup.step(*s) != StepState::Done).unwrap_or(Step::ALL.len() - 1);
+            let step = fill(t.bulk_step, &[("n", &(at + 1).to_string()), ("step", views[at].name)]);
+            ("", step, false)
+        }
+        None => ("", t.bulk_in_progress.to_owned(), false),
+    };
+    let bot = setup.is_some_and(|s| s.bot_enabled);
+    BulkLine { id: member.community.id, name: member.community.name.clone(), class, text, retry, bot }
+}
+
+fn disconnect_line(t: &'static Msg, member: &BulkMember) -> BulkLine {
+    let (class, text) = match member.outcome {
+        Some(BulkOutcome::Removed) => ("ok", t.bulk_removed),
+        Some(BulkOutcome::NothingAtVk) => ("ok", t.bulk_nothing_at_vk),
+        Some(BulkOutcome::TokenDead) => ("ok", t.disconnected_token_dead),
+        Some(BulkOutcome::Failed) => ("err", t.bulk_disconnect_failed),
+        Some(BulkOutcome::NotAdmin) => ("err", t.err_no_longer_admin),
+        None => ("", t.bulk_in_progress),
+    };
+    let (id, name) = (member.community.id, member.community.name.clone());
+    BulkLine { id, name, class, text: text.to_owned(), retry: false, bot: false }
+}
+
+/// «Продолжить»: the consent again for the run's communities still waiting for one (the admin came back from VK
+/// without deciding, or a second consent is due).
+pub async fn continue_bulk(
+    State(app): State<AppState>,
+    user: SignedIn,
+    Path(bulk_id): Path<String>,
+) -> AppResult<Response> {
+    app.store.bulk_run(&bulk_id, user.user_id).await?.ok_or(AppError::NotFound)?;
+    let members = app.store.bulk_members(&bulk_id, user.user_id).await?;
+    let waiting: Vec<i64> = members
+        .iter()
+        .filter(|(_, s)| s.as_ref().is_some_and(|s| s.state == SetupState::WaitingToken))
+        .map(|(m, _)| m.community.id)
+        .take(CONSENT_MAX_COMMUNITIES)
+        .collect();
+    if waiting.is_empty() {
+        return Ok(Redirect::to(&format!("/communities/bulk/{bulk_id}")).into_response());
+    }
+    let url = app.connector.consent_for(&waiting, &bulk_id, &user.session.id_hash).await?;
+    Ok(Redirect::to(url.as_str()).into_response())
+}
