@@ -8,11 +8,6 @@ use vkhook::model::{CommunityStatus, ErrorKind, SetupState, StepState};
 
 use crate::helpers::*;
 
-fn our_servers(app: &TestApp, group_id: i64) -> Vec<vk_sandbox::Server> {
-    let url = format!("{}/vk/callback", app.url);
-    app.sandbox.servers(group_id).into_iter().filter(|s| s.url == url).collect()
-}
-
 #[tokio::test]
 async fn user_1_connects_1001_with_one_confirmed_server() {
     let app = TestApp::spawn().await;
@@ -104,7 +99,7 @@ async fn another_services_server_is_never_touched() {
         (crm.title.as_str(), crm.url.as_str(), crm.secret_key.as_str()),
         ("CRM", "http://127.0.0.1:9/crm", "theirs")
     );
-    assert_eq!(our_servers(&app, 1001).len(), 1);
+    assert_eq!(app.our_servers(1001).len(), 1);
 }
 
 #[tokio::test]
@@ -135,7 +130,7 @@ async fn ten_foreign_servers_show_the_slots_and_replace_only_the_one_picked() {
     let servers = app.sandbox.servers(1001);
     assert_eq!(servers.len(), 10);
     assert!(servers.iter().all(|s| s.id.to_string() != victim));
-    assert_eq!(our_servers(&app, 1001).len(), 1);
+    assert_eq!(app.our_servers(1001).len(), 1);
 }
 
 #[tokio::test]
@@ -539,7 +534,7 @@ async fn repair_a_failed_server(app: &TestApp, edit_keeps_failed: bool) -> (vk_s
     )
     .await;
     app.sandbox_control("/_sandbox/behaviour", serde_json::json!({"edit_keeps_failed": edit_keeps_failed})).await;
-    let ours = our_servers(app, 1001).remove(0);
+    let ours = app.our_servers(1001).remove(0);
     let theirs = app.sandbox.servers(1001).into_iter().find(|s| s.id != ours.id).unwrap();
     app.sandbox.world().group_mut(1001).unwrap().server_mut(ours.id).unwrap().status = ServerStatus::Failed;
     let r = app.post_with_csrf("/communities/1001", "/communities/1001/check", &[]).await;
@@ -553,7 +548,7 @@ async fn repair_a_failed_server(app: &TestApp, edit_keeps_failed: bool) -> (vk_s
 async fn a_failed_server_is_repaired_by_an_edit_when_vk_confirms_it_again() {
     let app = TestApp::spawn().await;
     let (before, theirs) = repair_a_failed_server(&app, false).await;
-    let ours = our_servers(&app, 1001);
+    let ours = app.our_servers(1001);
     assert_eq!(ours.len(), 1);
     assert_eq!((ours[0].id, &ours[0].status), (before.id, &ServerStatus::Ok), "the same server, edited");
     let now = app.sandbox.servers(1001).into_iter().find(|s| s.id == theirs.id).expect("theirs is still there");
@@ -580,7 +575,7 @@ async fn a_failed_server_is_repaired_by_an_edit_when_vk_confirms_it_again() {
 async fn a_failed_server_that_an_edit_leaves_failed_is_replaced_by_a_fresh_one() {
     let app = TestApp::spawn().await;
     let (before, theirs) = repair_a_failed_server(&app, true).await;
-    let ours = our_servers(&app, 1001);
+    let ours = app.our_servers(1001);
     assert_eq!(ours.len(), 1, "one server of ours: the old one deleted, a fresh one added");
     assert_ne!(ours[0].id, before.id);
     assert_eq!(ours[0].status, ServerStatus::Ok);

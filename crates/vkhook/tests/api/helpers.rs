@@ -59,6 +59,8 @@ pub struct Options {
     pub alerts: vkhook::alerts::AlertSettings,
     /// `VKHOOK_PUBLIC_URL` (e.g. a proxy in front); none: the app's own address.
     pub public_url: Option<String>,
+    /// The sandbox's communities 2001…2000+N, administered by user 1.
+    pub extra_communities: usize,
 }
 
 /// Forwarding as the tests run it: loopback http allowed (the test endpoints are on this machine), the retry
@@ -97,6 +99,7 @@ impl Default for Options {
             forward: test_forwarding(),
             alerts: Default::default(),
             public_url: None,
+            extra_communities: 0,
         }
     }
 }
@@ -182,7 +185,13 @@ impl TestApp {
     }
 
     pub async fn spawn_with(options: Options) -> TestApp {
-        let sandbox = Sandbox::start(SandboxConfig { time_factor: 0.001, ..Default::default() }).await.unwrap();
+        let sandbox = Sandbox::start(SandboxConfig {
+            time_factor: 0.001,
+            extra_communities: options.extra_communities,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
         let dir = TempDir::new("vkhook-test");
         let db = TestDatabase::from_env(&dir).await;
         let mut settings =
@@ -223,6 +232,12 @@ impl TestApp {
 
     pub fn store(&self) -> &Store {
         &self.state.store
+    }
+
+    /// The community's servers at VK that are ours (our callback URL).
+    pub fn our_servers(&self, group_id: i64) -> Vec<vk_sandbox::Server> {
+        let url = format!("{}/vk/callback", self.url);
+        self.sandbox.servers(group_id).into_iter().filter(|s| s.url == url).collect()
     }
 
     /// A second browser signed in as `user_id` (its own cookies).

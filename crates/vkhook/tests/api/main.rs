@@ -5,6 +5,7 @@ mod helpers;
 
 mod alerts;
 mod auth;
+mod bulk;
 mod bot;
 mod cluster;
 mod communities;
