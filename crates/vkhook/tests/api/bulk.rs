@@ -46,27 +46,10 @@ async fn wait_all_finished(app: &TestApp, ids: &[i64]) {
     }
 }
 
-/// Someone else's server at VK (another bot, a CRM).
-async fn add_foreign_server(app: &TestApp, group_id: i64, title: &str, url: &str) {
-    let r = reqwest::Client::new()
-        .post(format!("{}/_sandbox/groups/{group_id}/servers", app.sandbox.url()))
-        .json(&serde_json::json!({"title": title, "url": url}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
-}
-
-async fn fill_slots(app: &TestApp, group_id: i64) {
-    for i in 0..10 {
-        add_foreign_server(app, group_id, &format!("other{i}"), &format!("http://127.0.0.1:9/{i}")).await;
-    }
-}
-
 #[tokio::test]
 async fn ticked_communities_connect_with_one_consent_and_fail_one_by_one() {
     let app = app_with(5).await;
-    fill_slots(&app, 2004).await;
+    app.fill_server_slots(2004).await;
     let consent_url = press_bulk(&app, "connect", &[2001, 2002, 2003, 2004, 2005]).await;
     assert_eq!(group_ids_of(&consent_url), [2001, 2002, 2003, 2004, 2005], "one consent for all five");
     // The admin unticks 2005 on VK's page.
@@ -186,7 +169,7 @@ async fn bulk_disconnect_removes_only_our_servers() {
     let consent_url = press_bulk(&app, "connect", &[2001, 2002, 2003]).await;
     answer_consent(&app, &consent_url, &Consent::allow(1)).await;
     wait_all_finished(&app, &[2001, 2002, 2003]).await;
-    add_foreign_server(&app, 2001, "CRM", "http://127.0.0.1:9/crm").await;
+    app.add_foreign_server(2001, "CRM", "http://127.0.0.1:9/crm").await;
 
     let page = press_bulk(&app, "disconnect", &[2001, 2002]).await;
     assert!(page.starts_with("/communities/bulk/"), "{page}");

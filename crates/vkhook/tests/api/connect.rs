@@ -106,14 +106,7 @@ async fn another_services_server_is_never_touched() {
 async fn ten_foreign_servers_show_the_slots_and_replace_only_the_one_picked() {
     let app = TestApp::spawn().await;
     app.sign_in(1).await;
-    for i in 0..10 {
-        reqwest::Client::new()
-            .post(format!("{}/_sandbox/groups/1001/servers", app.sandbox.url()))
-            .json(&serde_json::json!({"title": format!("other{i}"), "url": format!("http://127.0.0.1:9/{i}")}))
-            .send()
-            .await
-            .unwrap();
-    }
+    app.fill_server_slots(1001).await;
     let setup = app.connect(1001).await;
     assert_eq!((setup.state, setup.error_kind), (SetupState::Failed, Some(ErrorKind::ServersLimit)));
     assert_eq!(app.sandbox.servers(1001).len(), 10, "nothing deleted");

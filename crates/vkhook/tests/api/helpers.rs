@@ -234,6 +234,19 @@ impl TestApp {
         &self.state.store
     }
 
+    /// Someone else's server at VK (another bot, a CRM), added through the sandbox's control API.
+    pub async fn add_foreign_server(&self, group_id: i64, title: &str, url: &str) {
+        let path = format!("/_sandbox/groups/{group_id}/servers");
+        self.sandbox_control(&path, serde_json::json!({"title": title, "url": url})).await;
+    }
+
+    /// All ten server slots of the community taken by others (`other0`… at `http://127.0.0.1:9/0`…).
+    pub async fn fill_server_slots(&self, group_id: i64) {
+        for i in 0..10 {
+            self.add_foreign_server(group_id, &format!("other{i}"), &format!("http://127.0.0.1:9/{i}")).await;
+        }
+    }
+
     /// The community's servers at VK that are ours (our callback URL).
     pub fn our_servers(&self, group_id: i64) -> Vec<vk_sandbox::Server> {
         let url = format!("{}/vk/callback", self.url);

@@ -291,3 +291,81 @@ async fn forward_events_to_an_endpoint_from_the_browser() {
     assert!(!text.contains(&new_secret), "the secret only when asked for");
     browser.close().await;
 }
+
+/// On `/communities`, ticks `ids` and presses the bulk button `button` (`#bulk-connect`, `#bulk-disconnect`).
+async fn tick_and_press(browser: &Browser, app: &TestApp, ids: &[i64], button: &str) {
+    browser.goto(&format!("{}/communities", app.url)).await;
+    for id in ids {
+        browser.click(&format!("#pick-{id}")).await;
+    }
+    browser.click(button).await;
+}
+
+/// On the sandbox's community consent page: checks it lists `asked`, unticks `untick`, allows as Анна.
+async fn consent_to(browser: &Browser, asked: &[i64], untick: &[i64]) {
+    let page = browser.text_when("button[value=allow]").await;
+    for id in asked {
+        assert!(page.contains(&format!("club{id}")), "the consent lists {id}:\n{page}");
+    }
+    for id in untick {
+        browser.click(&format!("input[name=community][value='{id}']")).await;
+    }
+    browser.click("input[name=user_id][value='1']").await;
+    browser.click("button[value=allow]").await;
+}
+
+#[tokio::test]
+async fn connect_and_disconnect_many_communities_from_the_browser() {
+    let Some(browser) = Browser::start("the bulk journey").await else { return };
+    let app = TestApp::spawn_with(crate::helpers::Options { extra_communities: 15, ..Default::default() }).await;
+    sign_in_as_anna(&browser, &app).await;
+
+    // 1–2. Five ticked, one consent: all five connected, each with exactly one server of ours.
+    let five = [2001, 2002, 2003, 2004, 2005];
+    tick_and_press(&browser, &app, &five, "#bulk-connect").await;
+    consent_to(&browser, &five, &[]).await;
+    let page = browser.wait_for_text("Подключено 5 из 5", 20).await;
+    browser.screenshot("30-bulk-connected").await;
+    assert_eq!(page.matches("Callback API подключен").count(), 5, "{page}");
+    for id in five {
+        assert_eq!(app.our_servers(id).len(), 1, "{id}: one server of ours");
+    }
+
+    // 3. One unticked on VK's page: four connected, the fifth was not granted.
+    let next = [2006, 2007, 2008, 2009, 2010];
+    tick_and_press(&browser, &app, &next, "#bulk-connect").await;
+    consent_to(&browser, &next, &[2010]).await;
+    let page = browser.wait_for_text("Подключено 4 из 5", 20).await;
+    browser.screenshot("31-bulk-not-granted").await;
+    let line = browser.element_text("#bulk-2010").await;
+    assert!(line.contains("Доступ к этому сообществу не выдан"), "{line}");
+    assert!(app.sandbox.servers(2010).is_empty());
+    assert_eq!(page.matches("Callback API подключен").count(), 4, "{page}");
+
+    // 4. One community's ten slots taken beforehand: that one fails with the slots message, the others succeed.
+    app.fill_server_slots(2013).await;
+    let last = [2011, 2012, 2013, 2014, 2015];
+    tick_and_press(&browser, &app, &last, "#bulk-connect").await;
+    consent_to(&browser, &last, &[]).await;
+    browser.wait_for_text("Подключено 4 из 5", 20).await;
+    let line = browser.element_text("#bulk-2013").await;
+    browser.screenshot("32-bulk-slots").await;
+    assert!(line.contains("10 серверов"), "{line}");
+    assert!(browser.element_text("#bulk-2013").await.contains("Попробовать снова"));
+    assert_eq!(app.sandbox.servers(2013).len(), 10, "nobody else's server touched");
+    assert!(app.our_servers(2013).is_empty());
+
+    // 5. «Отключить выбранные» removes our servers only: a CRM's server in 2001 stays.
+    app.add_foreign_server(2001, "CRM", "http://127.0.0.1:9/crm").await;
+    tick_and_press(&browser, &app, &five, "#bulk-disconnect").await;
+    let page = browser.wait_for_text("Отключено 5 из 5", 20).await;
+    browser.screenshot("33-bulk-disconnected").await;
+    assert_eq!(page.matches("Наш сервер удалён во ВКонтакте").count(), 5, "{page}");
+    for id in five {
+        assert!(app.our_servers(id).is_empty(), "{id}: ours removed");
+    }
+    let left: Vec<String> = app.sandbox.servers(2001).into_iter().map(|s| s.title).collect();
+    assert_eq!(left, ["CRM"]);
+    assert_eq!(app.our_servers(2006).len(), 1, "the others stay connected");
+    browser.close().await;
+}
