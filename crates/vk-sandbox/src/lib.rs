@@ -258,6 +258,11 @@ impl Sandbox {
         world.issue_token(world::TokenOwner::Group(group_id), scopes, None, admin, &client_id)
     }
 
+    /// How many times each API method (and `oauth.access_token`) has been called so far.
+    pub fn calls(&self) -> std::collections::BTreeMap<String, u64> {
+        self.world().calls.clone()
+    }
+
     pub fn inject_fault(&self, fault: Fault) {
         self.world().faults.push(fault);
     }

@@ -396,8 +396,7 @@ pub async fn community_authorize_page(
 pub async fn community_authorize_submit(State(shared): State<Shared>, body: axum::body::Bytes) -> Response {
     // Repeated `grant` fields: read the form as pairs.
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    let f: HashMap<String, String> =
-        pairs.iter().filter(|(k, _)| k != "grant" && k != "community").cloned().collect();
+    let f: HashMap<String, String> = pairs.iter().filter(|(k, _)| k != "grant" && k != "community").cloned().collect();
     let granted: BTreeSet<String> = pairs.iter().filter(|(k, _)| k == "grant").map(|(_, v)| v.clone()).collect();
     let ticked: BTreeSet<i64> =
         pairs.iter().filter(|(k, _)| k == "community").filter_map(|(_, v)| v.parse().ok()).collect();
@@ -457,12 +456,24 @@ pub async fn community_authorize_submit(State(shared): State<Shared>, body: axum
     Redirect::to(&with_query(&redirect_uri, &[("code", &code), ("state", &state)])).into_response()
 }
 
+/// The community code exchange's name in faults and call counts.
+pub const EXCHANGE: &str = "oauth.access_token";
+
 /// `GET /oauth/access_token?client_id&client_secret&redirect_uri&code` → `{"access_token_<id>": …, "expires_in": 0}`.
 pub async fn community_access_token(
     State(shared): State<Shared>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
+    // Counted and slowed like an API method (`oauth.access_token` in faults and counts).
+    let latency = {
+        let mut world = shared.world();
+        *world.calls.entry(EXCHANGE.to_owned()).or_default() += 1;
+        world.take_fault(EXCHANGE).and_then(|f| f.latency_ms)
+    };
+    if let Some(ms) = latency {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
     let mut world = shared.world();
     if get("client_id") != world.app.client_id || get("client_secret") != world.app.client_secret {
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client_id or client_secret is incorrect");

@@ -29,12 +29,7 @@ impl Consent {
     }
 
     pub fn granting(user_id: i64, scopes: &[&str]) -> Self {
-        Self {
-            user_id,
-            allow: true,
-            grant: Some(scopes.iter().map(|s| (*s).to_owned()).collect()),
-            communities: None,
-        }
+        Self { user_id, allow: true, grant: Some(scopes.iter().map(|s| (*s).to_owned()).collect()), communities: None }
     }
 }
 

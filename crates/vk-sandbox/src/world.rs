@@ -248,6 +248,8 @@ pub struct World {
     next_delivery_id: u64,
     pub faults: Vec<Fault>,
     pub rate: HashMap<String, VecDeque<Instant>>,
+    /// How many times each API method (and `oauth.access_token`, the community code exchange) was called.
+    pub calls: BTreeMap<String, u64>,
     /// Seconds added to the real clock (see `/_sandbox/clock`).
     pub clock_offset: i64,
     /// VK keeps `random_id`s and `guid`s for a time it does not document. When set, the sandbox forgets them at
@@ -308,6 +310,7 @@ impl World {
             deliveries: Vec::new(),
             next_delivery_id: 1,
             faults: Vec::new(),
+            calls: BTreeMap::new(),
             rate: HashMap::new(),
             clock_offset: 0,
             forget_dedup_keys: false,

@@ -64,11 +64,18 @@ impl Roles {
                 let group = groups.iter().find(|g| g.id.0 == id);
                 let role = group.and_then(|g| g.admin_level).map(Role::from_admin_level);
                 match (group, role) {
-                    (Some(g), Some(role)) => self.store.add_user_community(user_id, &CommunityRow::from_vk(g), role).await?,
+                    (Some(g), Some(role)) => {
+                        self.store.add_user_community(user_id, &CommunityRow::from_vk(g), role).await?
+                    }
                     _ => self.store.remove_user_community(user_id, id).await?,
                 }
                 if role != Some(Role::Administrator) {
-                    tracing::info!(user_id, group_id = id, ?role, "VK says the user no longer administers the community");
+                    tracing::info!(
+                        user_id,
+                        group_id = id,
+                        ?role,
+                        "VK says the user no longer administers the community"
+                    );
                 }
                 self.seen.lock().unwrap_or_else(|e| e.into_inner()).insert((user_id, id), (role, Instant::now()));
                 known.insert(id, role);

@@ -98,12 +98,9 @@ async fn a_short_state_is_refused_with_a_redirect_error() {
 
 #[tokio::test]
 async fn a_consent_for_several_communities_issues_keys_for_the_ticked_ones_only() {
-    let sandbox = sandbox_with(vk_sandbox::SandboxConfig {
-        time_factor: 0.001,
-        extra_communities: 3,
-        ..Default::default()
-    })
-    .await;
+    let sandbox =
+        sandbox_with(vk_sandbox::SandboxConfig { time_factor: 0.001, extra_communities: 3, ..Default::default() })
+            .await;
     let mut url = url::Url::parse(&format!("{}/authorize", sandbox.oauth_url())).unwrap();
     url.query_pairs_mut()
         .append_pair("client_id", &sandbox.config().client_id)

@@ -110,7 +110,11 @@ impl Connector {
         let now = now_ms();
         if !has_key {
             let row = new_run(group_id, user_id, SetupState::WaitingToken, options, 0);
-            return Ok(if self.store.begin_setup(&row, now).await? { Begun::NeedsToken } else { Begun::AlreadyRunning });
+            return Ok(if self.store.begin_setup(&row, now).await? {
+                Begun::NeedsToken
+            } else {
+                Begun::AlreadyRunning
+            });
         }
         let row = new_run(group_id, user_id, SetupState::Running, options, now + self.lease_ms());
         if !self.store.begin_setup(&row, now).await? {

@@ -168,7 +168,13 @@ impl Connector {
 
     /// The run's communities still waiting for a consent: those of `asked` (with `including_asked`) and those after
     /// the last of `asked` in the run's order.
-    async fn waiting(&self, bulk_id: &str, user_id: i64, asked: &[i64], including_asked: bool) -> StoreResult<Vec<i64>> {
+    async fn waiting(
+        &self,
+        bulk_id: &str,
+        user_id: i64,
+        asked: &[i64],
+        including_asked: bool,
+    ) -> StoreResult<Vec<i64>> {
         let members = self.store.bulk_members(bulk_id, user_id).await?;
         let last = members.iter().rposition(|(m, _)| asked.contains(&m.community.id));
         Ok(members

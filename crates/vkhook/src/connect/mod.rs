@@ -136,7 +136,13 @@ fn same_url(a: &str, b: &str) -> bool {
 }
 
 /// A new run record in `state`.
-pub(super) fn new_run(group_id: i64, user_id: i64, state: SetupState, options: &ConnectOptions, lease_until: i64) -> SetupRow {
+pub(super) fn new_run(
+    group_id: i64,
+    user_id: i64,
+    state: SetupState,
+    options: &ConnectOptions,
+    lease_until: i64,
+) -> SetupRow {
     let now = now_ms();
     SetupRow {
         group_id,

@@ -19,11 +19,7 @@ use super::render::{render, Layout};
 use super::session::{SignedIn, Viewer};
 
 /// The form under the list: the ticked communities (`group`), which button (`action`) and «Сразу включить бота».
-pub async fn bulk_action(
-    State(app): State<AppState>,
-    user: SignedIn,
-    body: axum::body::Bytes,
-) -> AppResult<Response> {
+pub async fn bulk_action(State(app): State<AppState>, user: SignedIn, body: axum::body::Bytes) -> AppResult<Response> {
     let form = FormPairs::parse(&body);
     let action = form.get("action").unwrap_or_default();
     let ticked: Vec<i64> = form.all("group").iter().filter_map(|v| v.parse().ok()).collect();
@@ -46,8 +42,7 @@ pub async fn bulk_action(
         return Ok(Redirect::to(&format!("/communities/bulk/{bulk_id}")).into_response());
     }
     let options = ConnectOptions { bot_enabled: form.has("bot_enabled"), ..ConnectOptions::default() };
-    let started =
-        app.connector.start_bulk(user.user_id, &user.session.id_hash, &confirmed, &refused, options).await?;
+    let started = app.connector.start_bulk(user.user_id, &user.session.id_hash, &confirmed, &refused, options).await?;
     Ok(match started.consent {
         Some(url) => Redirect::to(url.as_str()).into_response(),
         None => Redirect::to(&format!("/communities/bulk/{}", started.bulk_id)).into_response(),

@@ -36,7 +36,8 @@ pub struct UserCommunity {
 }
 
 /// A [`UserCommunity`]'s columns, and where they come from (`a` the admin row, `c` the community, `s` its settings).
-pub(super) const USER_COMMUNITY_COLUMNS: &str = "c.id, c.name, c.screen_name, c.photo, a.role, s.callback_configured, s.status";
+pub(super) const USER_COMMUNITY_COLUMNS: &str =
+    "c.id, c.name, c.screen_name, c.photo, a.role, s.callback_configured, s.status";
 const USER_COMMUNITY_FROM: &str = "FROM community_admins a JOIN communities c ON c.id = a.group_id \
     JOIN community_settings s ON s.group_id = c.id";
 

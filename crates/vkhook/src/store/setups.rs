@@ -104,7 +104,8 @@ impl SetupRow {
     }
 }
 
-pub(super) const SETUP_COLUMNS: &str = "group_id, run_id, state, step_token, step_code, step_server, step_events, step_confirm, \
+pub(super) const SETUP_COLUMNS: &str =
+    "group_id, run_id, state, step_token, step_code, step_server, step_events, step_confirm, \
     error_kind, error_detail, started_by, started_at, updated_at, finished_at, vk_calls, replace_server_id, \
     lease_until, bot_enabled, bot_reply";
 

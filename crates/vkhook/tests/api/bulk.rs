@@ -81,9 +81,8 @@ async fn ticked_communities_connect_with_one_consent_and_fail_one_by_one() {
     // «Попробовать снова» for 2005: its own consent, back to the run's page, connected.
     let csrf = csrf_from(&html).unwrap();
     let bulk_id = page.rsplit('/').next().unwrap().to_owned();
-    let r = app
-        .post_form("/communities/2005/connect", &[("csrf", &csrf), ("bulk", &bulk_id), ("bot_enabled", "1")])
-        .await;
+    let r =
+        app.post_form("/communities/2005/connect", &[("csrf", &csrf), ("bulk", &bulk_id), ("bot_enabled", "1")]).await;
     let authorize = r.headers()["location"].to_str().unwrap().to_owned();
     assert_eq!(group_ids_of(&authorize), [2005]);
     assert_eq!(answer_consent(&app, &authorize, &Consent::allow(1)).await, page);
@@ -110,8 +109,10 @@ async fn a_second_click_and_a_crash_resume_without_duplicates() {
     app.state.hooks.arm(CrashPoint::SetupAfterServer);
     let consent_url = press_bulk(&app, "connect", &ids).await;
     let page = answer_consent(&app, &consent_url, &Consent::allow(1)).await;
-    eventually(5, "every server added", || async { ids.iter().all(|id| app.our_servers(*id).len() == 1).then_some(()) })
-        .await;
+    eventually(5, "every server added", || async {
+        ids.iter().all(|id| app.our_servers(*id).len() == 1).then_some(())
+    })
+    .await;
     // The dead runner's lease runs out; reloading the run's page picks it up.
     let stuck = eventually(5, "the crashed run's lease to run out", || async {
         for id in ids {

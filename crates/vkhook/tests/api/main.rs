@@ -5,8 +5,8 @@ mod helpers;
 
 mod alerts;
 mod auth;
-mod bulk;
 mod bot;
+mod bulk;
 mod cluster;
 mod communities;
 mod connect;

@@ -2,8 +2,8 @@
 //! set (`contract!` makes both), each in a fresh database.
 
 use vkhook::model::{
-    BulkKind, BulkOutcome, CommunityStatus, DeliveryStatus, ErrorKind, EventStatus, LogEntry, OAuthPurpose, PauseReason, ReplyStatus, Role,
-    SetupMode, SetupState, StepState,
+    BulkKind, BulkOutcome, CommunityStatus, DeliveryStatus, ErrorKind, EventStatus, LogEntry, OAuthPurpose,
+    PauseReason, ReplyStatus, Role, SetupMode, SetupState, StepState,
 };
 use vkhook::store::*;
 use vkhook::vault::Sealed;
