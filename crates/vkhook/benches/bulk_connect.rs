@@ -79,7 +79,7 @@ async fn main() -> anyhow::Result<()> {
         .map(|(m, n)| (m.clone(), n - before.get(m).copied().unwrap_or(0)))
         .filter(|(_, n)| *n > 0)
         .collect();
-    by_method.sort_by(|a, b| b.1.cmp(&a.1));
+    by_method.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
     let calls: u64 = by_method.iter().map(|(_, n)| n).sum();
     println!("bulk connect of {COMMUNITIES} communities, {LATENCY_MS} ms per VK call, vkhook --role all over HTTP");
     println!("press → all connected: {total:.2?} (after the consent: {after_consent:.2?})");

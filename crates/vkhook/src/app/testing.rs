@@ -47,8 +47,8 @@ pub async fn sandbox_app(
     Ok(state)
 }
 
-/// Stores a community key for `group_id` as the community authorization would leave it (`manage`, `messages`,
-/// `wall`), issued by the sandbox.
+/// Stores a community key for `group_id` as the community authorization would leave it (`manage`, `messages`),
+/// issued by the sandbox.
 #[cfg(feature = "demo")]
 pub async fn store_sandbox_token(
     app: &AppState,
