@@ -96,6 +96,11 @@ async fn another_admins_community_does_not_exist_for_them_on_any_route() {
         let r = petr.post_with_csrf(own, &path, &[("keywords", "x"), ("reply", "y")]).await;
         assert_eq!(r.status(), 404, "{path}");
     }
+    // Another admin's community ticked in the bulk form is left out: nothing is done to it.
+    for action in ["connect", "disconnect"] {
+        let r = petr.post_with_csrf(own, "/communities/bulk", &[("group", "1001"), ("action", action)]).await;
+        assert_eq!(r.headers()["location"], "/communities?bulk=none", "{action}");
+    }
     // Nothing of Анна's changed.
     assert_eq!(app.store().rules(1001).await.unwrap().len(), 1);
     assert!(app.store().community_settings(1001).await.unwrap().unwrap().callback_configured);
