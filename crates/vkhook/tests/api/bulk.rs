@@ -93,16 +93,9 @@ async fn ticked_communities_connect_with_one_consent_and_fail_one_by_one() {
 
 #[tokio::test]
 async fn a_second_click_and_a_crash_resume_without_duplicates() {
-    let app = TestApp::spawn_with(Options {
-        extra_communities: 3,
-        timing: vkhook::config::Timing {
-            setup_lease: std::time::Duration::from_millis(300),
-            setup_poll: std::time::Duration::from_millis(20),
-            ..Default::default()
-        },
-        ..Default::default()
-    })
-    .await;
+    let app =
+        TestApp::spawn_with(Options { extra_communities: 3, timing: short_setup_lease(300), ..Default::default() })
+            .await;
     app.sign_in(1).await;
     let ids = [2001, 2002, 2003];
     // One of the three runners dies right after adding its server.

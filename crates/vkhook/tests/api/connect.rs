@@ -144,15 +144,7 @@ async fn disconnect_deletes_our_server_and_forgets_the_token() {
 
 #[tokio::test]
 async fn a_crash_after_the_add_is_finished_by_the_next_attempt_with_one_server() {
-    let app = TestApp::spawn_with(Options {
-        timing: vkhook::config::Timing {
-            setup_lease: std::time::Duration::from_millis(300),
-            setup_poll: std::time::Duration::from_millis(20),
-            ..Default::default()
-        },
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(Options { timing: short_setup_lease(300), ..Default::default() }).await;
     app.sign_in(1).await;
     app.state.hooks.arm(CrashPoint::SetupAfterServer);
     app.press_connect(1001, &[], Some(Consent::allow(1))).await;
@@ -171,15 +163,7 @@ async fn a_crash_after_the_add_is_finished_by_the_next_attempt_with_one_server()
 
 #[tokio::test]
 async fn an_interrupted_run_resumes_when_its_page_is_reloaded() {
-    let app = TestApp::spawn_with(Options {
-        timing: vkhook::config::Timing {
-            setup_lease: std::time::Duration::from_millis(200),
-            setup_poll: std::time::Duration::from_millis(20),
-            ..Default::default()
-        },
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::spawn_with(Options { timing: short_setup_lease(200), ..Default::default() }).await;
     app.sign_in(1).await;
     app.state.hooks.arm(CrashPoint::SetupAfterServer);
     app.press_connect(1001, &[], Some(Consent::allow(1))).await;

@@ -63,6 +63,11 @@ pub struct Options {
     pub extra_communities: usize,
 }
 
+/// Setup runs whose lease runs out after `ms` (a crashed runner is soon taken over), polling VK every 20 ms.
+pub fn short_setup_lease(ms: u64) -> Timing {
+    Timing { setup_lease: Duration::from_millis(ms), setup_poll: Duration::from_millis(20), ..Timing::default() }
+}
+
 /// Forwarding as the tests run it: loopback http allowed (the test endpoints are on this machine), the retry
 /// schedule a thousand times shorter (5 ms, 300 ms, 1.8 s, …), short polls and leases.
 pub fn test_forwarding() -> vkhook::config::ForwardSettings {
