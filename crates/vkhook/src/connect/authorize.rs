@@ -260,8 +260,11 @@ impl Connector {
             .ok_or(AuthFailure::BadState)
     }
 
+    /// Ends the community's run that waits for a consent as failed; a run already going (started meanwhile from
+    /// another page) is left alone.
     pub(super) async fn fail_waiting_setup(&self, group_id: i64, kind: ErrorKind) -> StoreResult<()> {
-        if let Some(setup) = self.store.setup(group_id).await? {
+        let setup = self.store.setup(group_id).await?;
+        if let Some(setup) = setup.filter(|s| s.state == SetupState::WaitingToken) {
             self.store.finish_setup(group_id, &setup.run_id, SetupState::Failed, Some((kind, "")), 0).await?;
         }
         Ok(())

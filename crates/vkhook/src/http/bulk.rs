@@ -60,6 +60,8 @@ struct BulkLine {
     retry: bool,
     /// The failed run had «Сразу включить бота»: the retry keeps it.
     bot: bool,
+    /// A connect's five steps and where each stands (empty for a disconnect).
+    steps: Vec<super::connect::StepView>,
 }
 
 #[derive(Template)]
@@ -138,7 +140,8 @@ fn connect_line(t: &'static Msg, member: &BulkMember, setup: Option<&SetupRow>, 
         None => ("", t.bulk_in_progress.to_owned(), false),
     };
     let bot = setup.is_some_and(|s| s.bot_enabled);
-    BulkLine { id: member.community.id, name: member.community.name.clone(), class, text, retry, bot }
+    let steps = setup.map(|s| step_views(t, s)).unwrap_or_default();
+    BulkLine { id: member.community.id, name: member.community.name.clone(), class, text, retry, bot, steps }
 }
 
 fn disconnect_line(t: &'static Msg, member: &BulkMember) -> BulkLine {
@@ -151,7 +154,7 @@ fn disconnect_line(t: &'static Msg, member: &BulkMember) -> BulkLine {
         None => ("", t.bulk_in_progress),
     };
     let (id, name) = (member.community.id, member.community.name.clone());
-    BulkLine { id, name, class, text: text.to_owned(), retry: false, bot: false }
+    BulkLine { id, name, class, text: text.to_owned(), retry: false, bot: false, steps: Vec::new() }
 }
 
 /// «Продолжить»: the consent again for the run's communities still waiting for one (the admin came back from VK

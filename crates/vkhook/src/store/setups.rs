@@ -327,9 +327,19 @@ impl Store {
         vk_calls: i64,
     ) -> StoreResult<()> {
         let now = now_ms();
-        let q = "UPDATE community_setups SET state = $3, error_kind = $4, error_detail = $5, vk_calls = $6, \
-                 finished_at = $7, updated_at = $7, lease_until = 0 WHERE group_id = $1 AND run_id = $2";
-        on_pool!(self, pool => sqlx::query(q)
+        // A failed run's step that was going is the one that failed.
+        let steps: String = Step::ALL
+            .iter()
+            .map(|s| {
+                let c = s.column();
+                format!(", {c} = CASE WHEN $3 = 'failed' AND {c} = 'running' THEN 'failed' ELSE {c} END")
+            })
+            .collect();
+        let q = format!(
+            "UPDATE community_setups SET state = $3, error_kind = $4, error_detail = $5, vk_calls = $6, \
+             finished_at = $7, updated_at = $7, lease_until = 0{steps} WHERE group_id = $1 AND run_id = $2"
+        );
+        on_pool!(self, pool => sqlx::query(&q)
             .bind(group_id).bind(run_id).bind(state).bind(error.map(|e| e.0)).bind(error.map(|e| e.1))
             .bind(vk_calls).bind(now)
             .execute(pool).await?.rows_affected());

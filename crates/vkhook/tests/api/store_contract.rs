@@ -314,10 +314,17 @@ async fn setup_runs_hold_a_lease(store: &Store) {
     assert_eq!(store.setup(1001).await.unwrap().unwrap().step(Step::Code), StepState::Done);
     assert!(store.abandoned_setups(now_ms()).await.unwrap().is_empty());
     assert_eq!(store.abandoned_setups(far + 10).await.unwrap().len(), 1, "an expired lease is abandoned");
+    store.set_setup_step(1001, &format!("run-{far}"), Step::Server, StepState::Running, 3).await.unwrap();
     let error = Some((ErrorKind::ConfirmTimeout, "slow"));
     store.finish_setup(1001, &format!("run-{far}"), SetupState::Failed, error, 4).await.unwrap();
     let done = store.setup(1001).await.unwrap().unwrap();
     assert_eq!((done.state, done.error_kind, done.vk_calls), (SetupState::Failed, Some(ErrorKind::ConfirmTimeout), 4));
+    let steps = (done.step_code, done.step_server, done.step_events);
+    assert_eq!(
+        steps,
+        (StepState::Done, StepState::Failed, StepState::Pending),
+        "the step going is the one that failed"
+    );
     assert!(
         store.begin_setup(&run(SetupState::Running, far + 2), now_ms()).await.unwrap(),
         "a finished run is replaced"

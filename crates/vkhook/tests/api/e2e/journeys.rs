@@ -298,6 +298,7 @@ async fn tick_and_press(browser: &Browser, app: &TestApp, ids: &[i64], button: &
     for id in ids {
         browser.click(&format!("#pick-{id}")).await;
     }
+    browser.screenshot("29-bulk-ticked").await;
     browser.click(button).await;
 }
 
