@@ -104,11 +104,7 @@ pub async fn call_method(
 }
 
 async fn run(shared: &Shared, method: &str, args: &[(String, String)]) -> ApiResult {
-    let fault = {
-        let mut world = shared.world();
-        *world.calls.entry(method.to_owned()).or_default() += 1;
-        world.take_fault(method)
-    };
+    let fault = shared.world().called(method);
     if let Some(fault) = &fault {
         if let Some(ms) = fault.latency_ms {
             tokio::time::sleep(std::time::Duration::from_millis(ms)).await;

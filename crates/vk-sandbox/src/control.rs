@@ -178,6 +178,11 @@ pub async fn post_fault(State(shared): State<Shared>, Json(f): Json<Fault>) -> J
     Json(json!({"faults": world.faults}))
 }
 
+/// `GET /_sandbox/calls`: how many times each API method (and `oauth.access_token`) was called.
+pub async fn get_calls(State(shared): State<Shared>) -> Json<Value> {
+    Json(json!({"calls": shared.world().calls}))
+}
+
 pub async fn get_faults(State(shared): State<Shared>) -> Json<Value> {
     Json(json!({"faults": shared.world().faults}))
 }

@@ -116,6 +116,7 @@ pub fn router(shared: Shared) -> Router {
         .route("/_sandbox/groups/{id}/servers", get(control::get_servers).post(control::post_server))
         .route("/_sandbox/deliveries", get(control::get_deliveries))
         .route("/_sandbox/faults", post(control::post_fault).get(control::get_faults).delete(control::clear_faults))
+        .route("/_sandbox/calls", get(control::get_calls))
         .route("/_sandbox/tokens", get(control::get_tokens))
         .route("/_sandbox/tokens/revoke", post(control::revoke_tokens))
         .route("/_sandbox/clock", post(control::post_clock))
@@ -256,11 +257,6 @@ impl Sandbox {
             world.group(group_id).and_then(|g| g.admins.iter().find(|(_, l)| **l == 3).map(|(u, _)| *u)).unwrap_or(0);
         let scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
         world.issue_token(world::TokenOwner::Group(group_id), scopes, None, admin, &client_id)
-    }
-
-    /// How many times each API method (and `oauth.access_token`) has been called so far.
-    pub fn calls(&self) -> std::collections::BTreeMap<String, u64> {
-        self.world().calls.clone()
     }
 
     pub fn inject_fault(&self, fault: Fault) {

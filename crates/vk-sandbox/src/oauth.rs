@@ -466,11 +466,7 @@ pub async fn community_access_token(
 ) -> Response {
     let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
     // Counted and slowed like an API method (`oauth.access_token` in faults and counts).
-    let latency = {
-        let mut world = shared.world();
-        *world.calls.entry(EXCHANGE.to_owned()).or_default() += 1;
-        world.take_fault(EXCHANGE).and_then(|f| f.latency_ms)
-    };
+    let latency = shared.world().called(EXCHANGE).and_then(|f| f.latency_ms);
     if let Some(ms) = latency {
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
     }

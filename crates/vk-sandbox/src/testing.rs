@@ -50,22 +50,14 @@ pub async fn consent(authorize_url: &str, consent: &Consent) -> Result<Url, Stri
     form.push(("decision".into(), if consent.allow { "allow" } else { "deny" }.into()));
     let scopes: Vec<String> = match &consent.grant {
         Some(g) => g.clone(),
-        None => url
-            .query_pairs()
-            .find(|(k, _)| k == "scope")
-            .map(|(_, v)| v.split([',', ' ']).filter(|s| !s.is_empty()).map(str::to_owned).collect())
-            .unwrap_or_default(),
+        None => listed(&url, "scope"),
     };
     for s in scopes {
         form.push(("grant".into(), s));
     }
     let communities: Vec<String> = match &consent.communities {
         Some(ids) => ids.iter().map(i64::to_string).collect(),
-        None => url
-            .query_pairs()
-            .find(|(k, _)| k == "group_ids")
-            .map(|(_, v)| v.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect())
-            .unwrap_or_default(),
+        None => listed(&url, "group_ids"),
     };
     for id in communities {
         form.push(("community".into(), id));
@@ -87,6 +79,12 @@ pub async fn consent(authorize_url: &str, consent: &Consent) -> Result<Url, Stri
         .map(str::to_owned)
         .ok_or_else(|| format!("no redirect after consent ({})", response.status()))?;
     Url::parse(&location).map_err(|e| e.to_string())
+}
+
+/// The items of a list parameter of `url` (`scope`, `group_ids`: separated by commas or spaces).
+fn listed(url: &Url, name: &str) -> Vec<String> {
+    let value = query_param(url, name).unwrap_or_default();
+    value.split([',', ' ']).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
 /// A query parameter of a URL.

@@ -467,6 +467,12 @@ impl World {
     }
 
     /// Takes the first fault that applies to `method`, counting it.
+    /// Counts a call of `method` and takes the fault injected for it, if any.
+    pub fn called(&mut self, method: &str) -> Option<Fault> {
+        *self.calls.entry(method.to_owned()).or_default() += 1;
+        self.take_fault(method)
+    }
+
     pub fn take_fault(&mut self, method: &str) -> Option<Fault> {
         let index = self
             .faults

@@ -1,14 +1,16 @@
-//! Bulk connect of 50 communities as an admin does it, against the sandbox with 50 ms of latency on every VK call
-//! (API methods and the code exchange): vkhook as users run it (`--role all`), driven over HTTP — sign in, tick 50
-//! communities on `/communities`, «Подключить выбранные», one consent, and until every community's setup says
-//! «Callback API подключен». Reports the time and every VK call by method. `cargo bench -p vkhook --bench
-//! bulk_connect`.
+//! Bulk connect of 50 communities as an admin does it, on the product as users run it: the real `vkhook demo`
+//! binary (the app with every role, and its built-in VK sandbox with `--extra-communities 50`), with 50 ms added
+//! to every VK call (API methods and the code exchange) through the sandbox's control API. Driven over HTTP: sign in,
+//! tick 2001…2050 on `/communities`, «Подключить выбранные», one consent, and until the run's page says «Подключено
+//! 50 из 50». Reports the time and every VK call by method (`GET /_sandbox/calls`).
+//! `cargo bench -p vkhook --bench bulk_connect`.
 
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::redirect::Policy;
 use vk_sandbox::testing::{consent, Consent};
-use vk_sandbox::{Fault, Sandbox, SandboxConfig};
 
 const COMMUNITIES: i64 = 50;
 const LATENCY_MS: u64 = 50;
@@ -18,25 +20,47 @@ fn location(r: &reqwest::Response) -> anyhow::Result<String> {
     Ok(l.to_str()?.to_owned())
 }
 
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The demo process, stopped when dropped.
+struct Demo(Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn calls(http: &reqwest::Client, sandbox: &str) -> anyhow::Result<BTreeMap<String, u64>> {
+    let answer: serde_json::Value = http.get(format!("{sandbox}/_sandbox/calls")).send().await?.json().await?;
+    Ok(serde_json::from_value(answer["calls"].clone())?)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let sandbox =
-        Sandbox::start(SandboxConfig { extra_communities: COMMUNITIES as usize, ..Default::default() }).await?;
+    let (port, sandbox_port) = (free_port()?, free_port()?);
     let dir = std::env::temp_dir().join(format!("vkhook-bulk-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let settings = vkhook::Settings::for_sandbox(
-        &sandbox,
-        "127.0.0.1:0".parse()?,
-        format!("sqlite://{}/vkhook.db", dir.display()),
-        vkhook::vault::Vault::generate_spec("bench"),
+    let _demo = Demo(
+        Command::new(env!("CARGO_BIN_EXE_vkhook"))
+            .args(["demo", "--port", &port.to_string(), "--sandbox-port", &sandbox_port.to_string()])
+            .args(["--extra-communities", &COMMUNITIES.to_string(), "--data-dir"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .env("RUST_LOG", "warn")
+            .spawn()?,
     );
-    let app = vkhook::App::build(settings).await?;
-    let url = format!("http://{}", app.addr());
-    let state = app.state().clone();
-    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let (url, sandbox) = (format!("http://127.0.0.1:{port}"), format!("http://127.0.0.1:{sandbox_port}"));
+    let http = reqwest::Client::builder().cookie_store(true).redirect(Policy::none()).build()?;
+    let ready = Instant::now();
+    while http.get(format!("{url}/healthz")).send().await.map(|r| r.status().is_success()).ok() != Some(true) {
+        anyhow::ensure!(ready.elapsed() < Duration::from_secs(30), "the demo did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // Signed in as Анна, on the list (no latency yet: that is not what is measured).
-    let http = reqwest::Client::builder().cookie_store(true).redirect(Policy::none()).build()?;
     let login = http.get(format!("{url}/auth/vk/login")).send().await?;
     let back = consent(&location(&login)?, &Consent::allow(1)).await.map_err(anyhow::Error::msg)?;
     http.get(back.as_str()).send().await?;
@@ -48,45 +72,41 @@ async fn main() -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("no CSRF token on /communities"))?
         .to_owned();
 
-    sandbox.inject_fault(Fault { method: None, error_code: None, latency_ms: Some(LATENCY_MS), remaining: None });
-    let before = sandbox.calls();
+    let fault = serde_json::json!({"latency_ms": LATENCY_MS});
+    http.post(format!("{sandbox}/_sandbox/faults")).json(&fault).send().await?.error_for_status()?;
+    let before = calls(&http, &sandbox).await?;
     let ids: Vec<String> = (2001..=2000 + COMMUNITIES).map(|id| id.to_string()).collect();
     let mut form: Vec<(&str, &str)> = ids.iter().map(|id| ("group", id.as_str())).collect();
     form.extend([("action", "connect"), ("bot_enabled", "1"), ("csrf", csrf.as_str())]);
 
     let started = Instant::now();
     let pressed = http.post(format!("{url}/communities/bulk")).form(&form).send().await?;
-    let authorize = location(&pressed)?;
-    let back = consent(&authorize, &Consent::allow(1)).await.map_err(anyhow::Error::msg)?;
+    let back = consent(&location(&pressed)?, &Consent::allow(1)).await.map_err(anyhow::Error::msg)?;
     let consented = Instant::now();
     let page = location(&http.get(back.as_str()).send().await?)?;
     anyhow::ensure!(page.starts_with("/communities/bulk/"), "landed on {page}");
-    let mut vk_calls_in_setups = 0;
-    for id in 2001..=2000 + COMMUNITIES {
-        let setup = vkhook::connect::wait_for_setup(&state.store, id, Duration::from_secs(60)).await?;
-        let setup = setup.ok_or_else(|| anyhow::anyhow!("no setup for {id}"))?;
-        anyhow::ensure!(setup.state == vkhook::model::SetupState::Done, "{id}: {setup:?}");
-        vk_calls_in_setups += setup.vk_calls;
+    let all_done = format!("Подключено {COMMUNITIES} из {COMMUNITIES}");
+    loop {
+        let html = http.get(format!("{url}{page}")).send().await?.text().await?;
+        if html.contains(&all_done) {
+            break;
+        }
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(60), "not all connected after a minute");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let total = started.elapsed();
-    let after_consent = consented.elapsed();
-    let html = http.get(format!("{url}{page}")).send().await?.text().await?;
-    anyhow::ensure!(html.contains(&format!("Подключено {COMMUNITIES} из {COMMUNITIES}")), "the run's page says so");
+    let (total, after_consent) = (started.elapsed(), consented.elapsed());
 
-    let after = sandbox.calls();
+    let after = calls(&http, &sandbox).await?;
     let mut by_method: Vec<(String, u64)> = after
         .iter()
         .map(|(m, n)| (m.clone(), n - before.get(m).copied().unwrap_or(0)))
         .filter(|(_, n)| *n > 0)
         .collect();
     by_method.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
-    let calls: u64 = by_method.iter().map(|(_, n)| n).sum();
-    println!("bulk connect of {COMMUNITIES} communities, {LATENCY_MS} ms per VK call, vkhook --role all over HTTP");
-    println!("press → all connected: {total:.2?} (after the consent: {after_consent:.2?})");
-    println!(
-        "VK calls: {calls} in all ({:.1} per community); the setup runs counted {vk_calls_in_setups}",
-        calls as f64 / COMMUNITIES as f64
-    );
+    let vk_calls: u64 = by_method.iter().map(|(_, n)| n).sum();
+    println!("bulk connect of {COMMUNITIES} communities, {LATENCY_MS} ms per VK call: `vkhook demo` over HTTP");
+    println!("press → the run's page says all connected: {total:.2?} (after the consent: {after_consent:.2?})");
+    println!("VK calls: {vk_calls} in all ({:.1} per community)", vk_calls as f64 / COMMUNITIES as f64);
     for (method, n) in by_method {
         println!("  {method}: {n}");
     }

@@ -189,8 +189,7 @@ impl Connector {
             self.fail_waiting_setup(group_id, ErrorKind::Denied).await?;
             return Err(AuthFailure::Denied(group_id));
         }
-        let manager = self.store.community_for_user(user_id, group_id).await?;
-        if manager.is_none_or(|c| c.role != Role::Administrator) {
+        if !self.administers(user_id, group_id).await? {
             return Err(AuthFailure::NotAdmin(group_id));
         }
         if back.code.as_deref().is_none_or(str::is_empty) {
@@ -206,6 +205,12 @@ impl Connector {
         };
         self.accept_key(group_id, user_id, &token).await?;
         Ok(Authorized::One(group_id))
+    }
+
+    /// Whether the stored list says `user_id` administers `group_id` (VK was asked before the consent).
+    pub(super) async fn administers(&self, user_id: i64, group_id: i64) -> StoreResult<bool> {
+        let manager = self.store.community_for_user(user_id, group_id).await?;
+        Ok(manager.is_some_and(|c| c.role == Role::Administrator))
     }
 
     /// Exchanges the code on the redirect for the keys it brings (one `access_token_<id>` per community).

@@ -55,26 +55,31 @@ impl Connector {
                 self.fail_waiting_setup(group_id, ErrorKind::NotAdmin).await?;
             }
         }
-        let mut need_key = Vec::new();
+        let mut need_key = 0;
         for &group_id in group_ids {
-            if self.begin(group_id, user_id, &options).await? == Begun::NeedsToken {
-                need_key.push(group_id);
-            }
+            need_key += usize::from(self.begin(group_id, user_id, &options).await? == Begun::NeedsToken);
         }
-        tracing::info!(user_id, communities = group_ids.len(), need_key = need_key.len(), "bulk connect started");
-        let consent = match need_key.len() {
-            0 => None,
-            n => {
-                let batch = &need_key[..n.min(CONSENT_MAX_COMMUNITIES)];
-                Some(self.authorize_url(batch, Some(&bulk.id), session_hash).await?)
-            }
-        };
+        tracing::info!(user_id, communities = group_ids.len(), need_key, "bulk connect started");
+        let consent = self.next_consent(&bulk.id, user_id, &[], session_hash).await?;
         Ok(BulkStarted { bulk_id: bulk.id, consent })
     }
 
-    /// The consent again for communities of the run still waiting for one (at most [`CONSENT_MAX_COMMUNITIES`]).
-    pub async fn consent_for(&self, group_ids: &[i64], bulk_id: &str, session_hash: &str) -> StoreResult<url::Url> {
-        self.authorize_url(group_ids, Some(bulk_id), session_hash).await
+    /// The consent for the run's communities still waiting for one after those of `asked` (all of them when
+    /// `asked` is empty: the first consent, or «Продолжить»), at most [`CONSENT_MAX_COMMUNITIES`]; none when no
+    /// community waits.
+    pub async fn next_consent(
+        &self,
+        bulk_id: &str,
+        user_id: i64,
+        asked: &[i64],
+        session_hash: &str,
+    ) -> StoreResult<Option<url::Url>> {
+        let mut rest = self.waiting(bulk_id, user_id, asked, false).await?;
+        if rest.is_empty() {
+            return Ok(None);
+        }
+        rest.truncate(CONSENT_MAX_COMMUNITIES);
+        Ok(Some(self.authorize_url(&rest, Some(bulk_id), session_hash).await?))
     }
 
     async fn new_bulk(&self, user_id: i64, kind: BulkKind, ids: &[i64], refused: &[i64]) -> StoreResult<BulkRun> {
@@ -117,29 +122,22 @@ impl Connector {
                 return Ok(Authorized::Bulk { bulk_id, next: None });
             }
         };
-        let limit = Arc::new(Semaphore::new(PARALLEL));
-        let mut checks = JoinSet::new();
-        for &group_id in &asked {
-            let token = tokens.iter().position(|(g, _)| g.0 == group_id).map(|i| tokens.swap_remove(i).1);
-            let (connector, limit) = (self.clone(), limit.clone());
-            checks.spawn(async move {
-                let _permit = limit.acquire_owned().await;
-                connector.accept_bulk_key(group_id, user_id, token).await
-            });
-        }
+        let keyed: Vec<(i64, Option<vk::AccessToken>)> = asked
+            .iter()
+            .map(|&g| (g, tokens.iter().position(|(t, _)| t.0 == g).map(|i| tokens.swap_remove(i).1)))
+            .collect();
         // Keys for communities this consent did not ask for are dropped, never stored.
         if !tokens.is_empty() {
             let others: Vec<i64> = tokens.iter().map(|(g, _)| g.0).collect();
             tracing::warn!(?others, "VK's code brought keys for communities not asked for: none kept");
         }
-        while let Some(done) = checks.join_next().await {
-            done.map_err(|e| AuthFailure::Store(StoreError::Io(std::io::Error::other(e))))??;
-        }
-        let rest = self.waiting(&bulk_id, user_id, &asked, false).await?;
-        let next = match rest.len() {
-            0 => None,
-            n => Some(self.authorize_url(&rest[..n.min(CONSENT_MAX_COMMUNITIES)], Some(&bulk_id), session_hash).await?),
-        };
+        let connector = self.clone();
+        all_at_once(keyed, move |(group_id, token)| {
+            let connector = connector.clone();
+            async move { connector.accept_bulk_key(group_id, user_id, token).await }
+        })
+        .await?;
+        let next = self.next_consent(&bulk_id, user_id, &asked, session_hash).await?;
         Ok(Authorized::Bulk { bulk_id, next })
     }
 
@@ -151,8 +149,7 @@ impl Connector {
         user_id: i64,
         token: Option<vk::AccessToken>,
     ) -> Result<(), AuthFailure> {
-        let manager = self.store.community_for_user(user_id, group_id).await?;
-        if manager.is_none_or(|c| c.role != crate::model::Role::Administrator) {
+        if !self.administers(user_id, group_id).await? {
             return Ok(self.fail_waiting_setup(group_id, ErrorKind::NotAdmin).await?);
         }
         let Some(token) = token else {
@@ -196,12 +193,10 @@ impl Connector {
         for &group_id in not_admin {
             self.store.set_bulk_outcome(&bulk.id, group_id, BulkOutcome::NotAdmin).await?;
         }
-        let limit = Arc::new(Semaphore::new(PARALLEL));
-        let mut runs = JoinSet::new();
-        for &group_id in group_ids {
-            let (connector, limit, bulk_id) = (self.clone(), limit.clone(), bulk.id.clone());
-            runs.spawn(async move {
-                let _permit = limit.acquire_owned().await;
+        let (connector, bulk_id) = (self.clone(), bulk.id.clone());
+        all_at_once(group_ids.to_vec(), move |group_id| {
+            let (connector, bulk_id) = (connector.clone(), bulk_id.clone());
+            async move {
                 let outcome = match connector.disconnect(group_id).await {
                     Ok(Disconnected::Removed) => BulkOutcome::Removed,
                     Ok(Disconnected::TokenDead) => BulkOutcome::TokenDead,
@@ -213,12 +208,34 @@ impl Connector {
                     }
                 };
                 connector.store.set_bulk_outcome(&bulk_id, group_id, outcome).await
-            });
-        }
-        while let Some(done) = runs.join_next().await {
-            done.map_err(|e| StoreError::Io(std::io::Error::other(e)))??;
-        }
+            }
+        })
+        .await?;
         tracing::info!(user_id, communities = group_ids.len(), "bulk disconnect finished");
         Ok(bulk.id)
     }
+}
+
+/// Runs `each` for every item, [`PARALLEL`] at a time, until all are done; the first error is returned (a task that
+/// panicked counts as one).
+async fn all_at_once<T, E, F, Fut>(items: Vec<T>, each: F) -> Result<(), E>
+where
+    T: Send + 'static,
+    E: From<StoreError> + Send + 'static,
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
+{
+    let limit = Arc::new(Semaphore::new(PARALLEL));
+    let mut tasks = JoinSet::new();
+    for item in items {
+        let (work, limit) = (each(item), limit.clone());
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            work.await
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.map_err(|e| E::from(StoreError::Io(std::io::Error::other(e))))??;
+    }
+    Ok(())
 }

@@ -6,11 +6,11 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::app::AppState;
-use crate::connect::{ConnectOptions, CONSENT_MAX_COMMUNITIES};
+use crate::connect::ConnectOptions;
 use crate::error::{AppError, AppResult, Problem};
 use crate::i18n::{fill, Msg};
 use crate::model::{BulkKind, BulkOutcome, CommunityStatus, ErrorKind, Role, SetupState, StepState};
-use crate::store::{BulkMember, SetupRow, Step};
+use crate::store::{BulkMember, SetupRow};
 
 use super::auth::user_name;
 use super::connect::{error_message, no_store, step_views};
@@ -123,24 +123,23 @@ pub async fn show_bulk(
 }
 
 fn connect_line(t: &'static Msg, member: &BulkMember, setup: Option<&SetupRow>, callback_url: &str) -> BulkLine {
-    let (class, text, retry) = match setup.map(|s| s.state) {
-        Some(SetupState::Done) => ("ok", t.connected_title.to_owned(), false),
-        Some(SetupState::Failed) => {
-            let kind = setup.and_then(|s| s.error_kind).unwrap_or(ErrorKind::Internal);
+    let steps = setup.map(|s| step_views(t, s)).unwrap_or_default();
+    let (class, text, retry) = match setup {
+        Some(s) if s.state == SetupState::Done => ("ok", t.connected_title.to_owned(), false),
+        Some(s) if s.state == SetupState::Failed => {
+            let kind = s.error_kind.unwrap_or(ErrorKind::Internal);
             ("err", error_message(t, kind, callback_url), true)
         }
-        Some(SetupState::WaitingToken) => ("warn", t.bulk_waiting_token.to_owned(), false),
-        Some(SetupState::Running) => {
-            let setup = setup.expect("a running setup");
-            let views = step_views(t, setup);
-            let at = Step::ALL.iter().position(|s| setup.step(*s) != StepState::Done).unwrap_or(Step::ALL.len() - 1);
-            let step = fill(t.bulk_step, &[("n", &(at + 1).to_string()), ("step", views[at].name)]);
+        Some(s) if s.state == SetupState::WaitingToken => ("warn", t.bulk_waiting_token.to_owned(), false),
+        Some(_) => {
+            // The first step not done yet is the one going.
+            let at = steps.iter().position(|s| s.state != StepState::Done.as_str()).unwrap_or(steps.len() - 1);
+            let step = fill(t.bulk_step, &[("n", &(at + 1).to_string()), ("step", steps[at].name)]);
             ("", step, false)
         }
         None => ("", t.bulk_in_progress.to_owned(), false),
     };
     let bot = setup.is_some_and(|s| s.bot_enabled);
-    let steps = setup.map(|s| step_views(t, s)).unwrap_or_default();
     BulkLine { id: member.community.id, name: member.community.name.clone(), class, text, retry, bot, steps }
 }
 
@@ -165,16 +164,8 @@ pub async fn continue_bulk(
     Path(bulk_id): Path<String>,
 ) -> AppResult<Response> {
     app.store.bulk_run(&bulk_id, user.user_id).await?.ok_or(AppError::NotFound)?;
-    let members = app.store.bulk_members(&bulk_id, user.user_id).await?;
-    let waiting: Vec<i64> = members
-        .iter()
-        .filter(|(_, s)| s.as_ref().is_some_and(|s| s.state == SetupState::WaitingToken))
-        .map(|(m, _)| m.community.id)
-        .take(CONSENT_MAX_COMMUNITIES)
-        .collect();
-    if waiting.is_empty() {
-        return Ok(Redirect::to(&format!("/communities/bulk/{bulk_id}")).into_response());
-    }
-    let url = app.connector.consent_for(&waiting, &bulk_id, &user.session.id_hash).await?;
-    Ok(Redirect::to(url.as_str()).into_response())
+    Ok(match app.connector.next_consent(&bulk_id, user.user_id, &[], &user.session.id_hash).await? {
+        Some(url) => Redirect::to(url.as_str()).into_response(),
+        None => Redirect::to(&format!("/communities/bulk/{bulk_id}")).into_response(),
+    })
 }

@@ -30,9 +30,7 @@ impl Store {
     pub async fn create_bulk(&self, run: &BulkRun, group_ids: &[i64]) -> StoreResult<()> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            sqlx::query("DELETE FROM bulk_members WHERE bulk_id IN \
-                         (SELECT id FROM bulk_runs WHERE user_id = $1 AND created_at < $2)")
-                .bind(run.user_id).bind(now_ms() - BULK_KEPT_MS).execute(&mut *tx).await?;
+            // Their communities go with them (`ON DELETE CASCADE`).
             sqlx::query("DELETE FROM bulk_runs WHERE user_id = $1 AND created_at < $2")
                 .bind(run.user_id).bind(now_ms() - BULK_KEPT_MS).execute(&mut *tx).await?;
             sqlx::query("INSERT INTO bulk_runs (id, user_id, kind, created_at) VALUES ($1, $2, $3, $4)")
