@@ -106,8 +106,14 @@ async fn retry_after_is_honoured_on_503() {
     sandbox.comment(1001, 2, "x").unwrap();
     eventually(5, "first attempt", || async { (r.bodies("wall_reply_new").len() == 1).then_some(()) }).await;
     *r.answer.lock().unwrap() = Answer::Good;
-    eventually(5, "retry", || async { (r.bodies("wall_reply_new").len() == 2).then_some(()) }).await;
-    let attempts: Vec<_> = sandbox.deliveries(1001).into_iter().filter(|d| d.event_type == "wall_reply_new").collect();
+    // Wait for the sandbox's record of both attempts (it records an attempt after the receiver has answered it).
+    let attempts = eventually(5, "both attempts recorded", || async {
+        let attempts: Vec<_> =
+            sandbox.deliveries(1001).into_iter().filter(|d| d.event_type == "wall_reply_new").collect();
+        (attempts.len() == 2).then_some(attempts)
+    })
+    .await;
+    assert_eq!(r.bodies("wall_reply_new").len(), 2);
     assert_eq!(attempts[0].http_status, Some(503));
     assert_eq!(attempts[1].outcome, "ok");
     assert!(attempts[1].at_ms - attempts[0].at_ms >= 200, "waited as asked, not the 10 ms schedule");
@@ -126,9 +132,12 @@ async fn repeated_failures_pause_delivery_to_the_server() {
     connected_server(&sandbox, 1001, &r, &["wall_reply_new"]).await;
     *r.answer.lock().unwrap() = Answer::Events(StatusCode::INTERNAL_SERVER_ERROR, "down", None);
     sandbox.comment(1001, 2, "x").unwrap();
-    eventually(5, "three failures", || async { (r.bodies("wall_reply_new").len() >= 3).then_some(()) }).await;
-    let paused = sandbox.servers(1001)[0].paused_until.is_some_and(|t| t > std::time::Instant::now());
-    assert!(paused, "delivery is paused after three failures in a row");
+    // The pause is set when the sandbox records the third failed answer, just after the receiver has sent it.
+    eventually(5, "delivery paused after three failures in a row", || async {
+        sandbox.servers(1001)[0].paused_until.is_some_and(|t| t > std::time::Instant::now()).then_some(())
+    })
+    .await;
+    assert!(r.bodies("wall_reply_new").len() >= 3);
 }
 
 #[tokio::test]
@@ -138,12 +147,13 @@ async fn every_attempt_is_recorded_and_readable_over_http() {
     connected_server(&sandbox, 1002, &r, &["wall_reply_new"]).await;
     sandbox.comment(1002, 2, "x").unwrap();
     eventually(5, "delivered", || async { r.bodies("wall_reply_new").first().cloned() }).await;
-    let list: serde_json::Value = reqwest::get(format!("{}/_sandbox/deliveries?group_id=1002", sandbox.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // The sandbox records an attempt once the receiver has answered it: wait for the record itself.
+    let list = eventually(5, "both attempts recorded", || async {
+        let url = format!("{}/_sandbox/deliveries?group_id=1002", sandbox.url());
+        let list: serde_json::Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+        (list.as_array().unwrap().len() == 2).then_some(list)
+    })
+    .await;
     let kinds: Vec<&str> = list.as_array().unwrap().iter().map(|d| d["event_type"].as_str().unwrap()).collect();
     assert_eq!(kinds, vec!["confirmation", "wall_reply_new"]);
     assert_eq!(list[1]["outcome"], "ok");

@@ -122,8 +122,13 @@ async fn an_answer_other_than_ok_is_retried_with_x_retry_counter() {
     })
     .await;
     assert_eq!(attempts, vec![None, Some("1".into()), Some("2".into())]);
-    let outcomes: Vec<String> =
-        sandbox.deliveries(1002).into_iter().filter(|d| d.event_type == "message_new").map(|d| d.outcome).collect();
+    // The sandbox records an attempt once the receiver has answered it: wait for the third record.
+    let outcomes = eventually(5, "three attempts recorded", || async {
+        let outcomes: Vec<String> =
+            sandbox.deliveries(1002).into_iter().filter(|d| d.event_type == "message_new").map(|d| d.outcome).collect();
+        (outcomes.len() == 3).then_some(outcomes)
+    })
+    .await;
     assert_eq!(outcomes, vec!["failed", "failed", "ok"]);
     // The same event every time.
     let seen = receiver.seen.lock().unwrap();

@@ -62,7 +62,10 @@ async fn the_same_event_twice_gives_one_row_and_one_reply() {
     let (comment_id, post_id) = app.sandbox.comment(1001, 2, "привет").unwrap();
     eventually(10, "the first reply", || async { app.bot_comments(1001).into_iter().next() }).await;
     // VK delivers the very same event again (a retry whose `ok` it missed).
-    let delivered = app.sandbox.deliveries(1001).into_iter().find(|d| d.event_type == "wall_reply_new").unwrap();
+    let delivered = eventually(10, "the delivery recorded", || async {
+        app.sandbox.deliveries(1001).into_iter().find(|d| d.event_type == "wall_reply_new")
+    })
+    .await;
     assert!(delivered.body.contains(&secret));
     assert_eq!(app.post_callback(&delivered.body).await.text().await.unwrap(), "ok");
     app.wait_until_idle().await;
