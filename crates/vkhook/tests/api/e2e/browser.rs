@@ -103,6 +103,11 @@ impl Browser {
 
     /// Waits until the page text contains `needle`.
     pub async fn wait_for_text(&self, needle: &str, secs: u64) -> String {
+        self.wait_for_all(&[needle], secs).await
+    }
+
+    /// Waits until the page text contains every one of `needles` at once.
+    pub async fn wait_for_all(&self, needles: &[&str], secs: u64) -> String {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             // Mid-navigation there may be no body yet: that is "not yet", not a failure.
@@ -110,10 +115,10 @@ impl Browser {
                 Ok(body) => body.text().await.unwrap_or_default(),
                 Err(_) => String::new(),
             };
-            if text.contains(needle) {
+            if needles.iter().all(|needle| text.contains(needle)) {
                 return text;
             }
-            assert!(Instant::now() < deadline, "page never showed {needle:?}; it shows:\n{text}");
+            assert!(Instant::now() < deadline, "page never showed all of {needles:?}; it shows:\n{text}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
