@@ -3,7 +3,7 @@
 # same run, on the same machine. Release build, 64 connections, 2 threads, 10 s each.
 #
 #   crates/vkhook/benches/load/run.sh [bot-on] [bot-off] [likes] [burst] [stripped] [pg-bot-on] [pg-bot-off]
-#                                     [pg-likes] [pg-burst] [postgres] [postgres2] [forward] [forward-bench]
+#                                     [pg-likes] [pg-burst] [postgres] [postgres2] [forward] [forward-bench] [ceiling]
 #   (default: bot-on bot-off likes burst stripped)
 #
 # bot-on, bot-off, likes: the product (examples/product_target.rs): `vkhook sandbox` in its own process,
@@ -17,6 +17,9 @@
 #   event: ingest while forwarding runs; the line also gives the forwarding backlog at the end and its drain.
 # forward-bench: forwarding itself (product_target --forward): the time from `ok` to the endpoint having the event at
 #   500 events/s, and the rate at which a stored burst of FORWARD_BURST events reaches the endpoint.
+# ceiling: no vkhook code at all (ceiling/): parse the JSON, make the event durable, answer ok — appended to a file
+#   with one fdatasync per group, and inserted into SQLite (rusqlite, its own thread); PostgreSQL too when
+#   VKHOOK_LOAD_PG is set. What any durable receiver can reach on this machine.
 # stripped: the receiver alone (examples/load_target.rs, --role web: no workers) — a ceiling, not the product.
 # pg-* modes: the same product cases on PostgreSQL; they and the postgres modes (stripped target) need
 # VKHOOK_LOAD_PG=postgres://user@host/db, a scratch database (pg-* drop and create it).
@@ -191,6 +194,18 @@ PY
         pg-likes) product "PostgreSQL, 80 % like_add" on likes "$VKHOOK_LOAD_PG" ;;
         pg-burst) burst "PostgreSQL, burst, no VK call" "$VKHOOK_LOAD_PG" ;;
       esac
+      ;;
+    ceiling)
+      # No vkhook code: the most any receiver that makes an event durable before `ok` reaches here (ceiling/).
+      cargo build --release -q --manifest-path crates/vkhook/benches/load/ceiling/Cargo.toml --target-dir target/ceiling
+      ceilings=(log sqlite)
+      [ -n "${VKHOOK_LOAD_PG:-}" ] && ceilings+=(pg)
+      for c in "${ceilings[@]}"; do
+        start "ceiling-$c" target/ceiling/release/ceiling "$c" --port 0
+        load "ceiling-$c" "$PORT" ""
+        summary "ceiling: $c (no vkhook code)" "$OUT/ceiling-$c.wrk" "$PID"
+        kill "$PID"; wait "$PID" 2>/dev/null || true
+      done
       ;;
     stripped|sqlite)
       start vk "$BIN" vkhook --port 0
