@@ -148,6 +148,17 @@ PY
   kill "$launcher"; wait "$launcher" 2>/dev/null || true
 }
 
+fresh_pg_db() { # drops and creates the scratch database $VKHOOK_LOAD_PG: a fresh one for each PostgreSQL case
+  : "${VKHOOK_LOAD_PG:?set VKHOOK_LOAD_PG to a scratch PostgreSQL database URL}"
+  python3 - "$VKHOOK_LOAD_PG" <<'PY'
+import subprocess, sys, urllib.parse
+u = urllib.parse.urlparse(sys.argv[1]); name = u.path.lstrip("/")
+admin = u._replace(path="/postgres").geturl()
+for sql in (f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"'):
+    subprocess.run(["psql", admin, "-qc", sql], check=True)
+PY
+}
+
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, ~1 KB message_new/wall_reply_new bodies, unique event_ids"
 echo
@@ -179,15 +190,7 @@ PY
     likes) product "vkhook, 80 % like_add, bot on" on likes ;;
     burst) burst "vkhook, burst, no VK call" ;;
     pg-bot-on|pg-bot-off|pg-likes|pg-burst)
-      : "${VKHOOK_LOAD_PG:?set VKHOOK_LOAD_PG to a scratch PostgreSQL database URL}"
-      # A fresh database each time: the scratch one is dropped and created again.
-      python3 - "$VKHOOK_LOAD_PG" <<'PY'
-import subprocess, sys, urllib.parse
-u = urllib.parse.urlparse(sys.argv[1]); name = u.path.lstrip("/")
-admin = u._replace(path="/postgres").geturl()
-for sql in (f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"'):
-    subprocess.run(["psql", admin, "-qc", sql], check=True)
-PY
+      fresh_pg_db
       case "$mode" in
         pg-bot-on) product "PostgreSQL, bot on" on "" "$VKHOOK_LOAD_PG" ;;
         pg-bot-off) product "PostgreSQL, bot off" off "" "$VKHOOK_LOAD_PG" ;;
@@ -201,6 +204,7 @@ PY
       ceilings=(log sqlite)
       [ -n "${VKHOOK_LOAD_PG:-}" ] && ceilings+=(pg)
       for c in "${ceilings[@]}"; do
+        [ "$c" = pg ] && fresh_pg_db
         start "ceiling-$c" target/ceiling/release/ceiling "$c" --port 0
         load "ceiling-$c" "$PORT" ""
         summary "ceiling: $c (no vkhook code)" "$OUT/ceiling-$c.wrk" "$PID"

@@ -32,13 +32,25 @@ struct Job {
 /// Most events one group commit takes (as vkhook's writer).
 const MAX_BATCH: usize = 512;
 
-fn next_batch_blocking(rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>) -> bool {
-    let Some(job) = rx.blocking_recv() else { return false };
-    batch.push(job);
+/// Adds to `batch` whatever else is already waiting, up to [`MAX_BATCH`].
+fn top_up(rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>) {
     while batch.len() < MAX_BATCH {
         let Ok(job) = rx.try_recv() else { break };
         batch.push(job);
     }
+}
+
+/// Tells every request of a written batch that its event is durable (a request that went away needs no answer).
+fn durable(batch: &mut Vec<Job>) {
+    for job in batch.drain(..) {
+        let _ = job.done.send(());
+    }
+}
+
+fn next_batch_blocking(rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>) -> bool {
+    let Some(job) = rx.blocking_recv() else { return false };
+    batch.push(job);
+    top_up(rx, batch);
     true
 }
 
@@ -51,7 +63,7 @@ fn log_writer(dir: std::path::PathBuf, mut rx: mpsc::Receiver<Job>) {
             file.write_all(b"\n").unwrap();
         }
         file.sync_data().unwrap();
-        batch.drain(..).for_each(|job| drop(job.done.send(())));
+        durable(&mut batch);
     }
 }
 
@@ -79,7 +91,7 @@ fn sqlite_writer(dir: std::path::PathBuf, mut rx: mpsc::Receiver<Job>) {
             }
         }
         tx.commit().unwrap();
-        batch.drain(..).for_each(|job| drop(job.done.send(())));
+        durable(&mut batch);
     }
 }
 
@@ -100,16 +112,13 @@ async fn pg_writer(url: String, rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
             let mut rx = rx.lock().await;
             let Some(job) = rx.recv().await else { return };
             batch.push(job);
-            while batch.len() < MAX_BATCH {
-                let Ok(job) = rx.try_recv() else { break };
-                batch.push(job);
-            }
+            top_up(&mut rx, &mut batch);
         }
         let groups: Vec<i64> = batch.iter().map(|j| j.group_id).collect();
         let events: Vec<&str> = batch.iter().map(|j| j.event_id.as_str()).collect();
         let bodies: Vec<&str> = batch.iter().map(|j| std::str::from_utf8(&j.body).unwrap()).collect();
         db.execute(&insert, &[&groups, &events, &bodies]).await.unwrap();
-        batch.drain(..).for_each(|job| drop(job.done.send(())));
+        durable(&mut batch);
     }
 }
 
