@@ -57,6 +57,13 @@ pub fn standard_error(code: i64) -> ApiError {
         900 => "Can't send messages for users from blacklist",
         901 => "Can't send messages for users without permission",
         902 => "Can't send messages to this user due to their privacy settings",
+        943 => "Cannot use this intent",
+        944 => "Limits overflow for this intent",
+        945 => "Chat was disabled",
+        950 => "Can't send message, reply timed out",
+        985 => "Cannot write to notifications only groups",
+        987 => "Need message request",
+        988 => "Pending message request",
         2000 => "Servers number limit is reached",
         _ => "Unknown error occurred",
     };
@@ -206,7 +213,7 @@ impl Effects {
             delivery::start_confirmation(shared, group_id, server_id);
         }
         for (group_id, event_type, object) in self.events {
-            delivery::emit(shared, group_id, event_type, |_| object.clone());
+            delivery::emit(shared, group_id, event_type, move |_| object.clone());
         }
     }
 }
@@ -216,6 +223,8 @@ fn dispatch(world: &mut World, method: &str, call: &Call, fx: &mut Effects) -> A
         "groups.get" => groups_get(world, call),
         "groups.getById" => groups_get_by_id(world, call),
         "groups.getTokenPermissions" => groups_get_token_permissions(call),
+        "groups.getMembers" => groups_get_members(world, call),
+        "messages.isMessagesFromGroupAllowed" => messages_is_allowed(world, call),
         "groups.getCallbackConfirmationCode" => get_confirmation_code(world, call),
         "groups.getCallbackServers" => get_callback_servers(world, call),
         "groups.addCallbackServer" => add_callback_server(world, call, fx),
@@ -434,7 +443,8 @@ fn groups_get_by_id(world: &World, call: &Call) -> ApiResult {
             keys.extend(v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned));
         }
     }
-    let viewer = call.user_id();
+    // Roles only for a user token with `groups` ("Required scope = groups", https://dev.vk.com/en/reference/objects/group).
+    let viewer = call.user_id().filter(|_| call.token.scopes.contains("groups"));
     if keys.is_empty() {
         match call.token.owner {
             TokenOwner::Group(g) => keys.push(g.to_string()),
@@ -447,6 +457,61 @@ fn groups_get_by_id(world: &World, call: &Call) -> ApiResult {
         groups.push(group.to_json(viewer, call.base_url));
     }
     Ok(json!({"groups": groups, "profiles": []}))
+}
+
+/// `groups.getMembers`: the community's members, or with `filter=managers` its managers and their roles
+/// (`{count, items:[{id, role}]}`, `groups_getMembers_filter_response` in the schema). A user token sees the
+/// managers only if its user is one; a community token only for its own community. VK does not document whether
+/// it answers a community token with `filter=managers` at all: `World::managers_refuse_community_key` makes the
+/// sandbox refuse it, so both answers are tested.
+fn groups_get_members(world: &World, call: &Call) -> ApiResult {
+    let key = call.str("group_id").ok_or_else(|| ApiError::param("group_id is undefined"))?;
+    let group = world.find_group(key).ok_or_else(|| ApiError::param("group_id is invalid"))?;
+    let offset = call.int("offset").unwrap_or(0).max(0) as usize;
+    let count = call.int("count").unwrap_or(1000).clamp(0, 1000) as usize;
+    match call.str("filter") {
+        Some("managers") => {
+            match call.token.owner {
+                TokenOwner::User(u) if group.admin_level(u).is_none() => {
+                    return Err(ApiError::new(15, "Access denied: you are not a manager of this community"))
+                }
+                TokenOwner::Group(g) if g != group.id => {
+                    return Err(ApiError::new(15, "Access denied: no access to this community"))
+                }
+                TokenOwner::Group(_) if world.managers_refuse_community_key => {
+                    return Err(ApiError::new(15, "Access denied: no access to call this method"))
+                }
+                _ => {}
+            }
+            let managers: Vec<Value> = group
+                .admins
+                .keys()
+                .filter_map(|u| group.manager_role(*u).map(|role| json!({"id": u, "role": role})))
+                .collect();
+            let page: Vec<&Value> = managers.iter().skip(offset).take(count).collect();
+            Ok(json!({"count": managers.len(), "items": page}))
+        }
+        Some(_) => Ok(json!({"count": 0, "items": []})),
+        None => {
+            let page: Vec<i64> = group.members.iter().copied().skip(offset).take(count).collect();
+            Ok(json!({"count": group.members.len(), "items": page}))
+        }
+    }
+}
+
+/// `messages.isMessagesFromGroupAllowed`: whether the community may write to the user (its messages switched on
+/// and the user allowed them). A community token answers for its own community only.
+fn messages_is_allowed(world: &World, call: &Call) -> ApiResult {
+    let group_id = call.require_int("group_id")?;
+    let user_id = call.require_int("user_id")?;
+    if let TokenOwner::Group(g) = call.token.owner {
+        if g != group_id {
+            return Err(ApiError::new(15, "Access denied: no access to this community"));
+        }
+    }
+    let group = world.group(group_id).ok_or_else(|| ApiError::param("group_id is invalid"))?;
+    let allowed = group.messages_enabled && group.messages_allowed.contains(&user_id);
+    Ok(json!({"is_allowed": i64::from(allowed)}))
 }
 
 fn groups_get_token_permissions(call: &Call) -> ApiResult {
@@ -482,8 +547,14 @@ fn messages_send(world: &mut World, call: &Call, fx: &mut Effects) -> ApiResult 
     if let Some(id) = group.random_ids.get(&(peer_id, random_id)).filter(|_| !forget) {
         return Ok(json!(id));
     }
+    if !group.messages_enabled {
+        return Err(standard_error(945));
+    }
     if !group.messages_allowed.contains(&peer_id) {
         return Err(standard_error(901));
+    }
+    if group.reply_window_over.contains(&peer_id) {
+        return Err(standard_error(950));
     }
     let message = group.add_message(peer_id, -group_id, text, random_id, now);
     group.random_ids.insert((peer_id, random_id), message.id);

@@ -57,7 +57,7 @@ pub fn add_comment(shared: &Shared, c: &NewComment) -> Result<(i64, i64), String
         (group.add_comment(post_id, c.from_id, &c.text, c.reply_to_comment, None, now), c.group_id)
     };
     let object = comment.to_json(group_id);
-    delivery::emit(shared, group_id, "wall_reply_new", |_| object.clone());
+    delivery::emit(shared, group_id, "wall_reply_new", move |_| object.clone());
     Ok((comment.id, comment.post_id))
 }
 
@@ -81,7 +81,7 @@ pub fn add_message(shared: &Shared, m: &NewMessage) -> Result<i64, String> {
         group.add_message(m.from_id, m.from_id, &m.text, 0, now)
     };
     let object = message.to_json();
-    delivery::emit(shared, m.group_id, "message_new", |version| message_new_object(&object, version));
+    delivery::emit(shared, m.group_id, "message_new", move |version| message_new_object(&object, version));
     Ok(message.id)
 }
 
@@ -108,7 +108,8 @@ pub async fn post_event(State(shared): State<Shared>, Json(e): Json<NewEvent>) -
     if shared.world().group(e.group_id).is_none() {
         return Err(bad(StatusCode::NOT_FOUND, format!("no community {}", e.group_id)));
     }
-    let event_id = delivery::emit(&shared, e.group_id, &e.event_type, |_| e.object.clone());
+    let object = e.object;
+    let event_id = delivery::emit(&shared, e.group_id, &e.event_type, move |_| object.clone());
     Ok(Json(json!({"event_id": event_id})))
 }
 
@@ -274,6 +275,7 @@ pub async fn post_dedup(State(shared): State<Shared>, Json(d): Json<Dedup>) -> J
 #[derive(Debug, Deserialize)]
 pub struct Behaviour {
     pub edit_keeps_failed: Option<bool>,
+    pub managers_refuse_community_key: Option<bool>,
 }
 
 pub async fn post_behaviour(State(shared): State<Shared>, Json(b): Json<Behaviour>) -> Json<Value> {
@@ -281,7 +283,97 @@ pub async fn post_behaviour(State(shared): State<Shared>, Json(b): Json<Behaviou
     if let Some(keep) = b.edit_keeps_failed {
         world.edit_keeps_failed = keep;
     }
-    Json(json!({"edit_keeps_failed": world.edit_keeps_failed}))
+    if let Some(refuse) = b.managers_refuse_community_key {
+        world.managers_refuse_community_key = refuse;
+    }
+    Json(json!({"edit_keeps_failed": world.edit_keeps_failed,
+                "managers_refuse_community_key": world.managers_refuse_community_key}))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ManagerChange {
+    pub user_id: i64,
+    /// `none`, `moderator`, `editor` or `administrator`.
+    pub role: String,
+}
+
+/// `POST /_sandbox/groups/{id}/managers {user_id, role}`: another administrator changes a user's level in VK's
+/// settings (promotes, demotes, removes). Nobody is told: vkhook learns it only by asking VK.
+pub async fn post_manager(
+    State(shared): State<Shared>,
+    Path(id): Path<i64>,
+    Json(c): Json<ManagerChange>,
+) -> JsonResult {
+    let level = match c.role.as_str() {
+        "none" => None,
+        "moderator" => Some(1),
+        "editor" => Some(2),
+        "administrator" => Some(3),
+        other => return Err(bad(StatusCode::BAD_REQUEST, format!("unknown role {other}"))),
+    };
+    let mut world = shared.world();
+    if !world.users.contains_key(&c.user_id) {
+        return Err(bad(StatusCode::NOT_FOUND, format!("no user {}", c.user_id)));
+    }
+    let group = world.group_mut(id).ok_or_else(|| bad(StatusCode::NOT_FOUND, format!("no community {id}")))?;
+    group.set_admin_level(c.user_id, level);
+    Ok(Json(json!({"admins": group.admins})))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Messaging {
+    /// The community's messages switched on or off (off: `messages.send` answers 945).
+    pub enabled: Option<bool>,
+    /// People whose reply window is over (`messages.send` to them answers 950); replaces the list.
+    pub reply_window_over: Option<Vec<i64>>,
+}
+
+/// `POST /_sandbox/groups/{id}/messaging`: the community's message settings.
+pub async fn post_messaging(State(shared): State<Shared>, Path(id): Path<i64>, Json(m): Json<Messaging>) -> JsonResult {
+    let mut world = shared.world();
+    let group = world.group_mut(id).ok_or_else(|| bad(StatusCode::NOT_FOUND, format!("no community {id}")))?;
+    if let Some(enabled) = m.enabled {
+        group.messages_enabled = enabled;
+    }
+    if let Some(list) = m.reply_window_over {
+        group.reply_window_over = list.into_iter().collect();
+    }
+    Ok(Json(json!({"enabled": group.messages_enabled, "reply_window_over": group.reply_window_over})))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Permission {
+    pub user_id: i64,
+    pub allowed: bool,
+}
+
+/// `POST /_sandbox/groups/{id}/permission {user_id, allowed}`: the person allows or forbids messages from the
+/// community (the button in VK's interface); fires `message_allow` (`{user_id, key}`) or `message_deny`
+/// (`{user_id}`), the objects of the Callback API's schema.
+pub async fn post_permission(
+    State(shared): State<Shared>,
+    Path(id): Path<i64>,
+    Json(p): Json<Permission>,
+) -> JsonResult {
+    {
+        let mut world = shared.world();
+        if !world.users.contains_key(&p.user_id) {
+            return Err(bad(StatusCode::NOT_FOUND, format!("no user {}", p.user_id)));
+        }
+        let group = world.group_mut(id).ok_or_else(|| bad(StatusCode::NOT_FOUND, format!("no community {id}")))?;
+        if p.allowed {
+            group.messages_allowed.insert(p.user_id);
+        } else {
+            group.messages_allowed.remove(&p.user_id);
+        }
+    }
+    let (event_type, object) = if p.allowed {
+        ("message_allow", json!({"user_id": p.user_id, "key": ""}))
+    } else {
+        ("message_deny", json!({"user_id": p.user_id}))
+    };
+    let event_id = delivery::emit(&shared, id, event_type, move |_| object.clone());
+    Ok(Json(json!({"event_id": event_id})))
 }
 
 /// What VK support granted our app.

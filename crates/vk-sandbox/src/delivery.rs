@@ -1,9 +1,15 @@
 //! Callback API delivery over real HTTP, as VK does it: a `confirmation` request after a server is added or its
 //! address edited; events to every confirmed server that has the event type switched on; only exactly `ok` with
-//! HTTP 200 counts; retries on VK's schedule with `X-Retry-Counter`; `Retry-After` honoured on 410/429/503;
-//! `remove` deletes the server; repeated failures pause delivery to that server. Every attempt is recorded.
+//! HTTP 200 counts; retries on VK's schedule with `X-Retry-Counter`; `Retry-After` (seconds or an HTTP date)
+//! honoured on 410/429/503 when under three hours, and a retry may come later than asked, never earlier ("the
+//! actual time … may be longer than the specified time", https://dev.vk.com/ru/api/callback/getting-started);
+//! `remove` deletes the server; `version 5.x` switches the server to that API version; repeated failures pause
+//! delivery to that server. Every attempt is recorded.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use rand::Rng;
 
 use serde_json::{json, Value};
 
@@ -15,19 +21,47 @@ pub const RETRY_SCHEDULE_SECS: [u64; 5] = [10, 180, 600, 1800, 3600];
 /// `Retry-After` is honoured when below three hours.
 pub const MAX_RETRY_AFTER_SECS: u64 = 3 * 3600;
 
+/// Builds an event's object for a server's API version.
+type ObjectFor = Arc<dyn Fn(&str) -> Value + Send + Sync>;
+
 /// An event bound for one server.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Outgoing {
     group_id: i64,
     server_id: i64,
     event_type: String,
     event_id: String,
     body: String,
+    object: ObjectFor,
+}
+
+/// How many times one event follows a `version 5.x` answer before such an answer counts as a failure.
+const MAX_VERSION_SWITCHES: u32 = 3;
+
+/// The body of an event for a server with `api_version` and `secret_key`.
+fn event_body(event_type: &str, event_id: &str, group_id: i64, version: &str, secret: &str, object: Value) -> Value {
+    let mut body = json!({
+        "type": event_type,
+        "event_id": event_id,
+        "v": version,
+        "object": object,
+        "group_id": group_id,
+    });
+    if !secret.is_empty() {
+        body["secret"] = json!(secret);
+    }
+    body
 }
 
 /// Sends `event_type` to every server of the community that should get it. `object` builds the event object for
 /// a server's API version. Returns the event id.
-pub fn emit(shared: &Shared, group_id: i64, event_type: &str, object: impl Fn(&str) -> Value) -> String {
+pub fn emit(
+    shared: &Shared,
+    group_id: i64,
+    event_type: &str,
+    object: impl Fn(&str) -> Value + Send + Sync + 'static,
+) -> String {
+    let object: ObjectFor = Arc::new(object);
     let event_id = random_hex(40);
     let mut violations = Vec::new();
     let outgoing: Vec<Outgoing> = {
@@ -38,16 +72,8 @@ pub fn emit(shared: &Shared, group_id: i64, event_type: &str, object: impl Fn(&s
             .iter()
             .filter(|s| s.status == ServerStatus::Ok && s.events.contains(event_type))
             .map(|s| {
-                let mut body = json!({
-                    "type": event_type,
-                    "event_id": event_id,
-                    "v": s.api_version,
-                    "object": object(&s.api_version),
-                    "group_id": group_id,
-                });
-                if !s.secret_key.is_empty() {
-                    body["secret"] = json!(s.secret_key);
-                }
+                let body =
+                    event_body(event_type, &event_id, group_id, &s.api_version, &s.secret_key, object(&s.api_version));
                 if let Err(errors) = crate::schema::schema().validate_callback(&body) {
                     violations.push(format!("{event_type}: {}", errors.join("; ")));
                 }
@@ -57,6 +83,7 @@ pub fn emit(shared: &Shared, group_id: i64, event_type: &str, object: impl Fn(&s
                     event_type: event_type.to_owned(),
                     event_id: event_id.clone(),
                     body: body.to_string(),
+                    object: object.clone(),
                 }
             })
             .collect()
@@ -79,8 +106,9 @@ pub fn version_at_least(version: &str, min: (u32, u32)) -> bool {
     (major, minor) >= min
 }
 
-async fn deliver(shared: Shared, out: Outgoing) {
+async fn deliver(shared: Shared, mut out: Outgoing) {
     let mut retry: u32 = 0;
+    let mut version_switches: u32 = 0;
     loop {
         // Wait while delivery to this server is paused; stop if the server is gone.
         let url = loop {
@@ -98,9 +126,14 @@ async fn deliver(shared: Shared, out: Outgoing) {
             }
         };
         let attempt = post(&shared, &url, &out.body, retry).await;
+        let asked_version = match &attempt {
+            Ok((200, body, _)) if version_switches < MAX_VERSION_SWITCHES => asked_version(body),
+            _ => None,
+        };
         let outcome = match &attempt {
             Ok((200, body, _)) if body == "ok" => "ok",
             Ok((_, body, _)) if body == "remove" => "removed",
+            _ if asked_version.is_some() => "version",
             _ => "failed",
         };
         let gave_up = outcome == "failed" && retry as usize >= RETRY_SCHEDULE_SECS.len();
@@ -133,6 +166,16 @@ async fn deliver(shared: Shared, out: Outgoing) {
                         }
                     }
                     "removed" => group.servers.retain(|s| s.id != out.server_id),
+                    "version" => {
+                        // The server now speaks that version: this event and every later one come in it.
+                        if let (Some(s), Some(v)) = (group.server_mut(out.server_id), &asked_version) {
+                            s.api_version = v.clone();
+                            let object = (out.object)(v);
+                            let body =
+                                event_body(&out.event_type, &out.event_id, out.group_id, v, &s.secret_key, object);
+                            out.body = body.to_string();
+                        }
+                    }
                     _ => {
                         if let Some(s) = group.server_mut(out.server_id) {
                             s.consecutive_failures += 1;
@@ -145,6 +188,10 @@ async fn deliver(shared: Shared, out: Outgoing) {
                 }
             }
         }
+        if outcome == "version" {
+            version_switches += 1;
+            continue;
+        }
         if outcome != "failed" || gave_up {
             return;
         }
@@ -155,8 +202,37 @@ async fn deliver(shared: Shared, out: Outgoing) {
             _ => Duration::from_secs(RETRY_SCHEDULE_SECS[retry as usize]),
         };
         retry += 1;
-        tokio::time::sleep(shared.scaled(delay)).await;
+        tokio::time::sleep(shared.scaled(later_than(delay, shared.cfg.retry_lateness))).await;
     }
+}
+
+/// `delay`, or up to `lateness` of it longer — never shorter.
+fn later_than(delay: Duration, lateness: f64) -> Duration {
+    if lateness <= 0.0 {
+        return delay;
+    }
+    delay.mul_f64(1.0 + rand::thread_rng().gen_range(0.0..lateness))
+}
+
+/// The version a `version 5.x` answer asks for, if it is one VK would accept (5.81 and later).
+fn asked_version(answer: &str) -> Option<String> {
+    let v = answer.strip_prefix("version ")?.trim();
+    let (major, minor) = v.split_once('.')?;
+    let valid = major.parse::<u32>().is_ok() && minor.parse::<u32>().is_ok() && version_at_least(v, (5, 81));
+    valid.then(|| v.to_owned())
+}
+
+/// `Retry-After` in seconds, from either of its forms (delay-seconds or an HTTP date, RFC 9110 §10.2.3); a date in
+/// the past is "now".
+fn retry_after_secs(value: &str) -> Option<u64> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(secs);
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    let left = at.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+    // A date has whole seconds: round up, so the retry is never earlier than the date.
+    Some(left.as_secs() + u64::from(left.subsec_nanos() > 0))
 }
 
 /// Sends `confirmation` to a server just added or edited and sets its status from the answer.
@@ -224,8 +300,7 @@ async fn post(shared: &Shared, url: &str, body: &str, retry: u32) -> Result<(u16
     }
     let response = request.send().await.map_err(|e| describe(&e))?;
     let status = response.status().as_u16();
-    let retry_after =
-        response.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(retry_after_secs);
     let bytes = response.bytes().await.map_err(|e| describe(&e))?;
     Ok((status, String::from_utf8_lossy(&bytes).into_owned(), retry_after))
 }
@@ -254,6 +329,35 @@ fn truncate(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        assert_eq!(retry_after_secs("120"), Some(120));
+        assert_eq!(retry_after_secs(" 7 "), Some(7));
+        let in_a_minute = std::time::SystemTime::now() + Duration::from_secs(60);
+        let secs = retry_after_secs(&httpdate::fmt_http_date(in_a_minute)).unwrap();
+        assert!((59..=61).contains(&secs), "{secs}");
+        assert_eq!(retry_after_secs("Fri, 31 Dec 1999 23:59:59 GMT"), Some(0), "a past date is now");
+        assert_eq!(retry_after_secs("soon"), None);
+    }
+
+    #[test]
+    fn a_retry_is_never_earlier_than_asked() {
+        let asked = Duration::from_secs(10);
+        for _ in 0..1000 {
+            let d = later_than(asked, 0.2);
+            assert!(d >= asked && d <= asked.mul_f64(1.2), "{d:?}");
+        }
+        assert_eq!(later_than(asked, 0.0), asked);
+    }
+
+    #[test]
+    fn a_version_answer_names_a_version_vk_accepts() {
+        assert_eq!(asked_version("version 5.199").as_deref(), Some("5.199"));
+        assert_eq!(asked_version("version 5.80"), None, "switched off");
+        assert_eq!(asked_version("version five"), None);
+        assert_eq!(asked_version("ok"), None);
+    }
 
     #[test]
     fn versions_compare_numerically() {

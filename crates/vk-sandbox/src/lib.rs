@@ -38,6 +38,9 @@ pub struct SandboxConfig {
     pub time_factor: f64,
     /// How long a callback server may take to answer one request.
     pub delivery_timeout: Duration,
+    /// VK delivers a retry "later than the specified time" at times, never earlier: each retry waits up to this
+    /// fraction longer than its schedule or `Retry-After` asks (0.2: up to 20 % later).
+    pub retry_lateness: f64,
     /// Failed deliveries in a row after which delivery to a server pauses.
     pub pause_after_failures: u32,
     /// How long such a pause lasts (scaled by `time_factor`).
@@ -64,6 +67,7 @@ impl Default for SandboxConfig {
             redirect_uris: Vec::new(),
             time_factor: 1.0,
             delivery_timeout: Duration::from_secs(5),
+            retry_lateness: 0.2,
             pause_after_failures: 10,
             pause_for: Duration::from_secs(600),
             code_ttl_secs: 600,
@@ -114,6 +118,9 @@ pub fn router(shared: Shared) -> Router {
         .route("/_sandbox/groups/{id}/comments", get(control::get_comments))
         .route("/_sandbox/groups/{id}/messages", get(control::get_messages))
         .route("/_sandbox/groups/{id}/servers", get(control::get_servers).post(control::post_server))
+        .route("/_sandbox/groups/{id}/managers", post(control::post_manager))
+        .route("/_sandbox/groups/{id}/messaging", post(control::post_messaging))
+        .route("/_sandbox/groups/{id}/permission", post(control::post_permission))
         .route("/_sandbox/deliveries", get(control::get_deliveries))
         .route("/_sandbox/faults", post(control::post_fault).get(control::get_faults).delete(control::clear_faults))
         .route("/_sandbox/calls", get(control::get_calls))

@@ -484,11 +484,16 @@ pub async fn community_access_token(
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "redirect_uri is incorrect");
     }
     let client_id = world.app.client_id.clone();
+    // One `access_token_<id>` per community, and the same keys as `groups: [{group_id, access_token}]`, the
+    // array some clients read instead (both are in VK's answer for a community code).
     let mut answer = serde_json::Map::new();
+    let mut groups = Vec::new();
     for (group_id, scopes) in code.grants {
         let token = world.issue_token(TokenOwner::Group(group_id), scopes, None, code.user_id, &client_id);
         answer.insert(format!("access_token_{group_id}"), json!(token));
+        groups.push(json!({"group_id": group_id, "access_token": token}));
     }
+    answer.insert("groups".into(), json!(groups));
     answer.insert("expires_in".into(), json!(0));
     Json(answer).into_response()
 }

@@ -120,6 +120,15 @@ pub struct Group {
     pub confirmation_code: String,
     /// Users who allowed the community to message them (writing first counts).
     pub messages_allowed: BTreeSet<i64>,
+    /// The community's messages are switched on (Manage → Messages). Off: `messages.send` answers 945 "Chat was
+    /// disabled" (`api_error_messages_chat_disabled` in the schema's errors).
+    pub messages_enabled: bool,
+    /// People whose conversation's reply window is over: `messages.send` to them answers 950 "Can't send message,
+    /// reply timed out" (`api_error_messages_peer_blocked_reason_by_time`).
+    pub reply_window_over: BTreeSet<i64>,
+    /// Who created the community: `groups.getMembers(filter=managers)` lists them as `creator` (their
+    /// `admin_level` still reads 3).
+    pub creator: Option<i64>,
     #[serde(skip)]
     pub guids: HashMap<(i64, String), i64>,
     #[serde(skip)]
@@ -259,6 +268,10 @@ pub struct World {
     /// VK has set to `failed`. `true`: it does not, and the server stays `failed` (a client must delete it and add
     /// a fresh one); `false` (default): an edit confirms again, as for any server.
     pub edit_keeps_failed: bool,
+    /// VK does not document whether `groups.getMembers(filter=managers)` answers a community key. `true`: it
+    /// refuses (error 15), as the cautious reading has it; `false` (default): it answers, as the schema's
+    /// `access_token_type` ([user, group, service]) says.
+    pub managers_refuse_community_key: bool,
     /// Callback bodies this sandbox sent that VK's callback schema (`callback/objects.json`) does not allow; tests
     /// assert it stays empty.
     pub callback_violations: Vec<String>,
@@ -315,6 +328,7 @@ impl World {
             clock_offset: 0,
             forget_dedup_keys: false,
             edit_keeps_failed: false,
+            managers_refuse_community_key: false,
             callback_violations: Vec::new(),
         };
         let now = world.now();
@@ -534,6 +548,9 @@ impl Group {
             servers: Vec::new(),
             confirmation_code: random_hex(8),
             messages_allowed: BTreeSet::new(),
+            messages_enabled: true,
+            reply_window_over: BTreeSet::new(),
+            creator: admins.iter().find(|(_, level)| *level == 3).map(|(user, _)| *user),
             guids: HashMap::new(),
             random_ids: HashMap::new(),
             next_server_id: 1,
@@ -544,6 +561,30 @@ impl Group {
 
     pub fn admin_level(&self, user_id: i64) -> Option<i64> {
         self.admins.get(&user_id).copied()
+    }
+
+    /// A manager's role in `groups.getMembers(filter=managers)` (`groups_member_role` in the schema).
+    pub fn manager_role(&self, user_id: i64) -> Option<&'static str> {
+        Some(match self.admin_level(user_id)? {
+            3 if self.creator == Some(user_id) => "creator",
+            3 => "administrator",
+            2 => "editor",
+            _ => "moderator",
+        })
+    }
+
+    /// Sets `user_id`'s level (1 moderator, 2 editor, 3 administrator; `None`: not a manager), as another
+    /// administrator would in VK's settings. Nobody is told.
+    pub fn set_admin_level(&mut self, user_id: i64, level: Option<i64>) {
+        match level {
+            Some(level) => {
+                self.admins.insert(user_id, level);
+                self.members.insert(user_id);
+            }
+            None => {
+                self.admins.remove(&user_id);
+            }
+        }
     }
 
     pub fn post(&self, id: i64) -> Option<&Post> {
@@ -627,7 +668,10 @@ impl Group {
         message
     }
 
-    /// As VK shows a community in `groups.get extended=1` / `groups.getById`, seen by `viewer`.
+    /// As VK shows a community in `groups.get extended=1` / `groups.getById`. `viewer`: the user whose roles VK
+    /// reveals — only a user token with the `groups` scope gets `is_admin`, `admin_level` and `is_member`
+    /// ("Required scope = groups", https://dev.vk.com/en/reference/objects/group); the caller passes `None`
+    /// otherwise.
     pub fn to_json(&self, viewer: Option<i64>, base_url: &str) -> Value {
         let mut g = json!({
             "id": self.id,

@@ -309,6 +309,27 @@ impl Client {
         Ok(by_id.groups)
     }
 
+    /// Every manager of the community: `groups.getMembers(group_id, filter=managers)`, page by page (1000 a page,
+    /// the method's `count` maximum in the schema). The schema allows user, community and service tokens; whether
+    /// VK answers a community token here is not documented, so a caller must be ready for a refusal.
+    pub async fn groups_get_managers(&self, token: &AccessToken, group_id: GroupId) -> Result<Vec<Manager>, Error> {
+        const PAGE: i64 = 1000;
+        let mut all = Vec::new();
+        loop {
+            let params = Params::new()
+                .add("group_id", group_id)
+                .add("filter", "managers")
+                .add("offset", all.len())
+                .add("count", PAGE);
+            let page: Managers = self.call(token, "groups.getMembers", &params, Idempotency::Idempotent).await?;
+            let got = page.items.len();
+            all.extend(page.items);
+            if got == 0 || all.len() as i64 >= page.count {
+                return Ok(all);
+            }
+        }
+    }
+
     /// `groups.getTokenPermissions` (community token).
     pub async fn groups_get_token_permissions(&self, token: &AccessToken) -> Result<TokenPermissions, Error> {
         self.call(token, "groups.getTokenPermissions", &Params::new(), Idempotency::Idempotent).await
@@ -449,6 +470,25 @@ impl Client {
         }
         let params = Params::new().add("peer_id", peer_id).add("random_id", random_id).add("message", message);
         self.call(token, "messages.send", &params, Idempotency::Idempotent).await
+    }
+
+    /// `messages.isMessagesFromGroupAllowed`: whether the community may write to the user now (user or community
+    /// token, https://dev.vk.com/ru/method/messages.isMessagesFromGroupAllowed).
+    pub async fn messages_is_allowed_from_group(
+        &self,
+        token: &AccessToken,
+        group_id: GroupId,
+        user_id: UserId,
+    ) -> Result<bool, Error> {
+        #[derive(Deserialize)]
+        struct Allowed {
+            #[serde(deserialize_with = "crate::types::bool_int")]
+            is_allowed: bool,
+        }
+        let params = Params::new().add("group_id", group_id).add("user_id", user_id);
+        let answer: Allowed =
+            self.call(token, "messages.isMessagesFromGroupAllowed", &params, Idempotency::Idempotent).await?;
+        Ok(answer.is_allowed)
     }
 
     /// `wall.createComment` as the community, replying to a comment. `guid` makes a repeat a no-op at VK.

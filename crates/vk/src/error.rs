@@ -33,6 +33,13 @@ pub mod code {
     pub const MESSAGES_USER_BLOCKED: i64 = 900;
     pub const MESSAGES_DENY_SEND: i64 = 901;
     pub const MESSAGES_PRIVACY: i64 = 902;
+    pub const MESSAGES_INTENT_CANT_USE: i64 = 943;
+    pub const MESSAGES_INTENT_LIMIT: i64 = 944;
+    pub const MESSAGES_CHAT_DISABLED: i64 = 945;
+    pub const MESSAGES_REPLY_TIMED_OUT: i64 = 950;
+    pub const MESSAGES_NOTIFICATIONS_ONLY: i64 = 985;
+    pub const MESSAGES_NEED_REQUEST: i64 = 987;
+    pub const MESSAGES_PENDING_REQUEST: i64 = 988;
     pub const CALLBACK_SERVERS_LIMIT: i64 = 2000;
 }
 

@@ -271,19 +271,7 @@ impl OAuthClient {
         let status = response.status().as_u16();
         let body = response.bytes().await.map_err(Error::from_reqwest)?;
         let value = read_oauth_json(status, &body)?;
-        let object = value.as_object().ok_or_else(|| Error::Decode("token answer is not an object".into()))?;
-        let mut tokens = Vec::new();
-        for (key, value) in object {
-            let Some(id) = key.strip_prefix("access_token_") else { continue };
-            let id: i64 = id.parse().map_err(|_| Error::Decode(format!("unexpected key {key}")))?;
-            let token = value.as_str().ok_or_else(|| Error::Decode(format!("{key} is not a string")))?;
-            tokens.push((GroupId(id), AccessToken::community(token.to_owned())));
-        }
-        if tokens.is_empty() {
-            return Err(Error::Decode("no access_token_<group_id> in the answer".into()));
-        }
-        tokens.sort_by_key(|(id, _)| *id);
-        Ok(tokens)
+        read_community_tokens(&value)
     }
 
     async fn post_json<T: serde::de::DeserializeOwned>(&self, url: Url, form: &[(&str, &str)]) -> Result<T, Error> {
@@ -293,6 +281,37 @@ impl OAuthClient {
         let value = read_oauth_json(status, &body)?;
         serde_json::from_value(value).map_err(|e| Error::Decode(e.to_string()))
     }
+}
+
+/// The keys in a community code exchange's answer: `access_token_<id>` per community, and/or the `groups` array.
+fn read_community_tokens(value: &serde_json::Value) -> Result<Vec<(GroupId, AccessToken)>, Error> {
+    let object = value.as_object().ok_or_else(|| Error::Decode("token answer is not an object".into()))?;
+    let mut tokens = Vec::new();
+    for (key, value) in object {
+        let Some(id) = key.strip_prefix("access_token_") else { continue };
+        let id: i64 = id.parse().map_err(|_| Error::Decode(format!("unexpected key {key}")))?;
+        let token = value.as_str().ok_or_else(|| Error::Decode(format!("{key} is not a string")))?;
+        tokens.push((GroupId(id), AccessToken::community(token.to_owned())));
+    }
+    // Some answers also (or only) carry `groups: [{group_id, access_token}]`; a community already read from its
+    // `access_token_<id>` key is not read twice.
+    if let Some(groups) = object.get("groups").and_then(|g| g.as_array()) {
+        for entry in groups {
+            let id = entry.get("group_id").and_then(|v| v.as_i64());
+            let token = entry.get("access_token").and_then(|v| v.as_str());
+            let (Some(id), Some(token)) = (id, token) else {
+                return Err(Error::Decode("a `groups` entry without group_id or access_token".into()));
+            };
+            if !tokens.iter().any(|(g, _)| g.0 == id) {
+                tokens.push((GroupId(id), AccessToken::community(token.to_owned())));
+            }
+        }
+    }
+    if tokens.is_empty() {
+        return Err(Error::Decode("no access_token_<group_id> in the answer".into()));
+    }
+    tokens.sort_by_key(|(id, _)| *id);
+    Ok(tokens)
 }
 
 /// An OAuth answer: JSON, or `{error, error_description}` (with any status).
@@ -339,6 +358,25 @@ mod tests {
         let p = Pkce::generate();
         assert_eq!(p.verifier.expose_secret().len(), 64);
         assert_eq!(p.challenge, Pkce::challenge_for(p.verifier.expose_secret()));
+    }
+
+    #[test]
+    fn community_keys_are_read_from_either_form_of_the_answer() {
+        let ids = |v: serde_json::Value| {
+            read_community_tokens(&v)
+                .unwrap()
+                .into_iter()
+                .map(|(g, t)| (g.0, t.secret().expose_secret().to_owned()))
+                .collect::<Vec<_>>()
+        };
+        let both = serde_json::json!({"access_token_7": "a", "groups": [{"group_id": 7, "access_token": "a"}],
+                                      "expires_in": 0});
+        assert_eq!(ids(both), vec![(7, "a".to_owned())], "one key per community");
+        let only_array = serde_json::json!({"groups": [{"group_id": 9, "access_token": "b"},
+                                                       {"group_id": 8, "access_token": "c"}], "expires_in": 0});
+        assert_eq!(ids(only_array), vec![(8, "c".to_owned()), (9, "b".to_owned())]);
+        assert!(read_community_tokens(&serde_json::json!({"expires_in": 0})).is_err());
+        assert!(read_community_tokens(&serde_json::json!({"groups": [{"group_id": 9}]})).is_err());
     }
 
     #[test]

@@ -96,6 +96,11 @@ pub(crate) fn bool_int<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error
     })
 }
 
+/// VK's optional 0/1 booleans.
+pub(crate) fn opt_bool_int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    Ok(Some(bool_int(d)?))
+}
+
 /// A community as `groups.get extended=1` and `groups.getById` return it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Group {
@@ -106,10 +111,15 @@ pub struct Group {
     pub screen_name: String,
     #[serde(default)]
     pub photo_100: Option<String>,
-    #[serde(default, deserialize_with = "bool_int")]
-    pub is_admin: bool,
+    /// Whether the viewer manages the community. VK sends it (and `admin_level`, `is_member`) only to a user
+    /// token with the `groups` scope ("Required scope = groups", https://dev.vk.com/en/reference/objects/group):
+    /// `None` means "VK did not say", never "not a manager".
+    #[serde(default, deserialize_with = "opt_bool_int")]
+    pub is_admin: Option<bool>,
     #[serde(default)]
     pub admin_level: Option<AdminLevel>,
+    #[serde(default, deserialize_with = "opt_bool_int")]
+    pub is_member: Option<bool>,
     #[serde(default)]
     pub is_closed: Option<i64>,
     #[serde(default, rename = "type")]
@@ -309,4 +319,61 @@ pub struct CreatedComment {
     pub comment_id: i64,
     #[serde(default)]
     pub parents_stack: Vec<i64>,
+}
+
+/// A manager's role as `groups.getMembers(filter=managers)` lists it (`groups_member_role` in the schema).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ManagerRole {
+    Moderator,
+    Editor,
+    Administrator,
+    /// The community's creator: an administrator ("Creator and administrator both read `admin_level = 3`").
+    Creator,
+    Advertiser,
+    /// A role this crate does not know yet.
+    Other,
+}
+
+impl ManagerRole {
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "moderator" => Self::Moderator,
+            "editor" => Self::Editor,
+            "administrator" => Self::Administrator,
+            "creator" => Self::Creator,
+            "advertiser" => Self::Advertiser,
+            _ => Self::Other,
+        }
+    }
+
+    /// The `admin_level` this role reads as, if it is a managing role at all.
+    pub fn admin_level(self) -> Option<AdminLevel> {
+        match self {
+            Self::Moderator => Some(AdminLevel::Moderator),
+            Self::Editor => Some(AdminLevel::Editor),
+            Self::Administrator | Self::Creator => Some(AdminLevel::Administrator),
+            Self::Advertiser | Self::Other => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ManagerRole {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Self::parse(&String::deserialize(d)?))
+    }
+}
+
+/// One manager of a community.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Manager {
+    pub id: UserId,
+    pub role: ManagerRole,
+}
+
+/// `groups.getMembers(filter=managers)`: one page.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Managers {
+    pub count: i64,
+    #[serde(default)]
+    pub items: Vec<Manager>,
 }

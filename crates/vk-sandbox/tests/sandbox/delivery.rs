@@ -178,3 +178,83 @@ async fn the_world_page_shows_communities_and_lets_user_2_comment() {
     assert_eq!(sandbox.comments(1001)[0].text, "Через страницу");
     assert_eq!(sandbox.comments(1001)[0].from_id, 2);
 }
+
+#[tokio::test]
+async fn retry_after_as_an_http_date_is_honoured() {
+    // Real time here: a date has whole seconds, so the retry must wait until the date itself.
+    let sandbox = sandbox_with(SandboxConfig { time_factor: 1.0, ..Default::default() }).await;
+    let r = receiver().await;
+    connected_server(&sandbox, 1001, &r, &["wall_reply_new"]).await;
+    let at = std::time::SystemTime::now() + Duration::from_secs(2);
+    *r.answer.lock().unwrap() =
+        Answer::EventsRetryAt(StatusCode::TOO_MANY_REQUESTS, "later", httpdate::fmt_http_date(at));
+    sandbox.comment(1001, 2, "x").unwrap();
+    eventually(5, "first attempt", || async { (r.bodies("wall_reply_new").len() == 1).then_some(()) }).await;
+    *r.answer.lock().unwrap() = Answer::Good;
+    let attempts = eventually(10, "the retry recorded", || async {
+        let attempts: Vec<_> =
+            sandbox.deliveries(1001).into_iter().filter(|d| d.event_type == "wall_reply_new").collect();
+        (attempts.len() == 2).then_some(attempts)
+    })
+    .await;
+    assert_eq!(attempts[1].outcome, "ok");
+    let date_ms = at.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 / 1000 * 1000;
+    assert!(attempts[1].at_ms >= date_ms, "not before the date: {} < {date_ms}", attempts[1].at_ms);
+    assert!(attempts[1].at_ms - attempts[0].at_ms < 9_000, "not the 10 s schedule either");
+}
+
+#[tokio::test]
+async fn answering_version_switches_the_server_and_resends_in_that_version() {
+    let sandbox = sandbox().await;
+    let r = receiver().await;
+    connected_server(&sandbox, 1001, &r, &["message_new"]).await;
+    *r.answer.lock().unwrap() = Answer::WantsVersion("5.95");
+    sandbox.message(1001, 2, "в старом формате").unwrap();
+    eventually(5, "the resend in 5.95", || async {
+        r.bodies("message_new").into_iter().find(|b| b["v"] == "5.95").map(|_| ())
+    })
+    .await;
+    let bodies = r.bodies("message_new");
+    assert_eq!(bodies[0]["v"], "5.199");
+    assert_eq!(bodies[0]["object"]["message"]["text"], "в старом формате");
+    let resent = bodies.iter().find(|b| b["v"] == "5.95").unwrap();
+    assert_eq!(resent["object"]["text"], "в старом формате", "5.95 gets the bare message");
+    assert_eq!(resent["event_id"], bodies[0]["event_id"], "the same event");
+    assert_eq!(sandbox.servers(1001)[0].api_version, "5.95");
+    let outcomes: Vec<String> = eventually(5, "the attempts recorded", || async {
+        let o: Vec<String> =
+            sandbox.deliveries(1001).into_iter().filter(|d| d.event_type == "message_new").map(|d| d.outcome).collect();
+        (o.len() == 2).then_some(o)
+    })
+    .await;
+    assert_eq!(outcomes, ["version", "ok"]);
+    assert_eq!(sandbox.servers(1001)[0].consecutive_failures, 0, "not a failure");
+}
+
+#[tokio::test]
+async fn allowing_and_forbidding_messages_fire_their_events() {
+    let sandbox = sandbox().await;
+    let r = receiver().await;
+    connected_server(&sandbox, 1001, &r, &["message_allow", "message_deny"]).await;
+    let control = |allowed: bool| {
+        let url = format!("{}/_sandbox/groups/1001/permission", sandbox.url());
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .json(&serde_json::json!({"user_id": 2, "allowed": allowed}))
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success());
+        }
+    };
+    control(true).await;
+    let allow = eventually(5, "message_allow", || async { r.bodies("message_allow").first().cloned() }).await;
+    assert_eq!(allow["object"]["user_id"], 2);
+    assert!(sandbox.world().group(1001).unwrap().messages_allowed.contains(&2));
+    control(false).await;
+    let deny = eventually(5, "message_deny", || async { r.bodies("message_deny").first().cloned() }).await;
+    assert_eq!(deny["object"]["user_id"], 2);
+    assert!(!sandbox.world().group(1001).unwrap().messages_allowed.contains(&2));
+    assert!(sandbox.world().callback_violations.is_empty(), "{:?}", sandbox.world().callback_violations);
+}

@@ -57,6 +57,10 @@ pub enum Answer {
     Good,
     /// This status and body (and `Retry-After` if given) for everything but `confirmation`.
     Events(StatusCode, &'static str, Option<u64>),
+    /// This status and body with `Retry-After` exactly as given (an HTTP date), for everything but `confirmation`.
+    EventsRetryAt(StatusCode, &'static str, String),
+    /// `version <this>` to events in any other version, `ok` to those in it.
+    WantsVersion(&'static str),
     /// This status and body for `confirmation` too.
     Everything(StatusCode, String),
 }
@@ -89,11 +93,18 @@ pub async fn receiver() -> Receiver {
             Answer::Everything(status, body) => (status, HeaderMap::new(), body),
             _ if json["type"] == "confirmation" => (StatusCode::OK, HeaderMap::new(), code.lock().unwrap().clone()),
             Answer::Good => (StatusCode::OK, HeaderMap::new(), "ok".to_owned()),
+            Answer::WantsVersion(v) if json["v"] == v => (StatusCode::OK, HeaderMap::new(), "ok".to_owned()),
+            Answer::WantsVersion(v) => (StatusCode::OK, HeaderMap::new(), format!("version {v}")),
             Answer::Events(status, body, retry_after) => {
                 let mut headers = HeaderMap::new();
                 if let Some(s) = retry_after {
                     headers.insert("retry-after", s.to_string().parse().unwrap());
                 }
+                (status, headers, body.to_owned())
+            }
+            Answer::EventsRetryAt(status, body, at) => {
+                let mut headers = HeaderMap::new();
+                headers.insert("retry-after", at.parse().unwrap());
                 (status, headers, body.to_owned())
             }
         }

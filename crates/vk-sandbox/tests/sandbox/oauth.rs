@@ -133,6 +133,13 @@ async fn a_consent_for_several_communities_issues_keys_for_the_ticked_ones_only(
         answer.as_object().unwrap().keys().map(String::as_str).filter(|k| k.starts_with("access_token_")).collect();
     keys.sort();
     assert_eq!(keys, ["access_token_1001", "access_token_2002"], "{answer}");
+    // The same keys as `groups: [{group_id, access_token}]`, which some clients read instead.
+    let groups = answer["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2);
+    for g in groups {
+        let id = g["group_id"].as_i64().unwrap();
+        assert_eq!(g["access_token"], answer[format!("access_token_{id}")], "{answer}");
+    }
 
     // Nothing ticked is a refusal, as «Отмена».
     let back = consent(url.as_str(), &Consent::ticking(1, &[])).await.unwrap();

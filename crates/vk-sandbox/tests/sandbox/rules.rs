@@ -293,3 +293,93 @@ async fn the_control_api_injects_faults_over_http() {
     assert_eq!(error_code(&call(&sandbox, "groups.getById", &token, &[]).await), Some(9));
     assert_eq!(error_code(&call(&sandbox, "groups.getById", &token, &[]).await), None);
 }
+
+#[tokio::test]
+async fn roles_are_shown_only_to_a_user_token_with_groups() {
+    let sandbox = sandbox().await;
+    let with = sandbox.issue_user_token(1, &["groups"]);
+    let without = sandbox.issue_user_token(1, &["vkid.personal_info"]);
+    let answer = call(&sandbox, "groups.getById", &with, &[("group_ids", "1001,1004")]).await;
+    let groups = &answer["response"]["groups"];
+    assert_eq!(groups[0]["admin_level"], 3, "{answer}");
+    assert_eq!(groups[0]["is_admin"], 1);
+    assert_eq!(groups[1]["is_admin"], 0, "with `groups`, VK says plainly: not a manager");
+    let answer = call(&sandbox, "groups.getById", &without, &[("group_ids", "1001")]).await;
+    let group = &answer["response"]["groups"][0];
+    assert_eq!(group["name"], "Кофейня «Зерно»", "{answer}");
+    for field in ["is_admin", "admin_level", "is_member"] {
+        assert!(group.get(field).is_none(), "{field} without `groups`: {answer}");
+    }
+    let community = manage_token(&sandbox, 1001);
+    let answer = call(&sandbox, "groups.getById", &community, &[]).await;
+    assert!(answer["response"]["groups"][0].get("admin_level").is_none(), "{answer}");
+}
+
+#[tokio::test]
+async fn managers_are_listed_with_their_roles_and_a_demotion_shows_at_once() {
+    let sandbox = sandbox().await;
+    let key = manage_token(&sandbox, 1003);
+    let managers = |answer: &serde_json::Value| -> Vec<(i64, String)> {
+        answer["response"]["items"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{answer}"))
+            .iter()
+            .map(|m| (m["id"].as_i64().unwrap(), m["role"].as_str().unwrap().to_owned()))
+            .collect()
+    };
+    let params = [("group_id", "1003"), ("filter", "managers")];
+    let answer = call(&sandbox, "groups.getMembers", &key, &params).await;
+    assert_eq!(managers(&answer), vec![(1, "editor".to_owned()), (4, "creator".to_owned())]);
+    assert_eq!(answer["response"]["count"], 2);
+    // Another administrator demotes Анна to nothing: VK says so to the next call, and tells nobody.
+    let r = reqwest::Client::new()
+        .post(format!("{}/_sandbox/groups/1003/managers", sandbox.url()))
+        .json(&serde_json::json!({"user_id": 1, "role": "none"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let answer = call(&sandbox, "groups.getMembers", &key, &params).await;
+    assert_eq!(managers(&answer), vec![(4, "creator".to_owned())]);
+    // A user who manages nothing there is refused; the key of another community too.
+    let ivan = sandbox.issue_user_token(2, &[]);
+    assert_eq!(error_code(&call(&sandbox, "groups.getMembers", &ivan, &params).await), Some(15));
+    let other = manage_token(&sandbox, 1001);
+    assert_eq!(error_code(&call(&sandbox, "groups.getMembers", &other, &params).await), Some(15));
+    // VK's silence on community keys here, modelled as a refusal when asked to.
+    sandbox.world().managers_refuse_community_key = true;
+    assert_eq!(error_code(&call(&sandbox, "groups.getMembers", &key, &params).await), Some(15));
+}
+
+#[tokio::test]
+async fn messages_off_and_a_closed_reply_window_are_945_and_950() {
+    let sandbox = sandbox().await;
+    let key = manage_token(&sandbox, 1001);
+    sandbox.message(1001, 2, "привет").unwrap();
+    let allowed =
+        call(&sandbox, "messages.isMessagesFromGroupAllowed", &key, &[("group_id", "1001"), ("user_id", "2")]);
+    assert_eq!(allowed.await["response"]["is_allowed"], 1);
+    let not_yet =
+        call(&sandbox, "messages.isMessagesFromGroupAllowed", &key, &[("group_id", "1001"), ("user_id", "3")]).await;
+    assert_eq!(not_yet["response"]["is_allowed"], 0, "Пётр never allowed it");
+    let send = |random_id: &'static str| {
+        let params = [("peer_id", "2"), ("random_id", random_id), ("message", "ответ")];
+        let (sandbox, key) = (&sandbox, key.clone());
+        async move { call(sandbox, "messages.send", &key, &params).await }
+    };
+    let post = |path: &str, body: serde_json::Value| {
+        let url = format!("{}{path}", sandbox.url());
+        async move { assert!(reqwest::Client::new().post(url).json(&body).send().await.unwrap().status().is_success()) }
+    };
+    post("/_sandbox/groups/1001/messaging", serde_json::json!({"reply_window_over": [2]})).await;
+    assert_eq!(error_code(&send("11").await), Some(950));
+    post("/_sandbox/groups/1001/messaging", serde_json::json!({"enabled": false, "reply_window_over": []})).await;
+    let answer = send("12").await;
+    assert_eq!(error_code(&answer), Some(945));
+    assert_eq!(error_msg(&answer), "Chat was disabled");
+    let allowed =
+        call(&sandbox, "messages.isMessagesFromGroupAllowed", &key, &[("group_id", "1001"), ("user_id", "2")]).await;
+    assert_eq!(allowed["response"]["is_allowed"], 0, "messages off: nothing gets through");
+    post("/_sandbox/groups/1001/messaging", serde_json::json!({"enabled": true})).await;
+    assert!(send("13").await["response"].as_i64().is_some());
+}

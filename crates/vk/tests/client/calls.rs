@@ -117,3 +117,31 @@ async fn raw_calls_reach_any_method() {
     let err = api.call_raw(&token, "groups.setCallbackServer", &Params::new()).await.unwrap_err();
     assert_eq!(err.code(), Some(3), "removed in 5.68: unknown method");
 }
+
+#[tokio::test]
+async fn without_groups_vk_does_not_say_who_manages_a_community() {
+    let sandbox = sandbox().await;
+    let api = client(&sandbox);
+    let token = AccessToken::user(sandbox.issue_user_token(1, &["vkid.personal_info"]));
+    let groups = api.groups_get_by_id(&token, &["zerno_coffee"]).await.unwrap();
+    assert_eq!((groups[0].id.0, groups[0].is_admin, groups[0].admin_level), (1001, None, None), "unknown, not \"no\"");
+    let token = AccessToken::user(sandbox.issue_user_token(1, &["groups"]));
+    let groups = api.groups_get_by_id(&token, &["1001", "1004"]).await.unwrap();
+    assert_eq!(groups[0].is_admin, Some(true));
+    assert_eq!(groups[1].is_admin, Some(false), "with `groups` a plain no");
+}
+
+#[tokio::test]
+async fn managers_and_the_message_permission_are_read_with_a_community_key() {
+    let sandbox = sandbox().await;
+    let api = client(&sandbox);
+    let key = community(&sandbox, 1003);
+    let managers = api.groups_get_managers(&key, GroupId(1003)).await.unwrap();
+    let roles: Vec<(i64, Option<vk::AdminLevel>)> = managers.iter().map(|m| (m.id.0, m.role.admin_level())).collect();
+    assert_eq!(roles, vec![(1, Some(vk::AdminLevel::Editor)), (4, Some(vk::AdminLevel::Administrator))]);
+    assert_eq!(managers[1].role, vk::ManagerRole::Creator);
+    let user = vk::UserId(2);
+    assert!(!api.messages_is_allowed_from_group(&key, GroupId(1003), user).await.unwrap());
+    sandbox.message(1003, 2, "привет").unwrap();
+    assert!(api.messages_is_allowed_from_group(&key, GroupId(1003), user).await.unwrap(), "writing first allows");
+}
