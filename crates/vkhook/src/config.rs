@@ -158,6 +158,9 @@ pub struct Timing {
     pub checks_per_minute: u32,
     /// How long a role VK confirmed is trusted before a change asks VK again.
     pub role_ttl: Duration,
+    /// When VK cannot say who manages a community (no `groups` scope, and it will not list the managers to the
+    /// community key), how old the last proof of the administrator role may be for secrets and private texts.
+    pub proof_fresh: Duration,
     /// How long our server may stay `failed` after an edit before it is replaced by a fresh one.
     pub failed_server_grace: Duration,
 }
@@ -183,6 +186,7 @@ impl Default for Timing {
             logins_per_minute: 20,
             checks_per_minute: 5,
             role_ttl: Duration::from_secs(180),
+            proof_fresh: Duration::from_secs(24 * 3600),
             failed_server_grace: Duration::from_secs(5),
         }
     }

@@ -86,11 +86,14 @@ pub struct UnknownText {
 }
 
 text_enum! {
-    /// A user's role in a community, as VK reports it (`admin_level` 3, 2, 1).
+    /// A user's role in a community, as VK reports it (`admin_level` 3, 2, 1), or `Unknown`: the community was added
+    /// by link and VK did not say (it tells roles only to a user token with the `groups` scope,
+    /// https://dev.vk.com/en/reference/objects/group) — a community consent proves it.
     pub enum Role {
         Administrator = "administrator",
         Editor = "editor",
         Moderator = "moderator",
+        Unknown = "unknown",
     }
 }
 

@@ -50,7 +50,7 @@ pub async fn store(dir: &ScratchDir) -> Store {
         .unwrap();
     for (id, name) in [(1001, "Кофейня «Зерно»"), (1002, "Книжный клуб")] {
         let row = CommunityRow { id, name: name.into(), screen_name: format!("club{id}"), photo: None };
-        store.add_user_community(1, &row, Role::Administrator).await.unwrap();
+        store.add_user_community(1, &row, Role::Administrator, Some(crate::store::now_ms())).await.unwrap();
     }
     store
 }
@@ -124,6 +124,7 @@ impl Kit {
                 ..Default::default()
             },
             alerts: Default::default(),
+            role_ttl: Duration::from_secs(60),
         };
         let Services { credentials, control, receiver, connector, bot, reconciler, .. } = Services::wire(&parts);
         serve_callback(listener, receiver.clone());

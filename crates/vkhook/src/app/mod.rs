@@ -105,6 +105,8 @@ pub struct Parts {
     pub bot: BotConfig,
     pub forward: crate::config::ForwardSettings,
     pub alerts: crate::alerts::AlertSettings,
+    /// How long a role VK confirmed is remembered.
+    pub role_ttl: std::time::Duration,
 }
 
 /// The domain services, each given the parts it uses: one recipe, for the app and for the modules' unit tests.
@@ -118,6 +120,7 @@ pub struct Services {
     pub reconciler: Reconciler,
     pub forwarding: Forwarding,
     pub alerts: Alerts,
+    pub roles: Roles,
 }
 
 impl Services {
@@ -142,12 +145,14 @@ impl Services {
             p.vkid_scopes.clone(),
             p.public_url.clone(),
         );
+        let roles = Roles::new(accounts.clone(), credentials.clone(), p.vk.clone(), p.store.clone(), p.role_ttl);
         let connector = Connector::new(
             p.store.clone(),
             credentials.clone(),
             p.vk.clone(),
             p.oauth.clone(),
             control.clone(),
+            roles.clone(),
             p.hooks.clone(),
             p.public_url.clone(),
             p.connect.clone(),
@@ -165,7 +170,7 @@ impl Services {
         let reconciler =
             Reconciler::new(p.store.clone(), credentials.clone(), p.vk.clone(), connector.clone(), control.clone())
                 .with_alerts(alerts.clone());
-        Services { credentials, control, receiver, accounts, connector, bot, reconciler, forwarding, alerts }
+        Services { credentials, control, receiver, accounts, connector, bot, reconciler, forwarding, alerts, roles }
     }
 }
 
@@ -204,10 +209,10 @@ impl AppState {
             bot: BotConfig { retry: timing.bot_retry, max_attempts: timing.bot_max_attempts, lease: timing.bot_lease },
             forward: settings.forward.clone(),
             alerts: settings.alerts.clone(),
+            role_ttl: timing.role_ttl,
         };
         let services = Services::wire(&parts);
         let Parts { store, vault, vk, hooks, metrics, public_url, .. } = parts;
-        let roles = Roles::new(services.accounts.clone(), vk.clone(), store.clone(), settings.timing.role_ttl);
         let inner = Inner {
             settings,
             store,
@@ -227,7 +232,7 @@ impl AppState {
             instance_id: format!("{}-{}", std::process::id(), vk::oauth::random_urlsafe(6)),
             login_limit,
             check_limit,
-            roles,
+            roles: services.roles,
         };
         Ok(AppState { inner: Arc::new(inner) })
     }

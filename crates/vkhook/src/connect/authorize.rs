@@ -48,8 +48,15 @@ pub struct CommunityRedirect {
 pub enum AuthFailure {
     /// Unknown, reused, expired or another session's `state`.
     BadState,
+    /// VK sent an error back without a `state` we know (it may leave `state` out of an error redirect): the admin
+    /// refused (`access_denied`), or VK refused the request (`true`: `access_denied`).
+    RefusedWithoutState {
+        denied: bool,
+    },
     /// The admin pressed «Отмена» (or is not the community's administrator at VK).
     Denied(i64),
+    /// VK did not grant a community whose role was never proven: only its administrator can.
+    DeniedUnproven(i64),
     /// The key lacks `manage`.
     NoManage(i64),
     /// The signed-in user is no longer an administrator here.
@@ -174,7 +181,20 @@ impl Connector {
         user_id: i64,
         back: &CommunityRedirect,
     ) -> Result<Authorized, AuthFailure> {
-        let pending = self.take_state(session_hash, back).await?;
+        let pending = match self.take_state(session_hash, back).await {
+            Ok(pending) => pending,
+            // An error redirect says what happened even when its `state` is gone: never "bad state" for it.
+            Err(AuthFailure::BadState) if back.error.is_some() => {
+                let err = vk::oauth::redirect_error(back.error.as_deref(), back.error_description.as_deref());
+                let denied = err.as_ref().is_some_and(|e| e.is_access_denied());
+                tracing::info!(
+                    error = %Untrusted(back.error.as_deref().unwrap_or_default()),
+                    "a community authorization error came back without a state we know"
+                );
+                return Err(AuthFailure::RefusedWithoutState { denied });
+            }
+            Err(e) => return Err(e),
+        };
         if let Some(bulk_id) = pending.bulk_id.clone() {
             return self.finish_bulk_authorization(session_hash, user_id, back, bulk_id, pending.communities()).await;
         }
@@ -187,6 +207,10 @@ impl Connector {
                 "community authorization not granted"
             );
             self.fail_waiting_setup(group_id, ErrorKind::Denied).await?;
+            let listed = self.store.community_for_user(user_id, group_id).await?;
+            if listed.is_some_and(|c| c.role == Role::Unknown) {
+                return Err(AuthFailure::DeniedUnproven(group_id));
+            }
             return Err(AuthFailure::Denied(group_id));
         }
         if !self.administers(user_id, group_id).await? {
@@ -207,10 +231,11 @@ impl Connector {
         Ok(Authorized::One(group_id))
     }
 
-    /// Whether the stored list says `user_id` administers `group_id` (VK was asked before the consent).
+    /// Whether `user_id` may bring a consent for `group_id`: the stored list says they administer it (VK was asked
+    /// before the consent), or VK has not said yet (added by link) — the consent itself then proves it.
     pub(super) async fn administers(&self, user_id: i64, group_id: i64) -> StoreResult<bool> {
         let manager = self.store.community_for_user(user_id, group_id).await?;
-        Ok(manager.is_some_and(|c| c.role == Role::Administrator))
+        Ok(manager.is_some_and(|c| matches!(c.role, Role::Administrator | Role::Unknown)))
     }
 
     /// Exchanges the code on the redirect for the keys it brings (one `access_token_<id>` per community).
@@ -242,6 +267,17 @@ impl Connector {
             tracing::info!(group_id, scopes = ?permissions.names(), "community key without manage: not stored");
             self.fail_waiting_setup(group_id, ErrorKind::NoManage).await?;
             return Err(AuthFailure::NoManage(group_id));
+        }
+        // Only an administrator can grant a community key: the consent proves the role, unless the managers' list
+        // says the person at VK's page was someone else.
+        if !self.roles.prove_by_consent(user_id, group_id, token).await? {
+            tracing::warn!(
+                group_id,
+                user_id,
+                "a consent from a VK account other than the signed-in user's: not stored"
+            );
+            self.fail_waiting_setup(group_id, ErrorKind::NotAdmin).await?;
+            return Err(AuthFailure::NotAdmin(group_id));
         }
         self.credentials.save_community_key(group_id, token.secret(), &permissions.names()).await?;
         tracing::info!(group_id, "community key stored");

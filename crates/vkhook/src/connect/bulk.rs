@@ -37,29 +37,41 @@ pub struct BulkStarted {
     pub consent: Option<url::Url>,
 }
 
+/// The communities of «Подключить выбранные», sorted by where the user stands in each (`roles::Standing`).
+#[derive(Debug, Clone, Default)]
+pub struct BulkChoice {
+    /// VK confirms the user administers them (now, or by the last proof).
+    pub confirmed: Vec<i64>,
+    /// Added by link, role not proven: they go to the consent even with a key stored (the consent is the proof).
+    pub unproven: Vec<i64>,
+    /// VK says the user does not administer them: listed, refused, and their setup records never touched.
+    pub refused: Vec<i64>,
+}
+
 impl Connector {
-    /// Starts connecting `group_ids` for `user_id`: communities with a stored key start at once, the rest wait for
-    /// one consent. `not_admin` are listed too, refused: VK says the user does not administer them.
+    /// Starts connecting the chosen communities for `user_id`: confirmed ones with a stored key start at once, the
+    /// rest wait for one consent. The refused ones are listed on the run's page only.
     pub async fn start_bulk(
         &self,
         user_id: i64,
         session_hash: &str,
-        group_ids: &[i64],
-        not_admin: &[i64],
+        chosen: &BulkChoice,
         options: ConnectOptions,
     ) -> StoreResult<BulkStarted> {
-        let bulk = self.new_bulk(user_id, BulkKind::Connect, group_ids, not_admin).await?;
-        for &group_id in not_admin {
-            let row = super::new_run(group_id, user_id, SetupState::WaitingToken, &options, 0);
-            if self.store.begin_setup(&row, now_ms()).await? {
-                self.fail_waiting_setup(group_id, ErrorKind::NotAdmin).await?;
-            }
+        let going: Vec<i64> = chosen.confirmed.iter().chain(&chosen.unproven).copied().collect();
+        let bulk = self.new_bulk(user_id, BulkKind::Connect, &going, &chosen.refused).await?;
+        for &group_id in &chosen.refused {
+            self.store.set_bulk_outcome(&bulk.id, group_id, BulkOutcome::NotAdmin).await?;
         }
         let mut need_key = 0;
-        for &group_id in group_ids {
+        let prove = ConnectOptions { reauthorize: true, ..options.clone() };
+        for &group_id in &chosen.confirmed {
             need_key += usize::from(self.begin(group_id, user_id, &options).await? == Begun::NeedsToken);
         }
-        tracing::info!(user_id, communities = group_ids.len(), need_key, "bulk connect started");
+        for &group_id in &chosen.unproven {
+            need_key += usize::from(self.begin(group_id, user_id, &prove).await? == Begun::NeedsToken);
+        }
+        tracing::info!(user_id, communities = going.len(), need_key, "bulk connect started");
         let consent = self.next_consent(&bulk.id, user_id, &[], session_hash).await?;
         Ok(BulkStarted { bulk_id: bulk.id, consent })
     }
@@ -181,6 +193,7 @@ impl Connector {
                 let is_asked = asked.contains(&m.community.id);
                 (including_asked && is_asked) || (!is_asked && last.is_none_or(|last| *i > last))
             })
+            .filter(|(_, (m, _))| m.outcome != Some(BulkOutcome::NotAdmin))
             .filter(|(_, (_, setup))| setup.as_ref().is_some_and(|s| s.state == SetupState::WaitingToken))
             .map(|(_, (m, _))| m.community.id)
             .collect())

@@ -37,10 +37,11 @@ use crate::config::PublicUrl;
 use crate::credentials::Credentials;
 use crate::hooks::Hooks;
 use crate::model::{SetupState, StepState};
+use crate::roles::Roles;
 use crate::store::{now_ms, SetupRow, Store, StoreError};
 
 pub use authorize::{AuthFailure, Authorized, CommunityRedirect, ConnectOptions, Started};
-pub use bulk::{BulkStarted, CONSENT_MAX_COMMUNITIES};
+pub use bulk::{BulkChoice, BulkStarted, CONSENT_MAX_COMMUNITIES};
 pub use manage::Disconnected;
 
 pub const CALLBACK_PATH: &str = "/vk/callback";
@@ -88,6 +89,7 @@ pub struct Connector {
     vk: vk::Client,
     oauth: vk::OAuthClient,
     bot: BotControl,
+    roles: Roles,
     hooks: Arc<Hooks>,
     public_url: PublicUrl,
     config: ConnectConfig,
@@ -101,11 +103,12 @@ impl Connector {
         vk: vk::Client,
         oauth: vk::OAuthClient,
         bot: BotControl,
+        roles: Roles,
         hooks: Arc<Hooks>,
         public_url: PublicUrl,
         config: ConnectConfig,
     ) -> Connector {
-        Connector { store, credentials, vk, oauth, bot, hooks, public_url, config }
+        Connector { store, credentials, vk, oauth, bot, roles, hooks, public_url, config }
     }
 
     /// The URL VK posts events to.

@@ -1,6 +1,15 @@
-//! "Signed in and manages this community" and "… administers it", as extractors: a handler that takes one never
-//! runs for anyone else. Another user's community does not exist (404); a manager who is not an administrator
-//! gets 403 with a way back.
+//! Who may do what with a community, as extractors: a handler that takes one never runs for anyone else. Another
+//! user's community does not exist (404); a manager who may not do a thing gets 403 with a way back.
+//!
+//! - [`Listed`]: the community is on the user's list, whatever the role — `unknown` too (added by link; VK did not
+//!   say). Its page and the connect button, whose consent at VK is the proof.
+//! - [`Managed`]: a known role: what any manager may see. What only an administrator may see is asked of VK first
+//!   ([`Managed::sees_private`]).
+//! - [`Administered`]: changes; VK confirms an administrator now, or by the last proof ([`Standing::may_change`]).
+//! - [`Trusted`]: secrets, private texts, raw events, endpoints, alert settings, and handing out access; VK confirms
+//!   an administrator now, or a proof fresh enough ([`Standing::may_see_private`]).
+//!
+//! The decisions are [`crate::roles`]'; this module only turns them into answers.
 
 use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
@@ -8,19 +17,39 @@ use axum::http::request::Parts;
 use crate::app::AppState;
 use crate::error::{AppError, AppResult, Problem};
 use crate::model::Role;
-use crate::store::UserCommunity;
+use crate::roles::Standing;
+use crate::store::{now_ms, UserCommunity};
 
 use super::session::SignedIn;
 
-/// The signed-in user and a community they manage (any role), from the route's `{id}`.
+/// The signed-in user and a community on their list (any role, `unknown` too).
+pub struct Listed {
+    pub user: SignedIn,
+    pub community: UserCommunity,
+}
+
+/// The signed-in user and a community they manage (a known role).
 pub struct Managed {
     pub user: SignedIn,
     pub community: UserCommunity,
 }
 
-/// The signed-in user and a community they administer: only an administrator changes the connection, the bot or
-/// the event log.
+/// The signed-in user and a community VK says they administer (now, or by the last proof).
 pub struct Administered {
+    pub user: SignedIn,
+    pub community: UserCommunity,
+}
+
+/// The signed-in user and a community they may connect: VK says they administer it, or VK has not said yet and the
+/// community consent will prove it (`must_prove`: the consent is asked even if a key is stored).
+pub struct Connecting {
+    pub user: SignedIn,
+    pub community: UserCommunity,
+    pub must_prove: bool,
+}
+
+/// The signed-in user and a community VK says they administer now (or proved it recently enough).
+pub struct Trusted {
     pub user: SignedIn,
     pub community: UserCommunity,
 }
@@ -28,6 +57,16 @@ pub struct Administered {
 impl Managed {
     pub fn is_admin(&self) -> bool {
         self.community.role == Role::Administrator
+    }
+
+    /// Whether this user may see what only administrators see, as VK says now: an administrator on the stored list
+    /// who is still one at VK (or proved it recently enough). Other roles are not asked about.
+    pub async fn sees_private(&self, app: &AppState) -> AppResult<bool> {
+        if !self.is_admin() {
+            return Ok(false);
+        }
+        let standing = app.roles.standing(self.user.user_id, self.community.id).await?;
+        Ok(standing.may_see_private(now_ms(), app.settings.timing.proof_fresh))
     }
 }
 
@@ -37,28 +76,83 @@ async fn community_id(parts: &mut Parts, app: &AppState) -> AppResult<i64> {
     id.and_then(|v| v.parse().ok()).ok_or(AppError::NotFound)
 }
 
-impl FromRequestParts<AppState> for Managed {
+impl FromRequestParts<AppState> for Listed {
     type Rejection = AppError;
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> AppResult<Self> {
         let user = SignedIn::from_request_parts(parts, app).await?;
         let id = community_id(parts, app).await?;
         let community = app.store.community_for_user(user.user_id, id).await?.ok_or(AppError::NotFound)?;
+        Ok(Listed { user, community })
+    }
+}
+
+impl FromRequestParts<AppState> for Managed {
+    type Rejection = AppError;
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> AppResult<Self> {
+        let Listed { user, community } = Listed::from_request_parts(parts, app).await?;
+        if community.role == Role::Unknown {
+            return Err(prove_first(community.id));
+        }
         Ok(Managed { user, community })
+    }
+}
+
+/// The refusal for someone whose role VK has not confirmed yet: the community page asks for the consent.
+fn prove_first(group_id: i64) -> AppError {
+    AppError::shown_with_back(Problem::Forbidden, |t| t.err_prove_first, format!("/communities/{group_id}"))
+}
+
+/// An administrator on the stored list, and where VK says they stand now.
+async fn admin_standing(parts: &mut Parts, app: &AppState) -> AppResult<(Managed, Standing)> {
+    let managed = Managed::from_request_parts(parts, app).await?;
+    let back = format!("/communities/{}", managed.community.id);
+    if !managed.is_admin() {
+        return Err(AppError::shown_with_back(Problem::Forbidden, |t| t.error_forbidden, back));
+    }
+    // The stored role may be stale: VK decides, before any change.
+    let standing = app.roles.standing(managed.user.user_id, managed.community.id).await?;
+    match standing {
+        Standing::Unproven => Err(prove_first(managed.community.id)),
+        s if !s.may_change() => {
+            Err(AppError::shown_with_back(Problem::Forbidden, |t| t.err_no_longer_admin, "/communities"))
+        }
+        s => Ok((managed, s)),
     }
 }
 
 impl FromRequestParts<AppState> for Administered {
     type Rejection = AppError;
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> AppResult<Self> {
-        let managed = Managed::from_request_parts(parts, app).await?;
-        let back = format!("/communities/{}", managed.community.id);
-        if !managed.is_admin() {
+        let (Managed { user, community }, _) = admin_standing(parts, app).await?;
+        Ok(Administered { user, community })
+    }
+}
+
+impl FromRequestParts<AppState> for Connecting {
+    type Rejection = AppError;
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> AppResult<Self> {
+        let Listed { user, community } = Listed::from_request_parts(parts, app).await?;
+        if !matches!(community.role, Role::Administrator | Role::Unknown) {
+            let back = format!("/communities/{}", community.id);
             return Err(AppError::shown_with_back(Problem::Forbidden, |t| t.error_forbidden, back));
         }
-        // The stored role may be stale: VK decides, before any change.
-        if !app.roles.is_admin_at_vk(managed.user.user_id, managed.community.id).await? {
-            return Err(AppError::shown_with_back(Problem::Forbidden, |t| t.err_no_longer_admin, "/communities"));
+        match app.roles.standing(user.user_id, community.id).await? {
+            // VK has not said: the consent will.
+            Standing::Unproven => Ok(Connecting { user, community, must_prove: true }),
+            s if s.may_change() => Ok(Connecting { user, community, must_prove: false }),
+            _ => Err(AppError::shown_with_back(Problem::Forbidden, |t| t.err_no_longer_admin, "/communities")),
         }
-        Ok(Administered { user: managed.user, community: managed.community })
+    }
+}
+
+impl FromRequestParts<AppState> for Trusted {
+    type Rejection = AppError;
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> AppResult<Self> {
+        let (Managed { user, community }, standing) = admin_standing(parts, app).await?;
+        if !standing.may_see_private(now_ms(), app.settings.timing.proof_fresh) {
+            let back = format!("/communities/{}", community.id);
+            return Err(AppError::shown_with_back(Problem::Forbidden, |t| t.err_proof_too_old, back));
+        }
+        Ok(Trusted { user, community })
     }
 }

@@ -9,7 +9,7 @@ use crate::error::{AppError, AppResult, Problem};
 use crate::i18n::Msg;
 use crate::model::{AlertKind, AlertOutcome};
 
-use super::access::Administered;
+use super::access::Trusted;
 use super::forms::FormPairs;
 use super::notice::Notice;
 use super::render::format_time;
@@ -81,7 +81,7 @@ pub async fn alerts_card(app: &AppState, t: &'static Msg, group_id: i64) -> AppR
 /// The card's e-mail form: an address, or nothing (no e-mails).
 pub async fn save_email(
     State(app): State<AppState>,
-    Administered { community, .. }: Administered,
+    Trusted { community, .. }: Trusted,
     body: axum::body::Bytes,
 ) -> AppResult<Response> {
     let form = FormPairs::parse(&body);

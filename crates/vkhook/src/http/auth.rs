@@ -84,7 +84,14 @@ pub async fn finish_login(
     Query(back): Query<VkIdRedirect>,
 ) -> AppResult<Response> {
     let Some(session) = viewer.session else {
-        return Err(AppError::shown_with_back(Problem::BadRequest, |t| t.signin_state, "/auth/vk/login"));
+        // An error redirect says what happened even without our session: never "bad state" for it.
+        return Err(match vk::oauth::redirect_error(back.error.as_deref(), back.error_description.as_deref()) {
+            Some(e) if e.is_access_denied() => {
+                AppError::shown_with_back(Problem::Forbidden, |t| t.signin_denied, "/auth/vk/login")
+            }
+            Some(_) => AppError::shown_with_back(Problem::VkUnavailable, |t| t.signin_failed, "/auth/vk/login"),
+            None => AppError::shown_with_back(Problem::BadRequest, |t| t.signin_state, "/auth/vk/login"),
+        });
     };
     match app.accounts.finish_sign_in(&session.id_hash, &back).await {
         Ok(user_id) => {

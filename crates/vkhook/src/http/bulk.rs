@@ -10,6 +10,7 @@ use crate::connect::ConnectOptions;
 use crate::error::{AppError, AppResult, Problem};
 use crate::i18n::{fill, Msg};
 use crate::model::{BulkKind, BulkOutcome, CommunityStatus, ErrorKind, Role, SetupState, StepState};
+use crate::roles::Standing;
 use crate::store::{BulkMember, SetupRow};
 
 use super::auth::user_name;
@@ -24,25 +25,34 @@ pub async fn bulk_action(State(app): State<AppState>, user: SignedIn, body: axum
     let action = form.get("action").unwrap_or_default();
     let ticked: Vec<i64> = form.all("group").iter().filter_map(|v| v.parse().ok()).collect();
     let mine = app.store.user_communities(user.user_id).await?;
-    let administered = mine.iter().filter(|c| c.role == Role::Administrator);
+    // Administrators, and those whose role VK has not said yet (added by link): their consent proves it.
+    let candidates = mine.iter().filter(|c| matches!(c.role, Role::Administrator | Role::Unknown));
     let chosen: Vec<i64> = match action {
-        "connect_all" => administered.filter(|c| c.status != CommunityStatus::Connected).map(|c| c.id).collect(),
-        "connect" | "disconnect" => administered.filter(|c| ticked.contains(&c.id)).map(|c| c.id).collect(),
+        "connect_all" => candidates.filter(|c| c.status != CommunityStatus::Connected).map(|c| c.id).collect(),
+        "connect" | "disconnect" => candidates.filter(|c| ticked.contains(&c.id)).map(|c| c.id).collect(),
         _ => return Err(AppError::shown_with_back(Problem::BadRequest, |t| t.error_bad_request, "/communities")),
     };
     if chosen.is_empty() {
         return Ok(Redirect::to("/communities?bulk=none").into_response());
     }
-    // The stored roles may be stale: VK decides, in one call for all of them.
-    let confirmed = app.roles.administered_at_vk(user.user_id, &chosen).await?;
-    let refused: Vec<i64> = chosen.iter().copied().filter(|id| !confirmed.contains(id)).collect();
+    // The stored roles may be stale: VK decides (with `groups`, in one call for all of them).
+    let standings = app.roles.standings(user.user_id, &chosen).await?;
+    let (mut confirmed, mut unproven, mut refused) = (Vec::new(), Vec::new(), Vec::new());
+    for (id, standing) in chosen.iter().copied().zip(standings) {
+        match standing {
+            s if s.may_change() => confirmed.push(id),
+            Standing::Unproven if action != "disconnect" => unproven.push(id),
+            _ => refused.push(id),
+        }
+    }
     tracing::info!(user_id = user.user_id, action, communities = chosen.len(), "bulk action");
     if action == "disconnect" {
         let bulk_id = app.connector.disconnect_bulk(user.user_id, &confirmed, &refused).await?;
         return Ok(Redirect::to(&format!("/communities/bulk/{bulk_id}")).into_response());
     }
     let options = ConnectOptions { bot_enabled: form.has("bot_enabled"), ..ConnectOptions::default() };
-    let started = app.connector.start_bulk(user.user_id, &user.session.id_hash, &confirmed, &refused, options).await?;
+    let chosen = crate::connect::BulkChoice { confirmed, unproven, refused };
+    let started = app.connector.start_bulk(user.user_id, &user.session.id_hash, &chosen, options).await?;
     Ok(match started.consent {
         Some(url) => Redirect::to(url.as_str()).into_response(),
         None => Redirect::to(&format!("/communities/bulk/{}", started.bulk_id)).into_response(),
@@ -108,7 +118,12 @@ pub async fn show_bulk(
         BulkKind::Connect => (t.bulk_connect_title, t.bulk_connected_of),
         BulkKind::Disconnect => (t.bulk_disconnect_title, t.bulk_disconnected_of),
     };
-    let state = |s: SetupState| members.iter().any(|(_, setup)| setup.as_ref().is_some_and(|x| x.state == s));
+    let state = |s: SetupState| {
+        members
+            .iter()
+            .filter(|(m, _)| m.outcome != Some(BulkOutcome::NotAdmin))
+            .any(|(_, setup)| setup.as_ref().is_some_and(|x| x.state == s))
+    };
     let page = BulkPage {
         layout: Layout::new(&viewer, user_name(&app, &viewer).await?, &format!("/communities/bulk/{bulk_id}")),
         csrf: user.session.csrf.clone(),
@@ -123,6 +138,12 @@ pub async fn show_bulk(
 }
 
 fn connect_line(t: &'static Msg, member: &BulkMember, setup: Option<&SetupRow>, callback_url: &str) -> BulkLine {
+    if member.outcome == Some(BulkOutcome::NotAdmin) {
+        // Refused before anything started: the community's setup record (maybe another admin's) is not this run's.
+        let (id, name) = (member.community.id, member.community.name.clone());
+        let text = t.err_no_longer_admin.to_owned();
+        return BulkLine { id, name, class: "err", text, retry: false, bot: false, steps: Vec::new() };
+    }
     let steps = setup.map(|s| step_views(t, s)).unwrap_or_default();
     let (class, text, retry) = match setup {
         Some(s) if s.state == SetupState::Done => ("ok", t.connected_title.to_owned(), false),

@@ -7,12 +7,13 @@ use serde::Deserialize;
 
 use crate::accounts::AccountError;
 use crate::app::AppState;
-use crate::error::{with_problem, AppResult, Problem};
+use crate::error::{with_problem, AppError, AppResult, Problem};
 use crate::i18n::Msg;
 use crate::model::{CommunityStatus, ErrorKind, Role, SetupMode, SetupState};
+use crate::roles::Standing;
 use crate::store::{CommunityRow, UserCommunity};
 
-use super::access::Managed;
+use super::access::Listed;
 use super::auth::user_name;
 use super::notice::Notice;
 use super::render::{render, Layout};
@@ -23,6 +24,7 @@ pub fn role_label(t: &'static Msg, role: Role) -> &'static str {
         Role::Administrator => t.role_administrator,
         Role::Editor => t.role_editor,
         Role::Moderator => t.role_moderator,
+        Role::Unknown => t.role_unknown,
     }
 }
 
@@ -104,10 +106,12 @@ async fn refresh_from_vk(app: &AppState, user_id: i64) -> AppResult<Option<ListP
     match result {
         Ok(None) => Ok(Some(ListProblem::NoGroupsScope)),
         Ok(Some(list)) => {
-            let managed: Vec<(CommunityRow, Role)> = list
+            // VK's list with `groups` is the proof of each role; a community listed without its level keeps the
+            // stored role (a missing field never removes or demotes anyone).
+            let managed: Vec<(CommunityRow, Option<Role>)> = list
                 .items
                 .iter()
-                .filter_map(|g| g.admin_level.map(|level| (CommunityRow::from_vk(g), Role::from_admin_level(level))))
+                .map(|g| (CommunityRow::from_vk(g), g.admin_level.map(Role::from_admin_level)))
                 .collect();
             app.store.set_user_communities(user_id, &managed).await?;
             Ok(None)
@@ -298,11 +302,20 @@ pub async fn add_community(
     let Some(group) = group else {
         return list_page(&app, &user, &viewer, None, Some(t.add_community_not_found), false).await;
     };
-    let Some(level) = group.admin_level else {
-        return list_page(&app, &user, &viewer, None, Some(t.add_community_not_managed), false).await;
+    // VK tells roles only to a user token with `groups` (https://dev.vk.com/en/reference/objects/group). Its level,
+    // or its plain "not a manager" (`is_admin: 0`), decides; when it says nothing, the community is added with its
+    // role unknown, and the community consent proves it.
+    let role = match (group.admin_level, group.is_admin) {
+        (Some(level), _) => Some(Role::from_admin_level(level)),
+        (None, Some(false)) => {
+            return list_page(&app, &user, &viewer, None, Some(t.add_community_not_managed), false).await;
+        }
+        (None, _) => None,
     };
-    app.store.add_user_community(user.user_id, &CommunityRow::from_vk(&group), Role::from_admin_level(level)).await?;
-    tracing::info!(user_id = user.user_id, group_id = group.id.0, "community added by link");
+    let row = CommunityRow::from_vk(&group);
+    let proven_at = role.map(|_| crate::store::now_ms());
+    app.store.add_user_community(user.user_id, &row, role.unwrap_or(Role::Unknown), proven_at).await?;
+    tracing::info!(user_id = user.user_id, group_id = group.id.0, ?role, "community added by link");
     Ok(Redirect::to(&format!("/communities/{}", group.id.0)).into_response())
 }
 
@@ -348,8 +361,16 @@ struct CommunityDetailPage {
     /// The «Пересылка событий» card (administrators only).
     endpoints: Vec<super::endpoints::EndpointView>,
     event_types: &'static [&'static str],
-    /// The «Уведомления» card (administrators only).
+    /// The «Уведомления» card (administrators VK confirms now).
     alerts: Option<super::alerts::AlertsCard>,
+    /// Added by link and not proven yet: only the way to prove it (the connect button) is shown.
+    unproven: bool,
+    /// VK confirms the administrator now (or recently enough): forwarding, alerts and other private things show.
+    sees_private: bool,
+    /// VK could not confirm the role now: how old its last proof is.
+    proof_note: Option<String>,
+    /// The proof is too old for private things: offer «Подтвердить права».
+    offer_proof: bool,
 }
 
 #[derive(Deserialize)]
@@ -374,15 +395,31 @@ const DETAIL_NOTICES: [Notice; 10] = [
 
 pub async fn show_community(
     State(app): State<AppState>,
-    managed: Managed,
+    listed: Listed,
     viewer: Viewer,
     Query(q): Query<DetailQuery>,
 ) -> AppResult<Response> {
-    let is_admin = managed.is_admin();
-    let Managed { user, mut community } = managed;
+    let Listed { user, mut community } = listed;
     let id = community.id;
     let t = user.lang.msg();
-    let settings = app.store.community_settings(id).await?;
+    let unproven = community.role == Role::Unknown;
+    // An administrator on the list: where VK says they stand now decides what the page shows.
+    let now = crate::store::now_ms();
+    let standing =
+        if community.role == Role::Administrator { Some(app.roles.standing(user.user_id, id).await?) } else { None };
+    if standing == Some(Standing::Gone) {
+        return Err(AppError::shown_with_back(Problem::Forbidden, |t| t.err_no_longer_admin, "/communities"));
+    }
+    if let Some(role) = standing.and_then(Standing::role) {
+        community.role = role;
+    }
+    let is_admin = community.role == Role::Administrator;
+    let sees_private = standing.is_some_and(|s| s.may_see_private(now, app.settings.timing.proof_fresh));
+    let proof_note =
+        standing.and_then(|s| s.proof_age_ms(now)).map(|ms| crate::i18n::fill(t.proof_age, &[("age", &age(t, ms))]));
+    let offer_proof = is_admin && !sees_private;
+    // Someone not proven yet sees the community's name and the way to prove it, nothing of its state.
+    let settings = if unproven { None } else { app.store.community_settings(id).await? };
     // VK's live view first: if VK refuses the key now, the page says so at once.
     let connected = match &settings {
         Some(s) if community.status == CommunityStatus::Connected && s.setup_mode == SetupMode::Api => {
@@ -394,10 +431,10 @@ pub async fn show_community(
         }
         _ => None,
     };
-    let setup = app.store.setup(id).await?;
+    let setup = if unproven { None } else { app.store.setup(id).await? };
     let error_kind = shown_error(&community, setup.as_ref());
     let error = error_kind.map(|k| super::connect::error_message(t, k, &app.connector.callback_url()));
-    let slots = if error_kind == Some(ErrorKind::ServersLimit) && is_admin {
+    let slots = if error_kind == Some(ErrorKind::ServersLimit) && sees_private {
         occupied_slots(&app, id).await?
     } else {
         Vec::new()
@@ -408,13 +445,15 @@ pub async fn show_community(
     let notice = Notice::from_query(q.notice.as_deref()).filter(|n| DETAIL_NOTICES.contains(n)).map(|n| n.text(t));
     let bot = super::rules::bot_view(&app, t, id, q.preview.as_deref()).await?;
     let has_events = app.store.last_event_at(id).await?.is_some();
-    let health = if community.status != CommunityStatus::NotConnected || has_events {
+    let health = if unproven {
+        None
+    } else if community.status != CommunityStatus::NotConnected || has_events {
         Some(super::health::health_view(&app, t, id).await?)
     } else {
         None
     };
-    let endpoints = if is_admin { super::endpoints::forwarding_card(&app, t, id).await? } else { Vec::new() };
-    let alerts = if is_admin { Some(super::alerts::alerts_card(&app, t, id).await?) } else { None };
+    let endpoints = if sees_private { super::endpoints::forwarding_card(&app, t, id).await? } else { Vec::new() };
+    let alerts = if sees_private { Some(super::alerts::alerts_card(&app, t, id).await?) } else { None };
     let (status_label, status_class) = status_label(t, community.status);
     let role = role_label(t, community.role);
     render(CommunityDetailPage {
@@ -438,6 +477,10 @@ pub async fn show_community(
         endpoints,
         event_types: &vk::DEFAULT_SUBSCRIPTION,
         alerts,
+        unproven,
+        sees_private,
+        proof_note,
+        offer_proof,
         community,
     })
 }

@@ -17,7 +17,7 @@ use crate::logging::Untrusted;
 use crate::model::{ErrorKind, SetupMode, SetupState, StepState};
 use crate::store::{SetupRow, Step, UserCommunity};
 
-use super::access::{Administered, Managed};
+use super::access::{Administered, Connecting, Managed, Trusted};
 use super::auth::user_name;
 use super::forms::FormPairs;
 use super::notice::Notice;
@@ -32,7 +32,7 @@ pub fn no_store(mut response: Response) -> Response {
 
 pub async fn connect_community(
     State(app): State<AppState>,
-    Administered { user, community }: Administered,
+    Connecting { user, community, must_prove }: Connecting,
     body: axum::body::Bytes,
 ) -> AppResult<Response> {
     let form = FormPairs::parse(&body);
@@ -47,7 +47,8 @@ pub async fn connect_community(
     };
     let options = ConnectOptions {
         replace_server_id: form.get("replace_server_id").and_then(|v| v.parse().ok()),
-        reauthorize: form.get("reauth") == Some("1"),
+        // Not proven yet: the consent is the proof, even when another admin's key is stored.
+        reauthorize: must_prove || form.get("reauth") == Some("1"),
         bot_enabled: form.has("bot_enabled"),
         bot_reply: form.text("bot_reply").map(|r| r.chars().take(4000).collect()),
         bulk_id,
@@ -76,6 +77,15 @@ pub async fn finish_community_auth(
         }
         Err(AuthFailure::Denied(g)) => {
             Err(AppError::shown_with_back(Problem::Forbidden, |t| t.err_denied, format!("/communities/{g}")))
+        }
+        Err(AuthFailure::RefusedWithoutState { denied: true }) => {
+            Err(AppError::shown_with_back(Problem::Forbidden, |t| t.err_denied, "/communities"))
+        }
+        Err(AuthFailure::RefusedWithoutState { denied: false }) => {
+            Err(AppError::shown_with_back(Problem::Forbidden, |t| t.err_vk_refused_request, "/communities"))
+        }
+        Err(AuthFailure::DeniedUnproven(g)) => {
+            Err(AppError::shown_with_back(Problem::Forbidden, |t| t.err_denied_unproven, format!("/communities/{g}")))
         }
         Err(AuthFailure::NoManage(g)) => {
             Err(AppError::shown_with_back(Problem::Forbidden, |t| t.err_no_manage, format!("/communities/{g}")))
@@ -262,11 +272,13 @@ pub struct ManualQuery {
 
 pub async fn show_manual(
     State(app): State<AppState>,
-    Managed { user, community }: Managed,
+    managed: Managed,
     viewer: Viewer,
     Query(q): Query<ManualQuery>,
 ) -> AppResult<Response> {
-    manual_page(&app, &user, &viewer, community, q, None).await
+    let sees_private = managed.sees_private(&app).await?;
+    let Managed { user, community } = managed;
+    manual_page(&app, &user, &viewer, community, sees_private, q, None).await
 }
 
 async fn manual_page(
@@ -274,13 +286,15 @@ async fn manual_page(
     user: &SignedIn,
     viewer: &Viewer,
     community: UserCommunity,
+    sees_private: bool,
     q: ManualQuery,
     error: Option<&'static str>,
 ) -> AppResult<Response> {
     let t = user.lang.msg();
-    let is_admin = community.role == crate::model::Role::Administrator;
-    // The secret is shown to the community's administrator only: it is what they paste at VK.
-    let secret = if is_admin { app.connector.manual_secret(community.id, false).await? } else { None };
+    let is_admin = sees_private;
+    // The secret is shown to an administrator VK confirms now only: it is what they paste at VK, and with it anyone
+    // could forge the community's events.
+    let secret = if sees_private { app.connector.manual_secret(community.id, false).await? } else { None };
     let settings = app.store.community_settings(community.id).await?;
     let confirmation = settings.filter(|s| s.setup_mode == SetupMode::Manual).and_then(|s| s.confirmation_code);
     let notice = match q.notice.as_deref() {
@@ -309,7 +323,7 @@ async fn manual_page(
 
 pub async fn create_manual_secret(
     State(app): State<AppState>,
-    Administered { community, .. }: Administered,
+    Trusted { community, .. }: Trusted,
 ) -> AppResult<Response> {
     app.connector.manual_secret(community.id, true).await?;
     Ok(Redirect::to(&format!("/communities/{}/manual", community.id)).into_response())
@@ -317,7 +331,7 @@ pub async fn create_manual_secret(
 
 pub async fn save_manual(
     State(app): State<AppState>,
-    Administered { user, community }: Administered,
+    Trusted { user, community }: Trusted,
     viewer: Viewer,
     body: axum::body::Bytes,
 ) -> AppResult<Response> {
@@ -335,14 +349,14 @@ pub async fn save_manual(
             Err(problem) => {
                 tracing::info!(group_id, %problem, "hand-made community key refused");
                 let q = ManualQuery { notice: None, scopes: None };
-                manual_page(&app, &user, &viewer, community, q, Some(user.lang.msg().manual_key_bad)).await
+                manual_page(&app, &user, &viewer, community, true, q, Some(user.lang.msg().manual_key_bad)).await
             }
         };
     }
     let code = form.text("confirmation").unwrap_or_default();
     if code.is_empty() || code.len() > 64 || !code.chars().all(|c| c.is_ascii_alphanumeric()) {
         let q = ManualQuery { notice: None, scopes: None };
-        return manual_page(&app, &user, &viewer, community, q, Some(user.lang.msg().error_bad_request)).await;
+        return manual_page(&app, &user, &viewer, community, true, q, Some(user.lang.msg().error_bad_request)).await;
     }
     app.connector.save_manual_confirmation(group_id, code).await?;
     Ok(Redirect::to(&format!("/communities/{group_id}/manual?notice=saved")).into_response())

@@ -1,6 +1,7 @@
 //! Forwarding's pages: the «Пересылка событий» card on the community page, the endpoint page, and its actions
-//! (add, test, rotate, replay, disable, enable, delete). Administrators only: every handler takes [`Administered`],
-//! and every form goes through the CSRF layer.
+//! (add, test, rotate, replay, disable, enable, delete). Administrators only: every handler takes [`Administered`]
+//! — or [`Trusted`] where it shows an endpoint or hands out access (a new endpoint, a secret) — and every form goes
+//! through the CSRF layer.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -17,7 +18,7 @@ use crate::i18n::Msg;
 use crate::model::{DeliveryStatus, DisabledReason};
 use crate::store::{EndpointRow, UserCommunity};
 
-use super::access::Administered;
+use super::access::{Administered, Trusted};
 use super::auth::user_name;
 use super::forms::FormPairs;
 use super::notice::Notice;
@@ -91,7 +92,7 @@ fn refused_message(e: &AddError) -> MsgFn {
 
 pub async fn add_endpoint(
     State(app): State<AppState>,
-    Administered { user, community }: Administered,
+    Trusted { user, community }: Trusted,
     body: axum::body::Bytes,
 ) -> AppResult<Response> {
     let form = FormPairs::parse(&body);
@@ -171,7 +172,7 @@ const ENDPOINT_NOTICES: [Notice; 6] = [
 
 pub async fn show_endpoint(
     State(app): State<AppState>,
-    Administered { user, community }: Administered,
+    Trusted { user, community }: Trusted,
     viewer: Viewer,
     Path((_, endpoint)): Path<(String, String)>,
     Query(q): Query<EndpointQuery>,
@@ -237,7 +238,7 @@ pub async fn send_test(
 
 pub async fn rotate_secret(
     State(app): State<AppState>,
-    Administered { community, .. }: Administered,
+    Trusted { community, .. }: Trusted,
     Path((_, endpoint)): Path<(String, String)>,
 ) -> AppResult<Response> {
     let row = find(&app, &community, &endpoint).await?;

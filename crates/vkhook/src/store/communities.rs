@@ -31,13 +31,15 @@ pub struct UserCommunity {
     pub screen_name: String,
     pub photo: Option<String>,
     pub role: Role,
+    /// When VK last confirmed the role (Unix ms); none: never (a community added by link).
+    pub proven_at: Option<i64>,
     pub callback_configured: bool,
     pub status: CommunityStatus,
 }
 
 /// A [`UserCommunity`]'s columns, and where they come from (`a` the admin row, `c` the community, `s` its settings).
 pub(super) const USER_COMMUNITY_COLUMNS: &str =
-    "c.id, c.name, c.screen_name, c.photo, a.role, s.callback_configured, s.status";
+    "c.id, c.name, c.screen_name, c.photo, a.role, a.proven_at, s.callback_configured, s.status";
 const USER_COMMUNITY_FROM: &str = "FROM community_admins a JOIN communities c ON c.id = a.group_id \
     JOIN community_settings s ON s.group_id = c.id";
 
@@ -46,9 +48,16 @@ const UPSERT_COMMUNITY: &str = "INSERT INTO communities (id, name, screen_name, 
     screen_name = excluded.screen_name, photo = excluded.photo, updated_at = excluded.updated_at";
 const INSERT_SETTINGS: &str =
     "INSERT INTO community_settings (group_id, updated_at) VALUES ($1, $2) ON CONFLICT (group_id) DO NOTHING";
+/// A proof (`$5` not null) sets the role and its time; `unknown` without a proof never overwrites a known role.
 const UPSERT_ADMIN: &str =
-    "INSERT INTO community_admins (user_id, group_id, role, updated_at) VALUES ($1, $2, $3, $4) \
-    ON CONFLICT (user_id, group_id) DO UPDATE SET role = excluded.role, updated_at = excluded.updated_at";
+    "INSERT INTO community_admins (user_id, group_id, role, updated_at, proven_at) VALUES ($1, $2, $3, $4, $5) \
+    ON CONFLICT (user_id, group_id) DO UPDATE SET \
+    role = CASE WHEN excluded.proven_at IS NOT NULL OR community_admins.proven_at IS NULL THEN excluded.role \
+                ELSE community_admins.role END, \
+    proven_at = COALESCE(excluded.proven_at, community_admins.proven_at), updated_at = excluded.updated_at";
+
+/// A proof from VK's list is written again when older than this (so a list the same as before writes nothing).
+pub const PROOF_REFRESH_MS: i64 = 60_000;
 
 /// A community on the overview (`/communities`): everything one row shows, from one query for the whole page.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -136,27 +145,50 @@ impl Store {
         Ok(on_pool!(self, pool => sqlx::query_scalar(q).bind(group_id).fetch_optional(pool).await?))
     }
 
-    /// Records that `user_id` manages `community` with `role`.
-    pub async fn add_user_community(&self, user_id: i64, community: &CommunityRow, role: Role) -> StoreResult<()> {
+    /// Records that `user_id` manages `community` with `role`, proven by VK at `proven_at` (none: not proven, e.g.
+    /// `unknown` when added by link — which never overwrites a role VK proved).
+    pub async fn add_user_community(
+        &self,
+        user_id: i64,
+        community: &CommunityRow,
+        role: Role,
+        proven_at: Option<i64>,
+    ) -> StoreResult<()> {
         self.upsert_community(community).await?;
         on_pool!(self, pool => sqlx::query(UPSERT_ADMIN).bind(user_id).bind(community.id).bind(role).bind(now_ms())
+            .bind(proven_at).execute(pool).await?.rows_affected());
+        Ok(())
+    }
+
+    /// VK proved `user_id`'s `role` in a community of their list at `at`.
+    pub async fn set_user_role(&self, user_id: i64, group_id: i64, role: Role, at: i64) -> StoreResult<()> {
+        let q = "UPDATE community_admins SET role = $3, proven_at = $4, updated_at = $4 \
+                 WHERE user_id = $1 AND group_id = $2";
+        on_pool!(self, pool => sqlx::query(q).bind(user_id).bind(group_id).bind(role).bind(at)
             .execute(pool).await?.rows_affected());
         Ok(())
     }
 
-    /// Replaces the set of communities `user_id` manages with what VK just listed. Writes only what changed, in one
-    /// transaction: the list is refreshed on every visit of `/communities`, and an admin of 200 communities must not
-    /// pay 600 commits for a list that is the same as before.
-    pub async fn set_user_communities(&self, user_id: i64, list: &[(CommunityRow, Role)]) -> StoreResult<()> {
-        type Stored = (i64, String, String, Option<String>, Role);
-        let q = "SELECT c.id, c.name, c.screen_name, c.photo, a.role FROM community_admins a \
+    /// Replaces the set of communities `user_id` manages with what VK just listed (a role: VK's proof of it, now;
+    /// none: VK listed the community without saying the role, and the stored one stays). Writes only what changed,
+    /// in one transaction: the list is refreshed on every visit of `/communities`, and an admin of 200 communities
+    /// must not pay 600 commits for a list that is the same as before (a proof older than [`PROOF_REFRESH_MS`] is
+    /// renewed).
+    pub async fn set_user_communities(&self, user_id: i64, list: &[(CommunityRow, Option<Role>)]) -> StoreResult<()> {
+        type Stored = (i64, String, String, Option<String>, Role, Option<i64>);
+        let q = "SELECT c.id, c.name, c.screen_name, c.photo, a.role, a.proven_at FROM community_admins a \
                  JOIN communities c ON c.id = a.group_id WHERE a.user_id = $1";
         let current: Vec<Stored> = on_pool!(self, pool => sqlx::query_as(q).bind(user_id).fetch_all(pool).await?);
-        let changed: Vec<&(CommunityRow, Role)> = list
+        let now = now_ms();
+        let changed: Vec<&(CommunityRow, Option<Role>)> = list
             .iter()
             .filter(|(c, role)| {
-                !current.iter().any(|(id, name, screen, photo, r)| {
-                    *id == c.id && *name == c.name && *screen == c.screen_name && *photo == c.photo && r == role
+                !current.iter().any(|(id, name, screen, photo, r, proven)| {
+                    let same_role = match role {
+                        Some(role) => r == role && proven.is_some_and(|at| now - at < PROOF_REFRESH_MS),
+                        None => true,
+                    };
+                    *id == c.id && *name == c.name && *screen == c.screen_name && *photo == c.photo && same_role
                 })
             })
             .collect();
@@ -164,14 +196,15 @@ impl Store {
         if changed.is_empty() && gone.is_empty() {
             return Ok(());
         }
-        let now = now_ms();
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             for (c, role) in &changed {
                 sqlx::query(UPSERT_COMMUNITY).bind(c.id).bind(&c.name).bind(&c.screen_name).bind(&c.photo).bind(now)
                     .execute(&mut *tx).await?;
                 sqlx::query(INSERT_SETTINGS).bind(c.id).bind(now).execute(&mut *tx).await?;
-                sqlx::query(UPSERT_ADMIN).bind(user_id).bind(c.id).bind(*role).bind(now).execute(&mut *tx).await?;
+                let proven_at = role.map(|_| now);
+                sqlx::query(UPSERT_ADMIN).bind(user_id).bind(c.id).bind(role.unwrap_or(Role::Unknown)).bind(now)
+                    .bind(proven_at).execute(&mut *tx).await?;
             }
             for id in &gone {
                 sqlx::query("DELETE FROM community_admins WHERE user_id = $1 AND group_id = $2")

@@ -148,6 +148,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0005_bulk.sql"),
         postgres: include_str!("migrations/postgres/0005_bulk.sql"),
     },
+    Migration {
+        version: 6,
+        name: "proofs_and_messages",
+        sqlite: include_str!("migrations/sqlite/0006_proofs_and_messages.sql"),
+        postgres: include_str!("migrations/postgres/0006_proofs_and_messages.sql"),
+    },
 ];
 
 /// Creates the SQLite file owner-only (0600) and its missing folders 0700, before SQLite opens it: the file holds

@@ -72,6 +72,29 @@ async fn a_wrong_state_shows_a_clear_page_not_a_500() {
     assert!(html.contains("href=\"/auth/vk/login\""), "a way back");
 }
 
+/// VK may leave `state` out of an error redirect: the page says what happened — a refusal, or VK's error — never
+/// "bad state", for sign-in (with or without a session) and for the community consent.
+#[tokio::test]
+async fn an_error_redirect_without_a_state_says_what_happened() {
+    let app = TestApp::spawn().await;
+    let r = app.get("/auth/vk/callback?error=access_denied&error_description=User+denied").await;
+    assert_eq!(r.status(), 403);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Вы отменили вход") && !html.contains("устарела"), "{html}");
+    let r = app.get("/auth/vk/callback?error=server_error").await;
+    assert!(r.text().await.unwrap().contains("VK ID не подтвердил вход"));
+    app.sign_in(1).await;
+    let r = app.get("/auth/vk/community-callback?error=access_denied&error_reason=user_denied").await;
+    assert_eq!(r.status(), 403);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Вы не выдали vkhook доступ") && !html.contains("устарела"), "{html}");
+    let r = app.get("/auth/vk/community-callback?error=invalid_request&state=").await;
+    assert!(r.text().await.unwrap().contains("ВКонтакте отклонил запрос доступа"));
+    // Without an error, an unknown state is still refused as such.
+    let r = app.get("/auth/vk/community-callback?code=x&state=bogus").await;
+    assert_eq!(r.status(), 400);
+}
+
 #[tokio::test]
 async fn a_replayed_callback_or_code_is_refused() {
     let app = TestApp::spawn().await;

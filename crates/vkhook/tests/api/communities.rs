@@ -1,9 +1,15 @@
 //! The communities list when VK does not give it, and adding a community by link.
 
+use vk_sandbox::testing::Consent;
+use vkhook::model::Role;
+
 use crate::helpers::*;
 
+/// Without `groups` VK does not say who manages a community (https://dev.vk.com/en/reference/objects/group): a
+/// community added by link has its role unknown, its page shows nothing of it but the way to prove it, and the
+/// community consent — which only an administrator can give — proves it.
 #[tokio::test]
-async fn without_the_groups_scope_the_admin_adds_a_community_by_link() {
+async fn without_the_groups_scope_a_community_added_by_link_is_proven_by_its_consent() {
     let app =
         TestApp::spawn_with(Options { vkid_scopes: vec!["vkid.personal_info".into()], ..Default::default() }).await;
     let html = app.sign_in(1).await.text().await.unwrap();
@@ -13,27 +19,66 @@ async fn without_the_groups_scope_the_admin_adds_a_community_by_link() {
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/communities/1001");
     let page = app.get("/communities/1001").await.text().await.unwrap();
-    assert!(page.contains("Кофейня «Зерно»") && page.contains("Администратор"));
+    assert!(page.contains("Кофейня «Зерно»") && page.contains("Роль не подтверждена"), "{page}");
+    assert!(page.contains("id=\"unproven\"") && !page.contains("id=\"bot\""), "nothing of its state yet");
+    for path in ["/communities/1001/events", "/communities/1001/manual", "/communities/1001/setup"] {
+        assert_eq!(app.get(path).await.status(), 403, "{path} before the proof");
+    }
+    let r =
+        app.post_with_csrf("/communities/1001", "/communities/1001/rules", &[("keywords", "x"), ("reply", "y")]).await;
+    assert_eq!(r.status(), 403, "no change before the proof");
 
-    let r = app.post_with_csrf("/communities", "/communities/add", &[("link", "vk.com/city_news")]).await;
-    assert_eq!(r.status(), 303);
+    // The consent proves it; the setup goes on at once.
+    let setup = app.connect(1001).await;
+    assert_eq!(setup.state, vkhook::model::SetupState::Done);
+    let c = app.store().community_for_user(1, 1001).await.unwrap().unwrap();
+    assert_eq!(c.role, Role::Administrator);
+    assert!(c.proven_at.is_some());
+    let page = app.get("/communities/1001").await.text().await.unwrap();
+    assert!(page.contains("Администратор") && page.contains("id=\"bot\""));
     let list = app.get("/communities").await.text().await.unwrap();
-    assert!(list.contains("Городские новости") && list.contains("Редактор"));
+    assert!(list.contains("Кофейня «Зерно»"), "nothing disappears from the list");
 }
 
+/// Without `groups` nobody is told «вы не управляете»: VK did not say. The consent is where VK refuses someone who
+/// is not an administrator — an editor, or someone who does not manage it at all — and nothing is stored.
 #[tokio::test]
-async fn adding_a_community_one_does_not_manage_or_that_does_not_exist_is_refused() {
+async fn without_groups_a_community_one_does_not_administer_is_refused_by_vk_at_the_consent() {
     let app =
         TestApp::spawn_with(Options { vkid_scopes: vec!["vkid.personal_info".into()], ..Default::default() }).await;
     app.sign_in(1).await;
-    let r = app.post_with_csrf("/communities", "/communities/add", &[("link", "1004")]).await;
-    assert_eq!(r.status(), 422);
-    assert!(r.text().await.unwrap().contains("Вы не управляете этим сообществом"));
-    assert_eq!(app.get("/communities/1004").await.status(), 404);
+    for (link, id) in [("1004", 1004), ("vk.com/city_news", 1003)] {
+        let r = app.post_with_csrf("/communities", "/communities/add", &[("link", link)]).await;
+        assert_eq!(r.status(), 303, "{link}");
+        let r = app.press_connect(id, &[], Some(Consent::allow(1))).await;
+        assert_eq!(r.status(), 403, "{link}");
+        assert!(r.text().await.unwrap().contains("только администратор сообщества"), "VK's refusal in plain words");
+        assert!(app.state.credentials.community_key(id).await.unwrap().is_none(), "no key stored for {id}");
+        let c = app.store().community_for_user(1, id).await.unwrap().unwrap();
+        assert_eq!(c.role, Role::Unknown, "still unproven, still listed");
+    }
     let r = app.post_with_csrf("/communities", "/communities/add", &[("link", "vk.com/no_such_group")]).await;
     assert!(r.text().await.unwrap().contains("не нашлось"));
     let r = app.post_with_csrf("/communities", "/communities/add", &[("link", "<script>")]).await;
     assert!(r.text().await.unwrap().contains("Не понимаю эту ссылку"));
+}
+
+/// With `groups`, VK says plainly who manages a community: a link to one the user does not manage is refused, and
+/// one they manage is added with its role, proven.
+#[tokio::test]
+async fn with_groups_vk_says_plainly_and_the_role_comes_with_the_link() {
+    let app = TestApp::spawn().await;
+    app.sign_in(1).await;
+    app.store().remove_user_community(1, 1003).await.unwrap();
+    let r = app.post_with_csrf("/communities", "/communities/add", &[("link", "1004")]).await;
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("Вы не управляете этим сообществом"));
+    assert_eq!(app.get("/communities/1004").await.status(), 404);
+    let r = app.post_with_csrf("/communities", "/communities/add", &[("link", "vk.com/city_news")]).await;
+    assert_eq!(r.status(), 303);
+    let c = app.store().community_for_user(1, 1003).await.unwrap().unwrap();
+    assert_eq!(c.role, Role::Editor);
+    assert!(c.proven_at.is_some());
 }
 
 #[tokio::test]

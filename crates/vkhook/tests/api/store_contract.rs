@@ -21,7 +21,7 @@ macro_rules! contract {
                     let dir = super::TempDir::new("vkhook-store");
                     let url = format!("sqlite://{}/nested/dir/vkhook.db", dir.0.display());
                     let store = super::Store::connect(&url).await.unwrap();
-                    assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3, 4, 5]);
+                    assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3, 4, 5, 6]);
                     super::$body(&store).await;
                     store.close().await;
                 }
@@ -33,7 +33,7 @@ macro_rules! contract {
                 async fn $name() {
                     let Some(db) = super::PgDatabase::create(stringify!($name)).await else { return };
                     let store = super::Store::connect(&db.url).await.unwrap();
-                    assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3, 4, 5]);
+                    assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3, 4, 5, 6]);
                     super::$body(&store).await;
                     store.close().await;
                 }
@@ -77,7 +77,7 @@ contract! {
 
 async fn migrations_apply_once(store: &Store) {
     assert_eq!(store.migrate().await.unwrap(), Vec::<i64>::new(), "already migrated by the caller");
-    assert_eq!(store.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5]);
+    assert_eq!(store.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5, 6]);
     store.ping().await.unwrap();
 }
 
@@ -179,7 +179,7 @@ async fn oauth_states_are_single_use(store: &Store) {
 
 async fn user_communities_follow_vk(store: &Store) {
     store.upsert_user(&anna()).await.unwrap();
-    store.set_user_communities(1, &[(zerno(), Role::Administrator), (club(), Role::Editor)]).await.unwrap();
+    store.set_user_communities(1, &[(zerno(), Some(Role::Administrator)), (club(), Some(Role::Editor))]).await.unwrap();
     let list = store.user_communities(1).await.unwrap();
     assert_eq!(
         list.iter().map(|c| (c.id, c.role, c.callback_configured)).collect::<Vec<_>>(),
@@ -188,20 +188,37 @@ async fn user_communities_follow_vk(store: &Store) {
     );
     assert_eq!(list[0].status, CommunityStatus::NotConnected);
     // The same list again changes nothing; a new name or role is taken.
-    store.set_user_communities(1, &[(zerno(), Role::Administrator), (club(), Role::Editor)]).await.unwrap();
+    store.set_user_communities(1, &[(zerno(), Some(Role::Administrator)), (club(), Some(Role::Editor))]).await.unwrap();
     assert_eq!(store.user_communities(1).await.unwrap(), list);
     let renamed = CommunityRow { name: "Зерно".into(), ..zerno() };
-    store.set_user_communities(1, &[(renamed, Role::Editor), (club(), Role::Editor)]).await.unwrap();
+    store.set_user_communities(1, &[(renamed, Some(Role::Editor)), (club(), Some(Role::Editor))]).await.unwrap();
     let z = store.community_for_user(1, 1001).await.unwrap().unwrap();
     assert_eq!((z.name.as_str(), z.role), ("Зерно", Role::Editor));
-    store.set_user_communities(1, &[(zerno(), Role::Administrator)]).await.unwrap();
+    store.set_user_communities(1, &[(zerno(), Some(Role::Administrator))]).await.unwrap();
     assert_eq!(store.user_communities(1).await.unwrap().len(), 1);
     assert!(store.community_for_user(1, 1002).await.unwrap().is_none());
     assert!(store.community_for_user(1, 1001).await.unwrap().is_some());
-    store.add_user_community(1, &club(), Role::Moderator).await.unwrap();
+    store.add_user_community(1, &club(), Role::Moderator, Some(now_ms())).await.unwrap();
     assert_eq!(store.community_for_user(1, 1002).await.unwrap().unwrap().role, Role::Moderator);
     store.remove_user_community(1, 1002).await.unwrap();
     assert!(store.community_for_user(1, 1002).await.unwrap().is_none());
+    // Every role VK listed is a proof, with its time.
+    let z = store.community_for_user(1, 1001).await.unwrap().unwrap();
+    assert!(z.proven_at.is_some_and(|at| now_ms() - at < 60_000), "{z:?}");
+    // Added by link while VK says nothing: role unknown, no proof; that never overwrites a proven role.
+    store.add_user_community(1, &club(), Role::Unknown, None).await.unwrap();
+    let c = store.community_for_user(1, 1002).await.unwrap().unwrap();
+    assert_eq!((c.role, c.proven_at), (Role::Unknown, None));
+    store.add_user_community(1, &zerno(), Role::Unknown, None).await.unwrap();
+    let z2 = store.community_for_user(1, 1001).await.unwrap().unwrap();
+    assert_eq!((z2.role, z2.proven_at), (Role::Administrator, z.proven_at), "a proven role stays");
+    // A proof (a consent, the managers' list) sets the role and its time.
+    store.set_user_role(1, 1002, Role::Administrator, 42).await.unwrap();
+    let c = store.community_for_user(1, 1002).await.unwrap().unwrap();
+    assert_eq!((c.role, c.proven_at), (Role::Administrator, Some(42)));
+    // VK lists a community without its level: the stored role stays, nothing is removed.
+    store.set_user_communities(1, &[(zerno(), None), (club(), Some(Role::Administrator))]).await.unwrap();
+    assert_eq!(store.community_for_user(1, 1001).await.unwrap().unwrap().role, Role::Administrator);
 }
 
 async fn sealed_values_are_listed_and_replaced_only_if_unchanged(store: &Store) {
@@ -333,7 +350,10 @@ async fn setup_runs_hold_a_lease(store: &Store) {
 
 async fn a_bulk_run_lists_its_communities_in_order_with_their_setups(store: &Store) {
     store.upsert_user(&anna()).await.unwrap();
-    store.set_user_communities(1, &[(zerno(), Role::Administrator), (club(), Role::Administrator)]).await.unwrap();
+    store
+        .set_user_communities(1, &[(zerno(), Some(Role::Administrator)), (club(), Some(Role::Administrator))])
+        .await
+        .unwrap();
     let bulk = BulkRun { id: "b1".into(), user_id: 1, kind: BulkKind::Disconnect, created_at: now_ms() };
     store.create_bulk(&bulk, &[1002, 1001]).await.unwrap();
     assert_eq!(store.bulk_run("b1", 1).await.unwrap(), Some(bulk.clone()));
@@ -344,7 +364,7 @@ async fn a_bulk_run_lists_its_communities_in_order_with_their_setups(store: &Sto
     let order: Vec<_> = members.iter().map(|(m, s)| (m.community.id, m.outcome, s.is_some())).collect();
     assert_eq!(order, [(1002, Some(BulkOutcome::Removed), false), (1001, None, true)], "the admin's order");
     // A community the user no longer manages drops out of their view of the run.
-    store.set_user_communities(1, &[(club(), Role::Administrator)]).await.unwrap();
+    store.set_user_communities(1, &[(club(), Some(Role::Administrator))]).await.unwrap();
     assert_eq!(store.bulk_members("b1", 1).await.unwrap().len(), 1);
     assert!(store.bulk_members("b1", 2).await.unwrap().is_empty());
     // A week later the run's record is dropped when the user starts another.
@@ -741,7 +761,7 @@ async fn concurrent_migrations_on_postgres_apply_once() {
     let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
     let mut applied = ra.unwrap();
     applied.extend(rb.unwrap());
-    assert_eq!(applied, vec![1, 2, 3, 4, 5], "exactly one instance applied each");
+    assert_eq!(applied, vec![1, 2, 3, 4, 5, 6], "exactly one instance applied each");
     a.close().await;
     b.close().await;
 }
@@ -996,7 +1016,7 @@ async fn an_alert_is_told_once_and_reminded_after_its_period(store: &Store) {
 
 async fn the_overview_counts_each_community_in_one_query(store: &Store) {
     store.upsert_user(&anna()).await.unwrap();
-    store.set_user_communities(1, &[(zerno(), Role::Administrator), (club(), Role::Editor)]).await.unwrap();
+    store.set_user_communities(1, &[(zerno(), Some(Role::Administrator)), (club(), Some(Role::Editor))]).await.unwrap();
     store.add_endpoint(&endpoint("ep_a", 1001, "")).await.unwrap();
     store.add_endpoint(&endpoint("ep_b", 1001, "")).await.unwrap();
     store.set_endpoint_disabled(1001, "ep_b", Some(vkhook::model::DisabledReason::Gone)).await.unwrap();
