@@ -28,10 +28,12 @@ pub struct Listed {
     pub community: UserCommunity,
 }
 
-/// The signed-in user and a community they manage (a known role).
+/// The signed-in user and a community they manage (a known role, which VK still confirms or proved last).
 pub struct Managed {
     pub user: SignedIn,
     pub community: UserCommunity,
+    /// Where VK says the user stands (the community's `role` is VK's).
+    pub standing: Standing,
 }
 
 /// The signed-in user and a community VK says they administer (now, or by the last proof).
@@ -59,14 +61,10 @@ impl Managed {
         self.community.role == Role::Administrator
     }
 
-    /// Whether this user may see what only administrators see, as VK says now: an administrator on the stored list
-    /// who is still one at VK (or proved it recently enough). Other roles are not asked about.
-    pub async fn sees_private(&self, app: &AppState) -> AppResult<bool> {
-        if !self.is_admin() {
-            return Ok(false);
-        }
-        let standing = app.roles.standing(self.user.user_id, self.community.id).await?;
-        Ok(standing.may_see_private(now_ms(), app.settings.timing.proof_fresh))
+    /// Whether this user may see what only administrators see: an administrator VK confirms now (or who proved it
+    /// recently enough).
+    pub fn sees_private(&self, app: &AppState) -> bool {
+        self.standing.may_see_private(now_ms(), app.settings.timing.proof_fresh)
     }
 }
 
@@ -89,11 +87,20 @@ impl FromRequestParts<AppState> for Listed {
 impl FromRequestParts<AppState> for Managed {
     type Rejection = AppError;
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> AppResult<Self> {
-        let Listed { user, community } = Listed::from_request_parts(parts, app).await?;
+        let Listed { user, mut community } = Listed::from_request_parts(parts, app).await?;
         if community.role == Role::Unknown {
             return Err(prove_first(community.id));
         }
-        Ok(Managed { user, community })
+        // The stored role may be stale: a manager VK has removed reads nothing (VK is asked at most once per the
+        // role cache's lifetime).
+        let standing = app.roles.standing(user.user_id, community.id).await?;
+        match standing.role() {
+            Some(role) => community.role = role,
+            None => {
+                return Err(AppError::shown_with_back(Problem::Forbidden, |t| t.err_no_longer_admin, "/communities"))
+            }
+        }
+        Ok(Managed { user, community, standing })
     }
 }
 
@@ -102,28 +109,27 @@ fn prove_first(group_id: i64) -> AppError {
     AppError::shown_with_back(Problem::Forbidden, |t| t.err_prove_first, format!("/communities/{group_id}"))
 }
 
-/// An administrator on the stored list, and where VK says they stand now.
+/// An administrator, as VK says now or proved last (the stored role may be stale: VK decides, before any change).
 async fn admin_standing(parts: &mut Parts, app: &AppState) -> AppResult<(Managed, Standing)> {
+    let stored = Listed::from_request_parts(parts, app).await?.community.role;
     let managed = Managed::from_request_parts(parts, app).await?;
-    let back = format!("/communities/{}", managed.community.id);
-    if !managed.is_admin() {
-        return Err(AppError::shown_with_back(Problem::Forbidden, |t| t.error_forbidden, back));
+    if !managed.standing.may_change() {
+        // Someone VK has just demoted is told so; someone who never was an administrator, that it is not theirs.
+        return Err(if stored == Role::Administrator {
+            AppError::shown_with_back(Problem::Forbidden, |t| t.err_no_longer_admin, "/communities")
+        } else {
+            let back = format!("/communities/{}", managed.community.id);
+            AppError::shown_with_back(Problem::Forbidden, |t| t.error_forbidden, back)
+        });
     }
-    // The stored role may be stale: VK decides, before any change.
-    let standing = app.roles.standing(managed.user.user_id, managed.community.id).await?;
-    match standing {
-        Standing::Unproven => Err(prove_first(managed.community.id)),
-        s if !s.may_change() => {
-            Err(AppError::shown_with_back(Problem::Forbidden, |t| t.err_no_longer_admin, "/communities"))
-        }
-        s => Ok((managed, s)),
-    }
+    let standing = managed.standing;
+    Ok((managed, standing))
 }
 
 impl FromRequestParts<AppState> for Administered {
     type Rejection = AppError;
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> AppResult<Self> {
-        let (Managed { user, community }, _) = admin_standing(parts, app).await?;
+        let (Managed { user, community, .. }, _) = admin_standing(parts, app).await?;
         Ok(Administered { user, community })
     }
 }
@@ -148,7 +154,7 @@ impl FromRequestParts<AppState> for Connecting {
 impl FromRequestParts<AppState> for Trusted {
     type Rejection = AppError;
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> AppResult<Self> {
-        let (Managed { user, community }, standing) = admin_standing(parts, app).await?;
+        let (Managed { user, community, .. }, standing) = admin_standing(parts, app).await?;
         if !standing.may_see_private(now_ms(), app.settings.timing.proof_fresh) {
             let back = format!("/communities/{}", community.id);
             return Err(AppError::shown_with_back(Problem::Forbidden, |t| t.err_proof_too_old, back));

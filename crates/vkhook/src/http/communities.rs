@@ -403,15 +403,16 @@ pub async fn show_community(
     let id = community.id;
     let t = user.lang.msg();
     let unproven = community.role == Role::Unknown;
-    // An administrator on the list: where VK says they stand now decides what the page shows.
+    // Where VK says the user stands now decides what the page shows (asked at most once per the role cache's
+    // lifetime); someone VK has removed sees nothing.
     let now = crate::store::now_ms();
-    let standing =
-        if community.role == Role::Administrator { Some(app.roles.standing(user.user_id, id).await?) } else { None };
-    if standing == Some(Standing::Gone) {
-        return Err(AppError::shown_with_back(Problem::Forbidden, |t| t.err_no_longer_admin, "/communities"));
-    }
-    if let Some(role) = standing.and_then(Standing::role) {
-        community.role = role;
+    let standing = if unproven { None } else { Some(app.roles.standing(user.user_id, id).await?) };
+    match standing.map(Standing::role) {
+        Some(None) => {
+            return Err(AppError::shown_with_back(Problem::Forbidden, |t| t.err_no_longer_admin, "/communities"))
+        }
+        Some(Some(role)) => community.role = role,
+        None => {}
     }
     let is_admin = community.role == Role::Administrator;
     let sees_private = standing.is_some_and(|s| s.may_see_private(now, app.settings.timing.proof_fresh));

@@ -176,7 +176,7 @@ struct SetupPage {
 
 pub async fn show_setup(
     State(app): State<AppState>,
-    Managed { user, community }: Managed,
+    Managed { user, community, .. }: Managed,
     viewer: Viewer,
 ) -> AppResult<Response> {
     let Some(setup) = app.store.setup(community.id).await? else {
@@ -207,7 +207,10 @@ pub async fn show_setup(
 }
 
 /// The same, as JSON, for the progress page's small script.
-pub async fn setup_status(State(app): State<AppState>, Managed { user, community }: Managed) -> AppResult<Response> {
+pub async fn setup_status(
+    State(app): State<AppState>,
+    Managed { user, community, .. }: Managed,
+) -> AppResult<Response> {
     let setup = app.store.setup(community.id).await?.ok_or(AppError::NotFound)?;
     let t = user.lang.msg();
     let steps: Vec<serde_json::Value> = step_views(t, &setup)
@@ -276,8 +279,8 @@ pub async fn show_manual(
     viewer: Viewer,
     Query(q): Query<ManualQuery>,
 ) -> AppResult<Response> {
-    let sees_private = managed.sees_private(&app).await?;
-    let Managed { user, community } = managed;
+    let sees_private = managed.sees_private(&app);
+    let Managed { user, community, .. } = managed;
     manual_page(&app, &user, &viewer, community, sees_private, q, None).await
 }
 

@@ -175,8 +175,8 @@ pub async fn show_events(
     Query(q): Query<LogQuery>,
 ) -> AppResult<Response> {
     // Private message texts only for an administrator VK confirms now.
-    let is_admin = managed.sees_private(&app).await?;
-    let Managed { user, community } = managed;
+    let is_admin = managed.sees_private(&app);
+    let Managed { user, community, .. } = managed;
     let t = user.lang.msg();
     let filter_type = q.event_type.clone().filter(|v| !v.is_empty());
     let filter_status = q.status.as_deref().and_then(EventStatus::parse);
@@ -224,7 +224,7 @@ pub async fn show_raw_event(
 ) -> AppResult<Response> {
     let community = &managed.community;
     let row = app.store.inbox_event(community.id, event).await?.ok_or(AppError::NotFound)?;
-    if !managed.sees_private(&app).await? {
+    if !managed.sees_private(&app) {
         let hidden: crate::error::MsgFn =
             if is_private_message(&row.event_type) { |t| t.private_message_hidden } else { |t| t.error_forbidden };
         return Err(AppError::shown_with_back(

@@ -15,5 +15,6 @@ mod forwarding;
 mod process;
 mod reauth;
 mod receiver;
+mod roles;
 mod security;
 mod store_contract;

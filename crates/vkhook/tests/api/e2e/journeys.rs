@@ -29,6 +29,37 @@ async fn connect_1001(browser: &Browser, app: &TestApp) -> String {
     browser.wait_for_text("Callback API подключен", 20).await
 }
 
+/// Adds a rule on 1001's page: «если текст содержит `keywords` → ответить `reply`».
+async fn add_rule_on_1001(browser: &Browser, app: &TestApp, keywords: &str, reply: &str) {
+    browser.goto(&format!("{}/communities/1001", app.url)).await;
+    browser.type_into("input[name=keywords]", keywords).await;
+    browser.type_into("textarea[name=reply]", reply).await;
+    browser.click("#rule-add").await;
+    browser.wait_for_text(reply, 10).await;
+}
+
+/// Иван comments `text` on 1001's first post on the sandbox's page, and the page shows `reply` under it.
+async fn ivan_comments_and_sees_the_reply(browser: &Browser, app: &TestApp, text: &str, reply: &str) {
+    browser.goto(app.sandbox.url()).await;
+    let field = "#club1001 input[name=text]";
+    browser.client.wait().for_element(fantoccini::Locator::Css(field)).await.unwrap().send_keys(text).await.unwrap();
+    browser.click("#club1001 form[action$='/_sandbox/ui/comment'] button").await;
+    // The form posts and redirects back to the page that shows the comment. Wait for the comment itself: a refresh
+    // while the post is still under way would cancel it (seen once in CI: no comment, so no reply).
+    browser.wait_for_text(text, 10).await;
+    // The reply appears under the comment (reload the sandbox page until it does).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        browser.client.refresh().await.unwrap();
+        let page = browser.text_when("#club1001").await;
+        if page.contains(reply) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no reply on the sandbox page:\n{page}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test]
 async fn sign_in_see_communities_open_one_and_switch_to_english() {
     let Some(browser) = Browser::start("the sign-in journey").await else { return };
@@ -89,55 +120,10 @@ async fn the_bot_answers_a_comment_written_on_the_sandbox_page() {
     // «Сразу включить бота» is ticked by default.
     connect_1001(&browser, &app).await;
 
-    // A rule on the community page.
-    browser.goto(&format!("{}/communities/1001", app.url)).await;
-    browser
-        .client
-        .find(fantoccini::Locator::Css("input[name=keywords]"))
-        .await
-        .unwrap()
-        .send_keys("до скольки")
-        .await
-        .unwrap();
-    browser
-        .client
-        .find(fantoccini::Locator::Css("textarea[name=reply]"))
-        .await
-        .unwrap()
-        .send_keys("Работаем до 22:00!")
-        .await
-        .unwrap();
-    browser.click("#rule-add").await;
-    browser.wait_for_text("Работаем до 22:00!", 10).await;
+    add_rule_on_1001(&browser, &app, "до скольки", "Работаем до 22:00!").await;
 
-    // Иван comments on the sandbox's page.
-    browser.goto(app.sandbox.url()).await;
-    let field = "#club1001 input[name=text]";
-    browser
-        .client
-        .wait()
-        .for_element(fantoccini::Locator::Css(field))
-        .await
-        .unwrap()
-        .send_keys("До скольки вы открыты?")
-        .await
-        .unwrap();
-    browser.click("#club1001 form[action$='/_sandbox/ui/comment'] button").await;
-    // The form posts and redirects back to the page that shows the comment. Wait for the comment itself: a refresh
-    // while the post is still under way would cancel it (seen once in CI: no comment, so no reply).
-    browser.wait_for_text("До скольки вы открыты?", 10).await;
-    // The reply appears under the comment (reload the sandbox page until it does).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    loop {
-        browser.client.refresh().await.unwrap();
-        let text = browser.text_when("#club1001").await;
-        if text.contains("Работаем до 22:00!") {
-            browser.screenshot("07-sandbox-reply").await;
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "no reply on the sandbox page:\n{text}");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    ivan_comments_and_sees_the_reply(&browser, &app, "До скольки вы открыты?", "Работаем до 22:00!").await;
+    browser.screenshot("07-sandbox-reply").await;
     // And vkhook's delivery log shows the event with its reply.
     browser.goto(&format!("{}/communities/1001/events", app.url)).await;
     let log = browser.wait_for_text("Ответил по правилу «до скольки»", 10).await;
@@ -161,12 +147,38 @@ async fn when_vk_id_drops_groups_the_admin_adds_a_community_by_link_and_connects
 
     browser.type_into("form[action='/communities/add'] input[name=link]", "vk.com/club1001").await;
     browser.click("form[action='/communities/add'] button").await;
-    let detail = browser.text_when("#connect").await;
-    assert!(detail.contains("Кофейня «Зерно»"), "{detail}");
+    // VK did not say who manages it: the page asks for the proof, which the community consent is.
+    let detail = browser.text_when("#unproven").await;
+    browser.screenshot("09b-role-unknown").await;
+    assert!(detail.contains("Подтвердите, что вы администратор"), "{detail}");
     let done = connect_1001(&browser, &app).await;
     assert_eq!(done.matches("готово").count(), 5, "all steps done:\n{done}");
     assert_eq!(app.sandbox.servers(1001).len(), 1);
+
+    // The bot answers.
+    add_rule_on_1001(&browser, &app, "меню", "Меню на сайте.").await;
+    ivan_comments_and_sees_the_reply(&browser, &app, "Где посмотреть меню?", "Меню на сайте.").await;
+
+    // An hour later: the VK ID token has expired (refreshed on use) and the role is asked of VK again — without
+    // `groups`, through the community key's list of managers — so the next change passes its role check.
+    app.sandbox_control("/_sandbox/clock", serde_json::json!({"advance_secs": 3700})).await;
+    app.state.roles.forget(1);
+    let asked_before = managers_asked(&app).await;
+    add_rule_on_1001(&browser, &app, "часы", "С 8 до 22.").await;
+    assert!(managers_asked(&app).await > asked_before, "VK was asked who manages 1001");
+    let list = {
+        browser.goto(&format!("{}/communities", app.url)).await;
+        browser.text_when(".community-list").await
+    };
+    assert!(list.contains("Кофейня «Зерно»"), "nothing disappears from the list: {list}");
     browser.close().await;
+}
+
+/// How many times vkhook asked the sandbox for a community's managers.
+async fn managers_asked(app: &TestApp) -> u64 {
+    let calls: serde_json::Value =
+        reqwest::get(format!("{}/_sandbox/calls", app.sandbox.url())).await.unwrap().json().await.unwrap();
+    calls["calls"]["groups.getMembers"].as_u64().unwrap_or(0)
 }
 
 #[tokio::test]
