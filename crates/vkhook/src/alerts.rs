@@ -20,9 +20,13 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::PublicUrl;
 use crate::credentials::Credentials;
+use crate::dedup::random_id_of;
 use crate::i18n::{fill, Lang, Msg};
-use crate::model::{AlertKind, AlertOutcome, DisabledReason};
+use crate::model::{AlertKind, AlertOutcome, DisabledReason, Reason};
 use crate::store::{now_ms, AlertRow, Store, StoreResult};
+
+/// How long VK's word on whether the community may write to its admin is kept (the card asks at most daily).
+const PERMISSION_FRESH_MS: i64 = 24 * 3600 * 1000;
 
 /// How alerts go out.
 #[derive(Debug, Clone)]
@@ -119,10 +123,38 @@ impl Alerts {
         let Some(alert) = self.store.claim_alert_send(id, now_ms(), self.remind_before()).await? else { return Ok(()) };
         let t = Lang::Ru.msg();
         let text = self.text(t, &alert).await?;
-        let vk = self.by_vk(&alert, &text).await;
+        let (vk, vk_reason) = self.by_vk(&alert, &text).await;
+        // The e-mail goes whatever VK did with the message: where VK refused it, it is the way that arrives.
         let email = self.by_email(t, &alert, &text).await;
-        tracing::info!(group_id = alert.group_id, kind = %alert.kind, %vk, %email, "admin told");
-        self.store.record_alert_results(id, Some(vk), Some(email)).await
+        tracing::info!(group_id = alert.group_id, kind = %alert.kind, %vk, ?vk_reason, %email, "admin told");
+        self.store.record_alert_results(id, Some(vk), vk_reason, Some(email)).await
+    }
+
+    /// Whether a message from the community would reach the admin who connected it, before any alert is sent:
+    /// `messages.isMessagesFromGroupAllowed` (https://dev.vk.com/ru/method/messages.isMessagesFromGroupAllowed),
+    /// asked at most once a day and kept with the person's own `message_allow` / `message_deny` events, which
+    /// update it as they are stored. `None`: nobody to tell, or VK cannot say now.
+    pub async fn vk_reachable(&self, group_id: i64) -> StoreResult<Option<bool>> {
+        let Some(user_id) = self.store.community_settings(group_id).await?.and_then(|s| s.connected_by) else {
+            return Ok(None);
+        };
+        let now = now_ms();
+        if let Some((allowed, at)) = self.store.message_permission(group_id, user_id).await? {
+            if now - at < PERMISSION_FRESH_MS {
+                return Ok(Some(allowed));
+            }
+        }
+        let Some(key) = self.credentials.community_key(group_id).await? else { return Ok(None) };
+        match self.vk.messages_is_allowed_from_group(&key.token, vk::GroupId(group_id), vk::UserId(user_id)).await {
+            Ok(allowed) => {
+                self.store.set_message_permission(group_id, user_id, allowed, now).await?;
+                Ok(Some(allowed))
+            }
+            Err(e) => {
+                tracing::info!(group_id, error = %e, "VK did not say whether the community may write to its admin");
+                Ok(None)
+            }
+        }
     }
 
     async fn text(&self, t: &'static Msg, alert: &AlertRow) -> StoreResult<String> {
@@ -144,35 +176,34 @@ impl Alerts {
         Ok(if alert.sends > 1 { format!("{}{body}", t.alert_reminder) } else { body })
     }
 
-    /// A message from the community to the admin who connected it; `random_id` from the alert and the telling, so
-    /// a retried call never sends twice.
-    async fn by_vk(&self, alert: &AlertRow, text: &str) -> AlertOutcome {
+    /// A message from the community to the admin who connected it, with the `random_id` reserved for this telling
+    /// from the community's counter (`dedup`), so a repeated call never sends twice. A refusal VK states is kept
+    /// with its reason (`Reason::message_refusal`).
+    async fn by_vk(&self, alert: &AlertRow, text: &str) -> (AlertOutcome, Option<Reason>) {
         if alert.kind == AlertKind::BotPaused {
-            return AlertOutcome::NoKey; // the key is what VK refused
+            return (AlertOutcome::NoKey, None); // the key is what VK refused
         }
         let admin = match self.store.community_settings(alert.group_id).await {
             Ok(Some(s)) => s.connected_by,
             _ => None,
         };
         let (Some(admin), Ok(Some(key))) = (admin, self.credentials.community_key(alert.group_id).await) else {
-            return AlertOutcome::NoKey;
+            return (AlertOutcome::NoKey, None);
         };
-        let random_id = crate::bot::message_random_id(alert.group_id, &format!("alert-{}-{}", alert.id, alert.sends));
-        match self.vk.messages_send(&key.token, admin, random_id, text).await {
-            Ok(_) => AlertOutcome::Sent,
-            Err(e)
-                if matches!(
-                    e.code(),
-                    Some(vk::code::MESSAGES_DENY_SEND | vk::code::MESSAGES_PRIVACY | vk::code::MESSAGES_USER_BLOCKED)
-                ) =>
-            {
-                AlertOutcome::NotAllowed
-            }
-            Err(e) if e.needs_reauth() => AlertOutcome::NoKey,
-            Err(e) => {
-                tracing::warn!(group_id = alert.group_id, error = %e, "alert: VK did not take the message");
-                AlertOutcome::Failed
-            }
+        let Some(counter) = alert.random_id else { return (AlertOutcome::Failed, None) };
+        match self.vk.messages_send(&key.token, admin, random_id_of(counter), text).await {
+            Ok(_) => (AlertOutcome::Sent, None),
+            Err(e) if e.needs_reauth() => (AlertOutcome::NoKey, None),
+            Err(e) => match Reason::message_refusal(&e) {
+                Some(reason) => {
+                    tracing::info!(group_id = alert.group_id, %reason, "alert: VK refused the message; e-mail goes");
+                    (AlertOutcome::Refused, Some(reason))
+                }
+                None => {
+                    tracing::warn!(group_id = alert.group_id, error = %e, "alert: VK did not take the message");
+                    (AlertOutcome::Failed, None)
+                }
+            },
         }
     }
 

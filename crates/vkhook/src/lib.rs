@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod connect;
 pub mod credentials;
+pub mod dedup;
 pub mod error;
 pub mod forward;
 pub mod health;

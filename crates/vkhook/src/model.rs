@@ -282,8 +282,10 @@ text_enum! {
     /// How one way of telling the admin went.
     pub enum AlertOutcome {
         Sent = "sent",
-        /// VK: the admin has not allowed messages from the community (901/902).
+        /// VK: the admin has not allowed messages from the community (901/902; rows from before the reason was kept).
         NotAllowed = "not_allowed",
+        /// VK refused the message for a reason it states (the alert's `vk_reason`); e-mail still goes.
+        Refused = "refused",
         /// VK: no community key to send with (it was refused: VK-FACTS.md, error 5).
         NoKey = "no_key",
         Failed = "failed",
@@ -332,6 +334,20 @@ text_enum! {
         MessagesNotAllowed = "messages_not_allowed",
         /// 902: the person's privacy settings do not let the community write.
         MessagesPrivacy = "messages_privacy",
+        /// 943: the community may not write with this intent.
+        IntentCantUse = "intent_cant_use",
+        /// 944: the intent's limit is used up.
+        IntentLimit = "intent_limit",
+        /// 945: the community's messages are switched off.
+        ChatDisabled = "chat_disabled",
+        /// 950: the reply window is over.
+        ReplyTimedOut = "reply_timed_out",
+        /// 985: a notifications-only community.
+        NotificationsOnly = "notifications_only",
+        /// 987: a message request is needed first.
+        NeedMessageRequest = "need_message_request",
+        /// 988: the message request waits for the person.
+        PendingMessageRequest = "pending_message_request",
         /// Rows written before 900/901/902 were told apart.
         MessagesForbidden = "messages_forbidden",
         /// 212/213: comments are closed.
@@ -347,15 +363,35 @@ impl Reason {
     /// The reason a reply VK refused for good is recorded with.
     pub fn from_final_vk_error(e: &vk::Error) -> Reason {
         use vk::code;
+        if let Some(refusal) = Reason::message_refusal(e) {
+            return refusal;
+        }
         match e.code() {
-            // Final for this reply: VK will refuse it again until the person acts (dev.vk.com error list).
-            Some(code::MESSAGES_USER_BLOCKED) => Reason::Blacklisted,
-            Some(code::MESSAGES_DENY_SEND) => Reason::MessagesNotAllowed,
-            Some(code::MESSAGES_PRIVACY) => Reason::MessagesPrivacy,
             Some(code::WALL_ADD_REPLY_DENIED | code::WALL_REPLIES_DENIED) => Reason::CommentsClosed,
             Some(code::WALL_TOO_MANY_REPLIES) => Reason::TooManyReplies,
             _ => Reason::VkError,
         }
+    }
+
+    /// Why VK will not deliver a message from the community to this person now, when that is what `e` says: each
+    /// is final for that message, VK refuses it again until someone acts (`messages.send`'s errors,
+    /// https://dev.vk.com/ru/method/messages.send; `vendor/vk-api-schema/errors.json`). The bot's replies and the
+    /// alerts read VK's refusals here, and only here.
+    pub fn message_refusal(e: &vk::Error) -> Option<Reason> {
+        use vk::code;
+        Some(match e.code()? {
+            code::MESSAGES_USER_BLOCKED => Reason::Blacklisted,
+            code::MESSAGES_DENY_SEND => Reason::MessagesNotAllowed,
+            code::MESSAGES_PRIVACY => Reason::MessagesPrivacy,
+            code::MESSAGES_INTENT_CANT_USE => Reason::IntentCantUse,
+            code::MESSAGES_INTENT_LIMIT => Reason::IntentLimit,
+            code::MESSAGES_CHAT_DISABLED => Reason::ChatDisabled,
+            code::MESSAGES_REPLY_TIMED_OUT => Reason::ReplyTimedOut,
+            code::MESSAGES_NOTIFICATIONS_ONLY => Reason::NotificationsOnly,
+            code::MESSAGES_NEED_REQUEST => Reason::NeedMessageRequest,
+            code::MESSAGES_PENDING_REQUEST => Reason::PendingMessageRequest,
+            _ => return None,
+        })
     }
 }
 
@@ -517,5 +553,18 @@ mod tests {
         assert_eq!(Reason::from_final_vk_error(&api(901)), Reason::MessagesNotAllowed);
         assert_eq!(Reason::from_final_vk_error(&api(902)), Reason::MessagesPrivacy);
         assert_eq!(Reason::from_final_vk_error(&api(213)), Reason::CommentsClosed);
+        for (code, reason) in [
+            (943, Reason::IntentCantUse),
+            (944, Reason::IntentLimit),
+            (945, Reason::ChatDisabled),
+            (950, Reason::ReplyTimedOut),
+            (985, Reason::NotificationsOnly),
+            (987, Reason::NeedMessageRequest),
+            (988, Reason::PendingMessageRequest),
+        ] {
+            assert_eq!(Reason::from_final_vk_error(&api(code)), reason, "{code}");
+            assert_eq!(Reason::message_refusal(&api(code)), Some(reason), "{code}");
+        }
+        assert_eq!(Reason::message_refusal(&api(10)), None, "a transient error is not a refusal");
     }
 }

@@ -3,11 +3,12 @@
 //! replies, then records the whole run's results in one group commit:
 //!
 //! - `wall_reply_new` → `wall.createComment(reply_to_comment, from_group, guid = f(event))`
-//! - `message_new` → `messages.send(random_id = f(event))`
+//! - `message_new` → `messages.send(random_id = the community's counter, reserved with the event's claim)`
 //!
-//! The dedup keys come from the event, so a crash between sending and recording, a replay, or a second worker
-//! can never produce a second reply: VK returns the first one (`guid` of `wall.createComment`, `random_id` of
-//! `messages.send`, both in `vendor/vk-api-schema/{wall,messages}/methods.json`). The bot never answers the
+//! The dedup keys (`dedup`) are fixed before the first send and the same on every attempt, so a crash between
+//! sending and recording, a replay, or a second worker can never produce a second reply: VK returns the first one
+//! (`guid` of `wall.createComment`, `random_id` of `messages.send`, both in
+//! `vendor/vk-api-schema/{wall,messages}/methods.json`). The bot never answers the
 //! community's own comments or messages, nor its own echo. When VK refuses the key, [`BotControl`] pauses the
 //! community and its events wait until it is reconnected.
 
@@ -19,10 +20,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use vk::{CommentReply, Event, UserId};
 
 use crate::credentials::{CommunityKey, Credentials};
+use crate::dedup::{comment_guid, random_id_of};
 use crate::hooks::{CrashPoint, Hooks};
 use crate::logging::Untrusted;
 use crate::metrics::Metrics;
@@ -37,19 +38,6 @@ const PARK_MS: i64 = 3600 * 1000;
 
 /// Group chats have peer ids from 2·10⁹ (`peer_id` in `vendor/vk-api-schema/messages/objects.json`).
 const CHAT_PEER_START: i64 = 2_000_000_000;
-
-/// The comment `guid` for an event: the same event always gives the same guid.
-pub fn comment_guid(group_id: i64, event_id: &str) -> String {
-    let digest = Sha256::digest(format!("vkhook-guid:{group_id}:{event_id}").as_bytes());
-    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
-}
-
-/// The message `random_id` for an event: a positive 31-bit number, the same for the same event.
-pub fn message_random_id(group_id: i64, event_id: &str) -> i32 {
-    let digest = Sha256::digest(format!("vkhook-random:{group_id}:{event_id}").as_bytes());
-    let n = i32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) & 0x7fff_ffff;
-    n.max(1)
-}
 
 /// First names from `users.get`, kept for a while.
 #[derive(Default)]
@@ -387,7 +375,10 @@ impl Bot {
             None
         };
         let text = rules::fill_reply(&reply.template, first_name.as_deref());
-        let sent = self.send(&key, gid, &row.event_id, job.target, &text).await;
+        let sent = match self.send(&key, row, job.target, &text).await {
+            Some(sent) => sent,
+            None => return Ok(Outcome::Retry("no random_id reserved for the message yet".into())),
+        };
         if sent.is_ok() && self.hooks.fire(CrashPoint::BotAfterSend) {
             return Ok(Outcome::Crashed);
         }
@@ -449,17 +440,19 @@ impl Bot {
         }
     }
 
+    /// Sends the reply with its dedup key: the comment's `guid` from the event, the message's `random_id` reserved
+    /// with the event's claim (`None` when none is reserved: the next claim reserves it).
     async fn send(
         &self,
         key: &CommunityKey,
-        group_id: i64,
-        event_id: &str,
+        row: &InboxRow,
         target: Target,
         text: &str,
-    ) -> Result<i64, vk::Error> {
-        match target {
+    ) -> Option<Result<i64, vk::Error>> {
+        let group_id = row.group_id;
+        Some(match target {
             Target::Comment { owner_id, post_id, reply_to } => {
-                let guid = comment_guid(group_id, event_id);
+                let guid = comment_guid(group_id, &row.event_id);
                 let request = CommentReply {
                     owner_id,
                     post_id,
@@ -471,9 +464,10 @@ impl Bot {
                 self.vk.wall_create_comment(&key.token, &request).await.map(|c| c.comment_id)
             }
             Target::Message { peer_id } => {
-                self.vk.messages_send(&key.token, peer_id, message_random_id(group_id, event_id), text).await
+                let random_id = random_id_of(row.reply_random_id?);
+                self.vk.messages_send(&key.token, peer_id, random_id, text).await
             }
-        }
+        })
     }
 
     /// What a VK error means for the event: try later (transient), hold it (the key is dead: the community is
@@ -509,18 +503,6 @@ impl Bot {
 mod tests {
     use super::*;
     use crate::testkit::Kit;
-
-    #[test]
-    fn dedup_keys_are_stable_per_event_and_differ_between_events() {
-        assert_eq!(comment_guid(1001, "abc"), comment_guid(1001, "abc"));
-        assert_ne!(comment_guid(1001, "abc"), comment_guid(1001, "abd"));
-        assert_ne!(comment_guid(1001, "abc"), comment_guid(1002, "abc"));
-        assert_eq!(comment_guid(1, "x").len(), 32);
-        let r = message_random_id(1001, "abc");
-        assert_eq!(r, message_random_id(1001, "abc"));
-        assert!(r > 0);
-        assert_ne!(r, message_random_id(1001, "abd"));
-    }
 
     fn settings(comments: bool, messages: bool) -> BotSettings {
         BotSettings {

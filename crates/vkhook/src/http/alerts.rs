@@ -6,8 +6,8 @@ use axum::response::Response;
 
 use crate::app::AppState;
 use crate::error::{AppError, AppResult, Problem};
-use crate::i18n::Msg;
-use crate::model::{AlertKind, AlertOutcome};
+use crate::i18n::{fill, Msg};
+use crate::model::{AlertKind, AlertOutcome, Reason};
 
 use super::access::Trusted;
 use super::forms::FormPairs;
@@ -21,26 +21,29 @@ pub struct AlertView {
     pub time: String,
     pub what: &'static str,
     pub sends: i64,
-    pub vk: &'static str,
-    pub email: &'static str,
+    pub vk: String,
+    pub email: String,
     pub resolved: bool,
 }
 
 pub struct AlertsCard {
     pub recipient: String,
+    /// Whether a VK message would reach the recipient, said before any alert: (words, css class).
+    pub reachable: Option<(&'static str, &'static str)>,
     pub email: String,
     pub email_configured: bool,
     pub alerts: Vec<AlertView>,
 }
 
-fn outcome(t: &'static Msg, o: Option<AlertOutcome>) -> &'static str {
+fn outcome(t: &'static Msg, o: Option<AlertOutcome>, reason: Option<Reason>) -> String {
     match o {
-        Some(AlertOutcome::Sent) => t.alerts_sent,
-        Some(AlertOutcome::NotAllowed) => t.alerts_not_allowed,
-        Some(AlertOutcome::NoKey) => t.alerts_no_key,
-        Some(AlertOutcome::Failed) | None => t.alerts_failed,
-        Some(AlertOutcome::NotConfigured) => t.alerts_not_configured,
-        Some(AlertOutcome::NoAddress) => t.alerts_no_address,
+        Some(AlertOutcome::Sent) => t.alerts_sent.into(),
+        Some(AlertOutcome::NotAllowed) => t.alerts_not_allowed.into(),
+        Some(AlertOutcome::Refused) => fill(t.alerts_refused, &[("why", super::events::reason_words(t, reason))]),
+        Some(AlertOutcome::NoKey) => t.alerts_no_key.into(),
+        Some(AlertOutcome::Failed) | None => t.alerts_failed.into(),
+        Some(AlertOutcome::NotConfigured) => t.alerts_not_configured.into(),
+        Some(AlertOutcome::NoAddress) => t.alerts_no_address.into(),
     }
 }
 
@@ -65,13 +68,20 @@ pub async fn alerts_card(app: &AppState, t: &'static Msg, group_id: i64) -> AppR
                 AlertKind::VkFailed => t.alerts_kind_vk_failed,
             },
             sends: a.sends,
-            vk: outcome(t, a.vk_result),
-            email: outcome(t, a.email_result),
+            vk: outcome(t, a.vk_result, a.vk_reason),
+            email: outcome(t, a.email_result, None),
             resolved: a.resolved_at.is_some(),
         })
         .collect();
+    let reachable = match app.alerts.vk_reachable(group_id).await? {
+        Some(true) => Some((t.alerts_vk_reachable, "ok")),
+        Some(false) => Some((t.alerts_vk_unreachable, "warn")),
+        None if recipient.is_empty() => None,
+        None => Some((t.alerts_vk_unknown, "muted")),
+    };
     Ok(AlertsCard {
         recipient,
+        reachable,
         email: app.store.alert_email(group_id).await?.unwrap_or_default(),
         email_configured: app.alerts.email_configured(),
         alerts,

@@ -45,7 +45,7 @@ fn status_label(t: &'static Msg, status: EventStatus) -> (&'static str, &'static
     }
 }
 
-fn reason_words(t: &'static Msg, reason: Option<Reason>) -> &'static str {
+pub fn reason_words(t: &'static Msg, reason: Option<Reason>) -> &'static str {
     let Some(reason) = reason else { return t.why_vk_error };
     match reason {
         Reason::CommentsOff => t.why_comments_off,
@@ -61,6 +61,13 @@ fn reason_words(t: &'static Msg, reason: Option<Reason>) -> &'static str {
         Reason::Blacklisted => t.why_blacklisted,
         Reason::MessagesNotAllowed => t.why_messages_not_allowed,
         Reason::MessagesPrivacy => t.why_messages_privacy,
+        Reason::IntentCantUse => t.why_intent_cant_use,
+        Reason::IntentLimit => t.why_intent_limit,
+        Reason::ChatDisabled => t.why_chat_disabled,
+        Reason::ReplyTimedOut => t.why_reply_timed_out,
+        Reason::NotificationsOnly => t.why_notifications_only,
+        Reason::NeedMessageRequest => t.why_need_message_request,
+        Reason::PendingMessageRequest => t.why_pending_message_request,
         Reason::CommentsClosed => t.why_comments_closed,
         Reason::TooManyReplies => t.why_too_many_replies,
         Reason::GaveUp => t.why_gave_up,

@@ -2,7 +2,7 @@
 //! conditional writes, so two instances that see the same trouble tell the admin once.
 
 use super::{on_pool, Store, StoreResult};
-use crate::model::{AlertKind, AlertOutcome};
+use crate::model::{AlertKind, AlertOutcome, Reason};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AlertRow {
@@ -17,10 +17,14 @@ pub struct AlertRow {
     pub last_sent_at: i64,
     pub vk_result: Option<AlertOutcome>,
     pub email_result: Option<AlertOutcome>,
+    /// The community's `random_id` counter value reserved for this telling's VK message.
+    pub random_id: Option<i64>,
+    /// Why VK refused the message, when it did.
+    pub vk_reason: Option<Reason>,
 }
 
-const ALERT_COLUMNS: &str =
-    "id, group_id, kind, subject, detail, started_at, resolved_at, sends, last_sent_at, vk_result, email_result";
+const ALERT_COLUMNS: &str = "id, group_id, kind, subject, detail, started_at, resolved_at, sends, last_sent_at, \
+    vk_result, email_result, random_id, vk_reason";
 
 impl Store {
     /// Opens an alert unless one of the same kind and subject is open: its id when this call opened it.
@@ -39,14 +43,29 @@ impl Store {
     }
 
     /// Takes the right to tell the admin about an open alert now: the first time, or again when the last time was
-    /// before `remind_before`. Only one caller gets it.
+    /// before `remind_before`. Only one caller gets it, with this telling's `random_id` reserved from the
+    /// community's counter in the same transaction (the bot's replies use the same counter: `dedup`).
     pub async fn claim_alert_send(&self, id: i64, now: i64, remind_before: i64) -> StoreResult<Option<AlertRow>> {
         let q = format!(
-            "UPDATE alerts SET sends = sends + 1, last_sent_at = $2 WHERE id = $1 AND resolved_at IS NULL \
-             AND (sends = 0 OR last_sent_at < $3) RETURNING {ALERT_COLUMNS}"
+            "UPDATE alerts SET sends = sends + 1, last_sent_at = $2, vk_reason = NULL WHERE id = $1 \
+             AND resolved_at IS NULL AND (sends = 0 OR last_sent_at < $3) RETURNING {ALERT_COLUMNS}"
         );
-        Ok(on_pool!(self, pool => sqlx::query_as::<_, AlertRow>(&q).bind(id).bind(now).bind(remind_before)
-            .fetch_optional(pool).await?))
+        Ok(on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let claimed = sqlx::query_as::<_, AlertRow>(&q).bind(id).bind(now).bind(remind_before)
+                .fetch_optional(&mut *tx).await?;
+            let claimed = match claimed {
+                Some(mut alert) => {
+                    alert.random_id = super::reserve_random_ids!(tx, alert.group_id, 1);
+                    sqlx::query("UPDATE alerts SET random_id = $2 WHERE id = $1")
+                        .bind(id).bind(alert.random_id).execute(&mut *tx).await?;
+                    Some(alert)
+                }
+                None => None,
+            };
+            tx.commit().await?;
+            claimed
+        }))
     }
 
     /// Open alerts whose last telling was before `remind_before`.
@@ -55,15 +74,17 @@ impl Store {
         Ok(on_pool!(self, pool => sqlx::query_scalar(q).bind(remind_before).fetch_all(pool).await?))
     }
 
-    /// How the last telling went.
+    /// How the last telling went (and why VK refused its message, if it did).
     pub async fn record_alert_results(
         &self,
         id: i64,
         vk: Option<AlertOutcome>,
+        vk_reason: Option<Reason>,
         email: Option<AlertOutcome>,
     ) -> StoreResult<()> {
-        let q = "UPDATE alerts SET vk_result = $2, email_result = $3 WHERE id = $1";
-        on_pool!(self, pool => sqlx::query(q).bind(id).bind(vk).bind(email).execute(pool).await?.rows_affected());
+        let q = "UPDATE alerts SET vk_result = $2, vk_reason = $3, email_result = $4 WHERE id = $1";
+        on_pool!(self, pool => sqlx::query(q).bind(id).bind(vk).bind(vk_reason).bind(email)
+            .execute(pool).await?.rows_affected());
         Ok(())
     }
 
@@ -98,5 +119,21 @@ impl Store {
         let found: Option<Option<String>> =
             on_pool!(self, pool => sqlx::query_scalar(q).bind(group_id).fetch_optional(pool).await?);
         Ok(found.flatten())
+    }
+
+    /// Whether `user_id` lets community `group_id` write to them, and as of when (VK's answer or their own event).
+    pub async fn message_permission(&self, group_id: i64, user_id: i64) -> StoreResult<Option<(bool, i64)>> {
+        let q = "SELECT allowed, checked_at FROM message_permissions WHERE group_id = $1 AND user_id = $2";
+        Ok(on_pool!(self, pool => sqlx::query_as(q).bind(group_id).bind(user_id).fetch_optional(pool).await?))
+    }
+
+    /// Records VK's answer as of `at`; a newer one (a later event) is never overwritten.
+    pub async fn set_message_permission(&self, group_id: i64, user_id: i64, allowed: bool, at: i64) -> StoreResult<()> {
+        let q = "INSERT INTO message_permissions (group_id, user_id, allowed, checked_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (group_id, user_id) DO UPDATE SET allowed = excluded.allowed, \
+                 checked_at = excluded.checked_at WHERE excluded.checked_at >= message_permissions.checked_at";
+        on_pool!(self, pool => sqlx::query(q).bind(group_id).bind(user_id).bind(allowed).bind(at)
+            .execute(pool).await?.rows_affected());
+        Ok(())
     }
 }

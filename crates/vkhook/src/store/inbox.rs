@@ -49,10 +49,13 @@ pub struct InboxRow {
     pub result: Option<String>,
     pub last_error: Option<String>,
     pub processed_at: Option<i64>,
+    /// The community's `random_id` counter value reserved for this event's reply (a `message_new` claimed by a
+    /// worker): the same on every attempt (see `dedup`).
+    pub reply_random_id: Option<i64>,
 }
 
 const INBOX_COLUMNS: &str = "id, group_id, event_id, event_type, payload, received_at, status, attempts, \
-    next_attempt_at, result, last_error, processed_at";
+    next_attempt_at, result, last_error, processed_at, reply_random_id";
 
 /// The claim's three statements (see [`Store::claim_inbox_runs`]).
 struct ClaimSql {
@@ -403,6 +406,18 @@ impl Store {
                     .fetch_all(&mut *tx).await?;
                 sqlx::query(take).bind(group_id).bind(owner).bind(lease_until).bind(now).execute(&mut *tx).await?;
                 rows.sort_by_key(|r| r.id);
+                // A message's `random_id` is reserved with its claim, before any send, once: a retry reuses it.
+                let need: Vec<usize> = (0..rows.len())
+                    .filter(|i| rows[*i].event_type == "message_new" && rows[*i].reply_random_id.is_none())
+                    .collect();
+                if let Some(start) = super::reserve_random_ids!(tx, group_id, need.len()) {
+                    for (k, i) in need.into_iter().enumerate() {
+                        let value = start + k as i64;
+                        sqlx::query("UPDATE inbox_events SET reply_random_id = $2 WHERE id = $1")
+                            .bind(rows[i].id).bind(value).execute(&mut *tx).await?;
+                        rows[i].reply_random_id = Some(value);
+                    }
+                }
                 runs.push(rows);
             }
             tx.commit().await?;

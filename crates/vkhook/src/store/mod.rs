@@ -44,6 +44,30 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+/// Reserves `$n` values of community `$group_id`'s `random_id` counter in the transaction `$tx` (see `dedup`): the
+/// first reserved value, or `None` when `$n` is 0 or the community has no settings. The first reservation starts
+/// the counter at a random place. One conditional update: two instances never get the same values.
+macro_rules! reserve_random_ids {
+    ($tx:ident, $group_id:expr, $n:expr) => {{
+        let n = $n as i64;
+        if n == 0 {
+            None
+        } else {
+            let q = "UPDATE community_settings SET next_random_id = \
+                     CASE WHEN next_random_id = 0 THEN $2 ELSE next_random_id END + $3 \
+                     WHERE group_id = $1 RETURNING next_random_id";
+            let after: Option<i64> = sqlx::query_scalar(q)
+                .bind($group_id)
+                .bind(crate::dedup::random_id_start())
+                .bind(n)
+                .fetch_optional(&mut *$tx)
+                .await?;
+            after.map(|v| v - n)
+        }
+    }};
+}
+pub(crate) use reserve_random_ids;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database URL {0:?} is neither sqlite:// nor postgres://")]

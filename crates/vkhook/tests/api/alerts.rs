@@ -87,3 +87,44 @@ async fn a_disabled_endpoint_and_a_dead_key_are_told_once_by_vk_message_and_by_e
     assert_eq!(to_anna(&app).len(), 1);
     assert_eq!(smtp.mails().len(), 2);
 }
+
+/// The card says before any alert whether a VK message can reach the admin (`messages.isMessagesFromGroupAllowed`),
+/// and the admin's own «Разрешить сообщения» (`message_allow`) changes it as it arrives. When VK refuses an alert's
+/// message (945: the community's messages switched off), the card says why in plain words, and the e-mail goes.
+#[tokio::test]
+async fn the_card_says_in_advance_whether_vk_messages_arrive_and_a_refusal_falls_back_to_email() {
+    let (app, smtp) = with_mail().await;
+    app.connected_with_rules(1001, &[]).await;
+    let card = app.get("/communities/1001").await.text().await.unwrap();
+    assert!(card.contains("Сообщения ВКонтакте не дойдут"), "before any alert: {card}");
+    assert!(app.store().alerts(1001, 10).await.unwrap().is_empty(), "nothing was sent to find out");
+    // Анна presses «Разрешить сообщения» in VK: the event updates it as it is stored.
+    app.sandbox_control("/_sandbox/groups/1001/permission", serde_json::json!({"user_id": 1, "allowed": true})).await;
+    eventually(10, "the card to say they arrive", || async {
+        let card = app.get("/communities/1001").await.text().await.unwrap();
+        card.contains("Сообщения ВКонтакте дойдут").then_some(())
+    })
+    .await;
+    app.post_with_csrf("/communities/1001", "/communities/1001/alerts", &[("email", "anna@example.com")]).await;
+
+    // The community's messages are switched off at VK: the alert's message is refused with 945.
+    app.sandbox_control("/_sandbox/groups/1001/messaging", serde_json::json!({"enabled": false})).await;
+    app.state.alerts.raise(1001, AlertKind::VkFailed, "", "");
+    let mail = eventually(10, "the e-mail", || async { smtp.mails().into_iter().next() }).await;
+    assert_eq!(mail.to, ["anna@example.com"]);
+    let alert = eventually(10, "the alert recorded", || async {
+        let a = app.store().alerts(1001, 10).await.unwrap().into_iter().next()?;
+        a.email_result.is_some().then_some(a)
+    })
+    .await;
+    assert_eq!(alert.vk_result, Some(AlertOutcome::Refused));
+    assert_eq!(alert.vk_reason, Some(vkhook::model::Reason::ChatDisabled));
+    assert_eq!(alert.email_result, Some(AlertOutcome::Sent));
+    assert!(to_anna(&app).is_empty());
+    let card = app.get("/communities/1001").await.text().await.unwrap();
+    assert!(
+        card.contains("не доставлено: не отправлено: в сообществе выключены сообщения")
+            || card.contains("выключены сообщения"),
+        "{card}"
+    );
+}

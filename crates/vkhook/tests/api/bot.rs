@@ -550,3 +550,33 @@ async fn a_communitys_replies_go_out_in_the_order_its_comments_came() {
     got.sort();
     assert_eq!(got, all, "every comment answered once");
 }
+
+/// VK's final refusals of a message each get plain words in the log: the community's messages switched off (945)
+/// and the reply window over (950), set at the sandbox as an admin or time would. Nothing is retried.
+#[tokio::test]
+async fn messages_off_and_a_closed_reply_window_are_said_in_plain_words() {
+    let app = TestApp::spawn().await;
+    app.connected_with_rules(1001, &[("привет", "Привет!")]).await;
+    app.sandbox_control("/_sandbox/groups/1001/messaging", serde_json::json!({"reply_window_over": [2]})).await;
+    app.sandbox.message(1001, 2, "привет").unwrap();
+    eventually(10, "the first refusal", || async { app.events(1001, Some("failed"), None).await.into_iter().next() })
+        .await;
+    app.sandbox_control(
+        "/_sandbox/groups/1001/messaging",
+        serde_json::json!({"enabled": false, "reply_window_over": []}),
+    )
+    .await;
+    app.sandbox.message(1001, 2, "привет ещё раз").unwrap();
+    eventually(10, "the second refusal", || async {
+        (app.events(1001, Some("failed"), None).await.len() == 2).then_some(())
+    })
+    .await;
+    app.wait_until_idle().await;
+    let page = app.get("/communities/1001/events").await.text().await.unwrap();
+    assert!(page.contains("время, в которое сообщество могло ответить, истекло. Ответить можно, когда человек напишет снова. Повторять не будем (950)"), "{page}");
+    assert!(
+        page.contains("в сообществе выключены сообщения (Управление → Сообщения). Повторять не будем (945)"),
+        "{page}"
+    );
+    assert!(app.bot_messages(1001).is_empty());
+}

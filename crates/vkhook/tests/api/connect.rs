@@ -537,7 +537,8 @@ async fn a_failed_server_is_repaired_by_an_edit_when_vk_confirms_it_again() {
         alerts.into_iter().find(|a| a.kind == vkhook::model::AlertKind::VkFailed && a.vk_result.is_some())
     })
     .await;
-    assert_eq!(alert.vk_result, Some(vkhook::model::AlertOutcome::NotAllowed));
+    assert_eq!(alert.vk_result, Some(vkhook::model::AlertOutcome::Refused));
+    assert_eq!(alert.vk_reason, Some(vkhook::model::Reason::MessagesNotAllowed), "901 in words");
     assert_eq!(alert.email_result, Some(vkhook::model::AlertOutcome::NotConfigured));
     let r = app.post_with_csrf("/communities/1001", "/communities/1001/check", &[]).await;
     assert_eq!(r.status(), 303);

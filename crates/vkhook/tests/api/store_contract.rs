@@ -71,6 +71,8 @@ contract! {
     deliveries_are_claimed_per_endpoint_under_its_lease_and_settled => deliveries_are_claimed_per_endpoint_under_its_lease_and_settled;
     an_endpoint_failing_too_long_or_gone_is_disabled => an_endpoint_failing_too_long_or_gone_is_disabled;
     an_alert_is_told_once_and_reminded_after_its_period => an_alert_is_told_once_and_reminded_after_its_period;
+    random_ids_never_repeat_and_a_retry_keeps_its_own => random_ids_never_repeat_and_a_retry_keeps_its_own;
+    message_permissions_follow_the_persons_events => message_permissions_follow_the_persons_events;
     the_overview_counts_each_community_in_one_query => the_overview_counts_each_community_in_one_query;
     a_bulk_run_lists_its_communities_in_order_with_their_setups => a_bulk_run_lists_its_communities_in_order_with_their_setups;
 }
@@ -995,11 +997,17 @@ async fn an_alert_is_told_once_and_reminded_after_its_period(store: &Store) {
     let told = store.claim_alert_send(id, 1_010, 0).await.unwrap().unwrap();
     assert_eq!((told.sends, told.last_sent_at, told.detail.as_str()), (1, 1_010, "CRM\ngone"));
     assert_eq!(store.claim_alert_send(id, 1_011, 0).await.unwrap(), None, "told already");
-    store.record_alert_results(id, Some(AlertOutcome::Sent), Some(AlertOutcome::NoAddress)).await.unwrap();
-    // A reminder once the last telling is older than the period.
+    let refused = Some(vkhook::model::Reason::ChatDisabled);
+    store.record_alert_results(id, Some(AlertOutcome::Refused), refused, Some(AlertOutcome::NoAddress)).await.unwrap();
+    let recorded = store.alerts(1001, 10).await.unwrap().into_iter().find(|a| a.id == id).unwrap();
+    assert_eq!((recorded.vk_result, recorded.vk_reason), (Some(AlertOutcome::Refused), refused));
+    // A reminder once the last telling is older than the period, with a `random_id` of its own.
     assert!(store.alerts_to_remind(1_010).await.unwrap().is_empty());
     assert_eq!(store.alerts_to_remind(2_000).await.unwrap(), [id]);
-    assert_eq!(store.claim_alert_send(id, 2_000, 1_500).await.unwrap().unwrap().sends, 2);
+    let again = store.claim_alert_send(id, 2_000, 1_500).await.unwrap().unwrap();
+    assert_eq!(again.sends, 2);
+    assert_eq!(again.vk_reason, None, "a new telling, no refusal yet");
+    assert!(told.random_id.is_some() && again.random_id.is_some() && told.random_id != again.random_id);
     // Resolved: closed; the same trouble later is a new alert.
     assert_eq!(store.resolve_alerts(1001, AlertKind::EndpointDisabled, Some("ep_a"), 3_000).await.unwrap(), 1);
     assert_eq!(store.claim_alert_send(id, 9_000, 9_000).await.unwrap(), None);
@@ -1009,7 +1017,7 @@ async fn an_alert_is_told_once_and_reminded_after_its_period(store: &Store) {
     let first = all.iter().find(|a| a.id == id).unwrap();
     assert_eq!(
         (first.resolved_at, first.vk_result, first.email_result),
-        (Some(3_000), Some(AlertOutcome::Sent), Some(AlertOutcome::NoAddress))
+        (Some(3_000), Some(AlertOutcome::Refused), Some(AlertOutcome::NoAddress))
     );
     assert_eq!(store.resolve_alerts(1001, AlertKind::EndpointDisabled, None, 5_000).await.unwrap(), 2, "every subject");
 }
@@ -1043,4 +1051,104 @@ async fn the_overview_counts_each_community_in_one_query(store: &Store) {
     store.record_path_check(1001, 6_000, PathOutcome::Arrived, "12").await.unwrap();
     assert_eq!(store.path_check(1001).await.unwrap(), Some((6_000, PathOutcome::Arrived, "12".to_owned())));
     assert_eq!(store.path_check(1002).await.unwrap(), None);
+}
+
+fn message(group_id: i64, n: u32, from: i64) -> NewInboxEvent {
+    NewInboxEvent {
+        event_type: "message_new".into(),
+        payload: format!(
+            r#"{{"type":"message_new","group_id":{group_id},"object":{{"message":{{"id":{n},"from_id":{from},"peer_id":{from},"text":"?","out":0}}}}}}"#
+        ),
+        ..event(group_id, n)
+    }
+}
+
+/// 100 000 reply and alert jobs to two people get 100 000 different `random_id`s from the community's counter, each
+/// reserved with its claim; a job claimed again (a retry) keeps its own. (A hash of the event would collide by the
+/// birthday bound: ~55 000 sends for even odds.)
+async fn random_ids_never_repeat_and_a_retry_keeps_its_own(store: &Store) {
+    use vkhook::model::AlertKind;
+    store.upsert_community(&zerno()).await.unwrap();
+    const MESSAGES: u32 = 98_000;
+    const ALERTS: usize = 2_000;
+    let events: Vec<NewInboxEvent> = (1..=MESSAGES).map(|n| message(1001, n, 2 + i64::from(n % 2))).collect();
+    for chunk in events.chunks(5_000) {
+        store.insert_inbox_batch(chunk).await.unwrap();
+    }
+    let mut seen = std::collections::HashSet::new();
+    let now = now_ms();
+    // The first run is claimed, one of its jobs is retried and claimed again: the same value.
+    let first = claim(store, "a", now, now + 60_000, 1, 1_000).await;
+    let retried = first[0].clone();
+    let mut done: Vec<(i64, Settle)> = first[1..].iter().map(|r| (r.id, Settle::Release)).collect();
+    done.push((retried.id, Settle::Retry { next_attempt_at: now, error: "VK error 6".into() }));
+    settle_events(store, "a", &done).await.unwrap();
+    let again = claim(store, "a", now, now + 60_000, 1, 1).await;
+    assert_eq!(again[0].id, retried.id);
+    assert_eq!(again[0].reply_random_id, retried.reply_random_id, "a retried job keeps its random_id");
+    finish(store, "a", retried.id, EventStatus::Done, None).await;
+    assert!(seen.insert(vkhook::dedup::random_id_of(retried.reply_random_id.unwrap())));
+    loop {
+        let run = claim(store, "a", now, now + 60_000, 1, 1_000).await;
+        if run.is_empty() {
+            break;
+        }
+        for row in &run {
+            let counter = row.reply_random_id.expect("reserved with the claim");
+            assert!(seen.insert(vkhook::dedup::random_id_of(counter)), "a repeated random_id");
+        }
+        let done: Vec<(i64, Settle)> = run
+            .iter()
+            .map(|r| (r.id, Settle::Finish { status: EventStatus::Done, result: "{}".into(), error: None }))
+            .collect();
+        settle_events(store, "a", &done).await.unwrap();
+    }
+    // The alerts draw on the same counter.
+    for i in 0..ALERTS {
+        let id = store.open_alert(1001, AlertKind::EndpointDisabled, &format!("ep_{i}"), "", 1).await.unwrap().unwrap();
+        let told = store.claim_alert_send(id, 2, 0).await.unwrap().unwrap();
+        assert!(seen.insert(vkhook::dedup::random_id_of(told.random_id.unwrap())), "an alert repeated a random_id");
+    }
+    assert_eq!(seen.len(), MESSAGES as usize + ALERTS);
+    assert!(seen.iter().all(|r| *r > 0));
+}
+
+/// The person's own «Разрешить сообщения» / «Запретить» arrive as events and update what the card says, in the
+/// statement that stores them; VK's later answer is taken, an older one never overwrites a newer event.
+async fn message_permissions_follow_the_persons_events(store: &Store) {
+    store.upsert_community(&zerno()).await.unwrap();
+    assert_eq!(store.message_permission(1001, 1).await.unwrap(), None);
+    store.set_message_permission(1001, 1, false, 1_000).await.unwrap();
+    assert_eq!(store.message_permission(1001, 1).await.unwrap(), Some((false, 1_000)));
+    let allow = |n: u32, at: i64| NewInboxEvent {
+        event_type: "message_allow".into(),
+        payload: r#"{"type":"message_allow","group_id":1001,"object":{"user_id":1,"key":""}}"#.into(),
+        received_at: at,
+        ..event(1001, n)
+    };
+    let deny = |n: u32, at: i64| NewInboxEvent {
+        event_type: "message_deny".into(),
+        payload: r#"{"type":"message_deny","group_id":1001,"object":{"user_id":1}}"#.into(),
+        received_at: at,
+        ..event(1001, n)
+    };
+    store.insert_inbox_batch(&[allow(1, 2_000)]).await.unwrap();
+    assert_eq!(store.message_permission(1001, 1).await.unwrap(), Some((true, 2_000)));
+    // Both in one commit: the later one wins.
+    store.insert_inbox_batch(&[allow(2, 3_000), deny(3, 3_001)]).await.unwrap();
+    assert_eq!(store.message_permission(1001, 1).await.unwrap(), Some((false, 3_001)));
+    // VK's answer as of an older time does not overwrite it; a newer one does.
+    store.set_message_permission(1001, 1, true, 3_000).await.unwrap();
+    assert_eq!(store.message_permission(1001, 1).await.unwrap(), Some((false, 3_001)));
+    store.set_message_permission(1001, 1, true, 4_000).await.unwrap();
+    assert_eq!(store.message_permission(1001, 1).await.unwrap(), Some((true, 4_000)));
+    // A malformed one is stored and changes nothing (ingest never fails on it).
+    let odd = NewInboxEvent {
+        event_type: "message_deny".into(),
+        payload: r#"{"type":"message_deny","group_id":1001,"object":{"user_id":"x"}}"#.into(),
+        received_at: 5_000,
+        ..event(1001, 9)
+    };
+    assert_eq!(store.insert_inbox_batch(&[odd]).await.unwrap(), [Inserted::New]);
+    assert_eq!(store.message_permission(1001, 1).await.unwrap(), Some((true, 4_000)));
 }
