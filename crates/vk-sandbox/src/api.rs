@@ -574,7 +574,7 @@ fn wall_create_comment(world: &mut World, call: &Call, fx: &mut Effects) -> ApiR
                 return Err(ApiError::new(15, "Access denied: no access to this community"));
             }
             // A community token needs no right for it: `wall` is a user right, and the schema's
-            // `access_token_type` for wall.createComment is [user, group] (VK-FACTS.md, "Community token rights").
+            // `access_token_type` for wall.createComment is [user, group] (https://dev.vk.com/ru/method/wall.createComment).
             -g
         }
         TokenOwner::User(u) => {

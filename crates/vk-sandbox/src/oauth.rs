@@ -312,7 +312,7 @@ const COMMUNITY_PARAMS: [&str; 7] = ["client_id", "redirect_uri", "group_ids", "
 
 /// Community scope names from `scope`: names separated by commas or spaces, or a bit mask. A right VK does not
 /// document for community tokens (`wall`, say) makes the whole request invalid, as VK refuses an invalid scope
-/// (VK-FACTS.md, "Community token rights": dev.vk.com "Права доступа для токена сообщества").
+/// (dev.vk.com "Права доступа для токена сообщества", https://dev.vk.com/ru/reference/access-rights).
 fn community_scopes(scope: &str) -> Result<BTreeSet<String>, String> {
     use crate::world::COMMUNITY_RIGHTS;
     if let Ok(mask) = scope.trim().parse::<u64>() {
@@ -341,7 +341,7 @@ fn check_community_request(world: &World, q: &HashMap<String, String>) -> Result
     if !redirect_allowed(world, get("redirect_uri")) {
         return Err(error_page(StatusCode::BAD_REQUEST, "Адрес redirect_uri не разрешён для этого приложения."));
     }
-    // VK answers an invalid scope with its own error page and no redirect (vk-android-sdk#518; VK-FACTS.md).
+    // VK answers an invalid scope with its own error page and no redirect (vk-android-sdk#518, https://github.com/VKCOM/vk-android-sdk/issues/518).
     match community_scopes(get("scope")) {
         Err(why) => {
             return Err(error_page(StatusCode::BAD_REQUEST, &format!("Неверный параметр scope: {why}.")));

@@ -239,7 +239,7 @@ pub struct App {
     /// Exact redirect URIs allowed; empty: any `http(s)://` loopback address.
     pub redirect_uris: Vec<String>,
     /// Whether VK ID grants this app the `groups` scope. VK grants it only after a request to VK support; without
-    /// it, VK ID drops `groups` from what it grants, and the token answer's `scope` says so (VK-FACTS.md).
+    /// it, VK ID drops `groups` from what it grants, and the token answer's `scope` says so (https://id.vk.com/about/business/go/docs/ru/vkid/latest/vk-id/connection/api-integration/api-description).
     pub grants_groups: bool,
 }
 

@@ -5,8 +5,8 @@
 //!
 //! Two ways, each recorded with how it went (the «Уведомления» card shows them):
 //! - a message from the community (`messages.send` with the community key, to the admin who connected it). VK
-//!   delivers it only if the admin allowed messages from the community (901/902 otherwise, VK-FACTS.md "Replies").
-//!   When the trouble is the key itself (error 5, VK-FACTS.md "Errors"), there is no key to send with: that alert
+//!   delivers it only if the admin allowed messages from the community (901/902 otherwise, https://dev.vk.com/ru/method/messages.send).
+//!   When the trouble is the key itself (error 5, https://dev.vk.com/ru/reference/errors), there is no key to send with: that alert
 //!   goes by e-mail only.
 //! - an e-mail through `VKHOOK_SMTP_URL`, to the address an administrator gave on the card.
 //!

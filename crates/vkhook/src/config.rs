@@ -163,6 +163,8 @@ pub struct Timing {
     pub proof_fresh: Duration,
     /// How long our server may stay `failed` after an edit before it is replaced by a fresh one.
     pub failed_server_grace: Duration,
+    /// When the health card and the overview say «события перестали приходить».
+    pub silence: crate::health::Silence,
 }
 
 impl Default for Timing {
@@ -188,6 +190,7 @@ impl Default for Timing {
             role_ttl: Duration::from_secs(180),
             proof_fresh: Duration::from_secs(24 * 3600),
             failed_server_grace: Duration::from_secs(5),
+            silence: crate::health::Silence::default(),
         }
     }
 }

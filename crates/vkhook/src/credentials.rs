@@ -22,7 +22,7 @@ use crate::store::{now_ms, Store, StoreError, StoreResult};
 use crate::vault::{Sealed, Slot, Vault};
 
 /// How long the previous callback secret is still accepted after a rotation. VK retries a failed delivery after
-/// 10 s, 3 min, 10 min, 30 min and 1 h (VK-FACTS.md, "Callback API delivery"), about two hours in all, with the body
+/// 10 s, 3 min, 10 min, 30 min and 1 h (https://dev.vk.com/ru/api/callback/getting-started), about two hours in all, with the body
 /// (and the secret) it first built.
 pub const PREVIOUS_SECRET_WINDOW: Duration = Duration::from_secs(2 * 3600);
 

@@ -286,7 +286,7 @@ text_enum! {
         NotAllowed = "not_allowed",
         /// VK refused the message for a reason it states (the alert's `vk_reason`); e-mail still goes.
         Refused = "refused",
-        /// VK: no community key to send with (it was refused: VK-FACTS.md, error 5).
+        /// VK: no community key to send with (it was refused: error 5, https://dev.vk.com/ru/reference/errors).
         NoKey = "no_key",
         Failed = "failed",
         /// E-mail: `VKHOOK_SMTP_URL` is not set.

@@ -2,12 +2,12 @@
 //!
 //! - **One consent.** oauth.vk.com's community authorization takes several communities in `group_ids`, and the
 //!   code exchange returns one `access_token_<id>` per community the admin left ticked
-//!   (https://dev.vk.com/ru/api/access-token/authcode-flow-community; VK-FACTS.md "Tokens"). VK documents no limit on
+//!   (https://dev.vk.com/ru/api/access-token/authcode-flow-community). VK documents no limit on
 //!   how many communities one consent may name; the only bound we know of is the URL's length (a proxy's request
 //!   line is commonly limited to 8 KB). A run asks for at most [`CONSENT_MAX_COMMUNITIES`] per consent (about 1 KB
 //!   of ids) and chains the next consent when the first comes back.
 //! - **Then every community's own setup run**, all at once: each uses its own key, whose calls are paced by the VK
-//!   client's per-key limit (20 requests/s, VK-FACTS.md "Rate limits"); a run makes its calls one after another.
+//!   client's per-key limit (20 requests/s for a community key, https://dev.vk.com/ru/api/api-requests); a run makes its calls one after another.
 //! - **Resumable.** The run's record lists the communities; each one's progress is its setup record, with a lease:
 //!   a reload shows it, a second click joins the runs still going, and a crash is resumed (`resume_abandoned`).
 //!   A community left unticked at VK fails as «not granted» and has its own «Попробовать снова».

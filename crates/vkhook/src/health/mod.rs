@@ -20,6 +20,65 @@ pub enum LastError {
     Vk(String),
 }
 
+/// A community's recent pace: events in a window, and when the first and the last came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, sqlx::FromRow)]
+pub struct Activity {
+    pub events: i64,
+    pub first_at: Option<i64>,
+    pub last_at: Option<i64>,
+}
+
+/// When VK says our server is fine but a community that usually gets events has had none for much longer than its
+/// usual gap, delivery has probably stopped somewhere VK does not see (a proxy, a firewall, a paused delivery):
+/// the health card and the overview say so.
+#[derive(Debug, Clone, Copy)]
+pub struct Silence {
+    /// The window the usual pace is read from.
+    pub window: std::time::Duration,
+    /// "Usually gets events": at least this many in the window.
+    pub min_events: i64,
+    /// Silent after this many usual gaps…
+    pub factor: u32,
+    /// …and never sooner than this.
+    pub at_least: std::time::Duration,
+}
+
+impl Default for Silence {
+    fn default() -> Self {
+        Silence {
+            window: std::time::Duration::from_secs(7 * 24 * 3600),
+            min_events: 10,
+            factor: 10,
+            at_least: std::time::Duration::from_secs(3600),
+        }
+    }
+}
+
+impl Silence {
+    /// Where the window starts, at `now`.
+    pub fn since(&self, now: i64) -> i64 {
+        now - self.window.as_millis() as i64
+    }
+
+    /// The usual gap between events (ms), when the community usually gets events at all.
+    pub fn usual_gap(&self, a: &Activity) -> Option<i64> {
+        let (first, last) = (a.first_at?, a.last_at?);
+        (a.events >= self.min_events).then(|| (last - first) / (a.events - 1).max(1))
+    }
+
+    /// Whether events stopped: VK says `ok`, the community usually gets events, and none came for `factor` usual
+    /// gaps (and at least `at_least`). `Some(gap)`: silent, and its usual gap.
+    pub fn stopped(&self, vk_says_ok: bool, a: &Activity, now: i64) -> Option<i64> {
+        if !vk_says_ok {
+            return None;
+        }
+        let gap = self.usual_gap(a)?;
+        let quiet = now - a.last_at?;
+        let limit = (gap.saturating_mul(i64::from(self.factor))).max(self.at_least.as_millis() as i64);
+        (quiet > limit).then_some(gap)
+    }
+}
+
 /// The health card (think of Telegram's `getWebhookInfo`).
 #[derive(Debug, Clone)]
 pub struct HealthCard {
@@ -35,11 +94,14 @@ pub struct HealthCard {
     pub last_error: Option<(LastError, i64)>,
     pub paused: Option<PauseReason>,
     pub log: Vec<LogRow>,
+    /// Events stopped coming although VK says our server is fine: the community's usual gap (ms).
+    pub silent: Option<i64>,
 }
 
 /// The health card of a community, from the store.
-pub async fn card(store: &Store, group_id: i64) -> StoreResult<HealthCard> {
-    let since = now_ms() - 24 * 3600 * 1000;
+pub async fn card(store: &Store, group_id: i64, silence: &Silence) -> StoreResult<HealthCard> {
+    let now = now_ms();
+    let since = now - 24 * 3600 * 1000;
     let settings = store.community_settings(group_id).await?;
     let bot = store.bot_settings(group_id).await?;
     let (replies_sent_24h, replies_failed_24h) = store.reply_counts(group_id, since).await?;
@@ -51,7 +113,11 @@ pub async fn card(store: &Store, group_id: i64) -> StoreResult<HealthCard> {
         (Some(a), Some(b)) => Some(if a.1 >= b.1 { a } else { b }),
         (a, b) => a.or(b),
     };
+    let connected = settings.as_ref().is_some_and(|s| s.status == crate::model::CommunityStatus::Connected);
+    let vk_says_ok = connected && settings.as_ref().and_then(|s| s.vk_server_status.as_deref()) == Some("ok");
+    let silent = silence.stopped(vk_says_ok, &store.activity(group_id, silence.since(now)).await?, now);
     Ok(HealthCard {
+        silent,
         vk_status: settings.as_ref().and_then(|s| s.vk_server_status.clone()),
         last_check_at: settings.as_ref().and_then(|s| s.last_check_at),
         last_event_at: store.last_event_at(group_id).await?,
@@ -194,6 +260,34 @@ impl Reconciler {
 }
 
 #[cfg(test)]
+mod silence_tests {
+    use super::*;
+
+    #[test]
+    fn silence_is_many_usual_gaps_with_vk_saying_ok() {
+        let s = Silence::default();
+        let minute = 60_000;
+        let now = 100 * 24 * 3600 * 1000;
+        // Twenty events a minute apart, the last three hours ago: a usual gap of a minute.
+        let busy = Activity {
+            events: 20,
+            first_at: Some(now - 3 * 3_600_000 - 19 * minute),
+            last_at: Some(now - 3 * 3_600_000),
+        };
+        assert_eq!(s.usual_gap(&busy), Some(minute));
+        assert_eq!(s.stopped(true, &busy, now), Some(minute));
+        assert_eq!(s.stopped(false, &busy, now), None, "VK does not say ok: its own status explains it");
+        // Twenty minutes of quiet is not an hour (the floor), even at ten usual gaps.
+        let recent = Activity { last_at: Some(now - 20 * minute), ..busy };
+        assert_eq!(s.stopped(true, &recent, now), None);
+        // A community that rarely gets events is not "silent".
+        let quiet = Activity { events: 3, ..busy };
+        assert_eq!(s.stopped(true, &quiet, now), None);
+        assert_eq!(s.stopped(true, &Activity::default(), now), None);
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::testkit::Kit;
@@ -229,7 +323,7 @@ mod tests {
         assert_eq!(kit.reconciler.reconcile(1001).await.unwrap(), Repair::NeedsReauth);
         assert_eq!(kit.store.bot_settings(1001).await.unwrap().unwrap().paused_reason, Some(PauseReason::Reauth));
         assert_eq!(kit.reconciler.reconcile(1001).await.unwrap(), Repair::Skipped, "no key left to try");
-        let card = card(&kit.store, 1001).await.unwrap();
+        let card = card(&kit.store, 1001, &Silence::default()).await.unwrap();
         assert_eq!(card.paused, Some(PauseReason::Reauth));
         assert_eq!(card.last_error.map(|e| e.0), Some(LastError::Kind(ErrorKind::Reauth)));
     }

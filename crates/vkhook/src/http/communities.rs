@@ -8,6 +8,7 @@ use serde::Deserialize;
 use crate::accounts::AccountError;
 use crate::app::AppState;
 use crate::error::{with_problem, AppError, AppResult, Problem};
+use crate::health::{Activity, Silence};
 use crate::i18n::Msg;
 use crate::model::{CommunityStatus, ErrorKind, Role, SetupMode, SetupState};
 use crate::roles::Standing;
@@ -153,8 +154,9 @@ async fn list_page(
 ) -> AppResult<Response> {
     let t = user.lang.msg();
     let now = crate::store::now_ms();
-    let rows = app.store.community_overview(user.user_id, now - 24 * 3600 * 1000).await?;
-    let mut communities: Vec<CommunityItem> = rows.iter().map(|r| item(t, r, now)).collect();
+    let silence = &app.settings.timing.silence;
+    let rows = app.store.community_overview(user.user_id, now - 24 * 3600 * 1000, silence.since(now)).await?;
+    let mut communities: Vec<CommunityItem> = rows.iter().map(|r| item(t, r, now, silence)).collect();
     // Those that need the admin first (the rest keep the store's order, by name).
     communities.sort_by_key(|c| c.attention.is_empty());
     let needing_attention = communities.iter().filter(|c| !c.attention.is_empty()).count();
@@ -188,17 +190,22 @@ async fn list_page(
 
 /// "5 мин назад".
 fn age(t: &'static Msg, ms: i64) -> String {
+    crate::i18n::fill(t.age_ago, &[("span", &duration_words(t, ms))])
+}
+
+/// "5 мин", "3 ч", "2 дн".
+pub fn duration_words(t: &'static Msg, ms: i64) -> String {
     let s = (ms / 1000).max(0);
     let (text, n) = match s {
-        0..60 => (t.age_seconds, s),
-        60..3600 => (t.age_minutes, s / 60),
-        3600..86400 => (t.age_hours, s / 3600),
-        _ => (t.age_days, s / 86400),
+        0..60 => (t.span_seconds, s),
+        60..3600 => (t.span_minutes, s / 60),
+        3600..86400 => (t.span_hours, s / 3600),
+        _ => (t.span_days, s / 86400),
     };
     crate::i18n::fill(text, &[("n", &n.to_string())])
 }
 
-fn item(t: &'static Msg, r: &crate::store::OverviewRow, now: i64) -> CommunityItem {
+fn item(t: &'static Msg, r: &crate::store::OverviewRow, now: i64, silence: &Silence) -> CommunityItem {
     use crate::i18n::fill;
     let (status_label, status_class) = status_label(t, r.community.status);
     let mut attention = Vec::new();
@@ -208,6 +215,10 @@ fn item(t: &'static Msg, r: &crate::store::OverviewRow, now: i64) -> CommunityIt
         CommunityStatus::Connected => {
             if let Some(vk) = r.vk_server_status.as_deref().filter(|s| *s != "ok") {
                 attention.push(fill(t.attention_vk, &[("status", vk)]));
+            }
+            let pace = Activity { events: r.events_window, first_at: r.window_first_at, last_at: r.last_event_at };
+            if silence.stopped(r.vk_server_status.as_deref() == Some("ok"), &pace, now).is_some() {
+                attention.push(t.attention_silent.to_owned());
             }
         }
         _ => {}

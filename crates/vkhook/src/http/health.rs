@@ -40,6 +40,8 @@ pub struct HealthView {
     pub log: Vec<(String, String)>,
     /// The last «Проверить путь»: (worked, when, in words).
     pub path: Option<(bool, String, String)>,
+    /// «События перестали приходить», in words, when they did.
+    pub silent: Option<String>,
 }
 
 /// «Проверить» and «Проверить путь» share a per-community limit (each costs VK calls or a request through the
@@ -85,7 +87,7 @@ fn path_words(t: &'static Msg, outcome: crate::model::PathOutcome, detail: &str,
 }
 
 pub async fn health_view(app: &AppState, t: &'static Msg, group_id: i64) -> AppResult<HealthView> {
-    let h = health::card(&app.store, group_id).await?;
+    let h = health::card(&app.store, group_id, &app.settings.timing.silence).await?;
     let none = || t.health_none.to_owned();
     let vk_status_class = match h.vk_status.as_deref().map(vk::ServerStatus::parse) {
         Some(vk::ServerStatus::Ok) => "ok",
@@ -115,6 +117,10 @@ pub async fn health_view(app: &AppState, t: &'static Msg, group_id: i64) -> AppR
             .into_iter()
             .map(|l| (format_time(l.at), l.entry().map(|e| log_words(t, &e)).unwrap_or(l.message)))
             .collect(),
+        silent: h.silent.map(|gap| {
+            let last = h.last_event_at.map(format_time).unwrap_or_default();
+            fill(t.health_silent, &[("gap", &super::communities::duration_words(t, gap)), ("last", &last)])
+        }),
         path: app.store.path_check(group_id).await?.map(|(at, outcome, detail)| {
             let words = path_words(t, outcome, &detail, &app.connector.callback_url());
             (outcome == crate::model::PathOutcome::Arrived, format_time(at), words)

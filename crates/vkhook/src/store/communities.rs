@@ -72,6 +72,9 @@ pub struct OverviewRow {
     pub paused: bool,
     pub last_event_at: Option<i64>,
     pub events_24h: i64,
+    /// Events, and the first one's time, in the silence signal's window (the usual pace).
+    pub events_window: i64,
+    pub window_first_at: Option<i64>,
     /// Events not handled yet.
     pub backlog: i64,
     pub endpoints: i64,
@@ -83,8 +86,8 @@ pub struct OverviewRow {
 
 impl Store {
     /// The overview of every community `user_id` manages, in one query (VK's status is the stored one, never a VK
-    /// call per row). `since`: the start of "the last 24 hours".
-    pub async fn community_overview(&self, user_id: i64, since: i64) -> StoreResult<Vec<OverviewRow>> {
+    /// call per row). `since`: the start of "the last 24 hours"; `window`: the start of the silence signal's window.
+    pub async fn community_overview(&self, user_id: i64, since: i64, window: i64) -> StoreResult<Vec<OverviewRow>> {
         let by_group = self.open_by_group();
         let q = format!(
             "SELECT {USER_COMMUNITY_COLUMNS}, s.vk_server_status, s.last_error, s.bot_comments, s.bot_messages, \
@@ -92,6 +95,10 @@ impl Store {
                     (SELECT i.received_at FROM inbox_events i WHERE i.group_id = c.id ORDER BY i.id DESC LIMIT 1) \
                         AS last_event_at, \
                     (SELECT COUNT(*) FROM inbox_events i WHERE i.group_id = c.id AND i.received_at >= $2) AS events_24h, \
+                    (SELECT COUNT(*) FROM inbox_events i WHERE i.group_id = c.id AND i.received_at >= $3) \
+                        AS events_window, \
+                    (SELECT MIN(i.received_at) FROM inbox_events i WHERE i.group_id = c.id AND i.received_at >= $3) \
+                        AS window_first_at, \
                     (SELECT COUNT(*) FROM inbox_events i{by_group} WHERE i.group_id = c.id \
                         AND i.status IN ('pending', 'processing')) AS backlog, \
                     (SELECT COUNT(*) FROM endpoints e WHERE e.group_id = c.id) AS endpoints, \
@@ -102,7 +109,7 @@ impl Store {
              {USER_COMMUNITY_FROM} WHERE a.user_id = $1 ORDER BY c.name, c.id"
         );
         Ok(
-            on_pool!(self, pool => sqlx::query_as::<_, OverviewRow>(&q).bind(user_id).bind(since).fetch_all(pool).await?),
+            on_pool!(self, pool => sqlx::query_as::<_, OverviewRow>(&q).bind(user_id).bind(since).bind(window).fetch_all(pool).await?),
         )
     }
 

@@ -495,6 +495,16 @@ impl Store {
         Ok(on_pool!(self, pool => sqlx::query_as::<_, CountRow>(q).bind(group_id).bind(since).fetch_all(pool).await?))
     }
 
+    /// How many events the community received since `since`, and when the first and the last of them came: its
+    /// usual pace, for the silence signal (`health::Silence`).
+    pub async fn activity(&self, group_id: i64, since: i64) -> StoreResult<crate::health::Activity> {
+        let q = "SELECT COUNT(*), MIN(received_at), MAX(received_at) FROM inbox_events \
+                 WHERE group_id = $1 AND received_at >= $2";
+        let (events, first_at, last_at): (i64, Option<i64>, Option<i64>) =
+            on_pool!(self, pool => sqlx::query_as(q).bind(group_id).bind(since).fetch_one(pool).await?);
+        Ok(crate::health::Activity { events, first_at, last_at })
+    }
+
     pub async fn last_event_at(&self, group_id: i64) -> StoreResult<Option<i64>> {
         let q = "SELECT MAX(received_at) FROM inbox_events WHERE group_id = $1";
         Ok(on_pool!(self, pool => sqlx::query_scalar(q).bind(group_id).fetch_one(pool).await?))

@@ -178,3 +178,43 @@ async fn the_overview_shows_each_community_and_puts_the_one_needing_attention_fi
     let only = app.get("/communities?attention=1").await.text().await.unwrap();
     assert!(only.contains("data-group-id=\"1002\"") && !only.contains("data-group-id=\"1001\""));
 }
+
+/// VK says our server is `ok`, but a community that gets an event a minute has had none for three hours: the health
+/// card warns «события перестали приходить» and the overview lists it as needing attention. The clock is moved by
+/// placing the community's past events three hours back. An event arriving clears it.
+#[tokio::test]
+async fn silence_from_a_busy_community_is_a_warning_until_events_come_back() {
+    let app = TestApp::spawn().await;
+    app.sign_in(1).await;
+    app.connect(1001).await;
+    let settings = app.store().community_settings(1001).await.unwrap().unwrap();
+    assert_eq!(settings.vk_server_status.as_deref(), Some("ok"), "VK says ok");
+    let minute = 60_000;
+    let quiet_since = vkhook::store::now_ms() - 3 * 3600 * 1000;
+    let past: Vec<vkhook::store::NewInboxEvent> = (0..20)
+        .map(|i| vkhook::store::NewInboxEvent {
+            group_id: 1001,
+            event_id: format!("{i:040x}"),
+            event_type: "like_add".into(),
+            payload: r#"{"type":"like_add","group_id":1001,"object":{}}"#.into(),
+            received_at: quiet_since - (19 - i) * minute,
+            done_at_ingest: Some("{}".into()),
+        })
+        .collect();
+    app.store().insert_inbox_batch(&past).await.unwrap();
+    let page = app.get("/communities/1001").await.text().await.unwrap();
+    assert!(page.contains("id=\"silent\"") && page.contains("События перестали приходить"), "{page}");
+    assert!(page.contains("раз в 1 мин"), "the usual pace: {page}");
+    let list = app.get("/communities?attention=1").await.text().await.unwrap();
+    assert!(list.contains("data-group-id=\"1001\"") && list.contains("события перестали приходить"), "{list}");
+
+    app.sandbox.comment(1001, 2, "Вы тут?").unwrap();
+    eventually(10, "the event stored", || async {
+        app.events(1001, None, Some("wall_reply_new")).await.into_iter().next()
+    })
+    .await;
+    let page = app.get("/communities/1001").await.text().await.unwrap();
+    assert!(!page.contains("id=\"silent\""), "cleared once events come back");
+    let list = app.get("/communities?attention=1").await.text().await.unwrap();
+    assert!(!list.contains("data-group-id=\"1001\""), "{list}");
+}

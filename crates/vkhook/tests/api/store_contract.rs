@@ -1031,7 +1031,7 @@ async fn the_overview_counts_each_community_in_one_query(store: &Store) {
     let old = NewInboxEvent { received_at: now_ms() - 2 * 86_400_000, ..event(1001, 1) };
     let done = NewInboxEvent { done_at_ingest: Some("{}".into()), ..event(1001, 2) };
     store.insert_inbox_batch(&[old, done, event(1001, 3)]).await.unwrap();
-    let rows = store.community_overview(1, now_ms() - 86_400_000).await.unwrap();
+    let rows = store.community_overview(1, now_ms() - 86_400_000, now_ms() - 7 * 86_400_000).await.unwrap();
     assert_eq!(rows.iter().map(|r| r.community.id).collect::<Vec<_>>(), [1002, 1001], "by name");
     let z = &rows[1];
     assert_eq!(
@@ -1041,9 +1041,14 @@ async fn the_overview_counts_each_community_in_one_query(store: &Store) {
     assert_eq!((z.events_24h, z.backlog), (2, 2), "two in the last day; the old one and the third are open");
     assert_eq!((z.endpoints, z.endpoints_in_trouble, z.forward_backlog), (2, 1, 3), "ep_a has all three");
     assert!(z.last_event_at.is_some());
+    assert_eq!(z.events_window, 3, "all three in the week");
+    assert!(z.window_first_at.is_some_and(|at| at < now_ms() - 86_400_000), "the old one starts the week");
+    // Its activity, as the health card reads it.
+    let a = store.activity(1001, now_ms() - 7 * 86_400_000).await.unwrap();
+    assert_eq!((a.events, a.first_at, a.last_at), (3, z.window_first_at, z.last_event_at));
     let c = &rows[0];
     assert_eq!((c.events_24h, c.backlog, c.last_event_at, c.endpoints), (0, 0, None, 0));
-    assert_eq!(store.community_overview(2, 0).await.unwrap(), vec![], "another user's communities");
+    assert_eq!(store.community_overview(2, 0, 0).await.unwrap(), vec![], "another user's communities");
     // «Проверить путь»: the last result, kept with the community.
     use vkhook::model::PathOutcome;
     assert_eq!(store.path_check(1001).await.unwrap(), None);
