@@ -145,6 +145,9 @@ pub struct ServeArgs {
     /// An endpoint failing without a success this many hours is disabled.
     #[arg(long, env = "VKHOOK_FORWARD_DISABLE_AFTER_HOURS", default_value_t = 120)]
     pub forward_disable_after_hours: u64,
+    /// Forwarding endpoints one community may have.
+    #[arg(long, env = "VKHOOK_FORWARD_MAX_ENDPOINTS", default_value_t = 10)]
+    pub forward_max_endpoints: i64,
 }
 
 /// `5s,5m,30m,2h` as waits (`s`, `m`, `h` or `d` after each number).
@@ -278,6 +281,7 @@ impl ServeArgs {
                 schedule: crate::forward::attempt::Schedule::new(parse_schedule(&self.forward_retry_schedule)?),
                 disable_after: Duration::from_secs(self.forward_disable_after_hours.max(1) * 3600),
                 lease: Duration::from_secs(self.forward_lease_secs.max(1)),
+                max_endpoints: self.forward_max_endpoints.max(1),
                 ..ForwardSettings::default()
             },
             alerts: crate::alerts::AlertSettings { smtp_url, smtp_from: self.smtp_from.clone(), ..Default::default() },
@@ -488,6 +492,7 @@ mod tests {
             forward_retry_schedule: "5s,5m,30m,2h,5h,10h,10h".into(),
             forward_disable_after_hours: 120,
             forward_lease_secs: 60,
+            forward_max_endpoints: 10,
             smtp_url: None,
             smtp_from: "vkhook <vkhook@localhost>".into(),
         }

@@ -73,6 +73,12 @@ pub struct ForwardSettings {
     pub disable_after: Duration,
     /// After «Сменить секрет», the old secret signs too for this long.
     pub previous_secret_window: Duration,
+    /// Endpoints one community may have.
+    pub max_endpoints: i64,
+    /// Endpoints of one community sent to at once (across instances): its share of the senders' slots.
+    pub community_share: i64,
+    /// How long connecting to an endpoint may take (an attempt may take `attempt_timeout` in all).
+    pub connect_timeout: Duration,
 }
 
 impl Default for ForwardSettings {
@@ -88,6 +94,9 @@ impl Default for ForwardSettings {
             poll: Duration::from_millis(500),
             disable_after: Duration::from_secs(5 * 24 * 3600),
             previous_secret_window: Duration::from_secs(24 * 3600),
+            max_endpoints: 10,
+            community_share: 4,
+            connect_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -156,6 +165,8 @@ pub struct Timing {
     pub logins_per_minute: u32,
     /// «Проверить» presses per community per minute.
     pub checks_per_minute: u32,
+    /// Test events per community per minute.
+    pub test_events_per_minute: u32,
     /// How long a role VK confirmed is trusted before a change asks VK again.
     pub role_ttl: Duration,
     /// When VK cannot say who manages a community (no `groups` scope, and it will not list the managers to the
@@ -187,6 +198,7 @@ impl Default for Timing {
             housekeeping_every: Duration::from_secs(60),
             logins_per_minute: 20,
             checks_per_minute: 5,
+            test_events_per_minute: 10,
             role_ttl: Duration::from_secs(180),
             proof_fresh: Duration::from_secs(24 * 3600),
             failed_server_grace: Duration::from_secs(5),

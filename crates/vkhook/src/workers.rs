@@ -123,7 +123,8 @@ async fn run_forwarder(app: AppState, mut stop: watch::Receiver<bool>) {
             // Under load, smaller claims: each is a write transaction beside ingest's commits.
             let batch =
                 if app.forwarding.ingest_busy() { settings.batch.min(BATCH_UNDER_LOAD) } else { settings.batch };
-            match app.store.claim_deliveries(&owner, now, lease_until, room as i64, batch).await {
+            let share = settings.community_share;
+            match app.store.claim_deliveries(&owner, now, lease_until, room as i64, batch, share).await {
                 Ok(batches) => {
                     claimed = batches.len();
                     for batch in batches {

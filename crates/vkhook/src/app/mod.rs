@@ -59,6 +59,8 @@ pub struct Inner {
     pub login_limit: RateLimiter<std::net::IpAddr>,
     /// «Проверить» per community.
     pub check_limit: RateLimiter<i64>,
+    /// «Отправить тестовое событие» per community.
+    pub test_limit: RateLimiter<i64>,
     /// Roles confirmed at VK before changes.
     pub roles: Roles,
 }
@@ -184,6 +186,7 @@ impl AppState {
         let timing = &settings.timing;
         let login_limit = RateLimiter::new(timing.logins_per_minute, MINUTE);
         let check_limit = RateLimiter::new(timing.checks_per_minute, MINUTE);
+        let test_limit = RateLimiter::new(timing.test_events_per_minute, MINUTE);
         let parts = Parts {
             writers: match store.kind() {
                 BackendKind::Sqlite => 1,
@@ -232,6 +235,7 @@ impl AppState {
             instance_id: format!("{}-{}", std::process::id(), vk::oauth::random_urlsafe(6)),
             login_limit,
             check_limit,
+            test_limit,
             roles: services.roles,
         };
         Ok(AppState { inner: Arc::new(inner) })

@@ -50,7 +50,7 @@ impl Forwarding {
                 tracing::error!(endpoint = %endpoint.id, error = %e, "endpoint secret does not open: deliveries wait");
                 let later = now_ms() + self.settings.lease.as_millis() as i64;
                 let outcomes = deliveries.iter().map(|d| release(d.id, later)).collect();
-                self.record(owner, &endpoint, outcomes, None, true).await;
+                self.record(owner, &endpoint, outcomes, None, None, true).await;
                 return;
             }
         };
@@ -88,14 +88,17 @@ impl Forwarding {
             }
             if outcomes.len() >= RECORD_EVERY {
                 fared.add(&outcomes);
-                self.record(owner, &endpoint, std::mem::take(&mut outcomes), None, false).await;
+                self.record(owner, &endpoint, std::mem::take(&mut outcomes), None, None, false).await;
             }
         }
         while let Some(done) = tasks.join_next().await {
             outcomes.push(self.outcome(done));
         }
         fared.add(&outcomes);
-        self.record(owner, &endpoint, outcomes, fared.health(), true).await;
+        // The endpoint itself failed: it backs off with every delivery it has, new events' too, so a dead endpoint
+        // does not come back for each new event and hold a sender's slot again.
+        let backoff = *held.lock().expect("not poisoned");
+        self.record(owner, &endpoint, outcomes, fared.health(), backoff, true).await;
     }
 
     fn outcome(&self, done: Result<(ClaimedDelivery, Tried), tokio::task::JoinError>) -> DeliveryOutcome {
@@ -117,6 +120,7 @@ impl Forwarding {
         endpoint: &crate::store::EndpointRow,
         outcomes: Vec<DeliveryOutcome>,
         health: Option<EndpointHealth>,
+        backoff_until: Option<i64>,
         release: bool,
     ) {
         let endpoint_id = endpoint.id.as_str();
@@ -127,6 +131,7 @@ impl Forwarding {
             health,
             failing_cutoff: now_ms() - self.settings.disable_after.as_millis() as i64,
             release,
+            backoff_until,
         };
         match self.writer.deliveries(results).await {
             Ok(settled) => {
@@ -149,8 +154,22 @@ impl Forwarding {
         }
     }
 
-    /// One signed POST, judged.
+    /// One signed POST, judged. The address is checked again first: a stored address that names an internal IP
+    /// literal (stored before a policy change, or by hand) is never dialled — names are checked after DNS by the
+    /// client's resolver, literals are not resolved.
     async fn attempt(&self, url: &str, keys: &[SigningKey], d: &ClaimedDelivery) -> Tried {
+        let checked = url::Url::parse(url).map_err(|_| super::target::Refused::NoHost);
+        if let Err(refused) = checked.and_then(|u| super::target::check_url(&u, self.settings.policy)) {
+            let record = AttemptRecord {
+                attempt: d.attempts,
+                at: now_ms(),
+                status_code: None,
+                error: Some(refused.to_string()),
+                duration_ms: 0,
+                response: None,
+            };
+            return Tried { record, judgement: Judgement::Failed { at_least: None }, endpoint_down: true };
+        }
         let id = webhook_id(d.group_id, &d.event_id);
         let timestamp = (now_ms() / 1000).to_string();
         let refs: Vec<&SigningKey> = keys.iter().collect();

@@ -44,6 +44,9 @@ pub enum AddError {
     Refused(#[from] Refused),
     #[error("unknown event type {0:?}")]
     UnknownType(String),
+    /// The community has as many endpoints as it may.
+    #[error("the community has {0} endpoints already")]
+    TooMany(i64),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -70,7 +73,7 @@ impl Forwarding {
         settings: ForwardSettings,
         wakeup: Arc<Notify>,
     ) -> Forwarding {
-        let client = target::delivery_client(settings.policy, settings.attempt_timeout)
+        let client = target::delivery_client(settings.policy, settings.connect_timeout, settings.attempt_timeout)
             .expect("a reqwest client with rustls builds");
         Forwarding { store, vault, writer, client, settings: Arc::new(settings), wakeup, alerts: None }
     }
@@ -154,7 +157,9 @@ impl Forwarding {
             created_by: by_user,
             id,
         };
-        self.store.add_endpoint(&endpoint).await?;
+        if !self.store.add_endpoint(&endpoint, self.settings.max_endpoints).await? {
+            return Err(AddError::TooMany(self.settings.max_endpoints));
+        }
         let row = self.store.endpoint(group_id, &endpoint.id).await?;
         Ok(row.ok_or(StoreError::Io(std::io::Error::other("the endpoint just added is gone")))?)
     }

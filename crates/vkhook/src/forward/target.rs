@@ -63,7 +63,25 @@ fn is_internal_v4(ip: Ipv4Addr) -> bool {
 }
 
 fn is_internal_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
+    let s = ip.segments();
+    let last32 = Ipv4Addr::from((u32::from(s[6]) << 16) | u32::from(s[7]));
+    // Forms that carry an IPv4 address, which a gateway or a tunnel then reaches: the IPv4 address decides.
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return is_internal_v4(last32); // NAT64 well-known prefix 64:ff9b::/96, RFC 6052
+    }
+    if s[..6] == [0, 0, 0, 0, 0xffff, 0] {
+        return is_internal_v4(last32); // IPv4-translated ::ffff:0:a.b.c.d, RFC 2765
+    }
+    if s[0] == 0x2002 {
+        return is_internal_v4(Ipv4Addr::from((u32::from(s[1]) << 16) | u32::from(s[2])));
+        // 6to4 2002::/16, RFC 3056
+    }
+    // Local-use NAT64 (64:ff9b:1::/48, RFC 8215) translates into the operator's own networks; Teredo (2001::/32,
+    // RFC 4380) tunnels to an IPv4 host behind a NAT; 100::/64 is discard-only (RFC 6666): none is a public host.
+    if (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1) || (s[0] == 0x2001 && s[1] == 0) || s[..4] == [0x100, 0, 0, 0] {
+        return true;
+    }
+    let first = s[0];
     ip.is_loopback()
         || ip.is_unspecified()
         || ip.is_multicast()
@@ -160,11 +178,19 @@ impl reqwest::dns::Resolve for GuardedResolver {
     }
 }
 
-/// The client deliveries go out with: the guarded resolver, no redirects followed, the given timeout.
-pub fn delivery_client(policy: Policy, timeout: std::time::Duration) -> reqwest::Result<reqwest::Client> {
+/// The client deliveries go out with: the guarded resolver, no proxy (an `HTTPS_PROXY` in the environment would
+/// resolve the name itself, past the guard), no redirects followed, a short connect timeout and the given overall
+/// timeout.
+pub fn delivery_client(
+    policy: Policy,
+    connect_timeout: std::time::Duration,
+    timeout: std::time::Duration,
+) -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .dns_resolver(Arc::new(GuardedResolver(policy)))
+        .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(connect_timeout)
         .timeout(timeout)
         .build()
 }
@@ -193,6 +219,22 @@ mod tests {
         assert_eq!(check("https://[::ffff:127.0.0.1]/hook", SERVE), internal("::ffff:127.0.0.1"));
         assert_eq!(check("https://[fd00::1]/hook", SERVE), internal("fd00::1"));
         assert_eq!(check("https://[fe80::1]/hook", SERVE), internal("fe80::1"));
+        // IPv6 that carries an internal IPv4 address, and IPv6 that is no public host.
+        for ip in [
+            "64:ff9b::a9fe:a9fe",                   // NAT64 of 169.254.169.254
+            "64:ff9b::7f00:1",                      // NAT64 of 127.0.0.1
+            "64:ff9b:1::5db8:d70e",                 // local-use NAT64, whatever it carries
+            "2002:a00:1::1",                        // 6to4 of 10.0.0.1
+            "2002:7f00:1::",                        // 6to4 of 127.0.0.1
+            "::ffff:0:a9fe:a9fe",                   // IPv4-translated 169.254.169.254
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2", // Teredo
+            "100::1",                               // discard-only
+        ] {
+            assert_eq!(check(&format!("https://[{ip}]/"), SERVE), internal(ip), "{ip}");
+        }
+        // The same forms carrying a public address are public.
+        assert_eq!(check("https://[64:ff9b::5db8:d70e]/", SERVE), Ok(()), "NAT64 of 93.184.215.14");
+        assert_eq!(check("https://[2002:5db8:d70e::1]/", SERVE), Ok(()), "6to4 of 93.184.215.14");
         assert_eq!(check("https://100.64.0.1/", SERVE), internal("100.64.0.1"));
         assert_eq!(check("https://0.0.0.0/", SERVE), internal("0.0.0.0"));
         assert_eq!(check("ftp://example.com/", SERVE), Err(Refused::NotHttps));
@@ -242,7 +284,7 @@ mod tests {
         assert_eq!(check(&url, SERVE), Ok(()));
         let loopback = check_target(&Url::parse(&url).unwrap(), SERVE).await.unwrap_err();
         assert!(matches!(loopback, Refused::Internal(ip) if ip.is_loopback()), "{loopback}");
-        let client = delivery_client(SERVE, timeout).unwrap();
+        let client = delivery_client(SERVE, timeout, timeout).unwrap();
         let err = client.post(&url).body("{}").send().await.expect_err("refused before connecting");
         let chain = std::iter::successors(Some(&err as &dyn std::error::Error), |e| e.source())
             .map(|e| e.to_string())
@@ -250,7 +292,7 @@ mod tests {
             .join(": ");
         assert!(chain.contains("not on the public internet"), "{chain}");
 
-        let demo = delivery_client(DEMO, timeout).unwrap();
+        let demo = delivery_client(DEMO, timeout, timeout).unwrap();
         let answer = demo.post(format!("http://localhost:{port}/hook")).body("{}").send().await.unwrap();
         assert_eq!(answer.text().await.unwrap(), "ok");
     }

@@ -79,13 +79,16 @@ pub async fn forwarding_card(app: &AppState, t: &'static Msg, group_id: i64) -> 
     Ok(views)
 }
 
+/// What the admin reads for a refused address. An address refused for where it leads — an internal literal, a name
+/// that resolves inside, a name that does not resolve — gets one message: telling them apart would let anyone with a
+/// community map the operator's internal DNS.
 fn refused_message(e: &AddError) -> MsgFn {
     match e {
         AddError::NotUrl | AddError::Refused(Refused::NoHost | Refused::Credentials) => |t| t.endpoint_url_invalid,
         AddError::Refused(Refused::NotHttps) => |t| t.endpoint_url_not_https,
-        AddError::Refused(Refused::Internal(_)) => |t| t.endpoint_url_internal,
-        AddError::Refused(Refused::Unresolved) => |t| t.endpoint_url_unresolved,
+        AddError::Refused(Refused::Internal(_) | Refused::Unresolved) => |t| t.endpoint_url_refused,
         AddError::UnknownType(_) => |t| t.endpoint_types_invalid,
+        AddError::TooMany(_) => |t| t.endpoint_too_many,
         AddError::Store(_) => |t| t.error_internal,
     }
 }
@@ -100,7 +103,7 @@ pub async fn add_endpoint(
     match app.forwarding.add(community.id, user.user_id, name, url, &form.all("type")).await {
         Ok(endpoint) => {
             tracing::info!(group_id = community.id, endpoint = %endpoint.id, "forwarding endpoint added");
-            Ok(redirect(&endpoint, Notice::EndpointAdded, "&reveal=1#secret"))
+            Ok(redirect(&endpoint, Notice::EndpointAdded, "#secret"))
         }
         Err(AddError::Store(e)) => Err(e.into()),
         Err(e) => {
@@ -158,7 +161,6 @@ struct EndpointPage {
 #[derive(Deserialize)]
 pub struct EndpointQuery {
     notice: Option<String>,
-    reveal: Option<String>,
 }
 
 const ENDPOINT_NOTICES: [Notice; 6] = [
@@ -179,10 +181,11 @@ pub async fn show_endpoint(
 ) -> AppResult<Response> {
     let t = user.lang.msg();
     let row = find(&app, &community, &endpoint).await?;
-    // Shown only when asked for, and never cached.
-    let secret = match q.reveal.as_deref() {
-        Some("1") => Some(app.forwarding.reveal_secret(&row)?.expose_secret().to_owned()),
-        _ => None,
+    // Shown once, on the first view after it was made or rotated, and never cached; masked after.
+    let secret = if app.store.take_endpoint_reveal(community.id, &row.id).await? {
+        Some(app.forwarding.reveal_secret(&row)?.expose_secret().to_owned())
+    } else {
+        None
     };
     let attempts = app
         .store
@@ -230,6 +233,14 @@ pub async fn send_test(
     body: axum::body::Bytes,
 ) -> AppResult<Response> {
     let row = find(&app, &community, &endpoint).await?;
+    // A test event costs a request to someone's server: a few a minute per community.
+    app.test_limit.hit(community.id).map_err(|wait| {
+        AppError::shown_with_back(
+            Problem::TooMany { retry_after_secs: wait.as_secs().max(1) },
+            |t| t.error_too_many,
+            format!("/communities/{}/endpoints/{}", community.id, row.id),
+        )
+    })?;
     let form = FormPairs::parse(&body);
     let event_type = form.text("type").filter(|t| vk::EVENT_TYPES.contains(t)).unwrap_or("message_new");
     app.forwarding.send_test(&row, event_type).await?;
@@ -244,7 +255,7 @@ pub async fn rotate_secret(
     let row = find(&app, &community, &endpoint).await?;
     app.forwarding.rotate(&row).await?;
     tracing::info!(group_id = community.id, endpoint = %row.id, "forwarding secret rotated");
-    Ok(redirect(&row, Notice::EndpointRotated, "&reveal=1#secret"))
+    Ok(redirect(&row, Notice::EndpointRotated, "#secret"))
 }
 
 /// «Повторить» (a `delivery` field: that one) or «Повторить неудачные» (none: every given-up one).

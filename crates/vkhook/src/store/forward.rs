@@ -127,6 +127,9 @@ pub struct DeliveryResults {
     pub failing_cutoff: i64,
     /// The batch is over: the endpoint is given back (a long batch records its results in parts before).
     pub release: bool,
+    /// The endpoint itself failed (no connection, a timeout, 429, 5xx): none of its deliveries, not even new
+    /// events', is claimed before this time.
+    pub backoff_until: Option<i64>,
 }
 
 /// What recording [`DeliveryResults`] did.
@@ -281,6 +284,13 @@ macro_rules! settle_deliveries {
             }
             None => {}
         }
+        if let Some(until) = r.backoff_until {
+            sqlx::query("UPDATE endpoints SET backoff_until = $2 WHERE id = $1 AND backoff_until < $2")
+                .bind(&r.endpoint_id)
+                .bind(until)
+                .execute(&mut *$tx)
+                .await?;
+        }
         if r.release {
             sqlx::query("UPDATE endpoints SET lease_owner = NULL, lease_until = 0 WHERE id = $1 AND lease_owner = $2")
                 .bind(&r.endpoint_id)
@@ -294,12 +304,40 @@ macro_rules! settle_deliveries {
 pub(crate) use settle_deliveries;
 
 impl Store {
-    pub async fn add_endpoint(&self, e: &NewEndpoint) -> StoreResult<()> {
+    /// Adds the endpoint unless its community has `cap` already (one statement: two adds at once cannot both pass
+    /// the cap); whether it was added. Its secret is shown once ([`Store::take_endpoint_reveal`]).
+    pub async fn add_endpoint(&self, e: &NewEndpoint, cap: i64) -> StoreResult<bool> {
         let q = "INSERT INTO endpoints (id, group_id, name, url, event_types, secret, created_by, created_at, \
-                 updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)";
-        on_pool!(self, pool => sqlx::query(q).bind(&e.id).bind(e.group_id).bind(&e.name).bind(&e.url)
-            .bind(&e.event_types).bind(&e.secret).bind(e.created_by).bind(now_ms()).execute(pool).await?.rows_affected());
-        Ok(())
+                 updated_at, reveal_pending) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $8, TRUE \
+                 WHERE (SELECT COUNT(*) FROM endpoints WHERE group_id = $2) < $9";
+        let lock = match self.backend {
+            // Two adds at once would both count the same rows under READ COMMITTED: the community's row serializes
+            // them. (SQLite runs one write at a time.)
+            super::Backend::Postgres(_) => {
+                Some("SELECT group_id FROM community_settings WHERE group_id = $1 FOR UPDATE")
+            }
+            super::Backend::Sqlite(_) => None,
+        };
+        let n = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            if let Some(lock) = lock {
+                sqlx::query(lock).bind(e.group_id).execute(&mut *tx).await?;
+            }
+            let n = sqlx::query(q).bind(&e.id).bind(e.group_id).bind(&e.name).bind(&e.url).bind(&e.event_types)
+                .bind(&e.secret).bind(e.created_by).bind(now_ms()).bind(cap).execute(&mut *tx).await?.rows_affected();
+            tx.commit().await?;
+            n
+        });
+        Ok(n == 1)
+    }
+
+    /// Whether the endpoint's secret may be shown now: once after it was made or rotated, then never (it reads
+    /// masked). True for the one caller that takes it.
+    pub async fn take_endpoint_reveal(&self, group_id: i64, endpoint_id: &str) -> StoreResult<bool> {
+        let q = "UPDATE endpoints SET reveal_pending = FALSE WHERE group_id = $1 AND id = $2 AND reveal_pending";
+        let n = on_pool!(self, pool => sqlx::query(q).bind(group_id).bind(endpoint_id).execute(pool).await?
+            .rows_affected());
+        Ok(n == 1)
     }
 
     /// A community's endpoints, oldest first.
@@ -344,8 +382,8 @@ impl Store {
         previous: &str,
         previous_until: i64,
     ) -> StoreResult<bool> {
-        let q = "UPDATE endpoints SET secret = $3, previous_secret = $4, previous_secret_until = $5, updated_at = $6 \
-                 WHERE group_id = $1 AND id = $2";
+        let q = "UPDATE endpoints SET secret = $3, previous_secret = $4, previous_secret_until = $5, updated_at = $6, \
+                 reveal_pending = TRUE WHERE group_id = $1 AND id = $2";
         let n = on_pool!(self, pool => sqlx::query(q).bind(group_id).bind(id).bind(secret).bind(previous)
             .bind(previous_until).bind(now_ms()).execute(pool).await?.rows_affected());
         Ok(n == 1)
@@ -426,6 +464,11 @@ impl Store {
     /// Claims, for `owner` until `lease_until`, up to `batch` due deliveries of each of up to `endpoints` enabled
     /// endpoints no instance holds, and takes those endpoints' leases: until the batch is recorded, only this
     /// instance sends to them. A delivery whose sender died is due again once its lease ran out.
+    ///
+    /// Fair across tenants: endpoints are taken round-robin (the one claimed longest ago first), an endpoint in
+    /// back-off after failing waits with all its deliveries, and no community holds more than `share` endpoints at
+    /// once (across instances), so one community's endpoints — many, slow, never answering — can take at most
+    /// `share` of the senders' slots.
     pub async fn claim_deliveries(
         &self,
         owner: &str,
@@ -433,21 +476,27 @@ impl Store {
         lease_until: i64,
         endpoints: i64,
         batch: i64,
+        share: i64,
     ) -> StoreResult<Vec<ClaimedBatch>> {
         const DUE: &str = "status IN ('pending', 'sending') AND next_attempt_at <= $1 \
                            AND (lease_until IS NULL OR lease_until < $1)";
         // A read first: with nothing due, no write transaction at all (on SQLite it would queue behind ingest).
         let candidates = format!(
-            "SELECT e.id FROM endpoints e WHERE e.enabled AND e.lease_until < $1 \
-             AND EXISTS (SELECT 1 FROM deliveries d WHERE d.endpoint_id = e.id AND d.{DUE}) \
-             ORDER BY e.lease_until, e.id LIMIT $2"
+            "SELECT id FROM (\
+                SELECT e.id, e.last_claimed_at, \
+                       ROW_NUMBER() OVER (PARTITION BY e.group_id ORDER BY e.last_claimed_at, e.id) AS nth, \
+                       (SELECT COUNT(*) FROM endpoints x WHERE x.group_id = e.group_id AND x.lease_until >= $1) \
+                           AS held \
+                FROM endpoints e WHERE e.enabled AND e.lease_until < $1 AND e.backoff_until <= $1 \
+                AND EXISTS (SELECT 1 FROM deliveries d WHERE d.endpoint_id = e.id AND d.{DUE})) c \
+             WHERE c.nth + c.held <= $3 ORDER BY c.last_claimed_at, c.id LIMIT $2"
         );
         let ids: Vec<String> = on_pool!(self, pool => sqlx::query_scalar(&candidates).bind(now).bind(endpoints)
-            .fetch_all(pool).await?);
+            .bind(share.max(1)).fetch_all(pool).await?);
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let take_endpoint = "UPDATE endpoints SET lease_owner = $2, lease_until = $3 \
+        let take_endpoint = "UPDATE endpoints SET lease_owner = $2, lease_until = $3, last_claimed_at = $4 \
                              WHERE id = $1 AND enabled AND lease_until < $4";
         let take_deliveries = format!(
             "UPDATE deliveries SET status = 'sending', lease_owner = $2, lease_until = $3, attempts = attempts + 1 \

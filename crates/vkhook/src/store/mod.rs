@@ -178,6 +178,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0006_proofs_and_messages.sql"),
         postgres: include_str!("migrations/postgres/0006_proofs_and_messages.sql"),
     },
+    Migration {
+        version: 7,
+        name: "tenants",
+        sqlite: include_str!("migrations/sqlite/0007_tenants.sql"),
+        postgres: include_str!("migrations/postgres/0007_tenants.sql"),
+    },
 ];
 
 /// Creates the SQLite file owner-only (0600) and its missing folders 0700, before SQLite opens it: the file holds

@@ -3,6 +3,8 @@
 
 use vkhook::model::DeliveryStatus;
 
+use std::sync::atomic::Ordering;
+
 use crate::helpers::*;
 
 /// Adds an endpoint through the card's form; its id.
@@ -13,18 +15,21 @@ pub async fn add_endpoint(app: &TestApp, group_id: i64, url: &str, types: &[&str
     let r = app.post_with_csrf(&page, &format!("/communities/{group_id}/endpoints"), &form).await;
     assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
     let to = r.headers()["location"].to_str().unwrap().to_owned();
-    let id = to.split("/endpoints/").nth(1).unwrap().split('?').next().unwrap().to_owned();
-    assert!(to.contains("reveal=1"), "the new endpoint's page shows its secret: {to}");
-    id
+    to.split("/endpoints/").nth(1).unwrap().split('?').next().unwrap().to_owned()
 }
 
-/// The endpoint's signing secret, as its page shows it on request.
+/// The endpoint's signing secret, as its page shows it once: on the first view after it was made or rotated. Every
+/// later view shows it masked.
 pub async fn endpoint_secret(app: &TestApp, group_id: i64, endpoint: &str) -> String {
-    let r = app.get(&format!("/communities/{group_id}/endpoints/{endpoint}?reveal=1")).await;
+    let page = format!("/communities/{group_id}/endpoints/{endpoint}");
+    let r = app.get(&page).await;
     assert_eq!(r.headers()["cache-control"], "no-store");
     let html = r.text().await.unwrap();
     let start = html.find("id=\"endpoint-secret\">").expect("the secret is shown") + "id=\"endpoint-secret\">".len();
-    html[start..].split('<').next().unwrap().to_owned()
+    let secret = html[start..].split('<').next().unwrap().to_owned();
+    let again = app.get(&page).await.text().await.unwrap();
+    assert!(!again.contains(&secret) && again.contains("id=\"secret-masked\""), "shown once, then masked");
+    secret
 }
 
 async fn press(app: &TestApp, group_id: i64, endpoint: &str, action: &str, form: &[(&str, &str)]) {
@@ -193,6 +198,7 @@ async fn an_endpoint_that_answers_410_is_disabled() {
 /// with words, and nothing is stored.
 #[tokio::test]
 async fn serve_refuses_endpoints_inside_the_network() {
+    const REFUSED: &str = "нужен https-адрес, который открывается из интернета";
     let app = TestApp::spawn_with(Options {
         forward: vkhook::config::ForwardSettings::default(), // what `vkhook serve` runs with
         ..Options::default()
@@ -201,11 +207,19 @@ async fn serve_refuses_endpoints_inside_the_network() {
     app.connected_with_rules(1001, &[]).await;
     for (url, words) in [
         ("http://127.0.0.1:9/hook", "https://"),
-        ("https://127.0.0.1/hook", "внутреннюю сеть"),
-        ("https://10.1.2.3/hook", "внутреннюю сеть"),
-        ("https://169.254.169.254/latest/meta-data/", "внутреннюю сеть"),
-        ("https://[::1]/hook", "внутреннюю сеть"),
-        ("https://localhost/hook", "внутреннюю сеть"),
+        ("https://127.0.0.1/hook", REFUSED),
+        ("https://10.1.2.3/hook", REFUSED),
+        ("https://169.254.169.254/latest/meta-data/", REFUSED),
+        ("https://[::1]/hook", REFUSED),
+        ("https://localhost/hook", REFUSED),
+        // IPv6 forms that carry an internal IPv4 address: NAT64, 6to4, IPv4-mapped and -translated, Teredo.
+        ("https://[64:ff9b::a9fe:a9fe]/", REFUSED),
+        ("https://[64:ff9b:1::a00:1]/", REFUSED),
+        ("https://[2002:a9fe:a9fe::1]/", REFUSED),
+        ("https://[::ffff:0:a9fe:a9fe]/", REFUSED),
+        ("https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/", REFUSED),
+        // A name that does not resolve reads the same as one that resolves inside: nothing to map DNS with.
+        ("https://no-such-host.invalid/hook", REFUSED),
         ("not a url", "Это не адрес"),
     ] {
         let r = app
@@ -237,7 +251,7 @@ async fn forwarding_is_for_administrators_and_csrf_protected() {
     assert!(app.store().endpoints(1003).await.unwrap().is_empty());
     // Another user's endpoint does not exist for them.
     let other = TestApp::sign_in_elsewhere(&app, 3).await;
-    let page = other.get(format!("{}/communities/1001/endpoints/{endpoint}?reveal=1", app.url)).send().await.unwrap();
+    let page = other.get(format!("{}/communities/1001/endpoints/{endpoint}", app.url)).send().await.unwrap();
     assert_eq!(page.status(), 404);
     assert_eq!(app.store().endpoints(1001).await.unwrap().len(), 1);
 }
@@ -259,8 +273,8 @@ async fn retry_after_is_honoured_and_an_endpoint_failing_too_long_is_disabled() 
         (got.len() == 2).then_some(got)
     })
     .await;
-    let at = |r: &Received| r.headers["webhook-timestamp"].to_str().unwrap().parse::<i64>().unwrap();
-    assert!(at(&got[1]) - at(&got[0]) >= 1, "waited the second the endpoint asked for");
+    let waited = got[1].at.duration_since(got[0].at);
+    assert!(waited >= std::time::Duration::from_secs(1), "waited the second the endpoint asked for: {waited:?}");
     assert_eq!(got[0].webhook_id(), got[1].webhook_id());
 
     // From now on it answers 500: after 500 ms of nothing but failures, it is disabled.
@@ -275,4 +289,84 @@ async fn retry_after_is_honoured_and_an_endpoint_failing_too_long_is_disabled() 
     assert!(card.contains("не принимал события слишком долго"), "the card says why");
     let attempts = hook.received().len();
     assert!(attempts >= 3, "{attempts}");
+}
+
+/// The tarpit attack: a tenant adds as many endpoints as the cap allows, all at a server that never answers (each
+/// attempt hangs for the real 15 s timeout), and keeps its community busy with events. Another community's test event
+/// still arrives within seconds: one community holds at most its share of the sender's slots, a dead endpoint backs
+/// off with its new events too, and the endpoint claimed longest ago goes first. The attacker's test events are
+/// limited, and the eleventh endpoint is refused in words.
+#[tokio::test]
+async fn a_tenant_with_endpoints_at_a_tarpit_does_not_delay_another_tenants_forwarding() {
+    // The real 15 s timeout, and a sender with fewer slots (5) than the attacker has endpoints (10): the attacker
+    // could fill every slot if nothing shared them out.
+    let forward = vkhook::config::ForwardSettings {
+        attempt_timeout: vkhook::forward::attempt::ATTEMPT_TIMEOUT,
+        endpoints_at_once: 5,
+        ..test_forwarding()
+    };
+    let app = TestApp::spawn_with(Options { forward, ..Options::default() }).await;
+    // The victim: Анна's «Кофейня «Зерно»», with an endpoint that answers.
+    app.connected_with_rules(1001, &[]).await;
+    let hook = Hook::start().await;
+    let victim = add_endpoint(&app, 1001, &hook.url, &[]).await;
+    // The attacker: Пётр's «Соседский чат», ten endpoints at the tarpit.
+    let tarpit = Tarpit::start().await;
+    let attacker = Driver::new(browser(), app.url.clone(), &app.sandbox, app.store().clone());
+    attacker.sign_in(3).await;
+    let r = attacker.press_connect(1004, &[], Some(vk_sandbox::testing::Consent::allow(3))).await;
+    assert_eq!(r.status(), 200);
+    attacker.finished_setup(1004).await;
+    let cap = vkhook::config::ForwardSettings::default().max_endpoints;
+    let mut theirs = Vec::new();
+    for i in 0..cap {
+        let form = [("url", tarpit.url.as_str()), ("name", "СРОЧНО")];
+        let r = attacker.post_with_csrf("/communities/1004", "/communities/1004/endpoints", &form).await;
+        assert_eq!(r.status(), 303, "endpoint {i}");
+        let to = r.headers()["location"].to_str().unwrap().to_owned();
+        theirs.push(to.split("/endpoints/").nth(1).unwrap().split('?').next().unwrap().to_owned());
+    }
+    let r = attacker.post_with_csrf("/communities/1004", "/communities/1004/endpoints", &[("url", &tarpit.url)]).await;
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("адресов пересылки — столько, сколько можно"));
+    // Its own events keep coming, and its test events hit the limit.
+    for i in 0..cap {
+        app.sandbox.comment(1004, 3, &format!("шум {i}")).unwrap();
+    }
+    let page = format!("/communities/1004/endpoints/{}", theirs[0]);
+    let mut limited = false;
+    for _ in 0..15 {
+        let r = attacker.post_with_csrf(&page, &format!("{page}/test"), &[]).await;
+        limited |= r.status() == 429;
+    }
+    assert!(limited, "test events are rate-limited");
+    eventually(10, "the tarpit holding the sender", || async {
+        (tarpit.connections.load(Ordering::SeqCst) >= 4).then_some(())
+    })
+    .await;
+
+    // Now the victim's test event.
+    let started = std::time::Instant::now();
+    let victim_page = format!("/communities/1001/endpoints/{victim}");
+    let r = app.post_with_csrf(&victim_page, &format!("{victim_page}/test"), &[]).await;
+    assert_eq!(r.status(), 303);
+    eventually(10, "the victim's test event", || async {
+        hook.received().into_iter().find(|r| r.event()["event_id"].as_str().unwrap().starts_with("test-"))
+    })
+    .await;
+    // It did not wait for the tarpit: not one of the attacker's attempts has timed out yet (each hangs 15 s).
+    let mut attacker_attempts = 0;
+    for id in &theirs {
+        attacker_attempts += app.store().endpoint_attempts(id, 100).await.unwrap().len();
+    }
+    assert_eq!(attacker_attempts, 0, "arrived while every tarpit attempt still hung ({:?})", started.elapsed());
+    // The attacker held at most its share of endpoints, each with at most `concurrency` requests.
+    let defaults = vkhook::config::ForwardSettings::default();
+    let most = defaults.community_share as usize * defaults.concurrency;
+    assert!(
+        tarpit.connections.load(Ordering::SeqCst) <= most,
+        "{} > {most}",
+        tarpit.connections.load(Ordering::SeqCst)
+    );
+    eprintln!("another tenant's test event under the tarpit attack took {:?}", started.elapsed());
 }

@@ -801,6 +801,8 @@ pub struct Received {
     pub body: Bytes,
     /// What the hook answered.
     pub status: u16,
+    /// When the request arrived.
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -856,6 +858,7 @@ impl Drop for InFlight {
 }
 
 async fn hook_answer(State(s): State<Arc<HookState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let at = std::time::Instant::now();
     let id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     if !s.active.lock().unwrap().insert(id.clone()) {
         s.same_id_at_once.store(true, Ordering::SeqCst);
@@ -872,7 +875,7 @@ async fn hook_answer(State(s): State<Arc<HookState>>, headers: HeaderMap, body: 
         status => status,
     };
     let (status, retry_after) = s.script.lock().unwrap().pop_front().unwrap_or((otherwise, None));
-    s.received.lock().unwrap().push(Received { headers, body, status });
+    s.received.lock().unwrap().push(Received { headers, body, status, at });
     let mut answer = (StatusCode::from_u16(status).unwrap(), "thanks").into_response();
     if let Some(secs) = retry_after {
         answer.headers_mut().insert("retry-after", secs.to_string().parse().unwrap());
@@ -1029,5 +1032,30 @@ impl SmtpSink {
 
     pub fn mails(&self) -> Vec<Mail> {
         self.mails.lock().unwrap().clone()
+    }
+}
+
+/// A server that accepts connections and never answers: every request to it hangs until the sender gives up. What an
+/// attacker points endpoints at to hold a sender's slots.
+pub struct Tarpit {
+    pub url: String,
+    /// Connections accepted so far.
+    pub connections: Arc<AtomicUsize>,
+}
+
+impl Tarpit {
+    pub async fn start() -> Tarpit {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let count = connections.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                held.push(socket); // read nothing, answer nothing, close nothing
+            }
+        });
+        Tarpit { url, connections }
     }
 }

@@ -21,7 +21,7 @@ macro_rules! contract {
                     let dir = super::TempDir::new("vkhook-store");
                     let url = format!("sqlite://{}/nested/dir/vkhook.db", dir.0.display());
                     let store = super::Store::connect(&url).await.unwrap();
-                    assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3, 4, 5, 6]);
+                    assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3, 4, 5, 6, 7]);
                     super::$body(&store).await;
                     store.close().await;
                 }
@@ -33,7 +33,7 @@ macro_rules! contract {
                 async fn $name() {
                     let Some(db) = super::PgDatabase::create(stringify!($name)).await else { return };
                     let store = super::Store::connect(&db.url).await.unwrap();
-                    assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3, 4, 5, 6]);
+                    assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3, 4, 5, 6, 7]);
                     super::$body(&store).await;
                     store.close().await;
                 }
@@ -70,6 +70,7 @@ contract! {
     storing_an_event_makes_its_deliveries_in_the_same_statement => storing_an_event_makes_its_deliveries_in_the_same_statement;
     deliveries_are_claimed_per_endpoint_under_its_lease_and_settled => deliveries_are_claimed_per_endpoint_under_its_lease_and_settled;
     an_endpoint_failing_too_long_or_gone_is_disabled => an_endpoint_failing_too_long_or_gone_is_disabled;
+    endpoints_are_capped_claimed_fairly_and_back_off => endpoints_are_capped_claimed_fairly_and_back_off;
     an_alert_is_told_once_and_reminded_after_its_period => an_alert_is_told_once_and_reminded_after_its_period;
     random_ids_never_repeat_and_a_retry_keeps_its_own => random_ids_never_repeat_and_a_retry_keeps_its_own;
     message_permissions_follow_the_persons_events => message_permissions_follow_the_persons_events;
@@ -79,7 +80,7 @@ contract! {
 
 async fn migrations_apply_once(store: &Store) {
     assert_eq!(store.migrate().await.unwrap(), Vec::<i64>::new(), "already migrated by the caller");
-    assert_eq!(store.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(store.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5, 6, 7]);
     store.ping().await.unwrap();
 }
 
@@ -763,7 +764,7 @@ async fn concurrent_migrations_on_postgres_apply_once() {
     let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
     let mut applied = ra.unwrap();
     applied.extend(rb.unwrap());
-    assert_eq!(applied, vec![1, 2, 3, 4, 5, 6], "exactly one instance applied each");
+    assert_eq!(applied, vec![1, 2, 3, 4, 5, 6, 7], "exactly one instance applied each");
     a.close().await;
     b.close().await;
 }
@@ -786,8 +787,8 @@ fn typed(group_id: i64, n: u32, event_type: &str) -> NewInboxEvent {
 
 async fn endpoints_are_added_rotated_disabled_and_deleted(store: &Store) {
     store.upsert_community(&zerno()).await.unwrap();
-    store.add_endpoint(&endpoint("ep_a", 1001, "")).await.unwrap();
-    store.add_endpoint(&endpoint("ep_b", 1001, "message_new,like_add")).await.unwrap();
+    assert!(store.add_endpoint(&endpoint("ep_a", 1001, ""), 10).await.unwrap());
+    assert!(store.add_endpoint(&endpoint("ep_b", 1001, "message_new,like_add"), 10).await.unwrap());
     let all = store.endpoints(1001).await.unwrap();
     assert_eq!(all.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["ep_a", "ep_b"]);
     assert!(all[0].types().is_empty() && all[0].enabled);
@@ -819,10 +820,10 @@ async fn endpoints_are_added_rotated_disabled_and_deleted(store: &Store) {
 async fn storing_an_event_makes_its_deliveries_in_the_same_statement(store: &Store) {
     store.upsert_community(&zerno()).await.unwrap();
     store.upsert_community(&club()).await.unwrap();
-    store.add_endpoint(&endpoint("ep_all", 1001, "")).await.unwrap();
-    store.add_endpoint(&endpoint("ep_msg", 1001, "message_new")).await.unwrap();
-    store.add_endpoint(&endpoint("ep_off", 1001, "")).await.unwrap();
-    store.add_endpoint(&endpoint("ep_other", 1002, "")).await.unwrap();
+    assert!(store.add_endpoint(&endpoint("ep_all", 1001, ""), 10).await.unwrap());
+    assert!(store.add_endpoint(&endpoint("ep_msg", 1001, "message_new"), 10).await.unwrap());
+    assert!(store.add_endpoint(&endpoint("ep_off", 1001, ""), 10).await.unwrap());
+    assert!(store.add_endpoint(&endpoint("ep_other", 1002, ""), 10).await.unwrap());
     store.set_endpoint_disabled(1001, "ep_off", Some(vkhook::model::DisabledReason::Admin)).await.unwrap();
     let batch = [typed(1001, 1, "message_new"), typed(1001, 2, "like_add"), typed(1001, 1, "message_new")];
     assert_eq!(store.insert_inbox_batch(&batch).await.unwrap(), [Inserted::New, Inserted::New, Inserted::Duplicate]);
@@ -843,7 +844,7 @@ async fn storing_an_event_makes_its_deliveries_in_the_same_statement(store: &Sto
 }
 
 async fn claim_endpoints(store: &Store, owner: &str, now: i64, batch: i64) -> Vec<ClaimedBatch> {
-    store.claim_deliveries(owner, now, now + 60_000, 10, batch).await.unwrap()
+    store.claim_deliveries(owner, now, now + 60_000, 10, batch, 10).await.unwrap()
 }
 
 fn results(endpoint_id: &str, owner: &str, outcomes: Vec<DeliveryOutcome>) -> DeliveryResults {
@@ -854,6 +855,7 @@ fn results(endpoint_id: &str, owner: &str, outcomes: Vec<DeliveryOutcome>) -> De
         health: None,
         failing_cutoff: 0,
         release: true,
+        backoff_until: None,
     }
 }
 
@@ -876,7 +878,7 @@ async fn settle_deliveries(store: &Store, r: DeliveryResults) -> DeliveriesSettl
 
 async fn deliveries_are_claimed_per_endpoint_under_its_lease_and_settled(store: &Store) {
     store.upsert_community(&zerno()).await.unwrap();
-    store.add_endpoint(&endpoint("ep_a", 1001, "")).await.unwrap();
+    assert!(store.add_endpoint(&endpoint("ep_a", 1001, ""), 10).await.unwrap());
     store.insert_inbox_batch(&(1..=5).map(|n| event(1001, n)).collect::<Vec<_>>()).await.unwrap();
     let now = now_ms();
     let batches = claim_endpoints(store, "a", now, 3).await;
@@ -946,8 +948,8 @@ async fn deliveries_are_claimed_per_endpoint_under_its_lease_and_settled(store: 
 
 async fn an_endpoint_failing_too_long_or_gone_is_disabled(store: &Store) {
     store.upsert_community(&zerno()).await.unwrap();
-    store.add_endpoint(&endpoint("ep_a", 1001, "")).await.unwrap();
-    store.add_endpoint(&endpoint("ep_b", 1001, "")).await.unwrap();
+    assert!(store.add_endpoint(&endpoint("ep_a", 1001, ""), 10).await.unwrap());
+    assert!(store.add_endpoint(&endpoint("ep_b", 1001, ""), 10).await.unwrap());
     store.insert_inbox_batch(&[event(1001, 1)]).await.unwrap();
     let now = now_ms();
     let fared = |endpoint: &str, cutoff: i64, health| DeliveryResults {
@@ -957,6 +959,7 @@ async fn an_endpoint_failing_too_long_or_gone_is_disabled(store: &Store) {
         health: Some(health),
         failing_cutoff: cutoff,
         release: true,
+        backoff_until: None,
     };
     // Failing since `now`; not yet past the cutoff, then past it.
     let r = fared("ep_a", now - 1_000, EndpointHealth::Failed { at: now });
@@ -1025,8 +1028,8 @@ async fn an_alert_is_told_once_and_reminded_after_its_period(store: &Store) {
 async fn the_overview_counts_each_community_in_one_query(store: &Store) {
     store.upsert_user(&anna()).await.unwrap();
     store.set_user_communities(1, &[(zerno(), Some(Role::Administrator)), (club(), Some(Role::Editor))]).await.unwrap();
-    store.add_endpoint(&endpoint("ep_a", 1001, "")).await.unwrap();
-    store.add_endpoint(&endpoint("ep_b", 1001, "")).await.unwrap();
+    assert!(store.add_endpoint(&endpoint("ep_a", 1001, ""), 10).await.unwrap());
+    assert!(store.add_endpoint(&endpoint("ep_b", 1001, ""), 10).await.unwrap());
     store.set_endpoint_disabled(1001, "ep_b", Some(vkhook::model::DisabledReason::Gone)).await.unwrap();
     let old = NewInboxEvent { received_at: now_ms() - 2 * 86_400_000, ..event(1001, 1) };
     let done = NewInboxEvent { done_at_ingest: Some("{}".into()), ..event(1001, 2) };
@@ -1156,4 +1159,54 @@ async fn message_permissions_follow_the_persons_events(store: &Store) {
     };
     assert_eq!(store.insert_inbox_batch(&[odd]).await.unwrap(), [Inserted::New]);
     assert_eq!(store.message_permission(1001, 1).await.unwrap(), Some((true, 4_000)));
+}
+
+/// One community cannot crowd out another: at most `cap` endpoints each (two adds at once cannot pass it); a claim
+/// takes the endpoint claimed longest ago first and no more than `share` of one community's at once (across
+/// instances); an endpoint that failed backs off with every delivery, new ones too; a secret is shown once.
+async fn endpoints_are_capped_claimed_fairly_and_back_off(store: &Store) {
+    store.upsert_community(&zerno()).await.unwrap();
+    store.upsert_community(&club()).await.unwrap();
+    for i in 0..3 {
+        assert!(store.add_endpoint(&endpoint(&format!("ep_{i}"), 1001, ""), 3).await.unwrap());
+    }
+    assert!(!store.add_endpoint(&endpoint("ep_3", 1001, ""), 3).await.unwrap(), "the cap");
+    assert!(store.add_endpoint(&endpoint("ep_other", 1002, ""), 3).await.unwrap(), "another community's own cap");
+    assert!(store.take_endpoint_reveal(1001, "ep_0").await.unwrap(), "shown once after it was made");
+    assert!(!store.take_endpoint_reveal(1001, "ep_0").await.unwrap(), "then masked");
+    assert!(store.rotate_endpoint_secret(1001, "ep_0", "v1.k.new", "v1.k.old", 5_000).await.unwrap());
+    assert!(store.take_endpoint_reveal(1001, "ep_0").await.unwrap(), "once more after a rotation");
+    store.insert_inbox_batch(&[event(1001, 1), event(1002, 2)]).await.unwrap();
+    let now = now_ms();
+    let claim = |owner: &'static str, at: i64, share: i64| async move {
+        let batches = store.claim_deliveries(owner, at, at + 60_000, 10, 10, share).await.unwrap();
+        batches.into_iter().map(|b| b.endpoint.id).collect::<Vec<_>>()
+    };
+    // 1001 may hold two at once: two of its three, and 1002's.
+    let first = claim("a", now, 2).await;
+    assert_eq!(first.iter().filter(|id| id.starts_with("ep_") && *id != "ep_other").count(), 2, "{first:?}");
+    assert!(first.contains(&"ep_other".to_owned()), "{first:?}");
+    // Another instance gets nothing of 1001 while two are held, even though one is free.
+    assert_eq!(claim("b", now, 2).await, Vec::<String>::new());
+    let give_back = |id: String, backoff: Option<i64>| async move {
+        let r = DeliveryResults { backoff_until: backoff, ..results(&id, "a", Vec::new()) };
+        settle_deliveries(store, r).await;
+    };
+    for id in first {
+        // ep_0 failed (a timeout): it backs off a minute; the others are given back as they were.
+        let backoff = (id == "ep_0").then_some(now + 60_000);
+        give_back(id, backoff).await;
+    }
+    // Round-robin: the one never claimed comes first; the one backing off is not claimed, even for a new event.
+    store.insert_inbox_batch(&[event(1001, 3)]).await.unwrap();
+    let next = claim("a", now + 1, 1).await;
+    assert_eq!(next, ["ep_2"], "the endpoint claimed longest ago (never) first");
+    give_back("ep_2".into(), None).await;
+    let later = claim("a", now + 2, 3).await;
+    assert!(!later.contains(&"ep_0".to_owned()), "backing off: {later:?}");
+    for id in later {
+        give_back(id, None).await;
+    }
+    let after = claim("a", now + 60_001, 3).await;
+    assert!(after.contains(&"ep_0".to_owned()), "after its back-off: {after:?}");
 }
