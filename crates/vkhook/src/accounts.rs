@@ -91,7 +91,7 @@ impl Accounts {
         let state_hash = hash_hex(&state);
         let verifier = app.vault.seal(&Slot::new(Sealed::OAuthVerifier, state_hash.as_str()), &pkce.verifier);
         app.store
-            .insert_oauth_state(&OAuthStateRow {
+            .replace_sign_in_state(&OAuthStateRow {
                 state_hash,
                 session_hash: session_hash.to_owned(),
                 kind: OAuthPurpose::SignIn,

@@ -8,7 +8,13 @@
 //!   delivers it only if the admin allowed messages from the community (901/902 otherwise, https://dev.vk.com/ru/method/messages.send).
 //!   When the trouble is the key itself (error 5, https://dev.vk.com/ru/reference/errors), there is no key to send with: that alert
 //!   goes by e-mail only.
-//! - an e-mail through `VKHOOK_SMTP_URL`, to the address an administrator gave on the card.
+//! - an e-mail through `VKHOOK_SMTP_URL`, to the address an administrator gave on the card — once they confirmed it
+//!   by the link sent there ([`Alerts::request_email`]): nothing else ever goes to an address nobody confirmed.
+//!
+//! Bounded, whoever triggers them: at most one telling per community and kind a day, [`DAILY_PER_COMMUNITY`] per
+//! community and [`DAILY_PER_RECIPIENT`] per admin or address a day, counted over what was sent (resolving an alert
+//! does not reset it). The words are vkhook's: an endpoint is named by its host, never by the free text an admin gave
+//! it.
 //!
 //! Callers say [`Alerts::raise`] or [`Alerts::resolve`]; sending happens on a task of its own and never fails them.
 
@@ -27,6 +33,15 @@ use crate::store::{now_ms, AlertRow, Store, StoreResult};
 
 /// How long VK's word on whether the community may write to its admin is kept (the card asks at most daily).
 const PERMISSION_FRESH_MS: i64 = 24 * 3600 * 1000;
+const DAY_MS: i64 = 24 * 3600 * 1000;
+/// Tellings of one community, any kind, a day.
+pub const DAILY_PER_COMMUNITY: i64 = 3;
+/// Tellings to one admin or one address, any community, a day.
+pub const DAILY_PER_RECIPIENT: i64 = 10;
+/// A new confirmation link goes out at most this often per community.
+const CONFIRMATION_GAP_MS: i64 = 10 * 60 * 1000;
+/// A confirmation link works this long.
+const CONFIRMATION_VALID_MS: i64 = 2 * DAY_MS;
 
 /// How alerts go out.
 #[derive(Debug, Clone)]
@@ -118,16 +133,78 @@ impl Alerts {
         now_ms() - self.settings.remind_every.as_millis() as i64
     }
 
-    /// Tells the admin about alert `id`, if this instance wins the right to now.
+    /// Tells the admin about alert `id`, if this instance wins the right to now and the daily limits allow.
     async fn tell(&self, id: i64) -> StoreResult<()> {
-        let Some(alert) = self.store.claim_alert_send(id, now_ms(), self.remind_before()).await? else { return Ok(()) };
+        let now = now_ms();
+        let Some(alert) = self.store.claim_alert_send(id, now, self.remind_before()).await? else { return Ok(()) };
+        let admin = self.store.community_settings(alert.group_id).await?.and_then(|s| s.connected_by);
+        let address = self.store.alert_email(alert.group_id).await?;
+        let told = self.store.alert_tellings_since(alert.group_id, alert.kind, admin, address.as_deref(), now - DAY_MS);
+        let told = told.await?;
+        if told.same_kind >= 1 || told.community >= DAILY_PER_COMMUNITY {
+            tracing::info!(group_id = alert.group_id, kind = %alert.kind, "alert held back: the community's daily limit");
+            let limited = Some(AlertOutcome::Limited);
+            return self.store.record_alert_results(id, limited, None, limited).await;
+        }
         let t = Lang::Ru.msg();
         let text = self.text(t, &alert).await?;
-        let (vk, vk_reason) = self.by_vk(&alert, &text).await;
+        let (vk, vk_reason) = match admin {
+            Some(_) if told.user >= DAILY_PER_RECIPIENT => (AlertOutcome::Limited, None),
+            _ => self.by_vk(&alert, admin, &text).await,
+        };
         // The e-mail goes whatever VK did with the message: where VK refused it, it is the way that arrives.
-        let email = self.by_email(t, &alert, &text).await;
+        let email = match &address {
+            Some(_) if told.email >= DAILY_PER_RECIPIENT => AlertOutcome::Limited,
+            _ => self.by_email(t, &alert, address.as_deref(), &text).await,
+        };
         tracing::info!(group_id = alert.group_id, kind = %alert.kind, %vk, ?vk_reason, %email, "admin told");
+        let vk_to = admin.filter(|_| vk == AlertOutcome::Sent);
+        let email_to = address.as_deref().filter(|_| email == AlertOutcome::Sent);
+        if vk_to.is_some() || email_to.is_some() {
+            self.store.record_alert_telling(&alert, vk_to, email_to, now).await?;
+        }
         self.store.record_alert_results(id, Some(vk), vk_reason, Some(email)).await
+    }
+
+    /// The admin gave `email` for the community's alerts: a confirmation link goes there, and until it is followed
+    /// nothing else does (anyone with a community could otherwise make this server mail any address). False when a
+    /// link went out less than ten minutes ago, or e-mail is off.
+    pub async fn request_email(&self, group_id: i64, email: &str) -> StoreResult<bool> {
+        let Some(mailer) = &self.mailer else { return Ok(false) };
+        let token = vk::oauth::random_urlsafe(32);
+        let hash = crate::accounts::hash_hex(&token);
+        if !self.store.request_alert_email(group_id, email, &hash, now_ms(), CONFIRMATION_GAP_MS).await? {
+            return Ok(false);
+        }
+        let t = Lang::Ru.msg();
+        let name = self.store.community_name(group_id).await?.unwrap_or_default();
+        let link = self.public_url.join(&format!("/alerts/confirm?token={token}"));
+        let body = fill(t.alerts_confirm_body, &[("name", &name), ("link", &link)]);
+        let message = (|| {
+            lettre::Message::builder()
+                .from(self.settings.smtp_from.parse().ok()?)
+                .to(email.parse().ok()?)
+                .subject(fill(t.alerts_confirm_subject, &[("name", &name)]))
+                .header(lettre::message::header::ContentType::TEXT_PLAIN)
+                .body(body)
+                .ok()
+        })();
+        match message {
+            Some(message) => {
+                if let Err(e) = mailer.send(message).await {
+                    tracing::warn!(group_id, error = %e, "the confirmation e-mail was not sent");
+                }
+            }
+            None => tracing::warn!(group_id, "the confirmation e-mail could not be written"),
+        }
+        Ok(true)
+    }
+
+    /// The confirmation link with `token` was followed: the community it was for, whose alerts now go to that
+    /// address; none for an unknown, used or expired link.
+    pub async fn confirm_email(&self, token: &str) -> StoreResult<Option<i64>> {
+        let hash = crate::accounts::hash_hex(token);
+        self.store.confirm_alert_email(&hash, now_ms() - CONFIRMATION_VALID_MS).await
     }
 
     /// Whether a message from the community would reach the admin who connected it, before any alert is sent:
@@ -168,6 +245,7 @@ impl Alerts {
                     Some(DisabledReason::Gone) => t.alert_why_gone,
                     _ => t.alert_why_failing,
                 };
+                // The endpoint's host (`Forwarding::disabled` writes it), never the name an admin typed.
                 let endpoint = alert.detail.split('\n').next().unwrap_or_default();
                 let url = format!("{url}/endpoints/{}", alert.subject);
                 fill(t.alert_endpoint_disabled, &[("name", &name), ("endpoint", endpoint), ("why", why), ("url", &url)])
@@ -179,14 +257,10 @@ impl Alerts {
     /// A message from the community to the admin who connected it, with the `random_id` reserved for this telling
     /// from the community's counter (`dedup`), so a repeated call never sends twice. A refusal VK states is kept
     /// with its reason (`Reason::message_refusal`).
-    async fn by_vk(&self, alert: &AlertRow, text: &str) -> (AlertOutcome, Option<Reason>) {
+    async fn by_vk(&self, alert: &AlertRow, admin: Option<i64>, text: &str) -> (AlertOutcome, Option<Reason>) {
         if alert.kind == AlertKind::BotPaused {
             return (AlertOutcome::NoKey, None); // the key is what VK refused
         }
-        let admin = match self.store.community_settings(alert.group_id).await {
-            Ok(Some(s)) => s.connected_by,
-            _ => None,
-        };
         let (Some(admin), Ok(Some(key))) = (admin, self.credentials.community_key(alert.group_id).await) else {
             return (AlertOutcome::NoKey, None);
         };
@@ -207,9 +281,9 @@ impl Alerts {
         }
     }
 
-    async fn by_email(&self, t: &'static Msg, alert: &AlertRow, text: &str) -> AlertOutcome {
+    async fn by_email(&self, t: &'static Msg, alert: &AlertRow, to: Option<&str>, text: &str) -> AlertOutcome {
         let Some(mailer) = &self.mailer else { return AlertOutcome::NotConfigured };
-        let Ok(Some(to)) = self.store.alert_email(alert.group_id).await else { return AlertOutcome::NoAddress };
+        let Some(to) = to else { return AlertOutcome::NoAddress };
         let name = self.store.community_name(alert.group_id).await.ok().flatten().unwrap_or_default();
         let message = (|| {
             lettre::Message::builder()

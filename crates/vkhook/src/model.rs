@@ -291,8 +291,10 @@ text_enum! {
         Failed = "failed",
         /// E-mail: `VKHOOK_SMTP_URL` is not set.
         NotConfigured = "not_configured",
-        /// E-mail: no address given on the card.
+        /// E-mail: no address given on the card (or none confirmed yet).
         NoAddress = "no_address",
+        /// Held back by the daily limits (the community's, or the recipient's).
+        Limited = "limited",
     }
 }
 

@@ -86,7 +86,9 @@ impl Forwarding {
     /// An endpoint was disabled by what it answered: its admin is told.
     pub(crate) fn disabled(&self, endpoint: &EndpointRow, reason: crate::model::DisabledReason) {
         if let Some(alerts) = &self.alerts {
-            let detail = format!("{}\n{reason}", endpoint.name);
+            // The alert names the endpoint by its host: its name is free text an admin (or an attacker) typed.
+            let host = Url::parse(&endpoint.url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
+            let detail = format!("{host}\n{reason}");
             alerts.raise(endpoint.group_id, crate::model::AlertKind::EndpointDisabled, &endpoint.id, &detail);
         }
     }

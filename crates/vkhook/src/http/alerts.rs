@@ -28,6 +28,8 @@ pub struct AlertView {
 
 pub struct AlertsCard {
     pub recipient: String,
+    /// An address given but not confirmed yet.
+    pub pending: Option<String>,
     /// Whether a VK message would reach the recipient, said before any alert: (words, css class).
     pub reachable: Option<(&'static str, &'static str)>,
     pub email: String,
@@ -44,6 +46,7 @@ fn outcome(t: &'static Msg, o: Option<AlertOutcome>, reason: Option<Reason>) -> 
         Some(AlertOutcome::Failed) | None => t.alerts_failed.into(),
         Some(AlertOutcome::NotConfigured) => t.alerts_not_configured.into(),
         Some(AlertOutcome::NoAddress) => t.alerts_no_address.into(),
+        Some(AlertOutcome::Limited) => t.alerts_limited.into(),
     }
 }
 
@@ -83,6 +86,7 @@ pub async fn alerts_card(app: &AppState, t: &'static Msg, group_id: i64) -> AppR
         recipient,
         reachable,
         email: app.store.alert_email(group_id).await?.unwrap_or_default(),
+        pending: app.store.pending_alert_email(group_id).await?,
         email_configured: app.alerts.email_configured(),
         alerts,
     })
@@ -95,11 +99,43 @@ pub async fn save_email(
     body: axum::body::Bytes,
 ) -> AppResult<Response> {
     let form = FormPairs::parse(&body);
-    let email = form.text("email");
-    if email.is_some_and(|e| !crate::alerts::valid_email(e)) {
+    let Some(email) = form.text("email") else {
+        app.store.clear_alert_email(community.id).await?;
+        return Ok(Notice::AlertsEmailCleared.redirect(community.id, "#alerts"));
+    };
+    if !crate::alerts::valid_email(email) {
         let back = format!("/communities/{}#alerts", community.id);
         return Err(AppError::shown_with_back(Problem::Invalid, |t| t.alerts_email_invalid, back));
     }
-    app.store.set_alert_email(community.id, email).await?;
-    Ok(Notice::AlertsSaved.redirect(community.id, "#alerts"))
+    if app.store.alert_email(community.id).await?.as_deref() == Some(email) {
+        return Ok(Notice::AlertsSaved.redirect(community.id, "#alerts"));
+    }
+    // Nothing goes to a new address but the link that confirms it.
+    let notice = if app.alerts.request_email(community.id, email).await? {
+        Notice::AlertsConfirmSent
+    } else {
+        Notice::AlertsConfirmWait
+    };
+    Ok(notice.redirect(community.id, "#alerts"))
+}
+
+#[derive(serde::Deserialize)]
+pub struct ConfirmQuery {
+    token: Option<String>,
+}
+
+/// The confirmation link from the e-mail (no sign-in needed: the link is the proof that the mailbox is theirs).
+pub async fn confirm_email(
+    State(app): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<ConfirmQuery>,
+) -> AppResult<Response> {
+    let token = q.token.unwrap_or_default();
+    match app.alerts.confirm_email(&token).await? {
+        Some(group_id) => {
+            tracing::info!(group_id, "alert e-mail address confirmed");
+            let to = format!("/?notice={}", Notice::AlertsConfirmed.as_str());
+            Ok(axum::response::IntoResponse::into_response(axum::response::Redirect::to(&to)))
+        }
+        None => Err(AppError::shown_with_back(Problem::BadRequest, |t| t.alerts_confirm_bad, "/communities")),
+    }
 }

@@ -35,7 +35,7 @@ pub async fn show_landing(
 ) -> AppResult<Response> {
     let t = viewer.lang.msg();
     let notice = Notice::from_query(q.notice.as_deref())
-        .filter(|n| matches!(n, Notice::SigninAgain | Notice::SignedOut))
+        .filter(|n| matches!(n, Notice::SigninAgain | Notice::SignedOut | Notice::AlertsConfirmed))
         .map(|n| n.text(t));
     let user_name = user_name(&app, &viewer).await?;
     render(LandingPage { layout: Layout::new(&viewer, user_name, "/"), notice })
@@ -47,24 +47,24 @@ pub async fn user_name(app: &AppState, viewer: &Viewer) -> AppResult<Option<Stri
     Ok(app.store.user(user_id).await?.map(|u| format!("{} {}", u.first_name, u.last_name)))
 }
 
-/// «Войти через VK ID»: a session (anonymous until signed in) holds the pending state and verifier. Each start
-/// writes rows, so starts without a session are limited per client address.
+/// «Войти через VK ID»: a session (anonymous until signed in) holds the pending state and verifier, which a new start
+/// replaces. Each start writes rows, so every start is limited per client address, with a cookie or without.
 pub async fn start_login(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: axum::http::HeaderMap,
     viewer: Viewer,
 ) -> AppResult<Response> {
+    let client = super::limits::client_address(peer, &headers);
+    if let Err(wait) = app.login_limit.hit(client) {
+        tracing::info!(%client, "sign-in starts over the limit: 429");
+        return Err(AppError::shown(Problem::TooMany { retry_after_secs: wait.as_secs().max(1) }, |t| {
+            t.error_too_many
+        }));
+    }
     let (cookie, session) = match viewer.session {
         Some(s) => (None, s),
         None => {
-            let client = super::limits::client_address(peer, &headers);
-            if let Err(wait) = app.login_limit.hit(client) {
-                tracing::info!(%client, "sign-in starts over the limit: 429");
-                return Err(AppError::shown(Problem::TooMany { retry_after_secs: wait.as_secs().max(1) }, |t| {
-                    t.error_too_many
-                }));
-            }
             let (cookie, s) = session::start_session(&app, None).await?;
             (Some(cookie), s)
         }

@@ -391,7 +391,10 @@ pub struct DetailQuery {
 }
 
 /// The notices the community page shows.
-const DETAIL_NOTICES: [Notice; 10] = [
+const DETAIL_NOTICES: [Notice; 13] = [
+    Notice::AlertsConfirmSent,
+    Notice::AlertsConfirmWait,
+    Notice::AlertsEmailCleared,
     Notice::EventsSaved,
     Notice::EventsFailed,
     Notice::Disconnected,

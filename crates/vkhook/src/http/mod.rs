@@ -59,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .route("/communities/{id}/events/{event}", get(events::show_raw_event))
         .route("/communities/{id}/events/{event}/replay", post(events::replay_event))
         .route("/communities/{id}/alerts", post(alerts::save_email))
+        .route("/alerts/confirm", get(alerts::confirm_email))
         .route("/communities/{id}/endpoints", post(endpoints::add_endpoint))
         .route("/communities/{id}/endpoints/{endpoint}", get(endpoints::show_endpoint))
         .route("/communities/{id}/endpoints/{endpoint}/test", post(endpoints::send_test))

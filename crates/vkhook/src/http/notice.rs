@@ -27,6 +27,10 @@ text_enum! {
         EndpointEnabled = "endpoint_enabled",
         EndpointDeleted = "endpoint_deleted",
         AlertsSaved = "alerts_saved",
+        AlertsConfirmSent = "confirm_sent",
+        AlertsConfirmWait = "confirm_wait",
+        AlertsConfirmed = "alerts_confirmed",
+        AlertsEmailCleared = "email_cleared",
     }
 }
 
@@ -58,6 +62,10 @@ impl Notice {
             Notice::EndpointEnabled => t.endpoint_enabled_notice,
             Notice::EndpointDeleted => t.endpoint_deleted,
             Notice::AlertsSaved => t.alerts_saved,
+            Notice::AlertsConfirmSent => t.alerts_confirm_sent,
+            Notice::AlertsConfirmWait => t.alerts_confirm_wait,
+            Notice::AlertsConfirmed => t.alerts_confirmed,
+            Notice::AlertsEmailCleared => t.alerts_email_cleared,
         }
     }
 

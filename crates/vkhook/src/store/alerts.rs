@@ -4,6 +4,15 @@
 use super::{on_pool, Store, StoreResult};
 use crate::model::{AlertKind, AlertOutcome, Reason};
 
+/// How many tellings a window holds (`Store::alert_tellings_since`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TellingCounts {
+    pub same_kind: i64,
+    pub community: i64,
+    pub user: i64,
+    pub email: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AlertRow {
     pub id: i64,
@@ -108,17 +117,90 @@ impl Store {
         Ok(on_pool!(self, pool => sqlx::query_as::<_, AlertRow>(&q).bind(group_id).bind(limit).fetch_all(pool).await?))
     }
 
-    pub async fn set_alert_email(&self, group_id: i64, email: Option<&str>) -> StoreResult<bool> {
-        let q = "UPDATE community_settings SET alert_email = $2 WHERE group_id = $1";
-        let n = on_pool!(self, pool => sqlx::query(q).bind(group_id).bind(email).execute(pool).await?.rows_affected());
+    /// No e-mails for the community's alerts any more: the confirmed address and any waiting one are forgotten.
+    pub async fn clear_alert_email(&self, group_id: i64) -> StoreResult<bool> {
+        let q = "UPDATE community_settings SET alert_email = NULL, alert_email_pending = NULL, \
+                 alert_email_token = NULL, alert_email_sent_at = NULL WHERE group_id = $1";
+        let n = on_pool!(self, pool => sqlx::query(q).bind(group_id).execute(pool).await?.rows_affected());
         Ok(n == 1)
     }
 
+    /// `email` waits for its confirmation link (`token_hash`: SHA-256 of the link's token), sent at `now` — unless a
+    /// confirmation went out less than `min_gap_ms` ago (one a while per community: the link goes to any address the
+    /// admin types). Whether this one may be sent.
+    pub async fn request_alert_email(
+        &self,
+        group_id: i64,
+        email: &str,
+        token_hash: &str,
+        now: i64,
+        min_gap_ms: i64,
+    ) -> StoreResult<bool> {
+        let q = "UPDATE community_settings SET alert_email_pending = $2, alert_email_token = $3, \
+                 alert_email_sent_at = $4 WHERE group_id = $1 \
+                 AND (alert_email_sent_at IS NULL OR alert_email_sent_at < $5)";
+        let n = on_pool!(self, pool => sqlx::query(q).bind(group_id).bind(email).bind(token_hash).bind(now)
+            .bind(now - min_gap_ms).execute(pool).await?.rows_affected());
+        Ok(n == 1)
+    }
+
+    /// The confirmation link with `token_hash` was followed: its address becomes the alerts' address, if the link
+    /// is younger than `since` and was not used. The community it was for.
+    pub async fn confirm_alert_email(&self, token_hash: &str, since: i64) -> StoreResult<Option<i64>> {
+        let q = "UPDATE community_settings SET alert_email = alert_email_pending, alert_email_pending = NULL, \
+                 alert_email_token = NULL WHERE alert_email_token = $1 AND alert_email_sent_at >= $2 \
+                 AND alert_email_pending IS NOT NULL RETURNING group_id";
+        Ok(on_pool!(self, pool => sqlx::query_scalar(q).bind(token_hash).bind(since).fetch_optional(pool).await?))
+    }
+
+    /// The confirmed address alerts go to.
     pub async fn alert_email(&self, group_id: i64) -> StoreResult<Option<String>> {
         let q = "SELECT alert_email FROM community_settings WHERE group_id = $1";
         let found: Option<Option<String>> =
             on_pool!(self, pool => sqlx::query_scalar(q).bind(group_id).fetch_optional(pool).await?);
         Ok(found.flatten())
+    }
+
+    /// The address waiting for its confirmation, if any.
+    pub async fn pending_alert_email(&self, group_id: i64) -> StoreResult<Option<String>> {
+        let q = "SELECT alert_email_pending FROM community_settings WHERE group_id = $1";
+        let found: Option<Option<String>> =
+            on_pool!(self, pool => sqlx::query_scalar(q).bind(group_id).fetch_optional(pool).await?);
+        Ok(found.flatten())
+    }
+
+    /// Records that alert `alert` of `group_id` was told to `user_id` in VK and/or to `email`, at `at`.
+    pub async fn record_alert_telling(
+        &self,
+        alert: &AlertRow,
+        user_id: Option<i64>,
+        email: Option<&str>,
+        at: i64,
+    ) -> StoreResult<()> {
+        let q = "INSERT INTO alert_tellings (alert_id, group_id, kind, user_id, email, at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)";
+        on_pool!(self, pool => sqlx::query(q).bind(alert.id).bind(alert.group_id).bind(alert.kind).bind(user_id)
+            .bind(email).bind(at).execute(pool).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Tellings since `since`: of this community and kind, of this community at all, to this user, to this address.
+    pub async fn alert_tellings_since(
+        &self,
+        group_id: i64,
+        kind: AlertKind,
+        user_id: Option<i64>,
+        email: Option<&str>,
+        since: i64,
+    ) -> StoreResult<TellingCounts> {
+        let q = "SELECT \
+                 (SELECT COUNT(*) FROM alert_tellings WHERE group_id = $1 AND kind = $2 AND at >= $5), \
+                 (SELECT COUNT(*) FROM alert_tellings WHERE group_id = $1 AND at >= $5), \
+                 (SELECT COUNT(*) FROM alert_tellings WHERE user_id = $3 AND at >= $5), \
+                 (SELECT COUNT(*) FROM alert_tellings WHERE email = $4 AND at >= $5)";
+        let (same_kind, community, user, email): (i64, i64, i64, i64) = on_pool!(self, pool => sqlx::query_as(q)
+            .bind(group_id).bind(kind).bind(user_id).bind(email).bind(since).fetch_one(pool).await?);
+        Ok(TellingCounts { same_kind, community, user, email })
     }
 
     /// Whether `user_id` lets community `group_id` write to them, and as of when (VK's answer or their own event).

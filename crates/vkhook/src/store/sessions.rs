@@ -98,6 +98,25 @@ impl Store {
         Ok(())
     }
 
+    /// A session's new sign-in: its pending one (if any) is dropped with it, in one transaction, so a browser that
+    /// keeps its cookie and starts again and again holds one pending sign-in, not hundreds.
+    pub async fn replace_sign_in_state(&self, s: &OAuthStateRow) -> StoreResult<()> {
+        let drop = "DELETE FROM oauth_states WHERE session_hash = $1 AND kind = $2";
+        let q = "INSERT INTO oauth_states \
+                 (state_hash, session_hash, kind, verifier, group_id, created_at, group_ids, bulk_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(drop).bind(&s.session_hash).bind(s.kind).execute(&mut *tx).await?;
+            sqlx::query(q)
+                .bind(&s.state_hash).bind(&s.session_hash).bind(s.kind).bind(&s.verifier).bind(s.group_id)
+                .bind(s.created_at).bind(&s.group_ids).bind(&s.bulk_id)
+                .execute(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
     /// Removes and returns a pending authorization: a `state` works once.
     pub async fn take_oauth_state(&self, state_hash: &str) -> StoreResult<Option<OAuthStateRow>> {
         let q = "DELETE FROM oauth_states WHERE state_hash = $1 \

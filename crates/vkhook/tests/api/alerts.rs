@@ -6,6 +6,21 @@ use vkhook::model::{AlertKind, AlertOutcome};
 use crate::forwarding::add_endpoint;
 use crate::helpers::*;
 
+/// Gives `email` on 1001's card and follows the confirmation link the mail brings (nothing else goes there first).
+pub async fn confirm_alert_email(app: &TestApp, smtp: &SmtpSink, email: &str) {
+    let before = smtp.mails().len();
+    let r = app.post_with_csrf("/communities/1001", "/communities/1001/alerts", &[("email", email)]).await;
+    assert_eq!(r.status(), 303);
+    let mail = eventually(10, "the confirmation e-mail", || async { smtp.mails().into_iter().nth(before) }).await;
+    assert_eq!(mail.to, [email]);
+    let text = mail.text();
+    let link = text.split_whitespace().find(|w| w.contains("/alerts/confirm?token=")).expect("a link").to_owned();
+    let path = &link[link.find("/alerts/confirm").unwrap()..];
+    let r = app.get(path).await;
+    assert_eq!(r.status(), 303, "the link confirms");
+    assert_eq!(app.store().alert_email(1001).await.unwrap().as_deref(), Some(email));
+}
+
 async fn with_mail() -> (TestApp, SmtpSink) {
     let smtp = SmtpSink::start().await;
     let alerts = vkhook::alerts::AlertSettings {
@@ -30,11 +45,10 @@ async fn a_disabled_endpoint_and_a_dead_key_are_told_once_by_vk_message_and_by_e
     app.sandbox.message(1001, 1, "Привет!").unwrap();
     let page = app.get("/communities/1001").await.text().await.unwrap();
     assert!(page.contains("id=\"alerts\"") && page.contains("Разрешить сообщения"), "the card says how");
-    let r = app.post_with_csrf("/communities/1001", "/communities/1001/alerts", &[("email", "anna@example.com")]).await;
-    assert_eq!(r.status(), 303);
     let r = app.post_with_csrf("/communities/1001", "/communities/1001/alerts", &[("email", "not an address")]).await;
     assert_eq!(r.status(), 422);
-    assert_eq!(app.store().alert_email(1001).await.unwrap().as_deref(), Some("anna@example.com"));
+    confirm_alert_email(&app, &smtp, "anna@example.com").await;
+    let confirmations = smtp.mails().len();
 
     // An endpoint answers 410: disabled, and Анна is told once, both ways.
     let hook = Hook::start().await;
@@ -44,7 +58,7 @@ async fn a_disabled_endpoint_and_a_dead_key_are_told_once_by_vk_message_and_by_e
     app.post_with_csrf(&page, &format!("{page}/test"), &[]).await;
     let message = eventually(10, "the VK message", || async { to_anna(&app).into_iter().next() }).await;
     assert!(message.text.contains("отключена") && message.text.contains("410"), "{}", message.text);
-    let mail = eventually(10, "the e-mail", || async { smtp.mails().into_iter().next() }).await;
+    let mail = eventually(10, "the e-mail", || async { smtp.mails().into_iter().nth(confirmations) }).await;
     assert_eq!(mail.to, ["anna@example.com"]);
     assert!(mail.text().contains("отключена"), "{}", mail.text());
     // Seen again, and the reminder pass: nothing more within the reminder period (a day).
@@ -85,7 +99,7 @@ async fn a_disabled_endpoint_and_a_dead_key_are_told_once_by_vk_message_and_by_e
     );
     assert_eq!(alerts[0].vk_result, Some(AlertOutcome::NoKey));
     assert_eq!(to_anna(&app).len(), 1);
-    assert_eq!(smtp.mails().len(), 2);
+    assert_eq!(smtp.mails().len(), confirmations + 2);
 }
 
 /// The card says before any alert whether a VK message can reach the admin (`messages.isMessagesFromGroupAllowed`),
@@ -105,12 +119,12 @@ async fn the_card_says_in_advance_whether_vk_messages_arrive_and_a_refusal_falls
         card.contains("Сообщения ВКонтакте дойдут").then_some(())
     })
     .await;
-    app.post_with_csrf("/communities/1001", "/communities/1001/alerts", &[("email", "anna@example.com")]).await;
+    confirm_alert_email(&app, &smtp, "anna@example.com").await;
 
     // The community's messages are switched off at VK: the alert's message is refused with 945.
     app.sandbox_control("/_sandbox/groups/1001/messaging", serde_json::json!({"enabled": false})).await;
     app.state.alerts.raise(1001, AlertKind::VkFailed, "", "");
-    let mail = eventually(10, "the e-mail", || async { smtp.mails().into_iter().next() }).await;
+    let mail = eventually(10, "the e-mail", || async { smtp.mails().into_iter().nth(1) }).await;
     assert_eq!(mail.to, ["anna@example.com"]);
     let alert = eventually(10, "the alert recorded", || async {
         let a = app.store().alerts(1001, 10).await.unwrap().into_iter().next()?;
@@ -127,4 +141,61 @@ async fn the_card_says_in_advance_whether_vk_messages_arrive_and_a_refusal_falls
             || card.contains("выключены сообщения"),
         "{card}"
     );
+}
+
+/// An attacker toggling their endpoint (410 → disabled → «Включить» → 410 …) five times gets one VK message, and
+/// nothing is mailed to an address nobody confirmed: the confirmation link is the only mail it gets. The message names
+/// the endpoint by its host, never by the text its admin typed as its name. Once confirmed, the address gets alerts.
+#[tokio::test]
+async fn five_disable_enable_cycles_tell_once_and_mail_only_a_confirmed_address() {
+    let (app, smtp) = with_mail().await;
+    app.connected_with_rules(1001, &[]).await;
+    app.sandbox.message(1001, 1, "Привет!").unwrap(); // Анна allows the community's messages
+    let r =
+        app.post_with_csrf("/communities/1001", "/communities/1001/alerts", &[("email", "victim@example.com")]).await;
+    assert_eq!(r.status(), 303);
+    eventually(10, "the confirmation mail", || async { smtp.mails().into_iter().next() }).await;
+    let card = app.get("/communities/1001").await.text().await.unwrap();
+    assert!(card.contains("victim@example.com — ждёт подтверждения"), "{card}");
+
+    let hook = Hook::start().await;
+    let form = [("url", hook.url.as_str()), ("name", "СРОЧНО: подтвердите аккаунт на https://evil.example")];
+    let r = app.post_with_csrf("/communities/1001", "/communities/1001/endpoints", &form).await;
+    assert_eq!(r.status(), 303);
+    let endpoint = app.store().endpoints(1001).await.unwrap().remove(0).id;
+    let page = format!("/communities/1001/endpoints/{endpoint}");
+    for cycle in 0..5 {
+        hook.answer_next(&[410]);
+        app.post_with_csrf(&page, &format!("{page}/test"), &[]).await;
+        eventually(10, "disabled by the 410", || async {
+            let e = app.store().endpoint(1001, &endpoint).await.unwrap()?;
+            (!e.enabled).then_some(())
+        })
+        .await;
+        // The alert's telling (or its refusal by the limit) is recorded before the next cycle.
+        eventually(10, "the alert settled", || async {
+            let alerts = app.store().alerts(1001, 10).await.unwrap();
+            (alerts.len() == cycle + 1 && alerts.iter().all(|a| a.vk_result.is_some())).then_some(())
+        })
+        .await;
+        let r = app.post_with_csrf(&page, &format!("{page}/enable"), &[]).await;
+        assert_eq!(r.status(), 303);
+    }
+    let to_anna = to_anna(&app);
+    assert_eq!(to_anna.len(), 1, "one VK message in five cycles");
+    assert!(to_anna[0].text.contains("127.0.0.1"), "named by its host: {}", to_anna[0].text);
+    assert!(!to_anna[0].text.contains("СРОЧНО") && !to_anna[0].text.contains("evil"), "{}", to_anna[0].text);
+    assert_eq!(smtp.mails().len(), 1, "only the confirmation link went to the unconfirmed address");
+    let alerts = app.store().alerts(1001, 10).await.unwrap();
+    assert_eq!(alerts.iter().filter(|a| a.vk_result == Some(AlertOutcome::Limited)).count(), 4, "held by the limit");
+    let card = app.get("/communities/1001").await.text().await.unwrap();
+    assert!(card.contains("дневной лимит"), "the card says why nothing went");
+
+    // Confirmed, the address gets the next alert of another kind.
+    let link =
+        smtp.mails()[0].text().split_whitespace().find(|w| w.contains("/alerts/confirm?token=")).unwrap().to_owned();
+    assert_eq!(app.get(&link[link.find("/alerts/confirm").unwrap()..]).await.status(), 303);
+    app.state.alerts.raise(1001, AlertKind::VkFailed, "", "");
+    let mail = eventually(10, "the alert by e-mail", || async { smtp.mails().into_iter().nth(1) }).await;
+    assert_eq!(mail.to, ["victim@example.com"]);
 }

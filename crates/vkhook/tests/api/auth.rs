@@ -320,6 +320,30 @@ async fn anonymous_sign_in_starts_are_limited_per_address_with_429_and_retry_aft
     assert_eq!(other.status(), 303);
 }
 
+/// Keeping the cookie does not get around the limit, and each new start replaces the session's pending one: a
+/// browser that starts over and over holds one pending sign-in.
+#[tokio::test]
+async fn starts_that_keep_their_cookie_are_limited_too_and_replace_the_pending_one() {
+    let app = TestApp::spawn().await;
+    let limit = Timing::default().logins_per_minute;
+    for i in 0..limit {
+        assert_eq!(app.get("/auth/vk/login").await.status(), 303, "start {i}");
+    }
+    assert_eq!(app.get("/auth/vk/login").await.status(), 429, "the same cookie, over the limit");
+    let pending = match &app.db {
+        TestDatabase::Sqlite(file) => {
+            let url = format!("sqlite://{}", file.display());
+            let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.unwrap();
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM oauth_states").fetch_one(&mut conn).await.unwrap()
+        }
+        TestDatabase::Postgres(db) => {
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM oauth_states").fetch_one(&mut conn).await.unwrap()
+        }
+    };
+    assert_eq!(pending, 1, "one pending sign-in for the session, not {limit}");
+}
+
 #[tokio::test]
 async fn an_unused_anonymous_session_and_its_pending_sign_in_expire_within_minutes() {
     let timing = Timing {

@@ -196,3 +196,30 @@ async fn another_users_run_page_does_not_exist() {
     let r = other.get(format!("{}{page}", app.url)).send().await.unwrap();
     assert_eq!(r.status(), 404);
 }
+
+/// Someone VK no longer counts as an administrator ticks a community in bulk: it is listed as refused, and the
+/// community's setup record — here another administrator's run waiting at VK's consent page — is left as it was.
+#[tokio::test]
+async fn a_refused_community_in_a_bulk_run_leaves_another_admins_waiting_setup_alone() {
+    let app = app_with(0).await;
+    // Мария, 1003's administrator, pressed «Подключить» and is on VK's consent page.
+    let maria = Driver::new(browser(), app.url.clone(), &app.sandbox, app.store().clone());
+    maria.sign_in(4).await;
+    let r = maria.post_with_csrf("/communities/1003", "/communities/1003/connect", &[]).await;
+    assert_eq!(r.status(), 303);
+    let waiting = app.store().setup(1003).await.unwrap().expect("Мария's run");
+    assert_eq!((waiting.state, waiting.started_by), (SetupState::WaitingToken, 4));
+    // Анна's stored role says administrator (stale: the list was read before she was made an editor); VK says
+    // editor. (The form is posted from another page, so `/communities` does not read the list again first.)
+    app.store().set_user_role(1, 1003, vkhook::model::Role::Administrator, vkhook::store::now_ms()).await.unwrap();
+    let form = [("group", "1001"), ("group", "1003"), ("action", "connect")];
+    let r = app.post_with_csrf("/communities/1001", "/communities/bulk", &form).await;
+    assert_eq!(r.status(), 303);
+    let to = r.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(group_ids_of(&to), [1001], "only the community VK confirms goes to the consent");
+    let page = answer_consent(&app, &to, &Consent::allow(1)).await;
+    wait_all_finished(&app, &[1001]).await;
+    let html = app.get(&page).await.text().await.unwrap();
+    assert!(html.contains("больше не администратор"), "1003 listed as refused: {html}");
+    assert_eq!(app.store().setup(1003).await.unwrap(), Some(waiting), "Мария's run untouched");
+}

@@ -305,3 +305,47 @@ async fn the_sandbox_alone_adds_extra_communities_when_asked() {
     );
     assert!(banner.lock().unwrap().contains("2001…2002"));
 }
+
+/// An `HTTPS_PROXY` in the environment must not carry deliveries past the resolver that refuses internal addresses
+/// (a proxy resolves the name itself): the delivery client uses no proxy. The endpoint is stored as an older vkhook
+/// or a hand edit could have left it — a name that does not resolve publicly — and an event makes a delivery: the
+/// attempt fails at vkhook, and the proxy never hears of it.
+#[tokio::test]
+async fn a_proxy_in_the_environment_never_carries_a_delivery() {
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    let asked = Arc::new(Mutex::new(0usize));
+    let count = asked.clone();
+    tokio::spawn(async move {
+        while let Ok((_socket, _)) = proxy.accept().await {
+            *count.lock().unwrap() += 1;
+        }
+    });
+    // VK (the sandbox) and the public URL are loopback: NO_PROXY keeps them direct, as an operator's would.
+    let env =
+        [("HTTPS_PROXY", proxy_url.as_str()), ("HTTP_PROXY", proxy_url.as_str()), ("NO_PROXY", "127.0.0.1,localhost")];
+    let s = serve_with("info", &env).await;
+    s.driver.sign_in(1).await;
+    s.driver.connect(1001).await;
+    let keys = s.instance.env.iter().find(|(k, _)| k == "VKHOOK_TOKEN_KEYS").unwrap().1.clone();
+    let vault = Vault::from_spec(&SecretString::from(keys)).unwrap();
+    let slot = vkhook::vault::Slot::new(vkhook::vault::Sealed::EndpointSecret, "ep_proxy");
+    let secret = vault.seal(&slot, &SecretString::from("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned()));
+    let endpoint = vkhook::store::NewEndpoint {
+        id: "ep_proxy".into(),
+        group_id: 1001,
+        name: "CRM".into(),
+        url: "https://crm.internal.invalid/vk".into(),
+        event_types: String::new(),
+        secret,
+        created_by: 1,
+    };
+    assert!(s.store.add_endpoint(&endpoint, 10).await.unwrap());
+    s.sandbox.comment(1001, 2, "Привет").unwrap();
+    let attempt = eventually(15, "the delivery attempted", || async {
+        s.store.endpoint_attempts("ep_proxy", 10).await.unwrap().into_iter().next()
+    })
+    .await;
+    assert_eq!(attempt.status_code, None, "no answer from anyone: {attempt:?}");
+    assert_eq!(*asked.lock().unwrap(), 0, "the proxy was never asked to carry a delivery");
+}

@@ -174,9 +174,19 @@ async fn oauth_states_are_single_use(store: &Store) {
         ..st.clone()
     };
     store.insert_oauth_state(&several).await.unwrap();
-    assert_eq!(store.take_oauth_state("s").await.unwrap(), Some(st));
+    assert_eq!(store.take_oauth_state("s").await.unwrap(), Some(st.clone()));
     assert_eq!(store.take_oauth_state("s").await.unwrap(), None);
     assert_eq!(store.take_oauth_state("c").await.unwrap().map(|c| c.communities()), Some(vec![7]));
+    // A session's new sign-in replaces its pending one, and leaves its community authorizations alone.
+    let first = OAuthStateRow { state_hash: "s1".into(), ..st.clone() };
+    let second = OAuthStateRow { state_hash: "s2".into(), ..st.clone() };
+    let pending_community = OAuthStateRow { state_hash: "c2".into(), ..community.clone() };
+    store.insert_oauth_state(&pending_community).await.unwrap();
+    store.replace_sign_in_state(&first).await.unwrap();
+    store.replace_sign_in_state(&second).await.unwrap();
+    assert_eq!(store.take_oauth_state("s1").await.unwrap(), None, "replaced");
+    assert_eq!(store.take_oauth_state("s2").await.unwrap(), Some(second));
+    assert!(store.take_oauth_state("c2").await.unwrap().is_some(), "not a sign-in: left alone");
     assert_eq!(store.take_oauth_state("b").await.unwrap().map(|c| c.communities()), Some(vec![7, 8, 9]));
 }
 
@@ -990,14 +1000,38 @@ async fn an_alert_is_told_once_and_reminded_after_its_period(store: &Store) {
     assert_eq!(store.community_name(1001).await.unwrap().as_deref(), Some("Кофейня «Зерно»"));
     assert_eq!(store.community_name(1002).await.unwrap(), None);
     assert_eq!(store.alert_email(1001).await.unwrap(), None);
-    assert!(store.set_alert_email(1001, Some("anna@example.com")).await.unwrap());
+    // An address waits for its link; another link goes out only after the gap; the link makes it the address.
+    assert!(store.request_alert_email(1001, "anna@example.com", "h1", 1_000, 600_000).await.unwrap());
+    assert!(!store.request_alert_email(1001, "evil@example.com", "h2", 2_000, 600_000).await.unwrap(), "too soon");
+    assert_eq!(store.pending_alert_email(1001).await.unwrap().as_deref(), Some("anna@example.com"));
+    assert_eq!(store.alert_email(1001).await.unwrap(), None, "nothing confirmed yet");
+    assert_eq!(store.confirm_alert_email("h2", 0).await.unwrap(), None, "not its link");
+    assert_eq!(store.confirm_alert_email("h1", 1_001).await.unwrap(), None, "an expired link");
+    assert_eq!(store.confirm_alert_email("h1", 1_000).await.unwrap(), Some(1001));
+    assert_eq!(store.confirm_alert_email("h1", 1_000).await.unwrap(), None, "used");
     assert_eq!(store.alert_email(1001).await.unwrap().as_deref(), Some("anna@example.com"));
+    assert_eq!(store.pending_alert_email(1001).await.unwrap(), None);
+    assert!(store.clear_alert_email(1001).await.unwrap());
+    assert_eq!(store.alert_email(1001).await.unwrap(), None);
+    assert!(store.request_alert_email(1001, "anna@example.com", "h3", 700_000, 600_000).await.unwrap());
+    assert_eq!(store.confirm_alert_email("h3", 0).await.unwrap(), Some(1001));
     // Two instances see the same trouble: one opens the alert, one gets to tell.
     let id = store.open_alert(1001, AlertKind::EndpointDisabled, "ep_a", "CRM\ngone", 1_000).await.unwrap().unwrap();
     assert_eq!(store.open_alert(1001, AlertKind::EndpointDisabled, "ep_a", "CRM\ngone", 1_001).await.unwrap(), None);
     let other = store.open_alert(1001, AlertKind::EndpointDisabled, "ep_b", "", 1_002).await.unwrap();
     assert!(other.is_some(), "another endpoint is another alert");
     let told = store.claim_alert_send(id, 1_010, 0).await.unwrap().unwrap();
+    // Every telling counts toward the daily limits, whoever resolves what.
+    let none = store.alert_tellings_since(1001, AlertKind::EndpointDisabled, Some(1), Some("anna@example.com"), 0);
+    assert_eq!(none.await.unwrap(), TellingCounts::default());
+    store.record_alert_telling(&told, Some(1), Some("anna@example.com"), 1_010).await.unwrap();
+    let counts =
+        store.alert_tellings_since(1001, AlertKind::EndpointDisabled, Some(1), Some("anna@example.com"), 1_000);
+    assert_eq!(counts.await.unwrap(), TellingCounts { same_kind: 1, community: 1, user: 1, email: 1 });
+    let other_kind = store.alert_tellings_since(1001, AlertKind::VkFailed, Some(2), Some("b@example.com"), 1_000);
+    assert_eq!(other_kind.await.unwrap(), TellingCounts { same_kind: 0, community: 1, user: 0, email: 0 });
+    let later = store.alert_tellings_since(1001, AlertKind::EndpointDisabled, Some(1), None, 1_011);
+    assert_eq!(later.await.unwrap(), TellingCounts::default(), "outside the window");
     assert_eq!((told.sends, told.last_sent_at, told.detail.as_str()), (1, 1_010, "CRM\ngone"));
     assert_eq!(store.claim_alert_send(id, 1_011, 0).await.unwrap(), None, "told already");
     let refused = Some(vkhook::model::Reason::ChatDisabled);

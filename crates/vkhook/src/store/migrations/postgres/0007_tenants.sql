@@ -11,6 +11,9 @@ ALTER TABLE endpoints ADD COLUMN reveal_pending BOOLEAN NOT NULL DEFAULT FALSE;
 ALTER TABLE community_settings ADD COLUMN alert_email_pending TEXT;      -- the address waiting for its confirmation
 ALTER TABLE community_settings ADD COLUMN alert_email_token TEXT;        -- SHA-256 of the confirmation link's token
 ALTER TABLE community_settings ADD COLUMN alert_email_sent_at BIGINT;    -- when the confirmation went out
+-- Addresses given before were never confirmed: they wait for a confirmation like a new one (nothing is sent to them
+-- until then).
+UPDATE community_settings SET alert_email_pending = alert_email, alert_email = NULL WHERE alert_email IS NOT NULL;
 
 -- Every telling of an alert (a VK message and/or an e-mail), for the daily limits that resolving does not reset.
 CREATE TABLE alert_tellings (
