@@ -98,6 +98,11 @@ pub fn wait_factor() -> f64 {
     std::env::var("TEST_WAIT_FACTOR").ok().and_then(|v| v.parse::<f64>().ok()).filter(|f| *f >= 1.0).unwrap_or(1.0)
 }
 
+/// `d` times [`wait_factor`]: every deadline a test sets, so a busy machine stretches them all alike.
+pub fn scaled(d: std::time::Duration) -> std::time::Duration {
+    d.mul_f64(wait_factor())
+}
+
 /// Polls `check` until it returns `Some` — the condition the test then asserts — or panics after `secs` seconds
 /// (times [`wait_factor`]). The one waiting helper of every test suite in the workspace.
 pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
@@ -105,7 +110,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(secs as f64 * wait_factor());
+    let deadline = std::time::Instant::now() + scaled(std::time::Duration::from_secs(secs));
     loop {
         if let Some(v) = check().await {
             return v;

@@ -11,9 +11,9 @@
 //! - an e-mail through `VKHOOK_SMTP_URL`, to the address an administrator gave on the card — once they confirmed it
 //!   by the link sent there ([`Alerts::request_email`]): nothing else ever goes to an address nobody confirmed.
 //!
-//! Bounded, whoever triggers them: at most one telling per community and kind a day, [`DAILY_PER_COMMUNITY`] per
-//! community and [`DAILY_PER_RECIPIENT`] per admin or address a day, counted over what was sent (resolving an alert
-//! does not reset it). The words are vkhook's: an endpoint is named by its host, never by the free text an admin gave
+//! Bounded, whoever triggers them: at most one telling per community and kind a reminder period (a day),
+//! [`DAILY_PER_COMMUNITY`] per community and [`DAILY_PER_RECIPIENT`] per admin or address in the same period, counted
+//! over what was sent (resolving an alert does not reset it). The words are vkhook's: an endpoint is named by its host, never by the free text an admin gave
 //! it.
 //!
 //! Callers say [`Alerts::raise`] or [`Alerts::resolve`]; sending happens on a task of its own and never fails them.
@@ -34,9 +34,9 @@ use crate::store::{now_ms, AlertRow, Store, StoreResult};
 /// How long VK's word on whether the community may write to its admin is kept (the card asks at most daily).
 const PERMISSION_FRESH_MS: i64 = 24 * 3600 * 1000;
 const DAY_MS: i64 = 24 * 3600 * 1000;
-/// Tellings of one community, any kind, a day.
+/// Tellings of one community, any kind, a reminder period (a day).
 pub const DAILY_PER_COMMUNITY: i64 = 3;
-/// Tellings to one admin or one address, any community, a day.
+/// Tellings to one admin or one address, any community, a reminder period (a day).
 pub const DAILY_PER_RECIPIENT: i64 = 10;
 /// A new confirmation link goes out at most this often per community.
 const CONFIRMATION_GAP_MS: i64 = 10 * 60 * 1000;
@@ -139,7 +139,8 @@ impl Alerts {
         let Some(alert) = self.store.claim_alert_send(id, now, self.remind_before()).await? else { return Ok(()) };
         let admin = self.store.community_settings(alert.group_id).await?.and_then(|s| s.connected_by);
         let address = self.store.alert_email(alert.group_id).await?;
-        let told = self.store.alert_tellings_since(alert.group_id, alert.kind, admin, address.as_deref(), now - DAY_MS);
+        let window = self.settings.remind_every.as_millis() as i64;
+        let told = self.store.alert_tellings_since(alert.group_id, alert.kind, admin, address.as_deref(), now - window);
         let told = told.await?;
         if told.same_kind >= 1 || told.community >= DAILY_PER_COMMUNITY {
             tracing::info!(group_id = alert.group_id, kind = %alert.kind, "alert held back: the community's daily limit");

@@ -199,3 +199,49 @@ async fn five_disable_enable_cycles_tell_once_and_mail_only_a_confirmed_address(
     let mail = eventually(10, "the alert by e-mail", || async { smtp.mails().into_iter().nth(1) }).await;
     assert_eq!(mail.to, ["victim@example.com"]);
 }
+
+/// While trouble lasts the admin is reminded once a period (with «Напоминание» first), and no sooner; an SMTP server
+/// that does not answer is recorded as a failed e-mail on the card, and the VK message goes all the same.
+#[tokio::test]
+async fn lasting_trouble_is_reminded_once_a_period_and_a_dead_smtp_server_is_recorded() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let alerts = vkhook::alerts::AlertSettings {
+        smtp_url: Some(format!("smtp://127.0.0.1:{closed}").into()),
+        remind_every: std::time::Duration::from_millis(300),
+        ..Default::default()
+    };
+    let app = TestApp::spawn_with(Options { alerts, ..Options::default() }).await;
+    app.connected_with_rules(1001, &[]).await;
+    app.sandbox.message(1001, 1, "Привет!").unwrap();
+    // A confirmed address (its link could not be mailed through a dead server: confirmed as the link would).
+    let token = "confirm-token";
+    let hash = vkhook::accounts::hash_hex(token);
+    let now = vkhook::store::now_ms();
+    assert!(app.store().request_alert_email(1001, "anna@example.com", &hash, now, 0).await.unwrap());
+    assert_eq!(app.state.alerts.confirm_email(token).await.unwrap(), Some(1001));
+
+    app.state.alerts.raise(1001, AlertKind::VkFailed, "", "");
+    let first = eventually(10, "the first telling", || async {
+        let a = app.store().alerts(1001, 10).await.unwrap().into_iter().next()?;
+        a.email_result.is_some().then_some(a)
+    })
+    .await;
+    assert_eq!((first.vk_result, first.email_result), (Some(AlertOutcome::Sent), Some(AlertOutcome::Failed)));
+    app.state.alerts.remind().await.unwrap();
+    assert_eq!(app.store().alerts(1001, 10).await.unwrap()[0].sends, 1, "no reminder within the period");
+    let reminded = eventually(10, "the reminder after the period", || async {
+        app.state.alerts.remind().await.unwrap();
+        let a = app.store().alerts(1001, 10).await.unwrap().into_iter().next()?;
+        (a.sends == 2).then_some(a)
+    })
+    .await;
+    assert_eq!(reminded.vk_result, Some(AlertOutcome::Sent));
+    let messages = to_anna(&app);
+    assert_eq!(messages.len(), 2);
+    assert!(messages[1].text.starts_with("Напоминание"), "{}", messages[1].text);
+    let card = app.get("/communities/1001").await.text().await.unwrap();
+    assert!(
+        card.contains("(×2)") && card.contains("e-mail: <span class=\"alert-email\">не удалось отправить"),
+        "{card}"
+    );
+}

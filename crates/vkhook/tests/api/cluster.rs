@@ -352,6 +352,16 @@ async fn sigkill_under_load_on_sqlite_loses_nothing_and_doubles_nothing() {
 #[tokio::test]
 async fn a_vk_error_storm_delays_replies_without_losing_or_doubling_them() {
     let Some(cluster) = Cluster::start("a VK error storm", 2, 0, false).await else { return };
+    vk_error_storm(cluster).await;
+}
+
+/// The same on SQLite, what the demo and a small deployment run: one instance, its workers sharing the leases.
+#[tokio::test]
+async fn a_vk_error_storm_on_sqlite_delays_replies_without_losing_or_doubling_them() {
+    vk_error_storm(Cluster::start_sqlite().await).await;
+}
+
+async fn vk_error_storm(cluster: Cluster) {
     cluster.connect_with_rules(1001, &[("вопрос", "Ответ.")]).await;
     // Real VK keeps guid/random_id for an undocumented time: here it forgets them at once, so exactly one reply
     // per comment must come from the leases (renewed through 5 s calls with a 2 s lease), not from VK's memory.

@@ -587,6 +587,8 @@ async fn proving_the_path_through_the_public_url() {
     let arrived = prove().await;
     assert!(arrived.contains("✓") && arrived.contains("дошло за"), "{arrived}");
     assert_eq!(app.events(1001, None, None).await.len(), events_before, "not stored, not a VK event");
+    app.wait_until_idle().await;
+    app.wait_forwarding_drained().await;
     assert!(hook.received().is_empty() && app.bot_comments(1001).is_empty(), "neither forwarded nor answered");
 
     // The proxy's backend is down: it answers 502.

@@ -140,6 +140,7 @@ async fn an_endpoint_gets_only_the_types_it_asked_for_and_nothing_while_disabled
     let got = eventually(10, "the message", || async { hook.received().into_iter().next() }).await;
     assert_eq!(got.event()["type"], "message_new");
     app.wait_until_idle().await;
+    app.wait_forwarding_drained().await;
     let comment = app.events(1001, None, Some("wall_reply_new")).await;
     assert_eq!(comment.len(), 1, "the comment is stored");
     assert_eq!(hook.received().len(), 1, "but not forwarded");
@@ -190,6 +191,7 @@ async fn an_endpoint_that_answers_410_is_disabled() {
     .await;
     let card = app.get("/communities/1001").await.text().await.unwrap();
     assert!(card.contains("410 Gone"), "the card says why");
+    app.wait_forwarding_drained().await;
     assert_eq!(hook.received().len(), 1, "no retries after 410");
 }
 
@@ -369,4 +371,99 @@ async fn a_tenant_with_endpoints_at_a_tarpit_does_not_delay_another_tenants_forw
         tarpit.connections.load(Ordering::SeqCst)
     );
     eprintln!("another tenant's test event under the tarpit attack took {:?}", started.elapsed());
+}
+
+/// The failure paths, through the running service (not only the store): an endpoint that never takes an event is
+/// given up after the last attempt of the schedule, the page says «не доставлено», and «Повторить неудачные» sends it
+/// again; after «Сменить секрет» both secrets sign until the window ends, then only the new one.
+#[tokio::test]
+async fn a_delivery_is_given_up_after_the_last_attempt_and_two_signatures_end_with_their_window() {
+    let forward = vkhook::config::ForwardSettings {
+        schedule: vkhook::forward::attempt::Schedule::new(vec![
+            std::time::Duration::from_millis(10),
+            std::time::Duration::from_millis(20),
+        ]),
+        previous_secret_window: std::time::Duration::from_millis(300),
+        ..test_forwarding()
+    };
+    let defaults = Options::default();
+    let timing = vkhook::config::Timing { test_events_per_minute: 1000, ..defaults.timing };
+    let app = TestApp::spawn_with(Options { forward, timing, ..defaults }).await;
+    app.connected_with_rules(1001, &[]).await;
+    let hook = Hook::start().await;
+    let endpoint = add_endpoint(&app, 1001, &hook.url, &[]).await;
+    let secret = endpoint_secret(&app, 1001, &endpoint).await;
+    hook.answer_always(500);
+    press(&app, 1001, &endpoint, "test", &[]).await;
+    let event_id = eventually(10, "the test event given up", || async {
+        let first = hook.received().into_iter().next()?;
+        let id = first.event()["event_id"].as_str()?.to_owned();
+        (app.store().delivery_status(&endpoint, &id).await.unwrap() == Some(DeliveryStatus::Failed)).then_some(id)
+    })
+    .await;
+    assert_eq!(hook.of_event(&event_id).len(), 3, "the first attempt and one per wait, then no more");
+    let page = app.get(&format!("/communities/1001/endpoints/{endpoint}")).await.text().await.unwrap();
+    assert!(page.contains("не доставлено"), "the page says so");
+    hook.answer_always(200);
+    press(&app, 1001, &endpoint, "replay", &[]).await;
+    eventually(10, "sent again after «Повторить неудачные»", || async {
+        (app.store().delivery_status(&endpoint, &event_id).await.unwrap() == Some(DeliveryStatus::Delivered))
+            .then_some(())
+    })
+    .await;
+
+    // Rotated: two signatures, until the window ends; then only the new secret signs.
+    press(&app, 1001, &endpoint, "rotate", &[]).await;
+    let new_secret = endpoint_secret(&app, 1001, &endpoint).await;
+    let before = hook.received().len();
+    press(&app, 1001, &endpoint, "test", &[]).await;
+    let both =
+        eventually(10, "a test event within the window", || async { hook.received().into_iter().nth(before) }).await;
+    assert_eq!(both.signature().split(' ').count(), 2);
+    assert!(both.verifies_with(&secret) && both.verifies_with(&new_secret));
+    let after_window = eventually(10, "a test event after the window", || async {
+        let n = hook.received().len();
+        press(&app, 1001, &endpoint, "test", &[]).await;
+        let r = eventually(10, "its arrival", || async { hook.received().into_iter().nth(n) }).await;
+        (r.signature().split(' ').count() == 1).then_some(r)
+    })
+    .await;
+    assert!(after_window.verifies_with(&new_secret) && !after_window.verifies_with(&secret), "the old one is over");
+}
+
+/// An address stored with an internal IP literal (left by an older vkhook, or written by hand) is never dialled
+/// under `serve`'s policy: the check runs again at send time, where a literal is not resolved.
+#[tokio::test]
+async fn an_internal_ip_literal_stored_as_an_endpoint_is_never_dialled() {
+    let app = TestApp::spawn_with(Options {
+        forward: vkhook::config::ForwardSettings {
+            poll: std::time::Duration::from_millis(20),
+            ..vkhook::config::ForwardSettings::default() // what `vkhook serve` runs with
+        },
+        ..Options::default()
+    })
+    .await;
+    app.connected_with_rules(1001, &[]).await;
+    let listener = Tarpit::start().await; // counts every connection made to it
+    let url = listener.url.replace("http://", "https://");
+    let new = vkhook::store::NewEndpoint {
+        id: "ep_literal".into(),
+        group_id: 1001,
+        name: "CRM".into(),
+        url,
+        event_types: String::new(),
+        secret: app.state.vault.seal(
+            &vkhook::vault::Slot::new(vkhook::vault::Sealed::EndpointSecret, "ep_literal"),
+            &secrecy::SecretString::from("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned()),
+        ),
+        created_by: 1,
+    };
+    assert!(app.store().add_endpoint(&new, 10).await.unwrap());
+    app.sandbox.comment(1001, 2, "Привет").unwrap();
+    let attempt = eventually(10, "the attempt recorded", || async {
+        app.store().endpoint_attempts("ep_literal", 10).await.unwrap().into_iter().next()
+    })
+    .await;
+    assert!(attempt.error.as_deref().unwrap_or_default().contains("not on the public internet"), "{attempt:?}");
+    assert_eq!(listener.connections.load(Ordering::SeqCst), 0, "nothing was dialled");
 }

@@ -286,6 +286,15 @@ impl TestApp {
         assert!(violations.is_empty(), "callback bodies outside VK's schema: {violations:?}");
     }
 
+    /// Waits until no delivery waits to be forwarded (none pending, none being sent): what a check that something
+    /// was *not* forwarded must wait for, or it passes before the sender even looked.
+    pub async fn wait_forwarding_drained(&self) {
+        eventually(15, "the forwarding queue to drain", || async {
+            (self.store().forward_depth().await.unwrap() == 0).then_some(())
+        })
+        .await;
+    }
+
     /// The community's replies at the sandbox (comments and messages written by the community itself).
     pub fn bot_comments(&self, group_id: i64) -> Vec<vk_sandbox::Comment> {
         self.sandbox.comments(group_id).into_iter().filter(|c| c.from_id == -group_id).collect()
@@ -464,10 +473,14 @@ impl Driver {
     }
 
     pub async fn finished_setup(&self, group_id: i64) -> vkhook::store::SetupRow {
-        let setup = vkhook::connect::wait_for_setup(&self.store, group_id, Duration::from_secs(15))
-            .await
-            .unwrap()
-            .expect("a setup record");
+        let setup = vkhook::connect::wait_for_setup(
+            &self.store,
+            group_id,
+            vk_sandbox::testing::scaled(Duration::from_secs(15)),
+        )
+        .await
+        .unwrap()
+        .expect("a setup record");
         assert!(setup.is_finished(), "the setup finished: {setup:?}");
         setup
     }

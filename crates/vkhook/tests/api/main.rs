@@ -16,5 +16,6 @@ mod process;
 mod reauth;
 mod receiver;
 mod roles;
+mod routes;
 mod security;
 mod store_contract;

@@ -7,7 +7,41 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
+use vk_sandbox::testing::scaled;
+
 use crate::helpers::TempDir;
+
+/// Starts chromedriver on a free port. A port found free can be taken by someone else before chromedriver binds it
+/// (it then exits at once): such a start is tried again on another port.
+async fn start_driver() -> (Child, String) {
+    for _ in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        // Its own process group, so the browsers it starts go with it even when a test fails half-way.
+        let mut driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .process_group(0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + scaled(Duration::from_secs(20));
+        loop {
+            let answers = reqwest::get(format!("{url}/status")).await.is_ok_and(|r| r.status().is_success());
+            // Ours answers only while it runs: another test's chromedriver on that port would answer too.
+            if answers && driver.try_wait().ok().flatten().is_none() {
+                return (driver, url);
+            }
+            if driver.try_wait().ok().flatten().is_some() || Instant::now() > deadline {
+                break; // it exited (the port was taken) or never came up: another port
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = driver.kill();
+        let _ = driver.wait();
+    }
+    panic!("chromedriver did not come up on five ports");
+}
 
 pub struct Browser {
     pub client: Client,
@@ -30,21 +64,7 @@ impl Browser {
             ));
             return None;
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        // Its own process group, so the browsers it starts go with it even when a test fails half-way.
-        let driver = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .process_group(0)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
-        let url = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while reqwest::get(format!("{url}/status")).await.is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not come up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let (driver, url) = start_driver().await;
         let profile = TempDir::new("vkhook-chromium");
         let mut caps = serde_json::Map::new();
         let mut options = json!({
@@ -66,6 +86,12 @@ impl Browser {
         Some(Browser { client, driver, _profile: profile })
     }
 
+    /// Waits for `css` on the page, as long as the machine's wait factor allows.
+    async fn element(&self, css: &str) -> fantoccini::elements::Element {
+        let wait = self.client.wait().at_most(scaled(Duration::from_secs(30)));
+        wait.for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"))
+    }
+
     pub async fn goto(&self, url: &str) {
         self.client.goto(url).await.unwrap();
     }
@@ -73,7 +99,7 @@ impl Browser {
     /// Clicks `css` once it is on the page, scrolled to the middle of the window first: a page opened at an anchor
     /// (`#attempts`) can leave a button under the sticky top bar, where a click would land on the bar.
     pub async fn click(&self, css: &str) {
-        let element = self.client.wait().for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
+        let element = self.element(css).await;
         let arg = serde_json::to_value(&element).unwrap();
         self.client.execute("arguments[0].scrollIntoView({block: 'center'});", vec![arg]).await.unwrap();
         element.click().await.unwrap();
@@ -81,20 +107,18 @@ impl Browser {
 
     /// Types `text` into the field `css`, once it is on the page.
     pub async fn type_into(&self, css: &str, text: &str) {
-        let field = self.client.wait().for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
-        field.send_keys(text).await.unwrap();
+        self.element(css).await.send_keys(text).await.unwrap();
     }
 
     /// The page's visible text, once `css` is on it.
     pub async fn text_when(&self, css: &str) -> String {
-        self.client.wait().for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
+        self.element(css).await;
         self.client.find(Locator::Css("body")).await.unwrap().text().await.unwrap()
     }
 
     /// The visible text of the element `css`, once it is on the page.
     pub async fn element_text(&self, css: &str) -> String {
-        let element = self.client.wait().for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
-        element.text().await.unwrap()
+        self.element(css).await.text().await.unwrap()
     }
 
     pub async fn url(&self) -> String {
@@ -108,7 +132,7 @@ impl Browser {
 
     /// Waits until the page text contains every one of `needles` at once.
     pub async fn wait_for_all(&self, needles: &[&str], secs: u64) -> String {
-        let deadline = Instant::now() + Duration::from_secs(secs);
+        let deadline = Instant::now() + scaled(Duration::from_secs(secs));
         loop {
             // Mid-navigation there may be no body yet: that is "not yet", not a failure.
             let text = match self.client.find(Locator::Css("body")).await {

@@ -48,7 +48,7 @@ async fn ivan_comments_and_sees_the_reply(browser: &Browser, app: &TestApp, text
     // while the post is still under way would cancel it (seen once in CI: no comment, so no reply).
     browser.wait_for_text(text, 10).await;
     // The reply appears under the comment (reload the sandbox page until it does).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let deadline = std::time::Instant::now() + vk_sandbox::testing::scaled(std::time::Duration::from_secs(15));
     loop {
         browser.client.refresh().await.unwrap();
         let page = browser.text_when("#club1001").await;
@@ -287,7 +287,7 @@ async fn forward_events_to_an_endpoint_from_the_browser() {
     assert_eq!(again[2].webhook_id(), got[0].webhook_id());
 
     // 7. The attempts list shows all of it: the 503, the successes, both test events and the replay.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + vk_sandbox::testing::scaled(std::time::Duration::from_secs(10));
     let text = loop {
         browser.goto(&endpoint_page).await;
         let text = browser.text_when("#attempts").await;
