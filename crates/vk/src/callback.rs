@@ -617,6 +617,26 @@ impl Event {
         }
     }
 
+    /// The key of the object the event creates — a message, a comment, a post — the same whichever way the event
+    /// came (Callback, Long Poll, or read back from the API after a gap), so a copy with another `event_id` is known
+    /// as the same: `message:{peer_id}:{conversation_message_id}` (or `message:{id}`), `comment:{owner_id}:{id}`,
+    /// `post:{owner_id}:{id}` (https://dev.vk.com/ru/reference/objects/message, /comment, /post). `None` for events
+    /// that do not create an object once (edits, likes, joins: several may share one object).
+    pub fn natural_key(&self) -> Option<String> {
+        let message = |m: &Message| match m.conversation_message_id {
+            Some(cmid) if cmid > 0 => Some(format!("message:{}:{cmid}", m.peer_id)),
+            _ if m.id > 0 => Some(format!("message:{}", m.id)),
+            _ => None,
+        };
+        match self {
+            Event::MessageNew(m) => message(&m.message),
+            Event::MessageReply(m) => message(m),
+            Event::WallReplyNew(c) => Some(format!("comment:{}:{}", c.owner_id.unwrap_or(c.post_owner_id), c.id)),
+            Event::WallPostNew(p) => Some(format!("post:{}:{}", p.owner_id?, p.id?)),
+            _ => None,
+        }
+    }
+
     /// The text the event carries, if any.
     pub fn text(&self) -> Option<&str> {
         match self {
@@ -632,6 +652,25 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_objects_an_event_creates_have_a_key_whatever_way_the_event_came() {
+        let key = |body: &str| parse(body.as_bytes()).unwrap().event().unwrap().natural_key();
+        let wrapped = r#"{"type":"message_new","group_id":1,"object":{"message":{"id":7,"peer_id":2,"from_id":2,"text":"a","conversation_message_id":3}}}"#;
+        let bare = r#"{"type":"message_new","group_id":1,"v":"5.95","object":{"id":7,"peer_id":2,"from_id":2,"text":"a","conversation_message_id":3}}"#;
+        assert_eq!(key(wrapped).as_deref(), Some("message:2:3"));
+        assert_eq!(key(bare), key(wrapped), "the same message in another API version");
+        let no_cmid = r#"{"type":"message_reply","group_id":1,"object":{"id":8,"peer_id":2,"from_id":-1,"text":"b"}}"#;
+        assert_eq!(key(no_cmid).as_deref(), Some("message:8"));
+        let comment = r#"{"type":"wall_reply_new","group_id":1,"object":{"id":5,"from_id":2,"post_id":1,"owner_id":-1,"post_owner_id":-1,"text":"c"}}"#;
+        assert_eq!(key(comment).as_deref(), Some("comment:-1:5"));
+        let post = r#"{"type":"wall_post_new","group_id":1,"object":{"id":4,"owner_id":-1,"from_id":-1,"text":"d"}}"#;
+        assert_eq!(key(post).as_deref(), Some("post:-1:4"));
+        let edit = r#"{"type":"wall_reply_edit","group_id":1,"object":{"id":5,"from_id":2,"post_id":1,"owner_id":-1,"post_owner_id":-1,"text":"e"}}"#;
+        assert_eq!(key(edit), None, "an edit is not the object's creation: several may come");
+        let like = r#"{"type":"like_add","group_id":1,"object":{"liker_id":2,"object_type":"post","object_owner_id":-1,"object_id":4}}"#;
+        assert_eq!(key(like), None);
+    }
 
     fn nested_body(levels: usize) -> String {
         // The envelope is level 1, `object` level 2: `levels - 2` arrays inside it.

@@ -25,7 +25,10 @@ async fn backlog(finished: usize, pending: usize) -> (Store, std::path::PathBuf)
                 event_type: "wall_reply_new".into(),
                 payload: payload.clone(),
                 received_at: 0,
-                done_at_ingest: (i < finished).then(|| r#"{"action":"none"}"#.to_owned()),
+                done_at_ingest: (i < finished)
+                    .then_some(vkhook::model::EventResult::Nothing { reason: vkhook::model::Reason::NoAnswerNeeded }),
+                source: vkhook::model::Source::Callback,
+                natural_key: None,
             })
             .collect();
         n += batch.len();

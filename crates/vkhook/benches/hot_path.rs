@@ -65,6 +65,8 @@ fn inbox_write(c: &mut Criterion) {
                     payload: payload.clone(),
                     received_at: 0,
                     done_at_ingest: None,
+                    source: vkhook::model::Source::Callback,
+                    natural_key: None,
                 }
             })
             .collect()

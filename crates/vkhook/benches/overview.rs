@@ -49,7 +49,11 @@ async fn main() -> anyhow::Result<()> {
                     r#"{{"type":"wall_reply_new","group_id":{id},"object":{{"id":{n},"text":"вопрос"}}}}"#
                 ),
                 received_at: now - n as i64 * 60_000,
-                done_at_ingest: Some(r#"{"action":"none","reason":"comments_off"}"#.into()),
+                done_at_ingest: Some(vkhook::model::EventResult::Nothing {
+                    reason: vkhook::model::Reason::CommentsOff,
+                }),
+                source: vkhook::model::Source::Callback,
+                natural_key: None,
             })
             .collect();
         state.store.insert_inbox_batch(&events).await?;

@@ -196,6 +196,8 @@ async fn burst(store: &vkhook::store::Store, n: usize) -> anyhow::Result<()> {
                 ),
                 received_at: now,
                 done_at_ingest: None,
+                source: vkhook::model::Source::Callback,
+                natural_key: None,
             })
             .collect();
         stored += batch.len();
@@ -312,7 +314,11 @@ async fn forward_throughput(store: &vkhook::store::Store, n: usize, endpoint: &E
                 event_type: "like_add".into(),
                 payload: like(event_id, "", i).replace(r#","secret":"""#, ""),
                 received_at: now,
-                done_at_ingest: Some(r#"{"action":"none","reason":"no_answer_needed"}"#.into()),
+                done_at_ingest: Some(vkhook::model::EventResult::Nothing {
+                    reason: vkhook::model::Reason::NoAnswerNeeded,
+                }),
+                source: vkhook::model::Source::Callback,
+                natural_key: None,
             })
             .collect();
         store.insert_inbox_batch(&batch).await?;

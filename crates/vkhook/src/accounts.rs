@@ -8,10 +8,10 @@ use vk::{AccessToken, Pkce};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::PublicUrl;
 use crate::logging::Untrusted;
 use crate::model::OAuthPurpose;
 use crate::store::{now_ms, OAuthStateRow, Store, StoreError, UserRow, UserTokensRow};
+use crate::urls::PublicUrl;
 use crate::vault::{Sealed, Slot, Vault};
 
 /// SHA-256 as hex: how sessions and OAuth states are stored (a database leak does not give usable values).
@@ -23,7 +23,7 @@ pub fn hash_hex(value: &str) -> String {
 /// A pending authorization expires after this long (VK's codes live ten minutes).
 pub const OAUTH_STATE_TTL_MS: i64 = 15 * 60 * 1000;
 
-pub const VKID_CALLBACK_PATH: &str = "/auth/vk/callback";
+pub use crate::urls::VKID_CALLBACK_PATH;
 
 /// Why a sign-in did not happen, for the page the user sees.
 #[derive(Debug)]

@@ -24,12 +24,12 @@ use std::time::Duration;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::config::PublicUrl;
 use crate::credentials::Credentials;
 use crate::dedup::random_id_of;
 use crate::i18n::{fill, Lang, Msg};
 use crate::model::{AlertKind, AlertOutcome, DisabledReason, Reason};
 use crate::store::{now_ms, AlertRow, Store, StoreResult};
+use crate::urls::PublicUrl;
 
 /// How long VK's word on whether the community may write to its admin is kept (the card asks at most daily).
 const PERMISSION_FRESH_MS: i64 = 24 * 3600 * 1000;
@@ -179,7 +179,7 @@ impl Alerts {
         }
         let t = Lang::Ru.msg();
         let name = self.store.community_name(group_id).await?.unwrap_or_default();
-        let link = self.public_url.join(&format!("/alerts/confirm?token={token}"));
+        let link = self.public_url.join(&format!("{}?token={token}", crate::urls::ALERT_CONFIRM_PATH));
         let body = fill(t.alerts_confirm_body, &[("name", &name), ("link", &link)]);
         let message = (|| {
             lettre::Message::builder()

@@ -73,7 +73,7 @@ pub struct KeysArgs {
     pub db: DatabaseArgs,
     /// `id:base64key[,id:base64key…]`: the first encrypts, all decrypt.
     #[arg(long, env = "VKHOOK_TOKEN_KEYS", hide_env_values = true)]
-    pub token_keys: Option<String>,
+    pub token_keys: Option<Hidden>,
 }
 
 /// What an instance runs: the web side (UI and `/vk/callback`), the workers (bot, reconcile), or both.
@@ -95,10 +95,10 @@ pub struct ServeArgs {
     pub vk_client_id: Option<String>,
     /// The VK ID app's secret key (needed for community tokens at oauth.vk.com).
     #[arg(long, env = "VKHOOK_VK_CLIENT_SECRET", hide_env_values = true)]
-    pub vk_client_secret: Option<String>,
+    pub vk_client_secret: Option<Hidden>,
     /// `id:base64key[,id:base64key…]`: keys that encrypt tokens at rest; the first encrypts, all decrypt.
     #[arg(long, env = "VKHOOK_TOKEN_KEYS", hide_env_values = true)]
-    pub token_keys: Option<String>,
+    pub token_keys: Option<Hidden>,
     #[arg(long, env = "VKHOOK_VK_API_URL", default_value = "https://api.vk.com")]
     pub vk_api_url: String,
     #[arg(long, env = "VKHOOK_VK_OAUTH_URL", default_value = "https://oauth.vk.com")]
@@ -106,47 +106,49 @@ pub struct ServeArgs {
     #[arg(long, env = "VKHOOK_VK_ID_URL", default_value = "https://id.vk.com")]
     pub vk_id_url: String,
     /// VK ID scopes to ask for at sign-in (space-separated); without `groups` admins add communities by link.
-    #[arg(long, env = "VKHOOK_VKID_SCOPES", default_value = "vkid.personal_info groups")]
+    #[arg(long, env = "VKHOOK_VKID_SCOPES", default_value = crate::config::DEFAULT_VKID_SCOPES)]
     pub vkid_scopes: String,
     /// Community token scopes to ask for when connecting (comma-separated).
-    #[arg(long, env = "VKHOOK_COMMUNITY_SCOPES", default_value = "manage,messages")]
+    #[arg(long, env = "VKHOOK_COMMUNITY_SCOPES", default_value = crate::config::DEFAULT_COMMUNITY_SCOPES)]
     pub community_scopes: String,
     /// How long a worker holds an event (and its community); after a crash another instance takes over after this.
-    #[arg(long, env = "VKHOOK_BOT_LEASE_SECS", default_value_t = 60)]
+    #[arg(long, env = "VKHOOK_BOT_LEASE_SECS", default_value_t = Timing::default().bot_lease.as_secs())]
     pub bot_lease_secs: u64,
     /// Requests per second per community token (VK allows 20; raise only against a sandbox).
-    #[arg(long, env = "VKHOOK_VK_COMMUNITY_RPS", default_value_t = 20)]
+    #[arg(long, env = "VKHOOK_VK_COMMUNITY_RPS", default_value_t = crate::config::COMMUNITY_PER_SECOND)]
     pub vk_community_rps: u32,
     /// Seconds between reconcile passes (VK's view of every connected community compared with ours).
-    #[arg(long, env = "VKHOOK_RECONCILE_SECS", default_value_t = 300)]
+    #[arg(long, env = "VKHOOK_RECONCILE_SECS", default_value_t = Timing::default().reconcile_every.as_secs())]
     pub reconcile_secs: u64,
     /// Serve /metrics and /healthz on this address instead of the main one (keep metrics off the public port).
     #[arg(long, env = "VKHOOK_METRICS_BIND")]
     pub metrics_bind: Option<String>,
     /// Require `Authorization: Bearer <this>` for /metrics.
     #[arg(long, env = "VKHOOK_METRICS_TOKEN", hide_env_values = true)]
-    pub metrics_token: Option<String>,
+    pub metrics_token: Option<Hidden>,
     /// Let forwarding endpoints be plain http on a loopback address (a receiver on this machine). Off: https and a
     /// public address only.
     #[arg(long, env = "VKHOOK_FORWARD_ALLOW_LOOPBACK_HTTP")]
     pub forward_allow_loopback_http: bool,
     /// The waits between a forwarded event's attempts, e.g. `5s,5m,30m,2h,5h,10h,10h` (the default).
-    #[arg(long, env = "VKHOOK_FORWARD_RETRY_SCHEDULE", default_value = "5s,5m,30m,2h,5h,10h,10h")]
+    #[arg(long, env = "VKHOOK_FORWARD_RETRY_SCHEDULE",
+          default_value_t = crate::forward::attempt::Schedule::default().to_string())]
     pub forward_retry_schedule: String,
     /// Where alert e-mails go out: `smtp://host:25`, `smtps://user:password@host`, `smtp://host:587?tls=required`.
     #[arg(long, env = "VKHOOK_SMTP_URL", hide_env_values = true)]
-    pub smtp_url: Option<String>,
+    pub smtp_url: Option<Hidden>,
     /// The From of alert e-mails.
-    #[arg(long, env = "VKHOOK_SMTP_FROM", default_value = "vkhook <vkhook@localhost>")]
+    #[arg(long, env = "VKHOOK_SMTP_FROM", default_value_t = crate::alerts::AlertSettings::default().smtp_from)]
     pub smtp_from: String,
     /// An instance holds an endpoint's claimed deliveries this long; if it dies, another sends them after.
-    #[arg(long, env = "VKHOOK_FORWARD_LEASE_SECS", default_value_t = 60)]
+    #[arg(long, env = "VKHOOK_FORWARD_LEASE_SECS", default_value_t = ForwardSettings::default().lease.as_secs())]
     pub forward_lease_secs: u64,
     /// An endpoint failing without a success this many hours is disabled.
-    #[arg(long, env = "VKHOOK_FORWARD_DISABLE_AFTER_HOURS", default_value_t = 120)]
+    #[arg(long, env = "VKHOOK_FORWARD_DISABLE_AFTER_HOURS",
+          default_value_t = ForwardSettings::default().disable_after.as_secs() / 3600)]
     pub forward_disable_after_hours: u64,
     /// Forwarding endpoints one community may have.
-    #[arg(long, env = "VKHOOK_FORWARD_MAX_ENDPOINTS", default_value_t = 10)]
+    #[arg(long, env = "VKHOOK_FORWARD_MAX_ENDPOINTS", default_value_t = ForwardSettings::default().max_endpoints)]
     pub forward_max_endpoints: i64,
 }
 
@@ -186,15 +188,41 @@ pub struct DemoArgs {
 }
 
 /// A setting that stops start-up, in one line.
-fn required(value: &Option<String>, env: &'static str, flag: &'static str) -> Result<String, ConfigError> {
-    match value.as_deref().map(str::trim) {
+fn required(value: Option<&str>, env: &'static str, flag: &'static str) -> Result<String, ConfigError> {
+    match value.map(str::trim) {
         Some(v) if !v.is_empty() => Ok(v.to_owned()),
         _ => Err(ConfigError::Missing { env, flag }),
     }
 }
 
-fn split_scopes(s: &str) -> Vec<String> {
-    s.split([',', ' ']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+/// A setting that is a secret (a key, a password, a token): read like any string, never shown by `Debug` — not in
+/// clap's own output, not in a panic message.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Hidden(String);
+
+impl Hidden {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for Hidden {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Hidden, Self::Err> {
+        Ok(Hidden(s.to_owned()))
+    }
+}
+
+impl From<&str> for Hidden {
+    fn from(s: &str) -> Hidden {
+        Hidden(s.to_owned())
+    }
+}
+
+impl std::fmt::Debug for Hidden {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[hidden]")
+    }
 }
 
 impl ServeArgs {
@@ -204,26 +232,27 @@ impl ServeArgs {
             reason: format!("{:?} is not host:port", self.bind),
         })?;
         let public_url =
-            parse_url(&required(&self.public_url, "VKHOOK_PUBLIC_URL", "public-url")?, "VKHOOK_PUBLIC_URL")?;
+            parse_url(&required(self.public_url.as_deref(), "VKHOOK_PUBLIC_URL", "public-url")?, "VKHOOK_PUBLIC_URL")?;
         if public_url.scheme() != "https" && !is_loopback(&public_url) {
             return Err(ConfigError::Invalid {
                 env: "VKHOOK_PUBLIC_URL",
                 reason: "VK calls this address: it must be https (http only for a loopback address)".into(),
             });
         }
-        let client_id = required(&self.vk_client_id, "VKHOOK_VK_CLIENT_ID", "vk-client-id")?;
+        let client_id = required(self.vk_client_id.as_deref(), "VKHOOK_VK_CLIENT_ID", "vk-client-id")?;
         if !client_id.chars().all(|c| c.is_ascii_digit()) {
             return Err(ConfigError::Invalid {
                 env: "VKHOOK_VK_CLIENT_ID",
                 reason: "must be the app's numeric id".into(),
             });
         }
-        let client_secret =
-            SecretString::from(required(&self.vk_client_secret, "VKHOOK_VK_CLIENT_SECRET", "vk-client-secret")?);
-        let token_keys = SecretString::from(required(&self.token_keys, "VKHOOK_TOKEN_KEYS", "token-keys")?);
+        let secret = self.vk_client_secret.as_ref().map(Hidden::expose);
+        let client_secret = SecretString::from(required(secret, "VKHOOK_VK_CLIENT_SECRET", "vk-client-secret")?);
+        let keys = self.token_keys.as_ref().map(Hidden::expose);
+        let token_keys = SecretString::from(required(keys, "VKHOOK_TOKEN_KEYS", "token-keys")?);
         Vault::from_spec(&token_keys)
             .map_err(|e| ConfigError::Invalid { env: "VKHOOK_TOKEN_KEYS", reason: e.to_string() })?;
-        let community_scopes = split_scopes(&self.community_scopes);
+        let community_scopes = crate::config::split_scopes(&self.community_scopes);
         for s in &community_scopes {
             if vk::CommunityScope::parse(s).is_none() {
                 return Err(ConfigError::Invalid {
@@ -246,8 +275,9 @@ impl ServeArgs {
                 reason: format!("{b:?} is not host:port"),
             })?),
         };
-        let metrics_token = self.metrics_token.as_deref().map(str::trim).filter(|s| !s.is_empty());
-        let smtp_url = self.smtp_url.as_deref().map(str::trim).filter(|u| !u.is_empty()).map(SecretString::from);
+        let metrics_token = self.metrics_token.as_ref().map(|t| t.expose().trim()).filter(|s| !s.is_empty());
+        let smtp_url =
+            self.smtp_url.as_ref().map(|u| u.expose().trim()).filter(|u| !u.is_empty()).map(SecretString::from);
         if let Some(url) = &smtp_url {
             crate::alerts::mailer(url).map_err(|reason| ConfigError::Invalid { env: "VKHOOK_SMTP_URL", reason })?;
         }
@@ -262,7 +292,7 @@ impl ServeArgs {
                 api_url: parse_url(&self.vk_api_url, "VKHOOK_VK_API_URL")?,
                 oauth_url: parse_url(&self.vk_oauth_url, "VKHOOK_VK_OAUTH_URL")?,
                 id_url: parse_url(&self.vk_id_url, "VKHOOK_VK_ID_URL")?,
-                vkid_scopes: split_scopes(&self.vkid_scopes),
+                vkid_scopes: crate::config::split_scopes(&self.vkid_scopes),
                 community_scopes,
                 request_timeout: Duration::from_secs(10),
                 retry: vk::RetryPolicy::default(),
@@ -343,11 +373,7 @@ pub async fn rotate_keys(store: &Store, vault: &Vault) -> anyhow::Result<usize> 
 }
 
 pub async fn keys_rotate(args: &KeysArgs) -> anyhow::Result<()> {
-    let spec = args
-        .token_keys
-        .clone()
-        .filter(|k| !k.trim().is_empty())
-        .ok_or(ConfigError::Missing { env: "VKHOOK_TOKEN_KEYS", flag: "token-keys" })?;
+    let spec = required(args.token_keys.as_ref().map(Hidden::expose), "VKHOOK_TOKEN_KEYS", "token-keys")?;
     let vault = Vault::from_spec(&SecretString::from(spec))
         .map_err(|e| ConfigError::Invalid { env: "VKHOOK_TOKEN_KEYS", reason: e.to_string() })?;
     let store = Store::connect(&args.db.database_url).await.context("opening the database")?;
@@ -477,12 +503,12 @@ mod tests {
             db: DatabaseArgs { database_url: "sqlite://data/vkhook.db".into() },
             vk_client_id: Some("51900001".into()),
             vk_client_secret: Some("secret".into()),
-            token_keys: Some(secrecy::ExposeSecret::expose_secret(&keys).to_owned()),
+            token_keys: Some(secrecy::ExposeSecret::expose_secret(&keys).into()),
             vk_api_url: "https://api.vk.com".into(),
             vk_oauth_url: "https://oauth.vk.com".into(),
             vk_id_url: "https://id.vk.com".into(),
-            vkid_scopes: "vkid.personal_info groups".into(),
-            community_scopes: "manage,messages".into(),
+            vkid_scopes: crate::config::DEFAULT_VKID_SCOPES.into(),
+            community_scopes: crate::config::DEFAULT_COMMUNITY_SCOPES.into(),
             bot_lease_secs: 60,
             vk_community_rps: 20,
             reconcile_secs: 300,

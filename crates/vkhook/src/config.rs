@@ -7,6 +7,9 @@ use std::time::Duration;
 use secrecy::SecretString;
 use url::Url;
 
+pub use crate::forward::ForwardSettings;
+pub use crate::urls::PublicUrl;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Role {
     #[default]
@@ -47,58 +50,6 @@ pub struct Settings {
     pub metrics: MetricsAccess,
     pub forward: ForwardSettings,
     pub alerts: crate::alerts::AlertSettings,
-}
-
-/// How events are forwarded to the admins' endpoints (docs/forwarding.md).
-#[derive(Debug, Clone)]
-pub struct ForwardSettings {
-    /// Where deliveries may go: `serve` refuses loopback and private addresses and plain http, unless
-    /// `VKHOOK_FORWARD_ALLOW_LOOPBACK_HTTP` says otherwise; the demo and tests allow loopback http.
-    pub policy: crate::forward::target::Policy,
-    /// The waits between attempts.
-    pub schedule: crate::forward::attempt::Schedule,
-    /// How long one attempt may take.
-    pub attempt_timeout: Duration,
-    /// Requests in flight to one endpoint at most (across instances: one instance sends to an endpoint at a time).
-    pub concurrency: usize,
-    /// Most deliveries one claim takes for an endpoint.
-    pub batch: i64,
-    /// An instance holds an endpoint and its claimed deliveries this long; if it dies, others send them after.
-    pub lease: Duration,
-    /// Endpoints sent to at once by one instance.
-    pub endpoints_at_once: usize,
-    /// How often an idle sender looks for due deliveries (new events wake it at once).
-    pub poll: Duration,
-    /// An endpoint failing without a success this long is disabled.
-    pub disable_after: Duration,
-    /// After «Сменить секрет», the old secret signs too for this long.
-    pub previous_secret_window: Duration,
-    /// Endpoints one community may have.
-    pub max_endpoints: i64,
-    /// Endpoints of one community sent to at once (across instances): its share of the senders' slots.
-    pub community_share: i64,
-    /// How long connecting to an endpoint may take (an attempt may take `attempt_timeout` in all).
-    pub connect_timeout: Duration,
-}
-
-impl Default for ForwardSettings {
-    fn default() -> Self {
-        Self {
-            policy: crate::forward::target::Policy::default(),
-            schedule: crate::forward::attempt::Schedule::default(),
-            attempt_timeout: crate::forward::attempt::ATTEMPT_TIMEOUT,
-            concurrency: 4,
-            batch: 500,
-            lease: Duration::from_secs(60),
-            endpoints_at_once: 32,
-            poll: Duration::from_millis(500),
-            disable_after: Duration::from_secs(5 * 24 * 3600),
-            previous_secret_window: Duration::from_secs(24 * 3600),
-            max_endpoints: 10,
-            community_share: 4,
-            connect_timeout: Duration::from_secs(3),
-        }
-    }
 }
 
 /// Who may read `/metrics`. It says how many events each type brought and how the bot fares, so an operator can
@@ -229,12 +180,12 @@ impl Settings {
                 api_url: url(sandbox.api_url()),
                 oauth_url: url(sandbox.oauth_url()),
                 id_url: url(sandbox.id_url()),
-                vkid_scopes: vec!["vkid.personal_info".into(), "groups".into()],
-                community_scopes: vec!["manage".into(), "messages".into()],
+                vkid_scopes: split_scopes(DEFAULT_VKID_SCOPES),
+                community_scopes: split_scopes(DEFAULT_COMMUNITY_SCOPES),
                 request_timeout: Duration::from_secs(10),
                 retry: vk::RetryPolicy::default(),
-                user_per_second: 3,
-                community_per_second: 20,
+                user_per_second: USER_PER_SECOND,
+                community_per_second: COMMUNITY_PER_SECOND,
             },
             token_keys,
             timing: Timing::default(),
@@ -249,34 +200,17 @@ impl Settings {
     }
 }
 
-/// The base URL VK and browsers use (`VKHOOK_PUBLIC_URL`, or the bound address in tests).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublicUrl(Url);
+/// What VK ID sign-in asks for by default (`VKHOOK_VKID_SCOPES`).
+pub const DEFAULT_VKID_SCOPES: &str = "vkid.personal_info groups";
+/// What a community consent asks for by default (`VKHOOK_COMMUNITY_SCOPES`): community rights only (`wall` is none).
+pub const DEFAULT_COMMUNITY_SCOPES: &str = "manage,messages";
+/// VK's request limits: 3 a second per user key, 20 per community key (https://dev.vk.com/ru/api/api-requests).
+pub const USER_PER_SECOND: u32 = 3;
+pub const COMMUNITY_PER_SECOND: u32 = 20;
 
-impl PublicUrl {
-    pub fn new(url: Url) -> PublicUrl {
-        PublicUrl(url)
-    }
-
-    /// `<public url><path>`, without a doubled slash.
-    pub fn join(&self, path: &str) -> String {
-        format!("{}{}", self.0.as_str().trim_end_matches('/'), path)
-    }
-
-    /// Cookies get `Secure` when the public URL is https.
-    pub fn is_https(&self) -> bool {
-        self.0.scheme() == "https"
-    }
-
-    pub fn as_url(&self) -> &Url {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for PublicUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
+/// Scopes written with spaces or commas.
+pub fn split_scopes(text: &str) -> Vec<String> {
+    text.split([' ', ',']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
 pub fn parse_url(value: &str, env: &'static str) -> Result<Url, ConfigError> {

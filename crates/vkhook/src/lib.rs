@@ -15,6 +15,7 @@ pub mod health;
 pub mod hooks;
 pub mod http;
 pub mod i18n;
+pub mod inbox;
 pub mod logging;
 pub mod metrics;
 pub mod model;
@@ -23,6 +24,7 @@ pub mod roles;
 pub mod store;
 #[cfg(test)]
 mod testkit;
+pub mod urls;
 pub mod vault;
 pub mod workers;
 

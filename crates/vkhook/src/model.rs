@@ -30,6 +30,22 @@ macro_rules! text_enum {
             }
         }
 
+        // In JSON (an event's result) too, as its stored text.
+        impl ::serde::Serialize for $name {
+            fn serialize<S: ::serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> ::serde::Deserialize<'de> for $name {
+            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str> as ::serde::Deserialize>::deserialize(d)?;
+                $name::parse(&text).ok_or_else(|| {
+                    ::serde::de::Error::custom(format!("{}: unknown value {text:?}", stringify!($name)))
+                })
+            }
+        }
+
         impl TryFrom<String> for $name {
             type Error = $crate::model::UnknownText;
             fn try_from(text: String) -> Result<Self, $crate::model::UnknownText> {
@@ -397,6 +413,70 @@ impl Reason {
     }
 }
 
+/// What the bot did with an event, or why not: written when an event is finished (by the bot, or at ingest), read by
+/// the delivery log, and matched — never compared as text — when events finished at ingest are revived. Stored as
+/// JSON (`{"action": "replied" | "failed" | "none", …}`); rows written before this type read back the same.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum EventResult {
+    /// A reply went out.
+    Replied {
+        kind: ReplyKind,
+        #[serde(default)]
+        rule_id: Option<i64>,
+        /// The rule's keywords, as they were when it answered.
+        #[serde(default)]
+        rule: Option<String>,
+        reply: String,
+        #[serde(default)]
+        vk_id: Option<i64>,
+    },
+    /// VK refused the reply for good.
+    Failed {
+        kind: ReplyKind,
+        #[serde(default)]
+        rule_id: Option<i64>,
+        #[serde(default)]
+        rule: Option<String>,
+        reply: String,
+        reason: Reason,
+        #[serde(default)]
+        error_code: Option<i64>,
+    },
+    /// Nothing to do, and why.
+    #[serde(rename = "none")]
+    Nothing { reason: Reason },
+}
+
+impl EventResult {
+    /// As stored.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("an event result always serializes")
+    }
+
+    /// A stored result; `None` for one this version cannot read.
+    pub fn from_json(text: &str) -> Option<EventResult> {
+        serde_json::from_str(text).ok()
+    }
+
+    /// Why nothing was done, when nothing was.
+    pub fn nothing_reason(&self) -> Option<Reason> {
+        match self {
+            EventResult::Nothing { reason } => Some(*reason),
+            EventResult::Replied { .. } | EventResult::Failed { .. } => None,
+        }
+    }
+}
+
+text_enum! {
+    /// Where an event came from: VK's push, vkhook's Long Poll, or vkhook asking VK's API after a gap.
+    pub enum Source {
+        Callback = "callback",
+        LongPoll = "long_poll",
+        Backfill = "backfill",
+    }
+}
+
 text_enum! {
     /// What a pending OAuth `state` is for.
     pub enum OAuthPurpose {
@@ -524,6 +604,60 @@ mod tests {
             assert_eq!(ErrorKind::parse(k.as_str()), Some(*k));
         }
         assert!(CommunityStatus::try_from("connectedd".to_owned()).is_err());
+    }
+
+    #[test]
+    fn event_results_read_back_and_rows_from_before_read_the_same() {
+        for result in [
+            EventResult::Nothing { reason: Reason::NoRule },
+            EventResult::Replied {
+                kind: ReplyKind::Comment,
+                rule_id: Some(3),
+                rule: Some("цена".into()),
+                reply: "Дёшево".into(),
+                vk_id: Some(9),
+            },
+            EventResult::Failed {
+                kind: ReplyKind::Message,
+                rule_id: None,
+                rule: None,
+                reply: "Привет".into(),
+                reason: Reason::ChatDisabled,
+                error_code: Some(945),
+            },
+        ] {
+            assert_eq!(EventResult::from_json(&result.to_json()), Some(result));
+        }
+        // As the bot wrote them by hand before (`why`, `record_reply`): any key order.
+        let old = [
+            (r#"{"action":"none","reason":"no_rule"}"#, EventResult::Nothing { reason: Reason::NoRule }),
+            (
+                r#"{"action":"replied","kind":"comment","rule_id":null,"rule":null,"reply":"Спасибо","vk_id":5}"#,
+                EventResult::Replied {
+                    kind: ReplyKind::Comment,
+                    rule_id: None,
+                    rule: None,
+                    reply: "Спасибо".into(),
+                    vk_id: Some(5),
+                },
+            ),
+            (
+                r#"{"reply":"Привет","action":"failed","kind":"message","rule_id":1,"rule":"привет","reason":"messages_not_allowed","error_code":901}"#,
+                EventResult::Failed {
+                    kind: ReplyKind::Message,
+                    rule_id: Some(1),
+                    rule: Some("привет".into()),
+                    reply: "Привет".into(),
+                    reason: Reason::MessagesNotAllowed,
+                    error_code: Some(901),
+                },
+            ),
+        ];
+        for (text, result) in old {
+            assert_eq!(EventResult::from_json(text), Some(result), "{text}");
+        }
+        assert_eq!(EventResult::from_json(r#"{"action":"teleported"}"#), None);
+        assert_eq!(EventResult::Nothing { reason: Reason::Own }.nothing_reason(), Some(Reason::Own));
     }
 
     #[test]

@@ -10,7 +10,6 @@ use url::Url;
 
 use crate::app::{Parts, Services};
 use crate::bot::{Bot, BotConfig, BotControl};
-use crate::config::PublicUrl;
 use crate::connect::{ConnectConfig, Connector};
 use crate::credentials::Credentials;
 use crate::health::Reconciler;
@@ -19,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::model::Role;
 use crate::receiver::Receiver;
 use crate::store::{CommunityRow, Store, UserRow};
+use crate::urls::PublicUrl;
 use crate::vault::Vault;
 
 /// A scratch folder removed when dropped.

@@ -24,8 +24,9 @@ use crate::forward::Forwarding;
 use crate::health::Reconciler;
 use crate::hooks::Hooks;
 use crate::http::limits::RateLimiter;
+use crate::inbox::{Inbox, Writer};
 use crate::metrics::{Metrics, VkObserver};
-use crate::receiver::{Receiver, Writer};
+use crate::receiver::Receiver;
 use crate::roles::Roles;
 use crate::store::{BackendKind, Store};
 use crate::vault::Vault;
@@ -135,8 +136,8 @@ impl Services {
         let control = BotControl::new(p.store.clone(), wakeup.clone()).with_alerts(alerts.clone());
         let writer = Writer::start(p.store.clone(), p.writers, p.metrics.clone());
         let forward_wakeup = Arc::new(Notify::new());
-        let receiver = Receiver::new(credentials.clone(), writer.clone(), control.clone(), p.hooks.clone())
-            .with_forward_wakeup(forward_wakeup.clone());
+        let inbox = Inbox::new(writer.clone(), Arc::new(control.clone()), forward_wakeup.clone());
+        let receiver = Receiver::new(credentials.clone(), inbox, p.hooks.clone());
         let forwarding =
             Forwarding::new(p.store.clone(), p.vault.clone(), writer.clone(), p.forward.clone(), forward_wakeup)
                 .with_alerts(alerts.clone());

@@ -67,10 +67,10 @@ impl BotControl {
     }
 
     /// Why the bot will do nothing with this event, if its type, the community's switches and its rules already say
-    /// so: the receiver then stores it finished. `None` (a worker decides) whenever in doubt: an unparsable object,
+    /// so: the inbox then stores it finished. `None` (a worker decides) whenever in doubt: an unparsable object,
     /// an unknown community, a store that does not answer.
-    pub async fn nothing_to_do(&self, group_id: i64, envelope: &vk::Envelope) -> Option<Reason> {
-        let event = envelope.event().ok()?;
+    pub async fn nothing_to_do(&self, group_id: i64, event: Option<&vk::Event>) -> Option<Reason> {
+        let event = event?;
         let decisive = match self.decisive(group_id, SWITCHES_TTL).await {
             Ok(d) => d,
             Err(e) => {
@@ -78,7 +78,7 @@ impl BotControl {
                 return None;
             }
         };
-        super::nothing_to_do(&event, group_id, decisive.settings.as_ref()?, &decisive.rules)
+        super::nothing_to_do(event, group_id, decisive.settings.as_ref()?, &decisive.rules)
     }
 
     /// The admin's switches and default reply. A switch turned on (or a default reply given) revives the events of
@@ -132,7 +132,7 @@ impl BotControl {
         if reasons.is_empty() {
             return Ok(());
         }
-        let results: Vec<String> = reasons.into_iter().map(super::why).collect();
+        let results = reasons;
         let now = now_ms();
         let since = now - 2 * SWITCHES_TTL.as_millis() as i64;
         if self.store.revive_ingest_decisions(group_id, &results, since, now).await? > 0 {
@@ -201,5 +201,20 @@ impl BotControl {
         self.store.wake_community_events(group_id).await?;
         self.wake();
         Ok(())
+    }
+}
+
+/// The bot's part at ingest, for the inbox (which never imports the bot).
+impl crate::inbox::Decider for BotControl {
+    fn nothing_to_do<'a>(
+        &'a self,
+        group_id: i64,
+        event: Option<&'a vk::Event>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Reason>> + Send + 'a>> {
+        Box::pin(BotControl::nothing_to_do(self, group_id, event))
+    }
+
+    fn wake(&self) {
+        BotControl::wake(self);
     }
 }

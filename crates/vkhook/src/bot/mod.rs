@@ -19,16 +19,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use vk::{CommentReply, Event, UserId};
 
 use crate::credentials::{CommunityKey, Credentials};
 use crate::dedup::{comment_guid, random_id_of};
 use crate::hooks::{CrashPoint, Hooks};
+use crate::inbox::Writer;
 use crate::logging::Untrusted;
 use crate::metrics::Metrics;
-use crate::model::{EventStatus, Reason, ReplyKind, ReplyStatus};
-use crate::receiver::Writer;
+use crate::model::{EventResult, EventStatus, Reason, ReplyKind, ReplyStatus};
 use crate::store::{now_ms, BotSettings, InboxRow, LeaseRenewal, ReplyRow, RuleRow, Settle, Settlement, Store};
 
 pub use control::BotControl;
@@ -63,24 +62,18 @@ impl Names {
 /// How handling one event ended.
 #[derive(Debug)]
 enum Outcome {
-    /// A reply went out (result JSON).
-    Replied(serde_json::Value, ReplyRow),
+    /// A reply went out.
+    Replied(EventResult, ReplyRow),
     /// Nothing to do, and why.
     Ignored(Reason),
-    /// The reply cannot be sent, and why (result JSON, error text).
-    Failed(serde_json::Value, String, ReplyRow),
+    /// The reply cannot be sent, and why (the result, the error's text).
+    Failed(EventResult, String, ReplyRow),
     /// Try again later (error text).
     Retry(String),
     /// The community is paused: wait until it is reconnected.
     Park(String),
     /// A test crash point: leave the event as it is (held, lease running).
     Crashed,
-}
-
-/// The result (JSON) recorded for an event the bot does nothing with — also by ingest, once per event, so it is
-/// written directly (a reason's text is a plain identifier, nothing to escape).
-pub fn why(reason: Reason) -> String {
-    format!(r#"{{"action":"none","reason":"{}"}}"#, reason.as_str())
 }
 
 /// Where a reply goes, what it answers and who wrote it.
@@ -306,16 +299,15 @@ impl Bot {
     /// How an outcome leaves the event, and the reply to record with it; `None` for a test crash (nothing is
     /// recorded).
     fn settle(&self, row: &InboxRow, outcome: Outcome) -> Option<(Settle, Option<ReplyRow>)> {
-        let finish = |status, result: String, error: Option<String>| Settle::Finish { status, result, error };
+        let finish = |status, result, error: Option<String>| Settle::Finish { status, result, error };
+        let nothing = |reason| EventResult::Nothing { reason };
         Some(match outcome {
-            Outcome::Replied(result, reply) => (finish(EventStatus::Done, result.to_string(), None), Some(reply)),
-            Outcome::Failed(result, error, reply) => {
-                (finish(EventStatus::Failed, result.to_string(), Some(error)), Some(reply))
-            }
-            Outcome::Ignored(reason) => (finish(EventStatus::Ignored, why(reason), None), None),
+            Outcome::Replied(result, reply) => (finish(EventStatus::Done, result, None), Some(reply)),
+            Outcome::Failed(result, error, reply) => (finish(EventStatus::Failed, result, Some(error)), Some(reply)),
+            Outcome::Ignored(reason) => (finish(EventStatus::Ignored, nothing(reason), None), None),
             Outcome::Retry(error) if row.attempts >= self.config.max_attempts => {
                 tracing::warn!(group_id = row.group_id, event_id = %Untrusted(&row.event_id), %error, "event given up after its last attempt");
-                (finish(EventStatus::Dead, why(Reason::GaveUp), Some(error)), None)
+                (finish(EventStatus::Dead, nothing(Reason::GaveUp), Some(error)), None)
             }
             Outcome::Retry(error) => {
                 let delay = self.config.retry.delay(row.attempts.max(1) as u32 - 1);
@@ -397,8 +389,7 @@ impl Bot {
     ) -> anyhow::Result<Outcome> {
         let gid = row.group_id;
         let kind = job.target.kind();
-        let mut result = json!({"action": "replied", "kind": kind.as_str(), "rule_id": reply.rule_id,
-                                "rule": reply.rule_keywords, "reply": text});
+        let (rule_id, rule) = (reply.rule_id, reply.rule_keywords.clone());
         let mut record = ReplyRow {
             id: 0,
             group_id: gid,
@@ -413,11 +404,14 @@ impl Bot {
         };
         let e = match sent {
             Ok(vk_id) => {
-                result["vk_id"] = json!(vk_id);
                 record.vk_id = Some(vk_id);
                 self.metrics.observe_reply(kind.as_str(), "sent");
                 tracing::info!(group_id = gid, event_id = %Untrusted(&row.event_id), kind = kind.as_str(), vk_id, "bot replied");
-                return Ok(Outcome::Replied(result, record));
+                let reply = record.text.clone();
+                return Ok(Outcome::Replied(
+                    EventResult::Replied { kind, rule_id, rule, reply, vk_id: Some(vk_id) },
+                    record,
+                ));
             }
             Err(e) => e,
         };
@@ -432,9 +426,8 @@ impl Bot {
                 record.status = ReplyStatus::Failed;
                 record.error = Some(e.to_string());
                 self.metrics.observe_reply(kind.as_str(), reason.as_str());
-                result["action"] = json!("failed");
-                result["reason"] = json!(reason.as_str());
-                result["error_code"] = json!(e.code());
+                let reply = record.text.clone();
+                let result = EventResult::Failed { kind, rule_id, rule, reply, reason, error_code: e.code() };
                 Ok(Outcome::Failed(result, e.to_string(), record))
             }
         }
@@ -530,16 +523,6 @@ mod tests {
         ))
     }
 
-    /// `why` writes its JSON by hand: it must be what serde_json writes for the same object (stored results are
-    /// compared as text when events are revived).
-    #[test]
-    fn why_is_the_json_serde_would_write() {
-        for reason in Reason::ALL {
-            let expected = json!({"action": "none", "reason": reason.as_str()}).to_string();
-            assert_eq!(why(*reason), expected);
-        }
-    }
-
     #[test]
     fn who_gets_an_answer_and_where_it_goes() {
         let on = settings(true, true);
@@ -571,6 +554,8 @@ mod tests {
             payload,
             received_at: now_ms(),
             done_at_ingest: None,
+            source: crate::model::Source::Callback,
+            natural_key: None,
         };
         kit.store.insert_inbox_batch(&[event]).await.unwrap();
         kit.store.inbox_event_by_event_id(1001, &format!("{comment_id:040x}")).await.unwrap().unwrap().id

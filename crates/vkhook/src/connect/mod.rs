@@ -33,19 +33,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::bot::BotControl;
-use crate::config::PublicUrl;
 use crate::credentials::Credentials;
 use crate::hooks::Hooks;
 use crate::model::{SetupState, StepState};
 use crate::roles::Roles;
 use crate::store::{now_ms, SetupRow, Store, StoreError};
+use crate::urls::PublicUrl;
 
 pub use authorize::{AuthFailure, Authorized, CommunityRedirect, ConnectOptions, Started};
 pub use bulk::{BulkChoice, BulkStarted, CONSENT_MAX_COMMUNITIES};
 pub use manage::Disconnected;
 
-pub const CALLBACK_PATH: &str = "/vk/callback";
-pub const COMMUNITY_CALLBACK_PATH: &str = "/auth/vk/community-callback";
+pub use crate::urls::{CALLBACK_PATH, COMMUNITY_CALLBACK_PATH};
 /// The server's title at VK (at most 14 characters: `title` of `groups.addCallbackServer`).
 pub const SERVER_TITLE: &str = "vkhook";
 pub const API_VERSION: &str = vk::API_VERSION;

@@ -28,6 +28,26 @@ impl Default for Schedule {
     }
 }
 
+/// `5s,5m,30m,2h,5h,10h,10h`: the form `VKHOOK_FORWARD_RETRY_SCHEDULE` is written in.
+impl std::fmt::Display for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let words: Vec<String> = self
+            .0
+            .iter()
+            .map(|w| {
+                let s = w.as_secs();
+                match s {
+                    s if s > 0 && s % 86400 == 0 => format!("{}d", s / 86400),
+                    s if s > 0 && s % 3600 == 0 => format!("{}h", s / 3600),
+                    s if s > 0 && s % 60 == 0 => format!("{}m", s / 60),
+                    s => format!("{s}s"),
+                }
+            })
+            .collect();
+        f.write_str(&words.join(","))
+    }
+}
+
 impl Schedule {
     pub fn new(waits: Vec<Duration>) -> Schedule {
         Schedule(waits)

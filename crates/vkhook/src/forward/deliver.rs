@@ -17,7 +17,8 @@ use tokio::task::JoinSet;
 
 use super::attempt::{self, Judgement, Next};
 use super::signing::{signature_header, webhook_id, SigningKey};
-use super::{describe, Forwarding};
+use super::Forwarding;
+use crate::logging::describe;
 use crate::model::DisabledReason;
 use crate::store::{
     now_ms, AttemptRecord, ClaimedBatch, ClaimedDelivery, DeliveryNext, DeliveryOutcome, DeliveryResults,

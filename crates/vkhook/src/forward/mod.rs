@@ -17,18 +17,70 @@ pub mod signing;
 pub mod target;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use secrecy::SecretString;
 use tokio::sync::Notify;
 use url::Url;
 
-use crate::config::ForwardSettings;
-use crate::receiver::Writer;
+use crate::inbox::Writer;
 use crate::store::{now_ms, EndpointRow, NewEndpoint, Store, StoreError, StoreResult};
 use crate::vault::{Sealed, Slot, Vault};
 
 use signing::SigningKey;
 use target::Refused;
+
+/// How events are forwarded to the admins' endpoints (docs/forwarding.md).
+#[derive(Debug, Clone)]
+pub struct ForwardSettings {
+    /// Where deliveries may go: `serve` refuses loopback and private addresses and plain http, unless
+    /// `VKHOOK_FORWARD_ALLOW_LOOPBACK_HTTP` says otherwise; the demo and tests allow loopback http.
+    pub policy: target::Policy,
+    /// The waits between attempts.
+    pub schedule: attempt::Schedule,
+    /// How long one attempt may take.
+    pub attempt_timeout: Duration,
+    /// Requests in flight to one endpoint at most (across instances: one instance sends to an endpoint at a time).
+    pub concurrency: usize,
+    /// Most deliveries one claim takes for an endpoint.
+    pub batch: i64,
+    /// An instance holds an endpoint and its claimed deliveries this long; if it dies, others send them after.
+    pub lease: Duration,
+    /// Endpoints sent to at once by one instance.
+    pub endpoints_at_once: usize,
+    /// How often an idle sender looks for due deliveries (new events wake it at once).
+    pub poll: Duration,
+    /// An endpoint failing without a success this long is disabled.
+    pub disable_after: Duration,
+    /// After «Сменить секрет», the old secret signs too for this long.
+    pub previous_secret_window: Duration,
+    /// Endpoints one community may have.
+    pub max_endpoints: i64,
+    /// Endpoints of one community sent to at once (across instances): its share of the senders' slots.
+    pub community_share: i64,
+    /// How long connecting to an endpoint may take (an attempt may take `attempt_timeout` in all).
+    pub connect_timeout: Duration,
+}
+
+impl Default for ForwardSettings {
+    fn default() -> Self {
+        Self {
+            policy: target::Policy::default(),
+            schedule: attempt::Schedule::default(),
+            attempt_timeout: attempt::ATTEMPT_TIMEOUT,
+            concurrency: 4,
+            batch: 500,
+            lease: Duration::from_secs(60),
+            endpoints_at_once: 32,
+            poll: Duration::from_millis(500),
+            disable_after: Duration::from_secs(5 * 24 * 3600),
+            previous_secret_window: Duration::from_secs(24 * 3600),
+            max_endpoints: 10,
+            community_share: 4,
+            connect_timeout: Duration::from_secs(3),
+        }
+    }
+}
 
 /// Longest endpoint name kept.
 pub const MAX_NAME: usize = 100;
@@ -271,25 +323,4 @@ pub fn test_event(group_id: i64, event_type: &str, event_id: &str) -> String {
     serde_json::json!({"type": event_type, "object": object, "group_id": group_id, "event_id": event_id,
         "v": vk::API_VERSION})
     .to_string()
-}
-
-/// A secret-free description of `e` (never the URL: it may carry a token in its query).
-pub fn describe(e: &reqwest::Error) -> String {
-    let mut text = if e.is_timeout() {
-        "timed out".to_owned()
-    } else if e.is_connect() {
-        "could not connect".to_owned()
-    } else {
-        "request failed".to_owned()
-    };
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let part = s.to_string();
-        if !part.is_empty() && !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = s.source();
-    }
-    text.chars().take(300).collect()
 }

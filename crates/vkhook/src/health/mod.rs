@@ -11,6 +11,7 @@ use crate::bot::BotControl;
 use crate::connect::{Connector, API_VERSION};
 use crate::credentials::Credentials;
 use crate::model::{ErrorKind, LogEntry, PauseReason, SetupMode};
+pub use crate::store::Activity;
 use crate::store::{now_ms, CountRow, LogRow, Store, StoreResult};
 
 /// The last thing that went wrong: one of our kinds (a setup or a repair), or VK's words for one event.
@@ -18,14 +19,6 @@ use crate::store::{now_ms, CountRow, LogRow, Store, StoreResult};
 pub enum LastError {
     Kind(ErrorKind),
     Vk(String),
-}
-
-/// A community's recent pace: events in a window, and when the first and the last came.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, sqlx::FromRow)]
-pub struct Activity {
-    pub events: i64,
-    pub first_at: Option<i64>,
-    pub last_at: Option<i64>,
 }
 
 /// When VK says our server is fine but a community that usually gets events has had none for much longer than its

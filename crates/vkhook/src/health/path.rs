@@ -1,6 +1,6 @@
 //! «Проверить путь»: proves, from the admin's side, that VK can reach vkhook. A synthetic event goes to
 //! `VKHOOK_PUBLIC_URL/vk/callback` — through the admin's DNS, proxy and TLS, the way VK would come — signed with the
-//! community's secret. The receiver answers it `ok` without storing it (`receiver::PATH_CHECK_TYPE`), so the bot
+//! community's secret. The receiver answers it `ok` without storing it (`urls::PATH_CHECK_TYPE`), so the bot
 //! and forwarding never see it and it is not counted as a VK event. What came back is recorded and shown: arrived
 //! (and how fast), no connection, a TLS error, a redirect (VK does not follow them), or an answer other than `ok`.
 
@@ -24,7 +24,7 @@ impl Reconciler {
         let secrets = self.credentials.callback_secrets(group_id, true).await?;
         let Some(secret) = secrets.and_then(|s| s.secret.clone()) else { return Ok(None) };
         let url = self.connector.callback_url();
-        let body = serde_json::json!({"type": crate::receiver::PATH_CHECK_TYPE, "object": {}, "group_id": group_id,
+        let body = serde_json::json!({"type": crate::urls::PATH_CHECK_TYPE, "object": {}, "group_id": group_id,
             "event_id": format!("path-check-{}", vk::oauth::random_urlsafe(12)), "v": vk::API_VERSION,
             "secret": secret.expose_secret()})
         .to_string();
@@ -55,7 +55,7 @@ impl Reconciler {
             }
             Err(e) if e.is_timeout() => (PathOutcome::Timeout, format!("{} s", TIMEOUT.as_secs())),
             Err(e) => {
-                let words = crate::forward::describe(&e);
+                let words = crate::logging::describe(&e);
                 let tls = ["certificate", "tls", "handshake", "ssl"].iter().any(|w| words.to_lowercase().contains(w));
                 (if tls { PathOutcome::Tls } else { PathOutcome::Unreachable }, words)
             }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::app::AppState;
 use crate::error::{AppError, AppResult, Problem};
 use crate::i18n::{fill, Msg};
-use crate::model::{EventStatus, Reason};
+use crate::model::{EventResult, EventStatus, Reason};
 use crate::store::{InboxRow, LogFilter, UserCommunity};
 
 use super::access::{Administered, Managed};
@@ -77,32 +77,28 @@ pub fn reason_words(t: &'static Msg, reason: Option<Reason>) -> &'static str {
 
 /// What the bot did with an event, or why not, in words.
 pub fn describe(t: &'static Msg, row: &InboxRow) -> String {
-    let result: serde_json::Value =
-        row.result.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or_default();
-    let reply = result["reply"].as_str().unwrap_or_default();
-    let reason = result["reason"].as_str().and_then(Reason::parse);
-    match (row.status, result["action"].as_str()) {
-        (EventStatus::Done, Some("replied")) => {
-            let mut text = match result["rule"].as_str() {
-                Some(rule) => fill(t.did_rule, &[("rule", rule), ("reply", reply)]),
-                None => fill(t.did_default, &[("reply", reply)]),
+    match (row.status, row.event_result()) {
+        (EventStatus::Done, Some(EventResult::Replied { rule, reply, vk_id, .. })) => {
+            let mut text = match rule {
+                Some(rule) => fill(t.did_rule, &[("rule", &rule), ("reply", &reply)]),
+                None => fill(t.did_default, &[("reply", &reply)]),
             };
-            if let Some(id) = result["vk_id"].as_i64() {
+            if let Some(id) = vk_id {
                 text.push_str(" · ");
                 text.push_str(&fill(t.did_vk_id, &[("id", &id.to_string())]));
             }
             text
         }
-        (_, Some("failed")) => {
-            let mut text = reason_words(t, reason).to_owned();
-            if let Some(code) = result["error_code"].as_i64() {
+        (_, Some(EventResult::Failed { reason, error_code, .. })) => {
+            let mut text = reason_words(t, Some(reason)).to_owned();
+            if let Some(code) = error_code {
                 text.push_str(&format!(" ({code})"));
             }
             text
         }
         (status, _) if status.is_open() && row.last_error.is_some() => t.why_retrying.to_owned(),
         (status, _) if status.is_open() => t.why_waiting.to_owned(),
-        (_, _) => reason_words(t, reason).to_owned(),
+        (_, result) => reason_words(t, result.as_ref().and_then(EventResult::nothing_reason)).to_owned(),
     }
 }
 

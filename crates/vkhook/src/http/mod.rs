@@ -10,6 +10,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::app::AppState;
+use crate::urls;
 
 pub mod access;
 pub mod alerts;
@@ -32,7 +33,7 @@ pub fn router(state: AppState) -> Router {
     let ui = Router::new()
         .route("/", get(auth::show_landing))
         .route("/auth/vk/login", get(auth::start_login))
-        .route("/auth/vk/callback", get(auth::finish_login))
+        .route(urls::VKID_CALLBACK_PATH, get(auth::finish_login))
         .route("/logout", post(auth::logout))
         .route("/lang", post(auth::switch_lang))
         .route("/communities", get(communities::list_communities))
@@ -42,7 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route("/communities/bulk/{bulk}/continue", post(bulk::continue_bulk))
         .route("/communities/{id}", get(communities::show_community))
         .route("/communities/{id}/connect", post(connect::connect_community))
-        .route("/auth/vk/community-callback", get(connect::finish_community_auth))
+        .route(urls::COMMUNITY_CALLBACK_PATH, get(connect::finish_community_auth))
         .route("/communities/{id}/setup", get(connect::show_setup))
         .route("/communities/{id}/setup/status", get(connect::setup_status))
         .route("/communities/{id}/disconnect", post(connect::disconnect_community))
@@ -59,7 +60,7 @@ pub fn router(state: AppState) -> Router {
         .route("/communities/{id}/events/{event}", get(events::show_raw_event))
         .route("/communities/{id}/events/{event}/replay", post(events::replay_event))
         .route("/communities/{id}/alerts", post(alerts::save_email))
-        .route("/alerts/confirm", get(alerts::confirm_email))
+        .route(urls::ALERT_CONFIRM_PATH, get(alerts::confirm_email))
         .route("/communities/{id}/endpoints", post(endpoints::add_endpoint))
         .route("/communities/{id}/endpoints/{endpoint}", get(endpoints::show_endpoint))
         .route("/communities/{id}/endpoints/{endpoint}/test", post(endpoints::send_test))
@@ -71,7 +72,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), session::ui_layer));
     let callback = Router::new()
-        .route("/vk/callback", post(callback::receive_callback))
+        .route(urls::CALLBACK_PATH, post(callback::receive_callback))
         .layer(axum::extract::DefaultBodyLimit::max(crate::receiver::BODY_LIMIT));
     // With its own address, /metrics is not on the public port at all.
     machine_routes(state.settings.metrics.bind.is_none())

@@ -2,31 +2,27 @@
 //! [`Verdict`]; `http/callback.rs` turns the verdict into a status code and a body.
 //!
 //! - Parse (pure), find the community, check the secret in constant time, answer `confirmation` with the stored
-//!   code, and store every other event durably (the group-commit [`writer`]) before the verdict says `ok`.
+//!   code, and hand every other event to the [`Inbox`], which stores it durably before the verdict says `ok`.
 //! - Secrets come from [`Credentials`], cached; a mismatch re-reads the store before refusing, so a changed secret
 //!   is never refused stale. A stored secret that does not open refuses everything (never "no secret needed").
-//! - What no consumer wants (a type the bot never answers, a switch off, the community's own, no rule and no default
-//!   reply) is decided here, by
-//!   [`BotControl::nothing_to_do`], and stored finished in the same commit: no worker ever touches it.
+//! - Only the Callback protocol lives here; storing (dedup, the decision at ingest, the group commit, the wake-ups)
+//!   is the inbox's, the same for every source.
 //! - No session, no templates, no VK calls here.
 //!
 //! VK's rules (https://dev.vk.com/ru/api/callback/getting-started): the body carries `type`, `event_id`, `v`,
 //! `object`, `group_id` and `secret`; `confirmation` is answered with the code as plain text; every other event
 //! with exactly `ok`; `remove` makes VK delete the server; anything else is a failure VK retries.
 
-pub mod writer;
-
 use std::sync::Arc;
 
 use secrecy::SecretString;
 
-use crate::bot::control::BotControl;
 use crate::credentials::{CallbackSecrets, Credentials};
 use crate::hooks::{CrashPoint, Hooks};
+use crate::inbox::{Inbox, Incoming};
 use crate::logging::Untrusted;
-use crate::store::{now_ms, Inserted, NewInboxEvent};
-
-pub use writer::Writer;
+use crate::model::Source;
+use crate::store::{now_ms, Inserted};
 
 /// Largest request body VK may send us.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -57,7 +53,7 @@ pub enum Verdict {
 }
 
 /// The `type` of «Проверить путь»'s synthetic event (not one of VK's).
-pub const PATH_CHECK_TYPE: &str = "vkhook_path_check";
+pub use crate::urls::PATH_CHECK_TYPE;
 
 impl Verdict {
     /// The `result` label in `/metrics`: `stored` means a new event was written, so "ok" is never ambiguous.
@@ -81,12 +77,8 @@ impl Verdict {
 #[derive(Clone)]
 pub struct Receiver {
     credentials: Credentials,
-    writer: Writer,
-    /// Decides at ingest what the bot will not touch, and wakes the workers for the rest.
-    control: BotControl,
+    inbox: Inbox,
     hooks: Arc<Hooks>,
-    /// Wakes the forwarding sender: a new event may have made deliveries (the database decides which).
-    forward_wakeup: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,14 +109,8 @@ fn check_secret(entry: &CallbackSecrets, supplied: Option<&[u8]>) -> SecretCheck
 }
 
 impl Receiver {
-    pub fn new(credentials: Credentials, writer: Writer, control: BotControl, hooks: Arc<Hooks>) -> Receiver {
-        Receiver { credentials, writer, control, hooks, forward_wakeup: Arc::new(tokio::sync::Notify::new()) }
-    }
-
-    /// New events wake this forwarding sender.
-    pub fn with_forward_wakeup(mut self, wakeup: Arc<tokio::sync::Notify>) -> Receiver {
-        self.forward_wakeup = wakeup;
-        self
+    pub fn new(credentials: Credentials, inbox: Inbox, hooks: Arc<Hooks>) -> Receiver {
+        Receiver { credentials, inbox, hooks }
     }
 
     /// The verdict on one request body, and the event type as a metric label.
@@ -234,23 +220,9 @@ impl Receiver {
         event_id: String,
         secrets: &CallbackSecrets,
     ) -> Verdict {
-        let done_at_ingest = self.control.nothing_to_do(group_id, envelope).await;
-        let event = NewInboxEvent {
-            group_id,
-            event_type: envelope.event_type.clone(),
-            payload: envelope.to_json_without_secret(),
-            event_id,
-            received_at: now_ms(),
-            done_at_ingest: done_at_ingest.map(crate::bot::why),
-        };
-        match self.writer.store(event).await {
+        let incoming = Incoming { group_id, envelope, event_id, source: Source::Callback };
+        match self.inbox.ingest(incoming).await {
             Ok(inserted) => {
-                if inserted == Inserted::New {
-                    if done_at_ingest.is_none() {
-                        self.control.wake();
-                    }
-                    self.forward_wakeup.notify_one();
-                }
                 if secrets.manual_waiting {
                     self.first_manual_event(group_id);
                 }
@@ -281,6 +253,7 @@ mod tests {
     use secrecy::ExposeSecret;
 
     use super::*;
+    use crate::bot::BotControl;
     use crate::credentials::Credentials;
     use crate::testkit::Kit;
 
@@ -409,8 +382,7 @@ mod tests {
         // The same database under another key (a key missing from VKHOOK_TOKEN_KEYS).
         let other = Arc::new(crate::vault::Vault::from_spec(&crate::vault::Vault::generate_spec("k2")).unwrap());
         let credentials = crate::credentials::Credentials::new(kit.store.clone(), other);
-        let writer = Writer::start(kit.store.clone(), 1, kit.metrics.clone());
-        let receiver = Receiver::new(credentials, writer, kit.control.clone(), kit.hooks.clone());
+        let receiver = instance(&kit, credentials, kit.control.clone());
         for supplied in [secret.as_str(), "", "anything"] {
             assert_eq!(receiver.accept(&body(1001, "group_join", "1", supplied)).await.0, Verdict::Unavailable);
             assert_eq!(receiver.accept(&body(1001, "confirmation", "", supplied)).await.0, Verdict::Unavailable);
@@ -418,11 +390,17 @@ mod tests {
         assert_eq!(kit.store.inbox_depth(None).await.unwrap(), 0);
     }
 
+    /// A receiver of another instance on the kit's database: its own writer and inbox, these credentials and bot.
+    fn instance(kit: &Kit, credentials: Credentials, control: BotControl) -> Receiver {
+        let writer = crate::inbox::Writer::start(kit.store.clone(), 1, kit.metrics.clone());
+        let inbox = Inbox::new(writer, Arc::new(control), Arc::new(tokio::sync::Notify::new()));
+        Receiver::new(credentials, inbox, kit.hooks.clone())
+    }
+
     /// Another instance on the same database: its own credentials (and cache) and receiver.
     fn another_instance(kit: &Kit) -> (Credentials, Receiver) {
         let credentials = Credentials::new(kit.store.clone(), kit.vault.clone());
-        let writer = Writer::start(kit.store.clone(), 1, kit.metrics.clone());
-        let receiver = Receiver::new(credentials.clone(), writer, kit.control.clone(), kit.hooks.clone());
+        let receiver = instance(kit, credentials.clone(), kit.control.clone());
         (credentials, receiver)
     }
 
@@ -455,8 +433,7 @@ mod tests {
         kit.store.set_bot_settings(1001, false, false, Some("Спасибо!")).await.unwrap();
         // Instance B: its own switch cache, warmed while messages were off.
         let b_control = BotControl::new(kit.store.clone(), Arc::new(tokio::sync::Notify::new()));
-        let writer = Writer::start(kit.store.clone(), 1, kit.metrics.clone());
-        let b = Receiver::new(kit.credentials.clone(), writer, b_control, kit.hooks.clone());
+        let b = instance(&kit, kit.credentials.clone(), b_control);
         b.accept(&body(1001, "group_join", &"a".repeat(40), &secret)).await;
         // A turns messages on; B still decides with the old switch for a moment.
         kit.control.set_switches(1001, false, true, Some("Спасибо!")).await.unwrap();

@@ -1,7 +1,15 @@
 //! The inbox: every event VK delivered, stored durably before we answer `ok`; workers claim events with a lease.
 
 use super::{now_ms, on_pool, Backend, Store, StoreResult};
-use crate::model::EventStatus;
+use crate::model::{EventResult, EventStatus, Reason, Source};
+
+/// A community's recent pace: events in a window, and when the first and the last came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Activity {
+    pub events: i64,
+    pub first_at: Option<i64>,
+    pub last_at: Option<i64>,
+}
 
 /// An event to store.
 #[derive(Debug, Clone)]
@@ -12,9 +20,20 @@ pub struct NewInboxEvent {
     /// The body without `secret`.
     pub payload: String,
     pub received_at: i64,
-    /// Decided at ingest that no consumer wants it: stored `ignored` at once with this result (JSON), in the same
-    /// commit, and no worker ever touches it.
-    pub done_at_ingest: Option<String>,
+    /// Decided at ingest that no consumer wants it: stored `ignored` at once with this result, in the same commit,
+    /// and no worker ever touches it.
+    pub done_at_ingest: Option<EventResult>,
+    /// Which way it came.
+    pub source: Source,
+    /// The key of the object it creates (`vk::Event::natural_key`): a copy from another source is a duplicate.
+    pub natural_key: Option<String>,
+}
+
+impl InboxRow {
+    /// What the bot did with it, or why not (none: not finished, or written by a newer vkhook).
+    pub fn event_result(&self) -> Option<EventResult> {
+        self.result.as_deref().and_then(EventResult::from_json)
+    }
 }
 
 impl NewInboxEvent {
@@ -46,16 +65,19 @@ pub struct InboxRow {
     pub status: EventStatus,
     pub attempts: i64,
     pub next_attempt_at: i64,
+    /// As stored: JSON of an [`EventResult`] (see [`InboxRow::event_result`]).
     pub result: Option<String>,
     pub last_error: Option<String>,
     pub processed_at: Option<i64>,
     /// The community's `random_id` counter value reserved for this event's reply (a `message_new` claimed by a
     /// worker): the same on every attempt (see `dedup`).
     pub reply_random_id: Option<i64>,
+    /// Which way it came first.
+    pub source: Source,
 }
 
 const INBOX_COLUMNS: &str = "id, group_id, event_id, event_type, payload, received_at, status, attempts, \
-    next_attempt_at, result, last_error, processed_at, reply_random_id";
+    next_attempt_at, result, last_error, processed_at, reply_random_id, source";
 
 /// The claim's three statements (see [`Store::claim_inbox_runs`]).
 struct ClaimSql {
@@ -128,7 +150,7 @@ pub struct CountRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settle {
     /// Finished: `done`, `failed`, `dead` or `ignored`, with what happened (JSON) and the error, if any.
-    Finish { status: EventStatus, result: String, error: Option<String> },
+    Finish { status: EventStatus, result: EventResult, error: Option<String> },
     /// Back to `pending` for another attempt at `next_attempt_at`.
     Retry { next_attempt_at: i64, error: String },
     /// Not handled (an earlier event of its run waits for a retry, so this one must too): back to `pending` as
@@ -255,15 +277,18 @@ impl Store {
             }};
         }
         let columns = "INSERT INTO inbox_events (group_id, event_id, event_type, payload, received_at, \
-                       next_attempt_at, status, result, processed_at) ";
+                       next_attempt_at, status, result, processed_at, source, natural_key) ";
         let (inserted, settled, renewed, deliveries) = match &self.backend {
             Backend::Postgres(pool) => {
+                // A duplicate by event_id or by the object's key: nothing is stored (any conflict).
                 let q = format!(
-                    "{columns} SELECT g, e, t, p, r, r, s, res, CASE WHEN res IS NULL THEN NULL ELSE r END \
+                    "{columns} SELECT g, e, t, p, r, r, s, res, CASE WHEN res IS NULL THEN NULL ELSE r END, src, nk \
                      FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], \
-                     $7::text[]) AS batch(g, e, t, p, r, s, res) \
-                     ON CONFLICT (group_id, event_id) DO NOTHING RETURNING group_id, event_id"
+                     $7::text[], $8::text[], $9::text[]) AS batch(g, e, t, p, r, s, res, src, nk) \
+                     ON CONFLICT DO NOTHING RETURNING group_id, event_id"
                 );
+                let results: Vec<Option<String>> =
+                    events.iter().map(|e| e.done_at_ingest.as_ref().map(EventResult::to_json)).collect();
                 let insert = || {
                     sqlx::query_as::<_, (i64, String)>(&q)
                         .bind(events.iter().map(|e| e.group_id).collect::<Vec<_>>())
@@ -272,7 +297,9 @@ impl Store {
                         .bind(events.iter().map(|e| e.payload.as_str()).collect::<Vec<_>>())
                         .bind(events.iter().map(|e| e.received_at).collect::<Vec<_>>())
                         .bind(events.iter().map(|e| e.initial_status().as_str()).collect::<Vec<_>>())
-                        .bind(events.iter().map(|e| e.done_at_ingest.as_deref()).collect::<Vec<_>>())
+                        .bind(results.clone())
+                        .bind(events.iter().map(|e| e.source.as_str()).collect::<Vec<_>>())
+                        .bind(events.iter().map(|e| e.natural_key.as_deref()).collect::<Vec<_>>())
                 };
                 if write.only_events() {
                     // A single statement commits by itself: no BEGIN and COMMIT round trips.
@@ -331,22 +358,36 @@ impl Store {
     }
 
     /// Events of `group_id` received in `since..=until` that were finished at ingest (never claimed: no attempt)
-    /// with one of `results` go back to `pending`: a switch turned on, and an instance may have decided with the
-    /// old one.
+    /// for one of `reasons` go back to `pending`: a switch turned on, and an instance may have decided with the old
+    /// one. The result is read as an [`EventResult`], never compared as text.
     pub async fn revive_ingest_decisions(
         &self,
         group_id: i64,
-        results: &[String],
+        reasons: &[Reason],
         since: i64,
         until: i64,
     ) -> StoreResult<u64> {
+        let q = "SELECT id, result FROM inbox_events WHERE group_id = $1 AND status = 'ignored' AND attempts = 0 \
+                 AND received_at >= $2 AND received_at <= $3";
+        let finished: Vec<(i64, Option<String>)> =
+            on_pool!(self, pool => sqlx::query_as(q).bind(group_id).bind(since).bind(until).fetch_all(pool).await?);
+        let ids: Vec<i64> = finished
+            .into_iter()
+            .filter(|(_, result)| {
+                let reason = result.as_deref().and_then(EventResult::from_json).and_then(|r| r.nothing_reason());
+                reason.is_some_and(|r| reasons.contains(&r))
+            })
+            .map(|(id, _)| id)
+            .collect();
         let mut n = 0;
-        for result in results {
-            let q = "UPDATE inbox_events SET status = 'pending', result = NULL, processed_at = NULL, \
-                     next_attempt_at = received_at WHERE group_id = $1 AND status = 'ignored' AND attempts = 0 \
-                     AND received_at >= $2 AND received_at <= $4 AND result = $3";
-            n += on_pool!(self, pool => sqlx::query(q).bind(group_id).bind(since).bind(result).bind(until)
-                .execute(pool).await?.rows_affected());
+        for chunk in ids.chunks(500) {
+            // Only integers go into the list.
+            let list = chunk.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+            let q = format!(
+                "UPDATE inbox_events SET status = 'pending', result = NULL, processed_at = NULL, \
+                 next_attempt_at = received_at WHERE id IN ({list}) AND status = 'ignored' AND attempts = 0"
+            );
+            n += on_pool!(self, pool => sqlx::query(&q).execute(pool).await?.rows_affected());
         }
         Ok(n)
     }
@@ -497,12 +538,12 @@ impl Store {
 
     /// How many events the community received since `since`, and when the first and the last of them came: its
     /// usual pace, for the silence signal (`health::Silence`).
-    pub async fn activity(&self, group_id: i64, since: i64) -> StoreResult<crate::health::Activity> {
+    pub async fn activity(&self, group_id: i64, since: i64) -> StoreResult<Activity> {
         let q = "SELECT COUNT(*), MIN(received_at), MAX(received_at) FROM inbox_events \
                  WHERE group_id = $1 AND received_at >= $2";
         let (events, first_at, last_at): (i64, Option<i64>, Option<i64>) =
             on_pool!(self, pool => sqlx::query_as(q).bind(group_id).bind(since).fetch_one(pool).await?);
-        Ok(crate::health::Activity { events, first_at, last_at })
+        Ok(Activity { events, first_at, last_at })
     }
 
     pub async fn last_event_at(&self, group_id: i64) -> StoreResult<Option<i64>> {
@@ -534,7 +575,7 @@ async fn settle_sqlite(
             .bind(s.id)
             .bind(&s.owner)
             .bind(*status)
-            .bind(result)
+            .bind(result.to_json())
             .bind(error)
             .bind(now_ms()),
             Settle::Retry { next_attempt_at, error } => sqlx::query(
@@ -582,7 +623,9 @@ async fn settle_postgres(
     let (mut kind, mut status, mut result, mut error, mut next) = (vec![], vec![], vec![], vec![], vec![]);
     for s in settlements {
         let (k, st, r, e, n) = match &s.settle {
-            Settle::Finish { status, result, error } => ("finish", *status, Some(result), error.as_ref(), None),
+            Settle::Finish { status, result, error } => {
+                ("finish", *status, Some(result.to_json()), error.as_ref(), None)
+            }
             Settle::Retry { next_attempt_at, error } => {
                 ("retry", EventStatus::Pending, None, Some(error), Some(*next_attempt_at))
             }
@@ -590,7 +633,7 @@ async fn settle_postgres(
         };
         kind.push(k);
         status.push(st.as_str());
-        result.push(r.map(String::as_str));
+        result.push(r);
         error.push(e.map(String::as_str));
         next.push(n);
     }
@@ -621,10 +664,13 @@ fn sqlite_insert<'a>(columns: &str, events: &'a [NewInboxEvent]) -> sqlx::QueryB
             .push_bind(e.received_at)
             .push_bind(e.received_at)
             .push_bind(e.initial_status())
-            .push_bind(&e.done_at_ingest)
-            .push_bind(e.done_at_ingest.as_ref().map(|_| e.received_at));
+            .push_bind(e.done_at_ingest.as_ref().map(EventResult::to_json))
+            .push_bind(e.done_at_ingest.as_ref().map(|_| e.received_at))
+            .push_bind(e.source)
+            .push_bind(e.natural_key.as_deref());
     });
-    q.push(" ON CONFLICT (group_id, event_id) DO NOTHING RETURNING group_id, event_id");
+    // A duplicate by event_id or by the object's key: nothing is stored (any conflict).
+    q.push(" ON CONFLICT DO NOTHING RETURNING group_id, event_id");
     q
 }
 

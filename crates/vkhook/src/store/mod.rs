@@ -184,6 +184,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0007_tenants.sql"),
         postgres: include_str!("migrations/postgres/0007_tenants.sql"),
     },
+    Migration {
+        version: 8,
+        name: "sources",
+        sqlite: include_str!("migrations/sqlite/0008_sources.sql"),
+        postgres: include_str!("migrations/postgres/0008_sources.sql"),
+    },
 ];
 
 /// Creates the SQLite file owner-only (0600) and its missing folders 0700, before SQLite opens it: the file holds

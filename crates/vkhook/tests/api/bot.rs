@@ -202,7 +202,7 @@ async fn replaying_an_event_whose_reply_was_sent_sends_nothing_new() {
         owner: app.state.instance_id.clone(),
         settle: Settle::Finish {
             status: EventStatus::Dead,
-            result: "{\"action\":\"none\",\"reason\":\"gave_up\"}".into(),
+            result: vkhook::model::EventResult::Nothing { reason: vkhook::model::Reason::GaveUp },
             error: Some("lost".into()),
         },
         reply: None,

@@ -198,7 +198,9 @@ async fn silence_from_a_busy_community_is_a_warning_until_events_come_back() {
             event_type: "like_add".into(),
             payload: r#"{"type":"like_add","group_id":1001,"object":{}}"#.into(),
             received_at: quiet_since - (19 - i) * minute,
-            done_at_ingest: Some("{}".into()),
+            done_at_ingest: Some(vkhook::model::EventResult::Nothing { reason: vkhook::model::Reason::NoRule }),
+            source: vkhook::model::Source::Callback,
+            natural_key: None,
         })
         .collect();
     app.store().insert_inbox_batch(&past).await.unwrap();

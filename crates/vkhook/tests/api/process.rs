@@ -211,7 +211,7 @@ fn migrate_and_keys_work_from_the_command_line_with_settings_from_the_environmen
     let db = format!("sqlite://{}/cli.db", dir.0.display());
     let (code, out, _) = run_vkhook(&["migrate"], &[("VKHOOK_DATABASE_URL", &db)]);
     assert_eq!(code, 0);
-    assert!(out.contains("database at version 7"), "{out}");
+    assert!(out.contains("database at version 8"), "{out}");
     let (code, out, _) = run_vkhook(&["migrate"], &[("VKHOOK_DATABASE_URL", &db)]);
     assert_eq!(code, 0);
     assert!(out.contains("migrations applied now: []"), "twice is harmless: {out}");

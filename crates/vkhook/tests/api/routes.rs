@@ -74,14 +74,24 @@ const MATRIX: &[(&str, &str, Access)] = &[
 /// Every (method, path) the router declares, read from its source.
 fn declared_routes() -> BTreeSet<(String, String)> {
     let source = include_str!("../../src/http/mod.rs");
+    let urls = include_str!("../../src/urls.rs");
     let mut routes = BTreeSet::new();
     for (i, _) in source.match_indices(".route(") {
         let rest = source[i + ".route(".len()..].trim_start();
-        let Some(rest) = rest.strip_prefix('"') else { continue };
-        let path = rest.split('"').next().unwrap().to_owned();
+        // A literal path, or one of `urls`' constants (`urls::CALLBACK_PATH`), read from there.
+        let (path, rest) = match rest.strip_prefix('"') {
+            Some(rest) => (rest.split('"').next().unwrap().to_owned(), &rest[rest.find('"').unwrap()..]),
+            None => {
+                let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':').collect();
+                let constant = name.rsplit("::").next().unwrap();
+                let at = urls.find(&format!("pub const {constant}: &str = \"")).unwrap_or_else(|| panic!("{name}"));
+                let value = urls[at..].split('"').nth(1).unwrap().to_owned();
+                (value, &rest[name.len() - 1..])
+            }
+        };
         // The handlers up to the end of the `.route(…)` call: `get(…)`, `post(…)`, `get(…).post(…)`.
         let mut depth = 1;
-        let call: String = rest[path.len() + 1..]
+        let call: String = rest[1..]
             .chars()
             .take_while(|c| {
                 match c {
@@ -145,7 +155,9 @@ async fn things_of(app: &TestApp, group: i64) -> (i64, i64, String) {
             r#"{{"type":"message_new","group_id":{group},"object":{{"message":{{"id":1,"from_id":2,"peer_id":2,"text":"тайна","out":0}}}}}}"#
         ),
         received_at: vkhook::store::now_ms(),
-        done_at_ingest: Some("{}".into()),
+        done_at_ingest: Some(vkhook::model::EventResult::Nothing { reason: vkhook::model::Reason::NoRule }),
+        source: vkhook::model::Source::Callback,
+        natural_key: None,
     };
     app.store().insert_inbox_batch(&[event]).await.unwrap();
     let event = app.events(group, None, None).await[0].id;

@@ -21,7 +21,7 @@ macro_rules! contract {
                     let dir = super::TempDir::new("vkhook-store");
                     let url = format!("sqlite://{}/nested/dir/vkhook.db", dir.0.display());
                     let store = super::Store::connect(&url).await.unwrap();
-                    assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3, 4, 5, 6, 7]);
+                    assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3, 4, 5, 6, 7, 8]);
                     super::$body(&store).await;
                     store.close().await;
                 }
@@ -33,7 +33,7 @@ macro_rules! contract {
                 async fn $name() {
                     let Some(db) = super::PgDatabase::create(stringify!($name)).await else { return };
                     let store = super::Store::connect(&db.url).await.unwrap();
-                    assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3, 4, 5, 6, 7]);
+                    assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3, 4, 5, 6, 7, 8]);
                     super::$body(&store).await;
                     store.close().await;
                 }
@@ -57,6 +57,7 @@ contract! {
     a_manual_setup_connects_on_its_first_event => a_manual_setup_connects_on_its_first_event;
     setup_runs_hold_a_lease => setup_runs_hold_a_lease;
     inbox_batches_store_each_event_once => inbox_batches_store_each_event_once;
+    an_object_brought_by_two_sources_is_stored_once => an_object_brought_by_two_sources_is_stored_once;
     claims_take_one_event_per_community_in_order => claims_take_one_event_per_community_in_order;
     claims_take_runs_up_to_the_first_event_held_back => claims_take_runs_up_to_the_first_event_held_back;
     held_events_are_woken_and_failed_ones_replayed => held_events_are_woken_and_failed_ones_replayed;
@@ -80,7 +81,7 @@ contract! {
 
 async fn migrations_apply_once(store: &Store) {
     assert_eq!(store.migrate().await.unwrap(), Vec::<i64>::new(), "already migrated by the caller");
-    assert_eq!(store.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(store.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5, 6, 7, 8]);
     store.ping().await.unwrap();
 }
 
@@ -396,16 +397,18 @@ fn event(group_id: i64, n: u32) -> NewInboxEvent {
         payload: format!(r#"{{"type":"group_join","group_id":{group_id},"object":{{"user_id":{n}}}}}"#),
         received_at: now_ms(),
         done_at_ingest: None,
+        source: vkhook::model::Source::Callback,
+        natural_key: None,
     }
 }
 
 async fn events_finished_at_ingest_are_revived_only_when_asked(store: &Store) {
     store.upsert_community(&zerno()).await.unwrap();
-    let off = r#"{"action":"none","reason":"messages_off"}"#.to_owned();
-    let other = r#"{"action":"none","reason":"no_answer_needed"}"#.to_owned();
+    let off = vkhook::model::Reason::MessagesOff;
+    let other = vkhook::model::Reason::NoAnswerNeeded;
     let (mut e1, e2, mut e3) = (event(1001, 1), event(1001, 2), event(1001, 3));
-    e1.done_at_ingest = Some(off.clone());
-    e3.done_at_ingest = Some(other);
+    e1.done_at_ingest = Some(vkhook::model::EventResult::Nothing { reason: off });
+    e3.done_at_ingest = Some(vkhook::model::EventResult::Nothing { reason: other });
     store.insert_inbox_batch(&[e1.clone(), e2.clone(), e3]).await.unwrap();
     let status = |n: u32| async move {
         store.inbox_event_by_event_id(1001, &format!("{n:040x}")).await.unwrap().unwrap().status
@@ -444,6 +447,39 @@ async fn inbox_batches_store_each_event_once(store: &Store) {
     assert_eq!(store.inbox_event(1002, row.id).await.unwrap(), None, "another community's event is not found");
 }
 
+async fn an_object_brought_by_two_sources_is_stored_once(store: &Store) {
+    use vkhook::model::Source;
+    store.upsert_community(&zerno()).await.unwrap();
+    store.upsert_community(&club()).await.unwrap();
+    let keyed = |group_id, n, source, key: &str| NewInboxEvent {
+        source,
+        natural_key: Some(key.to_owned()),
+        ..event(group_id, n)
+    };
+    let pushed = keyed(1001, 1, Source::Callback, "message:2:7");
+    assert_eq!(store.insert_inbox_batch(&[pushed]).await.unwrap(), vec![Inserted::New]);
+    // The same message polled under another event_id, in a batch with a new one and another community's namesake.
+    let batch = [
+        keyed(1001, 2, Source::LongPoll, "message:2:7"),
+        keyed(1001, 3, Source::LongPoll, "message:2:8"),
+        keyed(1002, 4, Source::LongPoll, "message:2:7"),
+        NewInboxEvent { source: Source::Backfill, ..event(1001, 5) },
+        NewInboxEvent { source: Source::Backfill, ..event(1001, 6) },
+    ];
+    assert_eq!(
+        store.insert_inbox_batch(&batch).await.unwrap(),
+        vec![Inserted::Duplicate, Inserted::New, Inserted::New, Inserted::New, Inserted::New],
+        "a key is per community; events without one are told apart by event_id only"
+    );
+    let row =
+        |group_id, n: u32| async move { store.inbox_event_by_event_id(group_id, &format!("{n:040x}")).await.unwrap() };
+    assert_eq!(row(1001, 1).await.unwrap().source, Source::Callback, "the first way in is kept");
+    assert_eq!(row(1001, 2).await, None);
+    assert_eq!(row(1001, 3).await.unwrap().source, Source::LongPoll);
+    assert_eq!(row(1001, 5).await.unwrap().source, Source::Backfill);
+    assert_eq!(store.inbox_depth(Some(1001)).await.unwrap(), 4);
+}
+
 /// Settles events `owner` holds in one commit ([`Store::write_inbox`] with settlements only).
 async fn settle_events(store: &Store, owner: &str, settle: &[(i64, Settle)]) -> StoreResult<Vec<bool>> {
     let settlements = settle
@@ -465,7 +501,11 @@ async fn claim(store: &Store, owner: &str, now: i64, lease_until: i64, communiti
 }
 
 async fn finish(store: &Store, owner: &str, id: i64, status: EventStatus, error: Option<&str>) -> bool {
-    let settle = Settle::Finish { status, result: "{}".into(), error: error.map(str::to_owned) };
+    let settle = Settle::Finish {
+        status,
+        result: vkhook::model::EventResult::Nothing { reason: vkhook::model::Reason::NoRule },
+        error: error.map(str::to_owned),
+    };
     settle_events(store, owner, &[(id, settle)]).await.unwrap()[0]
 }
 
@@ -512,7 +552,11 @@ async fn claims_take_runs_up_to_the_first_event_held_back(store: &Store) {
     assert!(runs[0].iter().all(|r| r.status == EventStatus::Processing && r.attempts == 1));
     assert!(store.claim_inbox_runs("a", now, now + 60_000, 10, 3).await.unwrap().is_empty(), "heads in flight");
     // The first is done, the second waits for a retry in an hour, the third is released unhandled.
-    let done = Settle::Finish { status: EventStatus::Done, result: "{}".into(), error: None };
+    let done = Settle::Finish {
+        status: EventStatus::Done,
+        result: vkhook::model::EventResult::Nothing { reason: vkhook::model::Reason::NoRule },
+        error: None,
+    };
     let later = Settle::Retry { next_attempt_at: now + 3_600_000, error: "VK error 6".into() };
     let settle = [(runs[0][0].id, done), (runs[0][1].id, later), (runs[0][2].id, Settle::Release)];
     assert_eq!(settle_events(store, "b", &settle[2..]).await.unwrap(), vec![false], "not b's");
@@ -532,7 +576,11 @@ async fn claims_take_runs_up_to_the_first_event_held_back(store: &Store) {
         settlements: vec![Settlement {
             id: held[0],
             owner: "a".into(),
-            settle: Settle::Finish { status: EventStatus::Done, result: "{}".into(), error: None },
+            settle: Settle::Finish {
+                status: EventStatus::Done,
+                result: vkhook::model::EventResult::Nothing { reason: vkhook::model::Reason::NoRule },
+                error: None,
+            },
             reply: None,
         }],
         renewals: vec![LeaseRenewal {
@@ -611,7 +659,11 @@ async fn replies_are_counted_and_recognised_as_own(store: &Store) {
     let settle = |id, status, reply, owner: &str| Settlement {
         id,
         owner: owner.into(),
-        settle: Settle::Finish { status, result: "{}".into(), error: None },
+        settle: Settle::Finish {
+            status,
+            result: vkhook::model::EventResult::Nothing { reason: vkhook::model::Reason::NoRule },
+            error: None,
+        },
         reply: Some(reply),
     };
     let write = InboxWrite {
@@ -689,7 +741,11 @@ async fn claims_keep_each_communitys_order_whatever_the_interleaving(store: &Sto
                         settle.push((row.id, Settle::Retry { next_attempt_at: now, error: "again".into() }));
                         waiting = true;
                     } else {
-                        let done = Settle::Finish { status: EventStatus::Done, result: "{}".into(), error: None };
+                        let done = Settle::Finish {
+                            status: EventStatus::Done,
+                            result: vkhook::model::EventResult::Nothing { reason: vkhook::model::Reason::NoRule },
+                            error: None,
+                        };
                         settle.push((row.id, done));
                         finished.entry(row.group_id).or_default().push(row.event_id);
                     }
@@ -895,7 +951,7 @@ async fn concurrent_migrations_on_postgres_apply_once() {
     let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
     let mut applied = ra.unwrap();
     applied.extend(rb.unwrap());
-    assert_eq!(applied, vec![1, 2, 3, 4, 5, 6, 7], "exactly one instance applied each");
+    assert_eq!(applied, vec![1, 2, 3, 4, 5, 6, 7, 8], "exactly one instance applied each");
     a.close().await;
     b.close().await;
 }
@@ -967,7 +1023,10 @@ async fn storing_an_event_makes_its_deliveries_in_the_same_statement(store: &Sto
     assert_eq!(queue("ep_off").await, 0, "a disabled endpoint gets nothing new");
     assert_eq!(queue("ep_other").await, 0, "another community's endpoint");
     // An event finished at ingest for the bot is still forwarded.
-    let done = NewInboxEvent { done_at_ingest: Some("{}".into()), ..typed(1001, 3, "message_new") };
+    let done = NewInboxEvent {
+        done_at_ingest: Some(vkhook::model::EventResult::Nothing { reason: vkhook::model::Reason::NoRule }),
+        ..typed(1001, 3, "message_new")
+    };
     store.insert_inbox_batch(&[done]).await.unwrap();
     assert_eq!(queue("ep_msg").await, 2);
     assert_eq!(store.delivery_status("ep_msg", &format!("{:040x}", 3)).await.unwrap(), Some(DeliveryStatus::Pending));
@@ -1187,7 +1246,10 @@ async fn the_overview_counts_each_community_in_one_query(store: &Store) {
     assert!(store.add_endpoint(&endpoint("ep_b", 1001, ""), 10).await.unwrap());
     store.set_endpoint_disabled(1001, "ep_b", Some(vkhook::model::DisabledReason::Gone)).await.unwrap();
     let old = NewInboxEvent { received_at: now_ms() - 2 * 86_400_000, ..event(1001, 1) };
-    let done = NewInboxEvent { done_at_ingest: Some("{}".into()), ..event(1001, 2) };
+    let done = NewInboxEvent {
+        done_at_ingest: Some(vkhook::model::EventResult::Nothing { reason: vkhook::model::Reason::NoRule }),
+        ..event(1001, 2)
+    };
     store.insert_inbox_batch(&[old, done, event(1001, 3)]).await.unwrap();
     let rows = store.community_overview(1, now_ms() - 86_400_000, now_ms() - 7 * 86_400_000).await.unwrap();
     assert_eq!(rows.iter().map(|r| r.community.id).collect::<Vec<_>>(), [1002, 1001], "by name");
@@ -1262,7 +1324,16 @@ async fn random_ids_never_repeat_and_a_retry_keeps_its_own(store: &Store) {
         }
         let done: Vec<(i64, Settle)> = run
             .iter()
-            .map(|r| (r.id, Settle::Finish { status: EventStatus::Done, result: "{}".into(), error: None }))
+            .map(|r| {
+                (
+                    r.id,
+                    Settle::Finish {
+                        status: EventStatus::Done,
+                        result: vkhook::model::EventResult::Nothing { reason: vkhook::model::Reason::NoRule },
+                        error: None,
+                    },
+                )
+            })
             .collect();
         settle_events(store, "a", &done).await.unwrap();
     }
