@@ -39,7 +39,7 @@ async fn main() -> anyhow::Result<()> {
         let secret = SecretString::from(format!("secret{id}"));
         vkhook::app::testing::connect_for_load(&state, id, &secret).await?;
         vkhook::app::testing::store_sandbox_token(&state, &sandbox, id, &format!("Сообщество {id}")).await?;
-        state.store.set_vk_server_status(id, Some("ok")).await?;
+        state.store.set_vk_server_status(id, &vkhook::model::VkServerView::Listed(vk::ServerStatus::Ok)).await?;
         let events: Vec<_> = (0..EVENTS_EACH)
             .map(|n| vkhook::store::NewInboxEvent {
                 group_id: id,

@@ -355,7 +355,7 @@ pub async fn migrate(args: &DatabaseArgs) -> anyhow::Result<()> {
 /// Re-seals every stored token and secret with the first key. Returns how many values changed.
 pub async fn rotate_keys(store: &Store, vault: &Vault) -> anyhow::Result<usize> {
     let mut changed = 0;
-    for sealed in Sealed::ALL {
+    for &sealed in Sealed::ALL {
         let (table, _, column) = sealed.location();
         for cell in store.sealed_values(sealed).await? {
             let slot = Slot::new(sealed, cell.row.as_str());

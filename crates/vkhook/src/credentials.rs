@@ -237,7 +237,7 @@ impl Credentials {
             secret: secret.ok().flatten(),
             previous: previous.ok().flatten(),
             previous_until: s.previous_secret_until,
-            manual_waiting: s.setup_mode == SetupMode::Manual && !s.callback_configured,
+            manual_waiting: s.setup_mode.admin_enters_code() && !s.callback_configured,
             unreadable,
             loaded: Instant::now(),
         });

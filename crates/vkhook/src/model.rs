@@ -143,6 +143,121 @@ text_enum! {
     }
 }
 
+/// What VK last said about our callback server: the status `groups.getCallbackServers` reported
+/// (https://dev.vk.com/ru/method/groups.getCallbackServers), or that VK no longer lists it. Stored as that text
+/// (`missing` for the latter).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VkServerView {
+    Listed(vk::ServerStatus),
+    Missing,
+}
+
+impl VkServerView {
+    const MISSING: &'static str = "missing";
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            VkServerView::Listed(status) => status.as_str(),
+            VkServerView::Missing => Self::MISSING,
+        }
+    }
+
+    pub fn parse(text: &str) -> VkServerView {
+        match text {
+            Self::MISSING => VkServerView::Missing,
+            status => VkServerView::Listed(vk::ServerStatus::parse(status)),
+        }
+    }
+
+    /// VK confirmed the server and sends it events.
+    pub fn is_ok(&self) -> bool {
+        matches!(self, VkServerView::Listed(vk::ServerStatus::Ok))
+    }
+
+    /// Whether this is worth an admin's attention: `ok` is not, VK's `wait` (it is still checking) is a warning,
+    /// anything else (failed, unconfigured, missing, a status VK added later) is an error.
+    pub fn trouble(&self) -> Trouble {
+        match self {
+            VkServerView::Listed(vk::ServerStatus::Ok) => Trouble::None,
+            VkServerView::Listed(vk::ServerStatus::Wait) => Trouble::Warning,
+            VkServerView::Listed(
+                vk::ServerStatus::Failed | vk::ServerStatus::Unconfigured | vk::ServerStatus::Other(_),
+            )
+            | VkServerView::Missing => Trouble::Error,
+        }
+    }
+}
+
+/// How much attention a state needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trouble {
+    None,
+    Warning,
+    Error,
+}
+
+impl Trouble {
+    /// The badge class the pages use for it.
+    pub fn class(self) -> &'static str {
+        match self {
+            Trouble::None => "ok",
+            Trouble::Warning => "warn",
+            Trouble::Error => "err",
+        }
+    }
+}
+
+impl<DB: sqlx::Database> sqlx::Type<DB> for VkServerView
+where
+    String: sqlx::Type<DB>,
+{
+    fn type_info() -> DB::TypeInfo {
+        <String as sqlx::Type<DB>>::type_info()
+    }
+    fn compatible(ty: &DB::TypeInfo) -> bool {
+        <String as sqlx::Type<DB>>::compatible(ty)
+    }
+}
+
+impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for VkServerView
+where
+    String: sqlx::Decode<'r, DB>,
+{
+    fn decode(value: <DB as sqlx::Database>::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        Ok(VkServerView::parse(&<String as sqlx::Decode<'r, DB>>::decode(value)?))
+    }
+}
+
+impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for VkServerView
+where
+    String: sqlx::Encode<'q, DB>,
+{
+    fn encode_by_ref(
+        &self,
+        buf: &mut <DB as sqlx::Database>::ArgumentBuffer<'q>,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <String as sqlx::Encode<'q, DB>>::encode_by_ref(&self.as_str().to_owned(), buf)
+    }
+}
+
+impl SetupMode {
+    /// Whether vkhook registered the callback server through VK's API, so that it may look at it and repair it.
+    pub fn server_is_ours(self) -> bool {
+        match self {
+            SetupMode::Api => true,
+            SetupMode::Manual => false,
+        }
+    }
+
+    /// Whether the admin enters the confirmation code in VK's settings by hand, so that we show it to them.
+    pub fn admin_enters_code(self) -> bool {
+        match self {
+            SetupMode::Api => false,
+            SetupMode::Manual => true,
+        }
+    }
+}
+
 text_enum! {
     /// A setup run as a whole.
     pub enum SetupState {

@@ -31,47 +31,40 @@ pub enum VaultError {
     Decrypt,
 }
 
-/// Every column that holds vault values: (table, row key column, value column).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sealed {
-    UserAccessToken,
-    UserRefreshToken,
-    /// The PKCE verifier of a pending VK ID sign-in.
-    OAuthVerifier,
-    CallbackSecret,
-    PreviousCallbackSecret,
-    CommunityToken,
-    /// A forwarding endpoint's signing secret (`whsec_…`).
-    EndpointSecret,
-    /// The one it replaced, signing too for a day after «Сменить секрет».
-    PreviousEndpointSecret,
+/// Declares [`Sealed`] from one list, so that [`Sealed::ALL`] (what key rotation walks) cannot miss a column.
+macro_rules! sealed_columns {
+    ($($(#[$meta:meta])* $variant:ident => ($table:literal, $key:literal, $column:literal),)+) => {
+        /// Every column that holds vault values.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Sealed {
+            $($(#[$meta])* $variant,)+
+        }
+
+        impl Sealed {
+            pub const ALL: &'static [Sealed] = &[$(Sealed::$variant,)+];
+
+            /// (table, row key column, value column).
+            pub fn location(self) -> (&'static str, &'static str, &'static str) {
+                match self {
+                    $(Sealed::$variant => ($table, $key, $column),)+
+                }
+            }
+        }
+    };
 }
 
-impl Sealed {
-    pub const ALL: [Sealed; 8] = [
-        Sealed::UserAccessToken,
-        Sealed::UserRefreshToken,
-        Sealed::OAuthVerifier,
-        Sealed::CallbackSecret,
-        Sealed::PreviousCallbackSecret,
-        Sealed::CommunityToken,
-        Sealed::EndpointSecret,
-        Sealed::PreviousEndpointSecret,
-    ];
-
-    /// (table, row key column, value column).
-    pub fn location(self) -> (&'static str, &'static str, &'static str) {
-        match self {
-            Sealed::UserAccessToken => ("user_tokens", "user_id", "access_token"),
-            Sealed::UserRefreshToken => ("user_tokens", "user_id", "refresh_token"),
-            Sealed::OAuthVerifier => ("oauth_states", "state_hash", "verifier"),
-            Sealed::CallbackSecret => ("community_settings", "group_id", "secret"),
-            Sealed::PreviousCallbackSecret => ("community_settings", "group_id", "previous_secret"),
-            Sealed::CommunityToken => ("community_settings", "group_id", "community_token"),
-            Sealed::EndpointSecret => ("endpoints", "id", "secret"),
-            Sealed::PreviousEndpointSecret => ("endpoints", "id", "previous_secret"),
-        }
-    }
+sealed_columns! {
+    UserAccessToken => ("user_tokens", "user_id", "access_token"),
+    UserRefreshToken => ("user_tokens", "user_id", "refresh_token"),
+    /// The PKCE verifier of a pending VK ID sign-in.
+    OAuthVerifier => ("oauth_states", "state_hash", "verifier"),
+    CallbackSecret => ("community_settings", "group_id", "secret"),
+    PreviousCallbackSecret => ("community_settings", "group_id", "previous_secret"),
+    CommunityToken => ("community_settings", "group_id", "community_token"),
+    /// A forwarding endpoint's signing secret (`whsec_…`).
+    EndpointSecret => ("endpoints", "id", "secret"),
+    /// The one it replaced, signing too for a day after «Сменить секрет».
+    PreviousEndpointSecret => ("endpoints", "id", "previous_secret"),
 }
 
 /// Where a value lives: its column and its row key. Bound into the ciphertext as associated data.

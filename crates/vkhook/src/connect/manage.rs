@@ -1,6 +1,7 @@
 //! What the status card does after connecting: VK's live view of our server, switching event types, and
 //! «Отключить». Each VK refusal of the key goes to its one owner (`Connector::vk_result`).
 
+use crate::model::VkServerView;
 use vk::GroupId;
 
 use super::{ConnectError, Connector, API_VERSION};
@@ -64,10 +65,10 @@ impl Connector {
         let group = GroupId(group_id);
         let servers = self.vk_result(group_id, self.vk.groups_get_callback_servers(&key.token, group).await).await?;
         let Some(server) = servers.into_iter().find(|s| s.id == server_id) else {
-            self.store.set_vk_server_status(group_id, Some("missing")).await?;
+            self.store.set_vk_server_status(group_id, &VkServerView::Missing).await?;
             return Err(ConnectError::NotConnected);
         };
-        self.store.set_vk_server_status(group_id, Some(server.status.as_str())).await?;
+        self.store.set_vk_server_status(group_id, &VkServerView::Listed(server.status.clone())).await?;
         let call = self.vk.groups_get_callback_settings(&key.token, group, server_id).await;
         let live = self.vk_result(group_id, call).await?;
         Ok((server, live))

@@ -6,7 +6,7 @@ use vk::{CommunityScope, GroupId, ServerStatus};
 use super::{same_url, Connector, API_VERSION, SERVER_TITLE};
 use crate::credentials::CommunityKey;
 use crate::hooks::CrashPoint;
-use crate::model::{CommunityStatus, ErrorKind, SetupState, StepState};
+use crate::model::{CommunityStatus, ErrorKind, SetupState, StepState, VkServerView};
 use crate::store::{now_ms, Step, StoreError, StoreResult};
 
 /// Why a run stopped. The kind is stored and turned into a message in the admin's language.
@@ -367,7 +367,7 @@ impl Run {
                         Some(at) if at >= started => ErrorKind::ConfirmRejected,
                         _ => ErrorKind::ConfirmUnreached,
                     };
-                    self.store().set_vk_server_status(gid, Some(ServerStatus::Failed.as_str())).await?;
+                    self.store().set_vk_server_status(gid, &VkServerView::Listed(ServerStatus::Failed)).await?;
                     return Err(Stop::Failed(Failure::new(kind, "VK set the server to failed")));
                 }
                 None => return Err(Stop::Failed(Failure::new(ErrorKind::ServerGone, "our server disappeared at VK"))),

@@ -10,7 +10,7 @@ use vk::{GroupId, ServerStatus};
 use crate::bot::BotControl;
 use crate::connect::{Connector, API_VERSION};
 use crate::credentials::Credentials;
-use crate::model::{ErrorKind, LogEntry, PauseReason, SetupMode};
+use crate::model::{ErrorKind, LogEntry, PauseReason, VkServerView};
 pub use crate::store::Activity;
 use crate::store::{now_ms, CountRow, LogRow, Store, StoreResult};
 
@@ -75,7 +75,7 @@ impl Silence {
 /// The health card (think of Telegram's `getWebhookInfo`).
 #[derive(Debug, Clone)]
 pub struct HealthCard {
-    pub vk_status: Option<String>,
+    pub vk_status: Option<VkServerView>,
     pub last_check_at: Option<i64>,
     pub last_event_at: Option<i64>,
     pub events_24h: Vec<CountRow>,
@@ -107,7 +107,8 @@ pub async fn card(store: &Store, group_id: i64, silence: &Silence) -> StoreResul
         (a, b) => a.or(b),
     };
     let connected = settings.as_ref().is_some_and(|s| s.status == crate::model::CommunityStatus::Connected);
-    let vk_says_ok = connected && settings.as_ref().and_then(|s| s.vk_server_status.as_deref()) == Some("ok");
+    let vk_says_ok =
+        connected && settings.as_ref().and_then(|s| s.vk_server_status.as_ref()).is_some_and(VkServerView::is_ok);
     let silent = silence.stopped(vk_says_ok, &store.activity(group_id, silence.since(now)).await?, now);
     Ok(HealthCard {
         silent,
@@ -173,7 +174,7 @@ impl Reconciler {
     /// Compares VK's view of our server with ours and repairs drift. Records what it did in the community's log.
     pub async fn reconcile(&self, group_id: i64) -> StoreResult<Repair> {
         let Some(settings) = self.store.community_settings(group_id).await? else { return Ok(Repair::Skipped) };
-        if settings.setup_mode != SetupMode::Api || !settings.callback_configured {
+        if !settings.setup_mode.server_is_ours() || !settings.callback_configured {
             return Ok(Repair::Skipped);
         }
         let Some(key) = self.credentials.community_key(group_id).await? else { return Ok(Repair::Skipped) };
@@ -188,10 +189,10 @@ impl Reconciler {
             .find(|s| Some(s.id) == settings.server_id)
             .or_else(|| servers.iter().find(|s| s.url.trim_end_matches('/') == url.trim_end_matches('/')));
         let Some(server) = ours else {
-            self.store.set_vk_server_status(group_id, Some("missing")).await?;
+            self.store.set_vk_server_status(group_id, &VkServerView::Missing).await?;
             return self.start_repair(group_id, LogEntry::ServerMissing).await;
         };
-        self.store.set_vk_server_status(group_id, Some(server.status.as_str())).await?;
+        self.store.set_vk_server_status(group_id, &VkServerView::Listed(server.status.clone())).await?;
         if let Some(alerts) = &self.alerts {
             match server.status {
                 ServerStatus::Failed => alerts.raise(group_id, crate::model::AlertKind::VkFailed, "", ""),

@@ -10,12 +10,13 @@ use crate::app::AppState;
 use crate::error::{with_problem, AppError, AppResult, Problem};
 use crate::health::{Activity, Silence};
 use crate::i18n::Msg;
-use crate::model::{CommunityStatus, ErrorKind, Role, SetupMode, SetupState};
+use crate::model::{CommunityStatus, ErrorKind, Role, SetupState, Trouble, VkServerView};
 use crate::roles::Standing;
 use crate::store::{CommunityRow, UserCommunity};
 
 use super::access::Listed;
 use super::auth::user_name;
+use super::health::vk_view_words;
 use super::notice::Notice;
 use super::render::{render, Layout};
 use super::session::{SignedIn, Viewer};
@@ -213,11 +214,12 @@ fn item(t: &'static Msg, r: &crate::store::OverviewRow, now: i64, silence: &Sile
         CommunityStatus::NeedsReauth => attention.push(t.attention_reauth.to_owned()),
         CommunityStatus::Failed => attention.push(t.attention_failed.to_owned()),
         CommunityStatus::Connected => {
-            if let Some(vk) = r.vk_server_status.as_deref().filter(|s| *s != "ok") {
-                attention.push(fill(t.attention_vk, &[("status", vk)]));
+            if let Some(vk) = r.vk_server_status.as_ref().filter(|v| v.trouble() != Trouble::None) {
+                attention.push(fill(t.attention_vk, &[("status", vk_view_words(t, vk))]));
             }
             let pace = Activity { events: r.events_window, first_at: r.window_first_at, last_at: r.last_event_at };
-            if silence.stopped(r.vk_server_status.as_deref() == Some("ok"), &pace, now).is_some() {
+            let vk_says_ok = r.vk_server_status.as_ref().is_some_and(VkServerView::is_ok);
+            if silence.stopped(vk_says_ok, &pace, now).is_some() {
                 attention.push(t.attention_silent.to_owned());
             }
         }
@@ -249,7 +251,7 @@ fn item(t: &'static Msg, r: &crate::store::OverviewRow, now: i64, silence: &Sile
         role_label: role_label(t, r.community.role),
         status_label,
         status_class,
-        vk_status: r.vk_server_status.clone().unwrap_or_default(),
+        vk_status: r.vk_server_status.as_ref().map(|v| vk_view_words(t, v).to_owned()).unwrap_or_default(),
         last_event: r.last_event_at.map_or_else(|| t.overview_never.to_owned(), |at| age(t, now - at)),
         events_24h: r.events_24h,
         backlog: r.backlog + r.forward_backlog,
@@ -437,7 +439,7 @@ pub async fn show_community(
     let settings = if unproven { None } else { app.store.community_settings(id).await? };
     // VK's live view first: if VK refuses the key now, the page says so at once.
     let connected = match &settings {
-        Some(s) if community.status == CommunityStatus::Connected && s.setup_mode == SetupMode::Api => {
+        Some(s) if community.status == CommunityStatus::Connected && s.setup_mode.server_is_ours() => {
             let view = connected_view(&app, t, s).await?;
             if view.is_none() {
                 community.status = CommunityStatus::NeedsReauth;
@@ -456,7 +458,7 @@ pub async fn show_community(
     };
     let manual_waiting = settings
         .as_ref()
-        .is_some_and(|s| s.setup_mode == SetupMode::Manual && !s.callback_configured && s.confirmation_code.is_some());
+        .is_some_and(|s| s.setup_mode.admin_enters_code() && !s.callback_configured && s.confirmation_code.is_some());
     let notice = Notice::from_query(q.notice.as_deref()).filter(|n| DETAIL_NOTICES.contains(n)).map(|n| n.text(t));
     let bot = super::rules::bot_view(&app, t, id, q.preview.as_deref()).await?;
     let has_events = app.store.last_event_at(id).await?.is_some();
@@ -540,8 +542,8 @@ async fn connected_view(
     };
     let (vk_status, vk_status_class, live_events) = match app.connector.vk_server_view(s.group_id).await {
         Ok((server, settings)) => {
-            let class = if server.status == vk::ServerStatus::Ok { "ok" } else { "err" };
-            (server.status.as_str().to_owned(), class, Some(settings))
+            let view = VkServerView::Listed(server.status);
+            (vk_view_words(t, &view).to_owned(), view.trouble().class(), Some(settings))
         }
         Err(crate::connect::ConnectError::Store(e)) => return Err(e.into()),
         Err(crate::connect::ConnectError::Vk(e)) if e.needs_reauth() => return Ok(None),

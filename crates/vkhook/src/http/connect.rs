@@ -14,7 +14,7 @@ use crate::connect::{AuthFailure, Authorized, CommunityRedirect, ConnectError, C
 use crate::error::{with_problem, AppError, AppResult, Problem};
 use crate::i18n::{fill, Msg};
 use crate::logging::Untrusted;
-use crate::model::{ErrorKind, SetupMode, SetupState, StepState};
+use crate::model::{ErrorKind, SetupState, StepState};
 use crate::store::{SetupRow, Step, UserCommunity};
 
 use super::access::{Administered, Connecting, Managed, Trusted};
@@ -299,7 +299,7 @@ async fn manual_page(
     // could forge the community's events.
     let secret = if sees_private { app.connector.manual_secret(community.id, false).await? } else { None };
     let settings = app.store.community_settings(community.id).await?;
-    let confirmation = settings.filter(|s| s.setup_mode == SetupMode::Manual).and_then(|s| s.confirmation_code);
+    let confirmation = settings.filter(|s| s.setup_mode.admin_enters_code()).and_then(|s| s.confirmation_code);
     let notice = match q.notice.as_deref() {
         Some("saved") => Some(t.manual_saved.to_owned()),
         Some("key_saved") => Some(fill(t.manual_key_saved, &[("scopes", q.scopes.as_deref().unwrap_or_default())])),

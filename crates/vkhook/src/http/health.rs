@@ -7,7 +7,7 @@ use crate::app::AppState;
 use crate::error::AppResult;
 use crate::health::{self, LastError, Repair};
 use crate::i18n::{fill, Msg};
-use crate::model::LogEntry;
+use crate::model::{LogEntry, Trouble, VkServerView};
 
 use super::access::Administered;
 use super::notice::Notice;
@@ -86,17 +86,21 @@ fn path_words(t: &'static Msg, outcome: crate::model::PathOutcome, detail: &str,
     fill(text, &[("url", url), ("detail", detail)])
 }
 
+/// VK's view of our server in the admin's words: VK's own status word, or that VK no longer lists the server.
+pub fn vk_view_words<'a>(t: &'static Msg, view: &'a VkServerView) -> &'a str {
+    match view {
+        VkServerView::Listed(status) => status.as_str(),
+        VkServerView::Missing => t.vk_status_missing,
+    }
+}
+
 pub async fn health_view(app: &AppState, t: &'static Msg, group_id: i64) -> AppResult<HealthView> {
     let h = health::card(&app.store, group_id, &app.settings.timing.silence).await?;
     let none = || t.health_none.to_owned();
-    let vk_status_class = match h.vk_status.as_deref().map(vk::ServerStatus::parse) {
-        Some(vk::ServerStatus::Ok) => "ok",
-        Some(vk::ServerStatus::Wait) | None => "warn",
-        _ => "err",
-    };
     Ok(HealthView {
-        vk_status: h.vk_status.clone().unwrap_or_else(none),
-        vk_status_class,
+        vk_status: h.vk_status.as_ref().map_or_else(none, |v| vk_view_words(t, v).to_owned()),
+        // Not looked at yet: a warning, as VK's `wait`.
+        vk_status_class: h.vk_status.as_ref().map_or(Trouble::Warning, VkServerView::trouble).class(),
         last_check: h.last_check_at.map(format_time).unwrap_or_else(none),
         last_event: h.last_event_at.map(format_time).unwrap_or_else(none),
         events_24h: h.events_24h.into_iter().map(|c| (c.key, c.n)).collect(),

@@ -65,7 +65,7 @@ pub struct OverviewRow {
     #[sqlx(flatten)]
     pub community: UserCommunity,
     /// VK's status for our server, as the last reconcile or check stored it.
-    pub vk_server_status: Option<String>,
+    pub vk_server_status: Option<crate::model::VkServerView>,
     pub last_error: Option<String>,
     pub bot_comments: bool,
     pub bot_messages: bool,

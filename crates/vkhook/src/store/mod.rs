@@ -339,7 +339,7 @@ impl Store {
     /// How many stored values each token key sealed (by the key id each value carries; `?` when unparsable).
     pub async fn sealed_key_use(&self) -> StoreResult<std::collections::BTreeMap<String, usize>> {
         let mut use_ = std::collections::BTreeMap::new();
-        for sealed in Sealed::ALL {
+        for &sealed in Sealed::ALL {
             for cell in self.sealed_values(sealed).await? {
                 let id = crate::vault::Vault::key_id_of(&cell.value).unwrap_or("?");
                 *use_.entry(id.to_owned()).or_default() += 1;

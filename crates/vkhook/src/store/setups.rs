@@ -1,7 +1,7 @@
 //! A community's connection (`community_settings`) and the record of its setup runs (`community_setups`).
 
 use super::{now_ms, on_pool, Store, StoreResult};
-use crate::model::{CommunityStatus, ErrorKind, PauseReason, SetupMode, SetupState, StepState};
+use crate::model::{CommunityStatus, ErrorKind, PauseReason, SetupMode, SetupState, StepState, VkServerView};
 
 /// `community_settings`: what vkhook set up at VK for a community. Secrets and the token are vault values.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -21,7 +21,7 @@ pub struct CommunitySettings {
     pub community_token: Option<String>,
     pub token_scopes: String,
     pub status: CommunityStatus,
-    pub vk_server_status: Option<String>,
+    pub vk_server_status: Option<VkServerView>,
     pub connected_at: Option<i64>,
     pub connected_by: Option<i64>,
     pub last_check_at: Option<i64>,
@@ -207,10 +207,10 @@ impl Store {
         Ok(())
     }
 
-    pub async fn set_vk_server_status(&self, group_id: i64, status: Option<&str>) -> StoreResult<()> {
+    pub async fn set_vk_server_status(&self, group_id: i64, view: &VkServerView) -> StoreResult<()> {
         let now = now_ms();
         let q = "UPDATE community_settings SET vk_server_status = $2, last_check_at = $3, updated_at = $3 WHERE group_id = $1";
-        on_pool!(self, pool => sqlx::query(q).bind(group_id).bind(status).bind(now).execute(pool).await?.rows_affected());
+        on_pool!(self, pool => sqlx::query(q).bind(group_id).bind(view).bind(now).execute(pool).await?.rows_affected());
         Ok(())
     }
 

@@ -660,7 +660,11 @@ impl Instance {
 
     /// SIGTERM, as systemd stops a service, and waits for the process to end.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        // SAFETY: kill only sends a signal, to the child this value owns.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM)
+        };
         self.child.wait().unwrap()
     }
 

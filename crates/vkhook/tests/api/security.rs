@@ -59,7 +59,7 @@ async fn rotation_leaves_every_value_readable_with_the_new_key_alone() {
     assert_eq!(vkhook::cli::rotate_keys(app.store(), &both).await.unwrap(), 0, "nothing left to rotate");
     let new_only = Vault::from_spec(&new).unwrap();
     let mut opened = 0;
-    for sealed in Sealed::ALL {
+    for &sealed in Sealed::ALL {
         for cell in app.store().sealed_values(sealed).await.unwrap() {
             new_only.open(&Slot::new(sealed, cell.row.as_str()), &cell.value).unwrap();
             opened += 1;

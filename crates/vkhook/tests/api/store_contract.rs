@@ -21,7 +21,7 @@ macro_rules! contract {
                     let dir = super::TempDir::new("vkhook-store");
                     let url = format!("sqlite://{}/nested/dir/vkhook.db", dir.0.display());
                     let store = super::Store::connect(&url).await.unwrap();
-                    assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3, 4, 5, 6, 7, 8]);
+                    assert_eq!(store.migrate().await.unwrap(), super::migration_versions("sqlite"));
                     super::$body(&store).await;
                     store.close().await;
                 }
@@ -33,7 +33,7 @@ macro_rules! contract {
                 async fn $name() {
                     let Some(db) = super::PgDatabase::create(stringify!($name)).await else { return };
                     let store = super::Store::connect(&db.url).await.unwrap();
-                    assert_eq!(store.migrate().await.unwrap(), vec![1, 2, 3, 4, 5, 6, 7, 8]);
+                    assert_eq!(store.migrate().await.unwrap(), super::migration_versions("postgres"));
                     super::$body(&store).await;
                     store.close().await;
                 }
@@ -81,8 +81,90 @@ contract! {
 
 async fn migrations_apply_once(store: &Store) {
     assert_eq!(store.migrate().await.unwrap(), Vec::<i64>::new(), "already migrated by the caller");
-    assert_eq!(store.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(store.applied_migrations().await.unwrap(), migration_versions("sqlite"));
     store.ping().await.unwrap();
+}
+
+/// The migrations of one backend, as files: (version, file name).
+fn migration_files(backend: &str) -> Vec<(i64, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store/migrations").join(backend);
+    let mut files: Vec<(i64, String)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .map(|name| (name.split('_').next().unwrap().parse().unwrap_or_else(|_| panic!("{name}: no version")), name))
+        .collect();
+    files.sort();
+    files
+}
+
+fn migration_versions(backend: &str) -> Vec<i64> {
+    migration_files(backend).into_iter().map(|(version, _)| version).collect()
+}
+
+/// Every (table, column) of a migrated database, sqlx's own bookkeeping left out.
+async fn schema(store_url: &str) -> std::collections::BTreeSet<(String, String)> {
+    use sqlx::Connection;
+    let q_sqlite = "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+                    WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name NOT LIKE '_sqlx%'";
+    let q_postgres = "SELECT table_name::text, column_name::text FROM information_schema.columns \
+                      WHERE table_schema = 'public' AND table_name NOT LIKE '_sqlx%'";
+    let rows: Vec<(String, String)> = if store_url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(store_url).await.unwrap();
+        sqlx::query_as(q_sqlite).fetch_all(&mut conn).await.unwrap()
+    } else {
+        let mut conn = sqlx::PgConnection::connect(store_url).await.unwrap();
+        sqlx::query_as(q_postgres).fetch_all(&mut conn).await.unwrap()
+    };
+    rows.into_iter().collect()
+}
+
+/// The two backends' migrations are one schema: the same versions under the same names, and every table and column
+/// on both; every column the migrations mark `-- vault` is one key rotation walks ([`Sealed::ALL`]), and no other.
+#[tokio::test]
+async fn migrations_build_one_schema_on_both_databases() {
+    assert_eq!(migration_files("sqlite"), migration_files("postgres"), "same versions, same names");
+    let Some(db) = PgDatabase::create("migrations_build_one_schema_on_both_databases").await else { return };
+    let dir = TempDir::new("vkhook-schema");
+    let sqlite_url = format!("sqlite://{}/schema.db", dir.0.display());
+    for url in [sqlite_url.as_str(), db.url.as_str()] {
+        let store = Store::connect(url).await.unwrap();
+        store.migrate().await.unwrap();
+        store.close().await;
+    }
+    let (on_sqlite, on_postgres) = (schema(&sqlite_url).await, schema(&db.url).await);
+    assert!(on_sqlite.len() > 50, "the schema was read: {on_sqlite:?}");
+    let only = |a: &std::collections::BTreeSet<_>, b: &std::collections::BTreeSet<_>| {
+        a.difference(b).cloned().collect::<Vec<(String, String)>>()
+    };
+    assert_eq!(only(&on_sqlite, &on_postgres), vec![], "only on SQLite");
+    assert_eq!(only(&on_postgres, &on_sqlite), vec![], "only on PostgreSQL");
+    // Columns marked `-- vault` (SQLite's migrations mark every one), as (table, column).
+    let mut marked = std::collections::BTreeSet::new();
+    for (_, name) in migration_files("sqlite") {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store/migrations/sqlite").join(&name);
+        let (mut table, text) = (String::new(), std::fs::read_to_string(path).unwrap());
+        for line in text.lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if let ["CREATE", "TABLE", name, ..] | ["ALTER", "TABLE", name, ..] = words.as_slice() {
+                table = name.trim_end_matches('(').to_owned();
+            }
+            let Some((code, comment)) = line.split_once("--") else { continue };
+            if comment.trim_start().starts_with("vault") {
+                let column = match code.split_whitespace().collect::<Vec<_>>().as_slice() {
+                    ["ALTER", "TABLE", _, "ADD", "COLUMN", column, ..] => column.to_string(),
+                    [column, ..] => column.to_string(),
+                    [] => panic!("{name}: a vault mark on a line without a column"),
+                };
+                marked.insert((table.clone(), column));
+            }
+        }
+    }
+    let sealed: std::collections::BTreeSet<(String, String)> = Sealed::ALL
+        .iter()
+        .map(|s| s.location())
+        .map(|(table, _, column)| (table.to_owned(), column.to_owned()))
+        .collect();
+    assert_eq!(marked, sealed, "the columns marked `-- vault` are the ones key rotation walks");
 }
 
 fn anna() -> UserRow {
@@ -286,11 +368,17 @@ async fn a_connection_is_committed_confirmed_and_forgotten(store: &Store) {
     store.set_connection_status(1001, CommunityStatus::Failed, Some(ErrorKind::ServersLimit)).await.unwrap();
     let s = store.community_settings(1001).await.unwrap().unwrap();
     assert_eq!((s.status, s.last_error), (CommunityStatus::Failed, Some(ErrorKind::ServersLimit)));
-    store.set_vk_server_status(1001, Some("ok")).await.unwrap();
+    use vkhook::model::VkServerView;
+    for view in [VkServerView::Missing, VkServerView::Listed(vk::ServerStatus::Other("paused".into()))] {
+        store.set_vk_server_status(1001, &view).await.unwrap();
+        assert_eq!(store.community_settings(1001).await.unwrap().unwrap().vk_server_status, Some(view));
+    }
+    store.set_vk_server_status(1001, &VkServerView::Listed(vk::ServerStatus::Ok)).await.unwrap();
     store.set_events(1001, "like_add").await.unwrap();
     store.disconnect_community(1001).await.unwrap();
     let s = store.community_settings(1001).await.unwrap().unwrap();
     assert_eq!((s.status, s.secret, s.community_token, s.server_id), (CommunityStatus::NotConnected, None, None, None));
+    assert_eq!(s.vk_server_status, None, "nothing known about a server we no longer have");
 }
 
 async fn sealed_values_are_counted_by_key(store: &Store) {

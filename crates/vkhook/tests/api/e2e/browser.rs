@@ -168,7 +168,10 @@ impl Drop for Browser {
         if let Ok(group) = libc::pid_t::try_from(self.driver.id()) {
             if group > 1 {
                 // SAFETY: killpg only sends a signal; `group` is the group we created for chromedriver.
-                unsafe { libc::killpg(group, libc::SIGKILL) };
+                #[allow(unsafe_code)]
+                unsafe {
+                    libc::killpg(group, libc::SIGKILL)
+                };
             }
         }
         let _ = self.driver.wait();
