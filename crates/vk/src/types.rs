@@ -35,6 +35,54 @@ impl fmt::Display for UserId {
     }
 }
 
+/// Ids are stored as the integers they are (with the `sqlx` feature).
+#[cfg(feature = "sqlx")]
+macro_rules! id_as_database_value {
+    ($($id:ident),+) => {$(
+        impl<DB: sqlx::Database> sqlx::Type<DB> for $id
+        where
+            i64: sqlx::Type<DB>,
+        {
+            fn type_info() -> DB::TypeInfo {
+                <i64 as sqlx::Type<DB>>::type_info()
+            }
+            fn compatible(ty: &DB::TypeInfo) -> bool {
+                <i64 as sqlx::Type<DB>>::compatible(ty)
+            }
+        }
+
+        impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for $id
+        where
+            i64: sqlx::Decode<'r, DB>,
+        {
+            fn decode(value: <DB as sqlx::Database>::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+                Ok($id(<i64 as sqlx::Decode<'r, DB>>::decode(value)?))
+            }
+        }
+
+        impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for $id
+        where
+            i64: sqlx::Encode<'q, DB>,
+        {
+            fn encode_by_ref(
+                &self,
+                buf: &mut <DB as sqlx::Database>::ArgumentBuffer<'q>,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <i64 as sqlx::Encode<'q, DB>>::encode_by_ref(&self.0, buf)
+            }
+        }
+
+        impl sqlx::postgres::PgHasArrayType for $id {
+            fn array_type_info() -> sqlx::postgres::PgTypeInfo {
+                <i64 as sqlx::postgres::PgHasArrayType>::array_type_info()
+            }
+        }
+    )+};
+}
+
+#[cfg(feature = "sqlx")]
+id_as_database_value!(GroupId, UserId);
+
 /// `admin_level`: 1 moderator, 2 editor, 3 administrator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum AdminLevel {

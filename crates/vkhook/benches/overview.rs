@@ -5,6 +5,7 @@
 //! `cargo bench -p vkhook --bench overview`.
 
 use std::time::{Duration, Instant};
+use vk::GroupId;
 
 use secrecy::SecretString;
 use vk_sandbox::testing::{consent, Consent};
@@ -37,9 +38,12 @@ async fn main() -> anyhow::Result<()> {
     let now = vkhook::store::now_ms();
     for id in 2001..2001 + COMMUNITIES {
         let secret = SecretString::from(format!("secret{id}"));
-        vkhook::app::testing::connect_for_load(&state, id, &secret).await?;
-        vkhook::app::testing::store_sandbox_token(&state, &sandbox, id, &format!("Сообщество {id}")).await?;
-        state.store.set_vk_server_status(id, &vkhook::model::VkServerView::Listed(vk::ServerStatus::Ok)).await?;
+        vkhook::app::testing::connect_for_load(&state, GroupId(id), &secret).await?;
+        vkhook::app::testing::store_sandbox_token(&state, &sandbox, GroupId(id), &format!("Сообщество {id}")).await?;
+        state
+            .store
+            .set_vk_server_status(GroupId(id), &vkhook::model::VkServerView::Listed(vk::ServerStatus::Ok))
+            .await?;
         let events: Vec<_> = (0..EVENTS_EACH)
             .map(|n| vkhook::store::NewInboxEvent {
                 group_id: id,
@@ -64,7 +68,7 @@ async fn main() -> anyhow::Result<()> {
         .json(&serde_json::json!({"group_id": REVOKED}))
         .send()
         .await?;
-    let repair = state.reconciler.reconcile(REVOKED).await?;
+    let repair = state.reconciler.reconcile(GroupId(REVOKED)).await?;
     anyhow::ensure!(repair == vkhook::health::Repair::NeedsReauth, "the revoked key was not noticed: {repair:?}");
 
     let page = http.get(state.url("/communities")).send().await?.text().await?;

@@ -3,6 +3,7 @@
 //! `cargo bench -p vkhook --bench reconcile`.
 
 use std::time::{Duration, Instant};
+use vk::GroupId;
 
 use vk_sandbox::{Sandbox, SandboxConfig};
 
@@ -19,14 +20,16 @@ async fn main() -> anyhow::Result<()> {
     // Community tokens as the community authorization would give them; then every setup at once.
     let ids: Vec<i64> = (2001..2001 + COMMUNITIES).collect();
     for id in &ids {
-        vkhook::app::testing::store_sandbox_token(&state, &sandbox, *id, &format!("Сообщество {id}")).await?;
+        vkhook::app::testing::store_sandbox_token(&state, &sandbox, GroupId(*id), &format!("Сообщество {id}")).await?;
     }
     let started = Instant::now();
     for id in &ids {
-        state.connector.start_repair(*id).await?;
+        state.connector.start_repair(GroupId(*id)).await?;
     }
     for id in &ids {
-        let setup = vkhook::connect::wait_for_setup(&state.store, *id, Duration::from_secs(120)).await?.expect("a run");
+        let setup = vkhook::connect::wait_for_setup(&state.store, GroupId(*id), Duration::from_secs(120))
+            .await?
+            .expect("a run");
         anyhow::ensure!(setup.state == vkhook::model::SetupState::Done, "community {id}: {setup:?}");
     }
     let setup_time = started.elapsed();

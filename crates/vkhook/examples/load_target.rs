@@ -10,6 +10,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use vk::GroupId;
 
 use secrecy::{ExposeSecret, SecretString};
 
@@ -80,7 +81,7 @@ async fn vkhook(port: u16, database_url: Option<String>, role: Option<String>) -
     let app = vkhook::App::build(settings).await?;
     let state = app.state().clone();
     let secret = vkhook::credentials::new_callback_secret();
-    vkhook::app::testing::connect_for_load(&state, 1001, &secret).await?;
+    vkhook::app::testing::connect_for_load(&state, GroupId(1001), &secret).await?;
     println!(
         "READY {{\"port\":{},\"secret\":\"{}\",\"pid\":{}}}",
         app.port(),

@@ -26,6 +26,7 @@
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use vk::GroupId;
 
 use secrecy::{ExposeSecret, SecretString};
 use vk_sandbox::testing::{consent, Consent};
@@ -131,7 +132,7 @@ async fn main() -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let store = vkhook::store::Store::connect(&database_url).await?;
     loop {
-        let setup = store.setup(1001).await?;
+        let setup = store.setup(GroupId(1001)).await?;
         if setup.as_ref().is_some_and(|s| s.state == vkhook::model::SetupState::Done) {
             break;
         }
@@ -143,7 +144,7 @@ async fn main() -> anyhow::Result<()> {
         let form = [("csrf", csrf(&page)?), ("default_reply", "Спасибо, ответим!".into())];
         http.post(format!("{app}/communities/1001/bot")).form(&form).send().await?;
     }
-    let sealed = store.community_settings(1001).await?.and_then(|s| s.secret).expect("a secret");
+    let sealed = store.community_settings(GroupId(1001)).await?.and_then(|s| s.secret).expect("a secret");
     let vault = vkhook::vault::Vault::from_spec(&keys)?;
     let slot = vkhook::vault::Slot::new(vkhook::vault::Sealed::CallbackSecret, "1001");
     let secret: SecretString = vault.open(&slot, &sealed)?;
@@ -205,7 +206,7 @@ async fn burst(store: &vkhook::store::Store, n: usize) -> anyhow::Result<()> {
     }
     let stored_at = Instant::now();
     let deadline = stored_at + Duration::from_secs(120);
-    while store.inbox_depth(Some(1001)).await? > 0 {
+    while store.inbox_depth(Some(GroupId(1001))).await? > 0 {
         anyhow::ensure!(Instant::now() < deadline, "the burst was not finished in 120 s");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -278,7 +279,7 @@ async fn forward_latency(app: &str, secret: &str, endpoint: &Endpoint) -> anyhow
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut waits = Vec::with_capacity(acknowledged.len());
     for (event_id, ok_at) in &acknowledged {
-        let id = vkhook::forward::signing::webhook_id(1001, event_id);
+        let id = vkhook::forward::signing::webhook_id(GroupId(1001), event_id);
         let arrived = loop {
             if let Some(at) = endpoint.arrived(&id) {
                 break at;
@@ -324,11 +325,13 @@ async fn forward_throughput(store: &vkhook::store::Store, n: usize, endpoint: &E
         store.insert_inbox_batch(&batch).await?;
     }
     let stored = started.elapsed();
-    let last = ids.last().map(|e| vkhook::forward::signing::webhook_id(1001, e)).unwrap_or_default();
+    let last = ids.last().map(|e| vkhook::forward::signing::webhook_id(GroupId(1001), e)).unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let got =
-            ids.iter().filter(|e| endpoint.arrived(&vkhook::forward::signing::webhook_id(1001, e)).is_some()).count();
+        let got = ids
+            .iter()
+            .filter(|e| endpoint.arrived(&vkhook::forward::signing::webhook_id(GroupId(1001), e)).is_some())
+            .count();
         if got == n {
             break;
         }

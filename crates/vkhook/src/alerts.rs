@@ -20,6 +20,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use vk::GroupId;
 
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use secrecy::{ExposeSecret, SecretString};
@@ -100,7 +101,7 @@ impl Alerts {
 
     /// Trouble started (or is seen again): the admin is told, unless an open alert of the same kind and subject
     /// already told them.
-    pub fn raise(&self, group_id: i64, kind: AlertKind, subject: &str, detail: &str) {
+    pub fn raise(&self, group_id: GroupId, kind: AlertKind, subject: &str, detail: &str) {
         let (this, subject, detail) = (self.clone(), subject.to_owned(), detail.to_owned());
         tokio::spawn(async move {
             let result = async {
@@ -110,13 +111,13 @@ impl Alerts {
                 StoreResult::Ok(())
             };
             if let Err(e) = result.await {
-                tracing::warn!(group_id, %kind, error = %e, "could not record an alert");
+                tracing::warn!(group_id = group_id.0, %kind, error = %e, "could not record an alert");
             }
         });
     }
 
     /// The trouble is over: the next time it starts, the admin is told again.
-    pub async fn resolve(&self, group_id: i64, kind: AlertKind, subject: Option<&str>) -> StoreResult<()> {
+    pub async fn resolve(&self, group_id: GroupId, kind: AlertKind, subject: Option<&str>) -> StoreResult<()> {
         self.store.resolve_alerts(group_id, kind, subject, now_ms()).await?;
         Ok(())
     }
@@ -137,10 +138,16 @@ impl Alerts {
     async fn tell(&self, id: i64) -> StoreResult<()> {
         let now = now_ms();
         let Some(alert) = self.store.claim_alert_send(id, now, self.remind_before()).await? else { return Ok(()) };
-        let admin = self.store.community_settings(alert.group_id).await?.and_then(|s| s.connected_by);
-        let address = self.store.alert_email(alert.group_id).await?;
+        let admin = self.store.community_settings(GroupId(alert.group_id)).await?.and_then(|s| s.connected_by);
+        let address = self.store.alert_email(GroupId(alert.group_id)).await?;
         let window = self.settings.remind_every.as_millis() as i64;
-        let told = self.store.alert_tellings_since(alert.group_id, alert.kind, admin, address.as_deref(), now - window);
+        let told = self.store.alert_tellings_since(
+            GroupId(alert.group_id),
+            alert.kind,
+            admin,
+            address.as_deref(),
+            now - window,
+        );
         let told = told.await?;
         if told.same_kind >= 1 || told.community >= DAILY_PER_COMMUNITY {
             tracing::info!(group_id = alert.group_id, kind = %alert.kind, "alert held back: the community's daily limit");
@@ -170,7 +177,7 @@ impl Alerts {
     /// The admin gave `email` for the community's alerts: a confirmation link goes there, and until it is followed
     /// nothing else does (anyone with a community could otherwise make this server mail any address). False when a
     /// link went out less than ten minutes ago, or e-mail is off.
-    pub async fn request_email(&self, group_id: i64, email: &str) -> StoreResult<bool> {
+    pub async fn request_email(&self, group_id: GroupId, email: &str) -> StoreResult<bool> {
         let Some(mailer) = &self.mailer else { return Ok(false) };
         let token = vk::oauth::random_urlsafe(32);
         let hash = crate::accounts::hash_hex(&token);
@@ -193,10 +200,10 @@ impl Alerts {
         match message {
             Some(message) => {
                 if let Err(e) = mailer.send(message).await {
-                    tracing::warn!(group_id, error = %e, "the confirmation e-mail was not sent");
+                    tracing::warn!(group_id = group_id.0, error = %e, "the confirmation e-mail was not sent");
                 }
             }
-            None => tracing::warn!(group_id, "the confirmation e-mail could not be written"),
+            None => tracing::warn!(group_id = group_id.0, "the confirmation e-mail could not be written"),
         }
         Ok(true)
     }
@@ -212,7 +219,7 @@ impl Alerts {
     /// `messages.isMessagesFromGroupAllowed` (https://dev.vk.com/ru/method/messages.isMessagesFromGroupAllowed),
     /// asked at most once a day and kept with the person's own `message_allow` / `message_deny` events, which
     /// update it as they are stored. `None`: nobody to tell, or VK cannot say now.
-    pub async fn vk_reachable(&self, group_id: i64) -> StoreResult<Option<bool>> {
+    pub async fn vk_reachable(&self, group_id: GroupId) -> StoreResult<Option<bool>> {
         let Some(user_id) = self.store.community_settings(group_id).await?.and_then(|s| s.connected_by) else {
             return Ok(None);
         };
@@ -223,20 +230,20 @@ impl Alerts {
             }
         }
         let Some(key) = self.credentials.community_key(group_id).await? else { return Ok(None) };
-        match self.vk.messages_is_allowed_from_group(&key.token, vk::GroupId(group_id), vk::UserId(user_id)).await {
+        match self.vk.messages_is_allowed_from_group(&key.token, group_id, vk::UserId(user_id)).await {
             Ok(allowed) => {
                 self.store.set_message_permission(group_id, user_id, allowed, now).await?;
                 Ok(Some(allowed))
             }
             Err(e) => {
-                tracing::info!(group_id, error = %e, "VK did not say whether the community may write to its admin");
+                tracing::info!(group_id = group_id.0, error = %e, "VK did not say whether the community may write to its admin");
                 Ok(None)
             }
         }
     }
 
     async fn text(&self, t: &'static Msg, alert: &AlertRow) -> StoreResult<String> {
-        let name = self.store.community_name(alert.group_id).await?.unwrap_or_default();
+        let name = self.store.community_name(GroupId(alert.group_id)).await?.unwrap_or_default();
         let url = self.public_url.join(&format!("/communities/{}", alert.group_id));
         let body = match alert.kind {
             AlertKind::BotPaused => fill(t.alert_bot_paused, &[("name", &name), ("url", &url)]),
@@ -262,7 +269,8 @@ impl Alerts {
         if alert.kind == AlertKind::BotPaused {
             return (AlertOutcome::NoKey, None); // the key is what VK refused
         }
-        let (Some(admin), Ok(Some(key))) = (admin, self.credentials.community_key(alert.group_id).await) else {
+        let (Some(admin), Ok(Some(key))) = (admin, self.credentials.community_key(GroupId(alert.group_id)).await)
+        else {
             return (AlertOutcome::NoKey, None);
         };
         let Some(counter) = alert.random_id else { return (AlertOutcome::Failed, None) };
@@ -285,7 +293,7 @@ impl Alerts {
     async fn by_email(&self, t: &'static Msg, alert: &AlertRow, to: Option<&str>, text: &str) -> AlertOutcome {
         let Some(mailer) = &self.mailer else { return AlertOutcome::NotConfigured };
         let Some(to) = to else { return AlertOutcome::NoAddress };
-        let name = self.store.community_name(alert.group_id).await.ok().flatten().unwrap_or_default();
+        let name = self.store.community_name(GroupId(alert.group_id)).await.ok().flatten().unwrap_or_default();
         let message = (|| {
             lettre::Message::builder()
                 .from(self.settings.smtp_from.parse().ok()?)

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
+use vk::GroupId;
 
 use rand::distributions::Alphanumeric;
 use rand::Rng;
@@ -89,7 +90,7 @@ impl CallbackSecrets {
 pub struct Credentials {
     store: Store,
     vault: Arc<Vault>,
-    cache: Arc<RwLock<HashMap<i64, Arc<CallbackSecrets>>>>,
+    cache: Arc<RwLock<HashMap<GroupId, Arc<CallbackSecrets>>>>,
     previous_window: Duration,
 }
 
@@ -111,23 +112,28 @@ impl Credentials {
         self
     }
 
-    fn open(&self, column: Sealed, group_id: i64, sealed: Option<&str>) -> Result<Option<SecretString>, Unreadable> {
+    fn open(
+        &self,
+        column: Sealed,
+        group_id: GroupId,
+        sealed: Option<&str>,
+    ) -> Result<Option<SecretString>, Unreadable> {
         let Some(sealed) = sealed else { return Ok(None) };
         self.vault.open(&Slot::new(column, group_id.to_string()), sealed).map(Some).map_err(|e| {
             let (_, _, name) = column.location();
             let key_id = Vault::key_id_of(sealed).ok().map(str::to_owned);
-            tracing::error!(group_id, column = name, key_id = ?key_id, error = %e, "a stored value does not open");
+            tracing::error!(group_id = group_id.0, column = name, key_id = ?key_id, error = %e, "a stored value does not open");
             Unreadable { column: name, key_id }
         })
     }
 
-    fn seal(&self, column: Sealed, group_id: i64, value: &SecretString) -> String {
+    fn seal(&self, column: Sealed, group_id: GroupId, value: &SecretString) -> String {
         self.vault.seal(&Slot::new(column, group_id.to_string()), value)
     }
 
     /// The community key, if one is stored. One that is stored but does not open is an error
     /// ([`StoreError::Unreadable`]), never "no key": the bot holds its events, nobody is asked to reconnect.
-    pub async fn community_key(&self, group_id: i64) -> StoreResult<Option<CommunityKey>> {
+    pub async fn community_key(&self, group_id: GroupId) -> StoreResult<Option<CommunityKey>> {
         let Some(settings) = self.store.community_settings(group_id).await? else { return Ok(None) };
         let token = self.open(Sealed::CommunityToken, group_id, settings.community_token.as_deref())?;
         Ok(token.map(|t| CommunityKey {
@@ -137,7 +143,12 @@ impl Credentials {
     }
 
     /// Stores a community key (sealed) with the scopes VK reported for it.
-    pub async fn save_community_key(&self, group_id: i64, token: &SecretString, scopes: &[String]) -> StoreResult<()> {
+    pub async fn save_community_key(
+        &self,
+        group_id: GroupId,
+        token: &SecretString,
+        scopes: &[String],
+    ) -> StoreResult<()> {
         let sealed = self.seal(Sealed::CommunityToken, group_id, token);
         self.store.save_community_token(group_id, &sealed, &scopes.join(",")).await
     }
@@ -148,7 +159,7 @@ impl Credentials {
     /// The secret is kept unless something needs a new one: none is stored, the stored one does not open, or someone
     /// other than the admin who connected the community last is connecting it now (the old one may leave with them).
     /// A repair or a reconnect by the same admin keeps it, so none of VK's retries in flight is refused.
-    pub async fn secret_for_setup(&self, group_id: i64, code: &str, by_user: i64) -> StoreResult<SecretString> {
+    pub async fn secret_for_setup(&self, group_id: GroupId, code: &str, by_user: i64) -> StoreResult<SecretString> {
         let settings = self.store.community_settings(group_id).await?;
         let current = settings.as_ref().and_then(|s| s.secret.as_deref());
         let same_hands = settings.as_ref().and_then(|s| s.connected_by).is_none_or(|u| u == by_user);
@@ -163,7 +174,7 @@ impl Credentials {
 
     /// Commits VK's confirmation code with a fresh secret. The current one, if it opens, becomes the previous one,
     /// still accepted for the window: VK retries an event for about two hours with the secret it first built.
-    pub async fn rotate_for_setup(&self, group_id: i64, code: &str) -> StoreResult<SecretString> {
+    pub async fn rotate_for_setup(&self, group_id: GroupId, code: &str) -> StoreResult<SecretString> {
         let settings = self.store.community_settings(group_id).await?;
         let current = settings.as_ref().and_then(|s| s.secret.as_deref());
         let current = self.open(Sealed::CallbackSecret, group_id, current).ok().flatten();
@@ -171,7 +182,7 @@ impl Credentials {
     }
 
     /// A fresh secret with `code`; `previous` (the current one, opened) stays accepted for the window.
-    async fn rotate(&self, group_id: i64, code: &str, previous: Option<SecretString>) -> StoreResult<SecretString> {
+    async fn rotate(&self, group_id: GroupId, code: &str, previous: Option<SecretString>) -> StoreResult<SecretString> {
         let secret = new_callback_secret();
         let sealed = self.seal(Sealed::CallbackSecret, group_id, &secret);
         let sealed_previous = previous.map(|p| self.seal(Sealed::PreviousCallbackSecret, group_id, &p));
@@ -183,7 +194,7 @@ impl Credentials {
     }
 
     /// The manual setup's secret (what the admin pastes at VK), created once when `create` is set.
-    pub async fn manual_secret(&self, group_id: i64, create: bool) -> StoreResult<Option<SecretString>> {
+    pub async fn manual_secret(&self, group_id: GroupId, create: bool) -> StoreResult<Option<SecretString>> {
         let settings = self.store.community_settings(group_id).await?;
         if let Ok(Some(secret)) =
             self.open(Sealed::CallbackSecret, group_id, settings.as_ref().and_then(|s| s.secret.as_deref()))
@@ -202,7 +213,7 @@ impl Credentials {
     }
 
     /// Saves the confirmation string VK shows in the community's settings (manual setup): our endpoint answers it.
-    pub async fn save_manual_confirmation(&self, group_id: i64, code: &str) -> StoreResult<()> {
+    pub async fn save_manual_confirmation(&self, group_id: GroupId, code: &str) -> StoreResult<()> {
         self.store.commit_code(group_id, code, SetupMode::Manual).await?;
         self.store.set_connection_status(group_id, CommunityStatus::Connecting, None).await?;
         self.invalidate(group_id);
@@ -211,14 +222,14 @@ impl Credentials {
 
     /// The stored confirmation code: `None` for an unknown community, `Some(None)` when there is none.
     /// Always read from the store: it was committed just before VK asks.
-    pub async fn confirmation_code(&self, group_id: i64) -> StoreResult<Option<Option<String>>> {
+    pub async fn confirmation_code(&self, group_id: GroupId) -> StoreResult<Option<Option<String>>> {
         let Some(settings) = self.store.community_settings(group_id).await? else { return Ok(None) };
         self.store.record_confirmation_request(group_id).await?;
         Ok(Some(settings.confirmation_code.filter(|c| !c.is_empty())))
     }
 
     /// The secrets to check a callback against: cached unless `fresh`; `None` for an unknown community.
-    pub async fn callback_secrets(&self, group_id: i64, fresh: bool) -> StoreResult<Option<Arc<CallbackSecrets>>> {
+    pub async fn callback_secrets(&self, group_id: GroupId, fresh: bool) -> StoreResult<Option<Arc<CallbackSecrets>>> {
         if !fresh {
             let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
             if let Some(entry) = cache.get(&group_id).filter(|e| e.loaded.elapsed() < CACHE_TTL) {
@@ -255,7 +266,7 @@ impl Credentials {
     }
 
     /// The first event of a manually set up community arrived: it is connected. True when this call did it.
-    pub async fn confirm_manual(&self, group_id: i64) -> StoreResult<bool> {
+    pub async fn confirm_manual(&self, group_id: GroupId) -> StoreResult<bool> {
         let changed = self.store.mark_manual_connected(group_id).await?;
         if changed {
             self.invalidate(group_id);
@@ -264,20 +275,20 @@ impl Credentials {
     }
 
     /// Forgets the key, secrets and code (the community is disconnected).
-    pub async fn forget(&self, group_id: i64) -> StoreResult<()> {
+    pub async fn forget(&self, group_id: GroupId) -> StoreResult<()> {
         self.store.disconnect_community(group_id).await?;
         self.invalidate(group_id);
         Ok(())
     }
 
     /// Drops the cached secrets of a community (they changed).
-    pub fn invalidate(&self, group_id: i64) {
+    pub fn invalidate(&self, group_id: GroupId) {
         self.cache.write().unwrap_or_else(|e| e.into_inner()).remove(&group_id);
     }
 
     /// The secret VK must send for a community, opened (tests and the load benchmark post as VK would).
     #[cfg(feature = "testing")]
-    pub async fn current_callback_secret(&self, group_id: i64) -> StoreResult<Option<SecretString>> {
+    pub async fn current_callback_secret(&self, group_id: GroupId) -> StoreResult<Option<SecretString>> {
         let settings = self.store.community_settings(group_id).await?;
         Ok(self.open(Sealed::CallbackSecret, group_id, settings.and_then(|s| s.secret).as_deref()).ok().flatten())
     }
@@ -300,16 +311,16 @@ mod tests {
     #[tokio::test]
     async fn a_rotation_keeps_the_previous_secret_and_drops_the_cached_one() {
         let (creds, _store, _dir) = fixture().await;
-        let first = creds.rotate_for_setup(1001, "code1").await.unwrap();
-        let cached = creds.callback_secrets(1001, false).await.unwrap().unwrap();
+        let first = creds.rotate_for_setup(GroupId(1001), "code1").await.unwrap();
+        let cached = creds.callback_secrets(GroupId(1001), false).await.unwrap().unwrap();
         assert_eq!(cached.secret.as_ref().unwrap().expose_secret(), first.expose_secret());
         assert!(cached.previous.is_none());
 
-        let second = creds.rotate_for_setup(1001, "code2").await.unwrap();
-        let now = creds.callback_secrets(1001, false).await.unwrap().unwrap();
+        let second = creds.rotate_for_setup(GroupId(1001), "code2").await.unwrap();
+        let now = creds.callback_secrets(GroupId(1001), false).await.unwrap().unwrap();
         assert_eq!(now.secret.as_ref().unwrap().expose_secret(), second.expose_secret(), "not served stale");
         assert_eq!(now.previous.as_ref().unwrap().expose_secret(), first.expose_secret());
-        assert_eq!(creds.confirmation_code(1001).await.unwrap(), Some(Some("code2".into())));
+        assert_eq!(creds.confirmation_code(GroupId(1001)).await.unwrap(), Some(Some("code2".into())));
 
         assert!(now.previous_in_window(now_ms()).is_some(), "accepted through VK's retry window");
         assert!(now.previous_in_window(now_ms() + PREVIOUS_SECRET_WINDOW.as_millis() as i64).is_none(), "not after");
@@ -318,32 +329,35 @@ mod tests {
     #[tokio::test]
     async fn a_setup_keeps_the_secret_unless_something_needs_a_new_one() {
         let (creds, store, _dir) = fixture().await;
-        let first = creds.secret_for_setup(1001, "code1", 1).await.unwrap();
-        store.mark_connected(1001, Some(5), "5.199", "message_new", Some(1)).await.unwrap();
+        let first = creds.secret_for_setup(GroupId(1001), "code1", 1).await.unwrap();
+        store.mark_connected(GroupId(1001), Some(5), "5.199", "message_new", Some(1)).await.unwrap();
         // A repair or a reconnect by the same admin: the same secret, a new code.
-        let again = creds.secret_for_setup(1001, "code2", 1).await.unwrap();
+        let again = creds.secret_for_setup(GroupId(1001), "code2", 1).await.unwrap();
         assert_eq!(again.expose_secret(), first.expose_secret());
-        assert_eq!(creds.confirmation_code(1001).await.unwrap(), Some(Some("code2".into())));
-        assert!(store.community_settings(1001).await.unwrap().unwrap().previous_secret.is_none(), "no rotation");
+        assert_eq!(creds.confirmation_code(GroupId(1001)).await.unwrap(), Some(Some("code2".into())));
+        assert!(
+            store.community_settings(GroupId(1001)).await.unwrap().unwrap().previous_secret.is_none(),
+            "no rotation"
+        );
         // Another admin connects: a new secret, and the old one is kept for VK's retries.
-        let other = creds.secret_for_setup(1001, "code3", 7).await.unwrap();
+        let other = creds.secret_for_setup(GroupId(1001), "code3", 7).await.unwrap();
         assert_ne!(other.expose_secret(), first.expose_secret());
-        let entry = creds.callback_secrets(1001, false).await.unwrap().unwrap();
+        let entry = creds.callback_secrets(GroupId(1001), false).await.unwrap().unwrap();
         assert_eq!(entry.previous_in_window(now_ms()).unwrap().expose_secret(), first.expose_secret());
         // A secret that does not open is replaced.
         let elsewhere = Credentials::new(store, Arc::new(Vault::from_spec(&Vault::generate_spec("k2")).unwrap()));
-        let fresh = elsewhere.secret_for_setup(1001, "code4", 1).await.unwrap();
+        let fresh = elsewhere.secret_for_setup(GroupId(1001), "code4", 1).await.unwrap();
         assert_ne!(fresh.expose_secret(), other.expose_secret());
-        assert!(elsewhere.callback_secrets(1001, true).await.unwrap().unwrap().unreadable.is_none());
+        assert!(elsewhere.callback_secrets(GroupId(1001), true).await.unwrap().unwrap().unreadable.is_none());
     }
 
     #[tokio::test]
     async fn a_secret_that_does_not_open_is_unreadable_not_absent() {
         let (creds, store, _dir) = fixture().await;
-        creds.rotate_for_setup(1001, "code").await.unwrap();
+        creds.rotate_for_setup(GroupId(1001), "code").await.unwrap();
         let other_keys = Arc::new(Vault::from_spec(&Vault::generate_spec("k2")).unwrap());
         let elsewhere = Credentials::new(store, other_keys);
-        let entry = elsewhere.callback_secrets(1001, true).await.unwrap().unwrap();
+        let entry = elsewhere.callback_secrets(GroupId(1001), true).await.unwrap().unwrap();
         assert!(!entry.none_required(), "a stored secret is required even when it does not open");
         assert_eq!(entry.unreadable.as_ref().unwrap().key_id.as_deref(), Some("k1"));
     }
@@ -351,14 +365,14 @@ mod tests {
     #[tokio::test]
     async fn a_community_key_opens_with_its_scopes_and_forget_drops_everything() {
         let (creds, _store, _dir) = fixture().await;
-        assert!(creds.community_key(1001).await.unwrap().is_none());
-        creds.save_community_key(1001, &SecretString::from("vk1.a.key"), &["manage".into()]).await.unwrap();
-        let key = creds.community_key(1001).await.unwrap().unwrap();
+        assert!(creds.community_key(GroupId(1001)).await.unwrap().is_none());
+        creds.save_community_key(GroupId(1001), &SecretString::from("vk1.a.key"), &["manage".into()]).await.unwrap();
+        let key = creds.community_key(GroupId(1001)).await.unwrap().unwrap();
         assert!(key.has(vk::CommunityScope::Manage));
         assert!(!key.has(vk::CommunityScope::Messages));
-        creds.rotate_for_setup(1001, "code").await.unwrap();
-        creds.forget(1001).await.unwrap();
-        assert!(creds.community_key(1001).await.unwrap().is_none());
-        assert!(creds.callback_secrets(1001, false).await.unwrap().unwrap().disconnected);
+        creds.rotate_for_setup(GroupId(1001), "code").await.unwrap();
+        creds.forget(GroupId(1001)).await.unwrap();
+        assert!(creds.community_key(GroupId(1001)).await.unwrap().is_none());
+        assert!(creds.callback_secrets(GroupId(1001), false).await.unwrap().unwrap().disconnected);
     }
 }

@@ -9,9 +9,10 @@
 //!   first send and kept for every retry ([`random_id_of`] maps the counter to VK's range).
 
 use sha2::{Digest, Sha256};
+use vk::GroupId;
 
 /// The comment `guid` for an event: the same event always gives the same guid.
-pub fn comment_guid(group_id: i64, event_id: &str) -> String {
+pub fn comment_guid(group_id: GroupId, event_id: &str) -> String {
     let digest = Sha256::digest(format!("vkhook-guid:{group_id}:{event_id}").as_bytes());
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
@@ -37,10 +38,10 @@ mod tests {
 
     #[test]
     fn a_guid_is_stable_per_event_and_differs_between_events() {
-        assert_eq!(comment_guid(1001, "abc"), comment_guid(1001, "abc"));
-        assert_ne!(comment_guid(1001, "abc"), comment_guid(1001, "abd"));
-        assert_ne!(comment_guid(1001, "abc"), comment_guid(1002, "abc"));
-        assert_eq!(comment_guid(1, "x").len(), 32);
+        assert_eq!(comment_guid(GroupId(1001), "abc"), comment_guid(GroupId(1001), "abc"));
+        assert_ne!(comment_guid(GroupId(1001), "abc"), comment_guid(GroupId(1001), "abd"));
+        assert_ne!(comment_guid(GroupId(1001), "abc"), comment_guid(GroupId(1002), "abc"));
+        assert_eq!(comment_guid(GroupId(1), "x").len(), 32);
     }
 
     #[test]

@@ -19,6 +19,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use vk::GroupId;
 
 use crate::accounts::{AccountError, Accounts};
 use crate::credentials::Credentials;
@@ -77,7 +78,7 @@ impl Standing {
 }
 
 /// (user, community) → what VK said, and when.
-type Seen = HashMap<(i64, i64), (Standing, Instant)>;
+type Seen = HashMap<(i64, GroupId), (Standing, Instant)>;
 
 /// What roles are asked with.
 #[derive(Clone)]
@@ -96,8 +97,8 @@ impl Roles {
     }
 
     /// Where `user_id` stands in `group_id` (VK asked at most once per time to live).
-    pub async fn standing(&self, user_id: i64, group_id: i64) -> Result<Standing, AccountError> {
-        let mut all = self.standings(user_id, &[group_id]).await?;
+    pub async fn standing(&self, user_id: i64, group_id: GroupId) -> Result<Standing, AccountError> {
+        let mut all = self.standings(user_id, &[GroupId(group_id.0)]).await?;
         Ok(all.pop().unwrap_or(Standing::Gone))
     }
 
@@ -105,8 +106,8 @@ impl Roles {
     /// asked: with the user's token in one `groups.getById` per [`GET_BY_ID_MAX`] communities when it has `groups`
     /// (a user key allows 3 calls a second, so fifty communities are one call, not fifty), the rest with each
     /// community's key; what neither can tell stands on its last proof.
-    pub async fn standings(&self, user_id: i64, group_ids: &[i64]) -> Result<Vec<Standing>, AccountError> {
-        let mut known: HashMap<i64, Standing> = HashMap::new();
+    pub async fn standings(&self, user_id: i64, group_ids: &[GroupId]) -> Result<Vec<Standing>, AccountError> {
+        let mut known: HashMap<GroupId, Standing> = HashMap::new();
         {
             let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
             for id in group_ids {
@@ -115,10 +116,10 @@ impl Roles {
                 }
             }
         }
-        let unknown: Vec<i64> = group_ids.iter().copied().filter(|id| !known.contains_key(id)).collect();
+        let unknown: Vec<GroupId> = group_ids.iter().copied().filter(|id| !known.contains_key(id)).collect();
         if !unknown.is_empty() {
             let mut told = self.ask_with_user_token(user_id, &unknown).await?;
-            let untold: Vec<i64> = unknown.iter().copied().filter(|id| !told.contains_key(id)).collect();
+            let untold: Vec<GroupId> = unknown.iter().copied().filter(|id| !told.contains_key(id)).collect();
             for id in untold {
                 if let Some(standing) = self.ask_with_community_key(id, user_id).await {
                     told.insert(id, standing);
@@ -143,11 +144,11 @@ impl Roles {
     /// administrator can grant one, but the person at VK's page may have been signed in to VK as someone else: when
     /// the key can list the managers, they decide; when VK refuses that, the consent itself is the proof. Returns
     /// whether `user_id` is proven an administrator.
-    pub async fn prove_by_consent(&self, user_id: i64, group_id: i64, key: &vk::AccessToken) -> StoreResult<bool> {
-        let standing = match self.vk.groups_get_managers(key, vk::GroupId(group_id)).await {
+    pub async fn prove_by_consent(&self, user_id: i64, group_id: GroupId, key: &vk::AccessToken) -> StoreResult<bool> {
+        let standing = match self.vk.groups_get_managers(key, group_id).await {
             Ok(managers) => managers_say(&managers, user_id),
             Err(e) => {
-                tracing::info!(group_id, error = %e, "VK does not list the managers to the new key: the consent proves the role");
+                tracing::info!(group_id = group_id.0, error = %e, "VK does not list the managers to the new key: the consent proves the role");
                 Standing::Confirmed(Role::Administrator)
             }
         };
@@ -157,9 +158,13 @@ impl Roles {
     }
 
     /// What the user's token says, for the communities it can tell about (only with `groups`).
-    async fn ask_with_user_token(&self, user_id: i64, ids: &[i64]) -> Result<HashMap<i64, Standing>, AccountError> {
+    async fn ask_with_user_token(
+        &self,
+        user_id: i64,
+        ids: &[GroupId],
+    ) -> Result<HashMap<GroupId, Standing>, AccountError> {
         let mut told = HashMap::new();
-        let keys: Vec<String> = ids.iter().map(i64::to_string).collect();
+        let keys: Vec<String> = ids.iter().map(GroupId::to_string).collect();
         for chunk in keys.chunks(GET_BY_ID_MAX) {
             let answer = self
                 .accounts
@@ -195,34 +200,34 @@ impl Roles {
                     // VK described the community: keep its name and photo fresh too.
                     self.store.add_user_community(user_id, &CommunityRow::from_vk(group), role, Some(now_ms())).await?;
                 }
-                told.insert(group.id.0, standing);
+                told.insert(GroupId(group.id.0), standing);
             }
         }
         Ok(told)
     }
 
     /// What the community's key says (the managers' list); `None` when there is no key or VK will not list them.
-    async fn ask_with_community_key(&self, group_id: i64, user_id: i64) -> Option<Standing> {
+    async fn ask_with_community_key(&self, group_id: GroupId, user_id: i64) -> Option<Standing> {
         let key = match self.credentials.community_key(group_id).await {
             Ok(Some(key)) => key,
             Ok(None) => return None,
             Err(e) => {
-                tracing::warn!(group_id, error = %e, "the community key does not open: the role stands on its proof");
+                tracing::warn!(group_id = group_id.0, error = %e, "the community key does not open: the role stands on its proof");
                 return None;
             }
         };
-        match self.vk.groups_get_managers(&key.token, vk::GroupId(group_id)).await {
+        match self.vk.groups_get_managers(&key.token, group_id).await {
             Ok(managers) => Some(managers_say(&managers, user_id)),
             Err(e) => {
                 // A dead key (5) is the bot's and the health check's to handle; here it only means "cannot tell".
-                tracing::info!(group_id, error = %e, "VK did not list the managers: the role stands on its proof");
+                tracing::info!(group_id = group_id.0, error = %e, "VK did not list the managers: the role stands on its proof");
                 None
             }
         }
     }
 
     /// The stored role and its proof, when VK cannot tell now.
-    async fn last_proof(&self, user_id: i64, group_id: i64) -> StoreResult<Standing> {
+    async fn last_proof(&self, user_id: i64, group_id: GroupId) -> StoreResult<Standing> {
         let Some(c) = self.store.community_for_user(user_id, group_id).await? else { return Ok(Standing::Gone) };
         Ok(match (c.role, c.proven_at) {
             (Role::Unknown, _) | (_, None) => Standing::Unproven,
@@ -231,25 +236,28 @@ impl Roles {
     }
 
     /// VK's answer, into the stored list: the role with the time of the proof, or the community gone from it.
-    async fn write_back(&self, user_id: i64, group_id: i64, standing: Standing) -> StoreResult<()> {
+    async fn write_back(&self, user_id: i64, group_id: GroupId, standing: Standing) -> StoreResult<()> {
         match standing {
             Standing::Confirmed(role) => {
                 self.store.set_user_role(user_id, group_id, role, now_ms()).await?;
                 if role != Role::Administrator {
-                    tracing::info!(user_id, group_id, %role, "VK says the user is not the community's administrator");
+                    tracing::info!(user_id, group_id = group_id.0, %role, "VK says the user is not the community's administrator");
                 }
             }
             Standing::Gone => {
                 self.store.remove_user_community(user_id, group_id).await?;
-                tracing::info!(user_id, group_id, "VK says the user no longer manages the community");
+                tracing::info!(user_id, group_id = group_id.0, "VK says the user no longer manages the community");
             }
             Standing::Proven { .. } | Standing::Unproven => {}
         }
         Ok(())
     }
 
-    fn remember(&self, user_id: i64, group_id: i64, standing: Standing) {
-        self.seen.lock().unwrap_or_else(|e| e.into_inner()).insert((user_id, group_id), (standing, Instant::now()));
+    fn remember(&self, user_id: i64, group_id: GroupId, standing: Standing) {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((user_id, GroupId(group_id.0)), (standing, Instant::now()));
     }
 
     /// Forgets what VK said about `user_id` (a new sign-in, a consent): the next question goes to VK.

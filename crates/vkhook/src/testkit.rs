@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use vk::GroupId;
 
 use secrecy::SecretString;
 use url::Url;
@@ -146,15 +147,15 @@ impl Kit {
     }
 
     /// Stores a community key for `group_id` as the community authorization leaves it.
-    pub async fn give_key(&self, group_id: i64) {
+    pub async fn give_key(&self, group_id: GroupId) {
         let scopes = ["manage", "messages"];
-        let token = SecretString::from(self.sandbox.issue_community_token(group_id, &scopes));
+        let token = SecretString::from(self.sandbox.issue_community_token(group_id.0, &scopes));
         let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
         self.credentials.save_community_key(group_id, &token, &scopes).await.unwrap();
     }
 
     /// A key and a finished setup run: the community is connected at the sandbox.
-    pub async fn connected(&self, group_id: i64) {
+    pub async fn connected(&self, group_id: GroupId) {
         self.give_key(group_id).await;
         assert!(self.connector.start_repair(group_id).await.unwrap());
         let setup = crate::connect::wait_for_setup(&self.store, group_id, Duration::from_secs(10)).await.unwrap();
@@ -176,7 +177,7 @@ impl Kit {
     }
 
     /// The community key dies at VK.
-    pub async fn revoke_key(&self, group_id: i64) {
+    pub async fn revoke_key(&self, group_id: GroupId) {
         let url = format!("{}/_sandbox/tokens/revoke", self.sandbox.url());
         let r = reqwest::Client::new().post(url).json(&serde_json::json!({"group_id": group_id})).send().await.unwrap();
         assert!(r.status().is_success());

@@ -2,6 +2,7 @@
 //! and vkhook against a sandbox. Part of the wiring (`app`), as they build and reach into a whole app.
 
 use secrecy::SecretString;
+use vk::GroupId;
 
 use super::AppState;
 use crate::model::SetupMode;
@@ -9,9 +10,9 @@ use crate::store::CommunityRow;
 use crate::vault::{Sealed, Slot};
 
 /// Records `group_id` as connected with `secret` (and no bot), as the connect flow would leave it.
-pub async fn connect_for_load(app: &AppState, group_id: i64, secret: &SecretString) -> anyhow::Result<()> {
+pub async fn connect_for_load(app: &AppState, group_id: GroupId, secret: &SecretString) -> anyhow::Result<()> {
     let community = CommunityRow {
-        id: group_id,
+        id: group_id.0,
         name: format!("load {group_id}"),
         screen_name: format!("club{group_id}"),
         photo: None,
@@ -53,14 +54,14 @@ pub async fn sandbox_app(
 pub async fn store_sandbox_token(
     app: &AppState,
     sandbox: &vk_sandbox::Sandbox,
-    group_id: i64,
+    group_id: GroupId,
     name: &str,
 ) -> anyhow::Result<()> {
     let community =
-        CommunityRow { id: group_id, name: name.into(), screen_name: format!("club{group_id}"), photo: None };
+        CommunityRow { id: group_id.0, name: name.into(), screen_name: format!("club{group_id}"), photo: None };
     app.store.upsert_community(&community).await?;
     let scopes = ["manage", "messages"];
-    let token = SecretString::from(sandbox.issue_community_token(group_id, &scopes));
+    let token = SecretString::from(sandbox.issue_community_token(group_id.0, &scopes));
     let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
     app.credentials.save_community_key(group_id, &token, &scopes).await?;
     Ok(())

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
+use vk::GroupId;
 
 use tokio::sync::Notify;
 
@@ -29,7 +30,7 @@ pub struct BotControl {
     /// Wakes the bot workers.
     wakeup: Arc<Notify>,
     /// The bot's switches and rules per community, for the receiver's decision at ingest and the workers' runs.
-    decisive: Arc<RwLock<HashMap<i64, Arc<Decisive>>>>,
+    decisive: Arc<RwLock<HashMap<GroupId, Arc<Decisive>>>>,
     /// Tells the admin when the bot pauses on a dead key.
     alerts: Option<crate::alerts::Alerts>,
 }
@@ -47,7 +48,7 @@ impl BotControl {
 
     /// The community's switches and rules, read at most `max_age` ago: the receiver trusts them for
     /// [`SWITCHES_TTL`], a worker's run for much less. A change made on this instance is seen at once (`forget`).
-    pub async fn decisive(&self, group_id: i64, max_age: Duration) -> StoreResult<Arc<Decisive>> {
+    pub async fn decisive(&self, group_id: GroupId, max_age: Duration) -> StoreResult<Arc<Decisive>> {
         let cached = self.decisive.read().unwrap_or_else(|e| e.into_inner()).get(&group_id).cloned();
         if let Some(fresh) = cached.filter(|d| d.at.elapsed() < max_age) {
             return Ok(fresh);
@@ -69,12 +70,12 @@ impl BotControl {
     /// Why the bot will do nothing with this event, if its type, the community's switches and its rules already say
     /// so: the inbox then stores it finished. `None` (a worker decides) whenever in doubt: an unparsable object,
     /// an unknown community, a store that does not answer.
-    pub async fn nothing_to_do(&self, group_id: i64, event: Option<&vk::Event>) -> Option<Reason> {
+    pub async fn nothing_to_do(&self, group_id: GroupId, event: Option<&vk::Event>) -> Option<Reason> {
         let event = event?;
         let decisive = match self.decisive(group_id, SWITCHES_TTL).await {
             Ok(d) => d,
             Err(e) => {
-                tracing::warn!(group_id, error = %e, "switches unreadable at ingest: a worker decides");
+                tracing::warn!(group_id = group_id.0, error = %e, "switches unreadable at ingest: a worker decides");
                 return None;
             }
         };
@@ -85,7 +86,7 @@ impl BotControl {
     /// the last moments finished at ingest because it was off (or matched no rule).
     pub async fn set_switches(
         &self,
-        group_id: i64,
+        group_id: GroupId,
         comments: bool,
         messages: bool,
         default_reply: Option<&str>,
@@ -110,12 +111,12 @@ impl BotControl {
 
     /// A rule was added, removed or moved: the receiver reads the rules again, and events of the last moments that
     /// matched no rule are revived (the new rule may answer them).
-    pub async fn rules_changed(&self, group_id: i64) -> StoreResult<()> {
+    pub async fn rules_changed(&self, group_id: GroupId) -> StoreResult<()> {
         self.forget(group_id);
         self.revive(group_id, vec![Reason::NoRule], |_| true).await
     }
 
-    fn forget(&self, group_id: i64) {
+    fn forget(&self, group_id: GroupId) {
         self.decisive.write().unwrap_or_else(|e| e.into_inner()).remove(&group_id);
     }
 
@@ -125,7 +126,7 @@ impl BotControl {
     /// the switches then (not after they were turned off again). The bot then handles them, once.
     async fn revive(
         &self,
-        group_id: i64,
+        group_id: GroupId,
         reasons: Vec<Reason>,
         still: impl Fn(&BotSettings) -> bool + Send + 'static,
     ) -> StoreResult<()> {
@@ -148,7 +149,9 @@ impl BotControl {
             match control.store.revive_ingest_decisions(group_id, &results, since, until).await {
                 Ok(n) if n > 0 => control.wake(),
                 Ok(_) => {}
-                Err(e) => tracing::warn!(group_id, error = %e, "could not revive events decided under the old switch"),
+                Err(e) => {
+                    tracing::warn!(group_id = group_id.0, error = %e, "could not revive events decided under the old switch")
+                }
             }
         });
         Ok(())
@@ -165,20 +168,20 @@ impl BotControl {
     }
 
     /// «Сразу включить бота» was ticked: the bot answers comments and messages with the default reply.
-    pub async fn enable_on_connect(&self, group_id: i64, reply: Option<&str>) -> StoreResult<()> {
+    pub async fn enable_on_connect(&self, group_id: GroupId, reply: Option<&str>) -> StoreResult<()> {
         let reply = reply.map(str::trim).filter(|r| !r.is_empty());
         self.set_switches(group_id, true, true, reply).await
     }
 
     /// VK refused the community key (error 5, see `vk::Error::needs_reauth`): drop the key, pause the bot, record
     /// it in the community's log; the community shows «нужно переподключить». Events keep arriving and are held.
-    pub async fn pause_for_reauth(&self, group_id: i64, error: &vk::Error) -> StoreResult<()> {
+    pub async fn pause_for_reauth(&self, group_id: GroupId, error: &vk::Error) -> StoreResult<()> {
         debug_assert!(error.needs_reauth(), "only a dead key pauses the bot: {error}");
         let already = self.store.bot_settings(group_id).await?.is_some_and(|b| b.paused_reason.is_some());
         self.store.drop_key_and_pause(group_id, PauseReason::Reauth).await?;
         self.forget(group_id);
         if !already {
-            tracing::warn!(group_id, %error, "VK refused the community key: bot paused until reconnected");
+            tracing::warn!(group_id = group_id.0, %error, "VK refused the community key: bot paused until reconnected");
             self.store.log_community(group_id, &LogEntry::Paused(PauseReason::Reauth)).await?;
             if let Some(alerts) = &self.alerts {
                 alerts.raise(group_id, crate::model::AlertKind::BotPaused, "", "");
@@ -188,7 +191,7 @@ impl BotControl {
     }
 
     /// The community is connected again: the bot resumes and every event it held is released now.
-    pub async fn resume(&self, group_id: i64) -> StoreResult<()> {
+    pub async fn resume(&self, group_id: GroupId) -> StoreResult<()> {
         let was_paused = self.store.bot_settings(group_id).await?.is_some_and(|b| b.paused_reason.is_some());
         self.store.set_bot_paused(group_id, None).await?;
         self.forget(group_id);
@@ -208,7 +211,7 @@ impl BotControl {
 impl crate::inbox::Decider for BotControl {
     fn nothing_to_do<'a>(
         &'a self,
-        group_id: i64,
+        group_id: GroupId,
         event: Option<&'a vk::Event>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Reason>> + Send + 'a>> {
         Box::pin(BotControl::nothing_to_do(self, group_id, event))

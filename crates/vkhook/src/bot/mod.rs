@@ -18,6 +18,7 @@ pub mod rules;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use vk::GroupId;
 
 use vk::{CommentReply, Event, UserId};
 
@@ -102,7 +103,7 @@ impl Target {
 /// Why the bot will do nothing with `event`, if that is already clear from the event, the switches and the rules
 /// (the receiver stores such an event finished, in the same commit: no worker touches it). `None`: a worker
 /// decides — the same way, with the rules read again.
-pub fn nothing_to_do(event: &Event, group_id: i64, bot: &BotSettings, rules: &[RuleRow]) -> Option<Reason> {
+pub fn nothing_to_do(event: &Event, group_id: GroupId, bot: &BotSettings, rules: &[RuleRow]) -> Option<Reason> {
     match job_for(event, group_id, bot) {
         Err(reason) => Some(reason),
         Ok(job) => matches!(rules::decide(&job.text, rules, bot.default_reply.as_deref()), rules::Decision::Nothing)
@@ -111,13 +112,13 @@ pub fn nothing_to_do(event: &Event, group_id: i64, bot: &BotSettings, rules: &[R
 }
 
 /// Whether an event asks for a reply under the community's switches, and where it would go. Pure.
-fn job_for(event: &Event, group_id: i64, bot: &BotSettings) -> Result<Job, Reason> {
+fn job_for(event: &Event, group_id: GroupId, bot: &BotSettings) -> Result<Job, Reason> {
     match event {
         Event::WallReplyNew(c) => {
             if !bot.bot_comments {
                 return Err(Reason::CommentsOff);
             }
-            if c.from_id == -group_id {
+            if c.from_id == group_id.as_owner() {
                 return Err(Reason::Own);
             }
             if c.from_id <= 0 {
@@ -240,7 +241,7 @@ impl Bot {
     pub async fn process_run(&self, owner: &str, run: Vec<InboxRow>) {
         let Some(first) = run.first() else { return };
         let group_id = first.group_id;
-        let renewing = self.keep_leases(owner, group_id, run.iter().map(|r| r.id).collect());
+        let renewing = self.keep_leases(owner, GroupId(group_id), run.iter().map(|r| r.id).collect());
         let mut settlements = Vec::with_capacity(run.len());
         let mut waiting = false;
         for row in &run {
@@ -265,16 +266,18 @@ impl Bot {
         match self.writer.settle(settlements).await {
             Ok(settled) => {
                 for (row, _) in run.iter().zip(settled).filter(|(_, ok)| !ok) {
-                    tracing::warn!(group_id, event_id = %Untrusted(&row.event_id), "event lease lost before recording");
+                    tracing::warn!(group_id = group_id, event_id = %Untrusted(&row.event_id), "event lease lost before recording");
                 }
             }
-            Err(e) => tracing::error!(group_id, error = %e, events = run.len(), "could not record a run's outcomes"),
+            Err(e) => {
+                tracing::error!(group_id = group_id, error = %e, events = run.len(), "could not record a run's outcomes")
+            }
         }
     }
 
     /// Renews the claim on the run's events every third of the lease until stopped (or until none is ours any
     /// more). A renewal under way is never cancelled half-way: stopping waits for it.
-    fn keep_leases(&self, owner: &str, group_id: i64, ids: Vec<i64>) -> Renewal {
+    fn keep_leases(&self, owner: &str, group_id: GroupId, ids: Vec<i64>) -> Renewal {
         let (writer, owner) = (self.writer.clone(), owner.to_owned());
         let lease = self.config.lease;
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
@@ -285,11 +288,11 @@ impl Bot {
                     _ = &mut stopped => return,
                 }
                 let until = now_ms() + lease.as_millis() as i64;
-                let renewal = LeaseRenewal { owner: owner.clone(), group_id, ids: ids.clone(), until };
+                let renewal = LeaseRenewal { owner: owner.clone(), group_id: group_id.0, ids: ids.clone(), until };
                 match writer.renew(renewal).await {
                     Ok(0) => return,
                     Ok(_) => {}
-                    Err(e) => tracing::warn!(group_id, error = %e, "could not renew a run's leases"),
+                    Err(e) => tracing::warn!(group_id = group_id.0, error = %e, "could not renew a run's leases"),
                 }
             }
         });
@@ -324,16 +327,16 @@ impl Bot {
         let Some(event) = vk::parse(row.payload.as_bytes()).ok().and_then(|e| e.event().ok()) else {
             return Ok(Outcome::Ignored(Reason::Unreadable));
         };
-        let decisive = self.control.decisive(gid, SWITCHES_FRESH).await?;
+        let decisive = self.control.decisive(GroupId(gid), SWITCHES_FRESH).await?;
         let Some(bot) = decisive.settings.clone() else {
             return Ok(Outcome::Ignored(Reason::UnknownCommunity));
         };
-        let job = match job_for(&event, gid, &bot) {
+        let job = match job_for(&event, GroupId(gid), &bot) {
             Ok(job) => job,
             Err(reason) => return Ok(Outcome::Ignored(reason)),
         };
         if let Target::Comment { reply_to, .. } = job.target {
-            if self.store.is_own_reply(gid, ReplyKind::Comment, reply_to).await? {
+            if self.store.is_own_reply(GroupId(gid), ReplyKind::Comment, reply_to).await? {
                 return Ok(Outcome::Ignored(Reason::Own));
             }
         }
@@ -343,10 +346,10 @@ impl Bot {
         let Some(reply) = choose_reply(&job, &decisive.rules, bot.default_reply.as_deref()) else {
             return Ok(Outcome::Ignored(Reason::NoRule));
         };
-        let Some(key) = self.credentials.community_key(gid).await? else {
+        let Some(key) = self.credentials.community_key(GroupId(gid)).await? else {
             // The key is dropped only together with pausing (see `BotControl`): if it is gone, either the bot was
             // paused after we read its settings (hold the event), or the community was disconnected.
-            let paused = self.store.bot_settings(gid).await?.is_some_and(|b| b.paused_reason.is_some());
+            let paused = self.store.bot_settings(GroupId(gid)).await?.is_some_and(|b| b.paused_reason.is_some());
             return Ok(if paused {
                 Outcome::Park("the community is paused until it is reconnected".into())
             } else {
@@ -356,7 +359,7 @@ impl Bot {
         let first_name = if reply.template.contains("{first_name}") {
             match self.first_name(&key, job.author).await {
                 Ok(name) => name,
-                Err(e) => match self.judge(gid, &e).await? {
+                Err(e) => match self.judge(GroupId(gid), &e).await? {
                     Judged::Retry => return Ok(Outcome::Retry(e.to_string())),
                     Judged::Paused => return Ok(Outcome::Park(e.to_string())),
                     // No name: the reply goes out without it.
@@ -415,7 +418,7 @@ impl Bot {
             }
             Err(e) => e,
         };
-        match self.judge(gid, &e).await? {
+        match self.judge(GroupId(gid), &e).await? {
             Judged::Retry => {
                 self.metrics.observe_reply(kind.as_str(), "retry");
                 Ok(Outcome::Retry(e.to_string()))
@@ -445,7 +448,7 @@ impl Bot {
         let group_id = row.group_id;
         Some(match target {
             Target::Comment { owner_id, post_id, reply_to } => {
-                let guid = comment_guid(group_id, &row.event_id);
+                let guid = comment_guid(GroupId(group_id), &row.event_id);
                 let request = CommentReply {
                     owner_id,
                     post_id,
@@ -465,7 +468,7 @@ impl Bot {
 
     /// What a VK error means for the event: try later (transient), hold it (the key is dead: the community is
     /// paused by the one owner of that decision), or final for this reply.
-    async fn judge(&self, group_id: i64, e: &vk::Error) -> anyhow::Result<Judged> {
+    async fn judge(&self, group_id: GroupId, e: &vk::Error) -> anyhow::Result<Judged> {
         if e.is_retryable() {
             return Ok(Judged::Retry);
         }
@@ -474,7 +477,7 @@ impl Bot {
             return Ok(Judged::Paused);
         }
         if e.is_wrong_token_kind() {
-            tracing::error!(group_id, error = %e, "a VK method refused the community key's kind: a bug in vkhook");
+            tracing::error!(group_id = group_id.0, error = %e, "a VK method refused the community key's kind: a bug in vkhook");
         }
         Ok(Judged::Final)
     }
@@ -526,18 +529,18 @@ mod tests {
     #[test]
     fn who_gets_an_answer_and_where_it_goes() {
         let on = settings(true, true);
-        let job = job_for(&comment(2), 1001, &on).unwrap();
+        let job = job_for(&comment(2), GroupId(1001), &on).unwrap();
         assert_eq!(job.target, Target::Comment { owner_id: -1001, post_id: 1, reply_to: 5 });
         assert_eq!((job.text.as_str(), job.author), ("цена?", 2));
-        assert_eq!(job_for(&comment(-1001), 1001, &on), Err(Reason::Own), "the community's own comment");
-        assert_eq!(job_for(&comment(-7), 1001, &on), Err(Reason::FromCommunity));
-        assert_eq!(job_for(&comment(2), 1001, &settings(false, true)), Err(Reason::CommentsOff));
-        assert_eq!(job_for(&message(2, 2, 0), 1001, &on).unwrap().target, Target::Message { peer_id: 2 });
-        assert_eq!(job_for(&message(2, 2, 1), 1001, &on), Err(Reason::Own), "outgoing");
-        assert_eq!(job_for(&message(2, 2_000_000_001, 0), 1001, &on), Err(Reason::Chat));
-        assert_eq!(job_for(&message(2, 2, 0), 1001, &settings(true, false)), Err(Reason::MessagesOff));
+        assert_eq!(job_for(&comment(-1001), GroupId(1001), &on), Err(Reason::Own), "the community's own comment");
+        assert_eq!(job_for(&comment(-7), GroupId(1001), &on), Err(Reason::FromCommunity));
+        assert_eq!(job_for(&comment(2), GroupId(1001), &settings(false, true)), Err(Reason::CommentsOff));
+        assert_eq!(job_for(&message(2, 2, 0), GroupId(1001), &on).unwrap().target, Target::Message { peer_id: 2 });
+        assert_eq!(job_for(&message(2, 2, 1), GroupId(1001), &on), Err(Reason::Own), "outgoing");
+        assert_eq!(job_for(&message(2, 2_000_000_001, 0), GroupId(1001), &on), Err(Reason::Chat));
+        assert_eq!(job_for(&message(2, 2, 0), GroupId(1001), &settings(true, false)), Err(Reason::MessagesOff));
         let join = event(r#"{"type":"group_join","group_id":1001,"object":{"user_id":2,"join_type":"join"}}"#);
-        assert_eq!(job_for(&join, 1001, &on), Err(Reason::NoAnswerNeeded));
+        assert_eq!(job_for(&join, GroupId(1001), &on), Err(Reason::NoAnswerNeeded));
     }
 
     /// Иван comments on 1001's first post, as VK would deliver it; returns the stored event's id.
@@ -558,18 +561,18 @@ mod tests {
             natural_key: None,
         };
         kit.store.insert_inbox_batch(&[event]).await.unwrap();
-        kit.store.inbox_event_by_event_id(1001, &format!("{comment_id:040x}")).await.unwrap().unwrap().id
+        kit.store.inbox_event_by_event_id(GroupId(1001), &format!("{comment_id:040x}")).await.unwrap().unwrap().id
     }
 
     #[tokio::test]
     async fn a_comment_is_answered_by_rule_once() {
         let kit = Kit::new().await;
-        kit.give_key(1001).await;
-        kit.store.set_bot_settings(1001, true, true, None).await.unwrap();
-        kit.store.add_rule(1001, "цена", "Цены в меню.").await.unwrap();
+        kit.give_key(GroupId(1001)).await;
+        kit.store.set_bot_settings(GroupId(1001), true, true, None).await.unwrap();
+        kit.store.add_rule(GroupId(1001), "цена", "Цены в меню.").await.unwrap();
         let id = ivan_comments(&kit, "Какая цена?").await;
         kit.run_bot_once().await;
-        let row = kit.store.inbox_event(1001, id).await.unwrap().unwrap();
+        let row = kit.store.inbox_event(GroupId(1001), id).await.unwrap().unwrap();
         assert_eq!(row.status, EventStatus::Done);
         let replies: Vec<_> = kit.sandbox.comments(1001).into_iter().filter(|c| c.from_id == -1001).collect();
         assert_eq!(replies.len(), 1);
@@ -582,8 +585,8 @@ mod tests {
     #[tokio::test]
     async fn a_run_stops_at_an_event_that_must_wait_and_keeps_the_order() {
         let kit = Kit::new().await;
-        kit.give_key(1001).await;
-        kit.store.set_bot_settings(1001, true, true, Some("Спасибо!")).await.unwrap();
+        kit.give_key(GroupId(1001)).await;
+        kit.store.set_bot_settings(GroupId(1001), true, true, Some("Спасибо!")).await.unwrap();
         let ids =
             [ivan_comments(&kit, "раз").await, ivan_comments(&kit, "два").await, ivan_comments(&kit, "три").await];
         kit.sandbox.inject_fault(vk_sandbox::Fault {
@@ -598,7 +601,7 @@ mod tests {
         assert_eq!(runs[0].iter().map(|r| r.id).collect::<Vec<_>>(), ids);
         kit.bot.process_run("unit", runs.into_iter().next().unwrap()).await;
         let store = &kit.store;
-        let row = |id| async move { store.inbox_event(1001, id).await.unwrap().unwrap() };
+        let row = |id| async move { store.inbox_event(GroupId(1001), id).await.unwrap().unwrap() };
         let first = row(ids[0]).await;
         assert_eq!((first.status, first.attempts), (EventStatus::Pending, 1));
         assert!(first.last_error.unwrap().contains('6'));
@@ -609,7 +612,7 @@ mod tests {
         assert_eq!(kit.sandbox.comments(1001).into_iter().filter(|c| c.from_id == -1001).count(), 0);
         // The retry is due within milliseconds (the kit's backoff): the workers go on until all are finished.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while kit.store.inbox_depth(Some(1001)).await.unwrap() > 0 {
+        while kit.store.inbox_depth(Some(GroupId(1001))).await.unwrap() > 0 {
             assert!(std::time::Instant::now() < deadline, "not finished");
             kit.run_bot_once().await;
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -637,22 +640,22 @@ mod tests {
     #[tokio::test]
     async fn a_dead_key_pauses_the_community_and_holds_the_event() {
         let kit = Kit::new().await;
-        kit.give_key(1001).await;
-        kit.store.set_bot_settings(1001, true, true, Some("Спасибо!")).await.unwrap();
-        kit.revoke_key(1001).await;
+        kit.give_key(GroupId(1001)).await;
+        kit.store.set_bot_settings(GroupId(1001), true, true, Some("Спасибо!")).await.unwrap();
+        kit.revoke_key(GroupId(1001)).await;
         let id = ivan_comments(&kit, "Привет").await;
         kit.run_bot_once().await;
-        let row = kit.store.inbox_event(1001, id).await.unwrap().unwrap();
+        let row = kit.store.inbox_event(GroupId(1001), id).await.unwrap().unwrap();
         assert_eq!(row.status, EventStatus::Pending, "held, not dropped");
         assert!(row.next_attempt_at > now_ms() + 60_000, "parked until reconnected");
-        let bot = kit.store.bot_settings(1001).await.unwrap().unwrap();
+        let bot = kit.store.bot_settings(GroupId(1001)).await.unwrap().unwrap();
         assert_eq!(bot.paused_reason, Some(crate::model::PauseReason::Reauth));
-        assert!(kit.credentials.community_key(1001).await.unwrap().is_none(), "the key is dropped");
+        assert!(kit.credentials.community_key(GroupId(1001)).await.unwrap().is_none(), "the key is dropped");
         // Reconnected: a new key, resume → answered once.
-        kit.give_key(1001).await;
-        kit.control.resume(1001).await.unwrap();
+        kit.give_key(GroupId(1001)).await;
+        kit.control.resume(GroupId(1001)).await.unwrap();
         kit.run_bot_once().await;
-        assert_eq!(kit.store.inbox_event(1001, id).await.unwrap().unwrap().status, EventStatus::Done);
+        assert_eq!(kit.store.inbox_event(GroupId(1001), id).await.unwrap().unwrap().status, EventStatus::Done);
         assert_eq!(kit.sandbox.comments(1001).into_iter().filter(|c| c.from_id == -1001).count(), 1);
     }
 
@@ -663,15 +666,15 @@ mod tests {
         let other = Arc::new(crate::vault::Vault::from_spec(&crate::vault::Vault::generate_spec("k2")).unwrap());
         let token = secrecy::SecretString::from(kit.sandbox.issue_community_token(1001, &["manage", "messages"]));
         let scopes = ["manage".to_owned(), "messages".to_owned()];
-        Credentials::new(kit.store.clone(), other).save_community_key(1001, &token, &scopes).await.unwrap();
-        kit.store.set_bot_settings(1001, true, true, Some("Спасибо!")).await.unwrap();
+        Credentials::new(kit.store.clone(), other).save_community_key(GroupId(1001), &token, &scopes).await.unwrap();
+        kit.store.set_bot_settings(GroupId(1001), true, true, Some("Спасибо!")).await.unwrap();
         let id = ivan_comments(&kit, "Привет").await;
-        let err = kit.credentials.community_key(1001).await.err().expect("an error, not \"no key\"");
+        let err = kit.credentials.community_key(GroupId(1001)).await.err().expect("an error, not \"no key\"");
         assert!(matches!(err, crate::store::StoreError::Unreadable { key_id: Some(ref k), .. } if k == "k2"), "{err}");
         kit.run_bot_once().await;
-        let row = kit.store.inbox_event(1001, id).await.unwrap().unwrap();
+        let row = kit.store.inbox_event(GroupId(1001), id).await.unwrap().unwrap();
         assert_eq!(row.status, EventStatus::Pending, "held for a retry, not ignored: {:?}", row.result);
-        let bot = kit.store.bot_settings(1001).await.unwrap().unwrap();
+        let bot = kit.store.bot_settings(GroupId(1001)).await.unwrap().unwrap();
         assert_eq!(bot.paused_reason, None, "nobody is asked to reconnect for our missing key");
         assert_eq!(kit.sandbox.comments(1001).into_iter().filter(|c| c.from_id == -1001).count(), 0);
     }
@@ -679,10 +682,10 @@ mod tests {
     #[tokio::test]
     async fn a_disconnected_community_is_not_answered() {
         let kit = Kit::new().await;
-        kit.store.set_bot_settings(1001, true, true, Some("Спасибо!")).await.unwrap();
+        kit.store.set_bot_settings(GroupId(1001), true, true, Some("Спасибо!")).await.unwrap();
         let id = ivan_comments(&kit, "Привет").await;
         kit.run_bot_once().await;
-        let row = kit.store.inbox_event(1001, id).await.unwrap().unwrap();
+        let row = kit.store.inbox_event(GroupId(1001), id).await.unwrap().unwrap();
         assert_eq!(row.status, EventStatus::Ignored);
         assert!(row.result.unwrap().contains("no_token"));
     }

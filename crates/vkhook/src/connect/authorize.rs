@@ -95,7 +95,7 @@ impl Connector {
     /// Starts connecting `group_id` for administrator `user_id` (the caller checked the role).
     pub async fn start(
         &self,
-        group_id: i64,
+        group_id: GroupId,
         user_id: i64,
         session_hash: &str,
         options: ConnectOptions,
@@ -105,13 +105,13 @@ impl Connector {
             Begun::AlreadyRunning => Started::AlreadyRunning,
             Begun::NeedsToken => {
                 let bulk = options.bulk_id.as_deref();
-                Started::NeedsToken(self.authorize_url(&[group_id], bulk, session_hash).await?)
+                Started::NeedsToken(self.authorize_url(&[GroupId(group_id.0)], bulk, session_hash).await?)
             }
         })
     }
 
     /// Records the run: with a stored key it starts at once, without one it waits for the admin's consent.
-    pub(super) async fn begin(&self, group_id: i64, user_id: i64, options: &ConnectOptions) -> StoreResult<Begun> {
+    pub(super) async fn begin(&self, group_id: GroupId, user_id: i64, options: &ConnectOptions) -> StoreResult<Begun> {
         let has_key = !options.reauthorize
             && self.credentials.community_key(group_id).await?.is_some_and(|k| k.has(CommunityScope::Manage));
         let now = now_ms();
@@ -127,13 +127,13 @@ impl Connector {
         if !self.store.begin_setup(&row, now).await? {
             return Ok(Begun::AlreadyRunning);
         }
-        self.spawn_run(row.group_id, row.run_id.clone(), Some(row.lease_until));
+        self.spawn_run(GroupId(row.group_id), row.run_id.clone(), Some(row.lease_until));
         Ok(Begun::Running)
     }
 
     /// Starts a setup run on vkhook's own initiative (the reconcile pass found our server gone or failed), with the
     /// stored key, on behalf of whoever connected the community. False when a run is already going.
-    pub async fn start_repair(&self, group_id: i64) -> StoreResult<bool> {
+    pub async fn start_repair(&self, group_id: GroupId) -> StoreResult<bool> {
         let by = self.store.community_settings(group_id).await?.and_then(|s| s.connected_by).unwrap_or(0);
         let now = now_ms();
         let mut row = new_run(group_id, by, SetupState::Running, &ConnectOptions::default(), now + self.lease_ms());
@@ -149,7 +149,7 @@ impl Connector {
     /// the bulk run if there is one.
     pub(super) async fn authorize_url(
         &self,
-        group_ids: &[i64],
+        group_ids: &[GroupId],
         bulk_id: Option<&str>,
         session_hash: &str,
     ) -> StoreResult<url::Url> {
@@ -161,15 +161,15 @@ impl Connector {
                 session_hash: session_hash.to_owned(),
                 kind: OAuthPurpose::Community,
                 verifier: None,
-                group_id: if several { None } else { group_ids.first().copied() },
+                group_id: if several { None } else { group_ids.first().copied().map(|id| id.0) },
                 created_at: now_ms(),
-                group_ids: several.then(|| group_ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")),
+                group_ids: several.then(|| group_ids.iter().map(GroupId::to_string).collect::<Vec<_>>().join(",")),
                 bulk_id: bulk_id.map(str::to_owned),
             })
             .await?;
         let scopes: Vec<&str> = self.config.community_scopes.iter().map(String::as_str).collect();
         let redirect = self.public_url.join(COMMUNITY_CALLBACK_PATH);
-        let groups: Vec<GroupId> = group_ids.iter().copied().map(GroupId).collect();
+        let groups: Vec<GroupId> = group_ids.to_vec();
         Ok(self.oauth.community_authorize_url(&redirect, &groups, &scopes, &state))
     }
 
@@ -206,14 +206,14 @@ impl Connector {
                 description = %Untrusted(&err.description),
                 "community authorization not granted"
             );
-            self.fail_waiting_setup(group_id, ErrorKind::Denied).await?;
-            let listed = self.store.community_for_user(user_id, group_id).await?;
+            self.fail_waiting_setup(GroupId(group_id), ErrorKind::Denied).await?;
+            let listed = self.store.community_for_user(user_id, GroupId(group_id)).await?;
             if listed.is_some_and(|c| c.role == Role::Unknown) {
                 return Err(AuthFailure::DeniedUnproven(group_id));
             }
             return Err(AuthFailure::Denied(group_id));
         }
-        if !self.administers(user_id, group_id).await? {
+        if !self.administers(user_id, GroupId(group_id)).await? {
             return Err(AuthFailure::NotAdmin(group_id));
         }
         if back.code.as_deref().is_none_or(str::is_empty) {
@@ -223,17 +223,21 @@ impl Connector {
         // Keys for any other community are dropped here, never stored: the admin asked for this one.
         let granted: Vec<i64> = tokens.iter().map(|(g, _)| g.0).collect();
         let Some((_, token)) = tokens.into_iter().find(|(g, _)| g.0 == group_id) else {
-            tracing::warn!(group_id, ?granted, "VK's code brought keys for other communities only: none kept");
-            self.fail_waiting_setup(group_id, ErrorKind::OtherCommunity).await?;
+            tracing::warn!(
+                group_id = group_id,
+                ?granted,
+                "VK's code brought keys for other communities only: none kept"
+            );
+            self.fail_waiting_setup(GroupId(group_id), ErrorKind::OtherCommunity).await?;
             return Err(AuthFailure::OtherCommunity(group_id));
         };
-        self.accept_key(group_id, user_id, &token).await?;
+        self.accept_key(GroupId(group_id), user_id, &token).await?;
         Ok(Authorized::One(group_id))
     }
 
     /// Whether `user_id` may bring a consent for `group_id`: the stored list says they administer it (VK was asked
     /// before the consent), or VK has not said yet (added by link) — the consent itself then proves it.
-    pub(super) async fn administers(&self, user_id: i64, group_id: i64) -> StoreResult<bool> {
+    pub(super) async fn administers(&self, user_id: i64, group_id: GroupId) -> StoreResult<bool> {
         let manager = self.store.community_for_user(user_id, group_id).await?;
         Ok(manager.is_some_and(|c| matches!(c.role, Role::Administrator | Role::Unknown)))
     }
@@ -252,7 +256,7 @@ impl Connector {
     /// A refusal is recorded on the community's setup; the error says which.
     pub(super) async fn accept_key(
         &self,
-        group_id: i64,
+        group_id: GroupId,
         user_id: i64,
         token: &vk::AccessToken,
     ) -> Result<(), AuthFailure> {
@@ -260,27 +264,27 @@ impl Connector {
             Ok(p) => p,
             Err(e) => {
                 self.fail_waiting_setup(group_id, ErrorKind::from_vk(&e)).await?;
-                return Err(AuthFailure::Vk(group_id, e));
+                return Err(AuthFailure::Vk(group_id.0, e));
             }
         };
         if !permissions.has(CommunityScope::Manage) {
-            tracing::info!(group_id, scopes = ?permissions.names(), "community key without manage: not stored");
+            tracing::info!(group_id = group_id.0, scopes = ?permissions.names(), "community key without manage: not stored");
             self.fail_waiting_setup(group_id, ErrorKind::NoManage).await?;
-            return Err(AuthFailure::NoManage(group_id));
+            return Err(AuthFailure::NoManage(group_id.0));
         }
         // Only an administrator can grant a community key: the consent proves the role, unless the managers' list
         // says the person at VK's page was someone else.
         if !self.roles.prove_by_consent(user_id, group_id, token).await? {
             tracing::warn!(
-                group_id,
+                group_id = group_id.0,
                 user_id,
                 "a consent from a VK account other than the signed-in user's: not stored"
             );
             self.fail_waiting_setup(group_id, ErrorKind::NotAdmin).await?;
-            return Err(AuthFailure::NotAdmin(group_id));
+            return Err(AuthFailure::NotAdmin(group_id.0));
         }
         self.credentials.save_community_key(group_id, token.secret(), &permissions.names()).await?;
-        tracing::info!(group_id, "community key stored");
+        tracing::info!(group_id = group_id.0, "community key stored");
         self.continue_setup(group_id, user_id).await?;
         Ok(())
     }
@@ -303,7 +307,7 @@ impl Connector {
 
     /// Ends the community's run that waits for a consent as failed; a run already going (started meanwhile from
     /// another page) is left alone.
-    pub(super) async fn fail_waiting_setup(&self, group_id: i64, kind: ErrorKind) -> StoreResult<()> {
+    pub(super) async fn fail_waiting_setup(&self, group_id: GroupId, kind: ErrorKind) -> StoreResult<()> {
         let setup = self.store.setup(group_id).await?;
         if let Some(setup) = setup.filter(|s| s.state == SetupState::WaitingToken) {
             self.store.finish_setup(group_id, &setup.run_id, SetupState::Failed, Some((kind, "")), 0).await?;
@@ -312,7 +316,7 @@ impl Connector {
     }
 
     /// Continues the setup the admin started, with the options they chose then.
-    async fn continue_setup(&self, group_id: i64, user_id: i64) -> StoreResult<()> {
+    async fn continue_setup(&self, group_id: GroupId, user_id: i64) -> StoreResult<()> {
         let previous = self.store.setup(group_id).await?;
         let options = ConnectOptions {
             replace_server_id: previous.as_ref().and_then(|p| p.replace_server_id),

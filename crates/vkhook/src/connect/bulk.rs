@@ -13,6 +13,7 @@
 //!   A community left unticked at VK fails as «not granted» and has its own «Попробовать снова».
 
 use std::sync::Arc;
+use vk::GroupId;
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -41,11 +42,11 @@ pub struct BulkStarted {
 #[derive(Debug, Clone, Default)]
 pub struct BulkChoice {
     /// VK confirms the user administers them (now, or by the last proof).
-    pub confirmed: Vec<i64>,
+    pub confirmed: Vec<GroupId>,
     /// Added by link, role not proven: they go to the consent even with a key stored (the consent is the proof).
-    pub unproven: Vec<i64>,
+    pub unproven: Vec<GroupId>,
     /// VK says the user does not administer them: listed, refused, and their setup records never touched.
-    pub refused: Vec<i64>,
+    pub refused: Vec<GroupId>,
 }
 
 impl Connector {
@@ -58,18 +59,18 @@ impl Connector {
         chosen: &BulkChoice,
         options: ConnectOptions,
     ) -> StoreResult<BulkStarted> {
-        let going: Vec<i64> = chosen.confirmed.iter().chain(&chosen.unproven).copied().collect();
+        let going: Vec<GroupId> = chosen.confirmed.iter().chain(&chosen.unproven).copied().collect();
         let bulk = self.new_bulk(user_id, BulkKind::Connect, &going, &chosen.refused).await?;
         for &group_id in &chosen.refused {
-            self.store.set_bulk_outcome(&bulk.id, group_id, BulkOutcome::NotAdmin).await?;
+            self.store.set_bulk_outcome(&bulk.id, GroupId(group_id.0), BulkOutcome::NotAdmin).await?;
         }
         let mut need_key = 0;
         let prove = ConnectOptions { reauthorize: true, ..options.clone() };
         for &group_id in &chosen.confirmed {
-            need_key += usize::from(self.begin(group_id, user_id, &options).await? == Begun::NeedsToken);
+            need_key += usize::from(self.begin(GroupId(group_id.0), user_id, &options).await? == Begun::NeedsToken);
         }
         for &group_id in &chosen.unproven {
-            need_key += usize::from(self.begin(group_id, user_id, &prove).await? == Begun::NeedsToken);
+            need_key += usize::from(self.begin(GroupId(group_id.0), user_id, &prove).await? == Begun::NeedsToken);
         }
         tracing::info!(user_id, communities = going.len(), need_key, "bulk connect started");
         let consent = self.next_consent(&bulk.id, user_id, &[], session_hash).await?;
@@ -83,7 +84,7 @@ impl Connector {
         &self,
         bulk_id: &str,
         user_id: i64,
-        asked: &[i64],
+        asked: &[GroupId],
         session_hash: &str,
     ) -> StoreResult<Option<url::Url>> {
         let mut rest = self.waiting(bulk_id, user_id, asked, false).await?;
@@ -94,9 +95,15 @@ impl Connector {
         Ok(Some(self.authorize_url(&rest, Some(bulk_id), session_hash).await?))
     }
 
-    async fn new_bulk(&self, user_id: i64, kind: BulkKind, ids: &[i64], refused: &[i64]) -> StoreResult<BulkRun> {
+    async fn new_bulk(
+        &self,
+        user_id: i64,
+        kind: BulkKind,
+        ids: &[GroupId],
+        refused: &[GroupId],
+    ) -> StoreResult<BulkRun> {
         let bulk = BulkRun { id: vk::oauth::random_urlsafe(12), user_id, kind, created_at: now_ms() };
-        let all: Vec<i64> = ids.iter().chain(refused).copied().collect();
+        let all: Vec<GroupId> = ids.iter().chain(refused).copied().collect();
         self.store.create_bulk(&bulk, &all).await?;
         Ok(bulk)
     }
@@ -109,7 +116,7 @@ impl Connector {
         user_id: i64,
         back: &CommunityRedirect,
         bulk_id: String,
-        asked: Vec<i64>,
+        asked: Vec<GroupId>,
     ) -> Result<Authorized, AuthFailure> {
         if let Some(err) = vk::oauth::redirect_error(back.error.as_deref(), back.error_description.as_deref()) {
             tracing::info!(
@@ -120,7 +127,7 @@ impl Connector {
             );
             // «Отмена» stops the run: this consent's communities and those still waiting for a later one.
             for group_id in self.waiting(&bulk_id, user_id, &asked, true).await? {
-                self.fail_waiting_setup(group_id, ErrorKind::Denied).await?;
+                self.fail_waiting_setup(GroupId(group_id.0), ErrorKind::Denied).await?;
             }
             return Ok(Authorized::Bulk { bulk_id, next: None });
         }
@@ -129,24 +136,24 @@ impl Connector {
             Err(e) => {
                 tracing::warn!(error = %Untrusted(&e.to_string()), "the code of a bulk consent did not exchange");
                 for &group_id in &asked {
-                    self.fail_waiting_setup(group_id, ErrorKind::from_vk(&e)).await?;
+                    self.fail_waiting_setup(GroupId(group_id.0), ErrorKind::from_vk(&e)).await?;
                 }
                 return Ok(Authorized::Bulk { bulk_id, next: None });
             }
         };
-        let keyed: Vec<(i64, Option<vk::AccessToken>)> = asked
+        let keyed: Vec<(GroupId, Option<vk::AccessToken>)> = asked
             .iter()
-            .map(|&g| (g, tokens.iter().position(|(t, _)| t.0 == g).map(|i| tokens.swap_remove(i).1)))
+            .map(|&g| (g, tokens.iter().position(|(t, _)| *t == g).map(|i| tokens.swap_remove(i).1)))
             .collect();
         // Keys for communities this consent did not ask for are dropped, never stored.
         if !tokens.is_empty() {
-            let others: Vec<i64> = tokens.iter().map(|(g, _)| g.0).collect();
+            let others: Vec<GroupId> = tokens.iter().map(|(g, _)| *g).collect();
             tracing::warn!(?others, "VK's code brought keys for communities not asked for: none kept");
         }
         let connector = self.clone();
         all_at_once(keyed, move |(group_id, token)| {
             let connector = connector.clone();
-            async move { connector.accept_bulk_key(group_id, user_id, token).await }
+            async move { connector.accept_bulk_key(GroupId(group_id.0), user_id, token).await }
         })
         .await?;
         let next = self.next_consent(&bulk_id, user_id, &asked, session_hash).await?;
@@ -157,7 +164,7 @@ impl Connector {
     /// database failure is an error here: each community's refusal is its own.
     async fn accept_bulk_key(
         &self,
-        group_id: i64,
+        group_id: GroupId,
         user_id: i64,
         token: Option<vk::AccessToken>,
     ) -> Result<(), AuthFailure> {
@@ -165,7 +172,7 @@ impl Connector {
             return Ok(self.fail_waiting_setup(group_id, ErrorKind::NotAdmin).await?);
         }
         let Some(token) = token else {
-            tracing::info!(group_id, "the admin did not grant this community at VK");
+            tracing::info!(group_id = group_id.0, "the admin did not grant this community at VK");
             return Ok(self.fail_waiting_setup(group_id, ErrorKind::NotGranted).await?);
         };
         match self.accept_key(group_id, user_id, &token).await {
@@ -181,9 +188,9 @@ impl Connector {
         &self,
         bulk_id: &str,
         user_id: i64,
-        asked: &[i64],
+        asked: &[GroupId],
         including_asked: bool,
-    ) -> StoreResult<Vec<i64>> {
+    ) -> StoreResult<Vec<GroupId>> {
         let members = self.store.bulk_members(bulk_id, user_id).await?;
         let last = members.iter().rposition(|(m, _)| asked.contains(&m.community.id));
         Ok(members
@@ -201,26 +208,31 @@ impl Connector {
 
     /// «Отключить выбранные»: removes our server at VK for each of `group_ids` (never anyone else's: only the server
     /// id we registered) and records each outcome. `not_admin` are listed as refused.
-    pub async fn disconnect_bulk(&self, user_id: i64, group_ids: &[i64], not_admin: &[i64]) -> StoreResult<String> {
+    pub async fn disconnect_bulk(
+        &self,
+        user_id: i64,
+        group_ids: &[GroupId],
+        not_admin: &[GroupId],
+    ) -> StoreResult<String> {
         let bulk = self.new_bulk(user_id, BulkKind::Disconnect, group_ids, not_admin).await?;
         for &group_id in not_admin {
-            self.store.set_bulk_outcome(&bulk.id, group_id, BulkOutcome::NotAdmin).await?;
+            self.store.set_bulk_outcome(&bulk.id, GroupId(group_id.0), BulkOutcome::NotAdmin).await?;
         }
         let (connector, bulk_id) = (self.clone(), bulk.id.clone());
         all_at_once(group_ids.to_vec(), move |group_id| {
             let (connector, bulk_id) = (connector.clone(), bulk_id.clone());
             async move {
-                let outcome = match connector.disconnect(group_id).await {
+                let outcome = match connector.disconnect(GroupId(group_id.0)).await {
                     Ok(Disconnected::Removed) => BulkOutcome::Removed,
                     Ok(Disconnected::TokenDead) => BulkOutcome::TokenDead,
                     Ok(Disconnected::NothingAtVk) => BulkOutcome::NothingAtVk,
                     Err(ConnectError::Store(e)) => return Err(e),
                     Err(e) => {
-                        tracing::warn!(group_id, error = %e, "could not disconnect at VK");
+                        tracing::warn!(group_id = group_id.0, error = %e, "could not disconnect at VK");
                         BulkOutcome::Failed
                     }
                 };
-                connector.store.set_bulk_outcome(&bulk_id, group_id, outcome).await
+                connector.store.set_bulk_outcome(&bulk_id, GroupId(group_id.0), outcome).await
             }
         })
         .await?;

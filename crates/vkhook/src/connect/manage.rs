@@ -19,12 +19,12 @@ pub enum Disconnected {
 
 impl Connector {
     /// Deletes our server at VK and forgets the key, secrets and code.
-    pub async fn disconnect(&self, group_id: i64) -> Result<Disconnected, ConnectError> {
+    pub async fn disconnect(&self, group_id: GroupId) -> Result<Disconnected, ConnectError> {
         let settings = self.store.community_settings(group_id).await?;
         let server_id = settings.as_ref().and_then(|s| s.server_id);
         let outcome = match (server_id, self.credentials.community_key(group_id).await?) {
             (Some(server_id), Some(key)) => {
-                match self.vk.groups_delete_callback_server(&key.token, GroupId(group_id), server_id).await {
+                match self.vk.groups_delete_callback_server(&key.token, group_id, server_id).await {
                     Ok(()) => Disconnected::Removed,
                     Err(e) if e.code() == Some(vk::code::NOT_FOUND) => Disconnected::Removed,
                     Err(e) if e.needs_reauth() || e.is_access_denied() => Disconnected::TokenDead,
@@ -35,12 +35,12 @@ impl Connector {
             (None, _) => Disconnected::NothingAtVk,
         };
         self.credentials.forget(group_id).await?;
-        tracing::info!(group_id, "community disconnected");
+        tracing::info!(group_id = group_id.0, "community disconnected");
         Ok(outcome)
     }
 
     /// Switches event types on and off (only `setCallbackSettings`); unknown names are ignored.
-    pub async fn save_events(&self, group_id: i64, chosen: &[String]) -> Result<(), ConnectError> {
+    pub async fn save_events(&self, group_id: GroupId, chosen: &[String]) -> Result<(), ConnectError> {
         let on: Vec<&str> =
             vk::DEFAULT_SUBSCRIPTION.iter().copied().filter(|e| chosen.iter().any(|c| c == e)).collect();
         let off: Vec<&str> = vk::DEFAULT_SUBSCRIPTION.iter().copied().filter(|e| !on.contains(e)).collect();
@@ -48,7 +48,7 @@ impl Connector {
         let key = self.credentials.community_key(group_id).await?.ok_or(ConnectError::NotConnected)?;
         let server_id = settings.server_id.ok_or(ConnectError::NotConnected)?;
         let version = settings.api_version.as_deref().unwrap_or(API_VERSION);
-        let call = self.vk.groups_set_callback_settings(&key.token, GroupId(group_id), server_id, version, &on, &off);
+        let call = self.vk.groups_set_callback_settings(&key.token, group_id, server_id, version, &on, &off);
         self.vk_result(group_id, call.await).await?;
         self.store.set_events(group_id, &on.join(",")).await?;
         Ok(())
@@ -57,12 +57,12 @@ impl Connector {
     /// VK's view of our server right now (status, URL, enabled events, API version); records the status.
     pub async fn vk_server_view(
         &self,
-        group_id: i64,
+        group_id: GroupId,
     ) -> Result<(vk::CallbackServer, vk::CallbackSettings), ConnectError> {
         let settings = self.store.community_settings(group_id).await?;
         let server_id = settings.and_then(|s| s.server_id).ok_or(ConnectError::NotConnected)?;
         let key = self.credentials.community_key(group_id).await?.ok_or(ConnectError::NotConnected)?;
-        let group = GroupId(group_id);
+        let group = group_id;
         let servers = self.vk_result(group_id, self.vk.groups_get_callback_servers(&key.token, group).await).await?;
         let Some(server) = servers.into_iter().find(|s| s.id == server_id) else {
             self.store.set_vk_server_status(group_id, &VkServerView::Missing).await?;
@@ -75,9 +75,9 @@ impl Connector {
     }
 
     /// The «10 servers» page: every server at VK (title, URL, status), fetched now.
-    pub async fn occupied_slots(&self, group_id: i64) -> Result<Vec<vk::CallbackServer>, ConnectError> {
+    pub async fn occupied_slots(&self, group_id: GroupId) -> Result<Vec<vk::CallbackServer>, ConnectError> {
         let Some(key) = self.credentials.community_key(group_id).await? else { return Ok(Vec::new()) };
-        let call = self.vk.groups_get_callback_servers(&key.token, GroupId(group_id)).await;
+        let call = self.vk.groups_get_callback_servers(&key.token, group_id).await;
         self.vk_result(group_id, call).await
     }
 }

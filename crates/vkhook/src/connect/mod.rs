@@ -31,6 +31,7 @@ pub mod run;
 
 use std::sync::Arc;
 use std::time::Duration;
+use vk::GroupId;
 
 use crate::bot::BotControl;
 use crate::credentials::Credentials;
@@ -120,7 +121,7 @@ impl Connector {
     }
 
     /// A VK call's result; a refused key is handed to its one owner before the error goes back.
-    async fn vk_result<T>(&self, group_id: i64, result: Result<T, vk::Error>) -> Result<T, ConnectError> {
+    async fn vk_result<T>(&self, group_id: GroupId, result: Result<T, vk::Error>) -> Result<T, ConnectError> {
         match result {
             Ok(v) => Ok(v),
             Err(e) => {
@@ -139,7 +140,7 @@ fn same_url(a: &str, b: &str) -> bool {
 
 /// A new run record in `state`.
 pub(super) fn new_run(
-    group_id: i64,
+    group_id: GroupId,
     user_id: i64,
     state: SetupState,
     options: &ConnectOptions,
@@ -147,7 +148,7 @@ pub(super) fn new_run(
 ) -> SetupRow {
     let now = now_ms();
     SetupRow {
-        group_id,
+        group_id: group_id.0,
         run_id: vk::oauth::random_urlsafe(12),
         state,
         step_token: if state == SetupState::WaitingToken { StepState::Running } else { StepState::Pending },
@@ -171,7 +172,11 @@ pub(super) fn new_run(
 
 /// Waits (for tests and the benchmark) until the community's setup finishes; returns the record.
 #[cfg(feature = "testing")]
-pub async fn wait_for_setup(store: &Store, group_id: i64, timeout: Duration) -> Result<Option<SetupRow>, StoreError> {
+pub async fn wait_for_setup(
+    store: &Store,
+    group_id: GroupId,
+    timeout: Duration,
+) -> Result<Option<SetupRow>, StoreError> {
     let deadline = std::time::Instant::now() + timeout;
     loop {
         let setup = store.setup(group_id).await?;
@@ -191,26 +196,26 @@ mod tests {
     #[tokio::test]
     async fn a_setup_run_registers_one_server_that_vk_confirms() {
         let kit = Kit::new().await;
-        kit.connected(1001).await;
+        kit.connected(GroupId(1001)).await;
         let servers = kit.sandbox.servers(1001);
         assert_eq!(servers.len(), 1);
         assert_eq!(servers[0].url, kit.connector.callback_url());
         assert_eq!(servers[0].status, vk_sandbox::ServerStatus::Ok, "VK asked us and got the stored code");
-        let settings = kit.store.community_settings(1001).await.unwrap().unwrap();
+        let settings = kit.store.community_settings(GroupId(1001)).await.unwrap().unwrap();
         assert_eq!((settings.status, settings.server_id), (CommunityStatus::Connected, Some(servers[0].id)));
         // Connecting again edits the same server and keeps the secret (nothing needs a new one).
-        let first_secret = kit.credentials.current_callback_secret(1001).await.unwrap().unwrap();
-        kit.connected(1001).await;
+        let first_secret = kit.credentials.current_callback_secret(GroupId(1001)).await.unwrap().unwrap();
+        kit.connected(GroupId(1001)).await;
         assert_eq!(kit.sandbox.servers(1001).len(), 1, "edited, not added again");
-        let second = kit.credentials.current_callback_secret(1001).await.unwrap().unwrap();
+        let second = kit.credentials.current_callback_secret(GroupId(1001)).await.unwrap().unwrap();
         assert_eq!(secrecy::ExposeSecret::expose_secret(&first_secret), secrecy::ExposeSecret::expose_secret(&second));
     }
 
     #[tokio::test]
     async fn a_run_without_a_key_asks_for_a_new_authorization() {
         let kit = Kit::new().await;
-        assert!(kit.connector.start_repair(1001).await.unwrap());
-        let setup = wait_for_setup(&kit.store, 1001, Duration::from_secs(5)).await.unwrap().unwrap();
+        assert!(kit.connector.start_repair(GroupId(1001)).await.unwrap());
+        let setup = wait_for_setup(&kit.store, GroupId(1001), Duration::from_secs(5)).await.unwrap().unwrap();
         assert_eq!((setup.state, setup.error_kind), (SetupState::Failed, Some(ErrorKind::Reauth)));
         assert!(kit.sandbox.servers(1001).is_empty());
     }
@@ -218,27 +223,30 @@ mod tests {
     #[tokio::test]
     async fn saving_event_types_with_a_dead_key_pauses_the_bot_once() {
         let kit = Kit::new().await;
-        kit.connected(1001).await;
-        kit.revoke_key(1001).await;
-        let err = kit.connector.save_events(1001, &["message_new".into()]).await.unwrap_err();
+        kit.connected(GroupId(1001)).await;
+        kit.revoke_key(GroupId(1001)).await;
+        let err = kit.connector.save_events(GroupId(1001), &["message_new".into()]).await.unwrap_err();
         assert!(matches!(&err, ConnectError::Vk(e) if e.needs_reauth()), "{err:?}");
-        let settings = kit.store.community_settings(1001).await.unwrap().unwrap();
+        let settings = kit.store.community_settings(GroupId(1001)).await.unwrap().unwrap();
         assert_eq!(settings.status, CommunityStatus::NeedsReauth);
-        assert_eq!(kit.store.bot_settings(1001).await.unwrap().unwrap().paused_reason, Some(PauseReason::Reauth));
+        assert_eq!(
+            kit.store.bot_settings(GroupId(1001)).await.unwrap().unwrap().paused_reason,
+            Some(PauseReason::Reauth)
+        );
         // Seen again (the page, «Проверить»): no key any more, nothing new logged.
-        assert!(matches!(kit.connector.vk_server_view(1001).await, Err(ConnectError::NotConnected)));
-        let paused = kit.store.community_log(1001, 10).await.unwrap();
+        assert!(matches!(kit.connector.vk_server_view(GroupId(1001)).await, Err(ConnectError::NotConnected)));
+        let paused = kit.store.community_log(GroupId(1001), 10).await.unwrap();
         assert_eq!(paused.len(), 1, "{paused:?}");
     }
 
     #[tokio::test]
     async fn disconnect_removes_only_our_server() {
         let kit = Kit::new().await;
-        kit.connected(1001).await;
-        assert_eq!(kit.connector.disconnect(1001).await.unwrap(), Disconnected::Removed);
+        kit.connected(GroupId(1001)).await;
+        assert_eq!(kit.connector.disconnect(GroupId(1001)).await.unwrap(), Disconnected::Removed);
         assert!(kit.sandbox.servers(1001).is_empty());
-        let settings = kit.store.community_settings(1001).await.unwrap().unwrap();
+        let settings = kit.store.community_settings(GroupId(1001)).await.unwrap().unwrap();
         assert_eq!((settings.status, settings.secret), (CommunityStatus::NotConnected, None));
-        assert_eq!(kit.connector.disconnect(1001).await.unwrap(), Disconnected::NothingAtVk);
+        assert_eq!(kit.connector.disconnect(GroupId(1001)).await.unwrap(), Disconnected::NothingAtVk);
     }
 }

@@ -51,7 +51,7 @@ impl From<StoreError> for Stop {
 
 struct Run {
     connector: Connector,
-    group_id: i64,
+    group_id: GroupId,
     run_id: String,
     lease: Option<i64>,
     vk_calls: i64,
@@ -60,7 +60,7 @@ struct Run {
 }
 
 impl Connector {
-    pub fn spawn_run(&self, group_id: i64, run_id: String, lease: Option<i64>) {
+    pub fn spawn_run(&self, group_id: GroupId, run_id: String, lease: Option<i64>) {
         let run = Run { connector: self.clone(), group_id, run_id, lease, vk_calls: 0, edited_at: None };
         tokio::spawn(run.run());
     }
@@ -70,7 +70,7 @@ impl Connector {
         let abandoned = self.store.abandoned_setups(now_ms()).await?;
         for setup in &abandoned {
             tracing::info!(group_id = setup.group_id, "resuming an interrupted setup");
-            self.spawn_run(setup.group_id, setup.run_id.clone(), None);
+            self.spawn_run(GroupId(setup.group_id), setup.run_id.clone(), None);
         }
         Ok(abandoned.len())
     }
@@ -78,7 +78,7 @@ impl Connector {
     /// Picks up the community's run if its runner died (someone is looking at its progress).
     pub fn resume_if_abandoned(&self, setup: &crate::store::SetupRow) {
         if setup.state == SetupState::Running && setup.lease_until < now_ms() {
-            self.spawn_run(setup.group_id, setup.run_id.clone(), None);
+            self.spawn_run(GroupId(setup.group_id), setup.run_id.clone(), None);
         }
     }
 }
@@ -90,16 +90,16 @@ impl Run {
         match self.execute().await {
             Ok(()) => {
                 let ms = started.elapsed().as_millis() as u64;
-                tracing::info!(group_id, vk_calls = self.vk_calls, ms, "Callback API connected");
+                tracing::info!(group_id = group_id.0, vk_calls = self.vk_calls, ms, "Callback API connected");
                 let finished = self.store().finish_setup(group_id, &self.run_id, SetupState::Done, None, self.vk_calls);
                 if let Err(e) = finished.await {
-                    tracing::error!(group_id, error = %e, "could not record the finished setup");
+                    tracing::error!(group_id = group_id.0, error = %e, "could not record the finished setup");
                 }
             }
-            Err(Stop::Abandoned) => tracing::warn!(group_id, "setup run stopped without finishing"),
+            Err(Stop::Abandoned) => tracing::warn!(group_id = group_id.0, "setup run stopped without finishing"),
             Err(Stop::Failed(f)) => {
                 if let Err(e) = self.record_failure(&f).await {
-                    tracing::error!(group_id, error = %e, "could not record the failed setup");
+                    tracing::error!(group_id = group_id.0, error = %e, "could not record the failed setup");
                 }
             }
         }
@@ -112,9 +112,9 @@ impl Run {
     async fn record_failure(&self, f: &Failure) -> StoreResult<()> {
         let group_id = self.group_id;
         if f.kind == ErrorKind::WrongTokenKind {
-            tracing::error!(group_id, detail = %f.detail, "setup failed: a method refused the key's kind (a bug)");
+            tracing::error!(group_id = group_id.0, detail = %f.detail, "setup failed: a method refused the key's kind (a bug)");
         } else {
-            tracing::warn!(group_id, kind = %f.kind, detail = %f.detail, "setup failed");
+            tracing::warn!(group_id = group_id.0, kind = %f.kind, detail = %f.detail, "setup failed");
         }
         // A refused key was already handed to the bot's control (see `Run::vk`): it set «нужно переподключить».
         if f.kind != ErrorKind::Reauth {
@@ -189,7 +189,7 @@ impl Run {
     async fn code_step(&mut self, key: &CommunityKey) -> Result<SecretString, Stop> {
         self.step(Step::Code, StepState::Running).await?;
         let vk = self.connector.vk.clone();
-        let code = self.vk(vk.groups_get_callback_confirmation_code(&key.token, GroupId(self.group_id))).await?;
+        let code = self.vk(vk.groups_get_callback_confirmation_code(&key.token, self.group_id)).await?;
         let by_user = self.store().setup(self.group_id).await?.map(|s| s.started_by).unwrap_or_default();
         let secret = self
             .connector
@@ -216,7 +216,7 @@ impl Run {
                     if step_started.elapsed() + delay > policy.deadline {
                         return Err(Stop::Failed(f));
                     }
-                    tracing::info!(group_id = self.group_id, kind = %f.kind, attempt, "server step failed; trying it again");
+                    tracing::info!(group_id = self.group_id.0, kind = %f.kind, attempt, "server step failed; trying it again");
                     attempt += 1;
                     tokio::time::sleep(delay).await;
                 }
@@ -233,7 +233,7 @@ impl Run {
     /// Finds our server by URL and edits it, or adds it; deletes the slot the admin picked first if needed.
     async fn place_server(&mut self, key: &CommunityKey, secret: &SecretString) -> Result<i64, Stop> {
         let vk = self.connector.vk.clone();
-        let group = GroupId(self.group_id);
+        let group = self.group_id;
         let url = self.connector.callback_url();
         let servers = self.vk(vk.groups_get_callback_servers(&key.token, group)).await?;
         let ours = servers.iter().find(|s| same_url(&s.url, &url)).map(|s| s.id);
@@ -241,7 +241,7 @@ impl Run {
             // The admin picked this slot explicitly on the «10 servers» page.
             match self.vk_raw(vk.groups_delete_callback_server(&key.token, group, victim)).await? {
                 Ok(()) => {
-                    tracing::info!(group_id = self.group_id, server_id = victim, "replaced a server the admin picked")
+                    tracing::info!(group_id = self.group_id.0, server_id = victim, "replaced a server the admin picked")
                 }
                 Err(e) if e.code() == Some(vk::code::NOT_FOUND) => {}
                 Err(e) => return Err(Stop::Failed(Failure::from_vk(&e))),
@@ -280,7 +280,7 @@ impl Run {
         };
         let off: Vec<&str> = vk::DEFAULT_SUBSCRIPTION.iter().copied().filter(|e| !events.contains(e)).collect();
         let vk = self.connector.vk.clone();
-        let group = GroupId(self.group_id);
+        let group = self.group_id;
         self.vk(vk.groups_set_callback_settings(&key.token, group, server_id, API_VERSION, &events, &off)).await?;
         self.step(Step::Events, StepState::Done).await?;
         Ok(events)
@@ -327,7 +327,7 @@ impl Run {
         old: i64,
     ) -> Result<i64, Stop> {
         let vk = self.connector.vk.clone();
-        let group = GroupId(self.group_id);
+        let group = self.group_id;
         match self.vk_raw(vk.groups_delete_callback_server(&key.token, group, old)).await? {
             Ok(()) => {}
             Err(e) if e.code() == Some(vk::code::NOT_FOUND) => {}
@@ -336,7 +336,7 @@ impl Run {
         let url = self.connector.callback_url();
         let fresh = self.vk(vk.groups_add_callback_server(&key.token, group, &url, SERVER_TITLE, Some(secret))).await?;
         self.edited_at = None;
-        tracing::info!(group_id = self.group_id, old, fresh, "our server stayed failed after an edit: replaced");
+        tracing::info!(group_id = self.group_id.0, old, fresh, "our server stayed failed after an edit: replaced");
         Ok(fresh)
     }
 
@@ -348,7 +348,7 @@ impl Run {
         let vk = self.connector.vk.clone();
         let deadline = std::time::Instant::now() + self.connector.config.confirm_timeout;
         loop {
-            let servers = self.vk(vk.groups_get_callback_servers(&key.token, GroupId(gid))).await?;
+            let servers = self.vk(vk.groups_get_callback_servers(&key.token, gid)).await?;
             match servers.iter().find(|s| s.id == server_id).map(|s| s.status.clone()) {
                 Some(ServerStatus::Ok) => return Ok(Confirmation::Ok),
                 Some(ServerStatus::Failed) => {

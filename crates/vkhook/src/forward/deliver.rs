@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+use vk::GroupId;
 
 use axum::http::{header, StatusCode};
 use tokio::sync::Semaphore;
@@ -171,7 +172,7 @@ impl Forwarding {
             };
             return Tried { record, judgement: Judgement::Failed { at_least: None }, endpoint_down: true };
         }
-        let id = webhook_id(d.group_id, &d.event_id);
+        let id = webhook_id(GroupId(d.group_id), &d.event_id);
         let timestamp = (now_ms() / 1000).to_string();
         let refs: Vec<&SigningKey> = keys.iter().collect();
         let signature = signature_header(&refs, &id, timestamp.parse().unwrap_or_default(), d.payload.as_bytes());

@@ -18,6 +18,7 @@ pub mod target;
 
 use std::sync::Arc;
 use std::time::Duration;
+use vk::GroupId;
 
 use secrecy::SecretString;
 use tokio::sync::Notify;
@@ -141,13 +142,13 @@ impl Forwarding {
             // The alert names the endpoint by its host: its name is free text an admin (or an attacker) typed.
             let host = Url::parse(&endpoint.url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
             let detail = format!("{host}\n{reason}");
-            alerts.raise(endpoint.group_id, crate::model::AlertKind::EndpointDisabled, &endpoint.id, &detail);
+            alerts.raise(GroupId(endpoint.group_id), crate::model::AlertKind::EndpointDisabled, &endpoint.id, &detail);
         }
     }
 
     /// «Удалить»: the endpoint, its queue and its attempts; an alert about it is over.
     pub async fn delete(&self, endpoint: &EndpointRow) -> StoreResult<bool> {
-        let deleted = self.store.delete_endpoint(endpoint.group_id, &endpoint.id).await?;
+        let deleted = self.store.delete_endpoint(GroupId(endpoint.group_id), &endpoint.id).await?;
         self.resolve(endpoint).await?;
         Ok(deleted)
     }
@@ -155,7 +156,9 @@ impl Forwarding {
     async fn resolve(&self, endpoint: &EndpointRow) -> StoreResult<()> {
         match &self.alerts {
             Some(alerts) => {
-                alerts.resolve(endpoint.group_id, crate::model::AlertKind::EndpointDisabled, Some(&endpoint.id)).await
+                alerts
+                    .resolve(GroupId(endpoint.group_id), crate::model::AlertKind::EndpointDisabled, Some(&endpoint.id))
+                    .await
             }
             None => Ok(()),
         }
@@ -184,7 +187,7 @@ impl Forwarding {
     /// `types` empty: every type.
     pub async fn add(
         &self,
-        group_id: i64,
+        group_id: GroupId,
         by_user: i64,
         name: &str,
         url: &str,
@@ -204,7 +207,7 @@ impl Forwarding {
         let name: String = name.trim().chars().take(MAX_NAME).collect();
         let endpoint = NewEndpoint {
             secret: self.vault.seal(&Slot::new(Sealed::EndpointSecret, id.as_str()), &secret),
-            group_id,
+            group_id: group_id.0,
             name: if name.is_empty() { parsed.host_str().unwrap_or_default().to_owned() } else { name },
             url: parsed.to_string(),
             event_types: types.join(","),
@@ -251,14 +254,14 @@ impl Forwarding {
         let sealed = self.vault.seal(&Slot::new(Sealed::EndpointSecret, id), &new);
         let previous = self.vault.seal(&Slot::new(Sealed::PreviousEndpointSecret, id), &old);
         let until = now_ms() + self.settings.previous_secret_window.as_millis() as i64;
-        self.store.rotate_endpoint_secret(endpoint.group_id, id, &sealed, &previous, until).await
+        self.store.rotate_endpoint_secret(GroupId(endpoint.group_id), id, &sealed, &previous, until).await
     }
 
     /// «Отправить тестовое событие»: a realistic event of `event_type` (its `event_id` begins with `test-`), queued
     /// for this endpoint only, signed and retried like any other.
     pub async fn send_test(&self, endpoint: &EndpointRow, event_type: &str) -> StoreResult<String> {
         let event_id = format!("test-{}", vk::oauth::random_urlsafe(16));
-        let body = test_event(endpoint.group_id, event_type, &event_id);
+        let body = test_event(GroupId(endpoint.group_id), event_type, &event_id);
         self.store.add_test_delivery(endpoint, &event_id, event_type, &body).await?;
         self.wake();
         Ok(event_id)
@@ -281,7 +284,7 @@ impl Forwarding {
     /// «Включить» (its queue is sent again) / «Отключить».
     pub async fn set_enabled(&self, endpoint: &EndpointRow, enabled: bool) -> StoreResult<bool> {
         let disabled = (!enabled).then_some(crate::model::DisabledReason::Admin);
-        let changed = self.store.set_endpoint_disabled(endpoint.group_id, &endpoint.id, disabled).await?;
+        let changed = self.store.set_endpoint_disabled(GroupId(endpoint.group_id), &endpoint.id, disabled).await?;
         if enabled {
             self.resolve(endpoint).await?;
         }
@@ -292,7 +295,7 @@ impl Forwarding {
 
 /// The body of a test event: VK's shape (`type`, `object`, `group_id`, `event_id`, `v`) with a realistic object of
 /// the type, as VK would send it (vendor/vk-callback-samples).
-pub fn test_event(group_id: i64, event_type: &str, event_id: &str) -> String {
+pub fn test_event(group_id: GroupId, event_type: &str, event_id: &str) -> String {
     let now = now_ms() / 1000;
     let object = match event_type {
         "message_new" | "message_reply" | "message_edit" => {
@@ -307,13 +310,17 @@ pub fn test_event(group_id: i64, event_type: &str, event_id: &str) -> String {
             }
         }
         "wall_reply_new" | "wall_reply_edit" => serde_json::json!({"id": 1, "from_id": 1, "date": now,
-            "text": "Тестовый комментарий от vkhook", "post_owner_id": -group_id, "post_id": 1, "owner_id": -group_id}),
-        "wall_reply_delete" => serde_json::json!({"owner_id": -group_id, "id": 1, "deleter_id": 1, "post_id": 1}),
-        "wall_post_new" | "wall_repost" => serde_json::json!({"id": 1, "owner_id": -group_id, "from_id": -group_id,
+            "text": "Тестовый комментарий от vkhook", "post_owner_id": group_id.as_owner(), "post_id": 1, "owner_id": group_id.as_owner()}),
+        "wall_reply_delete" => {
+            serde_json::json!({"owner_id": group_id.as_owner(), "id": 1, "deleter_id": 1, "post_id": 1})
+        }
+        "wall_post_new" | "wall_repost" => {
+            serde_json::json!({"id": 1, "owner_id": group_id.as_owner(), "from_id": group_id.as_owner(),
             "created_by": 1, "date": now, "text": "Тестовая запись от vkhook", "marked_as_ads": 0,
-            "post_type": "post", "can_edit": 1, "can_delete": 1}),
+            "post_type": "post", "can_edit": 1, "can_delete": 1})
+        }
         "like_add" | "like_remove" => serde_json::json!({"liker_id": 1, "object_type": "post",
-            "object_owner_id": -group_id, "object_id": 1, "thread_reply_id": 0}),
+            "object_owner_id": group_id.as_owner(), "object_id": 1, "thread_reply_id": 0}),
         "message_allow" => serde_json::json!({"user_id": 1, "key": ""}),
         "message_deny" => serde_json::json!({"user_id": 1}),
         "group_join" => serde_json::json!({"user_id": 1, "join_type": "join"}),

@@ -12,6 +12,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use sha2::{Digest, Sha256};
+use vk::GroupId;
 
 /// How a signing secret is written: `whsec_` and the key in base64.
 pub const SECRET_PREFIX: &str = "whsec_";
@@ -69,7 +70,7 @@ pub fn signature_header(keys: &[&SigningKey], id: &str, timestamp: i64, body: &[
 
 /// The `webhook-id` of a community's event: the same for every attempt and replay, different for every other event
 /// (also across communities); `evt_` and 32 hex digits of SHA-256 over the community and VK's `event_id`.
-pub fn webhook_id(group_id: i64, event_id: &str) -> String {
+pub fn webhook_id(group_id: GroupId, event_id: &str) -> String {
     let digest = Sha256::new().chain_update(group_id.to_string()).chain_update(b":").chain_update(event_id).finalize();
     let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
     format!("evt_{hex}")
@@ -106,7 +107,7 @@ mod tests {
     fn the_reference_library_verifies_our_signatures() {
         let (old, old_text) = SigningKey::generate();
         let (new, new_text) = SigningKey::generate();
-        let id = webhook_id(1001, &"a".repeat(40));
+        let id = webhook_id(GroupId(1001), &"a".repeat(40));
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
         let body = br#"{"type":"wall_reply_new","object":{},"group_id":1001,"event_id":"aaaa","v":"5.199"}"#;
         let both = signature_header(&[&new, &old], &id, now, body);
@@ -129,10 +130,10 @@ mod tests {
     #[test]
     fn a_webhook_id_is_stable_per_event_and_differs_between_events() {
         let e = "0123456789abcdef0123456789abcdef01234567";
-        assert_eq!(webhook_id(1001, e), webhook_id(1001, e));
-        assert_ne!(webhook_id(1001, e), webhook_id(1002, e), "another community");
-        assert_ne!(webhook_id(1001, e), webhook_id(1001, "test-1"));
-        assert!(webhook_id(1001, e).starts_with("evt_") && webhook_id(1001, e).len() == 36);
+        assert_eq!(webhook_id(GroupId(1001), e), webhook_id(GroupId(1001), e));
+        assert_ne!(webhook_id(GroupId(1001), e), webhook_id(GroupId(1002), e), "another community");
+        assert_ne!(webhook_id(GroupId(1001), e), webhook_id(GroupId(1001), "test-1"));
+        assert!(webhook_id(GroupId(1001), e).starts_with("evt_") && webhook_id(GroupId(1001), e).len() == 36);
     }
 
     #[test]

@@ -92,7 +92,7 @@ pub struct HealthCard {
 }
 
 /// The health card of a community, from the store.
-pub async fn card(store: &Store, group_id: i64, silence: &Silence) -> StoreResult<HealthCard> {
+pub async fn card(store: &Store, group_id: GroupId, silence: &Silence) -> StoreResult<HealthCard> {
     let now = now_ms();
     let since = now - 24 * 3600 * 1000;
     let settings = store.community_settings(group_id).await?;
@@ -118,8 +118,8 @@ pub async fn card(store: &Store, group_id: i64, silence: &Silence) -> StoreResul
         events_24h: store.inbox_counts_by_type(group_id, since).await?,
         replies_sent_24h,
         replies_failed_24h,
-        queue_depth: store.inbox_depth(Some(group_id)).await?,
-        queue_oldest_at: store.oldest_open_event_at(Some(group_id)).await?,
+        queue_depth: store.inbox_depth(Some(GroupId(group_id.0))).await?,
+        queue_oldest_at: store.oldest_open_event_at(Some(GroupId(group_id.0))).await?,
         last_error,
         paused: bot.and_then(|b| b.paused_reason),
         log: store.community_log(group_id, 10).await?,
@@ -172,13 +172,13 @@ impl Reconciler {
     }
 
     /// Compares VK's view of our server with ours and repairs drift. Records what it did in the community's log.
-    pub async fn reconcile(&self, group_id: i64) -> StoreResult<Repair> {
+    pub async fn reconcile(&self, group_id: GroupId) -> StoreResult<Repair> {
         let Some(settings) = self.store.community_settings(group_id).await? else { return Ok(Repair::Skipped) };
         if !settings.setup_mode.server_is_ours() || !settings.callback_configured {
             return Ok(Repair::Skipped);
         }
         let Some(key) = self.credentials.community_key(group_id).await? else { return Ok(Repair::Skipped) };
-        let group = GroupId(group_id);
+        let group = group_id;
         let url = self.connector.callback_url();
         let servers = match self.vk.groups_get_callback_servers(&key.token, group).await {
             Ok(s) => s,
@@ -222,22 +222,22 @@ impl Reconciler {
         }
         let entry = LogEntry::SettingsRestored { events: missing, version: version_drift };
         self.store.log_community(group_id, &entry).await?;
-        tracing::info!(group_id, repair = ?entry, "reconcile repaired drift at VK");
+        tracing::info!(group_id = group_id.0, repair = ?entry, "reconcile repaired drift at VK");
         Ok(Repair::SettingsRestored)
     }
 
-    async fn start_repair(&self, group_id: i64, why: LogEntry) -> StoreResult<Repair> {
+    async fn start_repair(&self, group_id: GroupId, why: LogEntry) -> StoreResult<Repair> {
         self.store.log_community(group_id, &why).await?;
         self.connector.start_repair(group_id).await?;
         Ok(Repair::SetupStarted(why))
     }
 
-    async fn vk_trouble(&self, group_id: i64, e: &vk::Error) -> StoreResult<Repair> {
+    async fn vk_trouble(&self, group_id: GroupId, e: &vk::Error) -> StoreResult<Repair> {
         if e.needs_reauth() {
             self.bot.pause_for_reauth(group_id, e).await?;
             return Ok(Repair::NeedsReauth);
         }
-        tracing::warn!(group_id, error = %e, "reconcile: VK did not answer");
+        tracing::warn!(group_id = group_id.0, error = %e, "reconcile: VK did not answer");
         Ok(Repair::VkUnavailable)
     }
 
@@ -245,8 +245,8 @@ impl Reconciler {
     pub async fn reconcile_all(&self) -> StoreResult<usize> {
         let communities = self.store.connected_communities().await?;
         for group_id in &communities {
-            if let Err(e) = self.reconcile(*group_id).await {
-                tracing::warn!(group_id, error = %e, "reconcile failed");
+            if let Err(e) = self.reconcile(GroupId(*group_id)).await {
+                tracing::warn!(group_id = *group_id, error = %e, "reconcile failed");
             }
         }
         Ok(communities.len())
@@ -289,8 +289,8 @@ mod tests {
     #[tokio::test]
     async fn events_switched_off_at_vk_are_switched_back_on() {
         let kit = Kit::new().await;
-        kit.connected(1001).await;
-        assert_eq!(kit.reconciler.reconcile(1001).await.unwrap(), Repair::InOrder);
+        kit.connected(GroupId(1001)).await;
+        assert_eq!(kit.reconciler.reconcile(GroupId(1001)).await.unwrap(), Repair::InOrder);
         let server_id = kit.sandbox.servers(1001)[0].id;
         kit.sandbox
             .world()
@@ -302,9 +302,9 @@ mod tests {
             .unwrap()
             .events
             .remove("message_new");
-        assert_eq!(kit.reconciler.reconcile(1001).await.unwrap(), Repair::SettingsRestored);
-        assert_eq!(kit.reconciler.reconcile(1001).await.unwrap(), Repair::InOrder);
-        let log = kit.store.community_log(1001, 1).await.unwrap();
+        assert_eq!(kit.reconciler.reconcile(GroupId(1001)).await.unwrap(), Repair::SettingsRestored);
+        assert_eq!(kit.reconciler.reconcile(GroupId(1001)).await.unwrap(), Repair::InOrder);
+        let log = kit.store.community_log(GroupId(1001), 1).await.unwrap();
         let restored = LogEntry::SettingsRestored { events: vec!["message_new".into()], version: None };
         assert_eq!(log[0].entry(), Some(restored));
     }
@@ -312,12 +312,15 @@ mod tests {
     #[tokio::test]
     async fn a_dead_key_pauses_instead_of_repairing() {
         let kit = Kit::new().await;
-        kit.connected(1001).await;
-        kit.revoke_key(1001).await;
-        assert_eq!(kit.reconciler.reconcile(1001).await.unwrap(), Repair::NeedsReauth);
-        assert_eq!(kit.store.bot_settings(1001).await.unwrap().unwrap().paused_reason, Some(PauseReason::Reauth));
-        assert_eq!(kit.reconciler.reconcile(1001).await.unwrap(), Repair::Skipped, "no key left to try");
-        let card = card(&kit.store, 1001, &Silence::default()).await.unwrap();
+        kit.connected(GroupId(1001)).await;
+        kit.revoke_key(GroupId(1001)).await;
+        assert_eq!(kit.reconciler.reconcile(GroupId(1001)).await.unwrap(), Repair::NeedsReauth);
+        assert_eq!(
+            kit.store.bot_settings(GroupId(1001)).await.unwrap().unwrap().paused_reason,
+            Some(PauseReason::Reauth)
+        );
+        assert_eq!(kit.reconciler.reconcile(GroupId(1001)).await.unwrap(), Repair::Skipped, "no key left to try");
+        let card = card(&kit.store, GroupId(1001), &Silence::default()).await.unwrap();
         assert_eq!(card.paused, Some(PauseReason::Reauth));
         assert_eq!(card.last_error.map(|e| e.0), Some(LastError::Kind(ErrorKind::Reauth)));
     }
@@ -325,9 +328,12 @@ mod tests {
     #[tokio::test]
     async fn a_server_deleted_at_vk_is_set_up_again() {
         let kit = Kit::new().await;
-        kit.connected(1001).await;
+        kit.connected(GroupId(1001)).await;
         kit.sandbox.world().group_mut(1001).unwrap().servers.clear();
-        assert_eq!(kit.reconciler.reconcile(1001).await.unwrap(), Repair::SetupStarted(LogEntry::ServerMissing));
+        assert_eq!(
+            kit.reconciler.reconcile(GroupId(1001)).await.unwrap(),
+            Repair::SetupStarted(LogEntry::ServerMissing)
+        );
         vk_sandbox::testing::eventually(10, "our server back", || async {
             (kit.sandbox.servers(1001).len() == 1).then_some(())
         })

@@ -5,6 +5,7 @@
 //! (and how fast), no connection, a TLS error, a redirect (VK does not follow them), or an answer other than `ok`.
 
 use std::time::{Duration, Instant};
+use vk::GroupId;
 
 use secrecy::ExposeSecret;
 
@@ -20,7 +21,7 @@ const KEEP: usize = 200;
 impl Reconciler {
     /// Sends the synthetic event and records what came of it; `None` when the community has no secret (not
     /// connected).
-    pub async fn prove_path(&self, group_id: i64) -> StoreResult<Option<(PathOutcome, String)>> {
+    pub async fn prove_path(&self, group_id: GroupId) -> StoreResult<Option<(PathOutcome, String)>> {
         let secrets = self.credentials.callback_secrets(group_id, true).await?;
         let Some(secret) = secrets.and_then(|s| s.secret.clone()) else { return Ok(None) };
         let url = self.connector.callback_url();
@@ -61,9 +62,9 @@ impl Reconciler {
             }
         };
         if outcome == PathOutcome::Arrived {
-            tracing::info!(group_id, ms = %detail, "the path from VK's side works");
+            tracing::info!(group_id = group_id.0, ms = %detail, "the path from VK's side works");
         } else {
-            tracing::warn!(group_id, %outcome, detail = %crate::logging::Untrusted(&detail), "the path from VK's side fails");
+            tracing::warn!(group_id = group_id.0, %outcome, detail = %crate::logging::Untrusted(&detail), "the path from VK's side fails");
         }
         self.store.record_path_check(group_id, now_ms(), outcome, &detail).await?;
         Ok(Some((outcome, detail)))

@@ -13,6 +13,7 @@
 
 use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
+use vk::GroupId;
 
 use crate::app::AppState;
 use crate::error::{AppError, AppResult, Problem};
@@ -68,10 +69,11 @@ impl Managed {
     }
 }
 
-async fn community_id(parts: &mut Parts, app: &AppState) -> AppResult<i64> {
+/// The `{id}` of the path, parsed here at the edge: a path that is no community id is a 404.
+async fn community_id(parts: &mut Parts, app: &AppState) -> AppResult<GroupId> {
     let params = RawPathParams::from_request_parts(parts, app).await.map_err(|_| AppError::NotFound)?;
     let id = params.iter().find(|(name, _)| *name == "id").map(|(_, value)| value);
-    id.and_then(|v| v.parse().ok()).ok_or(AppError::NotFound)
+    id.and_then(|v| v.parse().ok()).map(GroupId).ok_or(AppError::NotFound)
 }
 
 impl FromRequestParts<AppState> for Listed {
@@ -105,7 +107,7 @@ impl FromRequestParts<AppState> for Managed {
 }
 
 /// The refusal for someone whose role VK has not confirmed yet: the community page asks for the consent.
-fn prove_first(group_id: i64) -> AppError {
+fn prove_first(group_id: GroupId) -> AppError {
     AppError::shown_with_back(Problem::Forbidden, |t| t.err_prove_first, format!("/communities/{group_id}"))
 }
 

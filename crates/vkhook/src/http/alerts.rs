@@ -3,6 +3,7 @@
 
 use axum::extract::State;
 use axum::response::Response;
+use vk::GroupId;
 
 use crate::app::AppState;
 use crate::error::{AppError, AppResult, Problem};
@@ -50,7 +51,7 @@ fn outcome(t: &'static Msg, o: Option<AlertOutcome>, reason: Option<Reason>) -> 
     }
 }
 
-pub async fn alerts_card(app: &AppState, t: &'static Msg, group_id: i64) -> AppResult<AlertsCard> {
+pub async fn alerts_card(app: &AppState, t: &'static Msg, group_id: GroupId) -> AppResult<AlertsCard> {
     let settings = app.store.community_settings(group_id).await?;
     let recipient = match settings.and_then(|s| s.connected_by) {
         Some(user) => {
@@ -132,7 +133,7 @@ pub async fn confirm_email(
     let token = q.token.unwrap_or_default();
     match app.alerts.confirm_email(&token).await? {
         Some(group_id) => {
-            tracing::info!(group_id, "alert e-mail address confirmed");
+            tracing::info!(group_id = group_id, "alert e-mail address confirmed");
             let to = format!("/?notice={}", Notice::AlertsConfirmed.as_str());
             Ok(axum::response::IntoResponse::into_response(axum::response::Redirect::to(&to)))
         }

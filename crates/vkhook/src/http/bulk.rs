@@ -4,6 +4,7 @@
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
+use vk::GroupId;
 
 use crate::app::AppState;
 use crate::connect::ConnectOptions;
@@ -23,11 +24,11 @@ use super::session::{SignedIn, Viewer};
 pub async fn bulk_action(State(app): State<AppState>, user: SignedIn, body: axum::body::Bytes) -> AppResult<Response> {
     let form = FormPairs::parse(&body);
     let action = form.get("action").unwrap_or_default();
-    let ticked: Vec<i64> = form.all("group").iter().filter_map(|v| v.parse().ok()).collect();
+    let ticked: Vec<GroupId> = form.all("group").iter().filter_map(|v| v.parse().ok()).map(GroupId).collect();
     let mine = app.store.user_communities(user.user_id).await?;
     // Administrators, and those whose role VK has not said yet (added by link): their consent proves it.
     let candidates = mine.iter().filter(|c| matches!(c.role, Role::Administrator | Role::Unknown));
-    let chosen: Vec<i64> = match action {
+    let chosen: Vec<GroupId> = match action {
         "connect_all" => candidates.filter(|c| c.status != CommunityStatus::Connected).map(|c| c.id).collect(),
         "connect" | "disconnect" => candidates.filter(|c| ticked.contains(&c.id)).map(|c| c.id).collect(),
         _ => return Err(AppError::shown_with_back(Problem::BadRequest, |t| t.error_bad_request, "/communities")),
@@ -142,7 +143,7 @@ fn connect_line(t: &'static Msg, member: &BulkMember, setup: Option<&SetupRow>, 
         // Refused before anything started: the community's setup record (maybe another admin's) is not this run's.
         let (id, name) = (member.community.id, member.community.name.clone());
         let text = t.err_no_longer_admin.to_owned();
-        return BulkLine { id, name, class: "err", text, retry: false, bot: false, steps: Vec::new() };
+        return BulkLine { id: id.0, name, class: "err", text, retry: false, bot: false, steps: Vec::new() };
     }
     let steps = setup.map(|s| step_views(t, s)).unwrap_or_default();
     let (class, text, retry) = match setup {
@@ -161,7 +162,7 @@ fn connect_line(t: &'static Msg, member: &BulkMember, setup: Option<&SetupRow>, 
         None => ("", t.bulk_in_progress.to_owned(), false),
     };
     let bot = setup.is_some_and(|s| s.bot_enabled);
-    BulkLine { id: member.community.id, name: member.community.name.clone(), class, text, retry, bot, steps }
+    BulkLine { id: member.community.id.0, name: member.community.name.clone(), class, text, retry, bot, steps }
 }
 
 fn disconnect_line(t: &'static Msg, member: &BulkMember) -> BulkLine {
@@ -174,7 +175,7 @@ fn disconnect_line(t: &'static Msg, member: &BulkMember) -> BulkLine {
         None => ("", t.bulk_in_progress),
     };
     let (id, name) = (member.community.id, member.community.name.clone());
-    BulkLine { id, name, class, text: text.to_owned(), retry: false, bot: false, steps: Vec::new() }
+    BulkLine { id: id.0, name, class, text: text.to_owned(), retry: false, bot: false, steps: Vec::new() }
 }
 
 /// «Продолжить»: the consent again for the run's communities still waiting for one (the admin came back from VK

@@ -4,6 +4,7 @@ use askama::Template;
 use axum::extract::{Form, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
+use vk::GroupId;
 
 use crate::accounts::AccountError;
 use crate::app::AppState;
@@ -244,7 +245,7 @@ fn item(t: &'static Msg, r: &crate::store::OverviewRow, now: i64, silence: &Sile
         _ => t.overview_forwarding_trouble.to_owned(),
     };
     CommunityItem {
-        id: r.community.id,
+        id: r.community.id.0,
         is_admin: r.community.role == Role::Administrator,
         name: r.community.name.clone(),
         photo: r.community.photo.clone(),
@@ -422,7 +423,7 @@ pub async fn show_community(
     // Where VK says the user stands now decides what the page shows (asked at most once per the role cache's
     // lifetime); someone VK has removed sees nothing.
     let now = crate::store::now_ms();
-    let standing = if unproven { None } else { Some(app.roles.standing(user.user_id, id).await?) };
+    let standing = if unproven { None } else { Some(app.roles.standing(user.user_id, GroupId(id.0)).await?) };
     match standing.map(Standing::role) {
         Some(None) => {
             return Err(AppError::shown_with_back(Problem::Forbidden, |t| t.err_no_longer_admin, "/communities"))
@@ -436,7 +437,7 @@ pub async fn show_community(
         standing.and_then(|s| s.proof_age_ms(now)).map(|ms| crate::i18n::fill(t.proof_age, &[("age", &age(t, ms))]));
     let offer_proof = is_admin && !sees_private;
     // Someone not proven yet sees the community's name and the way to prove it, nothing of its state.
-    let settings = if unproven { None } else { app.store.community_settings(id).await? };
+    let settings = if unproven { None } else { app.store.community_settings(GroupId(id.0)).await? };
     // VK's live view first: if VK refuses the key now, the page says so at once.
     let connected = match &settings {
         Some(s) if community.status == CommunityStatus::Connected && s.setup_mode.server_is_ours() => {
@@ -448,11 +449,11 @@ pub async fn show_community(
         }
         _ => None,
     };
-    let setup = if unproven { None } else { app.store.setup(id).await? };
+    let setup = if unproven { None } else { app.store.setup(GroupId(id.0)).await? };
     let error_kind = shown_error(&community, setup.as_ref());
     let error = error_kind.map(|k| super::connect::error_message(t, k, &app.connector.callback_url()));
     let slots = if error_kind == Some(ErrorKind::ServersLimit) && sees_private {
-        occupied_slots(&app, id).await?
+        occupied_slots(&app, GroupId(id.0)).await?
     } else {
         Vec::new()
     };
@@ -460,17 +461,18 @@ pub async fn show_community(
         .as_ref()
         .is_some_and(|s| s.setup_mode.admin_enters_code() && !s.callback_configured && s.confirmation_code.is_some());
     let notice = Notice::from_query(q.notice.as_deref()).filter(|n| DETAIL_NOTICES.contains(n)).map(|n| n.text(t));
-    let bot = super::rules::bot_view(&app, t, id, q.preview.as_deref()).await?;
-    let has_events = app.store.last_event_at(id).await?.is_some();
+    let bot = super::rules::bot_view(&app, t, GroupId(id.0), q.preview.as_deref()).await?;
+    let has_events = app.store.last_event_at(GroupId(id.0)).await?.is_some();
     let health = if unproven {
         None
     } else if community.status != CommunityStatus::NotConnected || has_events {
-        Some(super::health::health_view(&app, t, id).await?)
+        Some(super::health::health_view(&app, t, GroupId(id.0)).await?)
     } else {
         None
     };
-    let endpoints = if sees_private { super::endpoints::forwarding_card(&app, t, id).await? } else { Vec::new() };
-    let alerts = if sees_private { Some(super::alerts::alerts_card(&app, t, id).await?) } else { None };
+    let endpoints =
+        if sees_private { super::endpoints::forwarding_card(&app, t, GroupId(id.0)).await? } else { Vec::new() };
+    let alerts = if sees_private { Some(super::alerts::alerts_card(&app, t, GroupId(id.0)).await?) } else { None };
     let (status_label, status_class) = status_label(t, community.status);
     let role = role_label(t, community.role);
     render(CommunityDetailPage {
@@ -514,7 +516,7 @@ fn shown_error(community: &UserCommunity, setup: Option<&crate::store::SetupRow>
 }
 
 /// Every server at VK, for the «10 servers» choice (empty when VK cannot say now).
-async fn occupied_slots(app: &AppState, group_id: i64) -> AppResult<Vec<SlotView>> {
+async fn occupied_slots(app: &AppState, group_id: GroupId) -> AppResult<Vec<SlotView>> {
     match app.connector.occupied_slots(group_id).await {
         Ok(servers) => Ok(servers
             .into_iter()
@@ -522,7 +524,7 @@ async fn occupied_slots(app: &AppState, group_id: i64) -> AppResult<Vec<SlotView
             .collect()),
         Err(crate::connect::ConnectError::Store(e)) => Err(e.into()),
         Err(e) => {
-            tracing::warn!(group_id, error = %e, "could not list the occupied slots");
+            tracing::warn!(group_id = group_id.0, error = %e, "could not list the occupied slots");
             Ok(Vec::new())
         }
     }
@@ -540,7 +542,7 @@ async fn connected_view(
         }
         None => String::new(),
     };
-    let (vk_status, vk_status_class, live_events) = match app.connector.vk_server_view(s.group_id).await {
+    let (vk_status, vk_status_class, live_events) = match app.connector.vk_server_view(GroupId(s.group_id)).await {
         Ok((server, settings)) => {
             let view = VkServerView::Listed(server.status);
             (vk_view_words(t, &view).to_owned(), view.trouble().class(), Some(settings))

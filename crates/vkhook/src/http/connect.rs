@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use vk::GroupId;
 
 use crate::app::AppState;
 use crate::connect::{AuthFailure, Authorized, CommunityRedirect, ConnectError, ConnectOptions, Disconnected, Started};
@@ -53,7 +54,7 @@ pub async fn connect_community(
         bot_reply: form.text("bot_reply").map(|r| r.chars().take(4000).collect()),
         bulk_id,
     };
-    tracing::info!(group_id = community.id, user_id = user.user_id, "connect pressed");
+    tracing::info!(group_id = community.id.0, user_id = user.user_id, "connect pressed");
     match app.connector.start(community.id, user.user_id, &user.session.id_hash, options).await? {
         Started::Running | Started::AlreadyRunning => Ok(Redirect::to(&progress).into_response()),
         Started::NeedsToken(url) => Ok(Redirect::to(url.as_str()).into_response()),
@@ -244,7 +245,7 @@ pub async fn save_events(
         Ok(()) => Notice::EventsSaved,
         Err(ConnectError::Store(e)) => return Err(e.into()),
         Err(e) => {
-            tracing::warn!(group_id = community.id, error = %e, "could not save events at VK");
+            tracing::warn!(group_id = community.id.0, error = %e, "could not save events at VK");
             Notice::EventsFailed
         }
     };
@@ -341,7 +342,7 @@ pub async fn save_manual(
     let form = FormPairs::parse(&body);
     let group_id = community.id;
     if let Some(key) = form.text("key") {
-        return match app.connector.save_manual_key(group_id, SecretString::from(key.to_owned())).await {
+        return match app.connector.save_manual_key(GroupId(group_id.0), SecretString::from(key.to_owned())).await {
             Ok(scopes) => {
                 let scopes = scopes.join(", ");
                 let q = serde_urlencoded::to_string([("notice", "key_saved"), ("scopes", scopes.as_str())])
@@ -350,7 +351,7 @@ pub async fn save_manual(
             }
             Err(ConnectError::Store(e)) => Err(e.into()),
             Err(problem) => {
-                tracing::info!(group_id, %problem, "hand-made community key refused");
+                tracing::info!(group_id = group_id.0, %problem, "hand-made community key refused");
                 let q = ManualQuery { notice: None, scopes: None };
                 manual_page(&app, &user, &viewer, community, true, q, Some(user.lang.msg().manual_key_bad)).await
             }
@@ -361,6 +362,6 @@ pub async fn save_manual(
         let q = ManualQuery { notice: None, scopes: None };
         return manual_page(&app, &user, &viewer, community, true, q, Some(user.lang.msg().error_bad_request)).await;
     }
-    app.connector.save_manual_confirmation(group_id, code).await?;
+    app.connector.save_manual_confirmation(GroupId(group_id.0), code).await?;
     Ok(Redirect::to(&format!("/communities/{group_id}/manual?notice=saved")).into_response())
 }

@@ -9,6 +9,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
+use vk::GroupId;
 
 use crate::app::AppState;
 use crate::error::{AppError, AppResult, MsgFn, Problem};
@@ -71,7 +72,7 @@ async fn endpoint_view(app: &AppState, t: &'static Msg, e: &EndpointRow) -> AppR
 }
 
 /// The card's endpoints (for administrators; others do not see the card).
-pub async fn forwarding_card(app: &AppState, t: &'static Msg, group_id: i64) -> AppResult<Vec<EndpointView>> {
+pub async fn forwarding_card(app: &AppState, t: &'static Msg, group_id: GroupId) -> AppResult<Vec<EndpointView>> {
     let mut views = Vec::new();
     for e in app.store.endpoints(group_id).await? {
         views.push(endpoint_view(app, t, &e).await?);
@@ -102,12 +103,12 @@ pub async fn add_endpoint(
     let (name, url) = (form.get("name").unwrap_or_default(), form.get("url").unwrap_or_default());
     match app.forwarding.add(community.id, user.user_id, name, url, &form.all("type")).await {
         Ok(endpoint) => {
-            tracing::info!(group_id = community.id, endpoint = %endpoint.id, "forwarding endpoint added");
+            tracing::info!(group_id = community.id.0, endpoint = %endpoint.id, "forwarding endpoint added");
             Ok(redirect(&endpoint, Notice::EndpointAdded, "#secret"))
         }
         Err(AddError::Store(e)) => Err(e.into()),
         Err(e) => {
-            tracing::info!(group_id = community.id, reason = %e, "forwarding endpoint refused");
+            tracing::info!(group_id = community.id.0, reason = %e, "forwarding endpoint refused");
             let back = format!("/communities/{}#forwarding", community.id);
             Err(AppError::shown_with_back(Problem::Invalid, refused_message(&e), back))
         }
@@ -234,7 +235,7 @@ pub async fn send_test(
 ) -> AppResult<Response> {
     let row = find(&app, &community, &endpoint).await?;
     // A test event costs a request to someone's server: a few a minute per community.
-    app.test_limit.hit(community.id).map_err(|wait| {
+    app.test_limit.hit(community.id.0).map_err(|wait| {
         AppError::shown_with_back(
             Problem::TooMany { retry_after_secs: wait.as_secs().max(1) },
             |t| t.error_too_many,
@@ -254,7 +255,7 @@ pub async fn rotate_secret(
 ) -> AppResult<Response> {
     let row = find(&app, &community, &endpoint).await?;
     app.forwarding.rotate(&row).await?;
-    tracing::info!(group_id = community.id, endpoint = %row.id, "forwarding secret rotated");
+    tracing::info!(group_id = community.id.0, endpoint = %row.id, "forwarding secret rotated");
     Ok(redirect(&row, Notice::EndpointRotated, "#secret"))
 }
 
@@ -315,6 +316,6 @@ pub async fn delete(
 ) -> AppResult<Response> {
     let row = find(&app, &community, &endpoint).await?;
     app.forwarding.delete(&row).await?;
-    tracing::info!(group_id = community.id, endpoint = %row.id, "forwarding endpoint deleted");
+    tracing::info!(group_id = community.id.0, endpoint = %row.id, "forwarding endpoint deleted");
     Ok(Notice::EndpointDeleted.redirect(community.id, "#forwarding"))
 }

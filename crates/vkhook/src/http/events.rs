@@ -256,6 +256,6 @@ pub async fn replay_event(
         ));
     }
     app.bot.control().wake();
-    tracing::info!(group_id = community.id, inbox_id = event, "event replayed by the admin");
+    tracing::info!(group_id = community.id.0, inbox_id = event, "event replayed by the admin");
     Ok(Redirect::to(&format!("/communities/{}/events?notice={}", community.id, Notice::Replayed)).into_response())
 }

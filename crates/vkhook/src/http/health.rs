@@ -2,6 +2,7 @@
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
+use vk::GroupId;
 
 use crate::app::AppState;
 use crate::error::AppResult;
@@ -46,8 +47,8 @@ pub struct HealthView {
 
 /// «Проверить» and «Проверить путь» share a per-community limit (each costs VK calls or a request through the
 /// admin's proxy).
-fn within_check_limit(app: &AppState, group_id: i64) -> AppResult<()> {
-    app.check_limit.hit(group_id).map_err(|wait| {
+fn within_check_limit(app: &AppState, group_id: GroupId) -> AppResult<()> {
+    app.check_limit.hit(group_id.0).map_err(|wait| {
         crate::error::AppError::shown_with_back(
             crate::error::Problem::TooMany { retry_after_secs: wait.as_secs().max(1) },
             |t| t.error_too_many,
@@ -94,7 +95,7 @@ pub fn vk_view_words<'a>(t: &'static Msg, view: &'a VkServerView) -> &'a str {
     }
 }
 
-pub async fn health_view(app: &AppState, t: &'static Msg, group_id: i64) -> AppResult<HealthView> {
+pub async fn health_view(app: &AppState, t: &'static Msg, group_id: GroupId) -> AppResult<HealthView> {
     let h = health::card(&app.store, group_id, &app.settings.timing.silence).await?;
     let none = || t.health_none.to_owned();
     Ok(HealthView {

@@ -1,6 +1,7 @@
 //! The one-line notices a page shows after a form did something (`?notice=…` on the redirect back), as one enum.
 
 use axum::response::{IntoResponse, Redirect, Response};
+use vk::GroupId;
 
 use crate::i18n::Msg;
 use crate::model::text_enum;
@@ -70,7 +71,7 @@ impl Notice {
     }
 
     /// Back to the community's page (at `anchor`, e.g. `#bot`) with this notice.
-    pub fn redirect(self, group_id: i64, anchor: &str) -> Response {
+    pub fn redirect(self, group_id: GroupId, anchor: &str) -> Response {
         Redirect::to(&format!("/communities/{group_id}?notice={}{anchor}", self.as_str())).into_response()
     }
 }

@@ -2,6 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::response::Response;
+use vk::GroupId;
 
 use crate::app::AppState;
 use crate::bot::rules::{self, Decision};
@@ -16,7 +17,7 @@ use super::notice::Notice;
 const MAX_REPLY: usize = 4000;
 const MAX_KEYWORDS: usize = 1000;
 
-fn saved(group_id: i64) -> Response {
+fn saved(group_id: GroupId) -> Response {
     Notice::BotSaved.redirect(group_id, "#bot")
 }
 
@@ -95,7 +96,7 @@ pub struct BotView {
     pub preview: Option<String>,
 }
 
-pub async fn bot_view(app: &AppState, t: &'static Msg, group_id: i64, preview: Option<&str>) -> AppResult<BotView> {
+pub async fn bot_view(app: &AppState, t: &'static Msg, group_id: GroupId, preview: Option<&str>) -> AppResult<BotView> {
     let bot = app.store.bot_settings(group_id).await?.ok_or(AppError::NotFound)?;
     let rules = app.store.rules(group_id).await?;
     let preview_text = preview.map(str::trim).unwrap_or_default().to_owned();

@@ -15,6 +15,7 @@ pub mod writer;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use vk::GroupId;
 
 use tokio::sync::Notify;
 
@@ -30,7 +31,7 @@ pub trait Decider: Send + Sync + 'static {
     /// clear; `None` when in doubt.
     fn nothing_to_do<'a>(
         &'a self,
-        group_id: i64,
+        group_id: GroupId,
         event: Option<&'a vk::Event>,
     ) -> Pin<Box<dyn Future<Output = Option<Reason>> + Send + 'a>>;
 
@@ -40,7 +41,7 @@ pub trait Decider: Send + Sync + 'static {
 
 /// An event as a source hands it in.
 pub struct Incoming<'a> {
-    pub group_id: i64,
+    pub group_id: GroupId,
     /// The parsed body (VK's `secret`, if the source had one, is never stored).
     pub envelope: &'a vk::Envelope,
     pub event_id: String,
@@ -74,7 +75,7 @@ impl Inbox {
         let event = envelope.event().ok();
         let nothing = self.bot.nothing_to_do(group_id, event.as_ref()).await;
         let event = NewInboxEvent {
-            group_id,
+            group_id: group_id.0,
             event_type: envelope.event_type.clone(),
             payload: envelope.to_json_without_secret(),
             event_id,

@@ -14,6 +14,7 @@
 //! with exactly `ok`; `remove` makes VK delete the server; anything else is a failure VK retries.
 
 use std::sync::Arc;
+use vk::GroupId;
 
 use secrecy::SecretString;
 
@@ -128,13 +129,13 @@ impl Receiver {
 
     async fn decide(&self, envelope: &vk::Envelope) -> Verdict {
         let Some(group_id) = envelope.group_id else { return Verdict::Malformed("missing field \"group_id\"".into()) };
-        let (secrets, check) = match self.secrets(group_id, envelope.secret_bytes()).await {
+        let (secrets, check) = match self.secrets(GroupId(group_id), envelope.secret_bytes()).await {
             Ok(found) => found,
             Err(verdict) => return verdict,
         };
         if secrets.disconnected {
             // Disconnected here but VK still sends: `remove` makes VK delete the server.
-            tracing::info!(group_id, "callback for a disconnected community: answering remove");
+            tracing::info!(group_id = group_id, "callback for a disconnected community: answering remove");
             return Verdict::Remove;
         }
         if let Some(unreadable) = &secrets.unreadable {
@@ -147,11 +148,11 @@ impl Receiver {
             return Verdict::Unavailable;
         }
         if check == SecretCheck::Wrong {
-            tracing::warn!(group_id, event_type = %Untrusted(&envelope.event_type), "callback with a wrong secret refused");
+            tracing::warn!(group_id = group_id, event_type = %Untrusted(&envelope.event_type), "callback with a wrong secret refused");
             return Verdict::WrongSecret;
         }
         if envelope.is_confirmation() {
-            return self.confirm(group_id).await;
+            return self.confirm(GroupId(group_id)).await;
         }
         if envelope.event_type == PATH_CHECK_TYPE {
             return Verdict::PathChecked;
@@ -163,23 +164,23 @@ impl Receiver {
         if self.hooks.fire(CrashPoint::ReceiverFailNextEvent) {
             return Verdict::Unavailable;
         }
-        self.store(envelope, group_id, event_id, &secrets).await
+        self.store(envelope, GroupId(group_id), event_id, &secrets).await
     }
 
     /// The community's secrets and how the supplied one compares; re-read once before refusing, in case they
     /// changed (another instance, a new setup).
     async fn secrets(
         &self,
-        group_id: i64,
+        group_id: GroupId,
         supplied: Option<&[u8]>,
     ) -> Result<(Arc<CallbackSecrets>, SecretCheck), Verdict> {
         let unavailable = |e: crate::store::StoreError| {
-            tracing::warn!(group_id, error = %e, "store unavailable while receiving");
+            tracing::warn!(group_id = group_id.0, error = %e, "store unavailable while receiving");
             Verdict::Unavailable
         };
         let cached = self.credentials.callback_secrets(group_id, false).await.map_err(unavailable)?;
         let Some(cached) = cached else {
-            tracing::info!(group_id, "callback for an unknown community");
+            tracing::info!(group_id = group_id.0, "callback for an unknown community");
             return Err(Verdict::UnknownCommunity);
         };
         let check = check_secret(&cached, supplied);
@@ -198,16 +199,16 @@ impl Receiver {
         Ok((fresh, check))
     }
 
-    async fn confirm(&self, group_id: i64) -> Verdict {
+    async fn confirm(&self, group_id: GroupId) -> Verdict {
         match self.credentials.confirmation_code(group_id).await {
             Ok(Some(Some(code))) => {
-                tracing::info!(group_id, "answered VK's confirmation request");
+                tracing::info!(group_id = group_id.0, "answered VK's confirmation request");
                 Verdict::Confirmation(code)
             }
             Ok(Some(None)) => Verdict::NoCode,
             Ok(None) => Verdict::UnknownCommunity,
             Err(e) => {
-                tracing::warn!(group_id, error = %e, "store unavailable while confirming");
+                tracing::warn!(group_id = group_id.0, error = %e, "store unavailable while confirming");
                 Verdict::Unavailable
             }
         }
@@ -216,7 +217,7 @@ impl Receiver {
     async fn store(
         &self,
         envelope: &vk::Envelope,
-        group_id: i64,
+        group_id: GroupId,
         event_id: String,
         secrets: &CallbackSecrets,
     ) -> Verdict {
@@ -229,20 +230,20 @@ impl Receiver {
                 Verdict::Stored(inserted)
             }
             Err(e) => {
-                tracing::warn!(group_id, error = %e, "event not stored: 503, VK will retry");
+                tracing::warn!(group_id = group_id.0, error = %e, "event not stored: 503, VK will retry");
                 Verdict::Unavailable
             }
         }
     }
 
     /// The first event of a manually set up community: it is connected.
-    fn first_manual_event(&self, group_id: i64) {
+    fn first_manual_event(&self, group_id: GroupId) {
         let credentials = self.credentials.clone();
         tokio::spawn(async move {
             match credentials.confirm_manual(group_id).await {
-                Ok(true) => tracing::info!(group_id, "first event of a manually connected community"),
+                Ok(true) => tracing::info!(group_id = group_id.0, "first event of a manually connected community"),
                 Ok(false) => {}
-                Err(e) => tracing::warn!(group_id, error = %e, "could not mark the manual connection"),
+                Err(e) => tracing::warn!(group_id = group_id.0, error = %e, "could not mark the manual connection"),
             }
         });
     }
@@ -257,7 +258,7 @@ mod tests {
     use crate::credentials::Credentials;
     use crate::testkit::Kit;
 
-    fn body(group_id: i64, event_type: &str, event_id: &str, secret: &str) -> Vec<u8> {
+    fn body(group_id: GroupId, event_type: &str, event_id: &str, secret: &str) -> Vec<u8> {
         serde_json::json!({"type": event_type, "event_id": event_id, "v": "5.199", "group_id": group_id,
                            "secret": secret, "object": {"user_id": 2, "join_type": "join"}})
         .to_string()
@@ -276,21 +277,21 @@ mod tests {
     /// A receiver over a store where 1001 has the secret (and code) a setup would commit.
     async fn receiving() -> (Kit, String) {
         let kit = Kit::new().await;
-        let secret = kit.credentials.rotate_for_setup(1001, "c0de").await.unwrap();
+        let secret = kit.credentials.rotate_for_setup(GroupId(1001), "c0de").await.unwrap();
         (kit, secret.expose_secret().to_owned())
     }
 
     #[tokio::test]
     async fn an_event_is_stored_once_and_its_retry_is_a_duplicate() {
         let (kit, secret) = receiving().await;
-        let event = body(1001, "group_join", &"a".repeat(40), &secret);
+        let event = body(GroupId(1001), "group_join", &"a".repeat(40), &secret);
         assert_eq!(kit.receiver.accept(&event).await, (Verdict::Stored(Inserted::New), "group_join"));
         assert_eq!(kit.receiver.accept(&event).await.0, Verdict::Stored(Inserted::Duplicate));
-        let row = kit.store.inbox_event_by_event_id(1001, &"a".repeat(40)).await.unwrap().unwrap();
+        let row = kit.store.inbox_event_by_event_id(GroupId(1001), &"a".repeat(40)).await.unwrap().unwrap();
         assert!(!row.payload.contains(&secret), "stored without the secret");
         assert_eq!(
             kit.store
-                .inbox_log(1001, &crate::store::LogFilter { limit: 10, ..Default::default() })
+                .inbox_log(GroupId(1001), &crate::store::LogFilter { limit: 10, ..Default::default() })
                 .await
                 .unwrap()
                 .len(),
@@ -301,35 +302,35 @@ mod tests {
     #[tokio::test]
     async fn an_event_the_bot_will_not_touch_is_stored_finished_and_a_switch_turned_on_revives_it() {
         let (kit, secret) = receiving().await;
-        kit.give_key(1001).await;
+        kit.give_key(GroupId(1001)).await;
         // A join: the bot never answers one. Finished at ingest, with the reason, never claimed.
-        kit.receiver.accept(&body(1001, "group_join", &"a".repeat(40), &secret)).await;
-        let join = kit.store.inbox_event_by_event_id(1001, &"a".repeat(40)).await.unwrap().unwrap();
+        kit.receiver.accept(&body(GroupId(1001), "group_join", &"a".repeat(40), &secret)).await;
+        let join = kit.store.inbox_event_by_event_id(GroupId(1001), &"a".repeat(40)).await.unwrap().unwrap();
         assert_eq!((join.status, join.attempts), (crate::model::EventStatus::Ignored, 0));
         assert!(join.result.unwrap().contains("no_answer_needed"));
         // A message while the bot is off for messages: the same, with that reason.
-        kit.store.set_bot_settings(1001, false, false, Some("Спасибо!")).await.unwrap();
+        kit.store.set_bot_settings(GroupId(1001), false, false, Some("Спасибо!")).await.unwrap();
         kit.sandbox.message(1001, 2, "Привет").unwrap(); // writing first allows the community's answer
         kit.receiver.accept(&message(&"b".repeat(40), &secret)).await;
-        let row = kit.store.inbox_event_by_event_id(1001, &"b".repeat(40)).await.unwrap().unwrap();
+        let row = kit.store.inbox_event_by_event_id(GroupId(1001), &"b".repeat(40)).await.unwrap().unwrap();
         assert_eq!(row.status, crate::model::EventStatus::Ignored);
         assert!(row.result.as_deref().unwrap().contains("messages_off"));
-        assert_eq!(kit.store.inbox_depth(Some(1001)).await.unwrap(), 0, "no work for the workers");
+        assert_eq!(kit.store.inbox_depth(Some(GroupId(1001))).await.unwrap(), 0, "no work for the workers");
         // The admin turns messages on a moment later (another instance may have decided with the old switch):
         // the message is answered, once; the join stays as it was.
-        kit.control.set_switches(1001, false, true, Some("Спасибо!")).await.unwrap();
+        kit.control.set_switches(GroupId(1001), false, true, Some("Спасибо!")).await.unwrap();
         kit.run_bot_once().await;
-        let row = kit.store.inbox_event_by_event_id(1001, &"b".repeat(40)).await.unwrap().unwrap();
+        let row = kit.store.inbox_event_by_event_id(GroupId(1001), &"b".repeat(40)).await.unwrap().unwrap();
         assert_eq!(row.status, crate::model::EventStatus::Done, "{:?}", row.result);
         assert_eq!(kit.sandbox.messages(1001).into_iter().filter(|m| m.from_id == -1001).count(), 1);
-        let join = kit.store.inbox_event_by_event_id(1001, &"a".repeat(40)).await.unwrap().unwrap();
+        let join = kit.store.inbox_event_by_event_id(GroupId(1001), &"a".repeat(40)).await.unwrap().unwrap();
         assert_eq!(join.status, crate::model::EventStatus::Ignored);
     }
 
     #[tokio::test]
     async fn confirmation_needs_the_right_secret_and_answers_the_stored_code() {
         let (kit, secret) = receiving().await;
-        let confirm = |s: &str| body(1001, "confirmation", "", s);
+        let confirm = |s: &str| body(GroupId(1001), "confirmation", "", s);
         assert_eq!(kit.receiver.accept(&confirm(&secret)).await.0, Verdict::Confirmation("c0de".into()));
         let same_length_wrong: String = secret.chars().rev().collect();
         assert_eq!(kit.receiver.accept(&confirm(&same_length_wrong)).await.0, Verdict::WrongSecret);
@@ -341,20 +342,35 @@ mod tests {
         let (kit, secret) = receiving().await;
         assert!(matches!(kit.receiver.accept(b"{not json").await.0, Verdict::Malformed(_)));
         assert!(matches!(kit.receiver.accept(br#"{"type":"group_join"}"#).await.0, Verdict::Malformed(_)));
-        assert_eq!(kit.receiver.accept(&body(4242, "group_join", "x", &secret)).await.0, Verdict::UnknownCommunity);
-        assert!(matches!(kit.receiver.accept(&body(1001, "group_join", "", &secret)).await.0, Verdict::Malformed(_)));
+        assert_eq!(
+            kit.receiver.accept(&body(GroupId(4242), "group_join", "x", &secret)).await.0,
+            Verdict::UnknownCommunity
+        );
+        assert!(matches!(
+            kit.receiver.accept(&body(GroupId(1001), "group_join", "", &secret)).await.0,
+            Verdict::Malformed(_)
+        ));
         assert_eq!(kit.store.inbox_depth(None).await.unwrap(), 0);
     }
 
     #[tokio::test]
     async fn the_previous_secret_works_through_its_window_even_after_events_under_the_new_one() {
         let (kit, old) = receiving().await;
-        let new = kit.credentials.rotate_for_setup(1001, "c0de2").await.unwrap().expose_secret().to_owned();
-        assert_eq!(kit.receiver.accept(&body(1001, "group_join", "1", &old)).await.0, Verdict::Stored(Inserted::New));
-        assert_eq!(kit.receiver.accept(&body(1001, "group_join", "2", &new)).await.0, Verdict::Stored(Inserted::New));
+        let new = kit.credentials.rotate_for_setup(GroupId(1001), "c0de2").await.unwrap().expose_secret().to_owned();
+        assert_eq!(
+            kit.receiver.accept(&body(GroupId(1001), "group_join", "1", &old)).await.0,
+            Verdict::Stored(Inserted::New)
+        );
+        assert_eq!(
+            kit.receiver.accept(&body(GroupId(1001), "group_join", "2", &new)).await.0,
+            Verdict::Stored(Inserted::New)
+        );
         // VK's retries of events built before the rotation still come with the old secret, for hours.
-        assert_eq!(kit.receiver.accept(&body(1001, "group_join", "3", &old)).await.0, Verdict::Stored(Inserted::New));
-        assert!(kit.store.community_settings(1001).await.unwrap().unwrap().previous_secret.is_some());
+        assert_eq!(
+            kit.receiver.accept(&body(GroupId(1001), "group_join", "3", &old)).await.0,
+            Verdict::Stored(Inserted::New)
+        );
+        assert!(kit.store.community_settings(GroupId(1001)).await.unwrap().unwrap().previous_secret.is_some());
     }
 
     #[tokio::test]
@@ -362,18 +378,18 @@ mod tests {
         let (kit, old) = receiving().await;
         let (quick, receiver) = another_instance(&kit);
         let quick = quick.with_previous_window(std::time::Duration::from_millis(1));
-        quick.rotate_for_setup(1001, "c0de2").await.unwrap();
+        quick.rotate_for_setup(GroupId(1001), "c0de2").await.unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        assert_eq!(receiver.accept(&body(1001, "group_join", "1", &old)).await.0, Verdict::WrongSecret);
+        assert_eq!(receiver.accept(&body(GroupId(1001), "group_join", "1", &old)).await.0, Verdict::WrongSecret);
         assert_eq!(quick.retire_expired_previous_secrets().await.unwrap(), 1, "and the stored copy goes");
-        assert!(kit.store.community_settings(1001).await.unwrap().unwrap().previous_secret.is_none());
+        assert!(kit.store.community_settings(GroupId(1001)).await.unwrap().unwrap().previous_secret.is_none());
     }
 
     #[tokio::test]
     async fn a_disconnected_community_gets_remove() {
         let (kit, secret) = receiving().await;
-        kit.credentials.forget(1001).await.unwrap();
-        assert_eq!(kit.receiver.accept(&body(1001, "group_join", "1", &secret)).await.0, Verdict::Remove);
+        kit.credentials.forget(GroupId(1001)).await.unwrap();
+        assert_eq!(kit.receiver.accept(&body(GroupId(1001), "group_join", "1", &secret)).await.0, Verdict::Remove);
     }
 
     #[tokio::test]
@@ -384,8 +400,14 @@ mod tests {
         let credentials = crate::credentials::Credentials::new(kit.store.clone(), other);
         let receiver = instance(&kit, credentials, kit.control.clone());
         for supplied in [secret.as_str(), "", "anything"] {
-            assert_eq!(receiver.accept(&body(1001, "group_join", "1", supplied)).await.0, Verdict::Unavailable);
-            assert_eq!(receiver.accept(&body(1001, "confirmation", "", supplied)).await.0, Verdict::Unavailable);
+            assert_eq!(
+                receiver.accept(&body(GroupId(1001), "group_join", "1", supplied)).await.0,
+                Verdict::Unavailable
+            );
+            assert_eq!(
+                receiver.accept(&body(GroupId(1001), "confirmation", "", supplied)).await.0,
+                Verdict::Unavailable
+            );
         }
         assert_eq!(kit.store.inbox_depth(None).await.unwrap(), 0);
     }
@@ -407,12 +429,18 @@ mod tests {
     #[tokio::test]
     async fn a_secret_changed_by_another_instance_is_accepted_at_once() {
         let (kit, old) = receiving().await;
-        assert_eq!(kit.receiver.accept(&body(1001, "group_join", "1", &old)).await.0, Verdict::Stored(Inserted::New));
+        assert_eq!(
+            kit.receiver.accept(&body(GroupId(1001), "group_join", "1", &old)).await.0,
+            Verdict::Stored(Inserted::New)
+        );
         let (elsewhere, _) = another_instance(&kit);
-        let new = elsewhere.rotate_for_setup(1001, "c0de2").await.unwrap().expose_secret().to_owned();
+        let new = elsewhere.rotate_for_setup(GroupId(1001), "c0de2").await.unwrap().expose_secret().to_owned();
         // This instance still caches the old secret as the current one: a mismatch reads the store again.
-        assert_eq!(kit.receiver.accept(&body(1001, "group_join", "2", &new)).await.0, Verdict::Stored(Inserted::New));
-        let confirm = body(1001, "confirmation", "", &new);
+        assert_eq!(
+            kit.receiver.accept(&body(GroupId(1001), "group_join", "2", &new)).await.0,
+            Verdict::Stored(Inserted::New)
+        );
+        let confirm = body(GroupId(1001), "confirmation", "", &new);
         assert_eq!(kit.receiver.accept(&confirm).await.0, Verdict::Confirmation("c0de2".into()));
     }
 
@@ -420,65 +448,65 @@ mod tests {
     async fn a_community_connected_by_another_instance_is_no_longer_answered_remove() {
         let kit = Kit::new().await;
         // Known but not set up: this instance caches "disconnected".
-        assert_eq!(kit.receiver.accept(&body(1001, "group_join", "1", "")).await.0, Verdict::Remove);
+        assert_eq!(kit.receiver.accept(&body(GroupId(1001), "group_join", "1", "")).await.0, Verdict::Remove);
         let (elsewhere, _) = another_instance(&kit);
-        let secret = elsewhere.rotate_for_setup(1001, "c0de").await.unwrap().expose_secret().to_owned();
-        let confirm = body(1001, "confirmation", "", &secret);
+        let secret = elsewhere.rotate_for_setup(GroupId(1001), "c0de").await.unwrap().expose_secret().to_owned();
+        let confirm = body(GroupId(1001), "confirmation", "", &secret);
         assert_eq!(kit.receiver.accept(&confirm).await.0, Verdict::Confirmation("c0de".into()));
     }
 
     #[tokio::test]
     async fn a_switch_turned_on_elsewhere_revives_what_a_lagging_instance_decided_meanwhile() {
         let (kit, secret) = receiving().await;
-        kit.store.set_bot_settings(1001, false, false, Some("Спасибо!")).await.unwrap();
+        kit.store.set_bot_settings(GroupId(1001), false, false, Some("Спасибо!")).await.unwrap();
         // Instance B: its own switch cache, warmed while messages were off.
         let b_control = BotControl::new(kit.store.clone(), Arc::new(tokio::sync::Notify::new()));
         let b = instance(&kit, kit.credentials.clone(), b_control);
-        b.accept(&body(1001, "group_join", &"a".repeat(40), &secret)).await;
+        b.accept(&body(GroupId(1001), "group_join", &"a".repeat(40), &secret)).await;
         // A turns messages on; B still decides with the old switch for a moment.
-        kit.control.set_switches(1001, false, true, Some("Спасибо!")).await.unwrap();
+        kit.control.set_switches(GroupId(1001), false, true, Some("Спасибо!")).await.unwrap();
         b.accept(&message(&"b".repeat(40), &secret)).await;
         vk_sandbox::testing::eventually(10, "the message revived for the bot", || async {
-            let row = kit.store.inbox_event_by_event_id(1001, &"b".repeat(40)).await.unwrap().unwrap();
+            let row = kit.store.inbox_event_by_event_id(GroupId(1001), &"b".repeat(40)).await.unwrap().unwrap();
             (row.status == crate::model::EventStatus::Pending).then_some(())
         })
         .await;
-        let join = kit.store.inbox_event_by_event_id(1001, &"a".repeat(40)).await.unwrap().unwrap();
+        let join = kit.store.inbox_event_by_event_id(GroupId(1001), &"a".repeat(40)).await.unwrap().unwrap();
         assert_eq!(join.status, crate::model::EventStatus::Ignored, "a join stays finished");
     }
 
     #[tokio::test]
     async fn a_switch_turned_on_and_off_again_revives_nothing_decided_after() {
         let (kit, secret) = receiving().await;
-        kit.store.set_bot_settings(1001, false, false, None).await.unwrap();
-        kit.control.set_switches(1001, false, true, None).await.unwrap();
-        kit.control.set_switches(1001, false, false, None).await.unwrap();
+        kit.store.set_bot_settings(GroupId(1001), false, false, None).await.unwrap();
+        kit.control.set_switches(GroupId(1001), false, true, None).await.unwrap();
+        kit.control.set_switches(GroupId(1001), false, false, None).await.unwrap();
         kit.receiver.accept(&message(&"b".repeat(40), &secret)).await;
         // Past the second revival pass (it runs SWITCHES_TTL + 0.5 s after the switch went on): it must not have
         // taken back a decision made after the switch went off again.
         tokio::time::sleep(crate::bot::control::SWITCHES_TTL + std::time::Duration::from_secs(1)).await;
-        let row = kit.store.inbox_event_by_event_id(1001, &"b".repeat(40)).await.unwrap().unwrap();
+        let row = kit.store.inbox_event_by_event_id(GroupId(1001), &"b".repeat(40)).await.unwrap().unwrap();
         assert_eq!(row.status, crate::model::EventStatus::Ignored, "{:?}", row.result);
     }
 
     #[tokio::test]
     async fn a_message_no_rule_answers_is_finished_at_ingest_and_a_new_rule_revives_it() {
         let (kit, secret) = receiving().await;
-        kit.give_key(1001).await;
-        kit.store.set_bot_settings(1001, false, true, None).await.unwrap();
-        kit.store.add_rule(1001, "цена", "Цены в меню.").await.unwrap();
+        kit.give_key(GroupId(1001)).await;
+        kit.store.set_bot_settings(GroupId(1001), false, true, None).await.unwrap();
+        kit.store.add_rule(GroupId(1001), "цена", "Цены в меню.").await.unwrap();
         // Иван writes first (that allows the community's answer). «Привет» matches no rule and there is no default
         // reply: nothing for a worker.
         kit.sandbox.message(1001, 2, "Привет").unwrap();
         kit.receiver.accept(&message(&"b".repeat(40), &secret)).await;
-        let row = kit.store.inbox_event_by_event_id(1001, &"b".repeat(40)).await.unwrap().unwrap();
+        let row = kit.store.inbox_event_by_event_id(GroupId(1001), &"b".repeat(40)).await.unwrap().unwrap();
         assert_eq!((row.status, row.attempts), (crate::model::EventStatus::Ignored, 0));
         assert!(row.result.as_deref().unwrap().contains("no_rule"));
         // The admin adds a rule for it a moment later: the message is answered by it, once.
-        kit.store.add_rule(1001, "привет", "Здравствуйте!").await.unwrap();
-        kit.control.rules_changed(1001).await.unwrap();
+        kit.store.add_rule(GroupId(1001), "привет", "Здравствуйте!").await.unwrap();
+        kit.control.rules_changed(GroupId(1001)).await.unwrap();
         kit.run_bot_once().await;
-        let row = kit.store.inbox_event_by_event_id(1001, &"b".repeat(40)).await.unwrap().unwrap();
+        let row = kit.store.inbox_event_by_event_id(GroupId(1001), &"b".repeat(40)).await.unwrap().unwrap();
         assert_eq!(row.status, crate::model::EventStatus::Done, "{:?}", row.result);
         let replies: Vec<_> = kit.sandbox.messages(1001).into_iter().filter(|m| m.from_id == -1001).collect();
         assert_eq!(replies.len(), 1);
@@ -488,7 +516,7 @@ mod tests {
     #[tokio::test]
     async fn a_stored_event_wakes_the_bot_and_a_retry_does_not() {
         let (kit, secret) = receiving().await;
-        kit.store.set_bot_settings(1001, false, true, Some("Спасибо!")).await.unwrap();
+        kit.store.set_bot_settings(GroupId(1001), false, true, Some("Спасибо!")).await.unwrap();
         let event = message(&"a".repeat(40), &secret);
         let woken = kit.control.wakeup().notified();
         assert_eq!(kit.receiver.accept(&event).await.0, Verdict::Stored(Inserted::New));
@@ -502,16 +530,17 @@ mod tests {
     #[tokio::test]
     async fn the_first_event_of_a_manual_setup_connects_the_community() {
         let kit = Kit::new().await;
-        let secret = kit.credentials.manual_secret(1001, true).await.unwrap().unwrap().expose_secret().to_owned();
-        kit.credentials.save_manual_confirmation(1001, "fromvk").await.unwrap();
-        let settings = kit.store.community_settings(1001).await.unwrap().unwrap();
+        let secret =
+            kit.credentials.manual_secret(GroupId(1001), true).await.unwrap().unwrap().expose_secret().to_owned();
+        kit.credentials.save_manual_confirmation(GroupId(1001), "fromvk").await.unwrap();
+        let settings = kit.store.community_settings(GroupId(1001)).await.unwrap().unwrap();
         assert!(!settings.callback_configured);
         assert_eq!(
-            kit.receiver.accept(&body(1001, "group_join", "1", &secret)).await.0,
+            kit.receiver.accept(&body(GroupId(1001), "group_join", "1", &secret)).await.0,
             Verdict::Stored(Inserted::New)
         );
         vk_sandbox::testing::eventually(5, "connected by its first event", || async {
-            kit.store.community_settings(1001).await.unwrap().unwrap().callback_configured.then_some(())
+            kit.store.community_settings(GroupId(1001)).await.unwrap().unwrap().callback_configured.then_some(())
         })
         .await;
     }

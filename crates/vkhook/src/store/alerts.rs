@@ -3,6 +3,7 @@
 
 use super::{on_pool, Store, StoreResult};
 use crate::model::{AlertKind, AlertOutcome, Reason};
+use vk::GroupId;
 
 /// How many tellings a window holds (`Store::alert_tellings_since`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -39,7 +40,7 @@ impl Store {
     /// Opens an alert unless one of the same kind and subject is open: its id when this call opened it.
     pub async fn open_alert(
         &self,
-        group_id: i64,
+        group_id: GroupId,
         kind: AlertKind,
         subject: &str,
         detail: &str,
@@ -100,7 +101,7 @@ impl Store {
     /// The trouble is over: closes the open alerts of this kind (and subject, if given).
     pub async fn resolve_alerts(
         &self,
-        group_id: i64,
+        group_id: GroupId,
         kind: AlertKind,
         subject: Option<&str>,
         now: i64,
@@ -112,13 +113,13 @@ impl Store {
     }
 
     /// A community's alerts, newest first (the «Уведомления» card).
-    pub async fn alerts(&self, group_id: i64, limit: i64) -> StoreResult<Vec<AlertRow>> {
+    pub async fn alerts(&self, group_id: GroupId, limit: i64) -> StoreResult<Vec<AlertRow>> {
         let q = format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE group_id = $1 ORDER BY id DESC LIMIT $2");
         Ok(on_pool!(self, pool => sqlx::query_as::<_, AlertRow>(&q).bind(group_id).bind(limit).fetch_all(pool).await?))
     }
 
     /// No e-mails for the community's alerts any more: the confirmed address and any waiting one are forgotten.
-    pub async fn clear_alert_email(&self, group_id: i64) -> StoreResult<bool> {
+    pub async fn clear_alert_email(&self, group_id: GroupId) -> StoreResult<bool> {
         let q = "UPDATE community_settings SET alert_email = NULL, alert_email_pending = NULL, \
                  alert_email_token = NULL, alert_email_sent_at = NULL WHERE group_id = $1";
         let n = on_pool!(self, pool => sqlx::query(q).bind(group_id).execute(pool).await?.rows_affected());
@@ -130,7 +131,7 @@ impl Store {
     /// admin types). Whether this one may be sent.
     pub async fn request_alert_email(
         &self,
-        group_id: i64,
+        group_id: GroupId,
         email: &str,
         token_hash: &str,
         now: i64,
@@ -154,7 +155,7 @@ impl Store {
     }
 
     /// The confirmed address alerts go to.
-    pub async fn alert_email(&self, group_id: i64) -> StoreResult<Option<String>> {
+    pub async fn alert_email(&self, group_id: GroupId) -> StoreResult<Option<String>> {
         let q = "SELECT alert_email FROM community_settings WHERE group_id = $1";
         let found: Option<Option<String>> =
             on_pool!(self, pool => sqlx::query_scalar(q).bind(group_id).fetch_optional(pool).await?);
@@ -162,7 +163,7 @@ impl Store {
     }
 
     /// The address waiting for its confirmation, if any.
-    pub async fn pending_alert_email(&self, group_id: i64) -> StoreResult<Option<String>> {
+    pub async fn pending_alert_email(&self, group_id: GroupId) -> StoreResult<Option<String>> {
         let q = "SELECT alert_email_pending FROM community_settings WHERE group_id = $1";
         let found: Option<Option<String>> =
             on_pool!(self, pool => sqlx::query_scalar(q).bind(group_id).fetch_optional(pool).await?);
@@ -187,7 +188,7 @@ impl Store {
     /// Tellings since `since`: of this community and kind, of this community at all, to this user, to this address.
     pub async fn alert_tellings_since(
         &self,
-        group_id: i64,
+        group_id: GroupId,
         kind: AlertKind,
         user_id: Option<i64>,
         email: Option<&str>,
@@ -204,13 +205,19 @@ impl Store {
     }
 
     /// Whether `user_id` lets community `group_id` write to them, and as of when (VK's answer or their own event).
-    pub async fn message_permission(&self, group_id: i64, user_id: i64) -> StoreResult<Option<(bool, i64)>> {
+    pub async fn message_permission(&self, group_id: GroupId, user_id: i64) -> StoreResult<Option<(bool, i64)>> {
         let q = "SELECT allowed, checked_at FROM message_permissions WHERE group_id = $1 AND user_id = $2";
         Ok(on_pool!(self, pool => sqlx::query_as(q).bind(group_id).bind(user_id).fetch_optional(pool).await?))
     }
 
     /// Records VK's answer as of `at`; a newer one (a later event) is never overwritten.
-    pub async fn set_message_permission(&self, group_id: i64, user_id: i64, allowed: bool, at: i64) -> StoreResult<()> {
+    pub async fn set_message_permission(
+        &self,
+        group_id: GroupId,
+        user_id: i64,
+        allowed: bool,
+        at: i64,
+    ) -> StoreResult<()> {
         let q = "INSERT INTO message_permissions (group_id, user_id, allowed, checked_at) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (group_id, user_id) DO UPDATE SET allowed = excluded.allowed, \
                  checked_at = excluded.checked_at WHERE excluded.checked_at >= message_permissions.checked_at";

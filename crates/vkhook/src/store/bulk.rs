@@ -5,6 +5,7 @@ use super::communities::USER_COMMUNITY_COLUMNS;
 use super::setups::SETUP_COLUMNS;
 use super::{now_ms, on_pool, SetupRow, Store, StoreResult, UserCommunity};
 use crate::model::{BulkKind, BulkOutcome};
+use vk::GroupId;
 
 /// How long a bulk run's page stays: its record is dropped after this (its communities keep their own state).
 const BULK_KEPT_MS: i64 = 7 * 24 * 3600 * 1000;
@@ -27,7 +28,7 @@ pub struct BulkMember {
 
 impl Store {
     /// Records a bulk run over `group_ids` (in this order); drops its user's runs older than a week.
-    pub async fn create_bulk(&self, run: &BulkRun, group_ids: &[i64]) -> StoreResult<()> {
+    pub async fn create_bulk(&self, run: &BulkRun, group_ids: &[GroupId]) -> StoreResult<()> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             // Their communities go with them (`ON DELETE CASCADE`).
@@ -69,14 +70,14 @@ impl Store {
         Ok(members
             .into_iter()
             .map(|m| {
-                let setup = setups.iter().find(|s| s.group_id == m.community.id).cloned();
+                let setup = setups.iter().find(|s| s.group_id == m.community.id.0).cloned();
                 (m, setup)
             })
             .collect())
     }
 
     /// Records how the run ended for one of its communities.
-    pub async fn set_bulk_outcome(&self, id: &str, group_id: i64, outcome: BulkOutcome) -> StoreResult<()> {
+    pub async fn set_bulk_outcome(&self, id: &str, group_id: GroupId, outcome: BulkOutcome) -> StoreResult<()> {
         let q = "UPDATE bulk_members SET outcome = $3 WHERE bulk_id = $1 AND group_id = $2";
         on_pool!(self, pool => sqlx::query(q).bind(id).bind(group_id).bind(outcome).execute(pool).await?.rows_affected());
         Ok(())

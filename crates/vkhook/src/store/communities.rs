@@ -2,6 +2,7 @@
 
 use super::{now_ms, on_pool, Store, StoreResult};
 use crate::model::{CommunityStatus, Role};
+use vk::GroupId;
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct CommunityRow {
@@ -26,7 +27,7 @@ impl CommunityRow {
 /// A community as one of its managers sees it in the list.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct UserCommunity {
-    pub id: i64,
+    pub id: GroupId,
     pub name: String,
     pub screen_name: String,
     pub photo: Option<String>,
@@ -125,7 +126,7 @@ impl Store {
     /// Records what «Проверить путь» found.
     pub async fn record_path_check(
         &self,
-        group_id: i64,
+        group_id: GroupId,
         at: i64,
         outcome: crate::model::PathOutcome,
         detail: &str,
@@ -138,7 +139,7 @@ impl Store {
     }
 
     /// The last «Проверить путь»: when, what, and the detail.
-    pub async fn path_check(&self, group_id: i64) -> StoreResult<Option<(i64, crate::model::PathOutcome, String)>> {
+    pub async fn path_check(&self, group_id: GroupId) -> StoreResult<Option<(i64, crate::model::PathOutcome, String)>> {
         let q = "SELECT path_check_at, path_check_outcome, path_check_detail FROM community_settings \
                  WHERE group_id = $1 AND path_check_at IS NOT NULL";
         type Row = (i64, crate::model::PathOutcome, Option<String>);
@@ -147,7 +148,7 @@ impl Store {
     }
 
     /// The community's name, as VK last told us.
-    pub async fn community_name(&self, group_id: i64) -> StoreResult<Option<String>> {
+    pub async fn community_name(&self, group_id: GroupId) -> StoreResult<Option<String>> {
         let q = "SELECT name FROM communities WHERE id = $1";
         Ok(on_pool!(self, pool => sqlx::query_scalar(q).bind(group_id).fetch_optional(pool).await?))
     }
@@ -168,7 +169,7 @@ impl Store {
     }
 
     /// VK proved `user_id`'s `role` in a community of their list at `at`.
-    pub async fn set_user_role(&self, user_id: i64, group_id: i64, role: Role, at: i64) -> StoreResult<()> {
+    pub async fn set_user_role(&self, user_id: i64, group_id: GroupId, role: Role, at: i64) -> StoreResult<()> {
         let q = "UPDATE community_admins SET role = $3, proven_at = $4, updated_at = $4 \
                  WHERE user_id = $1 AND group_id = $2";
         on_pool!(self, pool => sqlx::query(q).bind(user_id).bind(group_id).bind(role).bind(at)
@@ -222,7 +223,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn remove_user_community(&self, user_id: i64, group_id: i64) -> StoreResult<()> {
+    pub async fn remove_user_community(&self, user_id: i64, group_id: GroupId) -> StoreResult<()> {
         let q = "DELETE FROM community_admins WHERE user_id = $1 AND group_id = $2";
         on_pool!(self, pool => sqlx::query(q).bind(user_id).bind(group_id).execute(pool).await?.rows_affected());
         Ok(())
@@ -235,7 +236,7 @@ impl Store {
     }
 
     /// The community, if `user_id` manages it.
-    pub async fn community_for_user(&self, user_id: i64, group_id: i64) -> StoreResult<Option<UserCommunity>> {
+    pub async fn community_for_user(&self, user_id: i64, group_id: GroupId) -> StoreResult<Option<UserCommunity>> {
         let q =
             format!("SELECT {USER_COMMUNITY_COLUMNS} {USER_COMMUNITY_FROM} WHERE a.user_id = $1 AND a.group_id = $2");
         Ok(on_pool!(self, pool => sqlx::query_as::<_, UserCommunity>(&q).bind(user_id).bind(group_id)

@@ -6,6 +6,7 @@
 
 use super::{now_ms, on_pool, Store, StoreResult};
 use crate::model::{DeliveryStatus, DisabledReason};
+use vk::GroupId;
 
 /// A new endpoint; its secret is already sealed (the vault row is its id).
 #[derive(Debug, Clone)]
@@ -333,7 +334,7 @@ impl Store {
 
     /// Whether the endpoint's secret may be shown now: once after it was made or rotated, then never (it reads
     /// masked). True for the one caller that takes it.
-    pub async fn take_endpoint_reveal(&self, group_id: i64, endpoint_id: &str) -> StoreResult<bool> {
+    pub async fn take_endpoint_reveal(&self, group_id: GroupId, endpoint_id: &str) -> StoreResult<bool> {
         let q = "UPDATE endpoints SET reveal_pending = FALSE WHERE group_id = $1 AND id = $2 AND reveal_pending";
         let n = on_pool!(self, pool => sqlx::query(q).bind(group_id).bind(endpoint_id).execute(pool).await?
             .rows_affected());
@@ -341,12 +342,12 @@ impl Store {
     }
 
     /// A community's endpoints, oldest first.
-    pub async fn endpoints(&self, group_id: i64) -> StoreResult<Vec<EndpointRow>> {
+    pub async fn endpoints(&self, group_id: GroupId) -> StoreResult<Vec<EndpointRow>> {
         let q = format!("SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE group_id = $1 ORDER BY created_at, id");
         Ok(on_pool!(self, pool => sqlx::query_as::<_, EndpointRow>(&q).bind(group_id).fetch_all(pool).await?))
     }
 
-    pub async fn endpoint(&self, group_id: i64, id: &str) -> StoreResult<Option<EndpointRow>> {
+    pub async fn endpoint(&self, group_id: GroupId, id: &str) -> StoreResult<Option<EndpointRow>> {
         let q = format!("SELECT {ENDPOINT_COLUMNS} FROM endpoints WHERE group_id = $1 AND id = $2");
         Ok(on_pool!(self, pool => sqlx::query_as::<_, EndpointRow>(&q).bind(group_id).bind(id)
             .fetch_optional(pool).await?))
@@ -355,7 +356,7 @@ impl Store {
     /// «Включить» (`disabled: None`; past failures forgotten) or «Отключить» (with why).
     pub async fn set_endpoint_disabled(
         &self,
-        group_id: i64,
+        group_id: GroupId,
         id: &str,
         disabled: Option<DisabledReason>,
     ) -> StoreResult<bool> {
@@ -367,7 +368,7 @@ impl Store {
     }
 
     /// «Удалить»: the endpoint, its deliveries and their attempts.
-    pub async fn delete_endpoint(&self, group_id: i64, id: &str) -> StoreResult<bool> {
+    pub async fn delete_endpoint(&self, group_id: GroupId, id: &str) -> StoreResult<bool> {
         let q = "DELETE FROM endpoints WHERE group_id = $1 AND id = $2";
         let n = on_pool!(self, pool => sqlx::query(q).bind(group_id).bind(id).execute(pool).await?.rows_affected());
         Ok(n == 1)
@@ -376,7 +377,7 @@ impl Store {
     /// «Сменить секрет»: `secret` signs from now on, and `previous` (the old one) as well until `previous_until`.
     pub async fn rotate_endpoint_secret(
         &self,
-        group_id: i64,
+        group_id: GroupId,
         id: &str,
         secret: &str,
         previous: &str,

@@ -2,6 +2,7 @@
 
 use super::{now_ms, on_pool, Backend, Store, StoreResult};
 use crate::model::{EventResult, EventStatus, Reason, Source};
+use vk::GroupId;
 
 /// A community's recent pace: events in a window, and when the first and the last came.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -362,7 +363,7 @@ impl Store {
     /// one. The result is read as an [`EventResult`], never compared as text.
     pub async fn revive_ingest_decisions(
         &self,
-        group_id: i64,
+        group_id: GroupId,
         reasons: &[Reason],
         since: i64,
         until: i64,
@@ -394,7 +395,7 @@ impl Store {
 
     /// When the oldest unfinished event was received (Unix ms), of one community or of all: the backlog's age.
     /// One step of a partial index either way (`inbox_open`, `inbox_open_by_id`).
-    pub async fn oldest_open_event_at(&self, group_id: Option<i64>) -> StoreResult<Option<i64>> {
+    pub async fn oldest_open_event_at(&self, group_id: Option<GroupId>) -> StoreResult<Option<i64>> {
         let (open, by_group) = (OPEN, self.open_by_group());
         Ok(match group_id {
             Some(g) => {
@@ -474,7 +475,7 @@ impl Store {
     }
 
     /// «Повторить»: a failed or dead event runs again (the bot's dedup keys make a sent reply a no-op at VK).
-    pub async fn replay_inbox_event(&self, group_id: i64, id: i64) -> StoreResult<bool> {
+    pub async fn replay_inbox_event(&self, group_id: GroupId, id: i64) -> StoreResult<bool> {
         let q = "UPDATE inbox_events SET status = 'pending', attempts = 0, next_attempt_at = $3, lease_owner = NULL, \
                  lease_until = NULL WHERE group_id = $1 AND id = $2 AND status IN ('failed', 'dead')";
         let n = on_pool!(self, pool => sqlx::query(q).bind(group_id).bind(id).bind(now_ms()).execute(pool).await?.rows_affected());
@@ -482,19 +483,19 @@ impl Store {
     }
 
     /// Releases a paused community's held-back events for processing now.
-    pub async fn wake_community_events(&self, group_id: i64) -> StoreResult<u64> {
+    pub async fn wake_community_events(&self, group_id: GroupId) -> StoreResult<u64> {
         let q = "UPDATE inbox_events SET next_attempt_at = $2 WHERE group_id = $1 AND status = 'pending'";
         Ok(on_pool!(self, pool => sqlx::query(q).bind(group_id).bind(now_ms()).execute(pool).await?.rows_affected()))
     }
 
-    pub async fn inbox_event(&self, group_id: i64, id: i64) -> StoreResult<Option<InboxRow>> {
+    pub async fn inbox_event(&self, group_id: GroupId, id: i64) -> StoreResult<Option<InboxRow>> {
         let q = format!("SELECT {INBOX_COLUMNS} FROM inbox_events WHERE group_id = $1 AND id = $2");
         Ok(
             on_pool!(self, pool => sqlx::query_as::<_, InboxRow>(&q).bind(group_id).bind(id).fetch_optional(pool).await?),
         )
     }
 
-    pub async fn inbox_event_by_event_id(&self, group_id: i64, event_id: &str) -> StoreResult<Option<InboxRow>> {
+    pub async fn inbox_event_by_event_id(&self, group_id: GroupId, event_id: &str) -> StoreResult<Option<InboxRow>> {
         let q = format!("SELECT {INBOX_COLUMNS} FROM inbox_events WHERE group_id = $1 AND event_id = $2");
         Ok(
             on_pool!(self, pool => sqlx::query_as::<_, InboxRow>(&q).bind(group_id).bind(event_id).fetch_optional(pool).await?),
@@ -502,7 +503,7 @@ impl Store {
     }
 
     /// The delivery log, newest first.
-    pub async fn inbox_log(&self, group_id: i64, f: &LogFilter) -> StoreResult<Vec<InboxRow>> {
+    pub async fn inbox_log(&self, group_id: GroupId, f: &LogFilter) -> StoreResult<Vec<InboxRow>> {
         let q = format!(
             "SELECT {INBOX_COLUMNS} FROM inbox_events WHERE group_id = $1 \
              AND ($2 IS NULL OR event_type = $2) AND ($3 IS NULL OR status = $3) AND ($4 IS NULL OR id < $4) \
@@ -515,7 +516,7 @@ impl Store {
 
     /// Events not finished yet (all communities, or one). Counted in a partial index (`inbox_open_by_id`,
     /// `inbox_open`) without touching the table: a deep backlog is counted fast, and is polled while it drains.
-    pub async fn inbox_depth(&self, group_id: Option<i64>) -> StoreResult<i64> {
+    pub async fn inbox_depth(&self, group_id: Option<GroupId>) -> StoreResult<i64> {
         Ok(match group_id {
             Some(g) => {
                 let by_group = self.open_by_group();
@@ -530,7 +531,7 @@ impl Store {
     }
 
     /// Events received since `since`, by type.
-    pub async fn inbox_counts_by_type(&self, group_id: i64, since: i64) -> StoreResult<Vec<CountRow>> {
+    pub async fn inbox_counts_by_type(&self, group_id: GroupId, since: i64) -> StoreResult<Vec<CountRow>> {
         let q = "SELECT event_type AS key, COUNT(*) AS n FROM inbox_events WHERE group_id = $1 AND received_at >= $2 \
                  GROUP BY event_type ORDER BY n DESC, event_type";
         Ok(on_pool!(self, pool => sqlx::query_as::<_, CountRow>(q).bind(group_id).bind(since).fetch_all(pool).await?))
@@ -538,7 +539,7 @@ impl Store {
 
     /// How many events the community received since `since`, and when the first and the last of them came: its
     /// usual pace, for the silence signal (`health::Silence`).
-    pub async fn activity(&self, group_id: i64, since: i64) -> StoreResult<Activity> {
+    pub async fn activity(&self, group_id: GroupId, since: i64) -> StoreResult<Activity> {
         let q = "SELECT COUNT(*), MIN(received_at), MAX(received_at) FROM inbox_events \
                  WHERE group_id = $1 AND received_at >= $2";
         let (events, first_at, last_at): (i64, Option<i64>, Option<i64>) =
@@ -546,13 +547,13 @@ impl Store {
         Ok(Activity { events, first_at, last_at })
     }
 
-    pub async fn last_event_at(&self, group_id: i64) -> StoreResult<Option<i64>> {
+    pub async fn last_event_at(&self, group_id: GroupId) -> StoreResult<Option<i64>> {
         let q = "SELECT MAX(received_at) FROM inbox_events WHERE group_id = $1";
         Ok(on_pool!(self, pool => sqlx::query_scalar(q).bind(group_id).fetch_one(pool).await?))
     }
 
     /// The most recent error of the community's events, with its time.
-    pub async fn last_inbox_error(&self, group_id: i64) -> StoreResult<Option<(String, i64)>> {
+    pub async fn last_inbox_error(&self, group_id: GroupId) -> StoreResult<Option<(String, i64)>> {
         let q = "SELECT last_error, COALESCE(processed_at, received_at) FROM inbox_events \
                  WHERE group_id = $1 AND last_error IS NOT NULL ORDER BY COALESCE(processed_at, received_at) DESC LIMIT 1";
         Ok(on_pool!(self, pool => sqlx::query_as::<_, (String, i64)>(q).bind(group_id).fetch_optional(pool).await?))

@@ -2,6 +2,7 @@
 
 use super::{on_pool, Store, StoreResult};
 use crate::model::OAuthPurpose;
+use vk::GroupId;
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SessionRow {
@@ -31,10 +32,10 @@ pub struct OAuthStateRow {
 
 impl OAuthStateRow {
     /// The communities this authorization asks for.
-    pub fn communities(&self) -> Vec<i64> {
+    pub fn communities(&self) -> Vec<GroupId> {
         match &self.group_ids {
-            Some(ids) => ids.split(',').filter_map(|id| id.parse().ok()).collect(),
-            None => self.group_id.into_iter().collect(),
+            Some(ids) => ids.split(",").filter_map(|id| id.parse().ok()).map(GroupId).collect(),
+            None => self.group_id.into_iter().map(GroupId).collect(),
         }
     }
 }

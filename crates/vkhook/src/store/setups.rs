@@ -2,6 +2,7 @@
 
 use super::{now_ms, on_pool, Store, StoreResult};
 use crate::model::{CommunityStatus, ErrorKind, PauseReason, SetupMode, SetupState, StepState, VkServerView};
+use vk::GroupId;
 
 /// `community_settings`: what vkhook set up at VK for a community. Secrets and the token are vault values.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -110,7 +111,7 @@ pub(super) const SETUP_COLUMNS: &str =
     lease_until, bot_enabled, bot_reply";
 
 impl Store {
-    pub async fn community_settings(&self, group_id: i64) -> StoreResult<Option<CommunitySettings>> {
+    pub async fn community_settings(&self, group_id: GroupId) -> StoreResult<Option<CommunitySettings>> {
         let q = format!("SELECT {SETTINGS_COLUMNS} FROM community_settings WHERE group_id = $1");
         Ok(
             on_pool!(self, pool => sqlx::query_as::<_, CommunitySettings>(&q).bind(group_id).fetch_optional(pool).await?),
@@ -118,7 +119,7 @@ impl Store {
     }
 
     /// Stores a community token (sealed) and its real scopes.
-    pub async fn save_community_token(&self, group_id: i64, sealed: &str, scopes: &str) -> StoreResult<()> {
+    pub async fn save_community_token(&self, group_id: GroupId, sealed: &str, scopes: &str) -> StoreResult<()> {
         let q = "UPDATE community_settings SET community_token = $2, token_scopes = $3, updated_at = $4 WHERE group_id = $1";
         on_pool!(self, pool => sqlx::query(q).bind(group_id).bind(sealed).bind(scopes).bind(now_ms()).execute(pool).await?.rows_affected());
         Ok(())
@@ -127,7 +128,7 @@ impl Store {
     /// VK refused the community key: forgets it, pauses the bot and marks the community as needing a new
     /// authorization — in one statement, so no reader sees the key gone while the bot still runs. Only
     /// `bot::BotControl::pause_for_reauth` calls this.
-    pub async fn drop_key_and_pause(&self, group_id: i64, reason: PauseReason) -> StoreResult<()> {
+    pub async fn drop_key_and_pause(&self, group_id: GroupId, reason: PauseReason) -> StoreResult<()> {
         let now = now_ms();
         let q = "UPDATE community_settings SET community_token = NULL, token_scopes = '', status = $2, \
                  paused_reason = $3, last_error = $4, last_error_at = $5, updated_at = $5 WHERE group_id = $1";
@@ -142,7 +143,7 @@ impl Store {
     /// `previous_secret` is (sealed value, accepted until).
     pub async fn commit_confirmation(
         &self,
-        group_id: i64,
+        group_id: GroupId,
         code: &str,
         secret: Option<&str>,
         previous_secret: Option<(&str, i64)>,
@@ -158,7 +159,7 @@ impl Store {
     }
 
     /// Commits a new confirmation code and leaves the secrets as they are (a setup that needs no new secret).
-    pub async fn commit_code(&self, group_id: i64, code: &str, mode: SetupMode) -> StoreResult<()> {
+    pub async fn commit_code(&self, group_id: GroupId, code: &str, mode: SetupMode) -> StoreResult<()> {
         let q = "UPDATE community_settings SET confirmation_code = $2, setup_mode = $3, updated_at = $4 \
                  WHERE group_id = $1";
         on_pool!(self, pool => sqlx::query(q)
@@ -169,7 +170,7 @@ impl Store {
     /// Sets `status` (and the error shown with it, if any).
     pub async fn set_connection_status(
         &self,
-        group_id: i64,
+        group_id: GroupId,
         status: CommunityStatus,
         error: Option<ErrorKind>,
     ) -> StoreResult<()> {
@@ -184,7 +185,7 @@ impl Store {
     /// VK confirmed our server: the seed's `callback_configured = true`.
     pub async fn mark_connected(
         &self,
-        group_id: i64,
+        group_id: GroupId,
         server_id: Option<i64>,
         api_version: &str,
         events: &str,
@@ -201,13 +202,13 @@ impl Store {
         Ok(())
     }
 
-    pub async fn set_events(&self, group_id: i64, events: &str) -> StoreResult<()> {
+    pub async fn set_events(&self, group_id: GroupId, events: &str) -> StoreResult<()> {
         let q = "UPDATE community_settings SET events = $2, updated_at = $3 WHERE group_id = $1";
         on_pool!(self, pool => sqlx::query(q).bind(group_id).bind(events).bind(now_ms()).execute(pool).await?.rows_affected());
         Ok(())
     }
 
-    pub async fn set_vk_server_status(&self, group_id: i64, view: &VkServerView) -> StoreResult<()> {
+    pub async fn set_vk_server_status(&self, group_id: GroupId, view: &VkServerView) -> StoreResult<()> {
         let now = now_ms();
         let q = "UPDATE community_settings SET vk_server_status = $2, last_check_at = $3, updated_at = $3 WHERE group_id = $1";
         on_pool!(self, pool => sqlx::query(q).bind(group_id).bind(view).bind(now).execute(pool).await?.rows_affected());
@@ -215,7 +216,7 @@ impl Store {
     }
 
     /// VK asked us for the code (a diagnostic for a failed confirmation).
-    pub async fn record_confirmation_request(&self, group_id: i64) -> StoreResult<()> {
+    pub async fn record_confirmation_request(&self, group_id: GroupId) -> StoreResult<()> {
         let q = "UPDATE community_settings SET last_confirmation_at = $2 WHERE group_id = $1";
         on_pool!(self, pool => sqlx::query(q).bind(group_id).bind(now_ms()).execute(pool).await?.rows_affected());
         Ok(())
@@ -229,7 +230,7 @@ impl Store {
     }
 
     /// The first event of a manually set up community arrived: it is connected.
-    pub async fn mark_manual_connected(&self, group_id: i64) -> StoreResult<bool> {
+    pub async fn mark_manual_connected(&self, group_id: GroupId) -> StoreResult<bool> {
         let now = now_ms();
         let q = "UPDATE community_settings SET callback_configured = $2, status = $4, connected_at = $3, \
                  updated_at = $3 WHERE group_id = $1 AND setup_mode = $5 AND NOT callback_configured";
@@ -239,7 +240,7 @@ impl Store {
     }
 
     /// Forgets the connection: token, secrets, code, server; `callback_configured = false`.
-    pub async fn disconnect_community(&self, group_id: i64) -> StoreResult<()> {
+    pub async fn disconnect_community(&self, group_id: GroupId) -> StoreResult<()> {
         let q =
             "UPDATE community_settings SET confirmation_code = NULL, callback_configured = $2, setup_mode = 'api', \
                  server_id = NULL, secret = NULL, previous_secret = NULL, previous_secret_until = NULL, api_version = NULL, events = '', \
@@ -252,7 +253,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn setup(&self, group_id: i64) -> StoreResult<Option<SetupRow>> {
+    pub async fn setup(&self, group_id: GroupId) -> StoreResult<Option<SetupRow>> {
         let q = format!("SELECT {SETUP_COLUMNS} FROM community_setups WHERE group_id = $1");
         Ok(on_pool!(self, pool => sqlx::query_as::<_, SetupRow>(&q).bind(group_id).fetch_optional(pool).await?))
     }
@@ -286,7 +287,7 @@ impl Store {
     /// holds a live lease.
     pub async fn claim_setup(
         &self,
-        group_id: i64,
+        group_id: GroupId,
         run_id: &str,
         holder_lease: Option<i64>,
         lease_until: i64,
@@ -303,7 +304,7 @@ impl Store {
 
     pub async fn set_setup_step(
         &self,
-        group_id: i64,
+        group_id: GroupId,
         run_id: &str,
         step: Step,
         state: StepState,
@@ -320,7 +321,7 @@ impl Store {
 
     pub async fn finish_setup(
         &self,
-        group_id: i64,
+        group_id: GroupId,
         run_id: &str,
         state: SetupState,
         error: Option<(ErrorKind, &str)>,

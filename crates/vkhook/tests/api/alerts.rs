@@ -1,6 +1,7 @@
 //! The admin who connected a community is told when something needs them — by a message from the community in VK
 //! and by e-mail — once, not again within the reminder period.
 
+use vk::GroupId;
 use vkhook::model::{AlertKind, AlertOutcome};
 
 use crate::forwarding::add_endpoint;
@@ -18,7 +19,7 @@ pub async fn confirm_alert_email(app: &TestApp, smtp: &SmtpSink, email: &str) {
     let path = &link[link.find("/alerts/confirm").unwrap()..];
     let r = app.get(path).await;
     assert_eq!(r.status(), 303, "the link confirms");
-    assert_eq!(app.store().alert_email(1001).await.unwrap().as_deref(), Some(email));
+    assert_eq!(app.store().alert_email(GroupId(1001)).await.unwrap().as_deref(), Some(email));
 }
 
 async fn with_mail() -> (TestApp, SmtpSink) {
@@ -62,10 +63,10 @@ async fn a_disabled_endpoint_and_a_dead_key_are_told_once_by_vk_message_and_by_e
     assert_eq!(mail.to, ["anna@example.com"]);
     assert!(mail.text().contains("отключена"), "{}", mail.text());
     // Seen again, and the reminder pass: nothing more within the reminder period (a day).
-    app.state.alerts.raise(1001, AlertKind::EndpointDisabled, &endpoint, "CRM\ngone");
+    app.state.alerts.raise(GroupId(1001), AlertKind::EndpointDisabled, &endpoint, "CRM\ngone");
     app.state.alerts.remind().await.unwrap();
     let alerts = eventually(10, "the alert recorded", || async {
-        let a = app.store().alerts(1001, 10).await.unwrap();
+        let a = app.store().alerts(GroupId(1001), 10).await.unwrap();
         a.first().is_some_and(|a| a.email_result.is_some()).then_some(a)
     })
     .await;
@@ -92,7 +93,7 @@ async fn a_disabled_endpoint_and_a_dead_key_are_told_once_by_vk_message_and_by_e
     // Both told once: one VK message, two e-mails in all, even after another reminder pass. (The paused bot holds
     // the comment until the community is reconnected.)
     app.state.alerts.remind().await.unwrap();
-    let alerts = app.store().alerts(1001, 10).await.unwrap();
+    let alerts = app.store().alerts(GroupId(1001), 10).await.unwrap();
     assert_eq!(
         alerts.iter().map(|a| (a.kind, a.sends)).collect::<Vec<_>>(),
         [(AlertKind::BotPaused, 1), (AlertKind::EndpointDisabled, 1)]
@@ -111,7 +112,7 @@ async fn the_card_says_in_advance_whether_vk_messages_arrive_and_a_refusal_falls
     app.connected_with_rules(1001, &[]).await;
     let card = app.get("/communities/1001").await.text().await.unwrap();
     assert!(card.contains("Сообщения ВКонтакте не дойдут"), "before any alert: {card}");
-    assert!(app.store().alerts(1001, 10).await.unwrap().is_empty(), "nothing was sent to find out");
+    assert!(app.store().alerts(GroupId(1001), 10).await.unwrap().is_empty(), "nothing was sent to find out");
     // Анна presses «Разрешить сообщения» in VK: the event updates it as it is stored.
     app.sandbox_control("/_sandbox/groups/1001/permission", serde_json::json!({"user_id": 1, "allowed": true})).await;
     eventually(10, "the card to say they arrive", || async {
@@ -123,11 +124,11 @@ async fn the_card_says_in_advance_whether_vk_messages_arrive_and_a_refusal_falls
 
     // The community's messages are switched off at VK: the alert's message is refused with 945.
     app.sandbox_control("/_sandbox/groups/1001/messaging", serde_json::json!({"enabled": false})).await;
-    app.state.alerts.raise(1001, AlertKind::VkFailed, "", "");
+    app.state.alerts.raise(GroupId(1001), AlertKind::VkFailed, "", "");
     let mail = eventually(10, "the e-mail", || async { smtp.mails().into_iter().nth(1) }).await;
     assert_eq!(mail.to, ["anna@example.com"]);
     let alert = eventually(10, "the alert recorded", || async {
-        let a = app.store().alerts(1001, 10).await.unwrap().into_iter().next()?;
+        let a = app.store().alerts(GroupId(1001), 10).await.unwrap().into_iter().next()?;
         a.email_result.is_some().then_some(a)
     })
     .await;
@@ -162,19 +163,19 @@ async fn five_disable_enable_cycles_tell_once_and_mail_only_a_confirmed_address(
     let form = [("url", hook.url.as_str()), ("name", "СРОЧНО: подтвердите аккаунт на https://evil.example")];
     let r = app.post_with_csrf("/communities/1001", "/communities/1001/endpoints", &form).await;
     assert_eq!(r.status(), 303);
-    let endpoint = app.store().endpoints(1001).await.unwrap().remove(0).id;
+    let endpoint = app.store().endpoints(GroupId(1001)).await.unwrap().remove(0).id;
     let page = format!("/communities/1001/endpoints/{endpoint}");
     for cycle in 0..5 {
         hook.answer_next(&[410]);
         app.post_with_csrf(&page, &format!("{page}/test"), &[]).await;
         eventually(10, "disabled by the 410", || async {
-            let e = app.store().endpoint(1001, &endpoint).await.unwrap()?;
+            let e = app.store().endpoint(GroupId(1001), &endpoint).await.unwrap()?;
             (!e.enabled).then_some(())
         })
         .await;
         // The alert's telling (or its refusal by the limit) is recorded before the next cycle.
         eventually(10, "the alert settled", || async {
-            let alerts = app.store().alerts(1001, 10).await.unwrap();
+            let alerts = app.store().alerts(GroupId(1001), 10).await.unwrap();
             (alerts.len() == cycle + 1 && alerts.iter().all(|a| a.vk_result.is_some())).then_some(())
         })
         .await;
@@ -186,7 +187,7 @@ async fn five_disable_enable_cycles_tell_once_and_mail_only_a_confirmed_address(
     assert!(to_anna[0].text.contains("127.0.0.1"), "named by its host: {}", to_anna[0].text);
     assert!(!to_anna[0].text.contains("СРОЧНО") && !to_anna[0].text.contains("evil"), "{}", to_anna[0].text);
     assert_eq!(smtp.mails().len(), 1, "only the confirmation link went to the unconfirmed address");
-    let alerts = app.store().alerts(1001, 10).await.unwrap();
+    let alerts = app.store().alerts(GroupId(1001), 10).await.unwrap();
     assert_eq!(alerts.iter().filter(|a| a.vk_result == Some(AlertOutcome::Limited)).count(), 4, "held by the limit");
     let card = app.get("/communities/1001").await.text().await.unwrap();
     assert!(card.contains("дневной лимит"), "the card says why nothing went");
@@ -195,7 +196,7 @@ async fn five_disable_enable_cycles_tell_once_and_mail_only_a_confirmed_address(
     let link =
         smtp.mails()[0].text().split_whitespace().find(|w| w.contains("/alerts/confirm?token=")).unwrap().to_owned();
     assert_eq!(app.get(&link[link.find("/alerts/confirm").unwrap()..]).await.status(), 303);
-    app.state.alerts.raise(1001, AlertKind::VkFailed, "", "");
+    app.state.alerts.raise(GroupId(1001), AlertKind::VkFailed, "", "");
     let mail = eventually(10, "the alert by e-mail", || async { smtp.mails().into_iter().nth(1) }).await;
     assert_eq!(mail.to, ["victim@example.com"]);
 }
@@ -217,21 +218,21 @@ async fn lasting_trouble_is_reminded_once_a_period_and_a_dead_smtp_server_is_rec
     let token = "confirm-token";
     let hash = vkhook::accounts::hash_hex(token);
     let now = vkhook::store::now_ms();
-    assert!(app.store().request_alert_email(1001, "anna@example.com", &hash, now, 0).await.unwrap());
+    assert!(app.store().request_alert_email(GroupId(1001), "anna@example.com", &hash, now, 0).await.unwrap());
     assert_eq!(app.state.alerts.confirm_email(token).await.unwrap(), Some(1001));
 
-    app.state.alerts.raise(1001, AlertKind::VkFailed, "", "");
+    app.state.alerts.raise(GroupId(1001), AlertKind::VkFailed, "", "");
     let first = eventually(10, "the first telling", || async {
-        let a = app.store().alerts(1001, 10).await.unwrap().into_iter().next()?;
+        let a = app.store().alerts(GroupId(1001), 10).await.unwrap().into_iter().next()?;
         a.email_result.is_some().then_some(a)
     })
     .await;
     assert_eq!((first.vk_result, first.email_result), (Some(AlertOutcome::Sent), Some(AlertOutcome::Failed)));
     app.state.alerts.remind().await.unwrap();
-    assert_eq!(app.store().alerts(1001, 10).await.unwrap()[0].sends, 1, "no reminder within the period");
+    assert_eq!(app.store().alerts(GroupId(1001), 10).await.unwrap()[0].sends, 1, "no reminder within the period");
     let reminded = eventually(10, "the reminder after the period", || async {
         app.state.alerts.remind().await.unwrap();
-        let a = app.store().alerts(1001, 10).await.unwrap().into_iter().next()?;
+        let a = app.store().alerts(GroupId(1001), 10).await.unwrap().into_iter().next()?;
         (a.sends == 2).then_some(a)
     })
     .await;

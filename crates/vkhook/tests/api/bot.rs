@@ -1,5 +1,6 @@
 //! The bot answers comments and messages by the admin's rules — never twice, never to itself.
 
+use vk::GroupId;
 use vk_sandbox::Fault;
 use vkhook::hooks::CrashPoint;
 use vkhook::model::{EventStatus, SetupState};
@@ -32,7 +33,10 @@ async fn a_comment_gets_the_rules_reply_under_it_from_the_community() {
 async fn a_message_gets_the_default_reply() {
     let app = TestApp::spawn().await;
     app.connected_with_rules(1001, &[("торт", "Торты на заказ — за два дня.")]).await;
-    app.store().set_bot_settings(1001, true, true, Some("Здравствуйте, {first_name}! Скоро ответим.")).await.unwrap();
+    app.store()
+        .set_bot_settings(GroupId(1001), true, true, Some("Здравствуйте, {first_name}! Скоро ответим."))
+        .await
+        .unwrap();
     // The admin also switched on `message_reply` at VK: the bot's own messages come back to it.
     for server in app.sandbox.world().group_mut(1001).unwrap().servers.iter_mut() {
         server.events.insert("message_reply".into());
@@ -131,7 +135,7 @@ async fn error_5_pauses_the_community_until_it_is_reconnected() {
     });
     app.sandbox.comment(1001, 2, "привет").unwrap();
     eventually(10, "paused", || async {
-        app.store().bot_settings(1001).await.unwrap().unwrap().paused_reason.is_some().then_some(())
+        app.store().bot_settings(GroupId(1001)).await.unwrap().unwrap().paused_reason.is_some().then_some(())
     })
     .await;
     let page = app.get("/communities/1001").await.text().await.unwrap();
@@ -143,7 +147,7 @@ async fn error_5_pauses_the_community_until_it_is_reconnected() {
     assert_eq!(r.status(), 200);
     assert_eq!(app.finished_setup(1001).await.state, SetupState::Done);
     eventually(10, "the held reply", || async { app.bot_comments(1001).into_iter().next() }).await;
-    assert!(app.store().bot_settings(1001).await.unwrap().unwrap().paused_reason.is_none());
+    assert!(app.store().bot_settings(GroupId(1001)).await.unwrap().unwrap().paused_reason.is_none());
 }
 
 #[tokio::test]
@@ -250,7 +254,7 @@ async fn rules_are_edited_ordered_and_previewed_on_the_community_page() {
         &[("keywords", "цена, торт"), ("reply", "Торты!")],
     )
     .await;
-    let rules = app.store().rules(1001).await.unwrap();
+    let rules = app.store().rules(GroupId(1001)).await.unwrap();
     assert_eq!(rules.len(), 2);
     let page = app.get("/communities/1001?preview=Какая%20цена%20торта").await.text().await.unwrap();
     assert!(page.contains("Сработает правило «цена»"), "the first rule wins");
@@ -259,7 +263,7 @@ async fn rules_are_edited_ordered_and_previewed_on_the_community_page() {
     let page = app.get("/communities/1001?preview=цена").await.text().await.unwrap();
     assert!(page.contains("Сработает правило «цена, торт»"));
     app.post_with_csrf("/communities/1001", &format!("/communities/1001/rules/{}/delete", rules[1].id), &[]).await;
-    assert_eq!(app.store().rules(1001).await.unwrap().len(), 1);
+    assert_eq!(app.store().rules(GroupId(1001)).await.unwrap().len(), 1);
     let page = app.get("/communities/1001?preview=привет").await.text().await.unwrap();
     assert!(page.contains("бот промолчит"));
     let r = app
@@ -377,7 +381,7 @@ async fn the_health_card_shows_traffic_and_reconcile_repairs_drift() {
     .await;
     let page = app.get("/communities/1001").await.text().await.unwrap();
     assert!(page.contains("Сервер vkhook был удалён у ВКонтакте"));
-    assert_eq!(app.state.reconciler.reconcile(1001).await.unwrap(), vkhook::health::Repair::InOrder);
+    assert_eq!(app.state.reconciler.reconcile(GroupId(1001)).await.unwrap(), vkhook::health::Repair::InOrder);
 }
 
 #[tokio::test]
@@ -470,7 +474,7 @@ async fn each_vk_refusal_of_a_reply_ends_as_vk_means_it() {
     assert!(page.contains("человек в чёрном списке сообщества"), "900 in plain words");
     assert!(page.contains("настройки приватности человека"), "902 in plain words");
     assert!(
-        app.store().bot_settings(1001).await.unwrap().unwrap().paused_reason.is_none(),
+        app.store().bot_settings(GroupId(1001)).await.unwrap().unwrap().paused_reason.is_none(),
         "none of these is a dead key"
     );
 }

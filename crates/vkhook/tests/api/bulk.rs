@@ -1,6 +1,7 @@
 //! Several communities at once: one consent for the ticked ones, their setups in parallel, a run page with one
 //! line per community, partial failures with their own retry, resumption, and «Отключить выбранные».
 
+use vk::GroupId;
 use vk_sandbox::testing::{consent, query_param, Consent};
 use vk_sandbox::ServerStatus;
 use vkhook::hooks::CrashPoint;
@@ -58,18 +59,18 @@ async fn ticked_communities_connect_with_one_consent_and_fail_one_by_one() {
     wait_all_finished(&app, &[2001, 2002, 2003, 2004, 2005]).await;
 
     for id in [2001, 2002, 2003] {
-        assert_eq!(app.store().setup(id).await.unwrap().unwrap().state, SetupState::Done, "{id}");
+        assert_eq!(app.store().setup(GroupId(id)).await.unwrap().unwrap().state, SetupState::Done, "{id}");
         let ours = app.our_servers(id);
         assert_eq!(ours.len(), 1, "{id}: exactly one server of ours");
         assert_eq!(ours[0].status, ServerStatus::Ok);
     }
-    let full = app.store().setup(2004).await.unwrap().unwrap();
+    let full = app.store().setup(GroupId(2004)).await.unwrap().unwrap();
     assert_eq!((full.state, full.error_kind), (SetupState::Failed, Some(ErrorKind::ServersLimit)));
     assert_eq!(app.sandbox.servers(2004).len(), 10, "nothing of anyone else's touched");
-    let ungranted = app.store().setup(2005).await.unwrap().unwrap();
+    let ungranted = app.store().setup(GroupId(2005)).await.unwrap().unwrap();
     assert_eq!((ungranted.state, ungranted.error_kind), (SetupState::Failed, Some(ErrorKind::NotGranted)));
     assert!(app.sandbox.servers(2005).is_empty());
-    assert!(app.store().community_settings(2005).await.unwrap().unwrap().community_token.is_none(), "no key");
+    assert!(app.store().community_settings(GroupId(2005)).await.unwrap().unwrap().community_token.is_none(), "no key");
 
     let html = app.get(&page).await.text().await.unwrap();
     assert!(html.contains("Подключено 3 из 5"), "{html}");
@@ -109,7 +110,7 @@ async fn a_second_click_and_a_crash_resume_without_duplicates() {
     // The dead runner's lease runs out; reloading the run's page picks it up.
     let stuck = eventually(5, "the crashed run's lease to run out", || async {
         for id in ids {
-            let s = app.store().setup(id).await.unwrap().unwrap();
+            let s = app.store().setup(GroupId(id)).await.unwrap().unwrap();
             if s.state == SetupState::Running && s.lease_until < vkhook::store::now_ms() {
                 return Some(id);
             }
@@ -120,7 +121,11 @@ async fn a_second_click_and_a_crash_resume_without_duplicates() {
     app.get(&page).await;
     wait_all_finished(&app, &ids).await;
     for id in ids {
-        assert_eq!(app.store().setup(id).await.unwrap().unwrap().state, SetupState::Done, "{id} (crashed: {stuck})");
+        assert_eq!(
+            app.store().setup(GroupId(id)).await.unwrap().unwrap().state,
+            SetupState::Done,
+            "{id} (crashed: {stuck})"
+        );
         assert_eq!(app.our_servers(id).len(), 1, "{id}: one server");
     }
     // A second click on the same selection: the keys are stored, so no consent; each server is edited, not added.
@@ -128,7 +133,7 @@ async fn a_second_click_and_a_crash_resume_without_duplicates() {
     assert!(again.starts_with("/communities/bulk/"), "{again}");
     wait_all_finished(&app, &ids).await;
     for id in ids {
-        assert_eq!(app.store().setup(id).await.unwrap().unwrap().state, SetupState::Done, "{id}");
+        assert_eq!(app.store().setup(GroupId(id)).await.unwrap().unwrap().state, SetupState::Done, "{id}");
         assert_eq!(app.our_servers(id).len(), 1, "{id}: still one server");
     }
 }
@@ -151,7 +156,7 @@ async fn more_communities_than_one_consent_takes_are_asked_in_a_chain() {
     assert!(!all.contains(&1003), "an editor's community is not connected");
     wait_all_finished(&app, &all).await;
     for id in &all {
-        assert_eq!(app.store().setup(*id).await.unwrap().unwrap().state, SetupState::Done, "{id}");
+        assert_eq!(app.store().setup(GroupId(*id)).await.unwrap().unwrap().state, SetupState::Done, "{id}");
     }
     let html = app.get(&page).await.text().await.unwrap();
     assert!(html.contains(&format!("Подключено {0} из {0}", all.len())), "{html}");
@@ -172,7 +177,7 @@ async fn bulk_disconnect_removes_only_our_servers() {
     assert!(app.sandbox.servers(2002).is_empty());
     assert_eq!(app.our_servers(2003).len(), 1, "the unticked one is untouched");
     for id in [2001, 2002] {
-        let s = app.store().community_settings(id).await.unwrap().unwrap();
+        let s = app.store().community_settings(GroupId(id)).await.unwrap().unwrap();
         assert_eq!((s.community_token, s.secret), (None, None), "{id}: key and secret forgotten");
     }
     let html = app.get(&page).await.text().await.unwrap();
@@ -207,11 +212,14 @@ async fn a_refused_community_in_a_bulk_run_leaves_another_admins_waiting_setup_a
     maria.sign_in(4).await;
     let r = maria.post_with_csrf("/communities/1003", "/communities/1003/connect", &[]).await;
     assert_eq!(r.status(), 303);
-    let waiting = app.store().setup(1003).await.unwrap().expect("Мария's run");
+    let waiting = app.store().setup(GroupId(1003)).await.unwrap().expect("Мария's run");
     assert_eq!((waiting.state, waiting.started_by), (SetupState::WaitingToken, 4));
     // Анна's stored role says administrator (stale: the list was read before she was made an editor); VK says
     // editor. (The form is posted from another page, so `/communities` does not read the list again first.)
-    app.store().set_user_role(1, 1003, vkhook::model::Role::Administrator, vkhook::store::now_ms()).await.unwrap();
+    app.store()
+        .set_user_role(1, GroupId(1003), vkhook::model::Role::Administrator, vkhook::store::now_ms())
+        .await
+        .unwrap();
     let form = [("group", "1001"), ("group", "1003"), ("action", "connect")];
     let r = app.post_with_csrf("/communities/1001", "/communities/bulk", &form).await;
     assert_eq!(r.status(), 303);
@@ -221,5 +229,5 @@ async fn a_refused_community_in_a_bulk_run_leaves_another_admins_waiting_setup_a
     wait_all_finished(&app, &[1001]).await;
     let html = app.get(&page).await.text().await.unwrap();
     assert!(html.contains("больше не администратор"), "1003 listed as refused: {html}");
-    assert_eq!(app.store().setup(1003).await.unwrap(), Some(waiting), "Мария's run untouched");
+    assert_eq!(app.store().setup(GroupId(1003)).await.unwrap(), Some(waiting), "Мария's run untouched");
 }

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
+use vk::GroupId;
 
 use secrecy::ExposeSecret;
 use vk_sandbox::{Fault, Sandbox, SandboxConfig};
@@ -121,9 +122,9 @@ impl Cluster {
         self.driver.sign_in(1).await;
         let setup = self.driver.connect(group_id).await;
         assert_eq!(setup.state, SetupState::Done, "{setup:?}");
-        self.store.set_bot_settings(group_id, true, true, None).await.unwrap();
+        self.store.set_bot_settings(GroupId(group_id), true, true, None).await.unwrap();
         for (keywords, reply) in rules {
-            self.store.add_rule(group_id, keywords, reply).await.unwrap();
+            self.store.add_rule(GroupId(group_id), keywords, reply).await.unwrap();
         }
     }
 
@@ -195,9 +196,9 @@ async fn two_instances_handle_2000_events_once_each_and_confirmation_lands_on_th
     cluster.connect_with_rules(1001, &rules).await;
     let setup = cluster.driver.connect(1002).await;
     assert_eq!(setup.state, SetupState::Done);
-    cluster.store.set_bot_settings(1002, true, true, None).await.unwrap();
+    cluster.store.set_bot_settings(GroupId(1002), true, true, None).await.unwrap();
     for (k, r) in rules {
-        cluster.store.add_rule(1002, k, r).await.unwrap();
+        cluster.store.add_rule(GroupId(1002), k, r).await.unwrap();
     }
     let confirmation = cluster.sandbox.deliveries(1001).into_iter().find(|d| d.event_type == "confirmation").unwrap();
     assert_eq!(confirmation.outcome, "confirmed", "B answered the code A stored");
@@ -312,7 +313,8 @@ async fn forwarding_under_sigkill(mut cluster: Cluster, victim: usize) {
     // Every stored event (the comments, and the rest VK sent) reached the endpoint under its webhook-id.
     let stored: Vec<String> = cluster.driver.events(1001, None, None).await.into_iter().map(|r| r.event_id).collect();
     assert!(stored.len() >= 300, "{} events stored", stored.len());
-    let expected: HashSet<String> = stored.iter().map(|e| vkhook::forward::signing::webhook_id(1001, e)).collect();
+    let expected: HashSet<String> =
+        stored.iter().map(|e| vkhook::forward::signing::webhook_id(GroupId(1001), e)).collect();
     let received = eventually(120, "every stored event forwarded", || async {
         let got: HashSet<String> = hook.received().iter().map(|r| r.webhook_id().to_owned()).collect();
         expected.is_subset(&got).then_some(got)
@@ -321,7 +323,7 @@ async fn forwarding_under_sigkill(mut cluster: Cluster, victim: usize) {
     assert_eq!(received.len(), expected.len(), "nothing but the stored events");
     for r in hook.received() {
         let event_id = r.event()["event_id"].as_str().unwrap().to_owned();
-        assert_eq!(r.webhook_id(), vkhook::forward::signing::webhook_id(1001, &event_id));
+        assert_eq!(r.webhook_id(), vkhook::forward::signing::webhook_id(GroupId(1001), &event_id));
     }
     assert!(!hook.saw_the_same_event_at_once(), "one event sent by two senders at once");
     assert!(hook.max_in_flight() <= 4, "{} requests at once", hook.max_in_flight());
@@ -453,14 +455,14 @@ async fn a_code_set_by_one_instance_is_answered_by_the_other_at_once() {
     let http = reqwest::Client::new();
     let b = format!("{}/vk/callback", cluster.instances[1].url());
     // B caches the current secret.
-    let old = cluster.store.community_settings(1001).await.unwrap().unwrap();
+    let old = cluster.store.community_settings(GroupId(1001)).await.unwrap().unwrap();
     let slot = vkhook::vault::Slot::new(vkhook::vault::Sealed::CallbackSecret, "1001");
     let old_secret = vault.open(&slot, old.secret.as_deref().unwrap()).unwrap();
     let warm = serde_json::json!({"type": "group_join", "event_id": "b".repeat(40), "group_id": 1001, "secret": old_secret.expose_secret(), "object": {"user_id": 2}});
     assert_eq!(http.post(&b).body(warm.to_string()).send().await.unwrap().text().await.unwrap(), "ok");
     // Reconnect through A: a new code and secret; B must answer them in its very next request.
     cluster.reconnect_as_another_admin().await;
-    let fresh = cluster.store.community_settings(1001).await.unwrap().unwrap();
+    let fresh = cluster.store.community_settings(GroupId(1001)).await.unwrap().unwrap();
     let secret = vault.open(&slot, fresh.secret.as_deref().unwrap()).unwrap();
     assert_ne!(secret.expose_secret(), old_secret.expose_secret());
     let confirm =
@@ -479,7 +481,7 @@ async fn a_secret_rotated_through_one_instance_is_taken_by_the_other_at_once_and
     let vault = vkhook::vault::Vault::from_spec(&secrecy::SecretString::from(keys)).unwrap();
     let slot = vkhook::vault::Slot::new(vkhook::vault::Sealed::CallbackSecret, "1001");
     let secret_now = || async {
-        let settings = cluster.store.community_settings(1001).await.unwrap().unwrap();
+        let settings = cluster.store.community_settings(GroupId(1001)).await.unwrap().unwrap();
         vault.open(&slot, settings.secret.as_deref().unwrap()).unwrap().expose_secret().to_owned()
     };
     let http = reqwest::Client::new();

@@ -1,5 +1,6 @@
 //! The communities list when VK does not give it, and adding a community by link.
 
+use vk::GroupId;
 use vk_sandbox::testing::Consent;
 use vkhook::model::Role;
 
@@ -31,7 +32,7 @@ async fn without_the_groups_scope_a_community_added_by_link_is_proven_by_its_con
     // The consent proves it; the setup goes on at once.
     let setup = app.connect(1001).await;
     assert_eq!(setup.state, vkhook::model::SetupState::Done);
-    let c = app.store().community_for_user(1, 1001).await.unwrap().unwrap();
+    let c = app.store().community_for_user(1, GroupId(1001)).await.unwrap().unwrap();
     assert_eq!(c.role, Role::Administrator);
     assert!(c.proven_at.is_some());
     let page = app.get("/communities/1001").await.text().await.unwrap();
@@ -53,8 +54,8 @@ async fn without_groups_a_community_one_does_not_administer_is_refused_by_vk_at_
         let r = app.press_connect(id, &[], Some(Consent::allow(1))).await;
         assert_eq!(r.status(), 403, "{link}");
         assert!(r.text().await.unwrap().contains("только администратор сообщества"), "VK's refusal in plain words");
-        assert!(app.state.credentials.community_key(id).await.unwrap().is_none(), "no key stored for {id}");
-        let c = app.store().community_for_user(1, id).await.unwrap().unwrap();
+        assert!(app.state.credentials.community_key(GroupId(id)).await.unwrap().is_none(), "no key stored for {id}");
+        let c = app.store().community_for_user(1, GroupId(id)).await.unwrap().unwrap();
         assert_eq!(c.role, Role::Unknown, "still unproven, still listed");
     }
     let r = app.post_with_csrf("/communities", "/communities/add", &[("link", "vk.com/no_such_group")]).await;
@@ -69,14 +70,14 @@ async fn without_groups_a_community_one_does_not_administer_is_refused_by_vk_at_
 async fn with_groups_vk_says_plainly_and_the_role_comes_with_the_link() {
     let app = TestApp::spawn().await;
     app.sign_in(1).await;
-    app.store().remove_user_community(1, 1003).await.unwrap();
+    app.store().remove_user_community(1, GroupId(1003)).await.unwrap();
     let r = app.post_with_csrf("/communities", "/communities/add", &[("link", "1004")]).await;
     assert_eq!(r.status(), 422);
     assert!(r.text().await.unwrap().contains("Вы не управляете этим сообществом"));
     assert_eq!(app.get("/communities/1004").await.status(), 404);
     let r = app.post_with_csrf("/communities", "/communities/add", &[("link", "vk.com/city_news")]).await;
     assert_eq!(r.status(), 303);
-    let c = app.store().community_for_user(1, 1003).await.unwrap().unwrap();
+    let c = app.store().community_for_user(1, GroupId(1003)).await.unwrap().unwrap();
     assert_eq!(c.role, Role::Editor);
     assert!(c.proven_at.is_some());
 }
@@ -143,8 +144,8 @@ async fn the_overview_shows_each_community_and_puts_the_one_needing_attention_fi
     let app = TestApp::spawn().await;
     app.connected_with_rules(1001, &[("вопрос", "Ответ.")]).await;
     app.connect(1002).await;
-    app.store().set_bot_settings(1002, true, false, None).await.unwrap();
-    app.store().add_rule(1002, "вопрос", "Ответ.").await.unwrap();
+    app.store().set_bot_settings(GroupId(1002), true, false, None).await.unwrap();
+    app.store().add_rule(GroupId(1002), "вопрос", "Ответ.").await.unwrap();
     app.sandbox.comment(1001, 2, "вопрос").unwrap();
     eventually(10, "the reply", || async { app.bot_comments(1001).into_iter().next() }).await;
     app.wait_until_idle().await;
@@ -153,7 +154,7 @@ async fn the_overview_shows_each_community_and_puts_the_one_needing_attention_fi
     assert!(revoked["revoked"].as_i64().unwrap() >= 1);
     app.sandbox.comment(1002, 2, "вопрос").unwrap();
     eventually(10, "1002 paused", || async {
-        let s = app.store().bot_settings(1002).await.unwrap()?;
+        let s = app.store().bot_settings(GroupId(1002)).await.unwrap()?;
         s.paused_reason.map(|_| ())
     })
     .await;
@@ -187,7 +188,7 @@ async fn silence_from_a_busy_community_is_a_warning_until_events_come_back() {
     let app = TestApp::spawn().await;
     app.sign_in(1).await;
     app.connect(1001).await;
-    let settings = app.store().community_settings(1001).await.unwrap().unwrap();
+    let settings = app.store().community_settings(GroupId(1001)).await.unwrap().unwrap();
     assert_eq!(settings.vk_server_status.as_ref().map(|v| v.as_str()), Some("ok"), "VK says ok");
     let minute = 60_000;
     let quiet_since = vkhook::store::now_ms() - 3 * 3600 * 1000;

@@ -1,6 +1,7 @@
 //! «🔗 Подключить Callback API» against the sandbox, through the UI's HTTP routes.
 
 use secrecy::ExposeSecret;
+use vk::GroupId;
 use vk_sandbox::testing::Consent;
 use vk_sandbox::{Fault, ServerStatus};
 use vkhook::hooks::CrashPoint;
@@ -29,7 +30,7 @@ async fn user_1_connects_1001_with_one_confirmed_server() {
     assert_eq!(events, expected);
     assert_eq!(server.secret_key.len(), 32);
 
-    let settings = app.store().community_settings(1001).await.unwrap().unwrap();
+    let settings = app.store().community_settings(GroupId(1001)).await.unwrap().unwrap();
     assert!(settings.callback_configured);
     assert_eq!(settings.status, CommunityStatus::Connected);
     assert_eq!(settings.server_id, Some(server.id));
@@ -37,7 +38,7 @@ async fn user_1_connects_1001_with_one_confirmed_server() {
     assert_eq!(code, app.sandbox.world().group(1001).unwrap().confirmation_code, "the current code");
     let sealed = settings.secret.clone().unwrap();
     assert!(sealed.starts_with("v1.") && !sealed.contains(&server.secret_key), "the secret is encrypted");
-    let secret = app.state.credentials.current_callback_secret(1001).await.unwrap().unwrap();
+    let secret = app.state.credentials.current_callback_secret(GroupId(1001)).await.unwrap().unwrap();
     assert_eq!(secret.expose_secret(), server.secret_key);
 
     // VK asked right after the add, and got the code that was already stored.
@@ -64,7 +65,7 @@ async fn connecting_twice_keeps_one_server_and_its_secret_with_a_new_code() {
     app.sign_in(1).await;
     app.connect(1001).await;
     let first = app.sandbox.servers(1001)[0].clone();
-    let first_code = app.store().community_settings(1001).await.unwrap().unwrap().confirmation_code;
+    let first_code = app.store().community_settings(GroupId(1001)).await.unwrap().unwrap().confirmation_code;
     // The token is stored now: the second press needs no consent.
     let r = app.press_connect(1001, &[], None).await;
     assert_eq!(r.status(), 200);
@@ -74,7 +75,7 @@ async fn connecting_twice_keeps_one_server_and_its_secret_with_a_new_code() {
     assert_eq!(servers[0].id, first.id, "edited, not added");
     assert_eq!(servers[0].secret_key, first.secret_key, "nothing needed a new secret: VK's retries keep working");
     assert_eq!(servers[0].status, ServerStatus::Ok);
-    let settings = app.store().community_settings(1001).await.unwrap().unwrap();
+    let settings = app.store().community_settings(GroupId(1001)).await.unwrap().unwrap();
     assert_ne!(settings.confirmation_code, first_code);
     assert!(settings.previous_secret.is_none(), "no rotation");
 }
@@ -134,7 +135,7 @@ async fn disconnect_deletes_our_server_and_forgets_the_token() {
     let r = app.post_with_csrf("/communities/1001", "/communities/1001/disconnect", &[]).await;
     assert_eq!(r.status(), 303);
     assert!(app.sandbox.servers(1001).is_empty());
-    let s = app.store().community_settings(1001).await.unwrap().unwrap();
+    let s = app.store().community_settings(GroupId(1001)).await.unwrap().unwrap();
     assert!(!s.callback_configured);
     assert_eq!((s.community_token, s.secret, s.confirmation_code), (None, None, None));
     let page = app.get(r.headers()["location"].to_str().unwrap()).await.text().await.unwrap();
@@ -149,7 +150,7 @@ async fn a_crash_after_the_add_is_finished_by_the_next_attempt_with_one_server()
     app.state.hooks.arm(CrashPoint::SetupAfterServer);
     app.press_connect(1001, &[], Some(Consent::allow(1))).await;
     eventually(5, "the server was added", || async { (app.sandbox.servers(1001).len() == 1).then_some(()) }).await;
-    let stuck = app.store().setup(1001).await.unwrap().unwrap();
+    let stuck = app.store().setup(GroupId(1001)).await.unwrap().unwrap();
     assert_eq!(stuck.state, SetupState::Running, "the runner died mid-way");
     assert_eq!(stuck.step_server, StepState::Running);
     // A second click while the dead runner's lease holds joins the run; after it expires, a click restarts it.
@@ -184,7 +185,7 @@ async fn an_editor_cannot_connect_and_is_told_whom_to_ask() {
     let r = app.post_with_csrf("/communities/1003", "/communities/1003/connect", &[]).await;
     assert_eq!(r.status(), 403);
     assert!(app.sandbox.servers(1003).is_empty());
-    assert!(app.store().setup(1003).await.unwrap().is_none());
+    assert!(app.store().setup(GroupId(1003)).await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -195,7 +196,7 @@ async fn user_3_cannot_connect_1001_and_a_post_without_csrf_changes_nothing() {
     assert_eq!(r.status(), 404);
     let r = app.post_form("/communities/1004/connect", &[]).await;
     assert_eq!(r.status(), 403);
-    assert!(app.store().setup(1004).await.unwrap().is_none());
+    assert!(app.store().setup(GroupId(1004)).await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -207,7 +208,7 @@ async fn a_token_without_manage_is_refused_and_nothing_is_added() {
     let html = r.text().await.unwrap();
     assert!(html.contains("без права «Управление сообществом»"), "{html}");
     assert!(app.sandbox.servers(1001).is_empty());
-    let s = app.store().community_settings(1001).await.unwrap().unwrap();
+    let s = app.store().community_settings(GroupId(1001)).await.unwrap().unwrap();
     assert_eq!(s.community_token, None, "nothing stored");
 }
 
@@ -218,7 +219,7 @@ async fn a_denied_community_consent_stores_nothing() {
     let r = app.press_connect(1001, &[], Some(Consent::deny(1))).await;
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap().contains("не выдали vkhook доступ"));
-    assert!(app.store().community_settings(1001).await.unwrap().unwrap().community_token.is_none());
+    assert!(app.store().community_settings(GroupId(1001)).await.unwrap().unwrap().community_token.is_none());
 }
 
 #[tokio::test]
@@ -233,7 +234,7 @@ async fn a_state_from_another_session_is_refused() {
     let other = TestApp::sign_in_elsewhere(&app, 1).await;
     let r = other.get(back.as_str()).send().await.unwrap();
     assert_eq!(r.status(), 400);
-    assert!(app.store().community_settings(1001).await.unwrap().unwrap().community_token.is_none());
+    assert!(app.store().community_settings(GroupId(1001)).await.unwrap().unwrap().community_token.is_none());
 }
 
 #[tokio::test]
@@ -264,7 +265,7 @@ async fn vk_errors_end_as_the_rules_say() {
     let page = app.get("/communities/1001").await.text().await.unwrap();
     assert!(page.contains("Нужно заново выдать доступ"));
     assert!(page.contains("Выдать доступ заново"));
-    assert!(app.store().community_settings(1001).await.unwrap().unwrap().community_token.is_none());
+    assert!(app.store().community_settings(GroupId(1001)).await.unwrap().unwrap().community_token.is_none());
     // The button asks VK again and the setup finishes.
     let r = app.press_connect(1001, &[("reauth", "1")], Some(Consent::allow(1))).await;
     assert_eq!(r.status(), 200);
@@ -330,9 +331,9 @@ async fn the_callback_answers_confirmation_only_with_the_right_secret() {
     let app = TestApp::spawn().await;
     app.sign_in(1).await;
     app.connect(1001).await;
-    let settings = app.store().community_settings(1001).await.unwrap().unwrap();
+    let settings = app.store().community_settings(GroupId(1001)).await.unwrap().unwrap();
     let code = settings.confirmation_code.unwrap();
-    let secret = app.state.credentials.current_callback_secret(1001).await.unwrap().unwrap();
+    let secret = app.state.credentials.current_callback_secret(GroupId(1001)).await.unwrap().unwrap();
     let post = |body: serde_json::Value| {
         let url = format!("{}/vk/callback", app.url);
         async move { reqwest::Client::new().post(url).body(body.to_string()).send().await.unwrap() }
@@ -377,11 +378,14 @@ async fn the_manual_setup_answers_the_pasted_string_and_connects_on_the_first_ev
         .await
         .unwrap();
     assert_eq!(answer.text().await.unwrap(), "a1b2c3d4");
-    assert_eq!(app.store().community_settings(1001).await.unwrap().unwrap().status, CommunityStatus::Connecting);
+    assert_eq!(
+        app.store().community_settings(GroupId(1001)).await.unwrap().unwrap().status,
+        CommunityStatus::Connecting
+    );
     let event = serde_json::json!({"type": "group_join", "event_id": "e1", "v": "5.199", "group_id": 1001, "secret": secret, "object": {"user_id": 2, "join_type": "join"}});
     assert_eq!(http.post(&url).body(event.to_string()).send().await.unwrap().text().await.unwrap(), "ok");
     eventually(5, "connected", || async {
-        app.store().community_settings(1001).await.unwrap().unwrap().callback_configured.then_some(())
+        app.store().community_settings(GroupId(1001)).await.unwrap().unwrap().callback_configured.then_some(())
     })
     .await;
 }
@@ -418,7 +422,7 @@ async fn the_periodic_reconcile_puts_back_a_server_deleted_at_vk_without_anyone_
     .await;
     assert_ne!(back.id, first, "a new server");
     assert_eq!(back.url, format!("{}/vk/callback", app.url));
-    let log = app.store().community_log(1001, 10).await.unwrap();
+    let log = app.store().community_log(GroupId(1001), 10).await.unwrap();
     assert!(log.iter().any(|l| l.entry() == Some(vkhook::model::LogEntry::ServerMissing)));
 }
 
@@ -466,7 +470,7 @@ async fn a_manual_setup_with_a_pasted_key_works_end_to_end() {
     let reply = eventually(10, "the reply", || async { app.bot_comments(1001).into_iter().next() }).await;
     assert_eq!(reply.text, "Спасибо!");
     eventually(5, "connected by its first event", || async {
-        let s = app.store().community_settings(1001).await.unwrap().unwrap();
+        let s = app.store().community_settings(GroupId(1001)).await.unwrap().unwrap();
         (s.status == CommunityStatus::Connected && s.callback_configured).then_some(())
     })
     .await;
@@ -491,11 +495,11 @@ async fn a_code_for_another_community_says_so_and_keeps_no_key() {
     assert!(html.contains("выдал доступ к другому сообществу"), "{html}");
     assert!(!html.contains("не отвечает"), "{html}");
     for group in [1001, 1002] {
-        let s = app.store().community_settings(group).await.unwrap();
+        let s = app.store().community_settings(GroupId(group)).await.unwrap();
         assert!(s.is_none_or(|s| s.community_token.is_none()), "no key kept for {group}");
     }
     assert!(app.sandbox.servers(1001).is_empty() && app.sandbox.servers(1002).is_empty());
-    let setup = app.store().setup(1001).await.unwrap().expect("the setup run");
+    let setup = app.store().setup(GroupId(1001)).await.unwrap().expect("the setup run");
     assert_eq!(setup.state, SetupState::Failed);
     assert_eq!(setup.error_kind, Some(ErrorKind::OtherCommunity));
 }
@@ -533,7 +537,7 @@ async fn a_failed_server_is_repaired_by_an_edit_when_vk_confirms_it_again() {
     // VK's `failed` told the admin (Анна has not allowed the community's messages; no e-mail is set up), and the
     // next check, finding our server `ok`, closes that alert.
     let alert = eventually(10, "the alert told", || async {
-        let alerts = app.store().alerts(1001, 10).await.unwrap();
+        let alerts = app.store().alerts(GroupId(1001), 10).await.unwrap();
         alerts.into_iter().find(|a| a.kind == vkhook::model::AlertKind::VkFailed && a.vk_result.is_some())
     })
     .await;
@@ -543,7 +547,7 @@ async fn a_failed_server_is_repaired_by_an_edit_when_vk_confirms_it_again() {
     let r = app.post_with_csrf("/communities/1001", "/communities/1001/check", &[]).await;
     assert_eq!(r.status(), 303);
     eventually(10, "the alert closed", || async {
-        let alerts = app.store().alerts(1001, 10).await.unwrap();
+        let alerts = app.store().alerts(GroupId(1001), 10).await.unwrap();
         alerts.iter().all(|a| a.resolved_at.is_some()).then_some(())
     })
     .await;
@@ -559,7 +563,7 @@ async fn a_failed_server_that_an_edit_leaves_failed_is_replaced_by_a_fresh_one()
     assert_eq!(ours[0].status, ServerStatus::Ok);
     assert_eq!(ours[0].secret_key, before.secret_key, "the same secret: VK's retries still pass");
     assert!(ours[0].events.contains("message_new"), "its event types set");
-    let settings = app.store().community_settings(1001).await.unwrap().unwrap();
+    let settings = app.store().community_settings(GroupId(1001)).await.unwrap().unwrap();
     assert_eq!((settings.server_id, settings.status), (Some(ours[0].id), CommunityStatus::Connected));
     let now = app.sandbox.servers(1001).into_iter().find(|s| s.id == theirs.id).expect("theirs is still there");
     assert_eq!((now.url, now.title, now.secret_key), (theirs.url, theirs.title, theirs.secret_key), "untouched");

@@ -1,6 +1,7 @@
 //! Forwarding: every event reaches the admin's endpoints signed (Standard Webhooks), at least once, under one
 //! `webhook-id`, retried and replayable; URLs into internal networks are refused.
 
+use vk::GroupId;
 use vkhook::model::DeliveryStatus;
 
 use std::sync::atomic::Ordering;
@@ -67,7 +68,7 @@ async fn an_event_reaches_the_endpoint_signed_retried_tested_rotated_and_replaye
         assert_eq!(r.headers["content-type"], "application/json");
     }
     // The body is VK's event as stored, without `secret`.
-    let stored = app.store().inbox_event_by_event_id(1001, &event_id).await.unwrap().unwrap();
+    let stored = app.store().inbox_event_by_event_id(GroupId(1001), &event_id).await.unwrap().unwrap();
     assert_eq!(got[1].body, stored.payload.as_bytes());
     let body = got[1].event();
     assert!(body.get("secret").is_none());
@@ -185,7 +186,7 @@ async fn an_endpoint_that_answers_410_is_disabled() {
     hook.answer_next(&[410]);
     press(&app, 1001, &endpoint, "test", &[]).await;
     eventually(10, "the endpoint disabled", || async {
-        let e = app.store().endpoint(1001, &endpoint).await.unwrap().unwrap();
+        let e = app.store().endpoint(GroupId(1001), &endpoint).await.unwrap().unwrap();
         (!e.enabled).then_some(())
     })
     .await;
@@ -231,7 +232,7 @@ async fn serve_refuses_endpoints_inside_the_network() {
         let page = r.text().await.unwrap();
         assert!(page.contains(words), "{url}: {page}");
     }
-    assert!(app.store().endpoints(1001).await.unwrap().is_empty(), "nothing stored");
+    assert!(app.store().endpoints(GroupId(1001)).await.unwrap().is_empty(), "nothing stored");
 }
 
 /// Only administrators see the card and use the routes; a form without the CSRF token is refused.
@@ -250,12 +251,12 @@ async fn forwarding_is_for_administrators_and_csrf_protected() {
     assert!(card.contains("Городские новости") && !card.contains("id=\"forwarding\""));
     let r = app.post_with_csrf("/communities/1003", "/communities/1003/endpoints", &[("url", &hook.url)]).await;
     assert_eq!(r.status(), 403);
-    assert!(app.store().endpoints(1003).await.unwrap().is_empty());
+    assert!(app.store().endpoints(GroupId(1003)).await.unwrap().is_empty());
     // Another user's endpoint does not exist for them.
     let other = TestApp::sign_in_elsewhere(&app, 3).await;
     let page = other.get(format!("{}/communities/1001/endpoints/{endpoint}", app.url)).send().await.unwrap();
     assert_eq!(page.status(), 404);
-    assert_eq!(app.store().endpoints(1001).await.unwrap().len(), 1);
+    assert_eq!(app.store().endpoints(GroupId(1001)).await.unwrap().len(), 1);
 }
 
 /// `Retry-After` on 503 is honoured over the (test-scaled, 5 ms) schedule; an endpoint failing without a success
@@ -283,7 +284,7 @@ async fn retry_after_is_honoured_and_an_endpoint_failing_too_long_is_disabled() 
     hook.answer_always(500);
     press(&app, 1001, &endpoint, "test", &[]).await;
     eventually(15, "the endpoint disabled", || async {
-        let e = app.store().endpoint(1001, &endpoint).await.unwrap().unwrap();
+        let e = app.store().endpoint(GroupId(1001), &endpoint).await.unwrap().unwrap();
         (!e.enabled).then_some(())
     })
     .await;

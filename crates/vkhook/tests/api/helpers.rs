@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+use vk::GroupId;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -269,9 +270,9 @@ impl TestApp {
     pub async fn connected_with_rules(&self, group_id: i64, rules: &[(&str, &str)]) {
         self.sign_in(1).await;
         self.connect(group_id).await;
-        self.store().set_bot_settings(group_id, true, true, None).await.unwrap();
+        self.store().set_bot_settings(GroupId(group_id), true, true, None).await.unwrap();
         for (keywords, reply) in rules {
-            self.store().add_rule(group_id, keywords, reply).await.unwrap();
+            self.store().add_rule(GroupId(group_id), keywords, reply).await.unwrap();
         }
     }
 
@@ -332,7 +333,8 @@ impl TestApp {
 
     /// The secret VK sends for a connected community.
     pub async fn callback_secret(&self, group_id: i64) -> String {
-        let secret = self.state.credentials.current_callback_secret(group_id).await.unwrap().expect("a secret");
+        let secret =
+            self.state.credentials.current_callback_secret(GroupId(group_id)).await.unwrap().expect("a secret");
         secrecy::ExposeSecret::expose_secret(&secret).to_owned()
     }
 
@@ -381,13 +383,13 @@ impl Driver {
             before_id: None,
             limit: 100_000,
         };
-        self.store.inbox_log(group_id, &filter).await.unwrap()
+        self.store.inbox_log(GroupId(group_id), &filter).await.unwrap()
     }
 
     /// Waits until the community's setup run has lost its lease (its runner died) and can be taken over.
     pub async fn wait_for_lease_expiry(&self, group_id: i64) {
         eventually(10, "the setup lease to expire", || async {
-            let setup = self.store.setup(group_id).await.unwrap()?;
+            let setup = self.store.setup(GroupId(group_id)).await.unwrap()?;
             (setup.lease_until < vkhook::store::now_ms()).then_some(())
         })
         .await;
@@ -475,7 +477,7 @@ impl Driver {
     pub async fn finished_setup(&self, group_id: i64) -> vkhook::store::SetupRow {
         let setup = vkhook::connect::wait_for_setup(
             &self.store,
-            group_id,
+            GroupId(group_id),
             vk_sandbox::testing::scaled(Duration::from_secs(15)),
         )
         .await

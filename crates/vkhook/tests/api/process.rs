@@ -2,6 +2,7 @@
 //! each with its own log — what it logs, and how it stops.
 
 use std::sync::{Arc, Mutex};
+use vk::GroupId;
 
 use secrecy::SecretString;
 use vk_sandbox::{Sandbox, SandboxConfig};
@@ -78,7 +79,7 @@ async fn restarted_without_the_key_its_data_needs_it_answers_nothing_ok_and_says
     let k1 = s.instance.env.iter().find(|(k, _)| k == "VKHOOK_TOKEN_KEYS").unwrap().1.clone();
     // The secret VK sends, read with k1 before it goes away.
     let vault = Vault::from_spec(&SecretString::from(k1.clone())).unwrap();
-    let sealed = s.store.community_settings(1001).await.unwrap().unwrap().secret.unwrap();
+    let sealed = s.store.community_settings(GroupId(1001)).await.unwrap().unwrap().secret.unwrap();
     let slot = vkhook::vault::Slot::new(vkhook::vault::Sealed::CallbackSecret, "1001");
     let right = secrecy::ExposeSecret::expose_secret(&vault.open(&slot, &sealed).unwrap()).to_owned();
 
@@ -106,7 +107,7 @@ async fn restarted_without_the_key_its_data_needs_it_answers_nothing_ok_and_says
         assert!(r.headers().contains_key("retry-after"), "{what} secret");
         assert_ne!(r.text().await.unwrap(), "ok", "{what} secret");
     }
-    let code = s.store.community_settings(1001).await.unwrap().unwrap().confirmation_code.unwrap();
+    let code = s.store.community_settings(GroupId(1001)).await.unwrap().unwrap().confirmation_code.unwrap();
     let r = post(&s.instance, serde_json::json!({"type": "confirmation", "group_id": 1001})).await;
     assert_eq!(r.status(), 503);
     assert_ne!(r.text().await.unwrap(), code, "no confirmation code without a readable secret");
@@ -177,7 +178,7 @@ async fn sigterm_finishes_the_work_in_hand_and_gives_up_the_community_leases() {
     let mut s = serve("warn").await;
     s.driver.sign_in(1).await;
     s.driver.connect(1001).await;
-    s.store.set_bot_settings(1001, true, true, Some("Спасибо!")).await.unwrap();
+    s.store.set_bot_settings(GroupId(1001), true, true, Some("Спасибо!")).await.unwrap();
     s.sandbox.comment(1001, 2, "Привет").unwrap();
     eventually(10, "the reply", || async { s.sandbox.comments(1001).into_iter().find(|c| c.from_id == -1001) }).await;
     let url = s.instance.env.iter().find(|(k, _)| k == "VKHOOK_DATABASE_URL").unwrap().1.clone();

@@ -3,6 +3,7 @@
 //! drop the event), show «Нужно переподключить», and after «Выдать доступ заново» answer the comment that came in
 //! meanwhile — exactly once. Only error 5 means a dead key; 27 does not ask anyone to reconnect.
 
+use vk::GroupId;
 use vk_sandbox::testing::Consent;
 use vk_sandbox::Fault;
 use vkhook::model::{CommunityStatus, EventStatus, PauseReason, SetupState};
@@ -74,8 +75,8 @@ async fn meet_the_dead_key(app: &TestApp, path: Path) {
 
 async fn paused(app: &TestApp) {
     eventually(10, "the community paused for a new authorization", || async {
-        let settings = app.store().community_settings(GROUP).await.unwrap().unwrap();
-        let bot = app.store().bot_settings(GROUP).await.unwrap().unwrap();
+        let settings = app.store().community_settings(GroupId(GROUP)).await.unwrap().unwrap();
+        let bot = app.store().bot_settings(GroupId(GROUP)).await.unwrap().unwrap();
         (settings.status == CommunityStatus::NeedsReauth && bot.paused_reason == Some(PauseReason::Reauth))
             .then_some(())
     })
@@ -113,10 +114,13 @@ async fn the_held_comment_is_answered_once_after_reconnecting(path: Path) {
     assert_eq!(reply.text, "Спасибо за комментарий!");
     app.wait_until_idle().await;
     assert_eq!(app.bot_comments(GROUP).len(), 1, "{path:?}: exactly once");
-    let row = app.store().inbox_event(GROUP, held.id).await.unwrap().unwrap();
+    let row = app.store().inbox_event(GroupId(GROUP), held.id).await.unwrap().unwrap();
     assert_eq!(row.status, EventStatus::Done, "{path:?}");
-    assert_eq!(app.store().bot_settings(GROUP).await.unwrap().unwrap().paused_reason, None);
-    assert_eq!(app.store().community_settings(GROUP).await.unwrap().unwrap().status, CommunityStatus::Connected);
+    assert_eq!(app.store().bot_settings(GroupId(GROUP)).await.unwrap().unwrap().paused_reason, None);
+    assert_eq!(
+        app.store().community_settings(GroupId(GROUP)).await.unwrap().unwrap().status,
+        CommunityStatus::Connected
+    );
 }
 
 #[tokio::test]
@@ -168,8 +172,8 @@ async fn error_27_is_our_bug_and_never_asks_to_reconnect() {
     })
     .await;
     assert!(failed.last_error.unwrap().contains("27"));
-    let settings = app.store().community_settings(GROUP).await.unwrap().unwrap();
+    let settings = app.store().community_settings(GroupId(GROUP)).await.unwrap().unwrap();
     assert_eq!(settings.status, CommunityStatus::Connected, "27 is not a dead key");
     assert!(settings.community_token.is_some(), "the key is kept");
-    assert_eq!(app.store().bot_settings(GROUP).await.unwrap().unwrap().paused_reason, None);
+    assert_eq!(app.store().bot_settings(GroupId(GROUP)).await.unwrap().unwrap().paused_reason, None);
 }

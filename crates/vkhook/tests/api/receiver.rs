@@ -1,6 +1,7 @@
 //! `POST /vk/callback`: every event stored once before `ok`, and every bad request refused without `ok`.
 
 use serde_json::{json, Value};
+use vk::GroupId;
 use vk_sandbox::testing::Consent;
 
 use crate::helpers::*;
@@ -27,7 +28,7 @@ async fn every_real_sample_readdressed_to_a_connected_community_is_ok_and_stored
             Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        let row = app.store().inbox_event_by_event_id(1001, &event_id).await.unwrap().expect("stored");
+        let row = app.store().inbox_event_by_event_id(GroupId(1001), &event_id).await.unwrap().expect("stored");
         let stored: Value = serde_json::from_str(&row.payload).unwrap();
         let mut expected = body.clone();
         expected.as_object_mut().unwrap().remove("secret");
@@ -43,7 +44,7 @@ async fn every_real_sample_readdressed_to_a_connected_community_is_ok_and_stored
 #[tokio::test]
 async fn every_real_sample_goes_through_the_bot_and_ends_replied_or_ignored_with_a_reason() {
     let app = connected().await;
-    app.store().set_bot_settings(1001, true, true, Some("Спасибо, {first_name}!")).await.unwrap();
+    app.store().set_bot_settings(GroupId(1001), true, true, Some("Спасибо, {first_name}!")).await.unwrap();
     let mut sent = 0;
     for (n, (path, mut body)) in app.samples_for(1001).await.into_iter().enumerate() {
         body["event_id"] = json!(format!("{:040x}", 1000 + n));
@@ -134,7 +135,7 @@ async fn a_store_that_cannot_commit_gets_503_with_retry_after() {
 #[tokio::test]
 async fn vks_retry_after_a_failed_answer_is_stored_once_and_answered_once() {
     let app = connected().await;
-    app.store().set_bot_settings(1001, true, true, Some("Спасибо!")).await.unwrap();
+    app.store().set_bot_settings(GroupId(1001), true, true, Some("Спасибо!")).await.unwrap();
     app.state.hooks.arm(vkhook::hooks::CrashPoint::ReceiverFailNextEvent);
     app.sandbox.message(1001, 2, "Привет").unwrap();
     eventually(10, "the reply", || async { (app.bot_messages(1001).len() == 1).then_some(()) }).await;

@@ -3,6 +3,7 @@
 //! source, so a new route that is not in the matrix fails this test until someone decides who may use it.
 
 use std::collections::BTreeSet;
+use vk::GroupId;
 
 use vk_sandbox::testing::Consent;
 use vkhook::model::Role;
@@ -145,8 +146,8 @@ impl Ids {
 
 /// A rule, an event and an endpoint of `group`, made in the store as its administrator would have.
 async fn things_of(app: &TestApp, group: i64) -> (i64, i64, String) {
-    app.store().add_rule(group, "цена", "Дёшево").await.unwrap();
-    let rule = app.store().rules(group).await.unwrap()[0].id;
+    app.store().add_rule(GroupId(group), "цена", "Дёшево").await.unwrap();
+    let rule = app.store().rules(GroupId(group)).await.unwrap()[0].id;
     let event = vkhook::store::NewInboxEvent {
         group_id: group,
         event_id: format!("{group:040x}"),
@@ -276,6 +277,6 @@ async fn every_route_refuses_whoever_may_not_use_it() {
         let r = request(&app, &app.http, method, &path).await;
         assert!(matches!(r.status().as_u16(), 403 | 404), "the removed admin {method} {path}: {}", r.status());
     }
-    assert!(app.store().community_for_user(1, 1001).await.unwrap().is_none(), "gone from her list");
-    assert_eq!(app.store().community_for_user(1, 1003).await.unwrap().unwrap().role, Role::Editor);
+    assert!(app.store().community_for_user(1, GroupId(1001)).await.unwrap().is_none(), "gone from her list");
+    assert_eq!(app.store().community_for_user(1, GroupId(1003)).await.unwrap().unwrap().role, Role::Editor);
 }

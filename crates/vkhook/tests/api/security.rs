@@ -1,6 +1,7 @@
 //! CSRF, secrets at rest, secrets in logs, key rotation.
 
 use secrecy::{ExposeSecret, SecretString};
+use vk::GroupId;
 use vkhook::vault::{Sealed, Slot, Vault};
 
 use crate::helpers::*;
@@ -102,8 +103,8 @@ async fn another_admins_community_does_not_exist_for_them_on_any_route() {
         assert_eq!(r.headers()["location"], "/communities?bulk=none", "{action}");
     }
     // Nothing of Анна's changed.
-    assert_eq!(app.store().rules(1001).await.unwrap().len(), 1);
-    assert!(app.store().community_settings(1001).await.unwrap().unwrap().callback_configured);
+    assert_eq!(app.store().rules(GroupId(1001)).await.unwrap().len(), 1);
+    assert!(app.store().community_settings(GroupId(1001)).await.unwrap().unwrap().callback_configured);
 }
 
 #[tokio::test]
@@ -162,7 +163,7 @@ async fn editors_see_that_a_private_message_came_but_not_its_text_and_cannot_pre
     let consent = vk_sandbox::testing::Consent::allow(4);
     assert_eq!(app.press_connect(1003, &[], Some(consent)).await.status(), 200);
     assert_eq!(app.finished_setup(1003).await.state, vkhook::model::SetupState::Done);
-    app.store().set_bot_settings(1003, true, true, Some("Спасибо, ответим!")).await.unwrap();
+    app.store().set_bot_settings(GroupId(1003), true, true, Some("Спасибо, ответим!")).await.unwrap();
     app.sandbox.message(1003, 2, "Мой адрес: ул. Тайная, 5").unwrap();
     eventually(10, "the message answered", || async {
         let rows = app.driver.events(1003, None, None).await;
@@ -240,7 +241,10 @@ async fn an_administrator_removed_at_vk_can_change_nothing() {
         let r = app.post_form(path, &[("csrf", csrf.as_str())]).await;
         assert_eq!(r.status(), 404, "{path}");
     }
-    assert_eq!(app.store().rules(1001).await.unwrap().len(), 1, "no second rule");
+    assert_eq!(app.store().rules(GroupId(1001)).await.unwrap().len(), 1, "no second rule");
     assert_eq!(app.sandbox.servers(1001).len(), 1, "still connected");
-    assert!(app.store().community_for_user(1, 1001).await.unwrap().is_none(), "and the stored list follows VK");
+    assert!(
+        app.store().community_for_user(1, GroupId(1001)).await.unwrap().is_none(),
+        "and the stored list follows VK"
+    );
 }

@@ -1,6 +1,7 @@
 //! The store contract: one test per operation, each on SQLite always and on PostgreSQL when TEST_DATABASE_URL is
 //! set (`contract!` makes both), each in a fresh database.
 
+use vk::GroupId;
 use vkhook::model::{
     BulkKind, BulkOutcome, CommunityStatus, DeliveryStatus, ErrorKind, EventStatus, LogEntry, OAuthPurpose,
     PauseReason, ReplyStatus, Role, SetupMode, SetupState, StepState,
@@ -259,7 +260,7 @@ async fn oauth_states_are_single_use(store: &Store) {
     store.insert_oauth_state(&several).await.unwrap();
     assert_eq!(store.take_oauth_state("s").await.unwrap(), Some(st.clone()));
     assert_eq!(store.take_oauth_state("s").await.unwrap(), None);
-    assert_eq!(store.take_oauth_state("c").await.unwrap().map(|c| c.communities()), Some(vec![7]));
+    assert_eq!(store.take_oauth_state("c").await.unwrap().map(|c| c.communities()), Some(vec![GroupId(7)]));
     // A session's new sign-in replaces its pending one, and leaves its community authorizations alone.
     let first = OAuthStateRow { state_hash: "s1".into(), ..st.clone() };
     let second = OAuthStateRow { state_hash: "s2".into(), ..st.clone() };
@@ -270,7 +271,10 @@ async fn oauth_states_are_single_use(store: &Store) {
     assert_eq!(store.take_oauth_state("s1").await.unwrap(), None, "replaced");
     assert_eq!(store.take_oauth_state("s2").await.unwrap(), Some(second));
     assert!(store.take_oauth_state("c2").await.unwrap().is_some(), "not a sign-in: left alone");
-    assert_eq!(store.take_oauth_state("b").await.unwrap().map(|c| c.communities()), Some(vec![7, 8, 9]));
+    assert_eq!(
+        store.take_oauth_state("b").await.unwrap().map(|c| c.communities()),
+        Some(vec![GroupId(7), GroupId(8), GroupId(9)])
+    );
 }
 
 async fn user_communities_follow_vk(store: &Store) {
@@ -279,7 +283,7 @@ async fn user_communities_follow_vk(store: &Store) {
     let list = store.user_communities(1).await.unwrap();
     assert_eq!(
         list.iter().map(|c| (c.id, c.role, c.callback_configured)).collect::<Vec<_>>(),
-        vec![(1002, Role::Editor, false), (1001, Role::Administrator, false)],
+        vec![(GroupId(1002), Role::Editor, false), (GroupId(1001), Role::Administrator, false)],
         "ordered by name"
     );
     assert_eq!(list[0].status, CommunityStatus::NotConnected);
@@ -288,33 +292,33 @@ async fn user_communities_follow_vk(store: &Store) {
     assert_eq!(store.user_communities(1).await.unwrap(), list);
     let renamed = CommunityRow { name: "Зерно".into(), ..zerno() };
     store.set_user_communities(1, &[(renamed, Some(Role::Editor)), (club(), Some(Role::Editor))]).await.unwrap();
-    let z = store.community_for_user(1, 1001).await.unwrap().unwrap();
+    let z = store.community_for_user(1, GroupId(1001)).await.unwrap().unwrap();
     assert_eq!((z.name.as_str(), z.role), ("Зерно", Role::Editor));
     store.set_user_communities(1, &[(zerno(), Some(Role::Administrator))]).await.unwrap();
     assert_eq!(store.user_communities(1).await.unwrap().len(), 1);
-    assert!(store.community_for_user(1, 1002).await.unwrap().is_none());
-    assert!(store.community_for_user(1, 1001).await.unwrap().is_some());
+    assert!(store.community_for_user(1, GroupId(1002)).await.unwrap().is_none());
+    assert!(store.community_for_user(1, GroupId(1001)).await.unwrap().is_some());
     store.add_user_community(1, &club(), Role::Moderator, Some(now_ms())).await.unwrap();
-    assert_eq!(store.community_for_user(1, 1002).await.unwrap().unwrap().role, Role::Moderator);
-    store.remove_user_community(1, 1002).await.unwrap();
-    assert!(store.community_for_user(1, 1002).await.unwrap().is_none());
+    assert_eq!(store.community_for_user(1, GroupId(1002)).await.unwrap().unwrap().role, Role::Moderator);
+    store.remove_user_community(1, GroupId(1002)).await.unwrap();
+    assert!(store.community_for_user(1, GroupId(1002)).await.unwrap().is_none());
     // Every role VK listed is a proof, with its time.
-    let z = store.community_for_user(1, 1001).await.unwrap().unwrap();
+    let z = store.community_for_user(1, GroupId(1001)).await.unwrap().unwrap();
     assert!(z.proven_at.is_some_and(|at| now_ms() - at < 60_000), "{z:?}");
     // Added by link while VK says nothing: role unknown, no proof; that never overwrites a proven role.
     store.add_user_community(1, &club(), Role::Unknown, None).await.unwrap();
-    let c = store.community_for_user(1, 1002).await.unwrap().unwrap();
+    let c = store.community_for_user(1, GroupId(1002)).await.unwrap().unwrap();
     assert_eq!((c.role, c.proven_at), (Role::Unknown, None));
     store.add_user_community(1, &zerno(), Role::Unknown, None).await.unwrap();
-    let z2 = store.community_for_user(1, 1001).await.unwrap().unwrap();
+    let z2 = store.community_for_user(1, GroupId(1001)).await.unwrap().unwrap();
     assert_eq!((z2.role, z2.proven_at), (Role::Administrator, z.proven_at), "a proven role stays");
     // A proof (a consent, the managers' list) sets the role and its time.
-    store.set_user_role(1, 1002, Role::Administrator, 42).await.unwrap();
-    let c = store.community_for_user(1, 1002).await.unwrap().unwrap();
+    store.set_user_role(1, GroupId(1002), Role::Administrator, 42).await.unwrap();
+    let c = store.community_for_user(1, GroupId(1002)).await.unwrap().unwrap();
     assert_eq!((c.role, c.proven_at), (Role::Administrator, Some(42)));
     // VK lists a community without its level: the stored role stays, nothing is removed.
     store.set_user_communities(1, &[(zerno(), None), (club(), Some(Role::Administrator))]).await.unwrap();
-    assert_eq!(store.community_for_user(1, 1001).await.unwrap().unwrap().role, Role::Administrator);
+    assert_eq!(store.community_for_user(1, GroupId(1001)).await.unwrap().unwrap().role, Role::Administrator);
 }
 
 async fn sealed_values_are_listed_and_replaced_only_if_unchanged(store: &Store) {
@@ -333,50 +337,53 @@ async fn sealed_values_are_listed_and_replaced_only_if_unchanged(store: &Store) 
 
 async fn a_dead_key_is_dropped_and_the_bot_paused_in_one_step(store: &Store) {
     store.upsert_community(&zerno()).await.unwrap();
-    store.save_community_token(1001, "v1.k.t", "manage,messages").await.unwrap();
-    store.drop_key_and_pause(1001, PauseReason::Reauth).await.unwrap();
-    let settings = store.community_settings(1001).await.unwrap().unwrap();
+    store.save_community_token(GroupId(1001), "v1.k.t", "manage,messages").await.unwrap();
+    store.drop_key_and_pause(GroupId(1001), PauseReason::Reauth).await.unwrap();
+    let settings = store.community_settings(GroupId(1001)).await.unwrap().unwrap();
     assert_eq!(settings.community_token, None);
     assert_eq!(settings.token_scopes, "");
     assert_eq!(settings.status, CommunityStatus::NeedsReauth);
     assert_eq!(settings.last_error, Some(ErrorKind::Reauth));
-    assert_eq!(store.bot_settings(1001).await.unwrap().unwrap().paused_reason, Some(PauseReason::Reauth));
-    store.set_bot_paused(1001, None).await.unwrap();
-    assert_eq!(store.bot_settings(1001).await.unwrap().unwrap().paused_reason, None);
+    assert_eq!(store.bot_settings(GroupId(1001)).await.unwrap().unwrap().paused_reason, Some(PauseReason::Reauth));
+    store.set_bot_paused(GroupId(1001), None).await.unwrap();
+    assert_eq!(store.bot_settings(GroupId(1001)).await.unwrap().unwrap().paused_reason, None);
 }
 
 async fn a_connection_is_committed_confirmed_and_forgotten(store: &Store) {
     store.upsert_community(&zerno()).await.unwrap();
     let until = now_ms() + 60_000;
-    store.commit_confirmation(1001, "code", Some("v1.k.s"), Some(("v1.k.p", until)), SetupMode::Api).await.unwrap();
-    assert_eq!(store.community_settings(1001).await.unwrap().unwrap().previous_secret_until, Some(until));
-    store.commit_code(1001, "code2", SetupMode::Api).await.unwrap();
-    let s = store.community_settings(1001).await.unwrap().unwrap();
+    store
+        .commit_confirmation(GroupId(1001), "code", Some("v1.k.s"), Some(("v1.k.p", until)), SetupMode::Api)
+        .await
+        .unwrap();
+    assert_eq!(store.community_settings(GroupId(1001)).await.unwrap().unwrap().previous_secret_until, Some(until));
+    store.commit_code(GroupId(1001), "code2", SetupMode::Api).await.unwrap();
+    let s = store.community_settings(GroupId(1001)).await.unwrap().unwrap();
     assert_eq!((s.confirmation_code.as_deref(), s.secret.as_deref()), (Some("code2"), Some("v1.k.s")), "secret kept");
     assert_eq!(s.previous_secret.as_deref(), Some("v1.k.p"), "and the previous one");
-    store.mark_connected(1001, Some(5), "5.199", "message_new,like_add", Some(1)).await.unwrap();
-    let s = store.community_settings(1001).await.unwrap().unwrap();
+    store.mark_connected(GroupId(1001), Some(5), "5.199", "message_new,like_add", Some(1)).await.unwrap();
+    let s = store.community_settings(GroupId(1001)).await.unwrap().unwrap();
     assert_eq!((s.status, s.callback_configured, s.server_id), (CommunityStatus::Connected, true, Some(5)));
     assert_eq!(s.event_list(), vec!["message_new", "like_add"]);
     assert_eq!(store.connected_communities().await.unwrap(), Vec::<i64>::new(), "no key: nothing to reconcile");
-    store.save_community_token(1001, "v1.k.t", "manage").await.unwrap();
+    store.save_community_token(GroupId(1001), "v1.k.t", "manage").await.unwrap();
     assert_eq!(store.connected_communities().await.unwrap(), vec![1001]);
     assert_eq!(store.retire_expired_previous_secrets(until - 1).await.unwrap(), 0, "still in its window");
     assert_eq!(store.retire_expired_previous_secrets(until).await.unwrap(), 1);
-    let s = store.community_settings(1001).await.unwrap().unwrap();
+    let s = store.community_settings(GroupId(1001)).await.unwrap().unwrap();
     assert_eq!((s.previous_secret, s.previous_secret_until), (None, None));
-    store.set_connection_status(1001, CommunityStatus::Failed, Some(ErrorKind::ServersLimit)).await.unwrap();
-    let s = store.community_settings(1001).await.unwrap().unwrap();
+    store.set_connection_status(GroupId(1001), CommunityStatus::Failed, Some(ErrorKind::ServersLimit)).await.unwrap();
+    let s = store.community_settings(GroupId(1001)).await.unwrap().unwrap();
     assert_eq!((s.status, s.last_error), (CommunityStatus::Failed, Some(ErrorKind::ServersLimit)));
     use vkhook::model::VkServerView;
     for view in [VkServerView::Missing, VkServerView::Listed(vk::ServerStatus::Other("paused".into()))] {
-        store.set_vk_server_status(1001, &view).await.unwrap();
-        assert_eq!(store.community_settings(1001).await.unwrap().unwrap().vk_server_status, Some(view));
+        store.set_vk_server_status(GroupId(1001), &view).await.unwrap();
+        assert_eq!(store.community_settings(GroupId(1001)).await.unwrap().unwrap().vk_server_status, Some(view));
     }
-    store.set_vk_server_status(1001, &VkServerView::Listed(vk::ServerStatus::Ok)).await.unwrap();
-    store.set_events(1001, "like_add").await.unwrap();
-    store.disconnect_community(1001).await.unwrap();
-    let s = store.community_settings(1001).await.unwrap().unwrap();
+    store.set_vk_server_status(GroupId(1001), &VkServerView::Listed(vk::ServerStatus::Ok)).await.unwrap();
+    store.set_events(GroupId(1001), "like_add").await.unwrap();
+    store.disconnect_community(GroupId(1001)).await.unwrap();
+    let s = store.community_settings(GroupId(1001)).await.unwrap().unwrap();
     assert_eq!((s.status, s.secret, s.community_token, s.server_id), (CommunityStatus::NotConnected, None, None, None));
     assert_eq!(s.vk_server_status, None, "nothing known about a server we no longer have");
 }
@@ -384,18 +391,21 @@ async fn a_connection_is_committed_confirmed_and_forgotten(store: &Store) {
 async fn sealed_values_are_counted_by_key(store: &Store) {
     store.upsert_community(&zerno()).await.unwrap();
     let far = now_ms() + 60_000;
-    store.commit_confirmation(1001, "c", Some("v1.k1.AAAA"), Some(("v1.k2.AAAA", far)), SetupMode::Api).await.unwrap();
-    store.save_community_token(1001, "v1.k1.AAAA", "manage").await.unwrap();
+    store
+        .commit_confirmation(GroupId(1001), "c", Some("v1.k1.AAAA"), Some(("v1.k2.AAAA", far)), SetupMode::Api)
+        .await
+        .unwrap();
+    store.save_community_token(GroupId(1001), "v1.k1.AAAA", "manage").await.unwrap();
     let counted = store.sealed_key_use().await.unwrap();
     assert_eq!(counted.into_iter().collect::<Vec<_>>(), vec![("k1".to_owned(), 2), ("k2".to_owned(), 1)]);
 }
 
 async fn a_manual_setup_connects_on_its_first_event(store: &Store) {
     store.upsert_community(&zerno()).await.unwrap();
-    store.commit_confirmation(1001, "fromvk", Some("v1.k.s"), None, SetupMode::Manual).await.unwrap();
-    assert!(store.mark_manual_connected(1001).await.unwrap());
-    assert!(!store.mark_manual_connected(1001).await.unwrap(), "once");
-    assert_eq!(store.community_settings(1001).await.unwrap().unwrap().status, CommunityStatus::Connected);
+    store.commit_confirmation(GroupId(1001), "fromvk", Some("v1.k.s"), None, SetupMode::Manual).await.unwrap();
+    assert!(store.mark_manual_connected(GroupId(1001)).await.unwrap());
+    assert!(!store.mark_manual_connected(GroupId(1001)).await.unwrap(), "once");
+    assert_eq!(store.community_settings(GroupId(1001)).await.unwrap().unwrap().status, CommunityStatus::Connected);
 }
 
 fn run(state: SetupState, lease_until: i64) -> SetupRow {
@@ -427,16 +437,19 @@ async fn setup_runs_hold_a_lease(store: &Store) {
     let far = now_ms() + 60_000;
     assert!(store.begin_setup(&run(SetupState::Running, far), now_ms()).await.unwrap());
     assert!(!store.begin_setup(&run(SetupState::Running, far + 1), now_ms()).await.unwrap(), "a live lease holds");
-    assert!(store.claim_setup(1001, &format!("run-{far}"), Some(far), far + 5).await.unwrap(), "renewed");
-    assert!(!store.claim_setup(1001, &format!("run-{far}"), None, far + 9).await.unwrap(), "not taken while live");
-    store.set_setup_step(1001, &format!("run-{far}"), Step::Code, StepState::Done, 1).await.unwrap();
-    assert_eq!(store.setup(1001).await.unwrap().unwrap().step(Step::Code), StepState::Done);
+    assert!(store.claim_setup(GroupId(1001), &format!("run-{far}"), Some(far), far + 5).await.unwrap(), "renewed");
+    assert!(
+        !store.claim_setup(GroupId(1001), &format!("run-{far}"), None, far + 9).await.unwrap(),
+        "not taken while live"
+    );
+    store.set_setup_step(GroupId(1001), &format!("run-{far}"), Step::Code, StepState::Done, 1).await.unwrap();
+    assert_eq!(store.setup(GroupId(1001)).await.unwrap().unwrap().step(Step::Code), StepState::Done);
     assert!(store.abandoned_setups(now_ms()).await.unwrap().is_empty());
     assert_eq!(store.abandoned_setups(far + 10).await.unwrap().len(), 1, "an expired lease is abandoned");
-    store.set_setup_step(1001, &format!("run-{far}"), Step::Server, StepState::Running, 3).await.unwrap();
+    store.set_setup_step(GroupId(1001), &format!("run-{far}"), Step::Server, StepState::Running, 3).await.unwrap();
     let error = Some((ErrorKind::ConfirmTimeout, "slow"));
-    store.finish_setup(1001, &format!("run-{far}"), SetupState::Failed, error, 4).await.unwrap();
-    let done = store.setup(1001).await.unwrap().unwrap();
+    store.finish_setup(GroupId(1001), &format!("run-{far}"), SetupState::Failed, error, 4).await.unwrap();
+    let done = store.setup(GroupId(1001)).await.unwrap().unwrap();
     assert_eq!((done.state, done.error_kind, done.vk_calls), (SetupState::Failed, Some(ErrorKind::ConfirmTimeout), 4));
     let steps = (done.step_code, done.step_server, done.step_events);
     assert_eq!(
@@ -457,22 +470,26 @@ async fn a_bulk_run_lists_its_communities_in_order_with_their_setups(store: &Sto
         .await
         .unwrap();
     let bulk = BulkRun { id: "b1".into(), user_id: 1, kind: BulkKind::Disconnect, created_at: now_ms() };
-    store.create_bulk(&bulk, &[1002, 1001]).await.unwrap();
+    store.create_bulk(&bulk, &[GroupId(1002), GroupId(1001)]).await.unwrap();
     assert_eq!(store.bulk_run("b1", 1).await.unwrap(), Some(bulk.clone()));
     assert_eq!(store.bulk_run("b1", 2).await.unwrap(), None, "another user's run does not exist");
     assert!(store.begin_setup(&run(SetupState::Running, now_ms() + 60_000), now_ms()).await.unwrap());
-    store.set_bulk_outcome("b1", 1002, BulkOutcome::Removed).await.unwrap();
+    store.set_bulk_outcome("b1", GroupId(1002), BulkOutcome::Removed).await.unwrap();
     let members = store.bulk_members("b1", 1).await.unwrap();
     let order: Vec<_> = members.iter().map(|(m, s)| (m.community.id, m.outcome, s.is_some())).collect();
-    assert_eq!(order, [(1002, Some(BulkOutcome::Removed), false), (1001, None, true)], "the admin's order");
+    assert_eq!(
+        order,
+        [(GroupId(1002), Some(BulkOutcome::Removed), false), (GroupId(1001), None, true)],
+        "the admin's order"
+    );
     // A community the user no longer manages drops out of their view of the run.
     store.set_user_communities(1, &[(club(), Some(Role::Administrator))]).await.unwrap();
     assert_eq!(store.bulk_members("b1", 1).await.unwrap().len(), 1);
     assert!(store.bulk_members("b1", 2).await.unwrap().is_empty());
     // A week later the run's record is dropped when the user starts another.
     let old = BulkRun { id: "b0".into(), created_at: now_ms() - 8 * 24 * 3600 * 1000, ..bulk.clone() };
-    store.create_bulk(&old, &[1002]).await.unwrap();
-    store.create_bulk(&BulkRun { id: "b2".into(), ..bulk }, &[1002]).await.unwrap();
+    store.create_bulk(&old, &[GroupId(1002)]).await.unwrap();
+    store.create_bulk(&BulkRun { id: "b2".into(), ..bulk }, &[GroupId(1002)]).await.unwrap();
     assert_eq!(store.bulk_run("b0", 1).await.unwrap(), None);
     assert!(store.bulk_run("b1", 1).await.unwrap().is_some());
 }
@@ -499,22 +516,30 @@ async fn events_finished_at_ingest_are_revived_only_when_asked(store: &Store) {
     e3.done_at_ingest = Some(vkhook::model::EventResult::Nothing { reason: other });
     store.insert_inbox_batch(&[e1.clone(), e2.clone(), e3]).await.unwrap();
     let status = |n: u32| async move {
-        store.inbox_event_by_event_id(1001, &format!("{n:040x}")).await.unwrap().unwrap().status
+        store.inbox_event_by_event_id(GroupId(1001), &format!("{n:040x}")).await.unwrap().unwrap().status
     };
     assert_eq!(
         (status(1).await, status(2).await, status(3).await),
         (EventStatus::Ignored, EventStatus::Pending, EventStatus::Ignored)
     );
-    assert_eq!(store.inbox_depth(Some(1001)).await.unwrap(), 1, "only the one that needs work is open");
+    assert_eq!(store.inbox_depth(Some(GroupId(1001))).await.unwrap(), 1, "only the one that needs work is open");
     assert_eq!(store.oldest_open_event_at(None).await.unwrap(), Some(e2.received_at));
-    assert_eq!(store.oldest_open_event_at(Some(1001)).await.unwrap(), Some(e2.received_at));
-    assert_eq!(store.oldest_open_event_at(Some(1002)).await.unwrap(), None);
+    assert_eq!(store.oldest_open_event_at(Some(GroupId(1001))).await.unwrap(), Some(e2.received_at));
+    assert_eq!(store.oldest_open_event_at(Some(GroupId(1002))).await.unwrap(), None);
     let (far, off_only) = (i64::MAX, std::slice::from_ref(&off));
-    assert_eq!(store.revive_ingest_decisions(1001, off_only, e1.received_at + 1, far).await.unwrap(), 0, "too old");
-    assert_eq!(store.revive_ingest_decisions(1001, off_only, 0, e1.received_at - 1).await.unwrap(), 0, "too new");
-    assert_eq!(store.revive_ingest_decisions(1001, off_only, 0, far).await.unwrap(), 1);
+    assert_eq!(
+        store.revive_ingest_decisions(GroupId(1001), off_only, e1.received_at + 1, far).await.unwrap(),
+        0,
+        "too old"
+    );
+    assert_eq!(
+        store.revive_ingest_decisions(GroupId(1001), off_only, 0, e1.received_at - 1).await.unwrap(),
+        0,
+        "too new"
+    );
+    assert_eq!(store.revive_ingest_decisions(GroupId(1001), off_only, 0, far).await.unwrap(), 1);
     assert_eq!((status(1).await, status(3).await), (EventStatus::Pending, EventStatus::Ignored));
-    assert_eq!(store.revive_ingest_decisions(1001, off_only, 0, far).await.unwrap(), 0, "once");
+    assert_eq!(store.revive_ingest_decisions(GroupId(1001), off_only, 0, far).await.unwrap(), 0, "once");
 }
 
 async fn inbox_batches_store_each_event_once(store: &Store) {
@@ -526,13 +551,13 @@ async fn inbox_batches_store_each_event_once(store: &Store) {
         "a repeat within the batch"
     );
     assert_eq!(store.insert_inbox_batch(&[event(1001, 2)]).await.unwrap(), vec![Inserted::Duplicate], "VK's retry");
-    assert_eq!(store.inbox_depth(Some(1001)).await.unwrap(), 2);
-    let counts = store.inbox_counts_by_type(1001, 0).await.unwrap();
+    assert_eq!(store.inbox_depth(Some(GroupId(1001))).await.unwrap(), 2);
+    let counts = store.inbox_counts_by_type(GroupId(1001), 0).await.unwrap();
     assert_eq!(counts, vec![CountRow { key: "group_join".into(), n: 2 }]);
-    assert!(store.last_event_at(1001).await.unwrap().is_some());
-    let row = store.inbox_event_by_event_id(1001, &format!("{:040x}", 2)).await.unwrap().unwrap();
-    assert_eq!(store.inbox_event(1001, row.id).await.unwrap(), Some(row.clone()));
-    assert_eq!(store.inbox_event(1002, row.id).await.unwrap(), None, "another community's event is not found");
+    assert!(store.last_event_at(GroupId(1001)).await.unwrap().is_some());
+    let row = store.inbox_event_by_event_id(GroupId(1001), &format!("{:040x}", 2)).await.unwrap().unwrap();
+    assert_eq!(store.inbox_event(GroupId(1001), row.id).await.unwrap(), Some(row.clone()));
+    assert_eq!(store.inbox_event(GroupId(1002), row.id).await.unwrap(), None, "another community's event is not found");
 }
 
 async fn an_object_brought_by_two_sources_is_stored_once(store: &Store) {
@@ -561,11 +586,11 @@ async fn an_object_brought_by_two_sources_is_stored_once(store: &Store) {
     );
     let row =
         |group_id, n: u32| async move { store.inbox_event_by_event_id(group_id, &format!("{n:040x}")).await.unwrap() };
-    assert_eq!(row(1001, 1).await.unwrap().source, Source::Callback, "the first way in is kept");
-    assert_eq!(row(1001, 2).await, None);
-    assert_eq!(row(1001, 3).await.unwrap().source, Source::LongPoll);
-    assert_eq!(row(1001, 5).await.unwrap().source, Source::Backfill);
-    assert_eq!(store.inbox_depth(Some(1001)).await.unwrap(), 4);
+    assert_eq!(row(GroupId(1001), 1).await.unwrap().source, Source::Callback, "the first way in is kept");
+    assert_eq!(row(GroupId(1001), 2).await, None);
+    assert_eq!(row(GroupId(1001), 3).await.unwrap().source, Source::LongPoll);
+    assert_eq!(row(GroupId(1001), 5).await.unwrap().source, Source::Backfill);
+    assert_eq!(store.inbox_depth(Some(GroupId(1001))).await.unwrap(), 4);
 }
 
 /// Settles events `owner` holds in one commit ([`Store::write_inbox`] with settlements only).
@@ -649,7 +674,7 @@ async fn claims_take_runs_up_to_the_first_event_held_back(store: &Store) {
     let settle = [(runs[0][0].id, done), (runs[0][1].id, later), (runs[0][2].id, Settle::Release)];
     assert_eq!(settle_events(store, "b", &settle[2..]).await.unwrap(), vec![false], "not b's");
     assert_eq!(settle_events(store, "a", &settle).await.unwrap(), vec![true, true, true]);
-    let third = store.inbox_event(1001, runs[0][2].id).await.unwrap().unwrap();
+    let third = store.inbox_event(GroupId(1001), runs[0][2].id).await.unwrap().unwrap();
     assert_eq!((third.status, third.attempts), (EventStatus::Pending, 0), "as if never claimed");
     // 1001 waits for its second event: nothing of it is claimed before that one is due, then all of it in order.
     assert!(claim(store, "a", now, now + 60_000, 10, 3).await.is_empty());
@@ -687,7 +712,7 @@ async fn claims_take_runs_up_to_the_first_event_held_back(store: &Store) {
         deliveries: vec![],
     };
     assert_eq!(written, expected);
-    assert_eq!(store.inbox_depth(Some(1001)).await.unwrap(), 4, "three held and the new one");
+    assert_eq!(store.inbox_depth(Some(GroupId(1001))).await.unwrap(), 4, "three held and the new one");
 }
 
 async fn held_events_are_woken_and_failed_ones_replayed(store: &Store) {
@@ -697,32 +722,32 @@ async fn held_events_are_woken_and_failed_ones_replayed(store: &Store) {
     let row = claim(store, "a", now, now + 60_000, 1, 1).await.remove(0);
     assert!(retry(store, "a", row.id, now + 3_600_000, "paused").await);
     assert!(claim(store, "a", now, now + 60_000, 1, 1).await.is_empty(), "held for an hour");
-    assert_eq!(store.wake_community_events(1001).await.unwrap(), 1);
+    assert_eq!(store.wake_community_events(GroupId(1001)).await.unwrap(), 1);
     let row = claim(store, "a", now_ms(), now_ms() + 60_000, 1, 1).await.remove(0);
     assert!(finish(store, "a", row.id, EventStatus::Failed, Some("VK error 901")).await);
-    assert_eq!(store.last_inbox_error(1001).await.unwrap().map(|e| e.0), Some("VK error 901".into()));
+    assert_eq!(store.last_inbox_error(GroupId(1001)).await.unwrap().map(|e| e.0), Some("VK error 901".into()));
     let failed = LogFilter { status: Some(EventStatus::Failed), limit: 10, ..Default::default() };
-    assert_eq!(store.inbox_log(1001, &failed).await.unwrap().len(), 1);
-    assert!(store.replay_inbox_event(1001, row.id).await.unwrap());
-    assert!(!store.replay_inbox_event(1001, row.id).await.unwrap(), "only a failed or dead event");
-    assert_eq!(store.inbox_event(1001, row.id).await.unwrap().unwrap().status, EventStatus::Pending);
+    assert_eq!(store.inbox_log(GroupId(1001), &failed).await.unwrap().len(), 1);
+    assert!(store.replay_inbox_event(GroupId(1001), row.id).await.unwrap());
+    assert!(!store.replay_inbox_event(GroupId(1001), row.id).await.unwrap(), "only a failed or dead event");
+    assert_eq!(store.inbox_event(GroupId(1001), row.id).await.unwrap().unwrap().status, EventStatus::Pending);
 }
 
 async fn rules_are_added_moved_and_deleted(store: &Store) {
     store.upsert_community(&zerno()).await.unwrap();
-    store.set_bot_settings(1001, true, false, Some("Здравствуйте!")).await.unwrap();
-    let bot = store.bot_settings(1001).await.unwrap().unwrap();
+    store.set_bot_settings(GroupId(1001), true, false, Some("Здравствуйте!")).await.unwrap();
+    let bot = store.bot_settings(GroupId(1001)).await.unwrap().unwrap();
     assert_eq!(
         (bot.bot_comments, bot.bot_messages, bot.default_reply.as_deref()),
         (true, false, Some("Здравствуйте!"))
     );
-    let a = store.add_rule(1001, "цена", "100 ₽").await.unwrap();
-    let b = store.add_rule(1001, "адрес", "ул. Ленина").await.unwrap();
-    store.move_rule(1001, b, true).await.unwrap();
-    assert_eq!(store.rules(1001).await.unwrap().iter().map(|r| r.id).collect::<Vec<_>>(), vec![b, a]);
-    assert!(store.delete_rule(1001, a).await.unwrap());
-    assert!(!store.delete_rule(1002, b).await.unwrap(), "another community's rule");
-    assert_eq!(store.rules(1001).await.unwrap().len(), 1);
+    let a = store.add_rule(GroupId(1001), "цена", "100 ₽").await.unwrap();
+    let b = store.add_rule(GroupId(1001), "адрес", "ул. Ленина").await.unwrap();
+    store.move_rule(GroupId(1001), b, true).await.unwrap();
+    assert_eq!(store.rules(GroupId(1001)).await.unwrap().iter().map(|r| r.id).collect::<Vec<_>>(), vec![b, a]);
+    assert!(store.delete_rule(GroupId(1001), a).await.unwrap());
+    assert!(!store.delete_rule(GroupId(1002), b).await.unwrap(), "another community's rule");
+    assert_eq!(store.rules(GroupId(1001)).await.unwrap().len(), 1);
 }
 
 /// Replies are recorded with their event's settlement, in the same commit, and only while the worker still holds
@@ -764,19 +789,19 @@ async fn replies_are_counted_and_recognised_as_own(store: &Store) {
         ..Default::default()
     };
     assert_eq!(store.write_inbox(&write).await.unwrap().settled, vec![true, true, false]);
-    assert_eq!(store.reply_counts(1001, 0).await.unwrap(), (1, 1));
-    assert!(store.is_own_reply(1001, vkhook::model::ReplyKind::Comment, 77).await.unwrap());
-    assert!(!store.is_own_reply(1001, vkhook::model::ReplyKind::Comment, 78).await.unwrap());
-    assert!(!store.is_own_reply(1001, vkhook::model::ReplyKind::Message, 77).await.unwrap());
+    assert_eq!(store.reply_counts(GroupId(1001), 0).await.unwrap(), (1, 1));
+    assert!(store.is_own_reply(GroupId(1001), vkhook::model::ReplyKind::Comment, 77).await.unwrap());
+    assert!(!store.is_own_reply(GroupId(1001), vkhook::model::ReplyKind::Comment, 78).await.unwrap());
+    assert!(!store.is_own_reply(GroupId(1001), vkhook::model::ReplyKind::Message, 77).await.unwrap());
 }
 
 async fn the_community_log_keeps_typed_entries(store: &Store) {
     store.upsert_community(&zerno()).await.unwrap();
     let restored = LogEntry::SettingsRestored { events: vec!["like_add".into()], version: Some("5.131".into()) };
     for entry in [LogEntry::ServerMissing, restored.clone(), LogEntry::Paused(PauseReason::Reauth), LogEntry::Resumed] {
-        store.log_community(1001, &entry).await.unwrap();
+        store.log_community(GroupId(1001), &entry).await.unwrap();
     }
-    let log = store.community_log(1001, 10).await.unwrap();
+    let log = store.community_log(GroupId(1001), 10).await.unwrap();
     assert_eq!(
         log.iter().map(|l| l.entry()).collect::<Vec<_>>(),
         vec![
@@ -862,9 +887,9 @@ async fn a_worker_renews_only_the_leases_it_holds(store: &Store) {
 
 async fn a_confirmation_request_is_recorded(store: &Store) {
     store.upsert_community(&zerno()).await.unwrap();
-    assert_eq!(store.community_settings(1001).await.unwrap().unwrap().last_confirmation_at, None);
-    store.record_confirmation_request(1001).await.unwrap();
-    assert!(store.community_settings(1001).await.unwrap().unwrap().last_confirmation_at.is_some());
+    assert_eq!(store.community_settings(GroupId(1001)).await.unwrap().unwrap().last_confirmation_at, None);
+    store.record_confirmation_request(GroupId(1001)).await.unwrap();
+    assert!(store.community_settings(GroupId(1001)).await.unwrap().unwrap().last_confirmation_at.is_some());
     let expected = if store_is_postgres(store) { BackendKind::Postgres } else { BackendKind::Sqlite };
     assert_eq!(store.kind(), expected);
 }
@@ -1064,32 +1089,35 @@ async fn endpoints_are_added_rotated_disabled_and_deleted(store: &Store) {
     store.upsert_community(&zerno()).await.unwrap();
     assert!(store.add_endpoint(&endpoint("ep_a", 1001, ""), 10).await.unwrap());
     assert!(store.add_endpoint(&endpoint("ep_b", 1001, "message_new,like_add"), 10).await.unwrap());
-    let all = store.endpoints(1001).await.unwrap();
+    let all = store.endpoints(GroupId(1001)).await.unwrap();
     assert_eq!(all.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["ep_a", "ep_b"]);
     assert!(all[0].types().is_empty() && all[0].enabled);
     assert_eq!(all[1].types(), ["message_new", "like_add"]);
-    assert_eq!(store.endpoint(1002, "ep_a").await.unwrap(), None, "another community's endpoint");
+    assert_eq!(store.endpoint(GroupId(1002), "ep_a").await.unwrap(), None, "another community's endpoint");
     // Rotation keeps the old secret for a while; housekeeping drops it after.
-    assert!(store.rotate_endpoint_secret(1001, "ep_a", "v1.k.new", "v1.k.sealed", 5_000).await.unwrap());
-    let a = store.endpoint(1001, "ep_a").await.unwrap().unwrap();
+    assert!(store.rotate_endpoint_secret(GroupId(1001), "ep_a", "v1.k.new", "v1.k.sealed", 5_000).await.unwrap());
+    let a = store.endpoint(GroupId(1001), "ep_a").await.unwrap().unwrap();
     assert_eq!((a.secret.as_str(), a.previous_secret.as_deref()), ("v1.k.new", Some("v1.k.sealed")));
     assert_eq!(store.retire_endpoint_secrets(4_000).await.unwrap(), 0);
     assert_eq!(store.retire_endpoint_secrets(6_000).await.unwrap(), 1);
-    assert_eq!(store.endpoint(1001, "ep_a").await.unwrap().unwrap().previous_secret, None);
+    assert_eq!(store.endpoint(GroupId(1001), "ep_a").await.unwrap().unwrap().previous_secret, None);
     assert_eq!(store.sealed_values(Sealed::EndpointSecret).await.unwrap().len(), 2);
     // «Отключить» / «Включить».
-    assert!(store.set_endpoint_disabled(1001, "ep_a", Some(vkhook::model::DisabledReason::Admin)).await.unwrap());
-    let a = store.endpoint(1001, "ep_a").await.unwrap().unwrap();
+    assert!(store
+        .set_endpoint_disabled(GroupId(1001), "ep_a", Some(vkhook::model::DisabledReason::Admin))
+        .await
+        .unwrap());
+    let a = store.endpoint(GroupId(1001), "ep_a").await.unwrap().unwrap();
     assert_eq!((a.enabled, a.disabled_reason), (false, Some(vkhook::model::DisabledReason::Admin)));
-    assert!(store.set_endpoint_disabled(1001, "ep_a", None).await.unwrap());
-    assert!(store.endpoint(1001, "ep_a").await.unwrap().unwrap().enabled);
+    assert!(store.set_endpoint_disabled(GroupId(1001), "ep_a", None).await.unwrap());
+    assert!(store.endpoint(GroupId(1001), "ep_a").await.unwrap().unwrap().enabled);
     // «Удалить» takes its deliveries along.
     store.insert_inbox_batch(&[event(1001, 1)]).await.unwrap();
     assert_eq!(store.endpoint_queue("ep_a").await.unwrap().open, 1);
-    assert!(!store.delete_endpoint(1002, "ep_a").await.unwrap(), "only in its community");
-    assert!(store.delete_endpoint(1001, "ep_a").await.unwrap());
+    assert!(!store.delete_endpoint(GroupId(1002), "ep_a").await.unwrap(), "only in its community");
+    assert!(store.delete_endpoint(GroupId(1001), "ep_a").await.unwrap());
     assert_eq!(store.endpoint_queue("ep_a").await.unwrap(), EndpointQueue::default());
-    assert_eq!(store.endpoints(1001).await.unwrap().len(), 1);
+    assert_eq!(store.endpoints(GroupId(1001)).await.unwrap().len(), 1);
 }
 
 async fn storing_an_event_makes_its_deliveries_in_the_same_statement(store: &Store) {
@@ -1099,7 +1127,7 @@ async fn storing_an_event_makes_its_deliveries_in_the_same_statement(store: &Sto
     assert!(store.add_endpoint(&endpoint("ep_msg", 1001, "message_new"), 10).await.unwrap());
     assert!(store.add_endpoint(&endpoint("ep_off", 1001, ""), 10).await.unwrap());
     assert!(store.add_endpoint(&endpoint("ep_other", 1002, ""), 10).await.unwrap());
-    store.set_endpoint_disabled(1001, "ep_off", Some(vkhook::model::DisabledReason::Admin)).await.unwrap();
+    store.set_endpoint_disabled(GroupId(1001), "ep_off", Some(vkhook::model::DisabledReason::Admin)).await.unwrap();
     let batch = [typed(1001, 1, "message_new"), typed(1001, 2, "like_add"), typed(1001, 1, "message_new")];
     assert_eq!(store.insert_inbox_batch(&batch).await.unwrap(), [Inserted::New, Inserted::New, Inserted::Duplicate]);
     // VK's retry of a stored event makes nothing either.
@@ -1242,10 +1270,14 @@ async fn an_endpoint_failing_too_long_or_gone_is_disabled(store: &Store) {
     // Failing since `now`; not yet past the cutoff, then past it.
     let r = fared("ep_a", now - 1_000, EndpointHealth::Failed { at: now });
     assert_eq!(settle_deliveries(store, r).await.disabled, None);
-    assert_eq!(store.endpoint(1001, "ep_a").await.unwrap().unwrap().failing_since, Some(now));
+    assert_eq!(store.endpoint(GroupId(1001), "ep_a").await.unwrap().unwrap().failing_since, Some(now));
     let r = fared("ep_a", now - 1_000, EndpointHealth::Failed { at: now + 5 });
     settle_deliveries(store, r).await;
-    assert_eq!(store.endpoint(1001, "ep_a").await.unwrap().unwrap().failing_since, Some(now), "since the first");
+    assert_eq!(
+        store.endpoint(GroupId(1001), "ep_a").await.unwrap().unwrap().failing_since,
+        Some(now),
+        "since the first"
+    );
     let r = fared("ep_a", now + 1, EndpointHealth::Failed { at: now + 10 });
     assert_eq!(settle_deliveries(store, r).await.disabled, Some(vkhook::model::DisabledReason::Failing));
     // A success in between forgets the failures.
@@ -1253,10 +1285,10 @@ async fn an_endpoint_failing_too_long_or_gone_is_disabled(store: &Store) {
     settle_deliveries(store, r).await;
     let r = fared("ep_b", 0, EndpointHealth::Succeeded);
     settle_deliveries(store, r).await;
-    assert_eq!(store.endpoint(1001, "ep_b").await.unwrap().unwrap().failing_since, None);
+    assert_eq!(store.endpoint(GroupId(1001), "ep_b").await.unwrap().unwrap().failing_since, None);
     let r = fared("ep_b", 0, EndpointHealth::Gone);
     assert_eq!(settle_deliveries(store, r).await.disabled, Some(vkhook::model::DisabledReason::Gone));
-    let b = store.endpoint(1001, "ep_b").await.unwrap().unwrap();
+    let b = store.endpoint(GroupId(1001), "ep_b").await.unwrap().unwrap();
     assert_eq!((b.enabled, b.disabled_reason), (false, Some(vkhook::model::DisabledReason::Gone)));
     // Disabled endpoints are not claimed.
     assert!(claim_endpoints(store, "a", now_ms(), 10).await.is_empty());
@@ -1265,46 +1297,63 @@ async fn an_endpoint_failing_too_long_or_gone_is_disabled(store: &Store) {
 async fn an_alert_is_told_once_and_reminded_after_its_period(store: &Store) {
     use vkhook::model::{AlertKind, AlertOutcome};
     store.upsert_community(&zerno()).await.unwrap();
-    assert_eq!(store.community_name(1001).await.unwrap().as_deref(), Some("Кофейня «Зерно»"));
-    assert_eq!(store.community_name(1002).await.unwrap(), None);
-    assert_eq!(store.alert_email(1001).await.unwrap(), None);
+    assert_eq!(store.community_name(GroupId(1001)).await.unwrap().as_deref(), Some("Кофейня «Зерно»"));
+    assert_eq!(store.community_name(GroupId(1002)).await.unwrap(), None);
+    assert_eq!(store.alert_email(GroupId(1001)).await.unwrap(), None);
     // An address waits for its link; another link goes out only after the gap; the link makes it the address.
-    assert!(store.request_alert_email(1001, "anna@example.com", "h1", 1_000, 600_000).await.unwrap());
-    assert!(!store.request_alert_email(1001, "evil@example.com", "h2", 2_000, 600_000).await.unwrap(), "too soon");
-    assert_eq!(store.pending_alert_email(1001).await.unwrap().as_deref(), Some("anna@example.com"));
-    assert_eq!(store.alert_email(1001).await.unwrap(), None, "nothing confirmed yet");
+    assert!(store.request_alert_email(GroupId(1001), "anna@example.com", "h1", 1_000, 600_000).await.unwrap());
+    assert!(
+        !store.request_alert_email(GroupId(1001), "evil@example.com", "h2", 2_000, 600_000).await.unwrap(),
+        "too soon"
+    );
+    assert_eq!(store.pending_alert_email(GroupId(1001)).await.unwrap().as_deref(), Some("anna@example.com"));
+    assert_eq!(store.alert_email(GroupId(1001)).await.unwrap(), None, "nothing confirmed yet");
     assert_eq!(store.confirm_alert_email("h2", 0).await.unwrap(), None, "not its link");
     assert_eq!(store.confirm_alert_email("h1", 1_001).await.unwrap(), None, "an expired link");
     assert_eq!(store.confirm_alert_email("h1", 1_000).await.unwrap(), Some(1001));
     assert_eq!(store.confirm_alert_email("h1", 1_000).await.unwrap(), None, "used");
-    assert_eq!(store.alert_email(1001).await.unwrap().as_deref(), Some("anna@example.com"));
-    assert_eq!(store.pending_alert_email(1001).await.unwrap(), None);
-    assert!(store.clear_alert_email(1001).await.unwrap());
-    assert_eq!(store.alert_email(1001).await.unwrap(), None);
-    assert!(store.request_alert_email(1001, "anna@example.com", "h3", 700_000, 600_000).await.unwrap());
+    assert_eq!(store.alert_email(GroupId(1001)).await.unwrap().as_deref(), Some("anna@example.com"));
+    assert_eq!(store.pending_alert_email(GroupId(1001)).await.unwrap(), None);
+    assert!(store.clear_alert_email(GroupId(1001)).await.unwrap());
+    assert_eq!(store.alert_email(GroupId(1001)).await.unwrap(), None);
+    assert!(store.request_alert_email(GroupId(1001), "anna@example.com", "h3", 700_000, 600_000).await.unwrap());
     assert_eq!(store.confirm_alert_email("h3", 0).await.unwrap(), Some(1001));
     // Two instances see the same trouble: one opens the alert, one gets to tell.
-    let id = store.open_alert(1001, AlertKind::EndpointDisabled, "ep_a", "CRM\ngone", 1_000).await.unwrap().unwrap();
-    assert_eq!(store.open_alert(1001, AlertKind::EndpointDisabled, "ep_a", "CRM\ngone", 1_001).await.unwrap(), None);
-    let other = store.open_alert(1001, AlertKind::EndpointDisabled, "ep_b", "", 1_002).await.unwrap();
+    let id = store
+        .open_alert(GroupId(1001), AlertKind::EndpointDisabled, "ep_a", "CRM\ngone", 1_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store.open_alert(GroupId(1001), AlertKind::EndpointDisabled, "ep_a", "CRM\ngone", 1_001).await.unwrap(),
+        None
+    );
+    let other = store.open_alert(GroupId(1001), AlertKind::EndpointDisabled, "ep_b", "", 1_002).await.unwrap();
     assert!(other.is_some(), "another endpoint is another alert");
     let told = store.claim_alert_send(id, 1_010, 0).await.unwrap().unwrap();
     // Every telling counts toward the daily limits, whoever resolves what.
-    let none = store.alert_tellings_since(1001, AlertKind::EndpointDisabled, Some(1), Some("anna@example.com"), 0);
+    let none =
+        store.alert_tellings_since(GroupId(1001), AlertKind::EndpointDisabled, Some(1), Some("anna@example.com"), 0);
     assert_eq!(none.await.unwrap(), TellingCounts::default());
     store.record_alert_telling(&told, Some(1), Some("anna@example.com"), 1_010).await.unwrap();
-    let counts =
-        store.alert_tellings_since(1001, AlertKind::EndpointDisabled, Some(1), Some("anna@example.com"), 1_000);
+    let counts = store.alert_tellings_since(
+        GroupId(1001),
+        AlertKind::EndpointDisabled,
+        Some(1),
+        Some("anna@example.com"),
+        1_000,
+    );
     assert_eq!(counts.await.unwrap(), TellingCounts { same_kind: 1, community: 1, user: 1, email: 1 });
-    let other_kind = store.alert_tellings_since(1001, AlertKind::VkFailed, Some(2), Some("b@example.com"), 1_000);
+    let other_kind =
+        store.alert_tellings_since(GroupId(1001), AlertKind::VkFailed, Some(2), Some("b@example.com"), 1_000);
     assert_eq!(other_kind.await.unwrap(), TellingCounts { same_kind: 0, community: 1, user: 0, email: 0 });
-    let later = store.alert_tellings_since(1001, AlertKind::EndpointDisabled, Some(1), None, 1_011);
+    let later = store.alert_tellings_since(GroupId(1001), AlertKind::EndpointDisabled, Some(1), None, 1_011);
     assert_eq!(later.await.unwrap(), TellingCounts::default(), "outside the window");
     assert_eq!((told.sends, told.last_sent_at, told.detail.as_str()), (1, 1_010, "CRM\ngone"));
     assert_eq!(store.claim_alert_send(id, 1_011, 0).await.unwrap(), None, "told already");
     let refused = Some(vkhook::model::Reason::ChatDisabled);
     store.record_alert_results(id, Some(AlertOutcome::Refused), refused, Some(AlertOutcome::NoAddress)).await.unwrap();
-    let recorded = store.alerts(1001, 10).await.unwrap().into_iter().find(|a| a.id == id).unwrap();
+    let recorded = store.alerts(GroupId(1001), 10).await.unwrap().into_iter().find(|a| a.id == id).unwrap();
     assert_eq!((recorded.vk_result, recorded.vk_reason), (Some(AlertOutcome::Refused), refused));
     // A reminder once the last telling is older than the period, with a `random_id` of its own.
     assert!(store.alerts_to_remind(1_010).await.unwrap().is_empty());
@@ -1314,17 +1363,21 @@ async fn an_alert_is_told_once_and_reminded_after_its_period(store: &Store) {
     assert_eq!(again.vk_reason, None, "a new telling, no refusal yet");
     assert!(told.random_id.is_some() && again.random_id.is_some() && told.random_id != again.random_id);
     // Resolved: closed; the same trouble later is a new alert.
-    assert_eq!(store.resolve_alerts(1001, AlertKind::EndpointDisabled, Some("ep_a"), 3_000).await.unwrap(), 1);
+    assert_eq!(store.resolve_alerts(GroupId(1001), AlertKind::EndpointDisabled, Some("ep_a"), 3_000).await.unwrap(), 1);
     assert_eq!(store.claim_alert_send(id, 9_000, 9_000).await.unwrap(), None);
-    assert!(store.open_alert(1001, AlertKind::EndpointDisabled, "ep_a", "", 4_000).await.unwrap().is_some());
-    let all = store.alerts(1001, 10).await.unwrap();
+    assert!(store.open_alert(GroupId(1001), AlertKind::EndpointDisabled, "ep_a", "", 4_000).await.unwrap().is_some());
+    let all = store.alerts(GroupId(1001), 10).await.unwrap();
     assert_eq!(all.len(), 3);
     let first = all.iter().find(|a| a.id == id).unwrap();
     assert_eq!(
         (first.resolved_at, first.vk_result, first.email_result),
         (Some(3_000), Some(AlertOutcome::Refused), Some(AlertOutcome::NoAddress))
     );
-    assert_eq!(store.resolve_alerts(1001, AlertKind::EndpointDisabled, None, 5_000).await.unwrap(), 2, "every subject");
+    assert_eq!(
+        store.resolve_alerts(GroupId(1001), AlertKind::EndpointDisabled, None, 5_000).await.unwrap(),
+        2,
+        "every subject"
+    );
 }
 
 async fn the_overview_counts_each_community_in_one_query(store: &Store) {
@@ -1332,7 +1385,7 @@ async fn the_overview_counts_each_community_in_one_query(store: &Store) {
     store.set_user_communities(1, &[(zerno(), Some(Role::Administrator)), (club(), Some(Role::Editor))]).await.unwrap();
     assert!(store.add_endpoint(&endpoint("ep_a", 1001, ""), 10).await.unwrap());
     assert!(store.add_endpoint(&endpoint("ep_b", 1001, ""), 10).await.unwrap());
-    store.set_endpoint_disabled(1001, "ep_b", Some(vkhook::model::DisabledReason::Gone)).await.unwrap();
+    store.set_endpoint_disabled(GroupId(1001), "ep_b", Some(vkhook::model::DisabledReason::Gone)).await.unwrap();
     let old = NewInboxEvent { received_at: now_ms() - 2 * 86_400_000, ..event(1001, 1) };
     let done = NewInboxEvent {
         done_at_ingest: Some(vkhook::model::EventResult::Nothing { reason: vkhook::model::Reason::NoRule }),
@@ -1340,7 +1393,7 @@ async fn the_overview_counts_each_community_in_one_query(store: &Store) {
     };
     store.insert_inbox_batch(&[old, done, event(1001, 3)]).await.unwrap();
     let rows = store.community_overview(1, now_ms() - 86_400_000, now_ms() - 7 * 86_400_000).await.unwrap();
-    assert_eq!(rows.iter().map(|r| r.community.id).collect::<Vec<_>>(), [1002, 1001], "by name");
+    assert_eq!(rows.iter().map(|r| r.community.id).collect::<Vec<_>>(), [GroupId(1002), GroupId(1001)], "by name");
     let z = &rows[1];
     assert_eq!(
         (z.community.role, z.community.status, z.paused),
@@ -1352,18 +1405,18 @@ async fn the_overview_counts_each_community_in_one_query(store: &Store) {
     assert_eq!(z.events_window, 3, "all three in the week");
     assert!(z.window_first_at.is_some_and(|at| at < now_ms() - 86_400_000), "the old one starts the week");
     // Its activity, as the health card reads it.
-    let a = store.activity(1001, now_ms() - 7 * 86_400_000).await.unwrap();
+    let a = store.activity(GroupId(1001), now_ms() - 7 * 86_400_000).await.unwrap();
     assert_eq!((a.events, a.first_at, a.last_at), (3, z.window_first_at, z.last_event_at));
     let c = &rows[0];
     assert_eq!((c.events_24h, c.backlog, c.last_event_at, c.endpoints), (0, 0, None, 0));
     assert_eq!(store.community_overview(2, 0, 0).await.unwrap(), vec![], "another user's communities");
     // «Проверить путь»: the last result, kept with the community.
     use vkhook::model::PathOutcome;
-    assert_eq!(store.path_check(1001).await.unwrap(), None);
-    store.record_path_check(1001, 5_000, PathOutcome::Answered, "502: backend down").await.unwrap();
-    store.record_path_check(1001, 6_000, PathOutcome::Arrived, "12").await.unwrap();
-    assert_eq!(store.path_check(1001).await.unwrap(), Some((6_000, PathOutcome::Arrived, "12".to_owned())));
-    assert_eq!(store.path_check(1002).await.unwrap(), None);
+    assert_eq!(store.path_check(GroupId(1001)).await.unwrap(), None);
+    store.record_path_check(GroupId(1001), 5_000, PathOutcome::Answered, "502: backend down").await.unwrap();
+    store.record_path_check(GroupId(1001), 6_000, PathOutcome::Arrived, "12").await.unwrap();
+    assert_eq!(store.path_check(GroupId(1001)).await.unwrap(), Some((6_000, PathOutcome::Arrived, "12".to_owned())));
+    assert_eq!(store.path_check(GroupId(1002)).await.unwrap(), None);
 }
 
 fn message(group_id: i64, n: u32, from: i64) -> NewInboxEvent {
@@ -1427,7 +1480,11 @@ async fn random_ids_never_repeat_and_a_retry_keeps_its_own(store: &Store) {
     }
     // The alerts draw on the same counter.
     for i in 0..ALERTS {
-        let id = store.open_alert(1001, AlertKind::EndpointDisabled, &format!("ep_{i}"), "", 1).await.unwrap().unwrap();
+        let id = store
+            .open_alert(GroupId(1001), AlertKind::EndpointDisabled, &format!("ep_{i}"), "", 1)
+            .await
+            .unwrap()
+            .unwrap();
         let told = store.claim_alert_send(id, 2, 0).await.unwrap().unwrap();
         assert!(seen.insert(vkhook::dedup::random_id_of(told.random_id.unwrap())), "an alert repeated a random_id");
     }
@@ -1439,9 +1496,9 @@ async fn random_ids_never_repeat_and_a_retry_keeps_its_own(store: &Store) {
 /// statement that stores them; VK's later answer is taken, an older one never overwrites a newer event.
 async fn message_permissions_follow_the_persons_events(store: &Store) {
     store.upsert_community(&zerno()).await.unwrap();
-    assert_eq!(store.message_permission(1001, 1).await.unwrap(), None);
-    store.set_message_permission(1001, 1, false, 1_000).await.unwrap();
-    assert_eq!(store.message_permission(1001, 1).await.unwrap(), Some((false, 1_000)));
+    assert_eq!(store.message_permission(GroupId(1001), 1).await.unwrap(), None);
+    store.set_message_permission(GroupId(1001), 1, false, 1_000).await.unwrap();
+    assert_eq!(store.message_permission(GroupId(1001), 1).await.unwrap(), Some((false, 1_000)));
     let allow = |n: u32, at: i64| NewInboxEvent {
         event_type: "message_allow".into(),
         payload: r#"{"type":"message_allow","group_id":1001,"object":{"user_id":1,"key":""}}"#.into(),
@@ -1455,15 +1512,15 @@ async fn message_permissions_follow_the_persons_events(store: &Store) {
         ..event(1001, n)
     };
     store.insert_inbox_batch(&[allow(1, 2_000)]).await.unwrap();
-    assert_eq!(store.message_permission(1001, 1).await.unwrap(), Some((true, 2_000)));
+    assert_eq!(store.message_permission(GroupId(1001), 1).await.unwrap(), Some((true, 2_000)));
     // Both in one commit: the later one wins.
     store.insert_inbox_batch(&[allow(2, 3_000), deny(3, 3_001)]).await.unwrap();
-    assert_eq!(store.message_permission(1001, 1).await.unwrap(), Some((false, 3_001)));
+    assert_eq!(store.message_permission(GroupId(1001), 1).await.unwrap(), Some((false, 3_001)));
     // VK's answer as of an older time does not overwrite it; a newer one does.
-    store.set_message_permission(1001, 1, true, 3_000).await.unwrap();
-    assert_eq!(store.message_permission(1001, 1).await.unwrap(), Some((false, 3_001)));
-    store.set_message_permission(1001, 1, true, 4_000).await.unwrap();
-    assert_eq!(store.message_permission(1001, 1).await.unwrap(), Some((true, 4_000)));
+    store.set_message_permission(GroupId(1001), 1, true, 3_000).await.unwrap();
+    assert_eq!(store.message_permission(GroupId(1001), 1).await.unwrap(), Some((false, 3_001)));
+    store.set_message_permission(GroupId(1001), 1, true, 4_000).await.unwrap();
+    assert_eq!(store.message_permission(GroupId(1001), 1).await.unwrap(), Some((true, 4_000)));
     // A malformed one is stored and changes nothing (ingest never fails on it).
     let odd = NewInboxEvent {
         event_type: "message_deny".into(),
@@ -1472,7 +1529,7 @@ async fn message_permissions_follow_the_persons_events(store: &Store) {
         ..event(1001, 9)
     };
     assert_eq!(store.insert_inbox_batch(&[odd]).await.unwrap(), [Inserted::New]);
-    assert_eq!(store.message_permission(1001, 1).await.unwrap(), Some((true, 4_000)));
+    assert_eq!(store.message_permission(GroupId(1001), 1).await.unwrap(), Some((true, 4_000)));
 }
 
 /// One community cannot crowd out another: at most `cap` endpoints each (two adds at once cannot pass it); a claim
@@ -1486,10 +1543,10 @@ async fn endpoints_are_capped_claimed_fairly_and_back_off(store: &Store) {
     }
     assert!(!store.add_endpoint(&endpoint("ep_3", 1001, ""), 3).await.unwrap(), "the cap");
     assert!(store.add_endpoint(&endpoint("ep_other", 1002, ""), 3).await.unwrap(), "another community's own cap");
-    assert!(store.take_endpoint_reveal(1001, "ep_0").await.unwrap(), "shown once after it was made");
-    assert!(!store.take_endpoint_reveal(1001, "ep_0").await.unwrap(), "then masked");
-    assert!(store.rotate_endpoint_secret(1001, "ep_0", "v1.k.new", "v1.k.old", 5_000).await.unwrap());
-    assert!(store.take_endpoint_reveal(1001, "ep_0").await.unwrap(), "once more after a rotation");
+    assert!(store.take_endpoint_reveal(GroupId(1001), "ep_0").await.unwrap(), "shown once after it was made");
+    assert!(!store.take_endpoint_reveal(GroupId(1001), "ep_0").await.unwrap(), "then masked");
+    assert!(store.rotate_endpoint_secret(GroupId(1001), "ep_0", "v1.k.new", "v1.k.old", 5_000).await.unwrap());
+    assert!(store.take_endpoint_reveal(GroupId(1001), "ep_0").await.unwrap(), "once more after a rotation");
     store.insert_inbox_batch(&[event(1001, 1), event(1002, 2)]).await.unwrap();
     let now = now_ms();
     let claim = |owner: &'static str, at: i64, share: i64| async move {
