@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 use vk::GroupId;
+use vk::UserId;
 
 use secrecy::SecretString;
 use vk_sandbox::testing::{consent, Consent};
@@ -92,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
     let mut query = Vec::with_capacity(ROUNDS);
     for _ in 0..ROUNDS {
         let started = Instant::now();
-        state.store.community_overview(1, now - 86_400_000, now - 7 * 86_400_000).await?;
+        state.store.community_overview(UserId(1), now - 86_400_000, now - 7 * 86_400_000).await?;
         query.push(started.elapsed());
     }
     whole.sort();

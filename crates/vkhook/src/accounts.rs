@@ -3,6 +3,7 @@
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 use url::Url;
+use vk::UserId;
 use vk::{AccessToken, Pkce};
 
 use std::collections::HashMap;
@@ -177,19 +178,19 @@ impl Accounts {
                 avatar: user.avatar,
             })
             .await?;
-        app.save_tokens(user.user_id, &tokens, device_id).await?;
+        app.save_tokens(UserId(user.user_id), &tokens, device_id).await?;
         tracing::info!(user_id = user.user_id, "signed in with VK ID");
         Ok(user.user_id)
     }
 
-    async fn save_tokens(&self, user_id: i64, tokens: &vk::VkIdTokens, device_id: &str) -> Result<(), StoreError> {
+    async fn save_tokens(&self, user_id: UserId, tokens: &vk::VkIdTokens, device_id: &str) -> Result<(), StoreError> {
         let app = self;
         let row = user_id.to_string();
         let access = app.vault.seal(&Slot::new(Sealed::UserAccessToken, row.as_str()), &tokens.access_token);
         let refresh = app.vault.seal(&Slot::new(Sealed::UserRefreshToken, row.as_str()), &tokens.refresh_token);
         app.store
             .save_user_tokens(&UserTokensRow {
-                user_id,
+                user_id: user_id.0,
                 access_token: access,
                 refresh_token: refresh,
                 device_id: device_id.to_owned(),
@@ -202,7 +203,7 @@ impl Accounts {
 
     /// A user's VK ID access token and its scopes, refreshed when it is about to expire.
     /// `AccountError::SignInAgain` when there is none or refreshing fails.
-    pub async fn user_token(&self, user_id: i64) -> Result<(AccessToken, String), AccountError> {
+    pub async fn user_token(&self, user_id: UserId) -> Result<(AccessToken, String), AccountError> {
         let app = self;
         let row = app.store.user_tokens(user_id).await?.ok_or(AccountError::SignInAgain)?;
         if let Some(fresh) = app.fresh_access(&row)? {
@@ -212,7 +213,7 @@ impl Accounts {
     }
 
     /// Refreshes after VK said the access token is dead (error 5), then returns the new one.
-    pub async fn user_token_after_rejection(&self, user_id: i64) -> Result<(AccessToken, String), AccountError> {
+    pub async fn user_token_after_rejection(&self, user_id: UserId) -> Result<(AccessToken, String), AccountError> {
         let app = self;
         let row = app.store.user_tokens(user_id).await?.ok_or(AccountError::SignInAgain)?;
         app.refresh(row).await
@@ -220,9 +221,9 @@ impl Accounts {
 
     /// A user token that does not open (its key is not configured): the user signs in again, and the new tokens are
     /// sealed with the current key. Logged with the key id, so an operator sees the missing key.
-    fn unreadable_user_token(user_id: i64, sealed: &str) -> AccountError {
+    fn unreadable_user_token(user_id: UserId, sealed: &str) -> AccountError {
         let key_id = Vault::key_id_of(sealed).ok();
-        tracing::error!(user_id, key_id = ?key_id, "a stored VK ID token does not open: the user must sign in again");
+        tracing::error!(user_id = user_id.0, key_id = ?key_id, "a stored VK ID token does not open: the user must sign in again");
         AccountError::SignInAgain
     }
 
@@ -235,7 +236,7 @@ impl Accounts {
         let access = self
             .vault
             .open(&Slot::new(Sealed::UserAccessToken, key.as_str()), &row.access_token)
-            .map_err(|_| Self::unreadable_user_token(row.user_id, &row.access_token))?;
+            .map_err(|_| Self::unreadable_user_token(UserId(row.user_id), &row.access_token))?;
         Ok(Some((AccessToken::user(access), row.scopes.clone())))
     }
 
@@ -247,7 +248,7 @@ impl Accounts {
         };
         let _one_at_a_time = lock.lock().await;
         // Another request may have refreshed while this one waited: use its result.
-        let current = self.store.user_tokens(row.user_id).await?.ok_or(AccountError::SignInAgain)?;
+        let current = self.store.user_tokens(UserId(row.user_id)).await?.ok_or(AccountError::SignInAgain)?;
         if current.refresh_token != row.refresh_token {
             if let Some(fresh) = self.fresh_access(&current)? {
                 return Ok(fresh);
@@ -262,10 +263,10 @@ impl Accounts {
         let refresh_token = app
             .vault
             .open(&Slot::new(Sealed::UserRefreshToken, key.as_str()), &row.refresh_token)
-            .map_err(|_| Self::unreadable_user_token(row.user_id, &row.refresh_token))?;
+            .map_err(|_| Self::unreadable_user_token(UserId(row.user_id), &row.refresh_token))?;
         match app.oauth.vkid_refresh(&refresh_token, &row.device_id, &vk::oauth::random_urlsafe(16)).await {
             Ok(tokens) => {
-                app.save_tokens(row.user_id, &tokens, &row.device_id).await?;
+                app.save_tokens(UserId(row.user_id), &tokens, &row.device_id).await?;
                 tracing::info!(user_id = row.user_id, "VK ID access token refreshed");
                 Ok((AccessToken::user(tokens.access_token), tokens.scope))
             }
@@ -274,7 +275,7 @@ impl Accounts {
                 // result a moment to reach the store, and use it.
                 let deadline = std::time::Instant::now() + REFRESH_SETTLE;
                 loop {
-                    if let Some(current) = app.store.user_tokens(row.user_id).await? {
+                    if let Some(current) = app.store.user_tokens(UserId(row.user_id)).await? {
                         if current.refresh_token != row.refresh_token {
                             if let Some(fresh) = app.fresh_access(&current)? {
                                 return Ok(fresh);
@@ -287,7 +288,7 @@ impl Accounts {
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
                 tracing::info!(user_id = row.user_id, error = %Untrusted(&e.error), "VK ID refresh refused; the user must sign in again");
-                app.store.delete_user_tokens(row.user_id).await?;
+                app.store.delete_user_tokens(UserId(row.user_id)).await?;
                 Err(AccountError::SignInAgain)
             }
             Err(e) => Err(AccountError::Vk(e)),
@@ -295,7 +296,7 @@ impl Accounts {
     }
 
     /// Runs a user-token VK call; on error 5 refreshes once and tries again.
-    pub async fn with_user_token<T, F, Fut>(&self, user_id: i64, call: F) -> Result<T, AccountError>
+    pub async fn with_user_token<T, F, Fut>(&self, user_id: UserId, call: F) -> Result<T, AccountError>
     where
         F: Fn(AccessToken, String) -> Fut,
         Fut: std::future::Future<Output = Result<T, vk::Error>>,

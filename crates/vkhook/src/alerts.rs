@@ -21,6 +21,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 use vk::GroupId;
+use vk::UserId;
 
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use secrecy::{ExposeSecret, SecretString};
@@ -224,7 +225,7 @@ impl Alerts {
             return Ok(None);
         };
         let now = now_ms();
-        if let Some((allowed, at)) = self.store.message_permission(group_id, user_id).await? {
+        if let Some((allowed, at)) = self.store.message_permission(group_id, UserId(user_id)).await? {
             if now - at < PERMISSION_FRESH_MS {
                 return Ok(Some(allowed));
             }
@@ -232,7 +233,7 @@ impl Alerts {
         let Some(key) = self.credentials.community_key(group_id).await? else { return Ok(None) };
         match self.vk.messages_is_allowed_from_group(&key.token, group_id, vk::UserId(user_id)).await {
             Ok(allowed) => {
-                self.store.set_message_permission(group_id, user_id, allowed, now).await?;
+                self.store.set_message_permission(group_id, UserId(user_id), allowed, now).await?;
                 Ok(Some(allowed))
             }
             Err(e) => {

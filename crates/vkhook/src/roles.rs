@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vk::GroupId;
+use vk::UserId;
 
 use crate::accounts::{AccountError, Accounts};
 use crate::credentials::Credentials;
@@ -78,7 +79,7 @@ impl Standing {
 }
 
 /// (user, community) → what VK said, and when.
-type Seen = HashMap<(i64, GroupId), (Standing, Instant)>;
+type Seen = HashMap<(UserId, GroupId), (Standing, Instant)>;
 
 /// What roles are asked with.
 #[derive(Clone)]
@@ -97,7 +98,7 @@ impl Roles {
     }
 
     /// Where `user_id` stands in `group_id` (VK asked at most once per time to live).
-    pub async fn standing(&self, user_id: i64, group_id: GroupId) -> Result<Standing, AccountError> {
+    pub async fn standing(&self, user_id: UserId, group_id: GroupId) -> Result<Standing, AccountError> {
         let mut all = self.standings(user_id, &[GroupId(group_id.0)]).await?;
         Ok(all.pop().unwrap_or(Standing::Gone))
     }
@@ -106,7 +107,7 @@ impl Roles {
     /// asked: with the user's token in one `groups.getById` per [`GET_BY_ID_MAX`] communities when it has `groups`
     /// (a user key allows 3 calls a second, so fifty communities are one call, not fifty), the rest with each
     /// community's key; what neither can tell stands on its last proof.
-    pub async fn standings(&self, user_id: i64, group_ids: &[GroupId]) -> Result<Vec<Standing>, AccountError> {
+    pub async fn standings(&self, user_id: UserId, group_ids: &[GroupId]) -> Result<Vec<Standing>, AccountError> {
         let mut known: HashMap<GroupId, Standing> = HashMap::new();
         {
             let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
@@ -144,7 +145,12 @@ impl Roles {
     /// administrator can grant one, but the person at VK's page may have been signed in to VK as someone else: when
     /// the key can list the managers, they decide; when VK refuses that, the consent itself is the proof. Returns
     /// whether `user_id` is proven an administrator.
-    pub async fn prove_by_consent(&self, user_id: i64, group_id: GroupId, key: &vk::AccessToken) -> StoreResult<bool> {
+    pub async fn prove_by_consent(
+        &self,
+        user_id: UserId,
+        group_id: GroupId,
+        key: &vk::AccessToken,
+    ) -> StoreResult<bool> {
         let standing = match self.vk.groups_get_managers(key, group_id).await {
             Ok(managers) => managers_say(&managers, user_id),
             Err(e) => {
@@ -160,7 +166,7 @@ impl Roles {
     /// What the user's token says, for the communities it can tell about (only with `groups`).
     async fn ask_with_user_token(
         &self,
-        user_id: i64,
+        user_id: UserId,
         ids: &[GroupId],
     ) -> Result<HashMap<GroupId, Standing>, AccountError> {
         let mut told = HashMap::new();
@@ -184,7 +190,7 @@ impl Roles {
                 // Without `groups` VK says nothing about roles: the community keys and the proofs decide.
                 Ok(None) => return Ok(told),
                 Err(AccountError::Vk(e)) if !e.needs_reauth() => {
-                    tracing::warn!(user_id, error = %e, "VK did not tell the roles now: asking otherwise");
+                    tracing::warn!(user_id = user_id.0, error = %e, "VK did not tell the roles now: asking otherwise");
                     return Ok(told);
                 }
                 Err(e) => return Err(e),
@@ -207,7 +213,7 @@ impl Roles {
     }
 
     /// What the community's key says (the managers' list); `None` when there is no key or VK will not list them.
-    async fn ask_with_community_key(&self, group_id: GroupId, user_id: i64) -> Option<Standing> {
+    async fn ask_with_community_key(&self, group_id: GroupId, user_id: UserId) -> Option<Standing> {
         let key = match self.credentials.community_key(group_id).await {
             Ok(Some(key)) => key,
             Ok(None) => return None,
@@ -227,7 +233,7 @@ impl Roles {
     }
 
     /// The stored role and its proof, when VK cannot tell now.
-    async fn last_proof(&self, user_id: i64, group_id: GroupId) -> StoreResult<Standing> {
+    async fn last_proof(&self, user_id: UserId, group_id: GroupId) -> StoreResult<Standing> {
         let Some(c) = self.store.community_for_user(user_id, group_id).await? else { return Ok(Standing::Gone) };
         Ok(match (c.role, c.proven_at) {
             (Role::Unknown, _) | (_, None) => Standing::Unproven,
@@ -236,24 +242,28 @@ impl Roles {
     }
 
     /// VK's answer, into the stored list: the role with the time of the proof, or the community gone from it.
-    async fn write_back(&self, user_id: i64, group_id: GroupId, standing: Standing) -> StoreResult<()> {
+    async fn write_back(&self, user_id: UserId, group_id: GroupId, standing: Standing) -> StoreResult<()> {
         match standing {
             Standing::Confirmed(role) => {
                 self.store.set_user_role(user_id, group_id, role, now_ms()).await?;
                 if role != Role::Administrator {
-                    tracing::info!(user_id, group_id = group_id.0, %role, "VK says the user is not the community's administrator");
+                    tracing::info!(user_id = user_id.0, group_id = group_id.0, %role, "VK says the user is not the community's administrator");
                 }
             }
             Standing::Gone => {
                 self.store.remove_user_community(user_id, group_id).await?;
-                tracing::info!(user_id, group_id = group_id.0, "VK says the user no longer manages the community");
+                tracing::info!(
+                    user_id = user_id.0,
+                    group_id = group_id.0,
+                    "VK says the user no longer manages the community"
+                );
             }
             Standing::Proven { .. } | Standing::Unproven => {}
         }
         Ok(())
     }
 
-    fn remember(&self, user_id: i64, group_id: GroupId, standing: Standing) {
+    fn remember(&self, user_id: UserId, group_id: GroupId, standing: Standing) {
         self.seen
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -261,14 +271,14 @@ impl Roles {
     }
 
     /// Forgets what VK said about `user_id` (a new sign-in, a consent): the next question goes to VK.
-    pub fn forget(&self, user_id: i64) {
+    pub fn forget(&self, user_id: UserId) {
         self.seen.lock().unwrap_or_else(|e| e.into_inner()).retain(|(u, _), _| *u != user_id);
     }
 }
 
 /// What a managers' list says about `user_id`.
-fn managers_say(managers: &[vk::Manager], user_id: i64) -> Standing {
-    match managers.iter().find(|m| m.id.0 == user_id).and_then(|m| m.role.admin_level()) {
+fn managers_say(managers: &[vk::Manager], user_id: UserId) -> Standing {
+    match managers.iter().find(|m| m.id == user_id).and_then(|m| m.role.admin_level()) {
         Some(level) => Standing::Confirmed(Role::from_admin_level(level)),
         None => Standing::Gone,
     }
@@ -305,9 +315,9 @@ mod tests {
             vk::Manager { id: vk::UserId(2), role: vk::ManagerRole::Editor },
             vk::Manager { id: vk::UserId(3), role: vk::ManagerRole::Advertiser },
         ];
-        assert_eq!(managers_say(&managers, 1), Standing::Confirmed(Role::Administrator));
-        assert_eq!(managers_say(&managers, 2), Standing::Confirmed(Role::Editor));
-        assert_eq!(managers_say(&managers, 3), Standing::Gone, "an advertiser manages nothing here");
-        assert_eq!(managers_say(&managers, 4), Standing::Gone);
+        assert_eq!(managers_say(&managers, UserId(1)), Standing::Confirmed(Role::Administrator));
+        assert_eq!(managers_say(&managers, UserId(2)), Standing::Confirmed(Role::Editor));
+        assert_eq!(managers_say(&managers, UserId(3)), Standing::Gone, "an advertiser manages nothing here");
+        assert_eq!(managers_say(&managers, UserId(4)), Standing::Gone);
     }
 }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 use vk::GroupId;
+use vk::UserId;
 
 use secrecy::SecretString;
 use url::Url;
@@ -51,7 +52,7 @@ pub async fn store(dir: &ScratchDir) -> Store {
         .unwrap();
     for (id, name) in [(1001, "Кофейня «Зерно»"), (1002, "Книжный клуб")] {
         let row = CommunityRow { id, name: name.into(), screen_name: format!("club{id}"), photo: None };
-        store.add_user_community(1, &row, Role::Administrator, Some(crate::store::now_ms())).await.unwrap();
+        store.add_user_community(UserId(1), &row, Role::Administrator, Some(crate::store::now_ms())).await.unwrap();
     }
     store
 }

@@ -42,16 +42,16 @@ const CHAT_PEER_START: i64 = 2_000_000_000;
 /// First names from `users.get`, kept for a while.
 #[derive(Default)]
 pub struct Names {
-    cache: Mutex<HashMap<i64, (String, Instant)>>,
+    cache: Mutex<HashMap<UserId, (String, Instant)>>,
 }
 
 impl Names {
-    fn get(&self, user_id: i64) -> Option<String> {
+    fn get(&self, user_id: UserId) -> Option<String> {
         let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         cache.get(&user_id).filter(|(_, at)| at.elapsed() < Duration::from_secs(3600)).map(|(n, _)| n.clone())
     }
 
-    fn put(&self, user_id: i64, name: String) {
+    fn put(&self, user_id: UserId, name: String) {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() > 50_000 {
             cache.clear();
@@ -357,7 +357,7 @@ impl Bot {
             });
         };
         let first_name = if reply.template.contains("{first_name}") {
-            match self.first_name(&key, job.author).await {
+            match self.first_name(&key, UserId(job.author)).await {
                 Ok(name) => name,
                 Err(e) => match self.judge(GroupId(gid), &e).await? {
                     Judged::Retry => return Ok(Outcome::Retry(e.to_string())),
@@ -482,11 +482,11 @@ impl Bot {
         Ok(Judged::Final)
     }
 
-    async fn first_name(&self, key: &CommunityKey, user_id: i64) -> Result<Option<String>, vk::Error> {
+    async fn first_name(&self, key: &CommunityKey, user_id: UserId) -> Result<Option<String>, vk::Error> {
         if let Some(name) = self.names.get(user_id) {
             return Ok(Some(name));
         }
-        let users = self.vk.users_get(&key.token, &[UserId(user_id)]).await?;
+        let users = self.vk.users_get(&key.token, &[user_id]).await?;
         let name = users.into_iter().next().map(|u| u.first_name).filter(|n| !n.is_empty());
         if let Some(n) = &name {
             self.names.put(user_id, n.clone());

@@ -3,6 +3,7 @@
 //! (https://dev.vk.com/ru/api/access-token/community-token/in-application).
 
 use secrecy::SecretString;
+use vk::UserId;
 use vk::{CommunityScope, GroupId};
 
 use super::{new_run, Connector, COMMUNITY_CALLBACK_PATH};
@@ -96,7 +97,7 @@ impl Connector {
     pub async fn start(
         &self,
         group_id: GroupId,
-        user_id: i64,
+        user_id: UserId,
         session_hash: &str,
         options: ConnectOptions,
     ) -> StoreResult<Started> {
@@ -111,7 +112,12 @@ impl Connector {
     }
 
     /// Records the run: with a stored key it starts at once, without one it waits for the admin's consent.
-    pub(super) async fn begin(&self, group_id: GroupId, user_id: i64, options: &ConnectOptions) -> StoreResult<Begun> {
+    pub(super) async fn begin(
+        &self,
+        group_id: GroupId,
+        user_id: UserId,
+        options: &ConnectOptions,
+    ) -> StoreResult<Begun> {
         let has_key = !options.reauthorize
             && self.credentials.community_key(group_id).await?.is_some_and(|k| k.has(CommunityScope::Manage));
         let now = now_ms();
@@ -136,7 +142,8 @@ impl Connector {
     pub async fn start_repair(&self, group_id: GroupId) -> StoreResult<bool> {
         let by = self.store.community_settings(group_id).await?.and_then(|s| s.connected_by).unwrap_or(0);
         let now = now_ms();
-        let mut row = new_run(group_id, by, SetupState::Running, &ConnectOptions::default(), now + self.lease_ms());
+        let mut row =
+            new_run(group_id, UserId(by), SetupState::Running, &ConnectOptions::default(), now + self.lease_ms());
         row.step_token = StepState::Done;
         if !self.store.begin_setup(&row, now).await? {
             return Ok(false);
@@ -178,7 +185,7 @@ impl Connector {
     pub async fn finish_authorization(
         &self,
         session_hash: &str,
-        user_id: i64,
+        user_id: UserId,
         back: &CommunityRedirect,
     ) -> Result<Authorized, AuthFailure> {
         let pending = match self.take_state(session_hash, back).await {
@@ -237,7 +244,7 @@ impl Connector {
 
     /// Whether `user_id` may bring a consent for `group_id`: the stored list says they administer it (VK was asked
     /// before the consent), or VK has not said yet (added by link) — the consent itself then proves it.
-    pub(super) async fn administers(&self, user_id: i64, group_id: GroupId) -> StoreResult<bool> {
+    pub(super) async fn administers(&self, user_id: UserId, group_id: GroupId) -> StoreResult<bool> {
         let manager = self.store.community_for_user(user_id, group_id).await?;
         Ok(manager.is_some_and(|c| matches!(c.role, Role::Administrator | Role::Unknown)))
     }
@@ -257,7 +264,7 @@ impl Connector {
     pub(super) async fn accept_key(
         &self,
         group_id: GroupId,
-        user_id: i64,
+        user_id: UserId,
         token: &vk::AccessToken,
     ) -> Result<(), AuthFailure> {
         let permissions = match self.vk.groups_get_token_permissions(token).await {
@@ -277,7 +284,7 @@ impl Connector {
         if !self.roles.prove_by_consent(user_id, group_id, token).await? {
             tracing::warn!(
                 group_id = group_id.0,
-                user_id,
+                user_id = user_id.0,
                 "a consent from a VK account other than the signed-in user's: not stored"
             );
             self.fail_waiting_setup(group_id, ErrorKind::NotAdmin).await?;
@@ -316,7 +323,7 @@ impl Connector {
     }
 
     /// Continues the setup the admin started, with the options they chose then.
-    async fn continue_setup(&self, group_id: GroupId, user_id: i64) -> StoreResult<()> {
+    async fn continue_setup(&self, group_id: GroupId, user_id: UserId) -> StoreResult<()> {
         let previous = self.store.setup(group_id).await?;
         let options = ConnectOptions {
             replace_server_id: previous.as_ref().and_then(|p| p.replace_server_id),

@@ -14,6 +14,7 @@
 
 use std::sync::Arc;
 use vk::GroupId;
+use vk::UserId;
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -54,7 +55,7 @@ impl Connector {
     /// rest wait for one consent. The refused ones are listed on the run's page only.
     pub async fn start_bulk(
         &self,
-        user_id: i64,
+        user_id: UserId,
         session_hash: &str,
         chosen: &BulkChoice,
         options: ConnectOptions,
@@ -72,7 +73,7 @@ impl Connector {
         for &group_id in &chosen.unproven {
             need_key += usize::from(self.begin(GroupId(group_id.0), user_id, &prove).await? == Begun::NeedsToken);
         }
-        tracing::info!(user_id, communities = going.len(), need_key, "bulk connect started");
+        tracing::info!(user_id = user_id.0, communities = going.len(), need_key, "bulk connect started");
         let consent = self.next_consent(&bulk.id, user_id, &[], session_hash).await?;
         Ok(BulkStarted { bulk_id: bulk.id, consent })
     }
@@ -83,7 +84,7 @@ impl Connector {
     pub async fn next_consent(
         &self,
         bulk_id: &str,
-        user_id: i64,
+        user_id: UserId,
         asked: &[GroupId],
         session_hash: &str,
     ) -> StoreResult<Option<url::Url>> {
@@ -97,12 +98,12 @@ impl Connector {
 
     async fn new_bulk(
         &self,
-        user_id: i64,
+        user_id: UserId,
         kind: BulkKind,
         ids: &[GroupId],
         refused: &[GroupId],
     ) -> StoreResult<BulkRun> {
-        let bulk = BulkRun { id: vk::oauth::random_urlsafe(12), user_id, kind, created_at: now_ms() };
+        let bulk = BulkRun { id: vk::oauth::random_urlsafe(12), user_id: user_id.0, kind, created_at: now_ms() };
         let all: Vec<GroupId> = ids.iter().chain(refused).copied().collect();
         self.store.create_bulk(&bulk, &all).await?;
         Ok(bulk)
@@ -113,7 +114,7 @@ impl Connector {
     pub(super) async fn finish_bulk_authorization(
         &self,
         session_hash: &str,
-        user_id: i64,
+        user_id: UserId,
         back: &CommunityRedirect,
         bulk_id: String,
         asked: Vec<GroupId>,
@@ -165,7 +166,7 @@ impl Connector {
     async fn accept_bulk_key(
         &self,
         group_id: GroupId,
-        user_id: i64,
+        user_id: UserId,
         token: Option<vk::AccessToken>,
     ) -> Result<(), AuthFailure> {
         if !self.administers(user_id, group_id).await? {
@@ -187,7 +188,7 @@ impl Connector {
     async fn waiting(
         &self,
         bulk_id: &str,
-        user_id: i64,
+        user_id: UserId,
         asked: &[GroupId],
         including_asked: bool,
     ) -> StoreResult<Vec<GroupId>> {
@@ -210,7 +211,7 @@ impl Connector {
     /// id we registered) and records each outcome. `not_admin` are listed as refused.
     pub async fn disconnect_bulk(
         &self,
-        user_id: i64,
+        user_id: UserId,
         group_ids: &[GroupId],
         not_admin: &[GroupId],
     ) -> StoreResult<String> {
@@ -236,7 +237,7 @@ impl Connector {
             }
         })
         .await?;
-        tracing::info!(user_id, communities = group_ids.len(), "bulk disconnect finished");
+        tracing::info!(user_id = user_id.0, communities = group_ids.len(), "bulk disconnect finished");
         Ok(bulk.id)
     }
 }

@@ -32,6 +32,7 @@ pub mod run;
 use std::sync::Arc;
 use std::time::Duration;
 use vk::GroupId;
+use vk::UserId;
 
 use crate::bot::BotControl;
 use crate::credentials::Credentials;
@@ -141,7 +142,7 @@ fn same_url(a: &str, b: &str) -> bool {
 /// A new run record in `state`.
 pub(super) fn new_run(
     group_id: GroupId,
-    user_id: i64,
+    user_id: UserId,
     state: SetupState,
     options: &ConnectOptions,
     lease_until: i64,
@@ -158,7 +159,7 @@ pub(super) fn new_run(
         step_confirm: StepState::Pending,
         error_kind: None,
         error_detail: None,
-        started_by: user_id,
+        started_by: user_id.0,
         started_at: now,
         updated_at: now,
         finished_at: None,

@@ -118,7 +118,7 @@ pub async fn finish_login(
 
 pub async fn logout(State(app): State<AppState>, user: SignedIn) -> AppResult<Response> {
     app.store.delete_session(&user.session.id_hash).await?;
-    tracing::info!(user_id = user.user_id, "signed out");
+    tracing::info!(user_id = user.user_id.0, "signed out");
     let mut response = Redirect::to(&format!("/?notice={}", Notice::SignedOut)).into_response();
     response.headers_mut().append(header::SET_COOKIE, session::clear_session_cookie(&app));
     Ok(response)

@@ -46,7 +46,7 @@ pub async fn bulk_action(State(app): State<AppState>, user: SignedIn, body: axum
             _ => refused.push(id),
         }
     }
-    tracing::info!(user_id = user.user_id, action, communities = chosen.len(), "bulk action");
+    tracing::info!(user_id = user.user_id.0, action, communities = chosen.len(), "bulk action");
     if action == "disconnect" {
         let bulk_id = app.connector.disconnect_bulk(user.user_id, &confirmed, &refused).await?;
         return Ok(Redirect::to(&format!("/communities/bulk/{bulk_id}")).into_response());

@@ -5,6 +5,7 @@ use axum::extract::{Form, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use vk::GroupId;
+use vk::UserId;
 
 use crate::accounts::AccountError;
 use crate::app::AppState;
@@ -96,7 +97,7 @@ enum ListProblem {
 }
 
 /// Refreshes the user's communities from VK (`groups.get filter=moder extended=1`) when the token allows it.
-async fn refresh_from_vk(app: &AppState, user_id: i64) -> AppResult<Option<ListProblem>> {
+async fn refresh_from_vk(app: &AppState, user_id: UserId) -> AppResult<Option<ListProblem>> {
     let result = app
         .accounts
         .with_user_token(user_id, |token, scopes| async move {
@@ -124,7 +125,7 @@ async fn refresh_from_vk(app: &AppState, user_id: i64) -> AppResult<Option<ListP
         }
         Err(AccountError::Vk(e)) if e.code() == Some(vk::code::GROUPS_LIST_HIDDEN) => Ok(Some(ListProblem::Hidden)),
         Err(AccountError::Vk(e)) if !e.needs_reauth() => {
-            tracing::warn!(user_id, error = %e, "could not list communities at VK");
+            tracing::warn!(user_id = user_id.0, error = %e, "could not list communities at VK");
             Ok(Some(ListProblem::VkUnavailable))
         }
         // VK refused the refreshed token too: the user signs in again.
@@ -329,7 +330,7 @@ pub async fn add_community(
     let row = CommunityRow::from_vk(&group);
     let proven_at = role.map(|_| crate::store::now_ms());
     app.store.add_user_community(user.user_id, &row, role.unwrap_or(Role::Unknown), proven_at).await?;
-    tracing::info!(user_id = user.user_id, group_id = group.id.0, ?role, "community added by link");
+    tracing::info!(user_id = user.user_id.0, group_id = group.id.0, ?role, "community added by link");
     Ok(Redirect::to(&format!("/communities/{}", group.id.0)).into_response())
 }
 

@@ -54,7 +54,7 @@ pub async fn connect_community(
         bot_reply: form.text("bot_reply").map(|r| r.chars().take(4000).collect()),
         bulk_id,
     };
-    tracing::info!(group_id = community.id.0, user_id = user.user_id, "connect pressed");
+    tracing::info!(group_id = community.id.0, user_id = user.user_id.0, "connect pressed");
     match app.connector.start(community.id, user.user_id, &user.session.id_hash, options).await? {
         Started::Running | Started::AlreadyRunning => Ok(Redirect::to(&progress).into_response()),
         Started::NeedsToken(url) => Ok(Redirect::to(url.as_str()).into_response()),

@@ -101,7 +101,7 @@ pub async fn add_endpoint(
 ) -> AppResult<Response> {
     let form = FormPairs::parse(&body);
     let (name, url) = (form.get("name").unwrap_or_default(), form.get("url").unwrap_or_default());
-    match app.forwarding.add(community.id, user.user_id, name, url, &form.all("type")).await {
+    match app.forwarding.add(community.id, user.user_id.0, name, url, &form.all("type")).await {
         Ok(endpoint) => {
             tracing::info!(group_id = community.id.0, endpoint = %endpoint.id, "forwarding endpoint added");
             Ok(redirect(&endpoint, Notice::EndpointAdded, "#secret"))

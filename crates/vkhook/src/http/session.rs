@@ -11,6 +11,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
+use vk::UserId;
 
 use crate::accounts::hash_hex;
 use crate::app::AppState;
@@ -41,7 +42,7 @@ pub struct Viewer {
 /// A signed-in user. Handlers that take it redirect anonymous visitors to the landing page.
 #[derive(Debug, Clone)]
 pub struct SignedIn {
-    pub user_id: i64,
+    pub user_id: UserId,
     pub session: Session,
     pub lang: Lang,
 }
@@ -59,7 +60,7 @@ impl<S: Send + Sync> FromRequestParts<S> for SignedIn {
         let viewer = Viewer::from_request_parts(parts, state).await?;
         match viewer.session {
             Some(session) => match session.user_id {
-                Some(user_id) => Ok(SignedIn { user_id, session, lang: viewer.lang }),
+                Some(user_id) => Ok(SignedIn { user_id: UserId(user_id), session, lang: viewer.lang }),
                 None => Err(AppError::SignInRequired),
             },
             None => Err(AppError::SignInRequired),

@@ -4,6 +4,7 @@
 use super::{on_pool, Store, StoreResult};
 use crate::model::{AlertKind, AlertOutcome, Reason};
 use vk::GroupId;
+use vk::UserId;
 
 /// How many tellings a window holds (`Store::alert_tellings_since`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -205,7 +206,7 @@ impl Store {
     }
 
     /// Whether `user_id` lets community `group_id` write to them, and as of when (VK's answer or their own event).
-    pub async fn message_permission(&self, group_id: GroupId, user_id: i64) -> StoreResult<Option<(bool, i64)>> {
+    pub async fn message_permission(&self, group_id: GroupId, user_id: UserId) -> StoreResult<Option<(bool, i64)>> {
         let q = "SELECT allowed, checked_at FROM message_permissions WHERE group_id = $1 AND user_id = $2";
         Ok(on_pool!(self, pool => sqlx::query_as(q).bind(group_id).bind(user_id).fetch_optional(pool).await?))
     }
@@ -214,7 +215,7 @@ impl Store {
     pub async fn set_message_permission(
         &self,
         group_id: GroupId,
-        user_id: i64,
+        user_id: UserId,
         allowed: bool,
         at: i64,
     ) -> StoreResult<()> {

@@ -6,6 +6,7 @@ use super::setups::SETUP_COLUMNS;
 use super::{now_ms, on_pool, SetupRow, Store, StoreResult, UserCommunity};
 use crate::model::{BulkKind, BulkOutcome};
 use vk::GroupId;
+use vk::UserId;
 
 /// How long a bulk run's page stays: its record is dropped after this (its communities keep their own state).
 const BULK_KEPT_MS: i64 = 7 * 24 * 3600 * 1000;
@@ -46,14 +47,14 @@ impl Store {
     }
 
     /// `user_id`'s bulk run `id`, if it is theirs.
-    pub async fn bulk_run(&self, id: &str, user_id: i64) -> StoreResult<Option<BulkRun>> {
+    pub async fn bulk_run(&self, id: &str, user_id: UserId) -> StoreResult<Option<BulkRun>> {
         let q = "SELECT id, user_id, kind, created_at FROM bulk_runs WHERE id = $1 AND user_id = $2";
         Ok(on_pool!(self, pool => sqlx::query_as::<_, BulkRun>(q).bind(id).bind(user_id).fetch_optional(pool).await?))
     }
 
     /// The run's communities that its user still manages, in the run's order, with the setup record of each (one
     /// query for the communities, one for their setups).
-    pub async fn bulk_members(&self, id: &str, user_id: i64) -> StoreResult<Vec<(BulkMember, Option<SetupRow>)>> {
+    pub async fn bulk_members(&self, id: &str, user_id: UserId) -> StoreResult<Vec<(BulkMember, Option<SetupRow>)>> {
         let q = format!(
             "SELECT m.outcome, {USER_COMMUNITY_COLUMNS} FROM bulk_members m \
              JOIN community_admins a ON a.group_id = m.group_id AND a.user_id = $2 \

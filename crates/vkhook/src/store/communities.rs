@@ -3,6 +3,7 @@
 use super::{now_ms, on_pool, Store, StoreResult};
 use crate::model::{CommunityStatus, Role};
 use vk::GroupId;
+use vk::UserId;
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct CommunityRow {
@@ -88,7 +89,7 @@ pub struct OverviewRow {
 impl Store {
     /// The overview of every community `user_id` manages, in one query (VK's status is the stored one, never a VK
     /// call per row). `since`: the start of "the last 24 hours"; `window`: the start of the silence signal's window.
-    pub async fn community_overview(&self, user_id: i64, since: i64, window: i64) -> StoreResult<Vec<OverviewRow>> {
+    pub async fn community_overview(&self, user_id: UserId, since: i64, window: i64) -> StoreResult<Vec<OverviewRow>> {
         let by_group = self.open_by_group();
         let q = format!(
             "SELECT {USER_COMMUNITY_COLUMNS}, s.vk_server_status, s.last_error, s.bot_comments, s.bot_messages, \
@@ -157,7 +158,7 @@ impl Store {
     /// `unknown` when added by link — which never overwrites a role VK proved).
     pub async fn add_user_community(
         &self,
-        user_id: i64,
+        user_id: UserId,
         community: &CommunityRow,
         role: Role,
         proven_at: Option<i64>,
@@ -169,7 +170,7 @@ impl Store {
     }
 
     /// VK proved `user_id`'s `role` in a community of their list at `at`.
-    pub async fn set_user_role(&self, user_id: i64, group_id: GroupId, role: Role, at: i64) -> StoreResult<()> {
+    pub async fn set_user_role(&self, user_id: UserId, group_id: GroupId, role: Role, at: i64) -> StoreResult<()> {
         let q = "UPDATE community_admins SET role = $3, proven_at = $4, updated_at = $4 \
                  WHERE user_id = $1 AND group_id = $2";
         on_pool!(self, pool => sqlx::query(q).bind(user_id).bind(group_id).bind(role).bind(at)
@@ -182,7 +183,11 @@ impl Store {
     /// in one transaction: the list is refreshed on every visit of `/communities`, and an admin of 200 communities
     /// must not pay 600 commits for a list that is the same as before (a proof older than [`PROOF_REFRESH_MS`] is
     /// renewed).
-    pub async fn set_user_communities(&self, user_id: i64, list: &[(CommunityRow, Option<Role>)]) -> StoreResult<()> {
+    pub async fn set_user_communities(
+        &self,
+        user_id: UserId,
+        list: &[(CommunityRow, Option<Role>)],
+    ) -> StoreResult<()> {
         type Stored = (i64, String, String, Option<String>, Role, Option<i64>);
         let q = "SELECT c.id, c.name, c.screen_name, c.photo, a.role, a.proven_at FROM community_admins a \
                  JOIN communities c ON c.id = a.group_id WHERE a.user_id = $1";
@@ -223,20 +228,20 @@ impl Store {
         Ok(())
     }
 
-    pub async fn remove_user_community(&self, user_id: i64, group_id: GroupId) -> StoreResult<()> {
+    pub async fn remove_user_community(&self, user_id: UserId, group_id: GroupId) -> StoreResult<()> {
         let q = "DELETE FROM community_admins WHERE user_id = $1 AND group_id = $2";
         on_pool!(self, pool => sqlx::query(q).bind(user_id).bind(group_id).execute(pool).await?.rows_affected());
         Ok(())
     }
 
-    pub async fn user_communities(&self, user_id: i64) -> StoreResult<Vec<UserCommunity>> {
+    pub async fn user_communities(&self, user_id: UserId) -> StoreResult<Vec<UserCommunity>> {
         let q =
             format!("SELECT {USER_COMMUNITY_COLUMNS} {USER_COMMUNITY_FROM} WHERE a.user_id = $1 ORDER BY c.name, c.id");
         Ok(on_pool!(self, pool => sqlx::query_as::<_, UserCommunity>(&q).bind(user_id).fetch_all(pool).await?))
     }
 
     /// The community, if `user_id` manages it.
-    pub async fn community_for_user(&self, user_id: i64, group_id: GroupId) -> StoreResult<Option<UserCommunity>> {
+    pub async fn community_for_user(&self, user_id: UserId, group_id: GroupId) -> StoreResult<Option<UserCommunity>> {
         let q =
             format!("SELECT {USER_COMMUNITY_COLUMNS} {USER_COMMUNITY_FROM} WHERE a.user_id = $1 AND a.group_id = $2");
         Ok(on_pool!(self, pool => sqlx::query_as::<_, UserCommunity>(&q).bind(user_id).bind(group_id)

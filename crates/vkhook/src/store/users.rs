@@ -1,6 +1,7 @@
 //! Users and their VK ID tokens.
 
 use super::{now_ms, on_pool, Store, StoreResult};
+use vk::UserId;
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct UserRow {
@@ -51,13 +52,13 @@ impl Store {
         Ok(())
     }
 
-    pub async fn user_tokens(&self, user_id: i64) -> StoreResult<Option<UserTokensRow>> {
+    pub async fn user_tokens(&self, user_id: UserId) -> StoreResult<Option<UserTokensRow>> {
         let q = "SELECT user_id, access_token, refresh_token, device_id, scopes, expires_at FROM user_tokens WHERE user_id = $1";
         Ok(on_pool!(self, pool => sqlx::query_as::<_, UserTokensRow>(q).bind(user_id).fetch_optional(pool).await?))
     }
 
     /// Forgets a user's tokens (refreshing failed or they signed out everywhere).
-    pub async fn delete_user_tokens(&self, user_id: i64) -> StoreResult<()> {
+    pub async fn delete_user_tokens(&self, user_id: UserId) -> StoreResult<()> {
         let q = "DELETE FROM user_tokens WHERE user_id = $1";
         on_pool!(self, pool => sqlx::query(q).bind(user_id).execute(pool).await?.rows_affected());
         Ok(())

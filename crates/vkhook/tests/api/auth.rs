@@ -1,5 +1,6 @@
 //! Signing in with VK ID, sessions, and what happens when VK ID says no.
 
+use vk::UserId;
 use vk_sandbox::testing::Consent;
 use vkhook::config::Timing;
 
@@ -207,7 +208,7 @@ async fn a_failed_refresh_asks_to_sign_in_again() {
     let landing = app.get("/?notice=signin_again").await.text().await.unwrap();
     assert!(landing.contains("Войдите снова"));
     assert!(landing.contains("Войти через VK ID"), "signed out, offered to sign in");
-    assert!(app.store().user_tokens(1).await.unwrap().is_none(), "dead tokens are forgotten");
+    assert!(app.store().user_tokens(UserId(1)).await.unwrap().is_none(), "dead tokens are forgotten");
 }
 
 #[tokio::test]
@@ -293,7 +294,7 @@ async fn two_requests_that_refresh_at_once_both_stay_signed_in() {
         assert_eq!(r.status(), 200, "still signed in");
         assert!(r.text().await.unwrap().contains("Кофейня «Зерно»"));
     }
-    assert!(app.store().user_tokens(1).await.unwrap().is_some(), "the tokens are kept");
+    assert!(app.store().user_tokens(UserId(1)).await.unwrap().is_some(), "the tokens are kept");
     assert_eq!(app.get("/communities").await.status(), 200);
 }
 

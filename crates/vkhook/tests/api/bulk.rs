@@ -2,6 +2,7 @@
 //! line per community, partial failures with their own retry, resumption, and «Отключить выбранные».
 
 use vk::GroupId;
+use vk::UserId;
 use vk_sandbox::testing::{consent, query_param, Consent};
 use vk_sandbox::ServerStatus;
 use vkhook::hooks::CrashPoint;
@@ -217,7 +218,7 @@ async fn a_refused_community_in_a_bulk_run_leaves_another_admins_waiting_setup_a
     // Анна's stored role says administrator (stale: the list was read before she was made an editor); VK says
     // editor. (The form is posted from another page, so `/communities` does not read the list again first.)
     app.store()
-        .set_user_role(1, GroupId(1003), vkhook::model::Role::Administrator, vkhook::store::now_ms())
+        .set_user_role(UserId(1), GroupId(1003), vkhook::model::Role::Administrator, vkhook::store::now_ms())
         .await
         .unwrap();
     let form = [("group", "1001"), ("group", "1003"), ("action", "connect")];

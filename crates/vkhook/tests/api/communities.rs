@@ -1,6 +1,7 @@
 //! The communities list when VK does not give it, and adding a community by link.
 
 use vk::GroupId;
+use vk::UserId;
 use vk_sandbox::testing::Consent;
 use vkhook::model::Role;
 
@@ -32,7 +33,7 @@ async fn without_the_groups_scope_a_community_added_by_link_is_proven_by_its_con
     // The consent proves it; the setup goes on at once.
     let setup = app.connect(1001).await;
     assert_eq!(setup.state, vkhook::model::SetupState::Done);
-    let c = app.store().community_for_user(1, GroupId(1001)).await.unwrap().unwrap();
+    let c = app.store().community_for_user(UserId(1), GroupId(1001)).await.unwrap().unwrap();
     assert_eq!(c.role, Role::Administrator);
     assert!(c.proven_at.is_some());
     let page = app.get("/communities/1001").await.text().await.unwrap();
@@ -55,7 +56,7 @@ async fn without_groups_a_community_one_does_not_administer_is_refused_by_vk_at_
         assert_eq!(r.status(), 403, "{link}");
         assert!(r.text().await.unwrap().contains("только администратор сообщества"), "VK's refusal in plain words");
         assert!(app.state.credentials.community_key(GroupId(id)).await.unwrap().is_none(), "no key stored for {id}");
-        let c = app.store().community_for_user(1, GroupId(id)).await.unwrap().unwrap();
+        let c = app.store().community_for_user(UserId(1), GroupId(id)).await.unwrap().unwrap();
         assert_eq!(c.role, Role::Unknown, "still unproven, still listed");
     }
     let r = app.post_with_csrf("/communities", "/communities/add", &[("link", "vk.com/no_such_group")]).await;
@@ -70,14 +71,14 @@ async fn without_groups_a_community_one_does_not_administer_is_refused_by_vk_at_
 async fn with_groups_vk_says_plainly_and_the_role_comes_with_the_link() {
     let app = TestApp::spawn().await;
     app.sign_in(1).await;
-    app.store().remove_user_community(1, GroupId(1003)).await.unwrap();
+    app.store().remove_user_community(UserId(1), GroupId(1003)).await.unwrap();
     let r = app.post_with_csrf("/communities", "/communities/add", &[("link", "1004")]).await;
     assert_eq!(r.status(), 422);
     assert!(r.text().await.unwrap().contains("Вы не управляете этим сообществом"));
     assert_eq!(app.get("/communities/1004").await.status(), 404);
     let r = app.post_with_csrf("/communities", "/communities/add", &[("link", "vk.com/city_news")]).await;
     assert_eq!(r.status(), 303);
-    let c = app.store().community_for_user(1, GroupId(1003)).await.unwrap().unwrap();
+    let c = app.store().community_for_user(UserId(1), GroupId(1003)).await.unwrap().unwrap();
     assert_eq!(c.role, Role::Editor);
     assert!(c.proven_at.is_some());
 }

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 use vk::GroupId;
+use vk::UserId;
 
 use vkhook::config::Timing;
 use vkhook::model::Role;
@@ -92,7 +93,7 @@ async fn a_demoted_admin_without_groups_is_refused_once_the_managers_list_says_s
     })
     .await;
     assert_eq!(
-        app.store().community_for_user(1, GroupId(1001)).await.unwrap().unwrap().role,
+        app.store().community_for_user(UserId(1), GroupId(1001)).await.unwrap().unwrap().role,
         Role::Editor,
         "written back"
     );
@@ -100,9 +101,12 @@ async fn a_demoted_admin_without_groups_is_refused_once_the_managers_list_says_s
     assert!(app.get("/communities/1001").await.text().await.unwrap().contains("Редактор"), "still a manager");
     // Removed altogether: the community leaves the list.
     demote(&app, "none").await;
-    app.state.roles.forget(1); // the cache's lifetime is over: the next read asks VK
+    app.state.roles.forget(UserId(1)); // the cache's lifetime is over: the next read asks VK
     assert_eq!(app.get("/communities/1001/events").await.status(), 403);
-    assert!(app.store().community_for_user(1, GroupId(1001)).await.unwrap().is_none(), "VK's plain no removes it");
+    assert!(
+        app.store().community_for_user(UserId(1), GroupId(1001)).await.unwrap().is_none(),
+        "VK's plain no removes it"
+    );
 }
 
 #[tokio::test]
@@ -131,13 +135,13 @@ async fn when_vk_cannot_tell_the_last_proof_stands_with_its_age() {
     let p = anna_connects_1001_and_ivan_writes(&app).await;
     app.sandbox_control("/_sandbox/behaviour", serde_json::json!({"managers_refuse_community_key": true})).await;
     // Proven by the consent a moment ago: everything, and the proof's age on the page.
-    app.state.roles.forget(1);
+    app.state.roles.forget(UserId(1));
     assert_sees(&app, &p, true).await;
     assert!(app.get("/communities/1001").await.text().await.unwrap().contains("id=\"proof-note\""));
     // Two days later (the proof's time moved back): changes still go, secrets ask for a fresh consent.
     let two_days_ago = vkhook::store::now_ms() - 2 * 24 * 3600 * 1000;
-    app.store().set_user_role(1, GroupId(1001), Role::Administrator, two_days_ago).await.unwrap();
-    app.state.roles.forget(1);
+    app.store().set_user_role(UserId(1), GroupId(1001), Role::Administrator, two_days_ago).await.unwrap();
+    app.state.roles.forget(UserId(1));
     let r =
         app.post_with_csrf("/communities/1001", "/communities/1001/rules", &[("keywords", "a"), ("reply", "b")]).await;
     assert_eq!(r.status(), 303, "a change on an old proof");

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use vk::GroupId;
+use vk::UserId;
 
 use vk_sandbox::testing::Consent;
 use vkhook::model::Role;
@@ -268,7 +269,7 @@ async fn every_route_refuses_whoever_may_not_use_it() {
 
     // VK removes Анна from 1001 (another administrator did it at VK): no route of 1001 lets her in any more.
     app.sandbox_control("/_sandbox/groups/1001/managers", serde_json::json!({"user_id": 1, "role": "none"})).await;
-    app.state.roles.forget(1);
+    app.state.roles.forget(UserId(1));
     for (method, template, access) in MATRIX {
         if !matches!(access, Access::Manager | Access::Admin) {
             continue;
@@ -277,6 +278,6 @@ async fn every_route_refuses_whoever_may_not_use_it() {
         let r = request(&app, &app.http, method, &path).await;
         assert!(matches!(r.status().as_u16(), 403 | 404), "the removed admin {method} {path}: {}", r.status());
     }
-    assert!(app.store().community_for_user(1, GroupId(1001)).await.unwrap().is_none(), "gone from her list");
-    assert_eq!(app.store().community_for_user(1, GroupId(1003)).await.unwrap().unwrap().role, Role::Editor);
+    assert!(app.store().community_for_user(UserId(1), GroupId(1001)).await.unwrap().is_none(), "gone from her list");
+    assert_eq!(app.store().community_for_user(UserId(1), GroupId(1003)).await.unwrap().unwrap().role, Role::Editor);
 }

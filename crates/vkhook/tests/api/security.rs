@@ -2,6 +2,7 @@
 
 use secrecy::{ExposeSecret, SecretString};
 use vk::GroupId;
+use vk::UserId;
 use vkhook::vault::{Sealed, Slot, Vault};
 
 use crate::helpers::*;
@@ -18,7 +19,7 @@ async fn a_post_without_a_valid_csrf_token_is_403_and_changes_nothing() {
         assert_eq!(r.status(), 403);
         assert!(r.text().await.unwrap().contains("Форма устарела"));
     }
-    assert!(app.store().user_communities(1).await.unwrap().is_empty(), "nothing was added");
+    assert!(app.store().user_communities(UserId(1)).await.unwrap().is_empty(), "nothing was added");
     let r = app.post_form("/logout", &[]).await;
     assert_eq!(r.status(), 403);
     assert_eq!(app.get("/communities").await.status(), 200, "still signed in");
@@ -35,7 +36,7 @@ async fn the_database_file_holds_no_token_in_plain_text() {
     assert!(tokens.len() >= 2, "an access and a refresh token");
     let bytes = app.db.raw_contents().await;
     assert!(bytes.len() > 1_000, "the database was read");
-    let stored = app.store().user_tokens(1).await.unwrap().expect("tokens are stored");
+    let stored = app.store().user_tokens(UserId(1)).await.unwrap().expect("tokens are stored");
     assert!(stored.access_token.starts_with("v1."));
     for token in &tokens {
         assert!(!contains(&bytes, token.as_bytes()), "a token is in the database file in plain text");
@@ -244,7 +245,7 @@ async fn an_administrator_removed_at_vk_can_change_nothing() {
     assert_eq!(app.store().rules(GroupId(1001)).await.unwrap().len(), 1, "no second rule");
     assert_eq!(app.sandbox.servers(1001).len(), 1, "still connected");
     assert!(
-        app.store().community_for_user(1, GroupId(1001)).await.unwrap().is_none(),
+        app.store().community_for_user(UserId(1), GroupId(1001)).await.unwrap().is_none(),
         "and the stored list follows VK"
     );
 }

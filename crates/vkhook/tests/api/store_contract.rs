@@ -2,6 +2,7 @@
 //! set (`contract!` makes both), each in a fresh database.
 
 use vk::GroupId;
+use vk::UserId;
 use vkhook::model::{
     BulkKind, BulkOutcome, CommunityStatus, DeliveryStatus, ErrorKind, EventStatus, LogEntry, OAuthPurpose,
     PauseReason, ReplyStatus, Role, SetupMode, SetupState, StepState,
@@ -202,9 +203,9 @@ async fn user_tokens_are_saved_replaced_and_deleted(store: &Store) {
     store.upsert_user(&anna()).await.unwrap();
     store.save_user_tokens(&tokens()).await.unwrap();
     store.save_user_tokens(&UserTokensRow { expires_at: 456, ..tokens() }).await.unwrap();
-    assert_eq!(store.user_tokens(1).await.unwrap().unwrap().expires_at, 456);
-    store.delete_user_tokens(1).await.unwrap();
-    assert_eq!(store.user_tokens(1).await.unwrap(), None);
+    assert_eq!(store.user_tokens(UserId(1)).await.unwrap().unwrap().expires_at, 456);
+    store.delete_user_tokens(UserId(1)).await.unwrap();
+    assert_eq!(store.user_tokens(UserId(1)).await.unwrap(), None);
 }
 
 async fn sessions_are_touched_and_expire(store: &Store) {
@@ -279,8 +280,11 @@ async fn oauth_states_are_single_use(store: &Store) {
 
 async fn user_communities_follow_vk(store: &Store) {
     store.upsert_user(&anna()).await.unwrap();
-    store.set_user_communities(1, &[(zerno(), Some(Role::Administrator)), (club(), Some(Role::Editor))]).await.unwrap();
-    let list = store.user_communities(1).await.unwrap();
+    store
+        .set_user_communities(UserId(1), &[(zerno(), Some(Role::Administrator)), (club(), Some(Role::Editor))])
+        .await
+        .unwrap();
+    let list = store.user_communities(UserId(1)).await.unwrap();
     assert_eq!(
         list.iter().map(|c| (c.id, c.role, c.callback_configured)).collect::<Vec<_>>(),
         vec![(GroupId(1002), Role::Editor, false), (GroupId(1001), Role::Administrator, false)],
@@ -288,37 +292,43 @@ async fn user_communities_follow_vk(store: &Store) {
     );
     assert_eq!(list[0].status, CommunityStatus::NotConnected);
     // The same list again changes nothing; a new name or role is taken.
-    store.set_user_communities(1, &[(zerno(), Some(Role::Administrator)), (club(), Some(Role::Editor))]).await.unwrap();
-    assert_eq!(store.user_communities(1).await.unwrap(), list);
+    store
+        .set_user_communities(UserId(1), &[(zerno(), Some(Role::Administrator)), (club(), Some(Role::Editor))])
+        .await
+        .unwrap();
+    assert_eq!(store.user_communities(UserId(1)).await.unwrap(), list);
     let renamed = CommunityRow { name: "Зерно".into(), ..zerno() };
-    store.set_user_communities(1, &[(renamed, Some(Role::Editor)), (club(), Some(Role::Editor))]).await.unwrap();
-    let z = store.community_for_user(1, GroupId(1001)).await.unwrap().unwrap();
+    store
+        .set_user_communities(UserId(1), &[(renamed, Some(Role::Editor)), (club(), Some(Role::Editor))])
+        .await
+        .unwrap();
+    let z = store.community_for_user(UserId(1), GroupId(1001)).await.unwrap().unwrap();
     assert_eq!((z.name.as_str(), z.role), ("Зерно", Role::Editor));
-    store.set_user_communities(1, &[(zerno(), Some(Role::Administrator))]).await.unwrap();
-    assert_eq!(store.user_communities(1).await.unwrap().len(), 1);
-    assert!(store.community_for_user(1, GroupId(1002)).await.unwrap().is_none());
-    assert!(store.community_for_user(1, GroupId(1001)).await.unwrap().is_some());
-    store.add_user_community(1, &club(), Role::Moderator, Some(now_ms())).await.unwrap();
-    assert_eq!(store.community_for_user(1, GroupId(1002)).await.unwrap().unwrap().role, Role::Moderator);
-    store.remove_user_community(1, GroupId(1002)).await.unwrap();
-    assert!(store.community_for_user(1, GroupId(1002)).await.unwrap().is_none());
+    store.set_user_communities(UserId(1), &[(zerno(), Some(Role::Administrator))]).await.unwrap();
+    assert_eq!(store.user_communities(UserId(1)).await.unwrap().len(), 1);
+    assert!(store.community_for_user(UserId(1), GroupId(1002)).await.unwrap().is_none());
+    assert!(store.community_for_user(UserId(1), GroupId(1001)).await.unwrap().is_some());
+    store.add_user_community(UserId(1), &club(), Role::Moderator, Some(now_ms())).await.unwrap();
+    assert_eq!(store.community_for_user(UserId(1), GroupId(1002)).await.unwrap().unwrap().role, Role::Moderator);
+    store.remove_user_community(UserId(1), GroupId(1002)).await.unwrap();
+    assert!(store.community_for_user(UserId(1), GroupId(1002)).await.unwrap().is_none());
     // Every role VK listed is a proof, with its time.
-    let z = store.community_for_user(1, GroupId(1001)).await.unwrap().unwrap();
+    let z = store.community_for_user(UserId(1), GroupId(1001)).await.unwrap().unwrap();
     assert!(z.proven_at.is_some_and(|at| now_ms() - at < 60_000), "{z:?}");
     // Added by link while VK says nothing: role unknown, no proof; that never overwrites a proven role.
-    store.add_user_community(1, &club(), Role::Unknown, None).await.unwrap();
-    let c = store.community_for_user(1, GroupId(1002)).await.unwrap().unwrap();
+    store.add_user_community(UserId(1), &club(), Role::Unknown, None).await.unwrap();
+    let c = store.community_for_user(UserId(1), GroupId(1002)).await.unwrap().unwrap();
     assert_eq!((c.role, c.proven_at), (Role::Unknown, None));
-    store.add_user_community(1, &zerno(), Role::Unknown, None).await.unwrap();
-    let z2 = store.community_for_user(1, GroupId(1001)).await.unwrap().unwrap();
+    store.add_user_community(UserId(1), &zerno(), Role::Unknown, None).await.unwrap();
+    let z2 = store.community_for_user(UserId(1), GroupId(1001)).await.unwrap().unwrap();
     assert_eq!((z2.role, z2.proven_at), (Role::Administrator, z.proven_at), "a proven role stays");
     // A proof (a consent, the managers' list) sets the role and its time.
-    store.set_user_role(1, GroupId(1002), Role::Administrator, 42).await.unwrap();
-    let c = store.community_for_user(1, GroupId(1002)).await.unwrap().unwrap();
+    store.set_user_role(UserId(1), GroupId(1002), Role::Administrator, 42).await.unwrap();
+    let c = store.community_for_user(UserId(1), GroupId(1002)).await.unwrap().unwrap();
     assert_eq!((c.role, c.proven_at), (Role::Administrator, Some(42)));
     // VK lists a community without its level: the stored role stays, nothing is removed.
-    store.set_user_communities(1, &[(zerno(), None), (club(), Some(Role::Administrator))]).await.unwrap();
-    assert_eq!(store.community_for_user(1, GroupId(1001)).await.unwrap().unwrap().role, Role::Administrator);
+    store.set_user_communities(UserId(1), &[(zerno(), None), (club(), Some(Role::Administrator))]).await.unwrap();
+    assert_eq!(store.community_for_user(UserId(1), GroupId(1001)).await.unwrap().unwrap().role, Role::Administrator);
 }
 
 async fn sealed_values_are_listed_and_replaced_only_if_unchanged(store: &Store) {
@@ -332,7 +342,7 @@ async fn sealed_values_are_listed_and_replaced_only_if_unchanged(store: &Store) 
         !store.replace_sealed_value(Sealed::UserAccessToken, "1", "v1.k.a", "v1.x.a").await.unwrap(),
         "only if unchanged"
     );
-    assert_eq!(store.user_tokens(1).await.unwrap().unwrap().access_token, "v1.n.a");
+    assert_eq!(store.user_tokens(UserId(1)).await.unwrap().unwrap().access_token, "v1.n.a");
 }
 
 async fn a_dead_key_is_dropped_and_the_bot_paused_in_one_step(store: &Store) {
@@ -466,16 +476,16 @@ async fn setup_runs_hold_a_lease(store: &Store) {
 async fn a_bulk_run_lists_its_communities_in_order_with_their_setups(store: &Store) {
     store.upsert_user(&anna()).await.unwrap();
     store
-        .set_user_communities(1, &[(zerno(), Some(Role::Administrator)), (club(), Some(Role::Administrator))])
+        .set_user_communities(UserId(1), &[(zerno(), Some(Role::Administrator)), (club(), Some(Role::Administrator))])
         .await
         .unwrap();
     let bulk = BulkRun { id: "b1".into(), user_id: 1, kind: BulkKind::Disconnect, created_at: now_ms() };
     store.create_bulk(&bulk, &[GroupId(1002), GroupId(1001)]).await.unwrap();
-    assert_eq!(store.bulk_run("b1", 1).await.unwrap(), Some(bulk.clone()));
-    assert_eq!(store.bulk_run("b1", 2).await.unwrap(), None, "another user's run does not exist");
+    assert_eq!(store.bulk_run("b1", UserId(1)).await.unwrap(), Some(bulk.clone()));
+    assert_eq!(store.bulk_run("b1", UserId(2)).await.unwrap(), None, "another user's run does not exist");
     assert!(store.begin_setup(&run(SetupState::Running, now_ms() + 60_000), now_ms()).await.unwrap());
     store.set_bulk_outcome("b1", GroupId(1002), BulkOutcome::Removed).await.unwrap();
-    let members = store.bulk_members("b1", 1).await.unwrap();
+    let members = store.bulk_members("b1", UserId(1)).await.unwrap();
     let order: Vec<_> = members.iter().map(|(m, s)| (m.community.id, m.outcome, s.is_some())).collect();
     assert_eq!(
         order,
@@ -483,15 +493,15 @@ async fn a_bulk_run_lists_its_communities_in_order_with_their_setups(store: &Sto
         "the admin's order"
     );
     // A community the user no longer manages drops out of their view of the run.
-    store.set_user_communities(1, &[(club(), Some(Role::Administrator))]).await.unwrap();
-    assert_eq!(store.bulk_members("b1", 1).await.unwrap().len(), 1);
-    assert!(store.bulk_members("b1", 2).await.unwrap().is_empty());
+    store.set_user_communities(UserId(1), &[(club(), Some(Role::Administrator))]).await.unwrap();
+    assert_eq!(store.bulk_members("b1", UserId(1)).await.unwrap().len(), 1);
+    assert!(store.bulk_members("b1", UserId(2)).await.unwrap().is_empty());
     // A week later the run's record is dropped when the user starts another.
     let old = BulkRun { id: "b0".into(), created_at: now_ms() - 8 * 24 * 3600 * 1000, ..bulk.clone() };
     store.create_bulk(&old, &[GroupId(1002)]).await.unwrap();
     store.create_bulk(&BulkRun { id: "b2".into(), ..bulk }, &[GroupId(1002)]).await.unwrap();
-    assert_eq!(store.bulk_run("b0", 1).await.unwrap(), None);
-    assert!(store.bulk_run("b1", 1).await.unwrap().is_some());
+    assert_eq!(store.bulk_run("b0", UserId(1)).await.unwrap(), None);
+    assert!(store.bulk_run("b1", UserId(1)).await.unwrap().is_some());
 }
 
 fn event(group_id: i64, n: u32) -> NewInboxEvent {
@@ -1382,7 +1392,10 @@ async fn an_alert_is_told_once_and_reminded_after_its_period(store: &Store) {
 
 async fn the_overview_counts_each_community_in_one_query(store: &Store) {
     store.upsert_user(&anna()).await.unwrap();
-    store.set_user_communities(1, &[(zerno(), Some(Role::Administrator)), (club(), Some(Role::Editor))]).await.unwrap();
+    store
+        .set_user_communities(UserId(1), &[(zerno(), Some(Role::Administrator)), (club(), Some(Role::Editor))])
+        .await
+        .unwrap();
     assert!(store.add_endpoint(&endpoint("ep_a", 1001, ""), 10).await.unwrap());
     assert!(store.add_endpoint(&endpoint("ep_b", 1001, ""), 10).await.unwrap());
     store.set_endpoint_disabled(GroupId(1001), "ep_b", Some(vkhook::model::DisabledReason::Gone)).await.unwrap();
@@ -1392,7 +1405,7 @@ async fn the_overview_counts_each_community_in_one_query(store: &Store) {
         ..event(1001, 2)
     };
     store.insert_inbox_batch(&[old, done, event(1001, 3)]).await.unwrap();
-    let rows = store.community_overview(1, now_ms() - 86_400_000, now_ms() - 7 * 86_400_000).await.unwrap();
+    let rows = store.community_overview(UserId(1), now_ms() - 86_400_000, now_ms() - 7 * 86_400_000).await.unwrap();
     assert_eq!(rows.iter().map(|r| r.community.id).collect::<Vec<_>>(), [GroupId(1002), GroupId(1001)], "by name");
     let z = &rows[1];
     assert_eq!(
@@ -1409,7 +1422,7 @@ async fn the_overview_counts_each_community_in_one_query(store: &Store) {
     assert_eq!((a.events, a.first_at, a.last_at), (3, z.window_first_at, z.last_event_at));
     let c = &rows[0];
     assert_eq!((c.events_24h, c.backlog, c.last_event_at, c.endpoints), (0, 0, None, 0));
-    assert_eq!(store.community_overview(2, 0, 0).await.unwrap(), vec![], "another user's communities");
+    assert_eq!(store.community_overview(UserId(2), 0, 0).await.unwrap(), vec![], "another user's communities");
     // «Проверить путь»: the last result, kept with the community.
     use vkhook::model::PathOutcome;
     assert_eq!(store.path_check(GroupId(1001)).await.unwrap(), None);
@@ -1496,9 +1509,9 @@ async fn random_ids_never_repeat_and_a_retry_keeps_its_own(store: &Store) {
 /// statement that stores them; VK's later answer is taken, an older one never overwrites a newer event.
 async fn message_permissions_follow_the_persons_events(store: &Store) {
     store.upsert_community(&zerno()).await.unwrap();
-    assert_eq!(store.message_permission(GroupId(1001), 1).await.unwrap(), None);
-    store.set_message_permission(GroupId(1001), 1, false, 1_000).await.unwrap();
-    assert_eq!(store.message_permission(GroupId(1001), 1).await.unwrap(), Some((false, 1_000)));
+    assert_eq!(store.message_permission(GroupId(1001), UserId(1)).await.unwrap(), None);
+    store.set_message_permission(GroupId(1001), UserId(1), false, 1_000).await.unwrap();
+    assert_eq!(store.message_permission(GroupId(1001), UserId(1)).await.unwrap(), Some((false, 1_000)));
     let allow = |n: u32, at: i64| NewInboxEvent {
         event_type: "message_allow".into(),
         payload: r#"{"type":"message_allow","group_id":1001,"object":{"user_id":1,"key":""}}"#.into(),
@@ -1512,15 +1525,15 @@ async fn message_permissions_follow_the_persons_events(store: &Store) {
         ..event(1001, n)
     };
     store.insert_inbox_batch(&[allow(1, 2_000)]).await.unwrap();
-    assert_eq!(store.message_permission(GroupId(1001), 1).await.unwrap(), Some((true, 2_000)));
+    assert_eq!(store.message_permission(GroupId(1001), UserId(1)).await.unwrap(), Some((true, 2_000)));
     // Both in one commit: the later one wins.
     store.insert_inbox_batch(&[allow(2, 3_000), deny(3, 3_001)]).await.unwrap();
-    assert_eq!(store.message_permission(GroupId(1001), 1).await.unwrap(), Some((false, 3_001)));
+    assert_eq!(store.message_permission(GroupId(1001), UserId(1)).await.unwrap(), Some((false, 3_001)));
     // VK's answer as of an older time does not overwrite it; a newer one does.
-    store.set_message_permission(GroupId(1001), 1, true, 3_000).await.unwrap();
-    assert_eq!(store.message_permission(GroupId(1001), 1).await.unwrap(), Some((false, 3_001)));
-    store.set_message_permission(GroupId(1001), 1, true, 4_000).await.unwrap();
-    assert_eq!(store.message_permission(GroupId(1001), 1).await.unwrap(), Some((true, 4_000)));
+    store.set_message_permission(GroupId(1001), UserId(1), true, 3_000).await.unwrap();
+    assert_eq!(store.message_permission(GroupId(1001), UserId(1)).await.unwrap(), Some((false, 3_001)));
+    store.set_message_permission(GroupId(1001), UserId(1), true, 4_000).await.unwrap();
+    assert_eq!(store.message_permission(GroupId(1001), UserId(1)).await.unwrap(), Some((true, 4_000)));
     // A malformed one is stored and changes nothing (ingest never fails on it).
     let odd = NewInboxEvent {
         event_type: "message_deny".into(),
@@ -1529,7 +1542,7 @@ async fn message_permissions_follow_the_persons_events(store: &Store) {
         ..event(1001, 9)
     };
     assert_eq!(store.insert_inbox_batch(&[odd]).await.unwrap(), [Inserted::New]);
-    assert_eq!(store.message_permission(GroupId(1001), 1).await.unwrap(), Some((true, 4_000)));
+    assert_eq!(store.message_permission(GroupId(1001), UserId(1)).await.unwrap(), Some((true, 4_000)));
 }
 
 /// One community cannot crowd out another: at most `cap` endpoints each (two adds at once cannot pass it); a claim

@@ -2,6 +2,7 @@
 
 use super::browser::Browser;
 use crate::helpers::TestApp;
+use vk::UserId;
 
 /// Presses «Войти через VK ID» and allows as «Анна Админова» on the sandbox's VK ID page.
 async fn allow_sign_in_as_anna(browser: &Browser, app: &TestApp) {
@@ -162,7 +163,7 @@ async fn when_vk_id_drops_groups_the_admin_adds_a_community_by_link_and_connects
     // An hour later: the VK ID token has expired (refreshed on use) and the role is asked of VK again — without
     // `groups`, through the community key's list of managers — so the next change passes its role check.
     app.sandbox_control("/_sandbox/clock", serde_json::json!({"advance_secs": 3700})).await;
-    app.state.roles.forget(1);
+    app.state.roles.forget(UserId(1));
     let asked_before = managers_asked(&app).await;
     add_rule_on_1001(&browser, &app, "часы", "С 8 до 22.").await;
     assert!(managers_asked(&app).await > asked_before, "VK was asked who manages 1001");
