@@ -10,6 +10,7 @@ use vk::GroupId;
 
 use tokio::sync::Notify;
 
+use super::rules::NewRule;
 use crate::model::{LogEntry, PauseReason, Reason};
 use crate::store::{now_ms, BotSettings, RuleRow, Store, StoreResult};
 
@@ -109,9 +110,40 @@ impl BotControl {
         self.revive(group_id, revive, still).await
     }
 
+    /// Adds a rule at the end; its id.
+    pub async fn add_rule(&self, group_id: GroupId, rule: &NewRule) -> StoreResult<i64> {
+        let id = self.store.add_rule(group_id, rule.keywords(), rule.reply()).await?;
+        self.rules_changed(group_id).await?;
+        Ok(id)
+    }
+
+    /// Deletes one of the community's rules; false: it has no such rule.
+    pub async fn delete_rule(&self, group_id: GroupId, rule: i64) -> StoreResult<bool> {
+        let deleted = self.store.delete_rule(group_id, rule).await?;
+        if deleted {
+            self.rules_changed(group_id).await?;
+        }
+        Ok(deleted)
+    }
+
+    /// Moves one of the community's rules a place up (or down).
+    pub async fn move_rule(&self, group_id: GroupId, rule: i64, up: bool) -> StoreResult<()> {
+        self.store.move_rule(group_id, rule, up).await?;
+        self.rules_changed(group_id).await
+    }
+
+    /// «Повторить»: a failed or dead event of the community runs again; false: no such event in that state.
+    pub async fn replay_event(&self, group_id: GroupId, event: i64) -> StoreResult<bool> {
+        let replayed = self.store.replay_inbox_event(group_id, event).await?;
+        if replayed {
+            self.wake();
+        }
+        Ok(replayed)
+    }
+
     /// A rule was added, removed or moved: the receiver reads the rules again, and events of the last moments that
     /// matched no rule are revived (the new rule may answer them).
-    pub async fn rules_changed(&self, group_id: GroupId) -> StoreResult<()> {
+    async fn rules_changed(&self, group_id: GroupId) -> StoreResult<()> {
         self.forget(group_id);
         self.revive(group_id, vec![Reason::NoRule], |_| true).await
     }

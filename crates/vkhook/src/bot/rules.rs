@@ -41,6 +41,51 @@ pub fn decide<'a>(text: &str, rules: &'a [RuleRow], default_reply: Option<&'a st
     }
 }
 
+/// Longest reply kept, a rule's or the default (VK allows 9000 characters in a message; comments are shorter).
+pub const MAX_REPLY: usize = 4000;
+/// Longest keyword list of a rule.
+pub const MAX_KEYWORDS: usize = 1000;
+
+/// A rule as the admin typed it, checked: at least one keyword, a reply, neither too long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRule {
+    keywords: String,
+    reply: String,
+}
+
+/// The rule cannot be kept as typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a rule needs a keyword and a reply, each within its length")]
+pub struct InvalidRule;
+
+impl NewRule {
+    pub fn parse(keywords: &str, reply: &str) -> Result<NewRule, InvalidRule> {
+        let (keywords, reply) = (keywords.trim(), reply.trim());
+        if self::keywords(keywords).is_empty()
+            || reply.is_empty()
+            || keywords.chars().count() > MAX_KEYWORDS
+            || reply.chars().count() > MAX_REPLY
+        {
+            return Err(InvalidRule);
+        }
+        Ok(NewRule { keywords: keywords.to_owned(), reply: reply.to_owned() })
+    }
+
+    pub fn keywords(&self) -> &str {
+        &self.keywords
+    }
+
+    pub fn reply(&self) -> &str {
+        &self.reply
+    }
+}
+
+/// A default reply as typed, cut to [`MAX_REPLY`] characters (empty: none).
+pub fn default_reply(typed: &str) -> Option<String> {
+    let typed = typed.trim();
+    (!typed.is_empty()).then(|| typed.chars().take(MAX_REPLY).collect())
+}
+
 /// Fills `{first_name}`; without a name, drops it with the comma or space before it.
 pub fn fill_reply(template: &str, first_name: Option<&str>) -> String {
     match first_name.map(str::trim).filter(|n| !n.is_empty()) {
@@ -55,6 +100,19 @@ mod tests {
 
     fn rule(id: i64, keywords: &str, reply: &str) -> RuleRow {
         RuleRow { id, group_id: 1, position: id, keywords: keywords.into(), reply: reply.into() }
+    }
+
+    #[test]
+    fn a_rule_needs_a_keyword_and_a_reply_within_their_lengths() {
+        let rule = NewRule::parse(" цена, адрес ", " Цены в меню. ").unwrap();
+        assert_eq!((rule.keywords(), rule.reply()), ("цена, адрес", "Цены в меню."));
+        assert_eq!(NewRule::parse(", ;", "Ответ"), Err(InvalidRule), "no word among the keywords");
+        assert_eq!(NewRule::parse("цена", "  "), Err(InvalidRule));
+        assert!(NewRule::parse(&"а".repeat(MAX_KEYWORDS), &"б".repeat(MAX_REPLY)).is_ok());
+        assert_eq!(NewRule::parse(&"а".repeat(MAX_KEYWORDS + 1), "Ответ"), Err(InvalidRule));
+        assert_eq!(NewRule::parse("цена", &"б".repeat(MAX_REPLY + 1)), Err(InvalidRule));
+        assert_eq!(default_reply("  "), None);
+        assert_eq!(default_reply(&"б".repeat(MAX_REPLY + 5)).map(|r| r.chars().count()), Some(MAX_REPLY));
     }
 
     #[test]

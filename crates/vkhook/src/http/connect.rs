@@ -8,7 +8,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use vk::GroupId;
 
 use crate::app::AppState;
 use crate::connect::{AuthFailure, Authorized, CommunityRedirect, ConnectError, ConnectOptions, Disconnected, Started};
@@ -342,7 +341,7 @@ pub async fn save_manual(
     let form = FormPairs::parse(&body);
     let group_id = community.id;
     if let Some(key) = form.text("key") {
-        return match app.connector.save_manual_key(GroupId(group_id.0), SecretString::from(key.to_owned())).await {
+        return match app.connector.save_manual_key(group_id, SecretString::from(key.to_owned())).await {
             Ok(scopes) => {
                 let scopes = scopes.join(", ");
                 let q = serde_urlencoded::to_string([("notice", "key_saved"), ("scopes", scopes.as_str())])
@@ -362,6 +361,6 @@ pub async fn save_manual(
         let q = ManualQuery { notice: None, scopes: None };
         return manual_page(&app, &user, &viewer, community, true, q, Some(user.lang.msg().error_bad_request)).await;
     }
-    app.connector.save_manual_confirmation(GroupId(group_id.0), code).await?;
+    app.connector.save_manual_confirmation(group_id, code).await?;
     Ok(Redirect::to(&format!("/communities/{group_id}/manual?notice=saved")).into_response())
 }

@@ -248,14 +248,13 @@ pub async fn replay_event(
     Administered { community, .. }: Administered,
     Path((_, event)): Path<(String, i64)>,
 ) -> AppResult<Response> {
-    if !app.store.replay_inbox_event(community.id, event).await? {
+    if !app.bot.control().replay_event(community.id, event).await? {
         return Err(AppError::shown_with_back(
             Problem::Conflict,
             |t| t.error_bad_request,
             format!("/communities/{}/events", community.id),
         ));
     }
-    app.bot.control().wake();
     tracing::info!(group_id = community.id.0, inbox_id = event, "event replayed by the admin");
     Ok(Redirect::to(&format!("/communities/{}/events?notice={}", community.id, Notice::Replayed)).into_response())
 }

@@ -15,18 +15,18 @@ use crate::urls;
 pub mod access;
 pub mod alerts;
 pub mod auth;
+pub mod bot;
 pub mod bulk;
 pub mod callback;
 pub mod communities;
 pub mod connect;
-pub mod endpoints;
 pub mod events;
 pub mod forms;
+pub mod forward;
 pub mod health;
 pub mod limits;
 pub mod notice;
 pub mod render;
-pub mod rules;
 pub mod session;
 
 pub fn router(state: AppState) -> Router {
@@ -50,10 +50,10 @@ pub fn router(state: AppState) -> Router {
         .route("/communities/{id}/event-types", post(connect::save_events))
         .route("/communities/{id}/manual", get(connect::show_manual).post(connect::save_manual))
         .route("/communities/{id}/manual/secret", post(connect::create_manual_secret))
-        .route("/communities/{id}/bot", post(rules::save_bot))
-        .route("/communities/{id}/rules", post(rules::add_rule))
-        .route("/communities/{id}/rules/{rule}/delete", post(rules::delete_rule))
-        .route("/communities/{id}/rules/{rule}/move", post(rules::move_rule))
+        .route("/communities/{id}/bot", post(bot::save_bot))
+        .route("/communities/{id}/rules", post(bot::add_rule))
+        .route("/communities/{id}/rules/{rule}/delete", post(bot::delete_rule))
+        .route("/communities/{id}/rules/{rule}/move", post(bot::move_rule))
         .route("/communities/{id}/check", post(health::check_now))
         .route("/communities/{id}/check-path", post(health::prove_path))
         .route("/communities/{id}/events", get(events::show_events))
@@ -61,14 +61,14 @@ pub fn router(state: AppState) -> Router {
         .route("/communities/{id}/events/{event}/replay", post(events::replay_event))
         .route("/communities/{id}/alerts", post(alerts::save_email))
         .route(urls::ALERT_CONFIRM_PATH, get(alerts::confirm_email))
-        .route("/communities/{id}/endpoints", post(endpoints::add_endpoint))
-        .route("/communities/{id}/endpoints/{endpoint}", get(endpoints::show_endpoint))
-        .route("/communities/{id}/endpoints/{endpoint}/test", post(endpoints::send_test))
-        .route("/communities/{id}/endpoints/{endpoint}/rotate", post(endpoints::rotate_secret))
-        .route("/communities/{id}/endpoints/{endpoint}/replay", post(endpoints::replay))
-        .route("/communities/{id}/endpoints/{endpoint}/disable", post(endpoints::disable))
-        .route("/communities/{id}/endpoints/{endpoint}/enable", post(endpoints::enable))
-        .route("/communities/{id}/endpoints/{endpoint}/delete", post(endpoints::delete))
+        .route("/communities/{id}/endpoints", post(forward::add_endpoint))
+        .route("/communities/{id}/endpoints/{endpoint}", get(forward::show_endpoint))
+        .route("/communities/{id}/endpoints/{endpoint}/test", post(forward::send_test))
+        .route("/communities/{id}/endpoints/{endpoint}/rotate", post(forward::rotate_secret))
+        .route("/communities/{id}/endpoints/{endpoint}/replay", post(forward::replay))
+        .route("/communities/{id}/endpoints/{endpoint}/disable", post(forward::disable))
+        .route("/communities/{id}/endpoints/{endpoint}/enable", post(forward::enable))
+        .route("/communities/{id}/endpoints/{endpoint}/delete", post(forward::delete))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), session::ui_layer));
     let callback = Router::new()

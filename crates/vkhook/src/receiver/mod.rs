@@ -501,10 +501,10 @@ mod tests {
         kit.receiver.accept(&message(&"b".repeat(40), &secret)).await;
         let row = kit.store.inbox_event_by_event_id(GroupId(1001), &"b".repeat(40)).await.unwrap().unwrap();
         assert_eq!((row.status, row.attempts), (crate::model::EventStatus::Ignored, 0));
-        assert!(row.result.as_deref().unwrap().contains("no_rule"));
+        assert_eq!(row.event_result().and_then(|r| r.nothing_reason()), Some(crate::model::Reason::NoRule));
         // The admin adds a rule for it a moment later: the message is answered by it, once.
-        kit.store.add_rule(GroupId(1001), "привет", "Здравствуйте!").await.unwrap();
-        kit.control.rules_changed(GroupId(1001)).await.unwrap();
+        let rule = crate::bot::rules::NewRule::parse("привет", "Здравствуйте!").unwrap();
+        kit.control.add_rule(GroupId(1001), &rule).await.unwrap();
         kit.run_bot_once().await;
         let row = kit.store.inbox_event_by_event_id(GroupId(1001), &"b".repeat(40)).await.unwrap().unwrap();
         assert_eq!(row.status, crate::model::EventStatus::Done, "{:?}", row.result);

@@ -41,6 +41,7 @@ fn to_anna(app: &TestApp) -> Vec<vk_sandbox::Message> {
 #[tokio::test]
 async fn a_disabled_endpoint_and_a_dead_key_are_told_once_by_vk_message_and_by_email() {
     let (app, smtp) = with_mail().await;
+    app.expect_failures(); // the endpoint is made to fail until it is disabled
     app.connected_with_rules(1001, &[("ау", "Мы здесь!")]).await;
     // Анна allows the community's messages (writing first counts), and gives an address on the card.
     app.sandbox.message(1001, 1, "Привет!").unwrap();
@@ -150,6 +151,7 @@ async fn the_card_says_in_advance_whether_vk_messages_arrive_and_a_refusal_falls
 #[tokio::test]
 async fn five_disable_enable_cycles_tell_once_and_mail_only_a_confirmed_address() {
     let (app, smtp) = with_mail().await;
+    app.expect_failures(); // the endpoint answers 410 five times
     app.connected_with_rules(1001, &[]).await;
     app.sandbox.message(1001, 1, "Привет!").unwrap(); // Анна allows the community's messages
     let r =

@@ -428,6 +428,7 @@ async fn a_web_instance_stores_events_and_a_worker_instance_answers_them() {
 #[tokio::test]
 async fn each_vk_refusal_of_a_reply_ends_as_vk_means_it() {
     let app = TestApp::spawn().await;
+    app.expect_failures(); // VK refuses each reply, for good
     app.connected_with_rules(1001, &[("вопрос", "Ответ.")]).await;
     // (method, VK's error, how the event ends, the reason recorded for a failed one)
     let cases: [(&str, i64, EventStatus, Option<&str>); 10] = [
@@ -560,6 +561,7 @@ async fn a_communitys_replies_go_out_in_the_order_its_comments_came() {
 #[tokio::test]
 async fn messages_off_and_a_closed_reply_window_are_said_in_plain_words() {
     let app = TestApp::spawn().await;
+    app.expect_failures(); // VK refuses the replies: the chat is off, the reply window closed
     app.connected_with_rules(1001, &[("привет", "Привет!")]).await;
     app.sandbox_control("/_sandbox/groups/1001/messaging", serde_json::json!({"reply_window_over": [2]})).await;
     app.sandbox.message(1001, 2, "привет").unwrap();

@@ -180,6 +180,7 @@ async fn an_endpoint_gets_only_the_types_it_asked_for_and_nothing_while_disabled
 #[tokio::test]
 async fn an_endpoint_that_answers_410_is_disabled() {
     let app = TestApp::spawn().await;
+    app.expect_failures(); // the endpoint answers 410: its deliveries end failed
     app.connected_with_rules(1001, &[]).await;
     let hook = Hook::start().await;
     let endpoint = add_endpoint(&app, 1001, &hook.url, &[]).await;

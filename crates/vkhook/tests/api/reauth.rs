@@ -156,6 +156,7 @@ async fn a_dead_key_seen_by_the_bot_holds_the_comment_until_reconnected() {
 #[tokio::test]
 async fn error_27_is_our_bug_and_never_asks_to_reconnect() {
     let app = connected_book_club().await;
+    app.expect_failures(); // the comment's reply fails with error 27 for good
     for method in ["groups.getCallbackServers", "wall.createComment"] {
         app.sandbox.inject_fault(Fault {
             method: Some(method.into()),

@@ -1,21 +1,18 @@
-//! The bot card: its switches and default reply, the rules (add, delete, move) and the preview.
+//! The bot card: its switches and default reply, the rules (add, delete, move) and the preview. Each handler makes
+//! one call to the bot's control, which owns what follows a change (the cache, the revival, the wake-up).
 
 use axum::extract::{Path, State};
 use axum::response::Response;
 use vk::GroupId;
 
 use crate::app::AppState;
-use crate::bot::rules::{self, Decision};
+use crate::bot::rules::{self, Decision, NewRule};
 use crate::error::{AppError, AppResult, Problem};
 use crate::i18n::{fill, Msg};
 
 use super::access::Administered;
 use super::forms::FormPairs;
 use super::notice::Notice;
-
-/// Longest default reply or rule reply kept (VK allows 9000 characters in a message; comments are shorter).
-const MAX_REPLY: usize = 4000;
-const MAX_KEYWORDS: usize = 1000;
 
 fn saved(group_id: GroupId) -> Response {
     Notice::BotSaved.redirect(group_id, "#bot")
@@ -27,7 +24,7 @@ pub async fn save_bot(
     body: axum::body::Bytes,
 ) -> AppResult<Response> {
     let form = FormPairs::parse(&body);
-    let default_reply: Option<String> = form.text("default_reply").map(|r| r.chars().take(MAX_REPLY).collect());
+    let default_reply = form.text("default_reply").and_then(rules::default_reply);
     let (comments, messages) = (form.has("comments"), form.has("messages"));
     app.bot.control().set_switches(community.id, comments, messages, default_reply.as_deref()).await?;
     Ok(saved(community.id))
@@ -39,21 +36,12 @@ pub async fn add_rule(
     body: axum::body::Bytes,
 ) -> AppResult<Response> {
     let form = FormPairs::parse(&body);
-    let keywords = form.text("keywords").unwrap_or_default();
-    let reply = form.text("reply").unwrap_or_default();
-    if rules::keywords(keywords).is_empty()
-        || reply.is_empty()
-        || keywords.chars().count() > MAX_KEYWORDS
-        || reply.chars().count() > MAX_REPLY
-    {
-        return Err(AppError::shown_with_back(
-            Problem::Invalid,
-            |t| t.rule_invalid,
-            format!("/communities/{}#bot", community.id),
-        ));
-    }
-    app.store.add_rule(community.id, keywords, reply).await?;
-    app.bot.control().rules_changed(community.id).await?;
+    let Ok(rule) = NewRule::parse(form.text("keywords").unwrap_or_default(), form.text("reply").unwrap_or_default())
+    else {
+        let back = format!("/communities/{}#bot", community.id);
+        return Err(AppError::shown_with_back(Problem::Invalid, |t| t.rule_invalid, back));
+    };
+    app.bot.control().add_rule(community.id, &rule).await?;
     Ok(saved(community.id))
 }
 
@@ -62,10 +50,9 @@ pub async fn delete_rule(
     Administered { community, .. }: Administered,
     Path((_, rule)): Path<(String, i64)>,
 ) -> AppResult<Response> {
-    if !app.store.delete_rule(community.id, rule).await? {
+    if !app.bot.control().delete_rule(community.id, rule).await? {
         return Err(AppError::NotFound);
     }
-    app.bot.control().rules_changed(community.id).await?;
     Ok(saved(community.id))
 }
 
@@ -75,8 +62,8 @@ pub async fn move_rule(
     Path((_, rule)): Path<(String, i64)>,
     body: axum::body::Bytes,
 ) -> AppResult<Response> {
-    app.store.move_rule(community.id, rule, FormPairs::parse(&body).get("dir") == Some("up")).await?;
-    app.bot.control().rules_changed(community.id).await?;
+    let up = FormPairs::parse(&body).get("dir") == Some("up");
+    app.bot.control().move_rule(community.id, rule, up).await?;
     Ok(saved(community.id))
 }
 

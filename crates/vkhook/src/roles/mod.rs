@@ -22,6 +22,10 @@ use std::time::{Duration, Instant};
 use vk::GroupId;
 use vk::UserId;
 
+mod list;
+
+pub use list::{parse_community_link, AddByLink, ListRefresh};
+
 use crate::accounts::{AccountError, Accounts};
 use crate::credentials::Credentials;
 use crate::model::Role;
