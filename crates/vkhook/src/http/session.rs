@@ -137,6 +137,19 @@ pub fn csrf_matches(session: &Session, supplied: &str) -> bool {
     supplied.len() == session.csrf.len() && bool::from(supplied.as_bytes().ct_eq(session.csrf.as_bytes()))
 }
 
+/// The CSRF check of a POST: a session's form must carry its token (`csrf` in the urlencoded body). Without a session
+/// only choosing a language works: it only sets a preference cookie.
+pub fn post_allowed(session: Option<&Session>, body: &[u8], path: &str) -> bool {
+    let supplied = serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+        .ok()
+        .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "csrf").map(|(_, v)| v));
+    match (session, supplied) {
+        (Some(s), Some(token)) => csrf_matches(s, &token),
+        (None, _) => path == "/lang",
+        (Some(_), None) => false,
+    }
+}
+
 /// The UI layer: session, language, CSRF on every POST, and error pages in the user's language.
 pub async fn ui_layer(State(app): State<AppState>, request: Request, next: Next) -> Response {
     let lang = request_lang(request.headers());
@@ -154,16 +167,7 @@ pub async fn ui_layer(State(app): State<AppState>, request: Request, next: Next)
                 return render_error_response(page.into_response(), lang);
             }
         };
-        let supplied = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes)
-            .ok()
-            .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "csrf").map(|(_, v)| v));
-        let allowed = match (&session, supplied) {
-            (Some(s), Some(token)) => csrf_matches(s, &token),
-            // Choosing a language is the one form that works without a session: it only sets a preference cookie.
-            (None, _) => parts.uri.path() == "/lang",
-            (Some(_), None) => false,
-        };
-        if !allowed {
+        if !post_allowed(session.as_ref(), &bytes, parts.uri.path()) {
             tracing::info!(path = parts.uri.path(), "POST refused: missing or wrong CSRF token");
             return render_error_response(AppError::Csrf.into_response(), lang);
         }
@@ -200,4 +204,32 @@ fn render_error_response(response: Response, lang: Lang) -> Response {
     parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(html))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(csrf: &str) -> Session {
+        Session { id_hash: "h".into(), user_id: Some(1), csrf: csrf.into(), last_seen_at: 0 }
+    }
+
+    #[test]
+    fn a_post_needs_its_sessions_token_and_only_the_language_works_without_a_session() {
+        let s = session("tok3n");
+        assert!(post_allowed(Some(&s), b"csrf=tok3n&name=x", "/communities/1/bot"));
+        assert!(post_allowed(Some(&s), b"name=x&csrf=tok3n", "/lang"), "wherever the field is");
+        assert!(!post_allowed(Some(&s), b"csrf=tok3N", "/communities/1/bot"), "one letter off");
+        assert!(!post_allowed(Some(&s), b"csrf=tok3", "/communities/1/bot"), "a prefix");
+        assert!(!post_allowed(Some(&s), b"csrf=tok3nn", "/communities/1/bot"), "longer");
+        assert!(!post_allowed(Some(&s), b"csrf=", "/communities/1/bot"));
+        assert!(!post_allowed(Some(&s), b"name=x", "/communities/1/bot"), "no token");
+        assert!(!post_allowed(Some(&s), b"name=x", "/lang"), "a session's form carries its token, /lang too");
+        assert!(!post_allowed(Some(&s), b"\xff\xfe", "/communities/1/bot"), "not a form");
+        assert!(post_allowed(None, b"lang=en", "/lang"));
+        assert!(!post_allowed(None, b"csrf=tok3n", "/communities/1/bot"), "no session: nothing but /lang");
+        assert!(!post_allowed(None, b"", "/lang/"));
+        assert!(csrf_matches(&session(""), ""), "an empty token matches only an empty one");
+        assert!(!csrf_matches(&session(""), "x"));
+    }
 }
