@@ -43,11 +43,11 @@ run_group() { # group [extra cargo-mutants args...]
   esac
 }
 
-GROUPS=(parser units csrf access)
+CHOSEN=(parser units csrf access)
 if [ "${1:-}" = "--in-diff" ]; then
   base=${2:?--in-diff needs a commit}
   status=0
-  for group in "${GROUPS[@]}"; do
+  for group in "${CHOSEN[@]}"; do
     # shellcheck disable=SC2046
     diff=$(git diff "$base" -- $(files_of "$group"))
     [ -z "$diff" ] && continue
@@ -57,9 +57,9 @@ if [ "${1:-}" = "--in-diff" ]; then
   done
   exit $status
 fi
-[ $# -gt 0 ] && GROUPS=("$@")
+[ $# -gt 0 ] && CHOSEN=("$@")
 status=0
-for group in "${GROUPS[@]}"; do
+for group in "${CHOSEN[@]}"; do
   echo "== $group"
   run_group "$group" || status=$?
 done
