@@ -205,6 +205,8 @@ struct Effects {
     confirmations: Vec<(i64, i64)>,
     /// (community, event type, object — the same for every API version).
     events: Vec<(i64, &'static str, Value)>,
+    /// A community's Long Poll setting changed: held checks look again.
+    long_poll_changed: bool,
 }
 
 impl Effects {
@@ -214,6 +216,9 @@ impl Effects {
         }
         for (group_id, event_type, object) in self.events {
             delivery::emit(shared, group_id, event_type, move |_| object.clone());
+        }
+        if self.long_poll_changed {
+            shared.long_poll_wakeup.notify_waiters();
         }
     }
 }
@@ -232,6 +237,9 @@ fn dispatch(world: &mut World, method: &str, call: &Call, fx: &mut Effects) -> A
         "groups.deleteCallbackServer" => delete_callback_server(world, call),
         "groups.setCallbackSettings" => set_callback_settings(world, call),
         "groups.getCallbackSettings" => get_callback_settings(world, call),
+        "groups.setLongPollSettings" => set_long_poll_settings(world, call, fx),
+        "groups.getLongPollSettings" => get_long_poll_settings(world, call),
+        "groups.getLongPollServer" => get_long_poll_server(world, call),
         "messages.send" => messages_send(world, call, fx),
         "wall.createComment" => wall_create_comment(world, call, fx),
         "users.get" => users_get(world, call),
@@ -353,6 +361,77 @@ fn get_callback_settings(world: &mut World, call: &Call) -> ApiResult {
         .map(|name| ((*name).to_owned(), json!(i64::from(server.events.contains(*name)))))
         .collect();
     Ok(json!({"api_version": server.api_version, "events": events}))
+}
+
+/// `groups.setLongPollSettings`: the community's one Long Poll setting. Only what the call names changes (another
+/// tool's flags and version stay as they are).
+fn set_long_poll_settings(world: &mut World, call: &Call, fx: &mut Effects) -> ApiResult {
+    let group_id = manage_group(world, call)?;
+    let version = call.str("api_version").map(str::to_owned);
+    if let Some(v) = &version {
+        if !version_at_least(v, (5, 81)) {
+            return Err(ApiError::param("api_version is invalid"));
+        }
+    }
+    let names = long_poll_event_names();
+    let lp = &mut world.group_mut(group_id).expect("checked").long_poll;
+    match call.str("enabled") {
+        Some("1" | "true") => lp.enabled = true,
+        Some(_) => lp.enabled = false,
+        None => {}
+    }
+    if let Some(v) = version {
+        lp.api_version = v;
+    }
+    for name in names {
+        match call.str(name) {
+            Some("1" | "true") => {
+                lp.events.insert((*name).to_owned());
+            }
+            Some(_) => {
+                lp.events.remove(*name);
+            }
+            None => {}
+        }
+    }
+    fx.long_poll_changed = true;
+    Ok(json!(1))
+}
+
+fn get_long_poll_settings(world: &mut World, call: &Call) -> ApiResult {
+    let group_id = manage_group(world, call)?;
+    let lp = &world.group(group_id).expect("checked").long_poll;
+    let events: serde_json::Map<String, Value> = long_poll_event_names()
+        .iter()
+        .map(|name| ((*name).to_owned(), json!(i64::from(lp.events.contains(*name)))))
+        .collect();
+    Ok(json!({"is_enabled": lp.enabled, "api_version": lp.api_version, "events": events}))
+}
+
+/// `groups.getLongPollServer`: a session — a new key, the server and the current `ts` (a string, as VK sends it).
+/// Error 15 when Long Poll is off for the community.
+fn get_long_poll_server(world: &mut World, call: &Call) -> ApiResult {
+    let group_id = manage_group(world, call)?;
+    let lp = &mut world.group_mut(group_id).expect("checked").long_poll;
+    if !lp.enabled {
+        return Err(ApiError::new(15, "Access denied: longpoll for this group is not enabled"));
+    }
+    let key = lp.new_key();
+    Ok(json!({"key": key, "server": format!("{}/lp/{group_id}", call.base_url), "ts": lp.next_ts.to_string()}))
+}
+
+/// The event types Long Poll can have: `setLongPollSettings`' boolean parameters in the schema.
+pub fn long_poll_event_names() -> &'static [&'static str] {
+    use std::sync::OnceLock;
+    static NAMES: OnceLock<Vec<&'static str>> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        let def = schema().method("groups.setLongPollSettings").expect("the schema has setLongPollSettings");
+        def.params
+            .iter()
+            .filter(|p| p.types.iter().any(|t| t == "boolean") && p.name != "enabled")
+            .map(|p| &*Box::leak(p.name.clone().into_boxed_str()))
+            .collect()
+    })
 }
 
 /// The event types a callback server can have: `setCallbackSettings`' boolean parameters in the schema (a superset

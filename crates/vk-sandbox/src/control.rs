@@ -276,6 +276,7 @@ pub async fn post_dedup(State(shared): State<Shared>, Json(d): Json<Dedup>) -> J
 pub struct Behaviour {
     pub edit_keeps_failed: Option<bool>,
     pub managers_refuse_community_key: Option<bool>,
+    pub long_poll_own_event_ids: Option<bool>,
 }
 
 pub async fn post_behaviour(State(shared): State<Shared>, Json(b): Json<Behaviour>) -> Json<Value> {
@@ -286,8 +287,12 @@ pub async fn post_behaviour(State(shared): State<Shared>, Json(b): Json<Behaviou
     if let Some(refuse) = b.managers_refuse_community_key {
         world.managers_refuse_community_key = refuse;
     }
+    if let Some(own) = b.long_poll_own_event_ids {
+        world.long_poll_own_event_ids = own;
+    }
     Json(json!({"edit_keeps_failed": world.edit_keeps_failed,
-                "managers_refuse_community_key": world.managers_refuse_community_key}))
+                "managers_refuse_community_key": world.managers_refuse_community_key,
+                "long_poll_own_event_ids": world.long_poll_own_event_ids}))
 }
 
 #[derive(Debug, Deserialize)]

@@ -64,10 +64,16 @@ pub fn emit(
     let object: ObjectFor = Arc::new(object);
     let event_id = random_hex(40);
     let mut violations = Vec::new();
-    let outgoing: Vec<Outgoing> = {
-        let world = shared.world();
-        let Some(group) = world.group(group_id) else { return event_id };
-        group
+    let (outgoing, polled) = {
+        let mut world = shared.world();
+        let own_id = world.long_poll_own_event_ids.then(|| random_hex(40));
+        let Some(group) = world.group_mut(group_id) else { return event_id };
+        // Bots Long Poll: the same object for its API version, with `event_id` and without `secret`.
+        let polled = group.long_poll.push(event_type, |version| {
+            let id = own_id.as_deref().unwrap_or(&event_id);
+            event_body(event_type, id, group_id, version, "", object(version))
+        });
+        let outgoing = group
             .servers
             .iter()
             .filter(|s| s.status == ServerStatus::Ok && s.events.contains(event_type))
@@ -86,8 +92,12 @@ pub fn emit(
                     object: object.clone(),
                 }
             })
-            .collect()
+            .collect::<Vec<Outgoing>>();
+        (outgoing, polled)
     };
+    if polled {
+        shared.long_poll_wakeup.notify_waiters();
+    }
     if !violations.is_empty() {
         tracing::error!(?violations, "the sandbox built a callback body that VK's schema does not allow");
         shared.world().callback_violations.extend(violations);

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod control;
 pub mod delivery;
+pub mod longpoll;
 pub mod oauth;
 pub mod schema;
 pub mod testing;
@@ -86,6 +87,8 @@ pub struct Inner {
     pub http: reqwest::Client,
     /// `http://127.0.0.1:<port>`
     pub base_url: String,
+    /// Wakes the Long Poll checks held open: an update was queued (or the setting changed).
+    pub long_poll_wakeup: tokio::sync::Notify,
 }
 
 impl Inner {
@@ -121,6 +124,8 @@ pub fn router(shared: Shared) -> Router {
         .route("/_sandbox/groups/{id}/managers", post(control::post_manager))
         .route("/_sandbox/groups/{id}/messaging", post(control::post_messaging))
         .route("/_sandbox/groups/{id}/permission", post(control::post_permission))
+        .route("/_sandbox/groups/{id}/longpoll", get(longpoll::get_state).post(longpoll::control))
+        .route("/lp/{id}", get(longpoll::a_check))
         .route("/_sandbox/deliveries", get(control::get_deliveries))
         .route("/_sandbox/faults", post(control::post_fault).get(control::get_faults).delete(control::clear_faults))
         .route("/_sandbox/calls", get(control::get_calls))
@@ -163,7 +168,8 @@ impl Sandbox {
         };
         let mut world = World::demo(app);
         world.add_extra_communities(cfg.extra_communities);
-        let shared = Arc::new(Inner { world: Mutex::new(world), cfg, http, base_url });
+        let shared =
+            Arc::new(Inner { world: Mutex::new(world), cfg, http, base_url, long_poll_wakeup: Default::default() });
         let (stop, mut stopped) = watch::channel(false);
         let router = router(shared.clone());
         tokio::spawn(async move {

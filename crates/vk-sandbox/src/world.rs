@@ -129,6 +129,9 @@ pub struct Group {
     /// Who created the community: `groups.getMembers(filter=managers)` lists them as `creator` (their
     /// `admin_level` still reads 3).
     pub creator: Option<i64>,
+    /// Its Bots Long Poll: the one setting and the updates (`longpoll.rs`).
+    #[serde(skip)]
+    pub long_poll: crate::longpoll::LongPoll,
     #[serde(skip)]
     pub guids: HashMap<(i64, String), i64>,
     #[serde(skip)]
@@ -272,6 +275,10 @@ pub struct World {
     /// refuses (error 15), as the cautious reading has it; `false` (default): it answers, as the schema's
     /// `access_token_type` ([user, group, service]) says.
     pub managers_refuse_community_key: bool,
+    /// VK does not document whether an event has the same `event_id` on Long Poll as on the Callback API (vkbottle's
+    /// dual mode relies on it). `false` (default): the same; `true`: Long Poll gives its own, so that only an object's
+    /// own key (a message's, a comment's) can tell the two copies apart.
+    pub long_poll_own_event_ids: bool,
     /// Callback bodies this sandbox sent that VK's callback schema (`callback/objects.json`) does not allow; tests
     /// assert it stays empty.
     pub callback_violations: Vec<String>,
@@ -329,6 +336,7 @@ impl World {
             forget_dedup_keys: false,
             edit_keeps_failed: false,
             managers_refuse_community_key: false,
+            long_poll_own_event_ids: false,
             callback_violations: Vec::new(),
         };
         let now = world.now();
@@ -551,6 +559,7 @@ impl Group {
             messages_enabled: true,
             reply_window_over: BTreeSet::new(),
             creator: admins.iter().find(|(_, level)| *level == 3).map(|(user, _)| *user),
+            long_poll: Default::default(),
             guids: HashMap::new(),
             random_ids: HashMap::new(),
             next_server_id: 1,

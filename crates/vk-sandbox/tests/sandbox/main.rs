@@ -3,6 +3,7 @@
 mod helpers;
 
 mod delivery;
+mod longpoll;
 mod oauth;
 mod rules;
 mod schema;
