@@ -4,6 +4,7 @@
 #
 #   scripts/mutants.sh [GROUP...]            every mutant of the groups (default: all of them)
 #   scripts/mutants.sh --in-diff BASE        only the mutants on lines changed since commit BASE (what .ci/run does)
+#   scripts/mutants.sh --changed-since BASE  exits 0 when a file of a group changed since BASE, 1 when none did
 #
 # Groups:
 #   parser   crates/vk/src/callback.rs                                   vk's unit tests
@@ -13,7 +14,7 @@
 # Outputs land in target/mutants-out/GROUP/ (mutants.out/outcomes.json, missed.txt, caught.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v cargo-mutants >/dev/null || { echo "cargo-mutants is missing: cargo install cargo-mutants --locked" >&2; exit 1; }
+[ "${1:-}" = "--changed-since" ] || command -v cargo-mutants >/dev/null || { echo "cargo-mutants is missing: cargo install cargo-mutants --locked" >&2; exit 1; }
 
 UNITS=(crates/vkhook/src/receiver/mod.rs crates/vkhook/src/bot/rules.rs crates/vkhook/src/vault.rs
        crates/vkhook/src/forward/target.rs crates/vkhook/src/forward/signing.rs crates/vkhook/src/forward/attempt.rs
@@ -44,6 +45,12 @@ run_group() { # group [extra cargo-mutants args...]
 }
 
 CHOSEN=(parser units csrf access)
+if [ "${1:-}" = "--changed-since" ]; then
+  base=${2:?--changed-since needs a commit}
+  # shellcheck disable=SC2046
+  ! git diff --quiet "$base" -- $(for g in "${CHOSEN[@]}"; do files_of "$g"; done)
+  exit
+fi
 if [ "${1:-}" = "--in-diff" ]; then
   base=${2:?--in-diff needs a commit}
   status=0

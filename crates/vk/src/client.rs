@@ -205,6 +205,11 @@ impl Client {
         &self.inner.cfg
     }
 
+    /// The HTTP client, for the requests that are not API methods (Long Poll's check).
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
     /// Any method, with retries as for an idempotent method. Returns VK's `response`.
     pub async fn call_raw(
         &self,
@@ -516,7 +521,7 @@ impl Client {
         self.call(token, "users.get", &params, Idempotency::Idempotent).await
     }
 
-    async fn call_ok(&self, token: &AccessToken, method: &str, params: &Params) -> Result<(), Error> {
+    pub(crate) async fn call_ok(&self, token: &AccessToken, method: &str, params: &Params) -> Result<(), Error> {
         let value: serde_json::Value = self.call(token, method, params, Idempotency::Idempotent).await?;
         match value.as_i64() {
             Some(1) => Ok(()),

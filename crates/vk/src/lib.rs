@@ -6,6 +6,7 @@
 pub mod callback;
 pub mod client;
 pub mod error;
+pub mod longpoll;
 pub mod oauth;
 pub mod ratelimit;
 pub mod retry;
@@ -17,6 +18,7 @@ pub use client::{
     API_VERSION,
 };
 pub use error::{code, ApiError, Error, OAuthError};
+pub use longpoll::{Check as LongPollCheck, LongPollServer, LongPollSettings};
 pub use oauth::{OAuthClient, OAuthConfig, Pkce, VkIdTokens, VkIdUser};
 pub use retry::{Backoff, RetryPolicy};
 pub use types::*;

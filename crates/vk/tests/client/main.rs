@@ -4,5 +4,6 @@ mod helpers;
 
 mod callback_flow;
 mod calls;
+mod longpoll;
 mod oauth;
 mod samples;
