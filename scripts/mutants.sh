@@ -36,9 +36,10 @@ run_group() { # group [extra cargo-mutants args...]
   local out="target/mutants-out/$group"
   mkdir -p "$out"
   case $group in
-    parser) cargo mutants -p vk "${args[@]}" -o "$out" "$@" -- --lib ;;
-    units) cargo mutants -p vkhook "${args[@]}" -o "$out" "$@" -- --lib ;;
-    csrf) cargo mutants -p vkhook "${args[@]}" --re 'csrf_matches|post_allowed' -o "$out" "$@" -- --lib ;;
+    # -C --lib: each mutant builds and runs the library's unit tests only (not the API suite's binary).
+    parser) cargo mutants -p vk "${args[@]}" -C --lib -o "$out" "$@" ;;
+    units) cargo mutants -p vkhook "${args[@]}" -C --lib -o "$out" "$@" ;;
+    csrf) cargo mutants -p vkhook "${args[@]}" --re 'csrf_matches|post_allowed' -C --lib -o "$out" "$@" ;;
     access) cargo mutants -p vkhook "${args[@]}" -o "$out" "$@" -- --test api -- routes:: security:: roles:: ;;
     *) echo "unknown group: $group" >&2; return 2 ;;
   esac
