@@ -654,6 +654,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn many_arrays_side_by_side_are_not_deep() {
+        let siblings = vec!["[]"; 4 * MAX_NESTING].join(",");
+        let body = format!(r#"{{"type":"x","object":{{"a":[{siblings}]}}}}"#);
+        assert_eq!(nesting(body.as_bytes()), 4);
+        assert!(parse(body.as_bytes()).is_ok());
+    }
+
+    #[test]
     fn the_objects_an_event_creates_have_a_key_whatever_way_the_event_came() {
         let key = |body: &str| parse(body.as_bytes()).unwrap().event().unwrap().natural_key();
         let wrapped = r#"{"type":"message_new","group_id":1,"object":{"message":{"id":7,"peer_id":2,"from_id":2,"text":"a","conversation_message_id":3}}}"#;
@@ -662,6 +670,11 @@ mod tests {
         assert_eq!(key(bare), key(wrapped), "the same message in another API version");
         let no_cmid = r#"{"type":"message_reply","group_id":1,"object":{"id":8,"peer_id":2,"from_id":-1,"text":"b"}}"#;
         assert_eq!(key(no_cmid).as_deref(), Some("message:8"));
+        // VK's 0 means "none" for both ids (a message the API has not numbered yet): no key rather than a shared one.
+        let zero_cmid = r#"{"type":"message_reply","group_id":1,"object":{"id":9,"peer_id":2,"from_id":-1,"text":"b","conversation_message_id":0}}"#;
+        assert_eq!(key(zero_cmid).as_deref(), Some("message:9"));
+        let zeros = r#"{"type":"message_reply","group_id":1,"object":{"id":0,"peer_id":2,"from_id":-1,"text":"b","conversation_message_id":0}}"#;
+        assert_eq!(key(zeros), None);
         let comment = r#"{"type":"wall_reply_new","group_id":1,"object":{"id":5,"from_id":2,"post_id":1,"owner_id":-1,"post_owner_id":-1,"text":"c"}}"#;
         assert_eq!(key(comment).as_deref(), Some("comment:-1:5"));
         let post = r#"{"type":"wall_post_new","group_id":1,"object":{"id":4,"owner_id":-1,"from_id":-1,"text":"d"}}"#;

@@ -17,6 +17,7 @@ pub mod http;
 pub mod i18n;
 pub mod inbox;
 pub mod logging;
+pub mod longpoll;
 pub mod metrics;
 pub mod model;
 pub mod receiver;

@@ -72,6 +72,7 @@ pub struct Kit {
     pub connector: Connector,
     pub bot: Bot,
     pub reconciler: Reconciler,
+    pub poller: crate::longpoll::Poller,
 }
 
 impl Kit {
@@ -127,8 +128,15 @@ impl Kit {
             },
             alerts: Default::default(),
             role_ttl: Duration::from_secs(60),
+            long_poll: crate::longpoll::PollerConfig {
+                wait: Duration::from_secs(1),
+                lease: Duration::from_secs(3),
+                claim_every: Duration::from_millis(20),
+                max_backoff: Duration::from_millis(50),
+            },
         };
-        let Services { credentials, control, receiver, connector, bot, reconciler, .. } = Services::wire(&parts);
+        let Services { credentials, control, receiver, connector, bot, reconciler, poller, .. } =
+            Services::wire(&parts);
         serve_callback(listener, receiver.clone());
         let (hooks, metrics) = (parts.hooks, parts.metrics);
         Kit {
@@ -144,6 +152,7 @@ impl Kit {
             connector,
             bot,
             reconciler,
+            poller,
         }
     }
 

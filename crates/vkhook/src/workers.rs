@@ -37,6 +37,7 @@ pub fn start(app: AppState) -> Workers {
     if app.settings.role.runs_workers() {
         tasks.push(tokio::spawn(run_bot(app.clone(), stopped.clone())));
         tasks.push(tokio::spawn(run_forwarder(app.clone(), stopped.clone())));
+        tasks.push(tokio::spawn(app.poller.owned_by(&app.instance_id).run(stopped.clone())));
         tasks.push(tokio::spawn(run_reconciler(app, stopped)));
     }
     Workers { stop, tasks }

@@ -25,6 +25,7 @@ use crate::health::Reconciler;
 use crate::hooks::Hooks;
 use crate::http::limits::RateLimiter;
 use crate::inbox::{Inbox, Writer};
+use crate::longpoll::Poller;
 use crate::metrics::{Metrics, VkObserver};
 use crate::receiver::Receiver;
 use crate::roles::Roles;
@@ -64,6 +65,8 @@ pub struct Inner {
     pub test_limit: RateLimiter<i64>,
     /// Roles confirmed at VK before changes.
     pub roles: Roles,
+    /// Bots Long Poll: the communities this instance polls.
+    pub poller: Poller,
 }
 
 impl std::ops::Deref for AppState {
@@ -110,6 +113,7 @@ pub struct Parts {
     pub alerts: crate::alerts::AlertSettings,
     /// How long a role VK confirmed is remembered.
     pub role_ttl: std::time::Duration,
+    pub long_poll: crate::longpoll::PollerConfig,
 }
 
 /// The domain services, each given the parts it uses: one recipe, for the app and for the modules' unit tests.
@@ -124,6 +128,7 @@ pub struct Services {
     pub forwarding: Forwarding,
     pub alerts: Alerts,
     pub roles: Roles,
+    pub poller: Poller,
 }
 
 impl Services {
@@ -137,6 +142,14 @@ impl Services {
         let writer = Writer::start(p.store.clone(), p.writers, p.metrics.clone());
         let forward_wakeup = Arc::new(Notify::new());
         let inbox = Inbox::new(writer.clone(), Arc::new(control.clone()), forward_wakeup.clone());
+        let poller = Poller::new(
+            p.store.clone(),
+            inbox.clone(),
+            credentials.clone(),
+            p.vk.clone(),
+            control.clone(),
+            p.long_poll.clone(),
+        );
         let receiver = Receiver::new(credentials.clone(), inbox, p.hooks.clone());
         let forwarding =
             Forwarding::new(p.store.clone(), p.vault.clone(), writer.clone(), p.forward.clone(), forward_wakeup)
@@ -173,7 +186,19 @@ impl Services {
         let reconciler =
             Reconciler::new(p.store.clone(), credentials.clone(), p.vk.clone(), connector.clone(), control.clone())
                 .with_alerts(alerts.clone());
-        Services { credentials, control, receiver, accounts, connector, bot, reconciler, forwarding, alerts, roles }
+        Services {
+            credentials,
+            control,
+            receiver,
+            accounts,
+            connector,
+            bot,
+            reconciler,
+            forwarding,
+            alerts,
+            roles,
+            poller,
+        }
     }
 }
 
@@ -214,6 +239,7 @@ impl AppState {
             forward: settings.forward.clone(),
             alerts: settings.alerts.clone(),
             role_ttl: timing.role_ttl,
+            long_poll: crate::longpoll::PollerConfig::default(),
         };
         let services = Services::wire(&parts);
         let Parts { store, vault, vk, hooks, metrics, public_url, .. } = parts;
@@ -238,6 +264,7 @@ impl AppState {
             check_limit,
             test_limit,
             roles: services.roles,
+            poller: services.poller,
         };
         Ok(AppState { inner: Arc::new(inner) })
     }

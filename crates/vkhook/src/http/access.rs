@@ -58,10 +58,6 @@ pub struct Trusted {
 }
 
 impl Managed {
-    pub fn is_admin(&self) -> bool {
-        self.community.role == Role::Administrator
-    }
-
     /// Whether this user may see what only administrators see: an administrator VK confirms now (or who proved it
     /// recently enough).
     pub fn sees_private(&self, app: &AppState) -> bool {

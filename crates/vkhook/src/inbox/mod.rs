@@ -20,9 +20,9 @@ use vk::GroupId;
 use tokio::sync::Notify;
 
 use crate::model::{EventResult, Reason, Source};
-use crate::store::{now_ms, Inserted, NewInboxEvent, StoreError};
+use crate::store::{now_ms, Inserted, NewInboxEvent, SourceCursor, StoreError};
 
-pub use writer::Writer;
+pub use writer::{BatchWritten, Writer};
 
 /// The bot's part at ingest: whether it will do nothing with an event, and a wake-up for the ones it wants. The
 /// inbox asks through this, so that it never depends on the bot (the bot depends on the inbox's writer).
@@ -70,11 +70,39 @@ impl Inbox {
     /// Stores the event durably — once, whichever source brings it, and whatever its `event_id` — and returns when
     /// its commit is on disk; what no consumer wants is stored finished in the same commit.
     pub async fn ingest(&self, incoming: Incoming<'_>) -> Result<Inserted, Arc<StoreError>> {
+        let event = self.prepare(incoming).await;
+        let wants = event.done_at_ingest.is_none();
+        let inserted = self.writer.store(event).await?;
+        self.tell(inserted == Inserted::New, wants && inserted == Inserted::New);
+        Ok(inserted)
+    }
+
+    /// Stores a poller's batch and moves its place (`cursor`) in the same commit, so that a crash at any point
+    /// neither loses an event (the place never passes an event that is not stored) nor stores one twice (a batch
+    /// read again is recognised by `event_id` and the object's key).
+    pub async fn ingest_batch(
+        &self,
+        batch: Vec<Incoming<'_>>,
+        cursor: SourceCursor,
+    ) -> Result<BatchWritten, Arc<StoreError>> {
+        let mut events = Vec::with_capacity(batch.len());
+        for incoming in batch {
+            events.push(self.prepare(incoming).await);
+        }
+        let wanted: Vec<bool> = events.iter().map(|e| e.done_at_ingest.is_none()).collect();
+        let written = self.writer.store_batch(events, cursor).await?;
+        let new = written.inserted.contains(&Inserted::New);
+        let bot = written.inserted.iter().zip(&wanted).any(|(i, wants)| *i == Inserted::New && *wants);
+        self.tell(new, bot);
+        Ok(written)
+    }
+
+    /// An event as stored: parsed once, for the bot's decision and the object's key.
+    async fn prepare(&self, incoming: Incoming<'_>) -> NewInboxEvent {
         let Incoming { group_id, envelope, event_id, source } = incoming;
-        // Parsed once, for the decision and the object's key.
         let event = envelope.event().ok();
         let nothing = self.bot.nothing_to_do(group_id, event.as_ref()).await;
-        let event = NewInboxEvent {
+        NewInboxEvent {
             group_id: group_id.0,
             event_type: envelope.event_type.clone(),
             payload: envelope.to_json_without_secret(),
@@ -83,14 +111,16 @@ impl Inbox {
             done_at_ingest: nothing.map(|reason| EventResult::Nothing { reason }),
             source,
             natural_key: event.as_ref().and_then(vk::Event::natural_key),
-        };
-        let inserted = self.writer.store(event).await?;
-        if inserted == Inserted::New {
-            if nothing.is_none() {
-                self.bot.wake();
-            }
+        }
+    }
+
+    /// Wakes the consumers after new events were stored: forwarding for any, the bot for one it wants.
+    fn tell(&self, new: bool, bot: bool) {
+        if bot {
+            self.bot.wake();
+        }
+        if new {
             self.forward_wakeup.notify_one();
         }
-        Ok(inserted)
     }
 }

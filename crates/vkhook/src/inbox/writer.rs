@@ -9,8 +9,8 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::metrics::Metrics;
 use crate::store::{
-    DeliveriesSettled, DeliveryResults, InboxWrite, Inserted, LeaseRenewal, NewInboxEvent, Settlement, Store,
-    StoreError,
+    DeliveriesSettled, DeliveryResults, InboxWrite, Inserted, LeaseRenewal, NewInboxEvent, Settlement, SourceCursor,
+    Store, StoreError,
 };
 
 /// Most items (events, settlements, renewals) one commit takes.
@@ -18,8 +18,17 @@ const MAX_BATCH: usize = 512;
 
 type Answer<T> = oneshot::Sender<Result<T, Arc<StoreError>>>;
 
+/// A poller's batch as written: each event's fate, and whether its place moved (false: the poller lost the
+/// community to another instance, which reads from where it left off).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchWritten {
+    pub inserted: Vec<Inserted>,
+    pub cursor_moved: bool,
+}
+
 enum Job {
     Event(NewInboxEvent, Answer<Inserted>),
+    Batch(Vec<NewInboxEvent>, SourceCursor, Answer<BatchWritten>),
     Settle(Vec<Settlement>, Answer<Vec<bool>>),
     Renew(LeaseRenewal, Answer<u64>),
     Deliveries(DeliveryResults, Answer<DeliveriesSettled>),
@@ -60,6 +69,16 @@ impl Writer {
         self.send(|done| Job::Event(event, done)).await
     }
 
+    /// Queues a poller's batch and its new place for one commit (never split across two), and waits until it is
+    /// durable.
+    pub async fn store_batch(
+        &self,
+        events: Vec<NewInboxEvent>,
+        cursor: SourceCursor,
+    ) -> Result<BatchWritten, Arc<StoreError>> {
+        self.send(|done| Job::Batch(events, cursor, done)).await
+    }
+
     /// Records how a worker left its events, in the next group commit: false where an event was no longer the
     /// worker's.
     pub async fn settle(&self, settlements: Vec<Settlement>) -> Result<Vec<bool>, Arc<StoreError>> {
@@ -90,11 +109,30 @@ impl Writer {
 /// Who waits for which part of a commit.
 #[derive(Default)]
 struct Waiting {
-    events: Vec<Answer<Inserted>>,
+    /// In the order of the commit's events and cursors.
+    events: Vec<EventWaiter>,
     /// Each settle job's answer and how many settlements it gave.
     settles: Vec<(Answer<Vec<bool>>, usize)>,
     renewals: Vec<Answer<u64>>,
     deliveries: Vec<Answer<DeliveriesSettled>>,
+}
+
+enum EventWaiter {
+    One(Answer<Inserted>),
+    /// A batch of `events` events and one cursor.
+    Batch {
+        events: usize,
+        done: Answer<BatchWritten>,
+    },
+}
+
+impl EventWaiter {
+    fn fail(self, e: &Arc<StoreError>) {
+        match self {
+            EventWaiter::One(done) => drop(done.send(Err(e.clone()))),
+            EventWaiter::Batch { done, .. } => drop(done.send(Err(e.clone()))),
+        }
+    }
 }
 
 impl Waiting {
@@ -102,8 +140,15 @@ impl Waiting {
         match job {
             Job::Event(event, done) => {
                 write.events.push(event);
-                self.events.push(done);
+                self.events.push(EventWaiter::One(done));
                 1
+            }
+            Job::Batch(events, cursor, done) => {
+                let n = events.len();
+                write.events.extend(events);
+                write.cursors.push(cursor);
+                self.events.push(EventWaiter::Batch { events: n, done });
+                n.max(1)
             }
             Job::Settle(settlements, done) => {
                 let n = settlements.len();
@@ -127,7 +172,7 @@ impl Waiting {
 
     fn fail(&mut self, e: StoreError) {
         let e = Arc::new(e);
-        self.events.drain(..).for_each(|done| drop(done.send(Err(e.clone()))));
+        self.events.drain(..).for_each(|waiter| waiter.fail(&e));
         self.settles.drain(..).for_each(|(done, _)| drop(done.send(Err(e.clone()))));
         self.renewals.drain(..).for_each(|done| drop(done.send(Err(e.clone()))));
         self.deliveries.drain(..).for_each(|done| drop(done.send(Err(e.clone()))));
@@ -163,8 +208,20 @@ async fn write_batches(
         }
         match store.write_inbox(&write).await {
             Ok(written) => {
-                for (done, r) in waiting.events.drain(..).zip(written.inserted) {
-                    let _ = done.send(Ok(r));
+                let (mut inserted, mut cursors) = (written.inserted.into_iter(), written.cursors.into_iter());
+                for waiter in waiting.events.drain(..) {
+                    match waiter {
+                        EventWaiter::One(done) => {
+                            let _ = done.send(inserted.next().ok_or_else(lost_answer));
+                        }
+                        EventWaiter::Batch { events, done } => {
+                            let batch = BatchWritten {
+                                inserted: inserted.by_ref().take(events).collect(),
+                                cursor_moved: cursors.next().unwrap_or(false),
+                            };
+                            let _ = done.send(Ok(batch));
+                        }
+                    }
                 }
                 let mut settled = written.settled.into_iter();
                 for (done, n) in waiting.settles.drain(..) {
@@ -190,5 +247,11 @@ async fn write_batches(
         write.settlements.clear();
         write.renewals.clear();
         write.deliveries.clear();
+        write.cursors.clear();
     }
+}
+
+/// The store answered fewer items than it was given (a bug): the producer hears an error, not a made-up result.
+fn lost_answer() -> Arc<StoreError> {
+    Arc::new(StoreError::Io(std::io::Error::other("the inbox commit gave no answer for an event")))
 }

@@ -187,6 +187,8 @@ pub struct InboxWrite {
     pub renewals: Vec<LeaseRenewal>,
     /// Forwarding senders' batch results.
     pub deliveries: Vec<super::DeliveryResults>,
+    /// Pollers' places, moved in the commit that stores the events before them.
+    pub cursors: Vec<super::SourceCursor>,
 }
 
 /// What an [`InboxWrite`] did, item by item.
@@ -198,12 +200,14 @@ pub struct InboxWritten {
     /// How many of each renewal's events were still held.
     pub renewed: Vec<u64>,
     pub deliveries: Vec<super::DeliveriesSettled>,
+    /// False where the poller no longer held its community (its place stayed where the holder put it).
+    pub cursors: Vec<bool>,
 }
 
 impl InboxWrite {
     /// New events and nothing else: one statement, no transaction.
     fn only_events(&self) -> bool {
-        self.settlements.is_empty() && self.renewals.is_empty() && self.deliveries.is_empty()
+        self.settlements.is_empty() && self.renewals.is_empty() && self.deliveries.is_empty() && self.cursors.is_empty()
     }
 }
 
@@ -277,9 +281,27 @@ impl Store {
                 renewed
             }};
         }
+        macro_rules! move_cursors {
+            ($tx:ident) => {{
+                let mut moved = Vec::with_capacity(write.cursors.len());
+                for c in &write.cursors {
+                    let q = "UPDATE long_poll SET ts = $3, last_check_at = $4 WHERE group_id = $1 AND owner = $2";
+                    let n = sqlx::query(q)
+                        .bind(c.group_id)
+                        .bind(&c.owner)
+                        .bind(&c.ts)
+                        .bind(c.at)
+                        .execute(&mut *$tx)
+                        .await?
+                        .rows_affected();
+                    moved.push(n == 1);
+                }
+                moved
+            }};
+        }
         let columns = "INSERT INTO inbox_events (group_id, event_id, event_type, payload, received_at, \
                        next_attempt_at, status, result, processed_at, source, natural_key) ";
-        let (inserted, settled, renewed, deliveries) = match &self.backend {
+        let (inserted, settled, renewed, deliveries, cursors) = match &self.backend {
             Backend::Postgres(pool) => {
                 // A duplicate by event_id or by the object's key: nothing is stored (any conflict).
                 let q = format!(
@@ -304,7 +326,7 @@ impl Store {
                 };
                 if write.only_events() {
                     // A single statement commits by itself: no BEGIN and COMMIT round trips.
-                    (insert().fetch_all(pool).await?, Vec::new(), Vec::new(), Vec::new())
+                    (insert().fetch_all(pool).await?, Vec::new(), Vec::new(), Vec::new(), Vec::new())
                 } else {
                     let mut tx = pool.begin().await?;
                     let inserted = if events.is_empty() { Vec::new() } else { insert().fetch_all(&mut *tx).await? };
@@ -315,8 +337,9 @@ impl Store {
                     for r in &write.deliveries {
                         delivered.push(super::settle_deliveries!(tx, r, sqlx::Postgres));
                     }
+                    let moved = move_cursors!(tx);
                     tx.commit().await?;
-                    (inserted, settled, renewed, delivered)
+                    (inserted, settled, renewed, delivered, moved)
                 }
             }
             Backend::Sqlite(pool) => {
@@ -324,7 +347,7 @@ impl Store {
                 if write.only_events() && events.len() <= 1000 {
                     // A single statement commits by itself: no BEGIN and COMMIT round trips to SQLite's thread.
                     let inserted = insert(events).build_query_as::<(i64, String)>().fetch_all(pool).await?;
-                    (inserted, Vec::new(), Vec::new(), Vec::new())
+                    (inserted, Vec::new(), Vec::new(), Vec::new(), Vec::new())
                 } else {
                     let mut tx = pool.begin().await?;
                     let mut inserted = Vec::with_capacity(events.len());
@@ -338,8 +361,9 @@ impl Store {
                     for r in &write.deliveries {
                         delivered.push(super::settle_deliveries!(tx, r, sqlx::Sqlite));
                     }
+                    let moved = move_cursors!(tx);
                     tx.commit().await?;
-                    (inserted, settled, renewed, delivered)
+                    (inserted, settled, renewed, delivered, moved)
                 }
             }
         };
@@ -349,7 +373,7 @@ impl Store {
             .iter()
             .map(|e| if new.remove(&(e.group_id, e.event_id.as_str())) { Inserted::New } else { Inserted::Duplicate })
             .collect();
-        Ok(InboxWritten { inserted, settled, renewed, deliveries })
+        Ok(InboxWritten { inserted, settled, renewed, deliveries, cursors })
     }
 
     /// Inserts a batch of new events in one commit ([`Store::write_inbox`] with nothing else).

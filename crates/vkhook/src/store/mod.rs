@@ -19,6 +19,7 @@ mod bulk;
 mod communities;
 mod forward;
 mod inbox;
+mod long_poll;
 mod sessions;
 mod setups;
 mod users;
@@ -29,6 +30,7 @@ pub use bulk::*;
 pub use communities::*;
 pub use forward::*;
 pub use inbox::*;
+pub use long_poll::*;
 pub use sessions::*;
 pub use setups::*;
 pub use users::*;
@@ -189,6 +191,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "sources",
         sqlite: include_str!("migrations/sqlite/0008_sources.sql"),
         postgres: include_str!("migrations/postgres/0008_sources.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "long_poll",
+        sqlite: include_str!("migrations/sqlite/0009_long_poll.sql"),
+        postgres: include_str!("migrations/postgres/0009_long_poll.sql"),
     },
 ];
 
