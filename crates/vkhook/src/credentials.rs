@@ -301,6 +301,27 @@ mod tests {
     use super::*;
     use crate::testkit::ScratchDir;
 
+    #[test]
+    fn the_previous_secret_outlives_vks_retries() {
+        // VK retries after 10 s, 3 min, 10 min, 30 min and 1 h (https://dev.vk.com/ru/api/callback/getting-started).
+        let retries = Duration::from_secs(10 + 180 + 600 + 1800 + 3600);
+        assert!(PREVIOUS_SECRET_WINDOW > retries, "{PREVIOUS_SECRET_WINDOW:?}");
+    }
+
+    #[tokio::test]
+    async fn secrets_are_cached_until_asked_fresh_and_say_what_the_community_is() {
+        let kit = crate::testkit::Kit::new().await;
+        let g = GroupId(1001);
+        kit.connected(g).await;
+        let first = kit.credentials.callback_secrets(g, false).await.unwrap().unwrap();
+        assert!(!first.disconnected && !first.manual_waiting && !first.none_required());
+        let again = kit.credentials.callback_secrets(g, false).await.unwrap().unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "the cache answers within its lifetime");
+        let fresh = kit.credentials.callback_secrets(g, true).await.unwrap().unwrap();
+        assert!(!Arc::ptr_eq(&first, &fresh), "fresh reads the store");
+        assert!(kit.credentials.callback_secrets(GroupId(4242), false).await.unwrap().is_none(), "unknown");
+    }
+
     async fn fixture() -> (Credentials, Store, ScratchDir) {
         let dir = ScratchDir::new();
         let store = crate::testkit::store(&dir).await;

@@ -136,6 +136,14 @@ pub fn next(schedule: &Schedule, attempts: u32, judgement: &Judgement) -> Next {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_schedule_is_written_in_its_largest_whole_unit() {
+        assert_eq!(Schedule::default().to_string(), "5s,5m,30m,2h,5h,10h,10h");
+        let mixed =
+            Schedule([0, 90, 120, 7200, 86_400, 172_800, 90_000].into_iter().map(Duration::from_secs).collect());
+        assert_eq!(mixed.to_string(), "0s,90s,2m,2h,1d,2d,25h");
+    }
+
     fn headers(retry_after: Option<&str>) -> HeaderMap {
         let mut h = HeaderMap::new();
         if let Some(v) = retry_after {

@@ -265,6 +265,48 @@ mod tests {
         .into_bytes()
     }
 
+    #[test]
+    fn each_verdict_has_its_own_metrics_label() {
+        let verdicts = [
+            Verdict::Stored(Inserted::New),
+            Verdict::Stored(Inserted::Duplicate),
+            Verdict::Remove,
+            Verdict::UnknownCommunity,
+            Verdict::NoCode,
+            Verdict::WrongSecret,
+            Verdict::Unavailable,
+            Verdict::PathChecked,
+        ];
+        let labels: Vec<&str> = verdicts.iter().map(Verdict::label).collect();
+        assert_eq!(
+            labels,
+            [
+                "stored",
+                "duplicate",
+                "remove",
+                "unknown_community",
+                "no_code",
+                "wrong_secret",
+                "unavailable",
+                "path_check"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_secret_another_instance_rotated_in_is_accepted_at_once() {
+        let kit = Kit::new().await;
+        kit.connected(GroupId(1001)).await;
+        let old = kit.credentials.current_callback_secret(GroupId(1001)).await.unwrap().unwrap();
+        let (verdict, _) = kit.receiver.accept(&message("e1", old.expose_secret())).await;
+        assert_eq!(verdict, Verdict::Stored(Inserted::New), "the cache is warm");
+        // Another instance rotates; this one's cache still holds the old secret.
+        let other = Credentials::new(kit.store.clone(), kit.vault.clone());
+        let new = other.rotate_for_setup(GroupId(1001), "c0de").await.unwrap();
+        let (verdict, _) = kit.receiver.accept(&body(GroupId(1001), "group_join", "e2", new.expose_secret())).await;
+        assert_eq!(verdict, Verdict::Stored(Inserted::New), "an unknown secret is checked against the store");
+    }
+
     /// Иван's message to 1001, as VK delivers it.
     fn message(event_id: &str, secret: &str) -> Vec<u8> {
         serde_json::json!({"type": "message_new", "event_id": event_id, "v": "5.199", "group_id": 1001,

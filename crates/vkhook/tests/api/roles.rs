@@ -151,3 +151,31 @@ async fn when_vk_cannot_tell_the_last_proof_stands_with_its_age() {
     assert!(page.contains("Подтвердить права") && page.contains("2 дн назад"), "{page}");
     assert_eq!(app.get(&format!("/communities/1001/events/{}", p.raw_event)).await.status(), 403);
 }
+
+/// The first request after VK demoted someone the store still lists as an administrator asks VK again (the list's
+/// role is refreshed before anything else), so connecting again and a change are refused alike.
+#[tokio::test]
+async fn a_demoted_admin_cannot_connect_again_or_change_anything() {
+    let app = TestApp::spawn_with(short_role_cache(&["vkid.personal_info", "groups"])).await;
+    app.sign_in(1).await;
+    app.connect(1001).await;
+    demote(&app, "editor").await;
+    app.state.roles.forget(UserId(1));
+    assert_eq!(
+        app.store().community_for_user(UserId(1), GroupId(1001)).await.unwrap().unwrap().role,
+        Role::Administrator,
+        "not yet seen"
+    );
+    let r = app.post_with_csrf("/communities/1001", "/communities/1001/connect", &[]).await;
+    assert_eq!(r.status(), 403);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("Это действие вам недоступно."), "connecting again: {page}");
+    app.state.roles.forget(UserId(1));
+    let r = app
+        .post_with_csrf("/communities/1001", "/communities/1001/rules", &[("keywords", "цена"), ("reply", "Дёшево.")])
+        .await;
+    assert_eq!(r.status(), 403);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("Это действие вам недоступно."), "an editor now: {page}");
+    assert!(app.sandbox.servers(1001).len() == 1, "nothing changed at VK");
+}
