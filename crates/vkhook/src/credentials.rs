@@ -309,6 +309,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn retiring_expired_previous_secrets_drops_them_from_the_cache_too() {
+        let kit = crate::testkit::Kit::new().await;
+        let g = GroupId(1001);
+        kit.connected(g).await;
+        let warm = kit.credentials.callback_secrets(g, false).await.unwrap().unwrap();
+        assert_eq!(kit.credentials.retire_expired_previous_secrets().await.unwrap(), 0);
+        let kept = kit.credentials.callback_secrets(g, false).await.unwrap().unwrap();
+        assert!(Arc::ptr_eq(&warm, &kept), "nothing retired: the cache stays");
+        // A rotation elsewhere with a window of a millisecond; this instance caches the previous secret.
+        let other =
+            Credentials::new(kit.store.clone(), kit.vault.clone()).with_previous_window(Duration::from_millis(1));
+        other.rotate_for_setup(g, "c0de").await.unwrap();
+        assert!(kit.credentials.callback_secrets(g, true).await.unwrap().unwrap().previous.is_some());
+        // The window is a time span: let it pass.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(kit.credentials.retire_expired_previous_secrets().await.unwrap(), 1);
+        let after = kit.credentials.callback_secrets(g, false).await.unwrap().unwrap();
+        assert!(after.previous.is_none(), "the cache was dropped with them");
+    }
+
+    #[tokio::test]
     async fn secrets_are_cached_until_asked_fresh_and_say_what_the_community_is() {
         let kit = crate::testkit::Kit::new().await;
         let g = GroupId(1001);

@@ -176,7 +176,20 @@ impl Kit {
     pub async fn run_bot_once(&self) {
         loop {
             let now = crate::store::now_ms();
-            let runs = self.store.claim_inbox_runs("unit", now, now + 60_000, 10, 100).await.unwrap();
+            // As the workers do: a claim SQLite refuses while another commit lands (a snapshot gone stale) is
+            // tried again; only a lasting failure fails the test.
+            let mut tries = 0;
+            let runs = loop {
+                match self.store.claim_inbox_runs("unit", now, now + 60_000, 10, 100).await {
+                    Ok(runs) => break runs,
+                    Err(e) if tries < 100 => {
+                        tries += 1;
+                        tracing::debug!(error = %e, "claim refused; trying again");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    Err(e) => panic!("claiming keeps failing: {e}"),
+                }
+            };
             if runs.is_empty() {
                 return;
             }
