@@ -199,6 +199,75 @@ pub fn delivery_client(
 mod tests {
     use super::*;
 
+    #[test]
+    fn every_internal_range_is_told_from_its_public_neighbours() {
+        let internal = [
+            "127.0.0.1",
+            "10.0.0.1",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "192.0.2.1",
+            "198.51.100.1",
+            "0.1.2.3",
+            "100.64.0.1",
+            "100.127.255.255",
+            "192.0.0.8",
+            "198.18.0.1",
+            "198.19.255.1",
+            "240.0.0.1",
+            "::1",
+            "::",
+            "ff02::1",
+            "fc00::1",
+            "fd12::1",
+            "fe80::1",
+            "febf::1",
+            "fec0::1",
+            "2001:db8::1",
+            "64:ff9b::a9fe:a9fe",
+            "::ffff:0:7f00:1",
+            "2002:7f00:1::",
+            "2002:a00:1::",
+            "64:ff9b:1::1",
+            "2001:0:1::1",
+            "100::1",
+            "::7f00:1",
+            "::ffff:127.0.0.1",
+        ];
+        let public = [
+            "8.8.8.8",
+            "1.1.1.1",
+            "100.63.255.255",
+            "100.128.0.1",
+            "192.0.1.1",
+            "192.1.0.1",
+            "198.17.0.1",
+            "198.20.0.1",
+            "223.255.255.1",
+            "2a00:1450::1",
+            "64:ff9b::808:808",
+            "::ffff:0:808:808",
+            "2002:808:808::1",
+            "2001:db9::1",
+            "2001:1::1",
+            "64:ff9b:2::1",
+            "101::1",
+            "::ffff:8.8.8.8",
+            "fbff::1",
+            "fe7f::1",
+        ];
+        for ip in internal {
+            assert!(is_internal(ip.parse().unwrap()), "{ip} is internal");
+        }
+        for ip in public {
+            assert!(!is_internal(ip.parse().unwrap()), "{ip} is public");
+        }
+    }
+
     const SERVE: Policy = Policy { allow_loopback_http: false };
     const DEMO: Policy = Policy { allow_loopback_http: true };
 
