@@ -145,7 +145,7 @@ impl Poller {
                 _ = stop.changed() => return Stopped::Shutdown,
             };
             match result {
-                Ok(stopped) => return stopped,
+                Ok(stopped) | Err(PollError::Stopped(stopped)) => return stopped,
                 Err(e) => {
                     failures += 1;
                     let delay = backoff(failures, self.config.max_backoff);
@@ -167,10 +167,7 @@ impl Poller {
         if row.owner.as_deref() != Some(self.owner.as_str()) {
             return Ok(Stopped::LeaseLost);
         }
-        let mut session = match self.vk.groups_get_long_poll_server(&key.token, group_id).await {
-            Ok(s) => s,
-            Err(e) => return self.vk_refused(group_id, e).await,
-        };
+        let mut session = self.session(&key.token, group_id).await?;
         // A community polled before resumes where its last commit left it; a new one starts at VK's now.
         let mut ts = row.ts.clone().unwrap_or_else(|| session.ts.clone());
         // Since when nothing is known to be missing: a gap VK reports runs from here.
@@ -204,18 +201,12 @@ impl Poller {
                     heard_at = now;
                 }
                 LongPollCheck::KeyExpired => {
-                    session = match self.vk.groups_get_long_poll_server(&key.token, group_id).await {
-                        Ok(s) => s,
-                        Err(e) => return self.vk_refused(group_id, e).await,
-                    };
+                    session = self.session(&key.token, group_id).await?;
                 }
                 LongPollCheck::InformationLost => {
                     self.store.record_gap(group_id, heard_at, now, GAP_INFORMATION_LOST, now).await?;
                     tracing::warn!(group_id = group_id.0, "long poll: VK lost events (failed: 3); recorded as a gap");
-                    session = match self.vk.groups_get_long_poll_server(&key.token, group_id).await {
-                        Ok(s) => s,
-                        Err(e) => return self.vk_refused(group_id, e).await,
-                    };
+                    session = self.session(&key.token, group_id).await?;
                     if !self.move_to(group_id, &session.ts, now).await? {
                         return Ok(Stopped::LeaseLost);
                     }
@@ -261,16 +252,21 @@ impl Poller {
         Ok(self.store.move_long_poll(&cursor).await?)
     }
 
-    /// VK refused a session: a dead key goes to its owner, "not enabled" stops polling; anything else is retried.
-    async fn vk_refused(&self, group_id: GroupId, e: vk::Error) -> Result<Stopped, PollError> {
+    /// A new session. VK's refusal is decided here: a dead key goes to its owner and "not enabled" stops polling
+    /// (both end the polling); anything else is retried after a back-off.
+    async fn session(&self, token: &vk::AccessToken, group_id: GroupId) -> Result<vk::LongPollServer, PollError> {
+        let e = match self.vk.groups_get_long_poll_server(token, group_id).await {
+            Ok(session) => return Ok(session),
+            Err(e) => e,
+        };
         if e.needs_reauth() {
             self.control.pause_for_reauth(group_id, &e).await?;
-            return Ok(Stopped::NoKey);
+            return Err(PollError::Stopped(Stopped::NoKey));
         }
         if e.code() == Some(vk::code::ACCESS_DENIED) {
             tracing::warn!(group_id = group_id.0, error = %e, "long poll: switched off at VK");
             self.store.set_long_poll_trouble(group_id, Some(OFF_AT_VK)).await?;
-            return Ok(Stopped::OffAtVk);
+            return Err(PollError::Stopped(Stopped::OffAtVk));
         }
         Err(PollError::Vk(e))
     }
@@ -293,6 +289,9 @@ enum PollError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Inbox(Arc<StoreError>),
+    /// Not an error: polling ends (a session VK refused for good).
+    #[error("polling ends: {0:?}")]
+    Stopped(Stopped),
 }
 
 #[cfg(test)]
