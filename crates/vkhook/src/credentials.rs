@@ -415,6 +415,26 @@ mod tests {
         creds.rotate_for_setup(GroupId(1001), "code").await.unwrap();
         creds.forget(GroupId(1001)).await.unwrap();
         assert!(creds.community_key(GroupId(1001)).await.unwrap().is_none());
-        assert!(creds.callback_secrets(GroupId(1001), false).await.unwrap().unwrap().disconnected);
+        let gone = creds.callback_secrets(GroupId(1001), false).await.unwrap().unwrap();
+        assert!(gone.disconnected && gone.none_required(), "no secret and no code: VK should drop its server");
+    }
+
+    #[tokio::test]
+    async fn a_manual_setup_with_a_code_but_no_secret_is_set_up_and_needs_no_secret() {
+        let (creds, store, _dir) = fixture().await;
+        let row = crate::store::CommunityRow {
+            id: 1001,
+            name: "Кофейня".into(),
+            screen_name: "club1001".into(),
+            photo: None,
+        };
+        store.upsert_community(&row).await.unwrap();
+        creds.save_manual_confirmation(GroupId(1001), "c0de").await.unwrap();
+        let waiting = creds.callback_secrets(GroupId(1001), false).await.unwrap().unwrap();
+        assert!(!waiting.disconnected, "a code is stored: set up, not disconnected");
+        assert!(waiting.none_required() && waiting.manual_waiting);
+        creds.manual_secret(GroupId(1001), true).await.unwrap().unwrap();
+        let secured = creds.callback_secrets(GroupId(1001), false).await.unwrap().unwrap();
+        assert!(!secured.disconnected && !secured.none_required());
     }
 }

@@ -67,6 +67,8 @@ pub struct Poller {
     control: BotControl,
     owner: String,
     config: PollerConfig,
+    /// Rung when a community's polling starts here (a connect): it is claimed at once, not at the next round.
+    wakeup: Arc<tokio::sync::Notify>,
 }
 
 /// How a community's polling ended.
@@ -91,7 +93,13 @@ impl Poller {
         control: BotControl,
         config: PollerConfig,
     ) -> Poller {
-        Poller { store, inbox, credentials, vk, control, owner: String::new(), config }
+        let wakeup = Arc::new(tokio::sync::Notify::new());
+        Poller { store, inbox, credentials, vk, control, owner: String::new(), config, wakeup }
+    }
+
+    /// What the connect flow rings when it starts polling a community.
+    pub fn wakeup(&self) -> Arc<tokio::sync::Notify> {
+        self.wakeup.clone()
     }
 
     /// The poller as `owner` (this instance's id) holds leases.
@@ -122,6 +130,7 @@ impl Poller {
             }
             tokio::select! {
                 _ = stop.changed() => break,
+                _ = self.wakeup.notified() => {}
                 _ = tokio::time::sleep(self.config.claim_every) => {}
             }
         }
@@ -307,7 +316,7 @@ mod tests {
         let key = kit.credentials.community_key(group_id).await.unwrap().unwrap();
         let vk = vk_client(kit);
         vk.groups_set_long_poll_settings(&key.token, group_id, Some(true), None, &["message_new"], &[]).await.unwrap();
-        kit.store.start_long_poll(group_id, &["message_new"], true, now_ms()).await.unwrap();
+        kit.store.start_long_poll(group_id, None, &["message_new"], true, now_ms()).await.unwrap();
     }
 
     fn vk_client(kit: &Kit) -> vk::Client {

@@ -136,10 +136,12 @@ text_enum! {
 }
 
 text_enum! {
-    /// How the Callback API was set up: by vkhook through VK's API, or by the admin by hand in VK's settings.
+    /// How the community's events reach vkhook: the Callback API set up by vkhook through VK's API or by the admin by
+    /// hand in VK's settings, or Bots Long Poll, which vkhook switches on and polls (no public URL needed).
     pub enum SetupMode {
         Api = "api",
         Manual = "manual",
+        LongPoll = "long_poll",
     }
 }
 
@@ -245,14 +247,14 @@ impl SetupMode {
     pub fn server_is_ours(self) -> bool {
         match self {
             SetupMode::Api => true,
-            SetupMode::Manual => false,
+            SetupMode::Manual | SetupMode::LongPoll => false,
         }
     }
 
     /// Whether the admin enters the confirmation code in VK's settings by hand, so that we show it to them.
     pub fn admin_enters_code(self) -> bool {
         match self {
-            SetupMode::Api => false,
+            SetupMode::Api | SetupMode::LongPoll => false,
             SetupMode::Manual => true,
         }
     }

@@ -264,6 +264,9 @@ mod tests {
         let both =
             Vault::from_spec(&SecretString::from(format!("{},{}", new.expose_secret(), old.expose_secret()))).unwrap();
         assert_eq!(both.open(&slot("7"), &sealed).unwrap().expose_secret(), "s");
+        // The start-up report names every key, the sealing one first.
+        assert_eq!(both.key_ids(), ["new", "old"]);
+        assert_eq!(both.current_key_id(), "new");
         let resealed = both.reseal(&slot("7"), &sealed).unwrap().unwrap();
         assert_eq!(Vault::key_id_of(&resealed).unwrap(), "new");
         assert_eq!(both.reseal(&slot("7"), &resealed).unwrap(), None);

@@ -172,7 +172,8 @@ impl Services {
             p.hooks.clone(),
             p.public_url.clone(),
             p.connect.clone(),
-        );
+        )
+        .with_long_poll_wakeup(poller.wakeup());
         let bot = Bot::new(
             p.store.clone(),
             writer,

@@ -9,7 +9,7 @@ use vk::{CommunityScope, GroupId};
 use super::{new_run, Connector, COMMUNITY_CALLBACK_PATH};
 use crate::accounts::{hash_hex, OAUTH_STATE_TTL_MS};
 use crate::logging::Untrusted;
-use crate::model::{ErrorKind, OAuthPurpose, Role, SetupState, StepState};
+use crate::model::{ErrorKind, OAuthPurpose, Role, SetupMode, SetupState, StepState};
 use crate::store::{now_ms, OAuthStateRow, StoreError, StoreResult};
 
 /// What the admin chose on the connect form.
@@ -23,6 +23,8 @@ pub struct ConnectOptions {
     pub bot_reply: Option<String>,
     /// Started from a bulk run's page («Попробовать снова»): the consent, if one is needed, returns there.
     pub bulk_id: Option<String>,
+    /// Set up Bots Long Poll instead of the Callback API.
+    pub long_poll: bool,
 }
 
 #[derive(Debug)]
@@ -331,6 +333,7 @@ impl Connector {
             bot_enabled: previous.as_ref().is_some_and(|p| p.bot_enabled),
             bot_reply: previous.as_ref().and_then(|p| p.bot_reply.clone()),
             bulk_id: None,
+            long_poll: previous.as_ref().is_some_and(|p| p.mode == SetupMode::LongPoll),
         };
         let now = now_ms();
         let mut run = new_run(group_id, user_id, SetupState::Running, &options, now + self.lease_ms());

@@ -16,7 +16,7 @@
 //!
 //! - [`authorize`]: the connect button and the community authorization (oauth.vk.com).
 //! - [`bulk`]: several communities with one consent, and «Отключить выбранные».
-//! - [`run`]: the setup run, step by step.
+//! - [`run`]: the setup run, step by step; `long_poll`: its steps when the admin connects by Bots Long Poll.
 //! - [`manage`]: what the status card does afterwards: VK's view, event types, disconnect.
 //! - [`manual`]: the manual setup (the admin pastes our URL and secret at VK).
 //!
@@ -25,6 +25,7 @@
 
 pub mod authorize;
 pub mod bulk;
+mod long_poll;
 pub mod manage;
 pub mod manual;
 pub mod run;
@@ -37,7 +38,7 @@ use vk::UserId;
 use crate::bot::BotControl;
 use crate::credentials::Credentials;
 use crate::hooks::Hooks;
-use crate::model::{SetupState, StepState};
+use crate::model::{SetupMode, SetupState, StepState};
 use crate::roles::Roles;
 use crate::store::{now_ms, SetupRow, Store, StoreError};
 use crate::urls::PublicUrl;
@@ -94,6 +95,8 @@ pub struct Connector {
     hooks: Arc<Hooks>,
     public_url: PublicUrl,
     config: ConnectConfig,
+    /// Rung when a community's Long Poll starts: this instance's poller takes it at once.
+    long_poll_wakeup: Arc<tokio::sync::Notify>,
 }
 
 impl Connector {
@@ -109,7 +112,19 @@ impl Connector {
         public_url: PublicUrl,
         config: ConnectConfig,
     ) -> Connector {
-        Connector { store, credentials, vk, oauth, bot, roles, hooks, public_url, config }
+        let long_poll_wakeup = Arc::new(tokio::sync::Notify::new());
+        Connector { store, credentials, vk, oauth, bot, roles, hooks, public_url, config, long_poll_wakeup }
+    }
+
+    /// The poller's bell ([`crate::longpoll::Poller::wakeup`]).
+    pub fn with_long_poll_wakeup(mut self, wakeup: Arc<tokio::sync::Notify>) -> Connector {
+        self.long_poll_wakeup = wakeup;
+        self
+    }
+
+    /// The base URL VK and browsers use.
+    pub fn public_url(&self) -> &PublicUrl {
+        &self.public_url
     }
 
     /// The URL VK posts events to.
@@ -168,6 +183,7 @@ pub(super) fn new_run(
         lease_until,
         bot_enabled: options.bot_enabled,
         bot_reply: options.bot_reply.clone(),
+        mode: if options.long_poll { SetupMode::LongPoll } else { SetupMode::Api },
     }
 }
 

@@ -6,12 +6,12 @@ use vk::{CommunityScope, GroupId, ServerStatus};
 use super::{same_url, Connector, API_VERSION, SERVER_TITLE};
 use crate::credentials::CommunityKey;
 use crate::hooks::CrashPoint;
-use crate::model::{CommunityStatus, ErrorKind, SetupState, StepState, VkServerView};
+use crate::model::{CommunityStatus, ErrorKind, SetupMode, SetupState, StepState, VkServerView};
 use crate::store::{now_ms, Step, StoreError, StoreResult};
 
 /// Why a run stopped. The kind is stored and turned into a message in the admin's language.
 #[derive(Debug)]
-struct Failure {
+pub(super) struct Failure {
     kind: ErrorKind,
     detail: String,
     /// VK's error was transient (after the client's own retries).
@@ -19,7 +19,7 @@ struct Failure {
 }
 
 impl Failure {
-    fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
+    pub(super) fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
         Failure { kind, detail: detail.into(), retryable: false }
     }
 
@@ -28,7 +28,7 @@ impl Failure {
     }
 }
 
-enum Stop {
+pub(super) enum Stop {
     Failed(Failure),
     /// Lost the lease (replaced by a newer run) or a test crash point: leave the record as it is.
     Abandoned,
@@ -49,9 +49,9 @@ impl From<StoreError> for Stop {
     }
 }
 
-struct Run {
-    connector: Connector,
-    group_id: GroupId,
+pub(super) struct Run {
+    pub(super) connector: Connector,
+    pub(super) group_id: GroupId,
     run_id: String,
     lease: Option<i64>,
     vk_calls: i64,
@@ -90,7 +90,7 @@ impl Run {
         match self.execute().await {
             Ok(()) => {
                 let ms = started.elapsed().as_millis() as u64;
-                tracing::info!(group_id = group_id.0, vk_calls = self.vk_calls, ms, "Callback API connected");
+                tracing::info!(group_id = group_id.0, vk_calls = self.vk_calls, ms, "connected");
                 let finished = self.store().finish_setup(group_id, &self.run_id, SetupState::Done, None, self.vk_calls);
                 if let Err(e) = finished.await {
                     tracing::error!(group_id = group_id.0, error = %e, "could not record the finished setup");
@@ -105,7 +105,7 @@ impl Run {
         }
     }
 
-    fn store(&self) -> &crate::store::Store {
+    pub(super) fn store(&self) -> &crate::store::Store {
         &self.connector.store
     }
 
@@ -134,7 +134,7 @@ impl Run {
         Ok(())
     }
 
-    async fn step(&mut self, step: Step, state: StepState) -> Result<(), Stop> {
+    pub(super) async fn step(&mut self, step: Step, state: StepState) -> Result<(), Stop> {
         self.renew().await?;
         self.store().set_setup_step(self.group_id, &self.run_id, step, state, self.vk_calls).await?;
         Ok(())
@@ -156,12 +156,19 @@ impl Run {
     }
 
     /// A VK call whose every error stops the run.
-    async fn vk<T>(&mut self, call: impl std::future::Future<Output = Result<T, vk::Error>>) -> Result<T, Stop> {
+    pub(super) async fn vk<T>(
+        &mut self,
+        call: impl std::future::Future<Output = Result<T, vk::Error>>,
+    ) -> Result<T, Stop> {
         self.vk_raw(call).await?.map_err(|e| Stop::Failed(Failure::from_vk(&e)))
     }
 
     async fn execute(&mut self) -> Result<(), Stop> {
+        let mode = self.store().setup(self.group_id).await?.map_or(SetupMode::Api, |s| s.mode);
         let key = self.key_step().await?;
+        if mode == SetupMode::LongPoll {
+            return self.long_poll(&key).await;
+        }
         let secret = self.code_step(&key).await?;
         let server_id = self.server_step(&key, &secret).await?;
         let events = self.events_step(&key, server_id).await?;
@@ -271,19 +278,34 @@ impl Run {
     /// Step 4: the event types (the admin's choice, or the default subscription) at API 5.199.
     async fn events_step(&mut self, key: &CommunityKey, server_id: i64) -> Result<Vec<&'static str>, Stop> {
         self.step(Step::Events, StepState::Running).await?;
-        let settings = self.store().community_settings(self.group_id).await?;
-        let chosen = settings.map(|s| s.event_list()).unwrap_or_default();
-        let events: Vec<&'static str> = if chosen.is_empty() {
-            vk::DEFAULT_SUBSCRIPTION.to_vec()
-        } else {
-            vk::DEFAULT_SUBSCRIPTION.iter().copied().filter(|e| chosen.iter().any(|c| c == e)).collect()
-        };
+        let events = self.wanted_events().await?;
         let off: Vec<&str> = vk::DEFAULT_SUBSCRIPTION.iter().copied().filter(|e| !events.contains(e)).collect();
         let vk = self.connector.vk.clone();
         let group = self.group_id;
         self.vk(vk.groups_set_callback_settings(&key.token, group, server_id, API_VERSION, &events, &off)).await?;
         self.step(Step::Events, StepState::Done).await?;
         Ok(events)
+    }
+
+    /// The event types to receive: the admin's choice, or the default subscription.
+    pub(super) async fn wanted_events(&self) -> Result<Vec<&'static str>, Stop> {
+        let settings = self.store().community_settings(self.group_id).await?;
+        let chosen = settings.map(|s| s.event_list()).unwrap_or_default();
+        Ok(if chosen.is_empty() {
+            vk::DEFAULT_SUBSCRIPTION.to_vec()
+        } else {
+            vk::DEFAULT_SUBSCRIPTION.iter().copied().filter(|e| chosen.iter().any(|c| c == e)).collect()
+        })
+    }
+
+    /// After the connection is recorded: the bot the admin chose on the connect form, and the bot let go.
+    pub(super) async fn start_bot(&self) -> Result<(), Stop> {
+        let gid = self.group_id;
+        if let Some(setup) = self.store().setup(gid).await?.filter(|s| s.bot_enabled) {
+            self.connector.bot.enable_on_connect(gid, setup.bot_reply.as_deref()).await?;
+        }
+        self.connector.bot.resume(gid).await?;
+        Ok(())
     }
 
     /// Step 5: wait for VK's confirmation, then record the connection and let the bot go.
@@ -310,10 +332,7 @@ impl Run {
         let setup = self.store().setup(gid).await?;
         let by = setup.as_ref().map(|s| s.started_by).filter(|by| *by > 0);
         self.store().mark_connected(gid, Some(server_id), API_VERSION, &events.join(","), by).await?;
-        if let Some(setup) = setup.filter(|s| s.bot_enabled) {
-            self.connector.bot.enable_on_connect(gid, setup.bot_reply.as_deref()).await?;
-        }
-        self.connector.bot.resume(gid).await?;
+        self.start_bot().await?;
         self.step(Step::Confirm, StepState::Done).await
     }
 

@@ -14,7 +14,7 @@ use crate::connect::{AuthFailure, Authorized, CommunityRedirect, ConnectError, C
 use crate::error::{with_problem, AppError, AppResult, Problem};
 use crate::i18n::{fill, Msg};
 use crate::logging::Untrusted;
-use crate::model::{ErrorKind, SetupState, StepState};
+use crate::model::{ErrorKind, SetupMode, SetupState, StepState};
 use crate::store::{SetupRow, Step, UserCommunity};
 
 use super::access::{Administered, Connecting, Managed, Trusted};
@@ -52,6 +52,7 @@ pub async fn connect_community(
         bot_enabled: form.has("bot_enabled"),
         bot_reply: form.text("bot_reply").map(|r| r.chars().take(4000).collect()),
         bulk_id,
+        long_poll: form.get("via") == Some("long_poll"),
     };
     tracing::info!(group_id = community.id.0, user_id = user.user_id.0, "connect pressed");
     match app.connector.start(community.id, user.user_id, &user.session.id_hash, options).await? {
@@ -119,11 +120,16 @@ pub fn step_views(t: &'static Msg, setup: &SetupRow) -> Vec<StepView> {
     Step::ALL
         .iter()
         .map(|step| {
+            let long_poll = setup.mode == SetupMode::LongPoll;
             let (key, name) = match step {
                 Step::Token => ("token", t.step_token),
+                Step::Code if long_poll => ("code", t.step_lp_read),
                 Step::Code => ("code", t.step_code),
+                Step::Server if long_poll => ("server", t.step_lp_enable),
                 Step::Server => ("server", t.step_server),
+                Step::Events if long_poll => ("events", t.step_lp_events),
                 Step::Events => ("events", t.step_events),
+                Step::Confirm if long_poll => ("confirm", t.step_lp_start),
                 Step::Confirm => ("confirm", t.step_confirm),
             };
             let state = setup.step(*step);
@@ -170,6 +176,8 @@ struct SetupPage {
     running: bool,
     waiting_token: bool,
     done: bool,
+    /// What «done» says: «✅ Callback API подключен» or «✅ Long Poll подключен».
+    done_title: &'static str,
     error: Option<String>,
     took: Option<String>,
 }
@@ -200,6 +208,7 @@ pub async fn show_setup(
         running: !setup.is_finished(),
         waiting_token: setup.state == SetupState::WaitingToken,
         done: setup.state == SetupState::Done,
+        done_title: if setup.mode == SetupMode::LongPoll { t.connected_long_poll_title } else { t.connected_title },
         error,
         took,
         community,

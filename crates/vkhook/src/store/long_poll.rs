@@ -5,6 +5,7 @@
 use vk::GroupId;
 
 use super::{on_pool, StoreResult};
+use crate::model::{CommunityStatus, SetupMode};
 use crate::store::Store;
 
 /// A community vkhook polls.
@@ -49,17 +50,48 @@ pub struct GapRow {
     pub created_at: i64,
 }
 
+/// `trouble` of a community whose Long Poll is being switched on: not polled until the setup starts it.
+pub const CONNECTING: &str = "connecting";
+
 const COLUMNS: &str =
     "group_id, ts, switched_on, enabled_by_us, owner, lease_until, trouble, last_check_at, created_at";
 
 impl Store {
-    /// Starts (or restarts) polling a community; `switched_on` and `enabled_by_us` record what vkhook changed at
-    /// VK, added to what an earlier start recorded. The place (`ts`) is kept: nothing after it is skipped.
+    /// Starts (or restarts) polling a community from `ts` (VK's place when it was switched on, so that nothing after
+    /// the connect is missed); `switched_on` and `enabled_by_us` record what vkhook changed at VK, added to what an
+    /// earlier start recorded. A place already held is kept: nothing after it is skipped.
     pub async fn start_long_poll(
+        &self,
+        group_id: GroupId,
+        ts: Option<&str>,
+        switched_on: &[&str],
+        enabled_by_us: bool,
+        now: i64,
+    ) -> StoreResult<()> {
+        self.upsert_long_poll(group_id, ts, switched_on, enabled_by_us, None, now).await
+    }
+
+    /// Records, before the call to VK that makes it so, what vkhook is about to switch on: a crash after VK's answer
+    /// never leaves a switch nobody will switch off. A community not polled yet waits ([`CONNECTING`]) until
+    /// [`Store::start_long_poll`]; one already polled goes on.
+    pub async fn record_long_poll_switches(
         &self,
         group_id: GroupId,
         switched_on: &[&str],
         enabled_by_us: bool,
+        now: i64,
+    ) -> StoreResult<()> {
+        self.upsert_long_poll(group_id, None, switched_on, enabled_by_us, Some(CONNECTING), now).await
+    }
+
+    /// `trouble: None` starts polling; `Some` is the new row's trouble, an existing row keeping its own.
+    async fn upsert_long_poll(
+        &self,
+        group_id: GroupId,
+        ts: Option<&str>,
+        switched_on: &[&str],
+        enabled_by_us: bool,
+        trouble: Option<&str>,
         now: i64,
     ) -> StoreResult<()> {
         let existing = self.long_poll(group_id).await?;
@@ -71,13 +103,35 @@ impl Store {
             }
         }
         let enabled_by_us = enabled_by_us || existing.is_some_and(|r| r.enabled_by_us);
-        let q = "INSERT INTO long_poll (group_id, switched_on, enabled_by_us, created_at) VALUES ($1, $2, $3, $4) \
+        let q = "INSERT INTO long_poll (group_id, ts, switched_on, enabled_by_us, trouble, created_at) \
+                 VALUES ($1, $5, $2, $3, $6, $4) \
                  ON CONFLICT (group_id) DO UPDATE SET switched_on = excluded.switched_on, \
-                 enabled_by_us = excluded.enabled_by_us, trouble = NULL";
+                 enabled_by_us = excluded.enabled_by_us, ts = COALESCE(long_poll.ts, excluded.ts), \
+                 trouble = CASE WHEN excluded.trouble IS NULL THEN NULL ELSE long_poll.trouble END";
         on_pool!(self, pool => sqlx::query(q)
-            .bind(group_id).bind(types.join(",")).bind(enabled_by_us).bind(now)
+            .bind(group_id).bind(types.join(",")).bind(enabled_by_us).bind(now).bind(ts).bind(trouble)
             .execute(pool).await?.rows_affected());
         Ok(())
+    }
+
+    /// Records a community connected by Long Poll alone: unless the Callback API is set up for it (then both run,
+    /// and the Callback setup stays what the page shows), it is connected, in `long_poll` mode.
+    pub async fn mark_long_poll_connected(
+        &self,
+        group_id: GroupId,
+        api_version: &str,
+        events: &str,
+        by_user: Option<i64>,
+    ) -> StoreResult<bool> {
+        let now = super::now_ms();
+        let q = "UPDATE community_settings SET setup_mode = $2, status = $3, api_version = $4, events = $5, \
+                 connected_at = $6, connected_by = COALESCE($7, connected_by), updated_at = $6 \
+                 WHERE group_id = $1 AND NOT callback_configured";
+        let n = on_pool!(self, pool => sqlx::query(q)
+            .bind(group_id).bind(SetupMode::LongPoll).bind(CommunityStatus::Connected).bind(api_version)
+            .bind(events).bind(now).bind(by_user)
+            .execute(pool).await?.rows_affected());
+        Ok(n > 0)
     }
 
     /// Stops polling a community; returns what vkhook had switched on at VK.

@@ -198,6 +198,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0009_long_poll.sql"),
         postgres: include_str!("migrations/postgres/0009_long_poll.sql"),
     },
+    Migration {
+        version: 10,
+        name: "setup_mode",
+        sqlite: include_str!("migrations/sqlite/0010_setup_mode.sql"),
+        postgres: include_str!("migrations/postgres/0010_setup_mode.sql"),
+    },
 ];
 
 /// Creates the SQLite file owner-only (0600) and its missing folders 0700, before SQLite opens it: the file holds

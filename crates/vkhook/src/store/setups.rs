@@ -87,6 +87,8 @@ pub struct SetupRow {
     pub lease_until: i64,
     pub bot_enabled: bool,
     pub bot_reply: Option<String>,
+    /// What the run sets up: the Callback API (`Api`) or Bots Long Poll (`LongPoll`).
+    pub mode: SetupMode,
 }
 
 impl SetupRow {
@@ -108,7 +110,7 @@ impl SetupRow {
 pub(super) const SETUP_COLUMNS: &str =
     "group_id, run_id, state, step_token, step_code, step_server, step_events, step_confirm, \
     error_kind, error_detail, started_by, started_at, updated_at, finished_at, vk_calls, replace_server_id, \
-    lease_until, bot_enabled, bot_reply";
+    lease_until, bot_enabled, bot_reply, mode";
 
 impl Store {
     pub async fn community_settings(&self, group_id: GroupId) -> StoreResult<Option<CommunitySettings>> {
@@ -263,14 +265,14 @@ impl Store {
     pub async fn begin_setup(&self, row: &SetupRow, now: i64) -> StoreResult<bool> {
         let q = format!(
             "INSERT INTO community_setups ({SETUP_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $21) \
              ON CONFLICT (group_id) DO UPDATE SET run_id = excluded.run_id, state = excluded.state, \
              step_token = excluded.step_token, step_code = excluded.step_code, step_server = excluded.step_server, \
              step_events = excluded.step_events, step_confirm = excluded.step_confirm, error_kind = NULL, \
              error_detail = NULL, started_by = excluded.started_by, started_at = excluded.started_at, \
              updated_at = excluded.updated_at, finished_at = NULL, vk_calls = 0, \
              replace_server_id = excluded.replace_server_id, lease_until = excluded.lease_until, \
-             bot_enabled = excluded.bot_enabled, bot_reply = excluded.bot_reply \
+             bot_enabled = excluded.bot_enabled, bot_reply = excluded.bot_reply, mode = excluded.mode \
              WHERE community_setups.state NOT IN ('running') OR community_setups.lease_until < $20"
         );
         let n = on_pool!(self, pool => sqlx::query(&q)
@@ -278,7 +280,7 @@ impl Store {
             .bind(row.step_server).bind(row.step_events).bind(row.step_confirm).bind(row.error_kind)
             .bind(&row.error_detail).bind(row.started_by).bind(row.started_at).bind(row.updated_at)
             .bind(row.finished_at).bind(row.vk_calls).bind(row.replace_server_id).bind(row.lease_until)
-            .bind(row.bot_enabled).bind(&row.bot_reply).bind(now)
+            .bind(row.bot_enabled).bind(&row.bot_reply).bind(now).bind(row.mode)
             .execute(pool).await?.rows_affected());
         Ok(n > 0)
     }

@@ -13,6 +13,7 @@ mod communities;
 mod connect;
 mod e2e;
 mod forwarding;
+mod long_poll;
 mod process;
 mod reauth;
 mod receiver;

@@ -150,32 +150,59 @@ async fn when_vk_cannot_tell_the_last_proof_stands_with_its_age() {
     let page = app.get("/communities/1001").await.text().await.unwrap();
     assert!(page.contains("Подтвердить права") && page.contains("2 дн назад"), "{page}");
     assert_eq!(app.get(&format!("/communities/1001/events/{}", p.raw_event)).await.status(), 403);
+    // Handing out access on that proof (a new endpoint) asks for the fresh consent too, and adds nothing.
+    let r = app
+        .post_with_csrf(
+            "/communities/1001",
+            "/communities/1001/endpoints",
+            &[("name", "x"), ("url", "https://example.com/h")],
+        )
+        .await;
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("подтверждены больше суток назад"), "the proof is too old");
+    assert!(app.store().endpoints(GroupId(1001)).await.unwrap().is_empty(), "no endpoint on an old proof");
 }
 
-/// The first request after VK demoted someone the store still lists as an administrator asks VK again (the list's
-/// role is refreshed before anything else), so connecting again and a change are refused alike.
+/// Opens the community page as an administrator and returns its form's token; then VK demotes them to editor.
+async fn page_then_demoted(app: &TestApp) -> String {
+    let html = app.get("/communities/1001").await.text().await.unwrap();
+    let csrf = csrf_from(&html).expect("a form on the page");
+    demote(app, "editor").await;
+    app.state.roles.forget(UserId(1));
+    let stored = app.store().community_for_user(UserId(1), GroupId(1001)).await.unwrap().unwrap().role;
+    assert_eq!(stored, Role::Administrator, "not yet seen");
+    csrf
+}
+
+/// A page opened while an administrator, whose form is sent after VK demoted them: the stored role is still
+/// «administrator», and VK's answer decides. They are told they are no longer one, and nothing changes. Once the
+/// list shows the new role, the form is simply not theirs.
 #[tokio::test]
 async fn a_demoted_admin_cannot_connect_again_or_change_anything() {
     let app = TestApp::spawn_with(short_role_cache(&["vkid.personal_info", "groups"])).await;
     app.sign_in(1).await;
     app.connect(1001).await;
-    demote(&app, "editor").await;
-    app.state.roles.forget(UserId(1));
-    assert_eq!(
-        app.store().community_for_user(UserId(1), GroupId(1001)).await.unwrap().unwrap().role,
-        Role::Administrator,
-        "not yet seen"
-    );
-    let r = app.post_with_csrf("/communities/1001", "/communities/1001/connect", &[]).await;
+    let rules = [("keywords", "цена"), ("reply", "Дёшево.")];
+    let no_longer = "больше не администратор этого сообщества";
+    // Connecting again, from the open page.
+    let csrf = page_then_demoted(&app).await;
+    let r = app.post_form("/communities/1001/connect", &[("csrf", &csrf)]).await;
     assert_eq!(r.status(), 403);
-    let page = r.text().await.unwrap();
-    assert!(page.contains("Это действие вам недоступно."), "connecting again: {page}");
+    assert!(r.text().await.unwrap().contains(no_longer), "connecting again");
+    // Now the list says «editor»: a change is simply not theirs.
     app.state.roles.forget(UserId(1));
-    let r = app
-        .post_with_csrf("/communities/1001", "/communities/1001/rules", &[("keywords", "цена"), ("reply", "Дёшево.")])
-        .await;
+    let r = app.post_with_csrf("/communities/1001", "/communities/1001/rules", &rules).await;
     assert_eq!(r.status(), 403);
-    let page = r.text().await.unwrap();
-    assert!(page.contains("Это действие вам недоступно."), "an editor now: {page}");
+    assert!(r.text().await.unwrap().contains("Это действие вам недоступно."), "an editor now");
+    // Made an administrator again, the page opened, then demoted: a change from the open page.
+    demote(&app, "administrator").await;
+    app.state.roles.forget(UserId(1));
+    let csrf = page_then_demoted(&app).await;
+    let mut form = rules.to_vec();
+    form.push(("csrf", &csrf));
+    let r = app.post_form("/communities/1001/rules", &form).await;
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains(no_longer), "a change from the open page");
     assert!(app.sandbox.servers(1001).len() == 1, "nothing changed at VK");
+    assert!(app.store().rules(GroupId(1001)).await.unwrap().is_empty(), "no rule added");
 }

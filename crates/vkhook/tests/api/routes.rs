@@ -235,6 +235,7 @@ async fn every_route_refuses_whoever_may_not_use_it() {
         lease_until: 0,
         bot_enabled: false,
         bot_reply: None,
+        mode: vkhook::model::SetupMode::Api,
     };
     assert!(app.store().begin_setup(&setup, vkhook::store::now_ms()).await.unwrap());
     let anna_1003 = Ids { group: 1003, rule, event, endpoint, bulk: bulk.clone() };

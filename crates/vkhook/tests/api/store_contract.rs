@@ -61,6 +61,7 @@ contract! {
     inbox_batches_store_each_event_once => inbox_batches_store_each_event_once;
     an_object_brought_by_two_sources_is_stored_once => an_object_brought_by_two_sources_is_stored_once;
     a_long_poll_is_held_by_one_poller_and_moves_only_with_its_events => a_long_poll_is_held_by_one_poller_and_moves_only_with_its_events;
+    a_long_poll_connect_records_its_switches_first_and_connects_only_without_callback => a_long_poll_connect_records_its_switches_first_and_connects_only_without_callback;
     claims_take_one_event_per_community_in_order => claims_take_one_event_per_community_in_order;
     claims_take_runs_up_to_the_first_event_held_back => claims_take_runs_up_to_the_first_event_held_back;
     held_events_are_woken_and_failed_ones_replayed => held_events_are_woken_and_failed_ones_replayed;
@@ -440,6 +441,7 @@ fn run(state: SetupState, lease_until: i64) -> SetupRow {
         lease_until,
         bot_enabled: true,
         bot_reply: Some("hi".into()),
+        mode: vkhook::model::SetupMode::Api,
     }
 }
 
@@ -604,17 +606,57 @@ async fn an_object_brought_by_two_sources_is_stored_once(store: &Store) {
     assert_eq!(store.inbox_depth(Some(GroupId(1001))).await.unwrap(), 4);
 }
 
+async fn a_long_poll_connect_records_its_switches_first_and_connects_only_without_callback(store: &Store) {
+    store.upsert_community(&zerno()).await.unwrap();
+    store.upsert_community(&club()).await.unwrap();
+    let (g, now) = (GroupId(1001), now_ms());
+    // Recorded before VK is asked: waiting, not polled.
+    store.record_long_poll_switches(g, &[], true, now).await.unwrap();
+    store.record_long_poll_switches(g, &["wall_reply_new"], false, now).await.unwrap();
+    let row = store.long_poll(g).await.unwrap().unwrap();
+    assert_eq!(
+        (row.enabled_by_us, row.switched_on(), row.trouble.as_deref()),
+        (true, vec!["wall_reply_new"], Some(CONNECTING))
+    );
+    assert!(
+        store.claim_long_polls("a", now, now + 60_000, 10).await.unwrap().is_empty(),
+        "not polled while connecting"
+    );
+    store.start_long_poll(g, Some("5"), &[], false, now).await.unwrap();
+    let taken = store.claim_long_polls("a", now, now + 60_000, 10).await.unwrap();
+    assert_eq!((taken.len(), taken[0].ts.as_deref(), taken[0].enabled_by_us), (1, Some("5"), true));
+    // Recording more switches while it is polled does not stop it.
+    store.record_long_poll_switches(g, &["message_new"], false, now).await.unwrap();
+    assert_eq!(store.long_poll(g).await.unwrap().unwrap().trouble, None);
+    // Long Poll alone: connected in long_poll mode.
+    assert!(store.mark_long_poll_connected(g, "5.131", "message_new,wall_reply_new", Some(1)).await.unwrap());
+    let s = store.community_settings(g).await.unwrap().unwrap();
+    assert_eq!(
+        (s.status, s.setup_mode, s.api_version.as_deref()),
+        (CommunityStatus::Connected, SetupMode::LongPoll, Some("5.131"))
+    );
+    assert_eq!(s.connected_by, Some(1));
+    // With the Callback API set up, Long Poll runs beside it and the Callback setup stays.
+    let club = GroupId(1002);
+    store.commit_confirmation(club, "c0de", None, None, SetupMode::Api).await.unwrap();
+    store.mark_connected(club, Some(5), "5.199", "message_new", Some(1)).await.unwrap();
+    assert!(!store.mark_long_poll_connected(club, "5.131", "message_new", Some(2)).await.unwrap());
+    let s = store.community_settings(club).await.unwrap().unwrap();
+    assert_eq!((s.setup_mode, s.api_version.as_deref(), s.server_id), (SetupMode::Api, Some("5.199"), Some(5)));
+}
+
 async fn a_long_poll_is_held_by_one_poller_and_moves_only_with_its_events(store: &Store) {
     store.upsert_community(&zerno()).await.unwrap();
     let g = GroupId(1001);
     let now = now_ms();
     assert!(store.claim_long_polls("a", now, now + 60_000, 10).await.unwrap().is_empty(), "nothing polled yet");
-    store.start_long_poll(g, &["message_new"], true, now).await.unwrap();
-    store.start_long_poll(g, &["wall_reply_new", "message_new"], false, now).await.unwrap();
+    store.start_long_poll(g, None, &["message_new"], true, now).await.unwrap();
+    store.start_long_poll(g, Some("77"), &["wall_reply_new", "message_new"], false, now).await.unwrap();
     let row = store.long_poll(g).await.unwrap().unwrap();
     assert_eq!(
         (row.switched_on(), row.enabled_by_us, row.ts.clone()),
-        (vec!["message_new", "wall_reply_new"], true, None)
+        (vec!["message_new", "wall_reply_new"], true, Some("77".to_owned())),
+        "what vkhook switched on adds up; VK's place is taken while none is held"
     );
     // One poller at a time: b waits until a's lease runs out or a gives it up.
     assert_eq!(store.claim_long_polls("a", now, now + 60_000, 10).await.unwrap().len(), 1);
@@ -653,7 +695,7 @@ async fn a_long_poll_is_held_by_one_poller_and_moves_only_with_its_events(store:
     // Switched off at VK: nobody polls until it is started again.
     store.set_long_poll_trouble(g, Some("off_at_vk")).await.unwrap();
     assert!(store.claim_long_polls("a", later, later + 60_000, 10).await.unwrap().is_empty());
-    store.start_long_poll(g, &[], false, later).await.unwrap();
+    store.start_long_poll(g, Some("1"), &[], false, later).await.unwrap();
     assert_eq!(
         store.claim_long_polls("a", later, later + 60_000, 10).await.unwrap()[0].ts.as_deref(),
         Some("8"),

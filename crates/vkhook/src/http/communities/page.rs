@@ -9,9 +9,9 @@ use vk::GroupId;
 use crate::app::AppState;
 use crate::error::{AppError, AppResult, Problem};
 use crate::i18n::Msg;
-use crate::model::{CommunityStatus, ErrorKind, Role, SetupState, VkServerView};
+use crate::model::{CommunityStatus, ErrorKind, Role, SetupMode, SetupState, VkServerView};
 use crate::roles::Standing;
-use crate::store::UserCommunity;
+use crate::store::{LongPollRow, UserCommunity, CONNECTING};
 
 use super::list::age;
 use super::{role_label, status_label};
@@ -23,6 +23,16 @@ use crate::http::render::{render, Layout};
 use crate::http::session::Viewer;
 
 pub struct ConnectedView {
+    /// «✅ Callback API подключен» or «✅ Long Poll подключен».
+    pub title: &'static str,
+    /// Connected by Long Poll alone (no callback server).
+    pub long_poll: bool,
+    /// Where events come from: «Callback API», «Long Poll» or both.
+    pub source: &'static str,
+    /// Long Poll is connected but does not run (switched off at VK): what to do.
+    pub long_poll_trouble: Option<&'static str>,
+    /// Connected by Callback without Long Poll: offer to add it (both sources at once).
+    pub offer_long_poll: bool,
     pub url: String,
     pub api_version: String,
     pub connected_at: String,
@@ -74,6 +84,16 @@ struct CommunityDetailPage {
     proof_note: Option<String>,
     /// The proof is too old for private things: offer «Подтвердить права».
     offer_proof: bool,
+    /// VK cannot reach the public URL: why Callback will not work here (Long Poll is offered first).
+    no_public_url: Option<String>,
+    /// Events VK will not send again.
+    gaps: Vec<GapView>,
+}
+
+pub struct GapView {
+    pub from: String,
+    pub to: String,
+    pub why: &'static str,
 }
 
 #[derive(Deserialize)]
@@ -128,16 +148,23 @@ pub async fn show_community(
     // Someone not proven yet sees the community's name and the way to prove it, nothing of its state.
     let settings = if unproven { None } else { app.store.community_settings(id).await? };
     // VK's live view first: if VK refuses the key now, the page says so at once.
+    let polled = if unproven { None } else { app.store.long_poll(id).await? };
     let connected = match &settings {
         Some(s) if community.status == CommunityStatus::Connected && s.setup_mode.server_is_ours() => {
-            let view = connected_view(&app, t, s).await?;
+            let view = connected_view(&app, t, s, polled.as_ref()).await?;
             if view.is_none() {
                 community.status = CommunityStatus::NeedsReauth;
             }
             view
         }
+        Some(s) if community.status == CommunityStatus::Connected && s.setup_mode == SetupMode::LongPoll => {
+            Some(long_poll_view(&app, t, s, polled.as_ref()).await?)
+        }
         _ => None,
     };
+    let gaps = if unproven { Vec::new() } else { gap_views(&app, t, id).await? };
+    let no_public_url = (!vk_can_reach(app.connector.public_url().as_url()))
+        .then(|| crate::i18n::fill(t.connect_no_public_url, &[("url", &app.connector.callback_url())]));
     let setup = if unproven { None } else { app.store.setup(id).await? };
     let error_kind = shown_error(&community, setup.as_ref());
     let error = error_kind.map(|k| crate::http::connect::error_message(t, k, &app.connector.callback_url()));
@@ -188,6 +215,8 @@ pub async fn show_community(
         sees_private,
         proof_note,
         offer_proof,
+        no_public_url,
+        gaps,
         community,
     })
 }
@@ -218,18 +247,95 @@ async fn occupied_slots(app: &AppState, group_id: GroupId) -> AppResult<Vec<Slot
     }
 }
 
+/// Whether VK can post to this address: HTTPS, at a name or address of the public internet (VK's servers
+/// call it: https://dev.vk.com/ru/api/callback/getting-started). Otherwise the Callback API cannot be confirmed
+/// and Bots Long Poll is the way in.
+fn vk_can_reach(url: &url::Url) -> bool {
+    if url.scheme() != "https" {
+        return false;
+    }
+    match url.host() {
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            let local = [".localhost", ".local", ".internal", ".lan", ".home.arpa"];
+            name.contains('.') && name != "localhost" && !local.iter().any(|l| name.ends_with(l))
+        }
+        Some(url::Host::Ipv4(ip)) => !crate::forward::target::is_internal(ip.into()),
+        Some(url::Host::Ipv6(ip)) => !crate::forward::target::is_internal(ip.into()),
+        None => false,
+    }
+}
+
+/// Who connected the community, by name.
+async fn connected_by(app: &AppState, s: &crate::store::CommunitySettings) -> AppResult<String> {
+    Ok(match s.connected_by {
+        Some(user_id) => {
+            app.store.user(user_id).await?.map(|u| format!("{} {}", u.first_name, u.last_name)).unwrap_or_default()
+        }
+        None => String::new(),
+    })
+}
+
+/// What the card says of Long Poll's trouble, if it has one.
+fn long_poll_trouble(t: &'static Msg, polled: Option<&LongPollRow>) -> Option<&'static str> {
+    match polled?.trouble.as_deref()? {
+        crate::longpoll::OFF_AT_VK => Some(t.long_poll_off_at_vk),
+        CONNECTING => Some(t.long_poll_connecting),
+        _ => None,
+    }
+}
+
+/// The status card of a community connected by Long Poll alone: what vkhook receives, from the store (the poller
+/// talks to VK; its trouble is shown).
+async fn long_poll_view(
+    app: &AppState,
+    t: &'static Msg,
+    s: &crate::store::CommunitySettings,
+    polled: Option<&LongPollRow>,
+) -> AppResult<ConnectedView> {
+    let chosen = s.event_list();
+    let trouble = long_poll_trouble(t, polled);
+    Ok(ConnectedView {
+        title: t.connected_long_poll_title,
+        long_poll: true,
+        source: t.source_long_poll,
+        long_poll_trouble: trouble,
+        offer_long_poll: false,
+        url: String::new(),
+        api_version: s.api_version.clone().unwrap_or_default(),
+        connected_at: s.connected_at.map(crate::http::render::format_time).unwrap_or_default(),
+        connected_by: connected_by(app, s).await?,
+        vk_status: if trouble.is_some() { t.vk_status_unknown.to_owned() } else { t.source_long_poll.to_owned() },
+        vk_status_class: if trouble.is_some() { "warn" } else { "ok" },
+        events: vk::DEFAULT_SUBSCRIPTION.iter().map(|e| (*e, chosen.iter().any(|c| c == e))).collect(),
+    })
+}
+
+/// The community's gaps, newest first.
+async fn gap_views(app: &AppState, t: &'static Msg, group_id: GroupId) -> AppResult<Vec<GapView>> {
+    let gaps = app.store.gaps(group_id, 20).await?;
+    Ok(gaps
+        .into_iter()
+        .map(|g| GapView {
+            from: crate::http::render::format_time(g.from_at),
+            to: crate::http::render::format_time(g.to_at),
+            why: match g.why.as_str() {
+                crate::longpoll::GAP_HISTORY_LOST => t.gap_history_lost,
+                crate::longpoll::GAP_INFORMATION_LOST => t.gap_information_lost,
+                _ => t.gaps_intro,
+            },
+        })
+        .collect())
+}
+
 /// The status card of a connected community, with VK's live view; `None` when VK refused the key just now.
 async fn connected_view(
     app: &AppState,
     t: &'static Msg,
     s: &crate::store::CommunitySettings,
+    polled: Option<&LongPollRow>,
 ) -> AppResult<Option<ConnectedView>> {
-    let connected_by = match s.connected_by {
-        Some(user_id) => {
-            app.store.user(user_id).await?.map(|u| format!("{} {}", u.first_name, u.last_name)).unwrap_or_default()
-        }
-        None => String::new(),
-    };
+    let connected_by = connected_by(app, s).await?;
     let (vk_status, vk_status_class, live_events) = match app.connector.vk_server_view(GroupId(s.group_id)).await {
         Ok((server, settings)) => {
             let view = VkServerView::Listed(server.status);
@@ -252,6 +358,11 @@ async fn connected_view(
         })
         .collect();
     Ok(Some(ConnectedView {
+        title: t.connected_title,
+        long_poll: false,
+        source: if polled.is_some() { t.source_both } else { t.source_callback },
+        long_poll_trouble: long_poll_trouble(t, polled),
+        offer_long_poll: polled.is_none(),
         url: app.connector.callback_url(),
         api_version: live_events.map(|l| l.api_version).or_else(|| s.api_version.clone()).unwrap_or_default(),
         connected_at: s.connected_at.map(crate::http::render::format_time).unwrap_or_default(),
@@ -260,4 +371,31 @@ async fn connected_view(
         vk_status_class,
         events,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vk_reaches_only_https_on_the_public_internet() {
+        let reach = |u: &str| vk_can_reach(&url::Url::parse(u).unwrap());
+        assert!(reach("https://hooks.example.com"));
+        assert!(reach("https://95.213.11.180:8443/"));
+        assert!(reach("https://[2a00:bdc0::1]/"));
+        for unreachable in [
+            "http://hooks.example.com",
+            "https://localhost:8080",
+            "https://app.localhost",
+            "https://nas.local",
+            "https://box.internal",
+            "https://myhost",
+            "https://127.0.0.1:8080",
+            "https://192.168.1.10",
+            "https://[::1]/",
+            "https://203.0.113.7/",
+        ] {
+            assert!(!reach(unreachable), "{unreachable}");
+        }
+    }
 }
