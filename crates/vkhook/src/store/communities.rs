@@ -84,6 +84,12 @@ pub struct OverviewRow {
     pub endpoints_in_trouble: i64,
     /// Forwarded events not delivered yet.
     pub forward_backlog: i64,
+    /// VK delivers by Callback (set up by vkhook or by hand, and confirmed).
+    pub callback_configured: bool,
+    /// vkhook polls Bots Long Poll for it.
+    pub polled: bool,
+    /// Why Long Poll does not run, if it does not.
+    pub long_poll_trouble: Option<String>,
 }
 
 impl Store {
@@ -107,7 +113,10 @@ impl Store {
                     (SELECT COUNT(*) FROM endpoints e WHERE e.group_id = c.id \
                         AND (NOT e.enabled OR e.failing_since IS NOT NULL)) AS endpoints_in_trouble, \
                     (SELECT COUNT(*) FROM endpoints e JOIN deliveries d ON d.endpoint_id = e.id \
-                        WHERE e.group_id = c.id AND d.status IN ('pending', 'sending')) AS forward_backlog \
+                        WHERE e.group_id = c.id AND d.status IN ('pending', 'sending')) AS forward_backlog, \
+                    COALESCE(s.callback_configured, FALSE) AS callback_configured, \
+                    EXISTS (SELECT 1 FROM long_poll lp WHERE lp.group_id = c.id) AS polled, \
+                    (SELECT lp.trouble FROM long_poll lp WHERE lp.group_id = c.id) AS long_poll_trouble \
              {USER_COMMUNITY_FROM} WHERE a.user_id = $1 ORDER BY c.name, c.id"
         );
         Ok(

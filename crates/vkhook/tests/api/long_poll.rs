@@ -46,6 +46,8 @@ async fn without_a_public_url_an_admin_connects_by_long_poll_and_a_comment_is_an
     }
     let page = app.get("/communities/1001").await.text().await.unwrap();
     assert!(page.contains("✅ Long Poll подключен") && page.contains("id=\"event-source\">Long Poll<"), "{page}");
+    let overview = app.get("/communities").await.text().await.unwrap();
+    assert!(overview.contains("<span class=\"source\">Long Poll</span>"), "{overview}");
 
     let r = app
         .post_with_csrf("/communities/1001", "/communities/1001/rules", &[("keywords", "цена"), ("reply", "Дёшево.")])
@@ -106,4 +108,83 @@ async fn another_tools_long_poll_setting_is_kept_and_disconnect_switches_off_onl
     assert_eq!(r.status(), 303);
     let (enabled, _, events) = at_vk(&app, 1002);
     assert!(!enabled && events.is_empty(), "as it was: {events:?}");
+}
+
+/// Waits until the poller has read everything VK holds for the community (its place is VK's next `ts`).
+async fn long_poll_caught_up(app: &TestApp, group_id: i64) {
+    let next = app.sandbox.world().group(group_id).unwrap().long_poll.next_ts.to_string();
+    eventually(30, "the poller caught up with VK", || async {
+        let row = app.store().long_poll(GroupId(group_id)).await.unwrap()?;
+        (row.ts.as_deref() == Some(next.as_str())).then_some(())
+    })
+    .await;
+}
+
+/// Waits until VK has delivered `n` message_new events by Callback, each answered `ok`.
+async fn callback_delivered(app: &TestApp, group_id: i64, n: usize) {
+    eventually(30, "every event delivered by Callback too", || async {
+        let ok = app
+            .sandbox
+            .deliveries(group_id)
+            .iter()
+            .filter(|d| d.event_type == "message_new" && d.outcome == "ok")
+            .count();
+        (ok >= n).then_some(())
+    })
+    .await;
+}
+
+/// How many times each message text is stored, and by which sources.
+async fn stored_messages(
+    app: &TestApp,
+    group_id: i64,
+) -> std::collections::BTreeMap<String, Vec<vkhook::model::Source>> {
+    let mut seen = std::collections::BTreeMap::<String, Vec<vkhook::model::Source>>::new();
+    for row in app.events(group_id, None, Some("message_new")).await {
+        let body: serde_json::Value = serde_json::from_str(&row.payload).unwrap();
+        let text = body["object"]["message"]["text"].as_str().unwrap().to_owned();
+        seen.entry(text).or_default().push(row.source);
+    }
+    seen
+}
+
+#[tokio::test]
+async fn both_sources_at_once_store_each_event_once() {
+    let app = TestApp::spawn().await;
+    app.sign_in(1).await;
+    app.connect(1001).await;
+    // The connected card offers Long Poll beside Callback.
+    let page = app.get("/communities/1001").await.text().await.unwrap();
+    assert!(page.contains("id=\"connect-long-poll\""), "{page}");
+    let r = app.post_with_csrf("/communities/1001", "/communities/1001/connect", &[("via", "long_poll")]).await;
+    assert_eq!(r.status(), 303);
+    let setup = app.finished_setup(1001).await;
+    assert_eq!((setup.state, setup.mode), (SetupState::Done, SetupMode::LongPoll));
+    let page = app.get("/communities/1001").await.text().await.unwrap();
+    assert!(page.contains("✅ Callback API подключен") && page.contains("оба: Callback API и Long Poll"), "{page}");
+    assert_eq!(app.sandbox.servers(1001).len(), 1, "the callback server stays");
+    let overview = app.get("/communities").await.text().await.unwrap();
+    assert!(overview.contains("<span class=\"source\">оба: Callback API и Long Poll</span>"), "{overview}");
+
+    // VK sends each event both ways with the same event_id…
+    for i in 0..1000 {
+        app.sandbox.message(1001, 2, &format!("сообщение {i}")).unwrap();
+    }
+    long_poll_caught_up(&app, 1001).await;
+    callback_delivered(&app, 1001, 1000).await;
+    app.wait_until_idle().await;
+    let seen = stored_messages(&app, 1001).await;
+    assert_eq!(seen.len(), 1000);
+    assert!(seen.values().all(|sources| sources.len() == 1), "each stored once");
+    // …or, where the transports' ids differ, the message's own id tells the copies apart.
+    app.sandbox_control("/_sandbox/behaviour", serde_json::json!({"long_poll_own_event_ids": true})).await;
+    for i in 1000..1200 {
+        app.sandbox.message(1001, 2, &format!("сообщение {i}")).unwrap();
+    }
+    long_poll_caught_up(&app, 1001).await;
+    callback_delivered(&app, 1001, 1200).await;
+    app.wait_until_idle().await;
+    let seen = stored_messages(&app, 1001).await;
+    assert_eq!(seen.len(), 1200);
+    assert!(seen.values().all(|sources| sources.len() == 1), "each stored once");
 }

@@ -29,6 +29,8 @@ pub struct CommunityItem {
     pub status_label: &'static str,
     pub status_class: &'static str,
     pub vk_status: String,
+    /// Where events come from: «Callback API», «Long Poll», both, or nothing yet.
+    pub source: &'static str,
     pub last_event: String,
     pub events_24h: i64,
     pub backlog: i64,
@@ -159,6 +161,9 @@ fn item(t: &'static Msg, r: &crate::store::OverviewRow, now: i64, silence: &Sile
         CommunityStatus::NeedsReauth => attention.push(t.attention_reauth.to_owned()),
         CommunityStatus::Failed => attention.push(t.attention_failed.to_owned()),
         CommunityStatus::Connected => {
+            if r.long_poll_trouble.as_deref() == Some(crate::longpoll::OFF_AT_VK) {
+                attention.push(t.long_poll_off_at_vk.to_owned());
+            }
             if let Some(vk) = r.vk_server_status.as_ref().filter(|v| v.trouble() != Trouble::None) {
                 attention.push(fill(t.attention_vk, &[("status", vk_view_words(t, vk))]));
             }
@@ -197,6 +202,12 @@ fn item(t: &'static Msg, r: &crate::store::OverviewRow, now: i64, silence: &Sile
         status_label,
         status_class,
         vk_status: r.vk_server_status.as_ref().map(|v| vk_view_words(t, v).to_owned()).unwrap_or_default(),
+        source: match (r.community.status == CommunityStatus::Connected && r.callback_configured, r.polled) {
+            (true, true) => t.source_both,
+            (true, false) => t.source_callback,
+            (false, true) => t.source_long_poll,
+            (false, false) => "",
+        },
         last_event: r.last_event_at.map_or_else(|| t.overview_never.to_owned(), |at| age(t, now - at)),
         events_24h: r.events_24h,
         backlog: r.backlog + r.forward_backlog,
