@@ -37,7 +37,7 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let looked_at = state.reconciler.reconcile_all().await?;
     let reconcile_time = started.elapsed();
-    let metrics = state.metrics.render(None);
+    let metrics = state.metrics.render(None, None);
     let count = |needle: &str| -> u64 {
         metrics.lines().filter(|l| l.contains(needle)).filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum()
     };

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::model::Source;
+
 /// Event types as metric labels: the known ones, everything else `other` (labels stay few).
 pub fn event_label(event_type: &str) -> &'static str {
     vk::EVENT_TYPES.iter().find(|k| **k == event_type).copied().unwrap_or("other")
@@ -54,6 +56,8 @@ const LATENCY_BOUNDS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05
 const BATCH_BOUNDS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 
 pub struct Metrics {
+    /// Events offered to the inbox by source (callback, long_poll, backfill) and whether they were new.
+    stored: [[AtomicU64; 2]; 3],
     callbacks: Mutex<BTreeMap<(&'static str, u16, &'static str), u64>>,
     ack_latency: Histogram,
     commit_batch: Histogram,
@@ -64,6 +68,7 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
+            stored: Default::default(),
             callbacks: Mutex::new(BTreeMap::new()),
             ack_latency: Histogram::new(LATENCY_BOUNDS),
             commit_batch: Histogram::new(BATCH_BOUNDS),
@@ -85,6 +90,12 @@ impl Metrics {
         self.ack_latency.observe(elapsed.as_secs_f64());
     }
 
+    /// An event offered to the inbox by `source`: stored (`new`) or already there (a retry, or the other source's
+    /// copy).
+    pub fn observe_stored(&self, source: Source, new: bool) {
+        self.stored[source_index(source)][usize::from(!new)].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Events stored in one commit.
     pub fn observe_batch(&self, size: usize) {
         self.commit_batch.observe(size as f64);
@@ -95,10 +106,39 @@ impl Metrics {
         bump(&self.replies, (kind, result.to_owned()));
     }
 
-    /// `backlog`: the events waiting, and the age in seconds of the oldest (when the store answered).
-    /// `backlog`: the inbox's depth, its oldest event's age (s), and the forwarding deliveries not made yet.
-    pub fn render(&self, backlog: Option<(i64, f64, i64)>) -> String {
+    /// `backlog`: the inbox's depth, its oldest event's age (s), and the forwarding deliveries not made yet;
+    /// `long_poll`: the pollers at a glance and now (Unix ms). Each `None` when the store did not answer.
+    pub fn render(
+        &self,
+        backlog: Option<(i64, f64, i64)>,
+        long_poll: Option<(crate::store::LongPollHealth, i64)>,
+    ) -> String {
         let mut out = String::with_capacity(4096);
+        out.push_str(
+            "# HELP vkhook_events_total Events offered to the inbox by source and result (stored: new; duplicate: \
+             already there, a retry or the other source's copy).\n# TYPE vkhook_events_total counter\n",
+        );
+        for source in [Source::Callback, Source::LongPoll, Source::Backfill] {
+            for (i, result) in ["stored", "duplicate"].iter().enumerate() {
+                let n = self.stored[source_index(source)][i].load(Ordering::Relaxed);
+                let _ = writeln!(out, "vkhook_events_total{{source=\"{}\",result=\"{result}\"}} {n}", source.as_str());
+            }
+        }
+        if let Some((health, now)) = long_poll {
+            let lag = health.oldest_check_at.map_or(0.0, |at| (now - at).max(0) as f64 / 1000.0);
+            let _ = writeln!(
+                out,
+                "# HELP vkhook_long_poll_communities Communities polled by Bots Long Poll, by state.\n\
+                 # TYPE vkhook_long_poll_communities gauge\n\
+                 vkhook_long_poll_communities{{state=\"running\"}} {}\n\
+                 vkhook_long_poll_communities{{state=\"trouble\"}} {}\n\
+                 # HELP vkhook_long_poll_lag_seconds Time since the oldest last check among the polled communities \
+                 (a check returns at least every `wait`, 25 s; more means a poller is behind or gone).\n\
+                 # TYPE vkhook_long_poll_lag_seconds gauge\nvkhook_long_poll_lag_seconds {lag:.3}",
+                health.polled - health.troubled,
+                health.troubled
+            );
+        }
         out.push_str(
             "# HELP vkhook_callback_requests_total Requests to /vk/callback by event type, HTTP status and result \
              (stored: a new event was written; duplicate: VK's retry of a stored one).\n",
@@ -152,6 +192,14 @@ impl Metrics {
     }
 }
 
+fn source_index(source: Source) -> usize {
+    match source {
+        Source::Callback => 0,
+        Source::LongPoll => 1,
+        Source::Backfill => 2,
+    }
+}
+
 /// Counts the VK client's calls.
 pub struct VkObserver(pub std::sync::Arc<Metrics>);
 
@@ -180,7 +228,17 @@ mod tests {
         m.observe_callback("message_new", 200, "stored", Duration::from_millis(3));
         m.observe_callback("other", 403, "wrong_secret", Duration::from_micros(100));
         m.observe_reply("comment", "sent");
-        let text = m.render(Some((5, 1.5, 7)));
+        m.observe_stored(Source::LongPoll, true);
+        m.observe_stored(Source::LongPoll, true);
+        m.observe_stored(Source::Callback, false);
+        let health = crate::store::LongPollHealth { polled: 3, troubled: 1, oldest_check_at: Some(10_000) };
+        let text = m.render(Some((5, 1.5, 7)), Some((health, 40_500)));
+        assert!(text.contains("vkhook_events_total{source=\"long_poll\",result=\"stored\"} 2"), "{text}");
+        assert!(text.contains("vkhook_events_total{source=\"callback\",result=\"duplicate\"} 1"));
+        assert!(text.contains("vkhook_events_total{source=\"callback\",result=\"stored\"} 0"));
+        assert!(text.contains("vkhook_long_poll_communities{state=\"running\"} 2"));
+        assert!(text.contains("vkhook_long_poll_communities{state=\"trouble\"} 1"));
+        assert!(text.contains("vkhook_long_poll_lag_seconds 30.500"), "{text}");
         assert!(
             text.contains("vkhook_callback_requests_total{type=\"message_new\",status=\"200\",result=\"stored\"} 2")
         );

@@ -156,7 +156,9 @@ async fn metrics(State(app): State<AppState>, headers: header::HeaderMap) -> Res
         crate::store::StoreResult::Ok((depth, age, forwarding))
     };
     let backlog = backlog.await.ok();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], app.metrics.render(backlog)).into_response()
+    let long_poll = app.store.long_poll_health().await.ok().map(|h| (h, crate::store::now_ms()));
+    let text = app.metrics.render(backlog, long_poll);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
 fn machine_routes(with_metrics: bool) -> Router<AppState> {

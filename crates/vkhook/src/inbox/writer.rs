@@ -208,6 +208,9 @@ async fn write_batches(
         }
         match store.write_inbox(&write).await {
             Ok(written) => {
+                for (event, inserted) in write.events.iter().zip(&written.inserted) {
+                    metrics.observe_stored(event.source, *inserted == Inserted::New);
+                }
                 let (mut inserted, mut cursors) = (written.inserted.into_iter(), written.cursors.into_iter());
                 for waiter in waiting.events.drain(..) {
                     match waiter {

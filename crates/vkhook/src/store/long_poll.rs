@@ -39,6 +39,15 @@ pub struct SourceCursor {
     pub at: i64,
 }
 
+/// The pollers at a glance (`/metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct LongPollHealth {
+    pub polled: i64,
+    pub troubled: i64,
+    /// Unix ms of the oldest last check among the communities polled without trouble.
+    pub oldest_check_at: Option<i64>,
+}
+
 /// Events VK will not send again.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct GapRow {
@@ -201,6 +210,16 @@ impl Store {
             .bind(cursor.group_id).bind(&cursor.owner).bind(&cursor.ts).bind(cursor.at)
             .execute(pool).await?.rows_affected())
             == 1)
+    }
+
+    /// For `/metrics`: how many communities are polled, how many are stopped by trouble, and the oldest last check
+    /// among those running (a poller that falls behind or died shows here).
+    pub async fn long_poll_health(&self) -> StoreResult<LongPollHealth> {
+        let q =
+            "SELECT COUNT(*) AS polled, COALESCE(SUM(CASE WHEN trouble IS NULL THEN 0 ELSE 1 END), 0) AS troubled, \
+                 MIN(CASE WHEN trouble IS NULL THEN COALESCE(last_check_at, created_at) END) AS oldest_check_at \
+                 FROM long_poll";
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, LongPollHealth>(q).fetch_one(pool).await?))
     }
 
     /// Records events VK will not send again.

@@ -414,10 +414,13 @@ async fn a_web_instance_stores_events_and_a_worker_instance_answers_them() {
     // The worker counts the reply just after VK accepted it: wait for the count, not for the reply.
     eventually(10, "the worker's reply counted", || async {
         let sent = "vkhook_bot_replies_total{kind=\"comment\",result=\"sent\"} 1";
-        worker_state.metrics.render(None).contains(sent).then_some(())
+        worker_state.metrics.render(None, None).contains(sent).then_some(())
     })
     .await;
-    assert!(!web.state.metrics.render(None).contains("vkhook_bot_replies_total{"), "the web instance sent nothing");
+    assert!(
+        !web.state.metrics.render(None, None).contains("vkhook_bot_replies_total{"),
+        "the web instance sent nothing"
+    );
     // The worker serves health and metrics, not the UI or the callback.
     assert_eq!(reqwest::get(format!("{worker_url}/healthz")).await.unwrap().status(), 200);
     assert_eq!(reqwest::get(format!("{worker_url}/")).await.unwrap().status(), 404);

@@ -187,4 +187,13 @@ async fn both_sources_at_once_store_each_event_once() {
     let seen = stored_messages(&app, 1001).await;
     assert_eq!(seen.len(), 1200);
     assert!(seen.values().all(|sources| sources.len() == 1), "each stored once");
+    // /metrics counts by source: each message offered twice, stored once.
+    let metrics = app.state.metrics.render(None, None);
+    let count = |source: &str, result: &str| -> u64 {
+        let line = format!("vkhook_events_total{{source=\"{source}\",result=\"{result}\"}} ");
+        metrics.lines().find_map(|l| l.strip_prefix(line.as_str())).unwrap().parse().unwrap()
+    };
+    let messages = |result| count("callback", result) + count("long_poll", result);
+    // The bot is off and nothing else happens in 1001: every event offered is one of the messages.
+    assert_eq!((messages("stored"), messages("duplicate")), (1200, 1200), "{metrics}");
 }

@@ -618,6 +618,8 @@ async fn a_long_poll_connect_records_its_switches_first_and_connects_only_withou
         (row.enabled_by_us, row.switched_on(), row.trouble.as_deref()),
         (true, vec!["wall_reply_new"], Some(CONNECTING))
     );
+    let health = store.long_poll_health().await.unwrap();
+    assert_eq!((health.polled, health.troubled, health.oldest_check_at), (1, 1, None));
     assert!(
         store.claim_long_polls("a", now, now + 60_000, 10).await.unwrap().is_empty(),
         "not polled while connecting"
@@ -625,6 +627,12 @@ async fn a_long_poll_connect_records_its_switches_first_and_connects_only_withou
     store.start_long_poll(g, Some("5"), &[], false, now).await.unwrap();
     let taken = store.claim_long_polls("a", now, now + 60_000, 10).await.unwrap();
     assert_eq!((taken.len(), taken[0].ts.as_deref(), taken[0].enabled_by_us), (1, Some("5"), true));
+    let health = store.long_poll_health().await.unwrap();
+    assert_eq!(
+        (health.polled, health.troubled, health.oldest_check_at),
+        (1, 0, Some(now)),
+        "never checked: since its start"
+    );
     // Recording more switches while it is polled does not stop it.
     store.record_long_poll_switches(g, &["message_new"], false, now).await.unwrap();
     assert_eq!(store.long_poll(g).await.unwrap().unwrap().trouble, None);
